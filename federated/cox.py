@@ -1,0 +1,268 @@
+"""Federated Cox proportional-hazards fit: Newton–Raphson over the sites' sums.
+
+The coordinator never sees a row: each Newton iteration costs two rounds (risk-set sums,
+then the weighted information sums), and the result equals the pooled fit to numerical
+precision because the partial likelihood is a function of those sums alone.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from . import cox_math as cm
+from .arrays import WireArray
+from .coordinator import Coordinator
+from .exceptions import ConvergenceError, DataError, SingularDesignError, SiteError
+from .messages import (
+    GridReply,
+    GridRequest,
+    InformationReply,
+    InformationRequest,
+    PrepareReply,
+    PrepareRequest,
+    RiskSetReply,
+    RiskSetRequest,
+)
+from .study import CohortSpec
+
+_Z95 = float(stats.norm.ppf(0.975))
+
+
+class ConvergenceWarning(UserWarning):
+    """Newton–Raphson stopped at ``max_iter`` before the step became small."""
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    """What a site contributed: sizes only."""
+
+    name: str
+    n: int
+    events: int
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One stratum's baseline on its global grid, at covariates equal to ``center``."""
+
+    label: str
+    times: np.ndarray
+    cumulative_hazard: np.ndarray
+
+    @property
+    def survival(self) -> np.ndarray:
+        return np.exp(-self.cumulative_hazard)
+
+
+@dataclass(frozen=True)
+class CoxFit:
+    """Result of :func:`fit_cox`; all arrays in ``covariates`` order."""
+
+    covariates: tuple[str, ...]
+    coef: np.ndarray
+    covariance: np.ndarray
+    center: np.ndarray
+    baselines: tuple[Baseline, ...]
+    loglik: float
+    loglik_null: float
+    iterations: int
+    rounds: int
+    converged: bool
+    ties: str
+    penalty: float
+    sites: tuple[SiteSummary, ...]
+    strata: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return sum(s.n for s in self.sites)
+
+    @property
+    def events(self) -> int:
+        return sum(s.events for s in self.sites)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.covariance))
+
+    @property
+    def z(self) -> np.ndarray:
+        return self.coef / self.se
+
+    @property
+    def p_value(self) -> np.ndarray:
+        return 2.0 * stats.norm.sf(np.abs(self.z))
+
+    @property
+    def ci(self) -> np.ndarray:
+        """Wald 95% interval of each coefficient, shape (p, 2)."""
+        half = _Z95 * self.se
+        return np.column_stack((self.coef - half, self.coef + half))
+
+
+@dataclass
+class _State:
+    beta: np.ndarray
+    loglik: float
+    score: np.ndarray
+    s0: np.ndarray
+    s1: np.ndarray
+    t1: np.ndarray | None
+    terms: cm.TieTerms
+
+
+class _Problem:
+    """The coordinator's view of one fit: global grid, counts and the rounds to ask."""
+
+    def __init__(self, coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
+                 allow_empty_sites: bool) -> None:
+        self.coord, self.efron, self.penalty = coord, ties == "efron", penalty
+        self.names = cohort.covariates
+        p = len(self.names)
+        if p == 0:
+            raise DataError("a Cox model needs at least one covariate")
+        prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort)
+        self.sites = tuple(SiteSummary(s, r.n, r.events) for s, r in prep.items())
+        for s in self.sites:
+            if s.events == 0 and not allow_empty_sites:
+                raise SiteError(s.name, "has no events (allow sites without events to include it)",
+                                code="data")
+        n = sum(s.n for s in self.sites)
+        if sum(s.events for s in self.sites) == 0:
+            raise DataError("no events at any site: the Cox model is not estimable")
+        self.center = coord.total(prep, "sum_x", (p,)) / n
+        variance = coord.total(prep, "sum_x2", (p,)) / n - self.center ** 2
+        flat = variance <= 1e-12 * np.maximum(1.0, self.center ** 2)
+        if np.any(flat):
+            i = int(np.argmax(flat))
+            raise SingularDesignError(f"covariate {self.names[i]!r} is constant across all sites "
+                                      f"(value {self.center[i]:g}); drop it")
+        self.labels, self.grids = _union_grids(prep)
+        grid = coord.broadcast(GridRequest, GridReply, labels=self.labels,
+                               times=[WireArray.from_numpy(g) for g in self.grids],
+                               center=WireArray.from_numpy(self.center))
+        self.k = sum(g.size for g in self.grids)
+        self.d = coord.total(grid, "events", (self.k,)).round().astype(np.int64)
+        self.z = coord.total(grid, "sum_event_x", (p,))
+        self.p = p
+
+    def evaluate(self, beta: np.ndarray) -> _State:
+        """One risk-set round: penalised log-likelihood and score at ``beta``."""
+        rs = self.coord.broadcast(RiskSetRequest, RiskSetReply, beta=WireArray.from_numpy(beta),
+                                  efron=self.efron)
+        s0 = self.coord.total(rs, "s0", (self.k,))
+        s1 = self.coord.total(rs, "s1", (self.k, self.p))
+        t0 = self.coord.total(rs, "t0", (self.k,)) if self.efron else None
+        t1 = self.coord.total(rs, "t1", (self.k, self.p)) if self.efron else None
+        terms = cm.tie_terms(self.d, s0, t0)
+        ll, score = cm.loglik_and_score(beta, self.z, s1, t1, terms, self.penalty)
+        return _State(beta, ll, score, s0, s1, t1, terms)
+
+    def information(self, st: _State) -> np.ndarray:
+        """One information round: observed information at ``st.beta``."""
+        rep = self.coord.broadcast(InformationRequest, InformationReply,
+                                   beta=WireArray.from_numpy(st.beta),
+                                   a=WireArray.from_numpy(st.terms.a),
+                                   b=WireArray.from_numpy(st.terms.b))
+        site_sum = self.coord.total(rep, "matrix", (self.p, self.p))
+        return cm.information(site_sum, st.s1, st.t1, st.terms, self.penalty)
+
+
+def _union_grids(prep: dict[str, PrepareReply]) -> tuple[list[str], list[np.ndarray]]:
+    times: dict[str, list[np.ndarray]] = {}
+    for reply in prep.values():
+        if len(reply.labels) != len(reply.event_times):
+            raise DataError("a site reported labels and event times of different lengths")
+        for label, t in zip(reply.labels, reply.event_times, strict=True):
+            times.setdefault(label, []).append(t.to_numpy())
+    labels = sorted(times)
+    return labels, [np.unique(np.concatenate(times[lab])) for lab in labels]
+
+
+def _check_rank(info: np.ndarray, names: tuple[str, ...]) -> None:
+    vals, vecs = np.linalg.eigh(info)
+    if vals[0] <= 1e-10 * max(vals[-1], 1e-300):
+        v = np.abs(vecs[:, 0])
+        involved = [names[i] for i in np.flatnonzero(v > 0.1 * v.max())]
+        raise SingularDesignError("singular design: covariates " + ", ".join(map(repr, involved))
+                                  + " are collinear (or carry no information)")
+
+
+def _newton_step(info: np.ndarray, score: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    try:
+        chol = np.linalg.cholesky(info)
+    except np.linalg.LinAlgError:
+        _check_rank(info, names)
+        raise SingularDesignError("information matrix is not positive definite") from None
+    return np.linalg.solve(chol.T, np.linalg.solve(chol, score))
+
+
+def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", penalty: float = 0.0,
+            tol: float = 1e-10, max_iter: int = 100, max_halvings: int = 40,
+            allow_empty_sites: bool = False) -> CoxFit:
+    """Fit a Cox model over the sites behind ``coord``.
+
+    Newton–Raphson from β = 0 with step halving whenever the penalised log partial
+    likelihood would decrease; converged when max |Δβ| < ``tol``. Covariates are centred
+    on their global means internally (β is unchanged by centring; the baseline refers to
+    the centre). The covariance is the inverse observed information at β̂.
+
+    Raises
+    ------
+    DataError, SiteError
+        Unusable data or a site's refusal.
+    SingularDesignError
+        Constant or collinear covariates.
+    ConvergenceError
+        No step improves the likelihood (non-finite values).
+    """
+    prob = _Problem(coord, cohort, ties, penalty, allow_empty_sites)
+    state = prob.evaluate(np.zeros(prob.p))
+    loglik_null = state.loglik
+    info = prob.information(state)
+    _check_rank(info, prob.names)
+    converged, it = False, 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        step = _newton_step(info, state.score, prob.names)
+        state, step = _halving(prob, state, step, max_halvings)
+        info = prob.information(state)
+        if np.max(np.abs(step)) < tol:
+            converged = True
+            break
+    if not converged:
+        warnings.warn(f"Newton–Raphson did not converge in {max_iter} iterations",
+                      ConvergenceWarning, stacklevel=2)
+    try:
+        covariance = np.linalg.inv(info)
+    except np.linalg.LinAlgError:
+        raise SingularDesignError("information matrix is singular at the estimate") from None
+    baselines = tuple(
+        Baseline(lab, g, cm.breslow_cumulative_hazard(prob.d[o:o + g.size], state.s0[o:o + g.size]))
+        for lab, g, o in zip(prob.labels, prob.grids, np.cumsum([0] + [g.size for g in prob.grids]),
+                             strict=False))
+    return CoxFit(covariates=prob.names, coef=state.beta, covariance=covariance,
+                  center=prob.center, baselines=baselines, loglik=state.loglik,
+                  loglik_null=loglik_null, iterations=it, rounds=coord.rounds, converged=converged,
+                  ties=ties, penalty=penalty, sites=prob.sites, strata=cohort.partition)
+
+
+def _halving(prob: _Problem, state: _State, step: np.ndarray,
+             max_halvings: int) -> tuple[_State, np.ndarray]:
+    """Take ``step``, halving it until the penalised likelihood does not decrease."""
+    slack = 1e-12 * max(1.0, abs(state.loglik))
+    for _ in range(max_halvings):
+        try:
+            trial = prob.evaluate(state.beta + step)
+        except SiteError as exc:
+            if exc.code != "overflow":
+                raise
+        else:
+            if np.isfinite(trial.loglik) and trial.loglik >= state.loglik - slack:
+                return trial, step
+        step = step / 2.0
+    raise ConvergenceError(f"no step improves the likelihood after {max_halvings} halvings")

@@ -1,0 +1,159 @@
+"""Study settings: what to fit, on which columns and sites (``study.toml`` or flags).
+
+The same settings drive ``fedprog train`` and ``fedprog km``; a site only ever receives
+the :class:`CohortSpec` part (column names and the time grid), never another site's path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .exceptions import DataError
+
+TimeGrid = Literal["exact", "day", "week", "month", "year"]
+TimeUnit = Literal["day", "week", "month", "year"]
+Ties = Literal["efron", "breslow"]
+
+#: Length of each calendar unit in days (Julian year, as in most survival software).
+DAYS_PER_UNIT: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "year": 365.25}
+
+
+class CohortSpec(BaseModel):
+    """What a site needs to know to prepare its rows: columns and the time grid.
+
+    ``partition`` is the stratum column for Cox, the group column for Kaplan–Meier;
+    ``partition_by_site`` adds the site's own name to the label (stratify by site).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time: str = Field(min_length=1)
+    event: str = Field(min_length=1)
+    covariates: tuple[str, ...] = ()
+    partition: str | None = None
+    partition_by_site: bool = False
+    time_grid: TimeGrid = "exact"
+    time_unit: TimeUnit = "day"
+
+    @field_validator("covariates")
+    @classmethod
+    def _unique(cls, cov: tuple[str, ...]) -> tuple[str, ...]:
+        dup = sorted({c for c in cov if cov.count(c) > 1})
+        if dup:
+            raise ValueError(f"covariates listed twice: {', '.join(dup)}")
+        return cov
+
+
+class Coding(BaseModel):
+    """A code from a terminology (LOINC, SNOMED CT, …)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: str
+    code: str
+    display: str
+
+
+class InputSpec(BaseModel):
+    """Declared metadata of one covariate: its code, UCUM unit, kind and valid range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Coding | None = None
+    unit: str = "1"
+    kind: Literal["quantity", "boolean", "category"] = "quantity"
+    min: float | None = None
+    max: float | None = None
+    categories: list[Coding] = Field(default_factory=list)
+
+
+class SiteSource(BaseModel):
+    """Where a site's table lives (CSV or Parquet). Used only by in-process runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    path: Path
+
+
+class StudySpec(BaseModel):
+    """Everything ``fedprog train`` / ``fedprog km`` needs; loadable from ``study.toml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = "fedprog-cox"
+    version: str = "1"
+    sites: list[SiteSource] = Field(default_factory=list)
+    time: str
+    event: str
+    covariates: list[str] = Field(default_factory=list)
+    strata: str | None = None
+    strata_by_site: bool = False
+    group: str | None = None
+    ties: Ties = "efron"
+    penalty: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    time_grid: TimeGrid = "exact"
+    time_unit: TimeUnit = "day"
+    horizons: list[float] = Field(default_factory=list)
+    outcome: str = "event"
+    secure_aggregation: bool = True
+    allow_sites_without_events: bool = False
+    max_iter: int = Field(default=100, ge=1)
+    tol: float = Field(default=1e-10, gt=0.0)
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive(cls, hs: list[float]) -> list[float]:
+        bad = [h for h in hs if not h > 0 or h != h or h == float("inf")]
+        if bad:
+            raise ValueError(f"horizons must be positive and finite, got {bad}")
+        return sorted(set(hs))
+
+    def cohort(self, *, for_km: bool = False) -> CohortSpec:
+        """The part of the settings a site receives."""
+        return CohortSpec(
+            time=self.time, event=self.event,
+            covariates=() if for_km else tuple(self.covariates),
+            partition=self.group if for_km else self.strata,
+            partition_by_site=False if for_km else self.strata_by_site,
+            time_grid=self.time_grid, time_unit=self.time_unit,
+        )
+
+
+def load_study(path: Path, **overrides: object) -> StudySpec:
+    """Read ``study.toml``; ``overrides`` (from command-line flags) win over the file.
+
+    Relative site paths are taken relative to the study file's folder.
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: study file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid TOML: {exc}") from None
+    sites = raw.get("sites", [])
+    if isinstance(sites, dict):  # [sites] name = "path" form
+        sites = [{"name": k, "path": v} for k, v in sites.items()]
+    if isinstance(sites, list):
+        for s in sites:
+            if isinstance(s, dict) and "path" in s and not Path(str(s["path"])).is_absolute():
+                s["path"] = str(path.parent / str(s["path"]))
+        raw["sites"] = sites
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise DataError(f"{path}: {first_error(exc)}") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """One line naming the field and the rule of a pydantic validation error."""
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{loc}: {err['msg']}{more}"
