@@ -116,7 +116,8 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
         wanted.append(spec.partition)
     missing = [c for c in wanted if c not in df.columns]
     if missing:
-        raise DataError(f"{where}: unknown column {missing[0]!r} (columns: {', '.join(map(str, df.columns))})")
+        known = ", ".join(map(str, df.columns))
+        raise DataError(f"{where}: unknown column {missing[0]!r} (columns: {known})")
     if len(df) == 0:
         raise DataError(f"{where}: table has no rows")
     time = _numeric(df, spec.time, where)

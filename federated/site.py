@@ -37,7 +37,6 @@ from .messages import (
     encode,
 )
 
-
 _MAX_ETA = 690.0  # exp(690) · 10^9 rows is still below the float64 maximum
 
 
@@ -89,6 +88,7 @@ class Site:
         self._table: pd.DataFrame | None = data if isinstance(data, pd.DataFrame) else None
         self._sessions: dict[str, _Session] = {}
         self._transcript = Path(transcript_dir) / f"{name}.jsonl" if transcript_dir else None
+        self._transcript_started = False
 
     # ----------------------------------------------------------------- wire
     def handle(self, payload: bytes) -> bytes:
@@ -130,11 +130,18 @@ class Site:
     def _record(self, reply: Reply, raw: bytes) -> None:
         if self._transcript is None:
             return
-        shapes = {k: list(v.shape) for k, v in reply if isinstance(v, WireArray)}
+        shapes: dict[str, object] = {}
+        for key, value in reply:
+            if isinstance(value, WireArray):
+                shapes[key] = list(value.shape)
+            elif isinstance(value, list) and value and isinstance(value[0], WireArray):
+                shapes[key] = [list(v.shape) for v in value]
         line = {"round": reply.round, "kind": reply.kind, "bytes": len(raw), "shapes": shapes,
                 "sha256": hashlib.sha256(raw).hexdigest(), "masked": False}
+        mode = "a" if self._transcript_started else "w"  # a fresh transcript per Site
         self._transcript.parent.mkdir(parents=True, exist_ok=True)
-        with self._transcript.open("a", encoding="utf-8") as fh:
+        self._transcript_started = True
+        with self._transcript.open(mode, encoding="utf-8") as fh:
             fh.write(json.dumps(line, sort_keys=True) + "\n")
 
     # ------------------------------------------------------------- handlers

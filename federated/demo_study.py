@@ -1,0 +1,86 @@
+"""The bundled demo study: the GBSG2 breast-cancer cohort split into four hospitals.
+
+GBSG2 (German Breast Cancer Study Group 2; Schumacher et al. 1994, J R Stat Soc A 157:85)
+ships with scikit-survival: 686 women with node-positive breast cancer, recurrence-free
+survival in days. **Split rule**: rows are shuffled with ``numpy.random.default_rng(SEED)``
+and cut into four uneven hospitals of 40 %, 25 %, 20 % and 15 % (274, 172, 137, 103 women).
+Categorical columns are encoded as numbers: hormone therapy yes → 1, postmenopausal → 1,
+tumour grade I/II/III → 1/2/3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .study import Coding, InputSpec, SiteSource, StudySpec
+
+SEED = 20261129
+HOSPITALS = ("hospital-a", "hospital-b", "hospital-c", "hospital-d")
+SHARES = (0.40, 0.25, 0.20, 0.15)
+
+_LOINC, _SNOMED = "http://loinc.org", "http://snomed.info/sct"
+#: Declared intended-use envelope and codes of each demo input.
+DEMO_INPUTS: dict[str, InputSpec] = {
+    "age": InputSpec(code=Coding(system=_LOINC, code="30525-0", display="Age"),
+                     unit="a", min=18, max=90),
+    "tsize": InputSpec(code=Coding(system=_LOINC, code="21889-1", display="Size Tumor"),
+                       unit="mm", min=1, max=150),
+    "tgrade": InputSpec(code=Coding(system=_LOINC, code="33732-9",
+                                    display="Histology grade [Identifier] in Cancer specimen"),
+                        unit="1", min=1, max=3),
+    "pnodes": InputSpec(code=Coding(system=_LOINC, code="21893-3",
+                                    display="Regional lymph nodes positive [#] Specimen"),
+                        unit="1", min=0, max=60),
+    "progrec": InputSpec(code=Coding(system=_LOINC, code="16112-5",
+                                     display="Progesterone receptor [Units/volume] in Tissue"),
+                         unit="fmol/mg", min=0, max=3000),
+    "estrec": InputSpec(code=Coding(system=_LOINC, code="16113-3",
+                                    display="Estrogen receptor [Units/volume] in Tissue"),
+                        unit="fmol/mg", min=0, max=1500),
+    "hormone_therapy": InputSpec(code=Coding(system=_SNOMED, code="169413002",
+                                             display="Hormone therapy"), kind="boolean",
+                                 min=0, max=1),
+    "postmenopausal": InputSpec(code=Coding(system=_SNOMED, code="76498008",
+                                            display="Postmenopausal state"), kind="boolean",
+                                min=0, max=1),
+}
+
+
+def gbsg2_table() -> pd.DataFrame:
+    """GBSG2 with numeric columns ``time`` (days) and ``event`` (1 = recurrence or death)."""
+    from sksurv.datasets import load_gbsg2
+
+    x, y = load_gbsg2()
+    return pd.DataFrame({
+        "age": x["age"].astype(float), "tsize": x["tsize"].astype(float),
+        "tgrade": x["tgrade"].map({"I": 1, "II": 2, "III": 3}).astype(int),
+        "pnodes": x["pnodes"].astype(float), "progrec": x["progrec"].astype(float),
+        "estrec": x["estrec"].astype(float),
+        "hormone_therapy": (x["horTh"] == "yes").astype(int),
+        "postmenopausal": (x["menostat"] == "Post").astype(int),
+        "time": y["time"].astype(float), "event": y["cens"].astype(int),
+    })
+
+
+def split(table: pd.DataFrame, shares: tuple[float, ...] = SHARES, seed: int = SEED) -> list[pd.DataFrame]:
+    """Shuffle rows with ``seed`` and cut them into consecutive parts of the given shares."""
+    order = np.random.default_rng(seed).permutation(len(table))
+    cuts = np.round(np.cumsum(shares)[:-1] * len(table)).astype(int)
+    return [table.iloc[part].reset_index(drop=True) for part in np.split(order, cuts)]
+
+
+def write_demo_study(folder: Path) -> StudySpec:
+    """Write each hospital's CSV under ``folder/sites/<name>/data.csv``; return the study."""
+    sites = []
+    for name, part in zip(HOSPITALS, split(gbsg2_table()), strict=True):
+        path = folder / "sites" / name / "data.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.to_csv(path, index=False)
+        sites.append(SiteSource(name=name, path=path))
+    return StudySpec(model_id="gbsg2-recurrence", version="1", sites=sites, time="time",
+                     event="event", covariates=list(DEMO_INPUTS), ties="efron", time_unit="day",
+                     outcome="recurrence-free survival", horizons=[1095.0, 1826.0],
+                     inputs=DEMO_INPUTS)

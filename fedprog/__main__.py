@@ -1,0 +1,5 @@
+"""``python -m fedprog``."""
+
+from .cli import main
+
+main()

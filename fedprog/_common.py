@@ -1,0 +1,44 @@
+"""Shared pieces of the command layer: consoles, workspace, one-line user errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+#: exit codes of every command (DESIGN.md)
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print ``fedprog: error: message`` on stderr and return the Exit to raise."""
+    print(f"fedprog: error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the packages' typed errors into one line on stderr and exit code 2 (or 1)."""
+    from federated.exceptions import ConvergenceError, FederatedError
+
+    try:
+        yield
+    except ConvergenceError as exc:
+        raise fail(str(exc), EXIT_CHECK_FAILED) from None
+    except FederatedError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+
+
+def workspace(path: Path | None) -> Path:
+    """``--workspace``, else ``$FEDPROG_WORKSPACE``, else ``./fedprog-workspace``."""
+    if path is not None:
+        return path
+    env = os.environ.get("FEDPROG_WORKSPACE")
+    return Path(env) if env else Path("fedprog-workspace")

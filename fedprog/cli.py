@@ -1,0 +1,24 @@
+"""Entry point: ``fedprog`` and its command groups (imports stay lazy for a fast start)."""
+
+from __future__ import annotations
+
+import typer
+
+from . import demo_cmd, train_cmd
+
+app = typer.Typer(
+    name="fedprog",
+    help="Federated prognostic models with a tamper-evident ledger, a FHIR endpoint and "
+         "the regulatory dossier.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train_cmd.train)
+app.command("km")(train_cmd.km)
+app.command("demo")(demo_cmd.demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,225 @@
+"""``fedprog train`` and ``fedprog km``: federated fits from per-site CSV/Parquet tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._common import fail, user_errors
+
+if TYPE_CHECKING:
+    from federated.cox import CoxFit
+    from federated.km import KMFit
+    from federated.study import StudySpec
+
+SiteOpt = Annotated[list[str] | None, typer.Option(
+    "--site", help="A site as NAME=PATH (CSV or Parquet); repeat for each site.")]
+StudyOpt = Annotated[Path | None, typer.Option(
+    "--study", help="study.toml with the same settings; flags override it.")]
+TimeOpt = Annotated[str | None, typer.Option("--time", help="Column with follow-up time.")]
+EventOpt = Annotated[str | None, typer.Option(
+    "--event", help="Column with the event (1) / censored (0).")]
+GridOpt = Annotated[str | None, typer.Option(
+    "--time-grid",
+    help="exact | day | week | month | year: coarsen times so sites need not reveal exact event times.")]
+UnitOpt = Annotated[str | None, typer.Option(
+    "--time-unit", help="Unit of the time column: day | week | month | year.")]
+TranscriptOpt = Annotated[Path | None, typer.Option(
+    "--transcript-dir", help="Each site writes DIR/<site>.jsonl, one line per message it sends.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")]
+
+
+def _sites(values: list[str] | None) -> list[dict[str, str]] | None:
+    if not values:
+        return None
+    out = []
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise fail(f"--site {v!r}: want NAME=PATH")
+        out.append({"name": name, "path": path})
+    return out
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [c.strip() for c in value.split(",") if c.strip()]
+
+
+def _study(study_file: Path | None, **flags: Any) -> StudySpec:
+    """Settings from the study file (if any) with the given flags on top; exit 2 if unusable."""
+    from pydantic import ValidationError
+
+    from federated.study import StudySpec, first_error, load_study
+
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if study_file is not None:
+        return load_study(study_file, **flags)
+    for needed in ("time", "event"):
+        if needed not in flags:
+            raise fail(f"--{needed} is required (or give --study)")
+    try:
+        return StudySpec.model_validate(flags)
+    except ValidationError as exc:
+        raise fail(first_error(exc)) from None
+
+
+class _Progress:
+    """One status line per round on stderr (rich), silent when stderr is not a terminal."""
+
+    def __init__(self, what: str) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.status = self.console.status(f"{what}: starting") if self.console.is_terminal else None
+        self.what = what
+
+    def __enter__(self) -> _Progress:
+        if self.status is not None:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(None, None, None)
+
+    def __call__(self, round_: int, kind: str) -> None:
+        if self.status is not None:
+            self.status.update(f"{self.what}: round {round_} ({kind})")
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the model artifact (JSON).")],
+    site: SiteOpt = None,
+    study: StudyOpt = None,
+    time: TimeOpt = None,
+    event: EventOpt = None,
+    covariates: Annotated[str | None, typer.Option(help="Comma-separated covariate columns.")] = None,
+    ties: Annotated[str | None, typer.Option(help="efron | breslow")] = None,
+    penalty: Annotated[float | None, typer.Option(help="Ridge penalty λ (½λ‖β‖²).")] = None,
+    strata: Annotated[str | None, typer.Option(help="Stratify the baseline hazard by this column.")] = None,
+    strata_by_site: Annotated[bool | None, typer.Option(
+        "--strata-by-site/--no-strata-by-site", help="Stratify by site (also with --strata).")] = None,
+    time_grid: GridOpt = None,
+    time_unit: UnitOpt = None,
+    horizons: Annotated[str | None, typer.Option(help="Comma-separated horizons in the time unit.")] = None,
+    secure_agg: Annotated[bool | None, typer.Option(
+        "--secure-agg/--no-secure-agg", help="Secure aggregation of every sum (default on).")] = None,
+    allow_sites_without_events: Annotated[bool | None, typer.Option(
+        "--allow-sites-without-events", help="Include sites that have no events.")] = None,
+    model_id: Annotated[str | None, typer.Option("--model-id", help="Model id in the artifact.")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version in the artifact.")] = None,
+    transcript_dir: TranscriptOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a Cox proportional-hazards model across sites; write the model artifact."""
+    from federated.artifact import write_json_atomic
+    from federated.runner import SECURE_AGGREGATION_AVAILABLE
+    from federated.runner import train as run_train
+
+    with user_errors():
+        try:
+            hs = [float(h) for h in _csv(horizons)] if horizons is not None else None
+        except ValueError:
+            raise fail(f"--horizons {horizons!r}: want comma-separated numbers") from None
+        spec = _study(study, sites=_sites(site), time=time, event=event, covariates=_csv(covariates),
+                      ties=ties, penalty=penalty, strata=strata, strata_by_site=strata_by_site,
+                      time_grid=time_grid, time_unit=time_unit, horizons=hs,
+                      secure_aggregation=secure_agg, model_id=model_id, version=version,
+                      allow_sites_without_events=allow_sites_without_events)
+        if spec.secure_aggregation and not SECURE_AGGREGATION_AVAILABLE:
+            print("fedprog: note: secure aggregation is not in this build yet; sums travel in "
+                  "plaintext and the artifact records secure_aggregation=false", file=sys.stderr)
+        with _Progress("federated Cox") as progress:
+            fit, artifact = run_train(spec, transcript_dir=transcript_dir, on_round=progress)
+        write_json_atomic(out, artifact)
+    if as_json:
+        print(json.dumps(artifact, sort_keys=True))
+    else:
+        print_cox_summary(fit, out, artifact["sha256"])
+
+
+def print_cox_summary(fit: CoxFit, out: Path, sha256: str) -> None:
+    """Hazard ratios with 95% CIs, rounds and per-site sizes, as rich tables."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Cox PH ({fit.ties} ties) — {fit.n} patients, {fit.events} events")
+    for col in ("covariate", "coef", "HR", "HR 95% CI", "SE", "p"):
+        table.add_column(col, justify="left" if col == "covariate" else "right")
+    for name, b, (lo, hi), se, p in zip(fit.covariates, fit.coef, fit.ci, fit.se, fit.p_value,
+                                        strict=True):
+        table.add_row(name, f"{b:.4f}", f"{np.exp(b):.3f}", f"{np.exp(lo):.3f}–{np.exp(hi):.3f}",
+                      f"{se:.4f}", f"{p:.3g}")
+    console.print(table)
+    sites = Table(title="Sites (aggregates only left each site)")
+    for col in ("site", "patients", "events"):
+        sites.add_column(col, justify="left" if col == "site" else "right")
+    for s in fit.sites:
+        sites.add_row(s.name, str(s.n), str(s.events))
+    console.print(sites)
+    state = "converged" if fit.converged else "NOT converged"
+    console.print(f"{fit.iterations} Newton iterations, {fit.rounds} rounds, {state}; "
+                  f"log partial likelihood {fit.loglik:.4f}")
+    console.print(f"model artifact: {out} (sha256 {sha256})")
+
+
+def km(
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write the KM result (JSON).")] = None,
+    site: SiteOpt = None,
+    study: StudyOpt = None,
+    time: TimeOpt = None,
+    event: EventOpt = None,
+    group: Annotated[str | None, typer.Option(
+        help="Group column: one curve per group and the log-rank test.")] = None,
+    time_grid: GridOpt = None,
+    time_unit: UnitOpt = None,
+    transcript_dir: TranscriptOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Federated Kaplan–Meier curves (Greenwood log-log 95% CI) and the log-rank test."""
+    from federated.artifact import write_json_atomic
+    from federated.runner import kaplan_meier
+
+    with user_errors():
+        spec = _study(study, sites=_sites(site), time=time, event=event, group=group,
+                      time_grid=time_grid, time_unit=time_unit)
+        with _Progress("federated Kaplan–Meier") as progress:
+            result = kaplan_meier(spec, transcript_dir=transcript_dir, on_round=progress)
+        body = result.to_dict()
+        if out is not None:
+            write_json_atomic(out, body)
+    if as_json:
+        print(json.dumps(body, sort_keys=True))
+    else:
+        print_km_summary(result, out)
+
+
+def _median(times: Any, survival: Any) -> str:
+    below = [t for t, s in zip(times, survival, strict=True) if s <= 0.5]
+    return f"{below[0]:g}" if below else "not reached"
+
+
+def print_km_summary(result: KMFit, out: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Kaplan–Meier — {result.n} patients, {result.events} events")
+    for col in ("curve", "at risk (start)", "events", "median survival"):
+        table.add_column(col, justify="left" if col == "curve" else "right")
+    curves = {"all": result.overall, **result.groups}
+    for name, c in curves.items():
+        table.add_row(name, str(int(c.at_risk[0]) if c.at_risk.size else 0), str(int(c.events.sum())),
+                      _median(c.times, c.survival))
+    console.print(table)
+    if result.logrank is not None:
+        lr = result.logrank
+        console.print(f"log-rank: chi2 = {lr.statistic:.4f} on {lr.df} df, p = {lr.p_value:.4g}")
+    if out is not None:
+        console.print(f"written: {out}")
