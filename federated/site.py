@@ -148,7 +148,8 @@ class Site:
     def _prepare(self, req: PrepareRequest) -> PrepareReply:
         if self._table is None:
             self._table = load_table(Path(self._source))  # type: ignore[arg-type]
-        cohort = prepare_cohort(self._table, req.cohort, self.name, where=f"site {self.name!r}")
+        where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
+        cohort = prepare_cohort(self._table, req.cohort, self.name, where=where)
         self._sessions[req.session] = _Session(cohort=cohort)
         times = []
         for i in range(len(cohort.labels)):

@@ -211,7 +211,7 @@ def print_km_summary(result: KMFit, out: Path | None) -> None:
 
     console = Console()
     table = Table(title=f"Kaplan–Meier — {result.n} patients, {result.events} events")
-    for col in ("curve", "at risk (start)", "events", "median survival"):
+    for col in ("curve", "at risk (first event)", "events", "median survival"):
         table.add_column(col, justify="left" if col == "curve" else "right")
     curves = {"all": result.overall, **result.groups}
     for name, c in curves.items():
