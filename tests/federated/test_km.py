@@ -1,0 +1,83 @@
+"""Federated Kaplan–Meier and log-rank equal lifelines on the pooled data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import KaplanMeierFitter
+from lifelines.statistics import multivariate_logrank_test
+
+from federated import CohortSpec, fit_km, kaplan_meier, logrank
+from federated.exceptions import DataError
+from tests.conftest import coordinator, split_frame
+
+
+def _check_curve(curve, times: np.ndarray, events: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    kmf = KaplanMeierFitter().fit(times, events)
+    ref = kmf.survival_function_at_times(curve.times).to_numpy()
+    assert np.max(np.abs(curve.survival - ref)) <= 1e-12
+    ci = kmf.confidence_interval_.reindex(curve.times, method="ffill")
+    finite = np.isfinite(ci.iloc[:, 0].to_numpy())
+    assert finite.sum() >= len(curve.times) - 1
+    assert np.max(np.abs(curve.ci_lower - ci.iloc[:, 0].to_numpy())[finite]) <= 1e-6
+    assert np.max(np.abs(curve.ci_upper - ci.iloc[:, 1].to_numpy())[finite]) <= 1e-6
+    t, e = np.asarray(times), np.asarray(events)
+    assert curve.at_risk.tolist() == [int((t >= g).sum()) for g in curve.times]
+    assert curve.events.tolist() == [int(((t == g) & (e == 1)).sum()) for g in curve.times]
+
+
+@pytest.mark.parametrize("n_sites", [2, 4, 6])
+def test_km_equals_lifelines(rossi: pd.DataFrame, n_sites: int) -> None:
+    fit = fit_km(coordinator(split_frame(rossi, n_sites, seed=n_sites)),
+                 CohortSpec(time="week", event="arrest"))
+    _check_curve(fit.overall, rossi["week"], rossi["arrest"])
+    assert fit.logrank is None and fit.groups == {}
+    assert fit.n == len(rossi) and fit.events == int(rossi["arrest"].sum())
+
+
+@pytest.mark.parametrize(("column", "n_sites"), [("tgrade", 4), ("hormone_therapy", 3), ("postmenopausal", 5)])
+def test_grouped_km_and_logrank_equal_lifelines(gbsg2: pd.DataFrame, column: str, n_sites: int) -> None:
+    fit = fit_km(coordinator(split_frame(gbsg2, n_sites, seed=1)),
+                 CohortSpec(time="time", event="event", partition=column))
+    for label, curve in fit.groups.items():
+        rows = gbsg2[gbsg2[column].astype(str) == label]
+        _check_curve(curve, rows["time"], rows["event"])
+    ref = multivariate_logrank_test(gbsg2["time"], gbsg2[column], gbsg2["event"])
+    assert fit.logrank is not None
+    assert fit.logrank.statistic == pytest.approx(ref.test_statistic, rel=1e-9)
+    assert fit.logrank.df == gbsg2[column].nunique() - 1
+    assert fit.logrank.p_value == pytest.approx(ref.p_value, rel=1e-7)
+
+
+def test_logrank_many_groups(rossi: pd.DataFrame) -> None:
+    fit = fit_km(coordinator(split_frame(rossi, 3, seed=9)),
+                 CohortSpec(time="week", event="arrest", partition="prio"))
+    ref = multivariate_logrank_test(rossi["week"], rossi["prio"], rossi["arrest"])
+    assert fit.logrank is not None
+    assert fit.logrank.statistic == pytest.approx(ref.test_statistic, rel=1e-9)
+
+
+def test_survival_reaching_zero_has_zero_interval() -> None:
+    curve = kaplan_meier(np.array([1.0, 2.0]), np.array([3, 1]), np.array([2, 1]))
+    assert curve.survival.tolist() == pytest.approx([1 / 3, 0.0])
+    assert curve.ci_lower[-1] == 0.0 and curve.ci_upper[-1] == 0.0
+    assert np.all(np.isfinite(curve.ci_lower)) and np.all(np.isfinite(curve.ci_upper))
+
+
+def test_logrank_needs_two_groups() -> None:
+    with pytest.raises(DataError, match="two groups"):
+        logrank(np.array([[5, 4]]), np.array([[1, 1]]))
+
+
+def test_no_events_is_an_error(rossi: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="no events"):
+        fit_km(coordinator([rossi.assign(arrest=0)]), CohortSpec(time="week", event="arrest"))
+
+
+def test_to_dict_has_the_contract_fields(gbsg2: pd.DataFrame) -> None:
+    body = fit_km(coordinator(split_frame(gbsg2, 2, seed=0)),
+                  CohortSpec(time="time", event="event", partition="tgrade")).to_dict()
+    for key in ("times", "survival", "at_risk", "events", "ci_lower", "ci_upper"):
+        assert key in body and all(key in g for g in body["groups"].values())  # type: ignore[union-attr]
+    assert set(body["logrank"]) == {"statistic", "df", "p_value"}  # type: ignore[arg-type]

@@ -1,0 +1,97 @@
+"""A site answers with aggregates only, refuses what it cannot answer, and logs what it sends."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from federated import CohortSpec, Coordinator, InProcessTransport, Site, fit_cox, fit_km
+from federated.arrays import WireArray
+from federated.exceptions import SiteError
+from federated.messages import ErrorReply, PrepareRequest, RiskSetRequest, decode_reply, encode
+from tests.conftest import ROSSI_COVARIATES, coordinator, split_frame
+
+COHORT = CohortSpec(time="week", event="arrest", covariates=ROSSI_COVARIATES)
+
+
+def _ask(site: Site, request: object) -> object:
+    return decode_reply(site.handle(encode(request)))  # type: ignore[arg-type]
+
+
+def test_malformed_request_gets_an_error_reply_not_an_exception(rossi: pd.DataFrame) -> None:
+    reply = decode_reply(Site("a", rossi).handle(b'{"kind": "prepare", "junk": 1}'))
+    assert isinstance(reply, ErrorReply) and reply.code == "bad-request"
+
+
+def test_request_before_prepare_is_refused(rossi: pd.DataFrame) -> None:
+    reply = _ask(Site("a", rossi), RiskSetRequest(session="x", round=0,
+                                                  beta=WireArray.from_numpy(np.zeros(7)), efron=True))
+    assert isinstance(reply, ErrorReply) and "unknown session" in reply.message
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda df: df.drop(columns="age"), "unknown column 'age'"),
+    (lambda df: df.assign(age=df["age"].astype(str) + "y"), "column 'age' is not numeric"),
+    (lambda df: df.assign(age=df["age"].where(df.index > 3)), "column 'age' has 4 missing"),
+    (lambda df: df.assign(arrest=df["arrest"] * 2), "'arrest' must be 0/1"),
+    (lambda df: df.assign(week=-df["week"]), "negative times"),
+    (lambda df: df.iloc[:0], "no rows"),
+])
+def test_bad_data_is_refused_with_a_reason(rossi: pd.DataFrame, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    reply = _ask(Site("a", change(rossi)), PrepareRequest(session="s", round=0, cohort=COHORT))
+    assert isinstance(reply, ErrorReply) and reply.code == "data"
+    assert message in reply.message
+
+
+def test_site_error_names_the_site(rossi: pd.DataFrame) -> None:
+    parts = split_frame(rossi, 3, seed=0)
+    parts[2] = parts[2].drop(columns="prio")
+    with pytest.raises(SiteError, match="site 'site-2'.*unknown column 'prio'"):
+        fit_cox(coordinator(parts), COHORT)
+
+
+def test_wrong_beta_shape_is_refused(rossi: pd.DataFrame) -> None:
+    site = Site("a", rossi)
+    _ask(site, PrepareRequest(session="s", round=0, cohort=COHORT))
+    from federated.messages import GridRequest
+
+    _ask(site, GridRequest(session="s", round=1, labels=[""],
+                           times=[WireArray.from_numpy(np.unique(rossi.week[rossi.arrest == 1]))],
+                           center=WireArray.from_numpy(np.zeros(7))))
+    reply = _ask(site, RiskSetRequest(session="s", round=2, beta=WireArray.from_numpy(np.zeros(3)),
+                                      efron=False))
+    assert isinstance(reply, ErrorReply) and "beta has shape (3,), want (7,)" in reply.message
+
+
+def test_what_a_site_sends_is_shaped_by_the_study_not_its_rows(rossi: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """After ``prepare``, every array's shape depends on p and the global grid only: a site
+    with 40 rows sends exactly the shapes a site with 300 rows sends."""
+    parts = split_frame(rossi, 3, seed=1)
+    assert len({len(p) for p in parts}) == 3
+    sites = [Site(f"h{i}", p, transcript_dir=tmp_path) for i, p in enumerate(parts)]
+    fit = fit_cox(Coordinator(InProcessTransport(sites), session="t"), COHORT)
+    logs = {i: [json.loads(x) for x in (tmp_path / f"h{i}.jsonl").read_text().splitlines()]
+            for i in range(3)}
+    k = fit.baselines[0].times.size
+    for i, lines in logs.items():
+        assert [x["round"] for x in lines] == list(range(fit.rounds))
+        assert {"round", "kind", "bytes", "shapes", "sha256", "masked"} <= set(lines[0])
+        prepare = lines[0]
+        assert prepare["kind"] == "prepare"
+        assert prepare["shapes"]["event_times"][0][0] <= int(parts[i]["arrest"].sum())
+        for x, y in zip(lines[1:], logs[0][1:], strict=True):
+            assert x["kind"] == y["kind"] and x["shapes"] == y["shapes"]
+        assert lines[2]["shapes"] == {"s0": [k], "s1": [k, 7], "t0": [k], "t1": [k, 7]}
+
+
+def test_transcript_hash_is_of_the_bytes_sent(rossi: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    site = Site("a", rossi, transcript_dir=tmp_path)
+    raw = site.handle(encode(PrepareRequest(session="s", round=0, cohort=COHORT)))
+    line = json.loads((tmp_path / "a.jsonl").read_text())
+    assert line["sha256"] == hashlib.sha256(raw).hexdigest() and line["bytes"] == len(raw)
+    assert line["kind"] == "prepare" and line["masked"] is False
