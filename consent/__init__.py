@@ -1,1 +1,1 @@
-"""consent."""
+"""Per-site patient consent registry (FHIR Consent), commitments and revocation."""

@@ -2,6 +2,7 @@
 
 Nothing here leaves the site. Every problem is a :class:`DataError` naming the file or
 column and the rule, never a silent repair: missing values are refused, not dropped.
+Error messages travel to the coordinator, so they give counts, never a row's value.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def _numeric(df: pd.DataFrame, col: str, where: str) -> np.ndarray:
     if s.dtype == bool:
         s = s.astype(np.int64)
     if not pd.api.types.is_numeric_dtype(s):
-        bad = next(v for v in s if not _is_number(v))
-        raise DataError(f"{where}: column {col!r} is not numeric (value {bad!r})")
+        n_bad = sum(1 for v in s if not _is_number(v))
+        raise DataError(f"{where}: column {col!r} is not numeric ({n_bad} non-numeric values)")
     arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
     n_bad = int(np.sum(~np.isfinite(arr)))
     if n_bad:
@@ -122,11 +123,11 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
         raise DataError(f"{where}: table has no rows")
     time = _numeric(df, spec.time, where)
     if np.any(time < 0):
-        raise DataError(f"{where}: column {spec.time!r} has negative times (min {time.min():g})")
+        raise DataError(f"{where}: column {spec.time!r} has {int((time < 0).sum())} negative times")
     event = _numeric(df, spec.event, where)
     if not np.all(np.isin(event, (0.0, 1.0))):
-        bad = event[~np.isin(event, (0.0, 1.0))][0]
-        raise DataError(f"{where}: column {spec.event!r} must be 0/1 or boolean, got {bad:g}")
+        n_bad = int((~np.isin(event, (0.0, 1.0))).sum())
+        raise DataError(f"{where}: column {spec.event!r} must be 0/1 or boolean ({n_bad} other values)")
     x = np.column_stack([_numeric(df, c, where) for c in spec.covariates]) if spec.covariates \
         else np.zeros((len(df), 0))
     text = _labels(df, spec, site, where)

@@ -34,7 +34,7 @@ def grid_index(time: np.ndarray, event: np.ndarray, grid: np.ndarray) -> np.ndar
     ok = (idx < grid.size) & (grid[np.minimum(idx, grid.size - 1)] == ev_times) if grid.size \
         else np.zeros(ev_times.size, dtype=bool)
     if not np.all(ok):
-        raise DataError(f"event time {ev_times[~ok][0]:g} is not on the global grid")
+        raise DataError(f"{int((~ok).sum())} event times are not on the global grid")
     return idx
 
 

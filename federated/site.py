@@ -181,7 +181,7 @@ class Site:
         beta = expect_shape("beta", beta_wire.to_numpy(), (sess.xc.shape[1],))
         eta = sess.xc @ beta
         if eta.size and eta.max() > _MAX_ETA:
-            raise LinearPredictorOverflow(f"exp(beta·x) overflows (max beta·x {eta.max():.3g})")
+            raise LinearPredictorOverflow("exp(beta·x) overflows at the requested coefficients")
         return np.exp(eta)
 
     def _risk_set(self, req: RiskSetRequest, sess: _Session) -> RiskSetReply:

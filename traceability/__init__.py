@@ -1,1 +1,1 @@
-"""traceability."""
+"""Requirements, hazards and risk controls, the pytest link, trace matrix, SOUP and SBOM."""

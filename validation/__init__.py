@@ -1,1 +1,1 @@
-"""validation."""
+"""Performance metrics, acceptance criteria, the validation run and its report."""

@@ -190,7 +190,7 @@ def test_sites_from_files_csv_and_parquet(tmp_path, rossi: pd.DataFrame) -> None
     a, b = split_frame(rossi, 2, seed=7)
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_parquet(tmp_path / "b.parquet")
-    coord = Coordinator(InProcessTransport([Site("a", tmp_path / "a.csv"), Site("b", tmp_path / "b.parquet")]),
-                        session="files")
+    sites = [Site("a", tmp_path / "a.csv"), Site("b", tmp_path / "b.parquet")]
+    coord = Coordinator(InProcessTransport(sites), session="files")
     fit = fit_cox(coord, _cohort("rossi"))
     assert np.max(np.abs(fit.coef - _lifelines(rossi, "rossi").params_.to_numpy())) <= 1e-6

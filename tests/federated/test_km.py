@@ -36,7 +36,8 @@ def test_km_equals_lifelines(rossi: pd.DataFrame, n_sites: int) -> None:
     assert fit.n == len(rossi) and fit.events == int(rossi["arrest"].sum())
 
 
-@pytest.mark.parametrize(("column", "n_sites"), [("tgrade", 4), ("hormone_therapy", 3), ("postmenopausal", 5)])
+@pytest.mark.parametrize(("column", "n_sites"),
+                         [("tgrade", 4), ("hormone_therapy", 3), ("postmenopausal", 5)])
 def test_grouped_km_and_logrank_equal_lifelines(gbsg2: pd.DataFrame, column: str, n_sites: int) -> None:
     fit = fit_km(coordinator(split_frame(gbsg2, n_sites, seed=1)),
                  CohortSpec(time="time", event="event", partition=column))

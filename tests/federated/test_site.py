@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federated import CohortSpec, Coordinator, InProcessTransport, Site, fit_cox, fit_km
+from federated import CohortSpec, Coordinator, InProcessTransport, Site, fit_cox
 from federated.arrays import WireArray
 from federated.exceptions import SiteError
 from federated.messages import ErrorReply, PrepareRequest, RiskSetRequest, decode_reply, encode
@@ -37,13 +37,26 @@ def test_request_before_prepare_is_refused(rossi: pd.DataFrame) -> None:
     (lambda df: df.assign(age=df["age"].astype(str) + "y"), "column 'age' is not numeric"),
     (lambda df: df.assign(age=df["age"].where(df.index > 3)), "column 'age' has 4 missing"),
     (lambda df: df.assign(arrest=df["arrest"] * 2), "'arrest' must be 0/1"),
-    (lambda df: df.assign(week=-df["week"]), "negative times"),
+    (lambda df: df.assign(week=-df["week"]), "has 432 negative times"),
     (lambda df: df.iloc[:0], "no rows"),
 ])
 def test_bad_data_is_refused_with_a_reason(rossi: pd.DataFrame, change, message: str) -> None:  # type: ignore[no-untyped-def]
     reply = _ask(Site("a", change(rossi)), PrepareRequest(session="s", round=0, cohort=COHORT))
     assert isinstance(reply, ErrorReply) and reply.code == "data"
     assert message in reply.message
+
+
+def test_refusals_never_quote_a_patient_value(rossi: pd.DataFrame) -> None:
+    """Error replies cross the wire: they give counts and column names, never row values."""
+    marked = rossi.assign(age=rossi["age"].astype(str).where(rossi.index != 5, "98765.4321y"),
+                          week=rossi["week"].where(rossi.index != 7, -4242.5),
+                          arrest=rossi["arrest"].where(rossi.index != 9, 7777))
+    for cohort in (COHORT, CohortSpec(time="week", event="arrest"),
+                   CohortSpec(time="week", event="fin")):
+        reply = _ask(Site("a", marked), PrepareRequest(session="s", round=0, cohort=cohort))
+        assert isinstance(reply, ErrorReply)
+        for value in ("98765", "4242", "7777"):
+            assert value not in reply.message
 
 
 def test_site_error_names_the_site(rossi: pd.DataFrame) -> None:

@@ -1,0 +1,147 @@
+"""The ``fedprog`` command as a user runs it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import split_frame
+
+FEDPROG = [sys.executable, "-m", "fedprog"]
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*FEDPROG, *map(str, args)], capture_output=True, text=True, timeout=300,
+                          cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from lifelines.datasets import load_rossi
+
+    folder = tmp_path_factory.mktemp("sites")
+    paths = []
+    for i, part in enumerate(split_frame(load_rossi(), 3, seed=0)):
+        paths.append(folder / f"h{i}.csv")
+        part.to_csv(paths[-1], index=False)
+    return paths
+
+
+def site_args(paths: list[Path]) -> list[str]:
+    return [a for i, p in enumerate(paths) for a in ("--site", f"h{i}={p}")]
+
+
+COV = "fin,age,race,wexp,mar,paro,prio"
+
+
+def test_train_writes_the_artifact_and_matches_lifelines(sites: list[Path], tmp_path: Path) -> None:
+    from lifelines import CoxPHFitter
+    from lifelines.datasets import load_rossi
+
+    out = tmp_path / "model.json"
+    res = run("train", *site_args(sites), "--time", "week", "--event", "arrest", "--covariates", COV,
+              "--horizons", "26,52", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert "HR 95% CI" in res.stdout and "converged" in res.stdout
+    art = json.loads(out.read_text())
+    ref = CoxPHFitter().fit(load_rossi(), "week", "arrest", fit_options={"precision": 1e-12})
+    assert max(abs(art["coefficients"][k] - ref.params_[k]) for k in ref.params_.index) <= 1e-6
+    assert art["outcome"]["horizons"] == [26.0, 52.0]
+    assert art["training"]["secure_aggregation"] is False  # honest until secure aggregation lands
+
+
+def test_train_json_and_study_file(sites: list[Path], tmp_path: Path) -> None:
+    study = tmp_path / "study.toml"
+    study.write_text(
+        'time = "week"\nevent = "arrest"\ncovariates = ["fin", "age", "prio"]\nties = "breslow"\n'
+        'time_unit = "week"\n'
+        + "".join(f'[[sites]]\nname = "h{i}"\npath = "{p}"\n' for i, p in enumerate(sites)))
+    res = run("train", "--study", study, "--ties", "efron", "--json", "--out", tmp_path / "m.json")
+    assert res.returncode == 0, res.stderr
+    art = json.loads(res.stdout)
+    assert art["ties"] == "efron"  # the flag wins over the file
+    assert [i["name"] for i in art["inputs"]] == ["fin", "age", "prio"]  # keys sort; inputs keep order
+    assert set(art["coefficients"]) == {"fin", "age", "prio"}
+    assert art == json.loads((tmp_path / "m.json").read_text())
+
+
+def test_transcripts_are_written(sites: list[Path], tmp_path: Path) -> None:
+    res = run("train", *site_args(sites), "--time", "week", "--event", "arrest", "--covariates", "age",
+              "--transcript-dir", tmp_path / "tx", "--out", tmp_path / "m.json")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "tx").iterdir()) == ["h0.jsonl", "h1.jsonl", "h2.jsonl"]
+
+
+def test_km_json(sites: list[Path], tmp_path: Path) -> None:
+    res = run("km", *site_args(sites), "--time", "week", "--event", "arrest", "--group", "fin", "--json",
+              "--out", tmp_path / "km.json")
+    assert res.returncode == 0, res.stderr
+    body = json.loads(res.stdout)
+    assert set(body["groups"]) == {"0", "1"} and body["logrank"]["df"] == 1
+    assert body == json.loads((tmp_path / "km.json").read_text())
+
+
+def _bad_inputs(sites: list[Path], tmp: Path) -> dict[str, tuple[list[str | Path], str]]:
+    df = pd.read_csv(sites[0])
+    text, no_events, dup = tmp / "text.csv", tmp / "none.csv", tmp / "dup.csv"
+    df.assign(age=df["age"].astype(str) + " years").to_csv(text, index=False)
+    df.assign(arrest=0).to_csv(no_events, index=False)
+    df.assign(age2=df["age"] * 2).to_csv(dup, index=False)
+    base = ["--time", "week", "--event", "arrest", "--out", tmp / "m.json"]
+    return {
+        "missing file": (["train", "--site", f"a={tmp / 'nope.csv'}", *base, "--covariates", "age"],
+                         "nope.csv: file not found"),
+        "unknown column": (["train", *site_args(sites), *base, "--covariates", "age,agee"],
+                           "unknown column 'agee'"),
+        "non-numeric covariate": (["train", "--site", f"a={text}", *base, "--covariates", "age"],
+                                  f"column 'age' is not numeric ({len(df)} non-numeric values)"),
+        "site with no events": (["train", *site_args(sites), "--site", f"x={no_events}", *base,
+                                 "--covariates", "age"], "site 'x': has no events"),
+        "singular design": (["train", "--site", f"a={dup}", *base, "--covariates", "age,prio,age2"],
+                            "collinear"),
+        "bad site flag": (["train", "--site", "nameonly", *base], "--site 'nameonly': want NAME=PATH"),
+        "bad ties": (["train", *site_args(sites), *base, "--covariates", "age", "--ties", "exact"],
+                     "ties: Input should be 'efron' or 'breslow'"),
+        "missing time": (["train", *site_args(sites), "--event", "arrest", "--out", tmp / "m.json"],
+                         "--time is required"),
+        "bad study file": (["train", "--study", tmp / "nope.toml", "--out", tmp / "m.json"],
+                           "study file not found"),
+        "km unknown group": (["km", *site_args(sites), "--time", "week", "--event", "arrest",
+                              "--group", "colour"], "unknown column 'colour'"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "unknown column", "non-numeric covariate",
+                                  "site with no events", "singular design", "bad site flag", "bad ties",
+                                  "missing time", "bad study file", "km unknown group"])
+def test_bad_input_is_one_clear_line_and_exit_2(sites: list[Path], tmp_path: Path, case: str) -> None:
+    args, message = _bad_inputs(sites, tmp_path)[case]
+    res = run(*args)
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("fedprog: error:")]
+    assert len(errors) == 1 and message in errors[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_demo_runs_and_prints_the_summary(tmp_path: Path) -> None:
+    res = run("demo", "--workspace", tmp_path / "ws")
+    assert res.returncode == 0, res.stderr
+    for text in ("hospital-a", "hospital-d", "pnodes", "HR 95% CI", "converged", "686 patients"):
+        assert text in res.stdout
+    art = json.loads(next((tmp_path / "ws" / "models").glob("*.json")).read_text())
+    assert art["model_id"] == "gbsg2-recurrence" and np.isfinite(art["coefficients"]["pnodes"])
+
+
+def test_help_everywhere() -> None:
+    for args in ([], ["train"], ["km"], ["demo"]):
+        res = run(*args, "--help")
+        assert res.returncode == 0 and "Usage" in res.stdout
