@@ -7,10 +7,11 @@ an order of magnitude smaller and faster for the K×p risk-set sums. No pickle, 
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
 _DTYPES: dict[str, str] = {"f8": "<f8", "i8": "<i8"}
 
@@ -28,6 +29,7 @@ class WireArray(BaseModel):
     dtype: Literal["f8", "i8"]
     shape: tuple[int, ...]
     data: str
+    _array: np.ndarray = PrivateAttr()  # decoded once, on validation
 
     @field_validator("shape")
     @classmethod
@@ -39,13 +41,15 @@ class WireArray(BaseModel):
     @model_validator(mode="after")
     def _check_payload(self) -> WireArray:
         arr = self._decode()
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ValueError("array contains NaN or infinity")
+        arr.flags.writeable = False
+        self._array = arr
         return self
 
     def _decode(self) -> np.ndarray:
         try:
-            raw = base64.b64decode(self.data.encode("ascii"), validate=True)
+            raw = binascii.a2b_base64(self.data.encode("ascii"), strict_mode=True)
         except (ValueError, UnicodeEncodeError) as exc:
             raise ValueError(f"array data is not valid base64: {exc}") from None
         want = int(np.prod(self.shape, dtype=np.int64)) * 8
@@ -53,10 +57,13 @@ class WireArray(BaseModel):
             raise ValueError(f"array has {len(raw)} bytes, want {want} for shape {self.shape}")
         return np.frombuffer(raw, dtype=_DTYPES[self.dtype]).reshape(self.shape)
 
+    def view(self) -> np.ndarray:
+        """The decoded array, read-only (no copy)."""
+        return self._array
+
     def to_numpy(self) -> np.ndarray:
         """The array as a fresh, writable native-endian numpy array."""
-        arr = self._decode()
-        return arr.astype(arr.dtype.newbyteorder("="), copy=True)
+        return self._array.astype(self._array.dtype.newbyteorder("="), copy=True)
 
     @classmethod
     def from_numpy(cls, arr: Any) -> WireArray:

@@ -80,7 +80,7 @@ class Coordinator:
             if not isinstance(wire, WireArray):
                 raise SiteError(site, f"reply lacks {field!r}")
             try:
-                out += expect_shape(field, wire.to_numpy(), shape)
+                out += expect_shape(field, wire.view(), shape)
             except ValueError as exc:
                 raise SiteError(site, str(exc)) from None
         return out

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyarrow import ArrowException as ArrowError
 
 from .exceptions import DataError
 from .study import DAYS_PER_UNIT, CohortSpec
@@ -27,8 +28,9 @@ def load_table(path: Path) -> pd.DataFrame:
         if suffix in {".parquet", ".pq"}:
             return pd.read_parquet(path)
         if suffix in {".csv", ".txt"}:
-            return pd.read_csv(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+            # Arrow's parser is multi-threaded and rounds decimals correctly
+            return pd.read_csv(path, engine="pyarrow")
+    except (ValueError, OSError, pd.errors.ParserError, ArrowError) as exc:
         raise DataError(f"{path}: cannot read table: {str(exc).splitlines()[0]}") from None
     raise DataError(f"{path}: unsupported file type {suffix!r} (want .csv or .parquet)")
 
