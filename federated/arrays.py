@@ -57,6 +57,14 @@ class WireArray(BaseModel):
             raise ValueError(f"array has {len(raw)} bytes, want {want} for shape {self.shape}")
         return np.frombuffer(raw, dtype=_DTYPES[self.dtype]).reshape(self.shape)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WireArray):
+            return NotImplemented
+        return (self.dtype, self.shape, self.data) == (other.dtype, other.shape, other.data)
+
+    def __hash__(self) -> int:
+        return hash((self.dtype, self.shape, self.data))
+
     def view(self) -> np.ndarray:
         """The decoded array, read-only (no copy)."""
         return self._array
