@@ -77,10 +77,8 @@ class WireArray(BaseModel):
     def from_numpy(cls, arr: Any) -> WireArray:
         """Encode ``arr`` (float or integer) exactly; refuses NaN and infinities."""
         a = np.asarray(arr)
-        if a.dtype.kind in "iub":
-            a, dtype = np.ascontiguousarray(a, dtype="<i8"), "i8"
-        else:
-            a, dtype = np.ascontiguousarray(a, dtype="<f8"), "f8"
+        dtype: Literal["f8", "i8"] = "i8" if a.dtype.kind in "iub" else "f8"
+        a = np.ascontiguousarray(a, dtype=_DTYPES[dtype])
         return cls(dtype=dtype, shape=tuple(int(s) for s in a.shape),
                    data=base64.b64encode(a.tobytes()).decode("ascii"))
 

@@ -50,7 +50,7 @@ class Coordinator:
     def broadcast(self, build: Callable[..., Request], reply_type: type[R], **fields: object) -> dict[str, R]:
         """Send ``build(session=…, round=…, **fields)`` to every site; typed replies by site."""
         request = build(session=self.session, round=self.rounds, **fields)
-        payload = encode(request)  # type: ignore[arg-type]
+        payload = encode(request)
         raw = self.transport.exchange({s: payload for s in self.sites}, self.timeout)
         replies: dict[str, R] = {}
         for site in self.sites:

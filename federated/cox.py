@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from . import cox_math as cm
 from .arrays import WireArray
 from .coordinator import Coordinator

@@ -65,7 +65,7 @@ class FederatedCoxPH:
         """Pooled fit on one in-process site; ``y`` is a structured (event, time) array."""
         frame = X.copy() if isinstance(X, pd.DataFrame) else \
             pd.DataFrame(np.asarray(X, dtype=float), columns=[f"x{i}" for i in range(np.shape(X)[1])])
-        event_field, time_field = y.dtype.names  # scikit-survival's Surv layout
+        event_field, time_field = y.dtype.names or ("", "")  # scikit-survival's Surv layout
         frame["__event"], frame["__time"] = y[event_field].astype(int), y[time_field]
         cohort = CohortSpec(time="__time", event="__event",
                             covariates=tuple(str(c) for c in frame.columns[:-2]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from .arrays import WireArray
 from .coordinator import Coordinator
 from .exceptions import DataError
@@ -102,7 +103,7 @@ class KMFit:
     sites: dict[str, int]
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = self.overall.to_dict()
+        out: dict[str, object] = dict(self.overall.to_dict())
         out.update(n=self.n, n_events=self.events, sites=self.sites)
         if self.groups:
             out["groups"] = {g: c.to_dict() for g, c in self.groups.items()}

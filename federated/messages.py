@@ -20,7 +20,7 @@ request               the site answers with                            summed ov
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -28,7 +28,7 @@ from .arrays import WireArray
 from .exceptions import ProtocolError
 from .study import CohortSpec
 
-SCHEMA = "fedprog.msg/v1"
+SCHEMA: Literal["fedprog.msg/v1"] = "fedprog.msg/v1"
 
 
 class _Message(BaseModel):
@@ -140,7 +140,7 @@ _REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
 _REPLY: TypeAdapter[Reply] = TypeAdapter(Reply)
 
 
-def _decode(adapter: TypeAdapter, payload: bytes, what: str):  # type: ignore[no-untyped-def]
+def _decode(adapter: TypeAdapter[Any], payload: bytes, what: str) -> Any:
     try:
         return adapter.validate_json(payload)
     except ValidationError as exc:
@@ -151,12 +151,12 @@ def _decode(adapter: TypeAdapter, payload: bytes, what: str):  # type: ignore[no
 
 def decode_request(payload: bytes) -> Request:
     """Parse and validate a request; :class:`ProtocolError` on anything off-schema."""
-    return _decode(_REQUEST, payload, "request")  # type: ignore[no-any-return]
+    return _decode(_REQUEST, payload, "request")
 
 
 def decode_reply(payload: bytes) -> Reply:
     """Parse and validate a reply; :class:`ProtocolError` on anything off-schema."""
-    return _decode(_REPLY, payload, "reply")  # type: ignore[no-any-return]
+    return _decode(_REPLY, payload, "reply")
 
 
 def encode(message: BaseModel) -> bytes:

@@ -147,7 +147,7 @@ class Site:
     # ------------------------------------------------------------- handlers
     def _prepare(self, req: PrepareRequest) -> PrepareReply:
         if self._table is None:
-            self._table = load_table(Path(self._source))  # type: ignore[arg-type]
+            self._table = load_table(Path(self._source))
         where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
         cohort = prepare_cohort(self._table, req.cohort, self.name, where=where)
         self._sessions[req.session] = _Session(cohort=cohort)

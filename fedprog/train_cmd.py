@@ -122,7 +122,7 @@ def train(
 
     with user_errors():
         try:
-            hs = [float(h) for h in _csv(horizons)] if horizons is not None else None
+            hs = [float(h) for h in horizons.split(",")] if horizons is not None else None
         except ValueError:
             raise fail(f"--horizons {horizons!r}: want comma-separated numbers") from None
         spec = _study(study, sites=_sites(site), time=time, event=event, covariates=_csv(covariates),
