@@ -17,12 +17,14 @@ from .exceptions import (
     SiteError,
 )
 from .km import KMFit, fit_km, kaplan_meier, logrank
+from .privacy import DisclosurePolicy, PolicyError
 from .site import Site
 from .study import CohortSpec, StudySpec, load_study
 from .transport import InProcessTransport, Transport
 
 __all__ = [
-    "CohortSpec", "ConvergenceError", "Coordinator", "CoxFit", "DataError", "FederatedCoxPH",
+    "CohortSpec", "ConvergenceError", "Coordinator", "CoxFit", "DataError", "DisclosurePolicy",
+    "FederatedCoxPH", "PolicyError",
     "FederatedError", "InProcessTransport", "KMFit", "ProtocolError", "SingularDesignError",
     "Site", "SiteError", "StudySpec", "Transport", "build_artifact", "canonical_json",
     "fit_cox", "fit_km", "kaplan_meier", "load_study", "logrank", "seal", "verify_sha256",

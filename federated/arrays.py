@@ -1,7 +1,9 @@
 """Numeric arrays on the wire: exact little-endian bytes in base64, shape-checked, finite.
 
 JSON floats would be exact too (``repr`` round-trips), but base64 of the IEEE-754 bytes is
-an order of magnitude smaller and faster for the K×p risk-set sums. No pickle, ever.
+an order of magnitude smaller and faster for the K×p risk-set sums. A masked statistic
+(secure aggregation) travels as ``r128``: ring elements of Z_2^128, 16 bytes each (low then
+high 64-bit word, little-endian), indistinguishable from uniform. No pickle, ever.
 """
 
 from __future__ import annotations
@@ -13,20 +15,24 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
-_DTYPES: dict[str, str] = {"f8": "<f8", "i8": "<i8"}
+from .secagg import Ring, to_bytes
+
+_DTYPES: dict[str, str] = {"f8": "<f8", "i8": "<i8", "r128": "<u8"}
+_WIDTH: dict[str, int] = {"f8": 8, "i8": 8, "r128": 16}
+DType = Literal["f8", "i8", "r128"]
 
 
 class WireArray(BaseModel):
     """An n-dimensional array as sent between coordinator and sites.
 
-    ``dtype`` is ``"f8"`` (float64) or ``"i8"`` (int64); ``data`` is the base64 of the
-    C-ordered little-endian bytes. Validation rejects a byte count that does not match
-    ``shape`` and any NaN or infinity.
+    ``dtype`` is ``"f8"`` (float64), ``"i8"`` (int64) or ``"r128"`` (masked ring
+    elements); ``data`` is the base64 of the C-ordered little-endian bytes. Validation
+    rejects a byte count that does not match ``shape`` and any NaN or infinity.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dtype: Literal["f8", "i8"]
+    dtype: DType
     shape: tuple[int, ...]
     data: str
     _array: np.ndarray = PrivateAttr()  # decoded once, on validation
@@ -52,10 +58,27 @@ class WireArray(BaseModel):
             raw = binascii.a2b_base64(self.data.encode("ascii"), strict_mode=True)
         except (ValueError, UnicodeEncodeError) as exc:
             raise ValueError(f"array data is not valid base64: {exc}") from None
-        want = int(np.prod(self.shape, dtype=np.int64)) * 8
+        want = int(np.prod(self.shape, dtype=np.int64)) * _WIDTH[self.dtype]
         if len(raw) != want:
             raise ValueError(f"array has {len(raw)} bytes, want {want} for shape {self.shape}")
-        return np.frombuffer(raw, dtype=_DTYPES[self.dtype]).reshape(self.shape)
+        shape = (*self.shape, 2) if self.dtype == "r128" else self.shape
+        return np.frombuffer(raw, dtype=_DTYPES[self.dtype]).reshape(shape)
+
+    @property
+    def masked(self) -> bool:
+        """True for ring elements of secure aggregation."""
+        return self.dtype == "r128"
+
+    def ring(self) -> Ring:
+        """The masked ring elements (``dtype == "r128"`` only)."""
+        if not self.masked:
+            raise ValueError(f"not a masked array (dtype {self.dtype})")
+        return Ring(lo=self._array[..., 0].copy(), hi=self._array[..., 1].copy())
+
+    @classmethod
+    def from_ring(cls, ring: Ring) -> WireArray:
+        """Wire form of masked ring elements."""
+        return cls(dtype="r128", shape=ring.shape, data=base64.b64encode(to_bytes(ring)).decode("ascii"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WireArray):

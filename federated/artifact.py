@@ -14,7 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .cox import CoxFit
+from .privacy import released_steps, suppress_small
 from .study import InputSpec, StudySpec
 
 SCHEMA = "fedprog.model/v1"
@@ -37,7 +40,8 @@ def verify_sha256(artifact: dict[str, Any]) -> bool:
     return seal(artifact)["sha256"] == artifact.get("sha256")
 
 
-def _input(name: str, spec: InputSpec | None) -> dict[str, Any]:
+def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins: int,
+           min_cell: int) -> dict[str, Any]:
     spec = spec or InputSpec()
     code = spec.code.model_dump() if spec.code else \
         {"system": "urn:fedprog:covariate", "code": name, "display": name}
@@ -45,22 +49,38 @@ def _input(name: str, spec: InputSpec | None) -> dict[str, Any]:
                            "min": spec.min, "max": spec.max}
     if spec.kind == "category":
         out["categories"] = [c.model_dump() for c in spec.categories]
+    if coverage is not None and spec.min is not None and spec.max is not None:
+        out["coverage"] = {"edges": np.linspace(spec.min, spec.max, bins + 1).tolist(),
+                           "counts": suppress_small(coverage, min_cell)}
     return out
 
 
-def build_artifact(fit: CoxFit, study: StudySpec, *, secure_aggregation: bool,
-                   consent_checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The sealed artifact of a Cox fit under ``study``'s settings."""
-    names = list(fit.covariates)
-    ci = fit.ci.tolist()
-    strata = [{"label": b.label, "times": b.times.tolist(), "survival": b.survival.tolist()}
-              for b in fit.baselines]
-    baseline: dict[str, Any] = {"center": fit.center.tolist()}
-    if fit.strata is None and len(strata) == 1:
+def _baseline(fit: CoxFit, study: StudySpec) -> dict[str, Any]:
+    """Baseline survival released only where ≥ ``min_cell_count`` events accumulated."""
+    mc = study.policy.min_cell_count
+    strata = []
+    for b in fit.baselines:
+        keep = released_steps(b.events, mc)
+        strata.append({"label": b.label, "times": b.times[keep].tolist(),
+                       "survival": b.survival[keep].tolist()})
+    baseline: dict[str, Any] = {"center": fit.center.tolist(), "min_cell_count": mc}
+    if fit.strata is None and not study.strata_by_site and len(strata) == 1:
         baseline.update(times=strata[0]["times"], survival=strata[0]["survival"])
     else:  # stratified: one baseline per stratum, none shared
         baseline.update(times=[], survival=[], strata=strata,
                         strata_column=fit.strata, strata_by_site=study.strata_by_site)
+    return baseline
+
+
+def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None = None,
+                   consent_checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sealed artifact of a Cox fit under ``study``'s settings.
+
+    Nothing patient-level: ranges are the declared ones (with securely summed coverage
+    histograms, small cells suppressed), the baseline is released with small cells merged,
+    and only totals over sites are recorded.
+    """
+    names = list(fit.covariates)
     body = {
         "schema": SCHEMA,
         "model_id": study.model_id,
@@ -68,21 +88,25 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, secure_aggregation: bool,
         "kind": "cox-ph",
         "outcome": {"name": study.outcome, "time_unit": study.time_unit,
                     "horizons": list(study.horizons)},
-        "inputs": [_input(n, study.inputs.get(n)) for n in names],
+        "inputs": [_input(n, study.inputs.get(n), fit.range_counts.get(n), study.range_bins,
+                          study.policy.min_cell_count) for n in names],
         "coefficients": dict(zip(names, fit.coef.tolist(), strict=True)),
         "standard_errors": dict(zip(names, fit.se.tolist(), strict=True)),
-        "confidence_intervals": dict(zip(names, ci, strict=True)),
+        "confidence_intervals": dict(zip(names, fit.ci.tolist(), strict=True)),
         "p_values": dict(zip(names, fit.p_value.tolist(), strict=True)),
         "covariance": fit.covariance.tolist(),
-        "baseline_survival": baseline,
+        "baseline_survival": _baseline(fit, study),
         "ties": fit.ties,
         "penalty": fit.penalty,
         "training": {
-            "sites": [{"name": s.name, "n": s.n, "events": s.events} for s in fit.sites],
+            "sites": list(fit.sites),
+            "dropped": [{"site": s, "reason": r} for s, r in fit.dropped.items()],
             "n": fit.n, "events": fit.events, "rounds": fit.rounds,
             "iterations": fit.iterations, "converged": fit.converged,
             "loglik": fit.loglik, "loglik_null": fit.loglik_null,
-            "secure_aggregation": secure_aggregation, "time_grid": study.time_grid,
+            "secure_aggregation": fit.secure, "time_grid": study.time_grid,
+            "policy": study.policy.model_dump(),
+            "differential_privacy": privacy,
             "consent_checkpoint": consent_checkpoint,
         },
     }

@@ -15,18 +15,18 @@ import numpy as np
 
 from . import cox_math as cm
 from .arrays import WireArray
-from .coordinator import Coordinator
+from .coordinator import Coordinator, with_dropouts
+from .discovery import check_ranges, discover
 from .exceptions import ConvergenceError, DataError, SingularDesignError, SiteError
 from .messages import (
     GridReply,
     GridRequest,
     InformationReply,
     InformationRequest,
-    PrepareReply,
-    PrepareRequest,
     RiskSetReply,
     RiskSetRequest,
 )
+from .privacy import DisclosurePolicy
 from .study import CohortSpec
 
 _Z95 = 1.959963984540054  # Φ⁻¹(0.975)
@@ -37,21 +37,17 @@ class ConvergenceWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class SiteSummary:
-    """What a site contributed: sizes only."""
-
-    name: str
-    n: int
-    events: int
-
-
-@dataclass(frozen=True)
 class Baseline:
-    """One stratum's baseline on its global grid, at covariates equal to ``center``."""
+    """One stratum's baseline on its global grid, at covariates equal to ``center``.
+
+    ``events`` are the summed event counts per grid time (used to release the curve
+    with small cells merged, :func:`federated.privacy.released_steps`).
+    """
 
     label: str
     times: np.ndarray
     cumulative_hazard: np.ndarray
+    events: np.ndarray
 
     @property
     def survival(self) -> np.ndarray:
@@ -60,7 +56,11 @@ class Baseline:
 
 @dataclass(frozen=True)
 class CoxFit:
-    """Result of :func:`fit_cox`; all arrays in ``covariates`` order."""
+    """Result of :func:`fit_cox`; all arrays in ``covariates`` order.
+
+    The coordinator knows totals only: ``n`` and ``events`` over the contributing
+    ``sites``; ``dropped`` names sites excluded during the fit, with the reason.
+    """
 
     covariates: tuple[str, ...]
     coef: np.ndarray
@@ -74,17 +74,13 @@ class CoxFit:
     converged: bool
     ties: str
     penalty: float
-    sites: tuple[SiteSummary, ...]
+    sites: tuple[str, ...]
+    n: int
+    events: int
+    secure: bool
     strata: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return sum(s.n for s in self.sites)
-
-    @property
-    def events(self) -> int:
-        return sum(s.events for s in self.sites)
+    dropped: dict[str, str] = field(default_factory=dict)
+    range_counts: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def se(self) -> np.ndarray:
@@ -121,29 +117,24 @@ class _Problem:
     """The coordinator's view of one fit: global grid, counts and the rounds to ask."""
 
     def __init__(self, coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
-                 allow_empty_sites: bool) -> None:
+                 policy: DisclosurePolicy) -> None:
         self.coord, self.efron, self.penalty = coord, ties == "efron", penalty
         self.names = cohort.covariates
         p = len(self.names)
         if p == 0:
             raise DataError("a Cox model needs at least one covariate")
-        prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort)
-        self.sites = tuple(SiteSummary(s, r.n, r.events) for s, r in prep.items())
-        for s in self.sites:
-            if s.events == 0 and not allow_empty_sites:
-                raise SiteError(s.name, "has no events (allow sites without events to include it)",
-                                code="data")
-        n = sum(s.n for s in self.sites)
-        if sum(s.events for s in self.sites) == 0:
-            raise DataError("no events at any site: the Cox model is not estimable")
-        self.center = coord.total(prep, "sum_x", (p,)) / n
-        variance = coord.total(prep, "sum_x2", (p,)) / n - self.center ** 2
+        disc = discover(coord, cohort, policy)
+        policy.check_saturation(disc.events, p)
+        self.n, self.events = disc.n, disc.events
+        self.ranges = check_ranges(cohort, disc.range_counts)
+        self.center = disc.sum_x / disc.n
+        variance = disc.sum_x2 / disc.n - self.center ** 2
         flat = variance <= 1e-12 * np.maximum(1.0, self.center ** 2)
         if np.any(flat):
             i = int(np.argmax(flat))
             raise SingularDesignError(f"covariate {self.names[i]!r} is constant across all sites "
                                       f"(value {self.center[i]:g}); drop it")
-        self.labels, self.grids = _union_grids(prep)
+        self.labels, self.grids = disc.labels, disc.grids
         grid = coord.broadcast(GridRequest, GridReply, labels=self.labels,
                                times=[WireArray.from_numpy(g) for g in self.grids],
                                center=WireArray.from_numpy(self.center))
@@ -151,7 +142,6 @@ class _Problem:
         self.d = coord.total(grid, "events", (self.k,)).round().astype(np.int64)
         self.z = coord.total(grid, "sum_event_x", (p,))
         self.p = p
-
     def evaluate(self, beta: np.ndarray) -> _State:
         """One risk-set round: penalised log-likelihood and score at ``beta``."""
         rs = self.coord.broadcast(RiskSetRequest, RiskSetReply, beta=WireArray.from_numpy(beta),
@@ -174,17 +164,6 @@ class _Problem:
         return cm.information(site_sum, st.s1, st.t1, st.terms, self.penalty)
 
 
-def _union_grids(prep: dict[str, PrepareReply]) -> tuple[list[str], list[np.ndarray]]:
-    times: dict[str, list[np.ndarray]] = {}
-    for reply in prep.values():
-        if len(reply.labels) != len(reply.event_times):
-            raise DataError("a site reported labels and event times of different lengths")
-        for label, t in zip(reply.labels, reply.event_times, strict=True):
-            times.setdefault(label, []).append(t.to_numpy())
-    labels = sorted(times)
-    return labels, [np.unique(np.concatenate(times[lab])) for lab in labels]
-
-
 def _check_rank(info: np.ndarray, names: tuple[str, ...]) -> None:
     vals, vecs = np.linalg.eigh(info)
     if vals[0] <= 1e-10 * max(vals[-1], 1e-300):
@@ -205,24 +184,35 @@ def _newton_step(info: np.ndarray, score: np.ndarray, names: tuple[str, ...]) ->
 
 def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", penalty: float = 0.0,
             tol: float = 1e-10, max_iter: int = 100, max_halvings: int = 40,
-            allow_empty_sites: bool = False) -> CoxFit:
+            policy: DisclosurePolicy | None = None) -> CoxFit:
     """Fit a Cox model over the sites behind ``coord``.
 
     Newton–Raphson from β = 0 with step halving whenever the penalised log partial
     likelihood would decrease; converged when max |Δβ| < ``tol``. Covariates are centred
     on their global means internally (β is unchanged by centring; the baseline refers to
-    the centre). The covariance is the inverse observed information at β̂.
+    the centre). The covariance is the inverse observed information at β̂. A site that
+    drops out (no reply in time, invalid message) is excluded and the fit re-run among the
+    others while ``policy`` (default :class:`DisclosurePolicy`) still holds.
 
     Raises
     ------
     DataError, SiteError
         Unusable data or a site's refusal.
+    PolicyError
+        A disclosure rule refused the study (too few sites, over-saturated model, …).
     SingularDesignError
         Constant or collinear covariates.
     ConvergenceError
         No step improves the likelihood (non-finite values).
     """
-    prob = _Problem(coord, cohort, ties, penalty, allow_empty_sites)
+    rules = policy or DisclosurePolicy()
+    return with_dropouts(coord, lambda: _fit_once(coord, cohort, ties, penalty, tol, max_iter,
+                                                  max_halvings, rules))
+
+
+def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float, tol: float,
+              max_iter: int, max_halvings: int, policy: DisclosurePolicy) -> CoxFit:
+    prob = _Problem(coord, cohort, ties, penalty, policy)
     state = prob.evaluate(np.zeros(prob.p))
     loglik_null = state.loglik
     info = prob.information(state)
@@ -237,19 +227,29 @@ def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", pena
             break
     if not converged:
         warnings.warn(f"Newton–Raphson did not converge in {max_iter} iterations",
-                      ConvergenceWarning, stacklevel=2)
+                      ConvergenceWarning, stacklevel=3)
     try:
         covariance = np.linalg.inv(info)
     except np.linalg.LinAlgError:
         raise SingularDesignError("information matrix is singular at the estimate") from None
-    baselines = tuple(
-        Baseline(lab, g, cm.breslow_cumulative_hazard(prob.d[o:o + g.size], state.s0[o:o + g.size]))
-        for lab, g, o in zip(prob.labels, prob.grids, np.cumsum([0] + [g.size for g in prob.grids]),
-                             strict=False))
     return CoxFit(covariates=prob.names, coef=state.beta, covariance=covariance,
-                  center=prob.center, baselines=baselines, loglik=state.loglik,
+                  center=prob.center, baselines=_baselines(prob, state), loglik=state.loglik,
                   loglik_null=loglik_null, iterations=it, rounds=coord.rounds, converged=converged,
-                  ties=ties, penalty=penalty, sites=prob.sites, strata=cohort.partition)
+                  ties=ties, penalty=penalty, sites=tuple(coord.sites), n=prob.n, events=prob.events,
+                  secure=coord.secure, strata=cohort.partition, dropped=dict(coord.dropped),
+                  range_counts=prob.ranges)
+
+
+def _baselines(prob: _Problem, state: _State) -> tuple[Baseline, ...]:
+    """Breslow's baseline per stratum at β̂ (on the stratum's own grid)."""
+    out = []
+    offset = 0
+    for label, grid in zip(prob.labels, prob.grids, strict=True):
+        part = slice(offset, offset + grid.size)
+        out.append(Baseline(label, grid, cm.breslow_cumulative_hazard(prob.d[part], state.s0[part]),
+                            prob.d[part]))
+        offset += grid.size
+    return tuple(out)
 
 
 def _halving(prob: _Problem, state: _State, step: np.ndarray,

@@ -108,6 +108,18 @@ def _label_text(v: object) -> str:
     return str(v)
 
 
+def _block(block: tuple[int, int, int], time: np.ndarray, event: np.ndarray, x: np.ndarray,
+           text: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Rows of block ``b`` of ``m`` disjoint blocks drawn with ``seed`` (sample-and-aggregate)."""
+    b, m, seed = block
+    if not 0 <= b < m:
+        raise DataError(f"block {b} is not in 0..{m - 1}")
+    rank = np.empty(time.size, dtype=np.int64)
+    rank[np.random.default_rng(seed).permutation(time.size)] = np.arange(time.size)
+    keep = rank % m == b
+    return time[keep], event[keep], x[keep], [t for t, k in zip(text, keep, strict=True) if k]
+
+
 def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) -> Cohort:
     """Check ``df`` against ``spec`` and return the site's :class:`Cohort`.
 
@@ -133,6 +145,14 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
     x = np.column_stack([_numeric(df, c, where) for c in spec.covariates]) if spec.covariates \
         else np.zeros((len(df), 0))
     text = _labels(df, spec, site, where)
+    if spec.levels is not None and spec.partition is not None:
+        declared = set(spec.levels)
+        undeclared = sum(1 for t in text if t.split("|")[0] not in declared)
+        if undeclared:
+            raise DataError(f"{where}: column {spec.partition!r} has {undeclared} values outside the "
+                            f"declared levels {list(spec.levels)}")
+    if spec.block is not None:
+        time, event, x, text = _block(spec.block, time, event, x, text)
     labels = tuple(sorted(set(text)))
     label = pd.Categorical(text, categories=labels).codes.astype(np.int64)
     time = coarsen(time, spec.time_grid, spec.time_unit)

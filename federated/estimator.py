@@ -15,6 +15,7 @@ import pandas as pd
 
 from .coordinator import Coordinator
 from .cox import CoxFit, fit_cox
+from .privacy import DisclosurePolicy
 from .site import Site
 from .study import CohortSpec
 from .transport import InProcessTransport
@@ -53,13 +54,12 @@ class FederatedCoxPH:
         self.max_iter = max_iter
 
     # ------------------------------------------------------------------ fit
-    def fit_sites(self, sites: Sequence[Site], cohort: CohortSpec,
-                  allow_empty_sites: bool = False) -> FederatedCoxPH:
-        """Fit over in-process ``sites`` (each holding its own table)."""
-        coord = Coordinator(InProcessTransport(sites), session="estimator")
+    def fit_sites(self, sites: Sequence[Site], cohort: CohortSpec, *, secure: bool = True,
+                  policy: DisclosurePolicy | None = None) -> FederatedCoxPH:
+        """Fit over in-process ``sites`` (each holding its own table), secure aggregation on."""
+        coord = Coordinator(InProcessTransport(sites), session="estimator", secure=secure)
         return self._set(fit_cox(coord, cohort, ties=self.ties, penalty=self.penalty,
-                                 tol=self.tol, max_iter=self.max_iter,
-                                 allow_empty_sites=allow_empty_sites))
+                                 tol=self.tol, max_iter=self.max_iter, policy=policy))
 
     def fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray) -> FederatedCoxPH:
         """Pooled fit on one in-process site; ``y`` is a structured (event, time) array."""
@@ -69,7 +69,11 @@ class FederatedCoxPH:
         frame["__event"], frame["__time"] = y[event_field].astype(int), y[time_field]
         cohort = CohortSpec(time="__time", event="__event",
                             covariates=tuple(str(c) for c in frame.columns[:-2]))
-        return self.fit_sites([Site("pooled", frame)], cohort)
+        # one local table: nothing crosses a site boundary, so no masking and no site rules
+        return self.fit_sites([Site("pooled", frame)], cohort, secure=False,
+                              policy=DisclosurePolicy(min_sites=1, min_patients_per_site=0,
+                                                      min_events_per_site=0, min_cell_count=1,
+                                                      min_events_per_covariate=0))
 
     def _set(self, fit: CoxFit) -> FederatedCoxPH:
         self.fit_ = fit

@@ -12,14 +12,17 @@ estimates are functions of the summed counts only, so they equal the pooled esti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .arrays import WireArray
-from .coordinator import Coordinator
+from .coordinator import Coordinator, with_dropouts
+from .discovery import discover
+from .dp import DPSettings
 from .exceptions import DataError
-from .messages import CountsReply, CountsRequest, PrepareReply, PrepareRequest
+from .messages import CountsReply, CountsRequest
+from .privacy import DisclosurePolicy, released_steps
 from .study import CohortSpec
 
 _Z95 = 1.959963984540054  # Φ⁻¹(0.975)
@@ -93,44 +96,96 @@ def logrank(at_risk: np.ndarray, events: np.ndarray) -> LogRank:
 
 @dataclass(frozen=True)
 class KMFit:
-    """Result of :func:`fit_km`: the pooled curve, per-group curves and the log-rank test."""
+    """Result of :func:`fit_km`: released curves (small cells merged), and the log-rank test.
+
+    ``sites`` contributed; ``dropped`` were excluded during the run, with the reason;
+    ``privacy`` records the differential-privacy accounting when it was on.
+    """
 
     overall: KMCurve
     groups: dict[str, KMCurve]
     logrank: LogRank | None
     n: int
     events: int
-    sites: dict[str, int]
+    sites: tuple[str, ...]
+    secure: bool
+    min_cell_count: int
+    dropped: dict[str, str] = field(default_factory=dict)
+    privacy: dict[str, object] | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = dict(self.overall.to_dict())
-        out.update(n=self.n, n_events=self.events, sites=self.sites)
+        out.update(n=self.n, n_events=self.events, sites=list(self.sites),
+                   dropped=[{"site": s, "reason": r} for s, r in self.dropped.items()],
+                   secure_aggregation=self.secure, min_cell_count=self.min_cell_count)
         if self.groups:
             out["groups"] = {g: c.to_dict() for g, c in self.groups.items()}
         if self.logrank is not None:
             out["logrank"] = {"statistic": self.logrank.statistic, "df": self.logrank.df,
                               "p_value": self.logrank.p_value}
+        if self.privacy is not None:
+            out["differential_privacy"] = self.privacy
         return out
 
 
-def fit_km(coord: Coordinator, cohort: CohortSpec) -> KMFit:
-    """Kaplan–Meier (per group if ``cohort.partition``) and log-rank over the sites."""
-    prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort)
-    labels = sorted({lab for r in prep.values() for lab in r.labels})
-    times = [t.to_numpy() for r in prep.values() for t in r.event_times]
-    grid = np.unique(np.concatenate(times)) if times else np.zeros(0)
-    if grid.size == 0:
-        raise DataError("no events at any site: nothing to estimate")
+def release(curve: KMCurve, min_cell: int) -> KMCurve:
+    """The curve at the times :func:`~federated.privacy.released_steps` allows.
+
+    Survival, interval and number at risk at a released time are exact; ``events`` are
+    summed over the merged interval since the previous released time.
+    """
+    keep = released_steps(curve.events, min_cell, curve.at_risk)
+    starts = np.concatenate(([0], keep[:-1] + 1)) if keep.size else keep
+    merged = np.add.reduceat(curve.events, starts) if keep.size else curve.events[:0]
+    return KMCurve(curve.times[keep], curve.survival[keep], curve.at_risk[keep], merged,
+                   curve.ci_lower[keep], curve.ci_upper[keep])
+
+
+def fit_km(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy | None = None,
+           dp: DPSettings | None = None) -> KMFit:
+    """Kaplan–Meier (per group if ``cohort.partition``) and log-rank over the sites.
+
+    Sites send (masked) at-risk and event counts on the global grid; released curves
+    merge small cells (``policy.min_cell_count``). With ``dp`` enabled, event and censoring
+    counts are noised before anything is computed from them (the log-rank test included).
+    """
+    rules = policy or DisclosurePolicy()
+    return with_dropouts(coord, lambda: _fit_once(coord, cohort, rules, dp))
+
+
+def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
+              dp: DPSettings | None) -> KMFit:
+    disc = discover(coord, cohort, policy)
+    nonempty = [g for g in disc.grids if g.size]
+    grid = np.unique(np.concatenate(nonempty))
+    labels = disc.labels
     counts = coord.broadcast(CountsRequest, CountsReply, labels=labels,
                              times=WireArray.from_numpy(grid))
     shape = (len(labels), grid.size)
     n_gk = coord.total(counts, "at_risk", shape).round().astype(np.int64)
     d_gk = coord.total(counts, "events", shape).round().astype(np.int64)
-    overall = kaplan_meier(grid, n_gk.sum(0), d_gk.sum(0))
-    grouped = cohort.partition is not None
+    privacy = None
+    if dp is not None and dp.enabled:
+        n_gk, d_gk, privacy = _noised(n_gk, d_gk, dp)
+    grouped = cohort.partition is not None or cohort.partition_by_site
+    mc = policy.min_cell_count
     return KMFit(
-        overall=overall,
-        groups={lab: kaplan_meier(grid, n_gk[i], d_gk[i]) for i, lab in enumerate(labels)} if grouped else {},
+        overall=release(kaplan_meier(grid, n_gk.sum(0), d_gk.sum(0)), mc),
+        groups={lab: release(kaplan_meier(grid, n_gk[i], d_gk[i]), mc) for i, lab in enumerate(labels)}
+        if grouped else {},
         logrank=logrank(n_gk, d_gk) if grouped and len(labels) > 1 else None,
-        n=sum(r.n for r in prep.values()), events=sum(r.events for r in prep.values()),
-        sites={s: r.n for s, r in prep.items()})
+        n=disc.n, events=disc.events, sites=tuple(coord.sites), secure=coord.secure,
+        min_cell_count=mc, dropped=dict(coord.dropped), privacy=privacy)
+
+
+def _noised(n_gk: np.ndarray, d_gk: np.ndarray,
+            dp: DPSettings) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """Differentially private event and at-risk counts (sensitivity 1 per patient)."""
+    from .dp import PrivacyAccountant, km_counts_from_at_risk, noisy_km_counts
+
+    # patients censored before the first event time do not enter any released count
+    censored, before = km_counts_from_at_risk(n_gk, d_gk, n_gk[:, 0])
+    accountant = PrivacyAccountant(dp)
+    rng = np.random.default_rng(dp.seed)
+    d_noisy, n_noisy = noisy_km_counts(d_gk, censored, before, dp.epsilon, dp, accountant, rng)
+    return n_noisy, d_noisy, accountant.to_dict()

@@ -5,27 +5,33 @@ payloads are :class:`~federated.arrays.WireArray` (finite, shape-checked). A tra
 carries only the JSON bytes of these models, so an in-process call, Flower or anything
 else moves the very same messages. No pickle.
 
-Protocol (per fit; ``session`` ties the messages of one fit together):
+Protocol (per fit; ``session`` ties the messages of one fit together). Every statistic in
+the third column is summed by the coordinator, and masked when the round is secure:
 
-====================  ===============================================  ================
-request               the site answers with                            summed over sites
-====================  ===============================================  ================
-``prepare``           n, events, partition labels, event times          n, events, Σx, Σx²
-``grid``              events per global grid time, Σ δ(x − c)           all
-``risk-set``          S0, S1 (and Efron's T0, T1) per grid time at β     all
-``information``       Σ_i w_i (A(t_i) − δ_i b_k(i)) x_i x_iᵀ              all
-``counts``            at-risk and event counts per group and grid time    all
-====================  ===============================================  ================
+===============  =========================================  ==================================
+request          the site answers with                      summed (masked when secure)
+===============  =========================================  ==================================
+``keys``         its first ephemeral X25519 public key      —
+``prepare``      sizes, Σx, Σx², event-time histogram       all (exact grid: event times plain)
+``grid``         events per grid time, Σ δ(x − c)           all
+``risk-set``     S0, S1 (Efron: T0, T1) per grid time at β   all
+``information``  Σ_i w_i (A(t_i) − δ_i b_k(i)) x_i x_iᵀ        all
+``counts``       at-risk and event counts per label, time    all
+===============  =========================================  ==================================
+
+Every reply in a secure session carries ``next_key``, the site's fresh public key for the
+next round, so key agreement is per round without extra round trips.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .arrays import WireArray
 from .exceptions import ProtocolError
+from .privacy import DisclosurePolicy
 from .study import CohortSpec
 
 SCHEMA: Literal["fedprog.msg/v1"] = "fedprog.msg/v1"
@@ -39,15 +45,43 @@ class _Message(BaseModel):
     round: int = Field(ge=0)
 
 
+class SecureRound(BaseModel):
+    """Secure aggregation for this round: every participant's X25519 public key (base64).
+
+    Each site masks its summed statistics with pairwise masks agreed with every other
+    listed site (:mod:`federated.secagg`); the masks cancel only in the sum over all of them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    peers: dict[str, str]
+
+
+class _Request(_Message):
+    secure: SecureRound | None = None
+
+
 # ---------------------------------------------------------------- requests
-class PrepareRequest(_Message):
-    """Load and check the cohort; report sizes, labels and (grid) event times."""
+class KeysRequest(_Request):
+    """Secure aggregation set-up: each site answers with its first ephemeral public key."""
+
+    kind: Literal["keys"] = "keys"
+
+
+class PrepareRequest(_Request):
+    """Load and check the cohort; report sizes, (masked) event-time histograms, Σx, Σx².
+
+    ``labels`` is the global list of strata / group labels when it is public (declared
+    levels, or sites); without it a site reports its own labels in plaintext.
+    """
 
     kind: Literal["prepare"] = "prepare"
     cohort: CohortSpec
+    policy: DisclosurePolicy
+    labels: list[str] | None = None
 
 
-class GridRequest(_Message):
+class GridRequest(_Request):
     """The global event-time grid per label, and the global covariate centre."""
 
     kind: Literal["grid"] = "grid"
@@ -56,7 +90,7 @@ class GridRequest(_Message):
     center: WireArray
 
 
-class RiskSetRequest(_Message):
+class RiskSetRequest(_Request):
     """Risk-set sums at coefficients ``beta`` (centred covariates)."""
 
     kind: Literal["risk-set"] = "risk-set"
@@ -64,7 +98,7 @@ class RiskSetRequest(_Message):
     efron: bool
 
 
-class InformationRequest(_Message):
+class InformationRequest(_Request):
     """Second-moment sums weighted by the coordinator's per-time weights ``a``, ``b``."""
 
     kind: Literal["information"] = "information"
@@ -73,7 +107,7 @@ class InformationRequest(_Message):
     b: WireArray
 
 
-class CountsRequest(_Message):
+class CountsRequest(_Request):
     """At-risk and event counts per label on one global grid (Kaplan–Meier, log-rank)."""
 
     kind: Literal["counts"] = "counts"
@@ -82,29 +116,59 @@ class CountsRequest(_Message):
 
 
 Request = Annotated[
-    PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest,
+    KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest,
     Field(discriminator="kind"),
 ]
 
 
 # ------------------------------------------------------------------ replies
-class PrepareReply(_Message):
+class _Reply(_Message):
+    #: statistics the coordinator sums: masked (``r128``) whenever the round is secure
+    SUMMED: ClassVar[tuple[str, ...]] = ()
+    #: fields that reveal something of the site's data in plaintext (event times, labels)
+    DISCLOSED: ClassVar[tuple[str, ...]] = ()
+
+    next_key: str | None = None  # the site's public key for the next secure round
+
+    def plaintext_fields(self) -> list[str]:
+        """Names of fields that carry site statistics or data unmasked."""
+        out = []
+        for name in self.SUMMED:
+            value = getattr(self, name)
+            if value is not None and not value.masked:
+                out.append(name)
+        return out + [name for name in self.DISCLOSED if getattr(self, name)]
+
+
+class KeysReply(_Reply):
+    kind: Literal["keys"] = "keys"
+
+
+class PrepareReply(_Reply):
+    SUMMED = ("counts", "sum_x", "sum_x2", "event_histogram", "range_counts")
+    DISCLOSED = ("labels", "event_times")
+
     kind: Literal["prepare"] = "prepare"
-    n: int = Field(ge=0)
-    events: int = Field(ge=0)
-    labels: list[str]
-    event_times: list[WireArray]
+    counts: WireArray                         # [patients, events]
     sum_x: WireArray
     sum_x2: WireArray
+    event_histogram: WireArray | None = None  # (labels, bins) on a coarse grid
+    range_counts: WireArray | None = None     # (declared ranges, bins + 2)
+    labels: list[str] | None = None           # only when the request gave none
+    event_times: list[WireArray] | None = None  # only on the exact grid
 
 
-class GridReply(_Message):
+class GridReply(_Reply):
+    SUMMED = ("events", "sum_event_x")
+
     kind: Literal["grid"] = "grid"
     events: WireArray
     sum_event_x: WireArray
 
 
-class RiskSetReply(_Message):
+class RiskSetReply(_Reply):
+    SUMMED = ("s0", "s1", "t0", "t1")
+
     kind: Literal["risk-set"] = "risk-set"
     s0: WireArray
     s1: WireArray
@@ -112,18 +176,22 @@ class RiskSetReply(_Message):
     t1: WireArray | None = None
 
 
-class InformationReply(_Message):
+class InformationReply(_Reply):
+    SUMMED = ("matrix",)
+
     kind: Literal["information"] = "information"
     matrix: WireArray
 
 
-class CountsReply(_Message):
+class CountsReply(_Reply):
+    SUMMED = ("at_risk", "events")
+
     kind: Literal["counts"] = "counts"
     at_risk: WireArray
     events: WireArray
 
 
-class ErrorReply(_Message):
+class ErrorReply(_Reply):
     """The site refuses: ``code`` is machine-readable, ``message`` one line for people."""
 
     kind: Literal["error"] = "error"
@@ -132,7 +200,7 @@ class ErrorReply(_Message):
 
 
 Reply = Annotated[
-    PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply | ErrorReply,
+    KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply | ErrorReply,
     Field(discriminator="kind"),
 ]
 

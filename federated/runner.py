@@ -7,49 +7,98 @@ hospitals swaps the transport and keeps everything else.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .artifact import build_artifact
 from .coordinator import Coordinator
-from .cox import CoxFit, fit_cox
-from .exceptions import DataError
+from .cox import ConvergenceWarning, CoxFit, fit_cox
+from .exceptions import DataError, FederatedError
 from .km import KMFit, fit_km
 from .site import Site
 from .study import StudySpec
 from .transport import InProcessTransport
 
-#: Secure aggregation arrives with the privacy work; until then sums travel in plaintext
-#: and artifacts say so (``training.secure_aggregation: false``).
-SECURE_AGGREGATION_AVAILABLE = False
+Progress = Callable[[int, str], None] | None
 
 
-def _coordinator(study: StudySpec, kind: str, transcript_dir: Path | None,
-                 on_round: Callable[[int, str], None] | None) -> Coordinator:
+def make_sites(study: StudySpec, transcript_dir: Path | None = None) -> list[Site]:
+    """One in-process :class:`Site` per ``[[sites]]`` entry."""
     if not study.sites:
         raise DataError("no sites given (use --site NAME=PATH or [[sites]] in the study file)")
     names = [s.name for s in study.sites]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise DataError(f"site name {dup[0]!r} given twice")
-    sites = [Site(s.name, s.path, transcript_dir=transcript_dir) for s in study.sites]
+    return [Site(s.name, s.path, transcript_dir=transcript_dir) for s in study.sites]
+
+
+def _coordinator(study: StudySpec, kind: str, sites: list[Site], on_round: Progress) -> Coordinator:
     digest = hashlib.sha256(study.model_dump_json(exclude={"sites"}).encode()).hexdigest()[:16]
-    return Coordinator(InProcessTransport(sites), session=f"{kind}-{digest}", on_round=on_round)
+    return Coordinator(InProcessTransport(sites), session=f"{kind}-{digest}", timeout=study.timeout,
+                       secure=study.secure_aggregation, on_round=on_round)
 
 
-def train(study: StudySpec, *, transcript_dir: Path | None = None,
-          on_round: Callable[[int, str], None] | None = None) -> tuple[CoxFit, dict[str, Any]]:
+def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
+          sites: list[Site] | None = None) -> tuple[CoxFit, dict[str, Any]]:
     """Fit the study's Cox model over its sites; return the fit and the sealed artifact."""
-    coord = _coordinator(study, "cox", transcript_dir, on_round)
+    sites = sites if sites is not None else make_sites(study, transcript_dir)
+    coord = _coordinator(study, "cox", sites, on_round)
     fit = fit_cox(coord, study.cohort(), ties=study.ties, penalty=study.penalty, tol=study.tol,
-                  max_iter=study.max_iter, allow_empty_sites=study.allow_sites_without_events)
-    secure = study.secure_aggregation and SECURE_AGGREGATION_AVAILABLE
-    return fit, build_artifact(fit, study, secure_aggregation=secure)
+                  max_iter=study.max_iter, policy=study.policy)
+    privacy = None
+    if study.dp.enabled:
+        fit, privacy = _private_coefficients(study, fit, sites)
+    return fit, build_artifact(fit, study, privacy=privacy)
 
 
-def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None,
-                 on_round: Callable[[int, str], None] | None = None) -> KMFit:
+def _private_coefficients(study: StudySpec, fit: CoxFit, sites: list[Site]) -> tuple[CoxFit, dict[str, Any]]:
+    """Sample-and-aggregate: fit on ``dp.blocks`` disjoint random blocks of patients, clip the
+    standardised coefficients, average and add noise (:func:`federated.dp.sample_and_aggregate`).
+
+    The covariate scales are the declared ranges (public), so every covariate needs one.
+    Block fits are internal and unreleased; one that fails contributes zeros (clipping and
+    the fixed fallback keep the sensitivity bound).
+    """
+    from .dp import PrivacyAccountant, sample_and_aggregate
+
+    dp = study.dp
+    scales = []
+    for name in study.covariates:
+        spec = study.inputs.get(name)
+        if spec is None or spec.min is None or spec.max is None or not spec.max > spec.min:
+            raise DataError(f"differential privacy needs a declared range for covariate {name!r} "
+                            "(its public scale)")
+        scales.append(spec.max - spec.min)
+    seed = dp.seed if dp.seed is not None else 0
+    inner = study.policy.model_copy(update={"min_patients_per_site": 0, "min_events_per_site": 0,
+                                            "min_events_per_covariate": 0.0})
+    estimates = np.zeros((dp.blocks, len(study.covariates)))
+    for b in range(dp.blocks):
+        cohort = study.cohort().model_copy(update={"block": (b, dp.blocks, seed), "ranges": {}})
+        coord = _coordinator(study, f"dp-block-{b}", sites, None)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                estimates[b] = fit_cox(coord, cohort, ties=study.ties, penalty=study.penalty,
+                                       tol=study.tol, max_iter=study.max_iter, policy=inner).coef
+        except FederatedError:
+            estimates[b] = 0.0
+    accountant = PrivacyAccountant(dp)
+    noisy = sample_and_aggregate(estimates, np.array(scales), dp.epsilon, dp, accountant,
+                                 np.random.default_rng(dp.seed))
+    privacy = {**accountant.to_dict(), "covers": ["coefficients"], "blocks": dp.blocks, "clip": dp.clip}
+    return replace(fit, coef=noisy), privacy
+
+
+def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
+                 sites: list[Site] | None = None) -> KMFit:
     """Federated Kaplan–Meier (and log-rank with a group column) over the study's sites."""
-    coord = _coordinator(study, "km", transcript_dir, on_round)
-    return fit_km(coord, study.cohort(for_km=True))
+    sites = sites if sites is not None else make_sites(study, transcript_dir)
+    coord = _coordinator(study, "km", sites, on_round)
+    return fit_km(coord, study.cohort(for_km=True), policy=study.policy, dp=study.dp)

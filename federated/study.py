@@ -6,13 +6,16 @@ the :class:`CohortSpec` part (column names and the time grid), never another sit
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .dp import DPSettings
 from .exceptions import DataError
+from .privacy import DisclosurePolicy
 
 TimeGrid = Literal["exact", "day", "week", "month", "year"]
 TimeUnit = Literal["day", "week", "month", "year"]
@@ -25,8 +28,13 @@ DAYS_PER_UNIT: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12
 class CohortSpec(BaseModel):
     """What a site needs to know to prepare its rows: columns and the time grid.
 
-    ``partition`` is the stratum column for Cox, the group column for Kaplan–Meier;
+    ``partition`` is the stratum column for Cox, the group column for Kaplan–Meier, and
+    ``levels`` its declared values (public, so sites need not reveal which they hold);
     ``partition_by_site`` adds the site's own name to the label (stratify by site).
+    On a coarse grid ``max_time`` (default 100 years) bounds the public histogram of event
+    times. ``ranges`` are declared covariate ranges, checked with ``range_bins``-bin
+    histograms. ``block = (b, m, seed)`` restricts the site to the b-th of m disjoint
+    random blocks of its rows (differentially private sample-and-aggregate).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,9 +43,23 @@ class CohortSpec(BaseModel):
     event: str = Field(min_length=1)
     covariates: tuple[str, ...] = ()
     partition: str | None = None
+    levels: tuple[str, ...] | None = None
     partition_by_site: bool = False
-    time_grid: TimeGrid = "exact"
+    time_grid: TimeGrid = "day"
     time_unit: TimeUnit = "day"
+    max_time: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    range_bins: int = Field(default=10, ge=1, le=1000)
+    block: tuple[int, int, int] | None = None
+
+    def bin_width(self) -> float:
+        """Width of one grid interval in the time unit (coarse grids only)."""
+        return DAYS_PER_UNIT[self.time_grid] / DAYS_PER_UNIT[self.time_unit]
+
+    def n_bins(self) -> int:
+        """Grid intervals 0…B covering ``max_time`` (default 100 years)."""
+        horizon = self.max_time if self.max_time is not None else 100 * 365.25 / DAYS_PER_UNIT[self.time_unit]
+        return int(math.ceil(round(horizon / self.bin_width(), 9))) + 1
 
     @field_validator("covariates")
     @classmethod
@@ -94,17 +116,22 @@ class StudySpec(BaseModel):
     strata: str | None = None
     strata_by_site: bool = False
     group: str | None = None
+    levels: list[str] | None = None
     ties: Ties = "efron"
     penalty: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    time_grid: TimeGrid = "exact"
+    time_grid: TimeGrid = "day"
     time_unit: TimeUnit = "day"
+    max_time: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     horizons: list[float] = Field(default_factory=list)
     outcome: str = "event"
     secure_aggregation: bool = True
-    allow_sites_without_events: bool = False
+    timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     max_iter: int = Field(default=100, ge=1)
     tol: float = Field(default=1e-10, gt=0.0)
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    range_bins: int = Field(default=10, ge=1, le=1000)
+    policy: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
+    dp: DPSettings = Field(default_factory=DPSettings)
 
     @field_validator("horizons")
     @classmethod
@@ -116,12 +143,17 @@ class StudySpec(BaseModel):
 
     def cohort(self, *, for_km: bool = False) -> CohortSpec:
         """The part of the settings a site receives."""
+        ranges = {} if for_km else {
+            name: (spec.min, spec.max) for name, spec in self.inputs.items()
+            if name in self.covariates and spec.min is not None and spec.max is not None}
         return CohortSpec(
             time=self.time, event=self.event,
             covariates=() if for_km else tuple(self.covariates),
             partition=self.group if for_km else self.strata,
+            levels=None if self.levels is None else tuple(self.levels),
             partition_by_site=False if for_km else self.strata_by_site,
-            time_grid=self.time_grid, time_unit=self.time_unit,
+            time_grid=self.time_grid, time_unit=self.time_unit, max_time=self.max_time,
+            ranges=ranges, range_bins=self.range_bins,
         )
 
 

@@ -25,12 +25,13 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 def user_errors() -> Iterator[None]:
     """Turn the packages' typed errors into one line on stderr and exit code 2 (or 1)."""
     from federated.exceptions import ConvergenceError, FederatedError
+    from federated.secagg import SecAggOverflow
 
     try:
         yield
     except ConvergenceError as exc:
         raise fail(str(exc), EXIT_CHECK_FAILED) from None
-    except FederatedError as exc:
+    except (FederatedError, SecAggOverflow) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None

@@ -19,9 +19,10 @@ def demo(
 
     from federated.artifact import write_json_atomic
     from federated.demo_study import write_demo_study
+    from federated.runner import make_sites
     from federated.runner import train as run_train
 
-    from .train_cmd import print_cox_summary
+    from .train_cmd import local_counts, print_cox_summary
 
     console = Console()
     ws = workspace(workspace_dir)
@@ -30,8 +31,9 @@ def demo(
         console.print(f"[bold]fedprog demo[/bold] — workspace {ws}")
         console.print("GBSG2 (686 women, node-positive breast cancer) split into "
                       + ", ".join(f"{s.name}" for s in study.sites) + "; each site keeps its rows.")
-        fit, artifact = run_train(study, transcript_dir=ws / "transcripts")
+        sites = make_sites(study, ws / "transcripts")
+        fit, artifact = run_train(study, sites=sites)
         out = ws / "models" / f"{study.model_id}-v{study.version}.json"
         write_json_atomic(out, artifact)
-    print_cox_summary(fit, out, artifact["sha256"])
+    print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
     console.print(f"outbound transcripts (what each site sent): {ws / 'transcripts'}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +30,16 @@ UnitOpt = Annotated[str | None, typer.Option(
 TranscriptOpt = Annotated[Path | None, typer.Option(
     "--transcript-dir", help="Each site writes DIR/<site>.jsonl, one line per message it sends.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")]
+SecureOpt = Annotated[bool | None, typer.Option(
+    "--secure-agg/--no-secure-agg", help="Secure aggregation of every sum (default on).")]
+LevelsOpt = Annotated[str | None, typer.Option(
+    "--levels", help="Comma-separated values of the strata/group column (public, so sites need "
+                     "not reveal which they hold; required with secure aggregation).")]
+MaxTimeOpt = Annotated[float | None, typer.Option(
+    "--max-time", help="Longest possible follow-up in the time unit (bounds the public time grid; "
+                       "default 100 years).")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    "--timeout", help="Seconds to wait for the sites in each round (default 120).")]
 
 
 def _sites(values: list[str] | None) -> list[dict[str, str]] | None:
@@ -106,10 +115,10 @@ def train(
     time_grid: GridOpt = None,
     time_unit: UnitOpt = None,
     horizons: Annotated[str | None, typer.Option(help="Comma-separated horizons in the time unit.")] = None,
-    secure_agg: Annotated[bool | None, typer.Option(
-        "--secure-agg/--no-secure-agg", help="Secure aggregation of every sum (default on).")] = None,
-    allow_sites_without_events: Annotated[bool | None, typer.Option(
-        "--allow-sites-without-events", help="Include sites that have no events.")] = None,
+    secure_agg: SecureOpt = None,
+    levels: LevelsOpt = None,
+    max_time: MaxTimeOpt = None,
+    timeout: TimeoutOpt = None,
     model_id: Annotated[str | None, typer.Option("--model-id", help="Model id in the artifact.")] = None,
     version: Annotated[str | None, typer.Option(help="Model version in the artifact.")] = None,
     transcript_dir: TranscriptOpt = None,
@@ -117,7 +126,7 @@ def train(
 ) -> None:
     """Fit a Cox proportional-hazards model across sites; write the model artifact."""
     from federated.artifact import write_json_atomic
-    from federated.runner import SECURE_AGGREGATION_AVAILABLE
+    from federated.runner import make_sites
     from federated.runner import train as run_train
 
     with user_errors():
@@ -129,20 +138,24 @@ def train(
                       ties=ties, penalty=penalty, strata=strata, strata_by_site=strata_by_site,
                       time_grid=time_grid, time_unit=time_unit, horizons=hs,
                       secure_aggregation=secure_agg, model_id=model_id, version=version,
-                      allow_sites_without_events=allow_sites_without_events)
-        if spec.secure_aggregation and not SECURE_AGGREGATION_AVAILABLE:
-            print("fedprog: note: secure aggregation is not in this build yet; sums travel in "
-                  "plaintext and the artifact records secure_aggregation=false", file=sys.stderr)
+                      levels=_csv(levels), max_time=max_time, timeout=timeout)
+        sites = make_sites(spec, transcript_dir)
         with _Progress("federated Cox") as progress:
-            fit, artifact = run_train(spec, transcript_dir=transcript_dir, on_round=progress)
+            fit, artifact = run_train(spec, on_round=progress, sites=sites)
         write_json_atomic(out, artifact)
     if as_json:
         print(json.dumps(artifact, sort_keys=True))
     else:
-        print_cox_summary(fit, out, artifact["sha256"])
+        print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
 
 
-def print_cox_summary(fit: CoxFit, out: Path, sha256: str) -> None:
+def local_counts(sites: list[Any]) -> dict[str, tuple[int, int] | None]:
+    """Each in-process site's own patients and events (known locally, never sent as such)."""
+    return {s.name: s.local_summary for s in sites}
+
+
+def print_cox_summary(fit: CoxFit, out: Path, sha256: str,
+                      local: dict[str, tuple[int, int] | None]) -> None:
     """Hazard ratios with 95% CIs, rounds and per-site sizes, as rich tables."""
     import numpy as np
     from rich.console import Console
@@ -157,11 +170,14 @@ def print_cox_summary(fit: CoxFit, out: Path, sha256: str) -> None:
         table.add_row(name, f"{b:.4f}", f"{np.exp(b):.3f}", f"{np.exp(lo):.3f}–{np.exp(hi):.3f}",
                       f"{se:.4f}", f"{p:.3g}")
     console.print(table)
-    sites = Table(title="Sites (aggregates only left each site)")
-    for col in ("site", "patients", "events"):
-        sites.add_column(col, justify="left" if col == "site" else "right")
-    for s in fit.sites:
-        sites.add_row(s.name, str(s.n), str(s.events))
+    how = "masked sums only (secure aggregation)" if fit.secure else "plaintext sums"
+    sites = Table(title=f"Sites — each reports its own counts; the coordinator saw {how}")
+    for col in ("site", "patients", "events", "status"):
+        sites.add_column(col, justify="left" if col in ("site", "status") else "right")
+    for name, counts in local.items():
+        status = f"dropped: {fit.dropped[name]}" if name in fit.dropped else "contributed"
+        n, ev = counts if counts is not None else ("?", "?")
+        sites.add_row(name, str(n), str(ev), status)
     console.print(sites)
     state = "converged" if fit.converged else "NOT converged"
     console.print(f"{fit.iterations} Newton iterations, {fit.rounds} rounds, {state}; "
@@ -177,8 +193,12 @@ def km(
     event: EventOpt = None,
     group: Annotated[str | None, typer.Option(
         help="Group column: one curve per group and the log-rank test.")] = None,
+    levels: LevelsOpt = None,
     time_grid: GridOpt = None,
     time_unit: UnitOpt = None,
+    max_time: MaxTimeOpt = None,
+    secure_agg: SecureOpt = None,
+    timeout: TimeoutOpt = None,
     transcript_dir: TranscriptOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -188,7 +208,8 @@ def km(
 
     with user_errors():
         spec = _study(study, sites=_sites(site), time=time, event=event, group=group,
-                      time_grid=time_grid, time_unit=time_unit)
+                      levels=_csv(levels), time_grid=time_grid, time_unit=time_unit, max_time=max_time,
+                      secure_aggregation=secure_agg, timeout=timeout)
         with _Progress("federated Kaplan–Meier") as progress:
             result = kaplan_meier(spec, transcript_dir=transcript_dir, on_round=progress)
         body = result.to_dict()
@@ -210,7 +231,8 @@ def print_km_summary(result: KMFit, out: Path | None) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Kaplan–Meier — {result.n} patients, {result.events} events")
+    table = Table(title=f"Kaplan–Meier — {result.n} patients, {result.events} events "
+                        f"(rows with < {result.min_cell_count} events merged)")
     for col in ("curve", "at risk (first event)", "events", "median survival"):
         table.add_column(col, justify="left" if col == "curve" else "right")
     curves = {"all": result.overall, **result.groups}
@@ -221,5 +243,7 @@ def print_km_summary(result: KMFit, out: Path | None) -> None:
     if result.logrank is not None:
         lr = result.logrank
         console.print(f"log-rank: chi2 = {lr.statistic:.4f} on {lr.df} df, p = {lr.p_value:.4g}")
+    for name, reason in result.dropped.items():
+        console.print(f"dropped site {name}: {reason}")
     if out is not None:
         console.print(f"written: {out}")

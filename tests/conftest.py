@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from federated import Coordinator, InProcessTransport, Site
+from federated import (
+    CohortSpec,
+    Coordinator,
+    CoxFit,
+    DisclosurePolicy,
+    InProcessTransport,
+    KMFit,
+    Site,
+    fit_cox,
+    fit_km,
+)
 
 
 def split_frame(df: pd.DataFrame, n_sites: int, seed: int) -> list[pd.DataFrame]:
@@ -20,10 +31,12 @@ def split_frame(df: pd.DataFrame, n_sites: int, seed: int) -> list[pd.DataFrame]
     return [df.iloc[part].reset_index(drop=True) for part in np.split(order, cuts)]
 
 
-def coordinator(parts: Sequence[pd.DataFrame], session: str = "test") -> Coordinator:
-    """An in-process coordinator over one site per part."""
+def coordinator(parts: Sequence[pd.DataFrame], session: str = "test",
+                secure: bool | None = None) -> Coordinator:
+    """An in-process coordinator over one site per part; secure by default with ≥ 2 sites."""
     sites = [Site(f"site-{i}", part) for i, part in enumerate(parts)]
-    return Coordinator(InProcessTransport(sites), session=session)
+    secure = len(parts) >= 2 if secure is None else secure
+    return Coordinator(InProcessTransport(sites), session=session, secure=secure)
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +58,23 @@ def gbsg2() -> pd.DataFrame:
 ROSSI_COVARIATES = ("fin", "age", "race", "wexp", "mar", "paro", "prio")
 GBSG2_COVARIATES = ("age", "tsize", "tgrade", "pnodes", "progrec", "estrec", "hormone_therapy",
                     "postmenopausal")
+
+
+#: Maths tests switch the disclosure rules off (tiny random cohorts, 1–2 sites); the rules
+#: have their own tests in tests/federated/test_privacy.py.
+PERMISSIVE = DisclosurePolicy(min_sites=1, min_patients_per_site=0, min_events_per_site=0,
+                              min_cell_count=1, min_events_per_covariate=0)
+
+
+def fed_cox(parts: Sequence[pd.DataFrame], cohort: CohortSpec, *, secure: bool | None = None,
+            **kw: Any) -> CoxFit:
+    """Federated Cox over one in-process site per part (secure aggregation when ≥ 2 sites)."""
+    kw.setdefault("policy", PERMISSIVE)
+    return fit_cox(coordinator(parts, secure=secure), cohort, **kw)
+
+
+def fed_km(parts: Sequence[pd.DataFrame], cohort: CohortSpec, *, secure: bool | None = None,
+           **kw: Any) -> KMFit:
+    """Federated Kaplan–Meier over one in-process site per part."""
+    kw.setdefault("policy", PERMISSIVE)
+    return fit_km(coordinator(parts, secure=secure), cohort, **kw)

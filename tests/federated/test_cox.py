@@ -9,9 +9,9 @@ from lifelines import CoxPHFitter
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.util import Surv
 
-from federated import CohortSpec, FederatedCoxPH, Site, fit_cox
+from federated import CohortSpec, DisclosurePolicy, FederatedCoxPH, Site, fit_cox
 from federated.exceptions import DataError, SingularDesignError, SiteError
-from tests.conftest import GBSG2_COVARIATES, ROSSI_COVARIATES, coordinator, split_frame
+from tests.conftest import GBSG2_COVARIATES, PERMISSIVE, ROSSI_COVARIATES, fed_cox, split_frame
 
 COHORTS = {
     "rossi": ("week", "arrest", ROSSI_COVARIATES),
@@ -39,7 +39,7 @@ def _lifelines(df: pd.DataFrame, name: str, **kw: object) -> CoxPHFitter:
 @pytest.mark.parametrize("n_sites", [2, 3, 4, 5, 6])
 def test_efron_equals_pooled_lifelines(request: pytest.FixtureRequest, name: str, n_sites: int) -> None:
     df = _frame(request, name)
-    fit = fit_cox(coordinator(split_frame(df, n_sites, seed=n_sites)), _cohort(name), ties="efron")
+    fit = fed_cox(split_frame(df, n_sites, seed=n_sites), _cohort(name), ties="efron")
     ref = _lifelines(df, name)
     assert fit.converged
     assert np.max(np.abs(fit.coef - ref.params_.to_numpy())) <= 1e-6
@@ -60,7 +60,7 @@ def test_breslow_equals_pooled_scikit_survival(request: pytest.FixtureRequest, n
                                                n_sites: int) -> None:
     df = _frame(request, name)
     time, event, cov = COHORTS[name]
-    fit = fit_cox(coordinator(split_frame(df, n_sites, seed=10 + n_sites)), _cohort(name),
+    fit = fed_cox(split_frame(df, n_sites, seed=10 + n_sites), _cohort(name),
                   ties="breslow")
     y = Surv.from_arrays(df[event] == 1, df[time])
     ref = CoxPHSurvivalAnalysis(ties="breslow", tol=1e-12).fit(df[list(cov)].astype(float), y)
@@ -75,7 +75,7 @@ def test_breslow_equals_pooled_scikit_survival(request: pytest.FixtureRequest, n
 @pytest.mark.parametrize("alpha", [0.5, 10.0])
 def test_ridge_penalty_equals_scikit_survival_alpha(gbsg2: pd.DataFrame, alpha: float) -> None:
     time, event, cov = COHORTS["gbsg2"]
-    fit = fit_cox(coordinator(split_frame(gbsg2, 3, seed=1)), _cohort("gbsg2"), ties="efron",
+    fit = fed_cox(split_frame(gbsg2, 3, seed=1), _cohort("gbsg2"), ties="efron",
                   penalty=alpha)
     y = Surv.from_arrays(gbsg2[event] == 1, gbsg2[time])
     ref = CoxPHSurvivalAnalysis(alpha=alpha, ties="efron", tol=1e-12).fit(
@@ -84,9 +84,9 @@ def test_ridge_penalty_equals_scikit_survival_alpha(gbsg2: pd.DataFrame, alpha: 
 
 
 def test_stratified_by_column_equals_lifelines(rossi: pd.DataFrame) -> None:
-    fit = fit_cox(coordinator(split_frame(rossi, 4, seed=3)),
+    fit = fed_cox(split_frame(rossi, 4, seed=3),
                   CohortSpec(time="week", event="arrest", covariates=("fin", "age", "prio", "mar"),
-                             partition="race"))
+                             partition="race", levels=("0", "1")))
     ref = CoxPHFitter(strata=["race"]).fit(rossi[["week", "arrest", "fin", "age", "prio", "mar", "race"]],
                                            "week", "arrest", fit_options={"precision": 1e-12})
     assert np.max(np.abs(fit.coef - ref.params_.to_numpy())) <= 1e-6
@@ -100,7 +100,7 @@ def test_stratified_by_column_equals_lifelines(rossi: pd.DataFrame) -> None:
 
 def test_stratified_by_site_equals_lifelines_with_site_strata(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 3, seed=5)
-    fit = fit_cox(coordinator(parts), CohortSpec(time="week", event="arrest",
+    fit = fed_cox(parts, CohortSpec(time="week", event="arrest",
                                                  covariates=ROSSI_COVARIATES, partition_by_site=True))
     pooled = pd.concat([p.assign(site=i) for i, p in enumerate(parts)], ignore_index=True)
     ref = CoxPHFitter(strata=["site"]).fit(pooled, "week", "arrest", fit_options={"precision": 1e-12})
@@ -109,7 +109,7 @@ def test_stratified_by_site_equals_lifelines_with_site_strata(rossi: pd.DataFram
 
 
 def test_coarsened_grid_equals_pooled_fit_on_coarsened_times(gbsg2: pd.DataFrame) -> None:
-    fit = fit_cox(coordinator(split_frame(gbsg2, 4, seed=2)),
+    fit = fed_cox(split_frame(gbsg2, 4, seed=2),
                   _cohort("gbsg2", time_grid="month", time_unit="day"))
     coarse = gbsg2.assign(time=np.ceil(np.round(gbsg2["time"] / (365.25 / 12), 9)) * (365.25 / 12))
     ref = _lifelines(coarse, "gbsg2")
@@ -119,7 +119,7 @@ def test_coarsened_grid_equals_pooled_fit_on_coarsened_times(gbsg2: pd.DataFrame
 
 
 def test_wald_statistics_match_lifelines(rossi: pd.DataFrame) -> None:
-    fit = fit_cox(coordinator(split_frame(rossi, 2, seed=0)), _cohort("rossi"))
+    fit = fed_cox(split_frame(rossi, 2, seed=0), _cohort("rossi"))
     ref = _lifelines(rossi, "rossi")
     summary = ref.summary
     assert np.allclose(fit.p_value, summary["p"].to_numpy(), rtol=1e-5, atol=1e-12)
@@ -130,30 +130,30 @@ def test_wald_statistics_match_lifelines(rossi: pd.DataFrame) -> None:
 def test_constant_covariate_is_named(rossi: pd.DataFrame) -> None:
     df = rossi.assign(const=1.0)
     with pytest.raises(SingularDesignError, match="'const' is constant"):
-        fit_cox(coordinator(split_frame(df, 3, seed=0)),
+        fed_cox(split_frame(df, 3, seed=0),
                 CohortSpec(time="week", event="arrest", covariates=("age", "const")))
 
 
 def test_collinear_covariates_are_named(rossi: pd.DataFrame) -> None:
     df = rossi.assign(age2=2 * rossi["age"] + 1)
     with pytest.raises(SingularDesignError, match="'age'.*'age2'.*collinear"):
-        fit_cox(coordinator(split_frame(df, 3, seed=0)),
+        fed_cox(split_frame(df, 3, seed=0),
                 CohortSpec(time="week", event="arrest", covariates=("age", "prio", "age2")))
 
 
-def test_site_without_events_refused_unless_allowed(rossi: pd.DataFrame) -> None:
+def test_site_without_events_refused_unless_the_policy_allows(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 3, seed=4)
     parts[1] = parts[1].assign(arrest=0)
-    with pytest.raises(SiteError, match="'site-1'.*no events"):
-        fit_cox(coordinator(parts), _cohort("rossi"))
-    fit = fit_cox(coordinator(parts), _cohort("rossi"), allow_empty_sites=True)
+    with pytest.raises(SiteError, match="'site-1'.*rule min_events_per_site: fewer than 5 events"):
+        fed_cox(parts, _cohort("rossi"), policy=DisclosurePolicy())
+    fit = fed_cox(parts, _cohort("rossi"))  # policy with min_events_per_site = 0
     ref = _lifelines(pd.concat(parts, ignore_index=True), "rossi")
     assert np.max(np.abs(fit.coef - ref.params_.to_numpy())) <= 1e-6
 
 
 def test_no_events_anywhere(rossi: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="no events"):
-        fit_cox(coordinator([rossi.assign(arrest=0)]), _cohort("rossi"), allow_empty_sites=True)
+        fed_cox([rossi.assign(arrest=0)], _cohort("rossi"))
 
 
 def test_separation_is_handled_by_step_halving() -> None:
@@ -162,7 +162,8 @@ def test_separation_is_handled_by_step_halving() -> None:
     x = rng.normal(size=200)
     t = np.exp(-3 * x) * rng.exponential(size=200)
     df = pd.DataFrame({"t": t, "e": 1, "x": x * 100})
-    fit = fit_cox(coordinator(split_frame(df, 2, seed=0)), CohortSpec(time="t", event="e", covariates=("x",)))
+    fit = fed_cox(split_frame(df, 2, seed=0),
+                  CohortSpec(time="t", event="e", covariates=("x",), time_grid="exact"))
     ref = CoxPHFitter().fit(df, "t", "e", fit_options={"precision": 1e-12})
     assert fit.coef[0] == pytest.approx(ref.params_["x"], abs=1e-6)
 
@@ -192,5 +193,5 @@ def test_sites_from_files_csv_and_parquet(tmp_path, rossi: pd.DataFrame) -> None
     b.to_parquet(tmp_path / "b.parquet")
     sites = [Site("a", tmp_path / "a.csv"), Site("b", tmp_path / "b.parquet")]
     coord = Coordinator(InProcessTransport(sites), session="files")
-    fit = fit_cox(coord, _cohort("rossi"))
+    fit = fit_cox(coord, _cohort("rossi"), policy=PERMISSIVE)
     assert np.max(np.abs(fit.coef - _lifelines(rossi, "rossi").params_.to_numpy())) <= 1e-6

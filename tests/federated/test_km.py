@@ -8,9 +8,9 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
-from federated import CohortSpec, fit_km, kaplan_meier, logrank
+from federated import CohortSpec, kaplan_meier, logrank
 from federated.exceptions import DataError
-from tests.conftest import coordinator, split_frame
+from tests.conftest import fed_km, split_frame
 
 
 def _check_curve(curve, times: np.ndarray, events: np.ndarray) -> None:  # type: ignore[no-untyped-def]
@@ -29,7 +29,7 @@ def _check_curve(curve, times: np.ndarray, events: np.ndarray) -> None:  # type:
 
 @pytest.mark.parametrize("n_sites", [2, 4, 6])
 def test_km_equals_lifelines(rossi: pd.DataFrame, n_sites: int) -> None:
-    fit = fit_km(coordinator(split_frame(rossi, n_sites, seed=n_sites)),
+    fit = fed_km(split_frame(rossi, n_sites, seed=n_sites),
                  CohortSpec(time="week", event="arrest"))
     _check_curve(fit.overall, rossi["week"], rossi["arrest"])
     assert fit.logrank is None and fit.groups == {}
@@ -39,8 +39,9 @@ def test_km_equals_lifelines(rossi: pd.DataFrame, n_sites: int) -> None:
 @pytest.mark.parametrize(("column", "n_sites"),
                          [("tgrade", 4), ("hormone_therapy", 3), ("postmenopausal", 5)])
 def test_grouped_km_and_logrank_equal_lifelines(gbsg2: pd.DataFrame, column: str, n_sites: int) -> None:
-    fit = fit_km(coordinator(split_frame(gbsg2, n_sites, seed=1)),
-                 CohortSpec(time="time", event="event", partition=column))
+    fit = fed_km(split_frame(gbsg2, n_sites, seed=1),
+                 CohortSpec(time="time", event="event", partition=column,
+                            levels=tuple(sorted(gbsg2[column].astype(str).unique()))))
     for label, curve in fit.groups.items():
         rows = gbsg2[gbsg2[column].astype(str) == label]
         _check_curve(curve, rows["time"], rows["event"])
@@ -52,8 +53,9 @@ def test_grouped_km_and_logrank_equal_lifelines(gbsg2: pd.DataFrame, column: str
 
 
 def test_logrank_many_groups(rossi: pd.DataFrame) -> None:
-    fit = fit_km(coordinator(split_frame(rossi, 3, seed=9)),
-                 CohortSpec(time="week", event="arrest", partition="prio"))
+    fit = fed_km(split_frame(rossi, 3, seed=9),
+                 CohortSpec(time="week", event="arrest", partition="prio",
+                            levels=tuple(str(v) for v in sorted(rossi["prio"].unique()))))
     ref = multivariate_logrank_test(rossi["week"], rossi["prio"], rossi["arrest"])
     assert fit.logrank is not None
     assert fit.logrank.statistic == pytest.approx(ref.test_statistic, rel=1e-9)
@@ -73,12 +75,13 @@ def test_logrank_needs_two_groups() -> None:
 
 def test_no_events_is_an_error(rossi: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="no events"):
-        fit_km(coordinator([rossi.assign(arrest=0)]), CohortSpec(time="week", event="arrest"))
+        fed_km([rossi.assign(arrest=0)], CohortSpec(time="week", event="arrest"))
 
 
 def test_to_dict_has_the_contract_fields(gbsg2: pd.DataFrame) -> None:
-    body = fit_km(coordinator(split_frame(gbsg2, 2, seed=0)),
-                  CohortSpec(time="time", event="event", partition="tgrade")).to_dict()
+    body = fed_km(split_frame(gbsg2, 2, seed=0),
+                  CohortSpec(time="time", event="event", partition="tgrade",
+                             levels=("1", "2", "3"))).to_dict()
     for key in ("times", "survival", "at_risk", "events", "ci_lower", "ci_upper"):
         assert key in body and all(key in g for g in body["groups"].values())  # type: ignore[union-attr]
     assert set(body["logrank"]) == {"statistic", "df", "p_value"}  # type: ignore[arg-type]

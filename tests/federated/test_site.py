@@ -12,7 +12,7 @@ from federated import CohortSpec, Coordinator, InProcessTransport, Site, fit_cox
 from federated.arrays import WireArray
 from federated.exceptions import SiteError
 from federated.messages import ErrorReply, PrepareRequest, RiskSetRequest, decode_reply, encode
-from tests.conftest import ROSSI_COVARIATES, coordinator, split_frame
+from tests.conftest import PERMISSIVE, ROSSI_COVARIATES, fed_cox, split_frame
 
 COHORT = CohortSpec(time="week", event="arrest", covariates=ROSSI_COVARIATES)
 
@@ -41,7 +41,8 @@ def test_request_before_prepare_is_refused(rossi: pd.DataFrame) -> None:
     (lambda df: df.iloc[:0], "no rows"),
 ])
 def test_bad_data_is_refused_with_a_reason(rossi: pd.DataFrame, change, message: str) -> None:  # type: ignore[no-untyped-def]
-    reply = _ask(Site("a", change(rossi)), PrepareRequest(session="s", round=0, cohort=COHORT))
+    request = PrepareRequest(session="s", round=0, cohort=COHORT, policy=PERMISSIVE)
+    reply = _ask(Site("a", change(rossi)), request)
     assert isinstance(reply, ErrorReply) and reply.code == "data"
     assert message in reply.message
 
@@ -53,7 +54,8 @@ def test_refusals_never_quote_a_patient_value(rossi: pd.DataFrame) -> None:
                           arrest=rossi["arrest"].where(rossi.index != 9, 7777))
     for cohort in (COHORT, CohortSpec(time="week", event="arrest"),
                    CohortSpec(time="week", event="fin")):
-        reply = _ask(Site("a", marked), PrepareRequest(session="s", round=0, cohort=cohort))
+        request = PrepareRequest(session="s", round=0, cohort=cohort, policy=PERMISSIVE)
+        reply = _ask(Site("a", marked), request)
         assert isinstance(reply, ErrorReply)
         for value in ("98765", "4242", "7777"):
             assert value not in reply.message
@@ -63,12 +65,12 @@ def test_site_error_names_the_site(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 3, seed=0)
     parts[2] = parts[2].drop(columns="prio")
     with pytest.raises(SiteError, match="site 'site-2'.*unknown column 'prio'"):
-        fit_cox(coordinator(parts), COHORT)
+        fed_cox(parts, COHORT)
 
 
 def test_wrong_beta_shape_is_refused(rossi: pd.DataFrame) -> None:
     site = Site("a", rossi)
-    _ask(site, PrepareRequest(session="s", round=0, cohort=COHORT))
+    _ask(site, PrepareRequest(session="s", round=0, cohort=COHORT, policy=PERMISSIVE))
     from federated.messages import GridRequest
 
     _ask(site, GridRequest(session="s", round=1, labels=[""],
@@ -80,31 +82,30 @@ def test_wrong_beta_shape_is_refused(rossi: pd.DataFrame) -> None:
 
 
 def test_what_a_site_sends_is_shaped_by_the_study_not_its_rows(rossi: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """After ``prepare``, every array's shape depends on p and the global grid only: a site
-    with 40 rows sends exactly the shapes a site with 300 rows sends."""
+    """Every message of a secure fit is masked, and a site with 40 rows sends exactly the
+    shapes and byte counts a site with 300 rows sends."""
     parts = split_frame(rossi, 3, seed=1)
     assert len({len(p) for p in parts}) == 3
     sites = [Site(f"h{i}", p, transcript_dir=tmp_path) for i, p in enumerate(parts)]
-    fit = fit_cox(Coordinator(InProcessTransport(sites), session="t"), COHORT)
+    fit = fit_cox(Coordinator(InProcessTransport(sites), session="t"), COHORT, policy=PERMISSIVE)
     logs = {i: [json.loads(x) for x in (tmp_path / f"h{i}.jsonl").read_text().splitlines()]
             for i in range(3)}
     k = fit.baselines[0].times.size
-    for i, lines in logs.items():
+    for lines in logs.values():
         assert [x["round"] for x in lines] == list(range(fit.rounds))
         assert {"round", "kind", "bytes", "shapes", "sha256", "masked"} <= set(lines[0])
-        prepare = lines[0]
-        assert prepare["kind"] == "prepare"
-        assert prepare["shapes"]["event_times"][0][0] <= int(parts[i]["arrest"].sum())
-        for x, y in zip(lines[1:], logs[0][1:], strict=True):
-            assert x["kind"] == y["kind"] and x["shapes"] == y["shapes"]
-        assert lines[2]["shapes"] == {"s0": [k], "s1": [k, 7], "t0": [k], "t1": [k, 7]}
+        assert all(x["masked"] and x["plaintext"] == [] for x in lines)
+        for x, y in zip(lines, logs[0], strict=True):
+            assert (x["kind"], x["shapes"], x["bytes"]) == (y["kind"], y["shapes"], y["bytes"])
+    risk = next(x for x in logs[0] if x["kind"] == "risk-set")
+    assert risk["shapes"] == {"s0": [k], "s1": [k, 7], "t0": [k], "t1": [k, 7]}
 
 
 def test_transcript_hash_is_of_the_bytes_sent(rossi: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import hashlib
 
     site = Site("a", rossi, transcript_dir=tmp_path)
-    raw = site.handle(encode(PrepareRequest(session="s", round=0, cohort=COHORT)))
+    raw = site.handle(encode(PrepareRequest(session="s", round=0, cohort=COHORT, policy=PERMISSIVE)))
     line = json.loads((tmp_path / "a.jsonl").read_text())
     assert line["sha256"] == hashlib.sha256(raw).hexdigest() and line["bytes"] == len(raw)
     assert line["kind"] == "prepare" and line["masked"] is False

@@ -55,7 +55,7 @@ def test_train_writes_the_artifact_and_matches_lifelines(sites: list[Path], tmp_
     ref = CoxPHFitter().fit(load_rossi(), "week", "arrest", fit_options={"precision": 1e-12})
     assert max(abs(art["coefficients"][k] - ref.params_[k]) for k in ref.params_.index) <= 1e-6
     assert art["outcome"]["horizons"] == [26.0, 52.0]
-    assert art["training"]["secure_aggregation"] is False  # honest until secure aggregation lands
+    assert art["training"]["secure_aggregation"] is True  # on by default
 
 
 def test_train_json_and_study_file(sites: list[Path], tmp_path: Path) -> None:
@@ -81,8 +81,8 @@ def test_transcripts_are_written(sites: list[Path], tmp_path: Path) -> None:
 
 
 def test_km_json(sites: list[Path], tmp_path: Path) -> None:
-    res = run("km", *site_args(sites), "--time", "week", "--event", "arrest", "--group", "fin", "--json",
-              "--out", tmp_path / "km.json")
+    res = run("km", *site_args(sites), "--time", "week", "--event", "arrest", "--group", "fin",
+              "--levels", "0,1", "--json", "--out", tmp_path / "km.json")
     assert res.returncode == 0, res.stderr
     body = json.loads(res.stdout)
     assert set(body["groups"]) == {"0", "1"} and body["logrank"]["df"] == 1
@@ -91,22 +91,31 @@ def test_km_json(sites: list[Path], tmp_path: Path) -> None:
 
 def _bad_inputs(sites: list[Path], tmp: Path) -> dict[str, tuple[list[str | Path], str]]:
     df = pd.read_csv(sites[0])
-    text, no_events, dup = tmp / "text.csv", tmp / "none.csv", tmp / "dup.csv"
+    text, no_events = tmp / "text.csv", tmp / "none.csv"
     df.assign(age=df["age"].astype(str) + " years").to_csv(text, index=False)
     df.assign(arrest=0).to_csv(no_events, index=False)
-    df.assign(age2=df["age"] * 2).to_csv(dup, index=False)
+    dups = []
+    for i, path in enumerate(sites):
+        dups += ["--site", f"d{i}={tmp / f'dup{i}.csv'}"]
+        part = pd.read_csv(path)
+        part.assign(age2=part["age"] * 2).to_csv(tmp / f"dup{i}.csv", index=False)
     base = ["--time", "week", "--event", "arrest", "--out", tmp / "m.json"]
     return {
-        "missing file": (["train", "--site", f"a={tmp / 'nope.csv'}", *base, "--covariates", "age"],
-                         "nope.csv: file not found"),
+        "missing file": (["train", *site_args(sites), "--site", f"a={tmp / 'nope.csv'}", *base,
+                          "--covariates", "age"], "nope.csv: file not found"),
         "unknown column": (["train", *site_args(sites), *base, "--covariates", "age,agee"],
                            "unknown column 'agee'"),
-        "non-numeric covariate": (["train", "--site", f"a={text}", *base, "--covariates", "age"],
+        "non-numeric covariate": (["train", *site_args(sites), "--site", f"a={text}", *base,
+                                   "--covariates", "age"],
                                   f"column 'age' is not numeric ({len(df)} non-numeric values)"),
         "site with no events": (["train", *site_args(sites), "--site", f"x={no_events}", *base,
-                                 "--covariates", "age"], "site 'x': has no events"),
-        "singular design": (["train", "--site", f"a={dup}", *base, "--covariates", "age,prio,age2"],
-                            "collinear"),
+                                 "--covariates", "age"],
+                                "site 'x': refused by rule min_events_per_site: fewer than 5 events"),
+        "singular design": (["train", *dups, *base, "--covariates", "age,prio,age2"], "collinear"),
+        "too few sites": (["train", "--site", f"a={sites[0]}", *base, "--covariates", "age"],
+                          "refused by rule min_sites: 1 site(s) taking part, at least 3 required"),
+        "undeclared levels": (["km", *site_args(sites), "--time", "week", "--event", "arrest",
+                               "--group", "fin"], "declare the levels of 'fin'"),
         "bad site flag": (["train", "--site", "nameonly", *base], "--site 'nameonly': want NAME=PATH"),
         "bad ties": (["train", *site_args(sites), *base, "--covariates", "age", "--ties", "exact"],
                      "ties: Input should be 'efron' or 'breslow'"),
@@ -115,13 +124,14 @@ def _bad_inputs(sites: list[Path], tmp: Path) -> dict[str, tuple[list[str | Path
         "bad study file": (["train", "--study", tmp / "nope.toml", "--out", tmp / "m.json"],
                            "study file not found"),
         "km unknown group": (["km", *site_args(sites), "--time", "week", "--event", "arrest",
-                              "--group", "colour"], "unknown column 'colour'"),
+                              "--group", "colour", "--levels", "red,blue"], "unknown column 'colour'"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "unknown column", "non-numeric covariate",
                                   "site with no events", "singular design", "bad site flag", "bad ties",
-                                  "missing time", "bad study file", "km unknown group"])
+                                  "missing time", "bad study file", "km unknown group", "too few sites",
+                                  "undeclared levels"])
 def test_bad_input_is_one_clear_line_and_exit_2(sites: list[Path], tmp_path: Path, case: str) -> None:
     args, message = _bad_inputs(sites, tmp_path)[case]
     res = run(*args)

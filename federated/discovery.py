@@ -1,0 +1,94 @@
+"""The first rounds of every fit: sizes, labels, the global event-time grid, input ranges.
+
+Everything here is a sum over sites (masked when secure), except on the ``exact`` time grid,
+where each site lists the distinct times of its events (the documented price of exactness).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .coordinator import Coordinator
+from .exceptions import DataError
+from .messages import PrepareReply, PrepareRequest
+from .privacy import DisclosurePolicy
+from .study import CohortSpec
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What the coordinator learns before fitting: only totals over sites."""
+
+    n: int
+    events: int
+    sum_x: np.ndarray
+    sum_x2: np.ndarray
+    labels: list[str]
+    grids: list[np.ndarray]        # per label: grid times with at least one event
+    range_counts: np.ndarray | None  # (declared ranges, bins + 2): below, bins…, above
+
+
+def global_labels(cohort: CohortSpec, sites: list[str], secure: bool) -> list[str] | None:
+    """The public list of strata / group labels, or ``None`` if sites must report theirs."""
+    if cohort.partition is None:
+        return sites if cohort.partition_by_site else [""]
+    if cohort.levels is None:
+        if secure:
+            raise DataError(f"declare the levels of {cohort.partition!r} (levels = [...]): with secure "
+                            "aggregation sites do not reveal which values they hold")
+        return None
+    if cohort.partition_by_site:
+        return [f"{lev}|{site}" for lev in cohort.levels for site in sites]
+    return list(cohort.levels)
+
+
+def discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy) -> Discovery:
+    """Run the ``prepare`` round and derive the global grid per label."""
+    policy.check_sites(len(coord.sites), coord.secure, coord.dropped)
+    labels = global_labels(cohort, coord.sites, coord.secure)
+    prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, policy=policy, labels=labels)
+    p = len(cohort.covariates)
+    n, events = coord.total(prep, "counts", (2,)).round().astype(np.int64).tolist()
+    if events == 0:
+        raise DataError("no events at any site: nothing to estimate")
+    if labels is None:  # plaintext discovery: each site listed its own labels
+        labels = sorted({lab for r in prep.values() for lab in (r.labels or [])})
+    if cohort.time_grid == "exact":
+        grids = _union_event_times(prep, labels)
+    else:
+        hist = coord.total(prep, "event_histogram", (len(labels), cohort.n_bins()))
+        width = cohort.bin_width()
+        grids = [np.flatnonzero(h.round() > 0) * width for h in hist]
+    n_ranges = sum(1 for c in cohort.covariates if c in cohort.ranges)
+    ranges = coord.total(prep, "range_counts", (n_ranges, cohort.range_bins + 2)).round() \
+        if n_ranges else None
+    return Discovery(n=n, events=events, sum_x=coord.total(prep, "sum_x", (p,)),
+                     sum_x2=coord.total(prep, "sum_x2", (p,)), labels=labels, grids=grids,
+                     range_counts=ranges)
+
+
+def _union_event_times(prep: dict[str, PrepareReply], labels: list[str]) -> list[np.ndarray]:
+    times: dict[str, list[np.ndarray]] = {lab: [] for lab in labels}
+    for reply in prep.values():
+        own = reply.labels if reply.labels is not None else labels
+        for label, t in zip(own, reply.event_times or [], strict=True):
+            times[label].append(t.to_numpy())
+    return [np.unique(np.concatenate(times[lab])) if times[lab] else np.zeros(0) for lab in labels]
+
+
+def check_ranges(cohort: CohortSpec, counts: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Refuse training data outside the declared ranges; return each range's bin counts."""
+    if counts is None:
+        return {}
+    names = [c for c in cohort.covariates if c in cohort.ranges]
+    out = {}
+    for name, row in zip(names, counts, strict=True):
+        outside = int(row[0] + row[-1])
+        if outside:
+            lo, hi = cohort.ranges[name]
+            raise DataError(f"{outside} training values of {name!r} lie outside its declared range "
+                            f"[{lo:g}, {hi:g}] (the intended-use envelope)")
+        out[name] = row[1:-1].astype(np.int64)
+    return out
