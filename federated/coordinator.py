@@ -97,11 +97,12 @@ class Coordinator:
         request = build(session=self.session, round=self.rounds, **fields)
         sites = self.sites
         raw = self.transport.exchange({s: encode(request) for s in sites}, self.timeout)
+        crashed: dict[str, str] = getattr(self.transport, "failures", {})
         replies: dict[str, R] = {}
         failures: dict[str, str] = {}
         for site in sites:
             if site not in raw:
-                failures[site] = f"no reply to {request.kind!r} within {self.timeout:g} s"
+                failures[site] = crashed.get(site, f"no reply to {request.kind!r} within {self.timeout:g} s")
                 continue
             try:
                 reply = decode_reply(raw[site])

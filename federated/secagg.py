@@ -130,7 +130,9 @@ def encode(values: np.ndarray) -> Ring:
         raise SecAggOverflow("cannot encode NaN or infinity for secure aggregation")
     mag = np.abs(flat)
     if (mag >= MAX_ABS).any():
-        raise SecAggOverflow(f"cannot encode |x| >= 2**52 (max |x| = {mag.max()!r}) for secure aggregation")
+        # no value in the message: it travels to the coordinator and could be one patient's
+        raise SecAggOverflow(f"{int((mag >= MAX_ABS).sum())} statistics reach |x| >= 2**52, beyond the "
+                             "secure-aggregation range")
     # Work on |x|: for x >= 0, x - floor(x) is exact (for x < 0 it need not be, e.g. 1 - 1e-20 == 1.0).
     ip = np.floor(mag)
     t1 = (mag - ip) * 2.0**32  # scaling by powers of two is exact

@@ -43,25 +43,35 @@ class InProcessTransport:
             raise ValueError(f"site names must be unique, got {names}")
         self._sites = {s.name: s for s in sites}
         self._parallel = parallel
+        #: sites whose handler crashed in the last exchange, with the error (a dropout, not a refusal)
+        self.failures: dict[str, str] = {}
 
     @property
     def sites(self) -> list[str]:
         return list(self._sites)
 
     def exchange(self, payloads: Mapping[str, bytes], timeout: float) -> dict[str, bytes]:
-        if not self._parallel:
-            return {name: self._sites[name].handle(p) for name, p in payloads.items()}
         replies: dict[str, bytes] = {}
+        self.failures = {}
         lock = threading.Lock()
         done = threading.Semaphore(0)
 
         def run(name: str, payload: bytes) -> None:
             try:
                 out = self._sites[name].handle(payload)
+            except Exception as exc:  # noqa: BLE001 — a crashed site is a dropout, reported by name
+                with lock:
+                    self.failures[name] = f"site crashed: {type(exc).__name__}: {exc}"
+            else:
                 with lock:
                     replies[name] = out
             finally:
                 done.release()
+
+        if not self._parallel:
+            for name, payload in payloads.items():
+                run(name, payload)
+            return replies
 
         for name, payload in payloads.items():
             threading.Thread(target=run, args=(name, payload), daemon=True,

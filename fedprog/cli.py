@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo_cmd, train_cmd
+from . import audit_cmd, demo_cmd, train_cmd
 
 app = typer.Typer(
     name="fedprog",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.command("train")(train_cmd.train)
 app.command("km")(train_cmd.km)
 app.command("demo")(demo_cmd.demo)
+app.add_typer(audit_cmd.app, name="audit")
 
 
 def main() -> None:

@@ -155,3 +155,17 @@ def test_help_everywhere() -> None:
     for args in ([], ["train"], ["km"], ["demo"]):
         res = run(*args, "--help")
         assert res.returncode == 0 and "Usage" in res.stdout
+
+
+def test_audit_transcript_command(sites: list[Path], tmp_path: Path) -> None:
+    res = run("train", *site_args(sites), "--time", "week", "--event", "arrest", "--covariates", "age,prio",
+              "--transcript-dir", tmp_path / "tx", "--out", tmp_path / "m.json")
+    assert res.returncode == 0, res.stderr
+    ok = run("audit", "transcript", tmp_path / "tx")
+    assert ok.returncode == 0 and ok.stdout.startswith("PASS: ")
+    res = run("train", *site_args(sites), "--time", "week", "--event", "arrest", "--covariates", "age,prio",
+              "--no-secure-agg", "--transcript-dir", tmp_path / "plain", "--out", tmp_path / "m.json")
+    bad = run("audit", "transcript", tmp_path / "plain", "--json")
+    assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
+    missing = run("audit", "transcript", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "not a folder" in missing.stderr
