@@ -180,9 +180,11 @@ def noisy_km_counts(events: np.ndarray, censored: np.ndarray, n_before: np.ndarr
     The grid must be public (fixed before seeing the data). One patient changes exactly one cell by 1,
     so L1 = L2 sensitivity = 1 over all groups together (parallel composition): one spend of
     ``epsilon`` (and δ for gaussian) as ``"kaplan-meier counts"``. Every cell, ``n_before`` included,
-    is noised; rounding, clipping at 0 and rebuilding ``at_risk_k = Σ_{j≥k} (d_j + c_j)`` are
-    post-processing and cost no privacy, and make at-risk non-increasing with ``events ≤ at_risk``.
-    The noisy ``n_before`` (released total ``n = at_risk_0 + n_before``) is not returned.
+    is noised. Post-processing (free of privacy cost): ``at_risk_k = Σ_{j≥k} (d̃_j + c̃_j)`` from the
+    *unclipped* noisy cells (so the noise stays mean-zero instead of piling up a positive bias from
+    clipping every cell at 0), then made non-increasing and non-negative, rounded; events rounded and
+    clipped to ``[0, at_risk]``. The noisy ``n_before`` (released total ``n = at_risk_0 + n_before``)
+    is not returned.
     """
     d, c = _counts("events", events, 2), _counts("censored", censored, 2)
     nb = _counts("n_before", n_before, 1)
@@ -191,10 +193,13 @@ def noisy_km_counts(events: np.ndarray, censored: np.ndarray, n_before: np.ndarr
     epsilon = _positive("epsilon", epsilon)
     accountant.spend("kaplan-meier counts", epsilon, _delta_cost(settings))
     flat = np.concatenate([d.ravel(), c.ravel(), nb]).astype(float)
-    noisy = np.clip(np.rint(add_noise(flat, 1.0, epsilon, settings, rng)), 0, None).astype(np.int64)
+    noisy = add_noise(flat, 1.0, epsilon, settings, rng)
     nd, nc = noisy[:d.size].reshape(d.shape), noisy[d.size:2 * d.size].reshape(d.shape)
     at_risk = np.cumsum((nd + nc)[:, ::-1], axis=1)[:, ::-1]
-    return nd, np.ascontiguousarray(at_risk)
+    at_risk = np.maximum.accumulate(np.clip(at_risk, 0, None)[:, ::-1], axis=1)[:, ::-1]
+    at_risk = np.rint(at_risk).astype(np.int64)
+    events_out = np.clip(np.rint(nd), 0, at_risk).astype(np.int64)
+    return events_out, np.ascontiguousarray(at_risk)
 
 
 def km_counts_from_at_risk(at_risk: np.ndarray, events: np.ndarray, n_total: np.ndarray

@@ -155,9 +155,14 @@ def fit_km(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy | No
 
 def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
               dp: DPSettings | None) -> KMFit:
+    private = dp is not None and dp.enabled
+    if private and cohort.time_grid == "exact":
+        raise DataError("differential privacy needs a public time grid: use --time-grid "
+                        "day|week|month|year (and a max_time for the study)")
     disc = discover(coord, cohort, policy)
-    nonempty = [g for g in disc.grids if g.size]
-    grid = np.unique(np.concatenate(nonempty))
+    # with DP the grid is every public interval (a grid chosen from the data would leak)
+    grid = np.arange(cohort.n_bins()) * cohort.bin_width() if private \
+        else np.unique(np.concatenate([g for g in disc.grids if g.size]))
     labels = disc.labels
     counts = coord.broadcast(CountsRequest, CountsReply, labels=labels,
                              times=WireArray.from_numpy(grid))
@@ -165,8 +170,8 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
     n_gk = coord.total(counts, "at_risk", shape).round().astype(np.int64)
     d_gk = coord.total(counts, "events", shape).round().astype(np.int64)
     privacy = None
-    if dp is not None and dp.enabled:
-        n_gk, d_gk, privacy = _noised(n_gk, d_gk, dp)
+    if private:
+        n_gk, d_gk, privacy = _noised(n_gk, d_gk, dp)  # type: ignore[arg-type]
     grouped = cohort.partition is not None or cohort.partition_by_site
     mc = policy.min_cell_count
     return KMFit(
