@@ -1,16 +1,19 @@
 """Federated Cox (fedprog, 4 sites) against lifelines' CoxPHFitter on the same pooled rows.
 
 Synthetic cohorts (exponential event times from a true Cox model, ~40 % censoring, times
-rounded to 0.1 day), split into four equal sites written as CSV files. For each size it
-prints, side by side:
+in whole days, so the default day grid is exact), split into four equal sites written as CSV
+files. For each size it prints, side by side:
 
-* whole process: ``fedprog train --site …`` against a script that loads the same CSVs
-  with pandas and fits ``lifelines.CoxPHFitter`` (Efron ties, its default settings);
-* in process, data already in memory: the federated fit (four in-process sites, every
-  message through JSON) against ``CoxPHFitter.fit`` on the pooled DataFrame;
-* the largest coefficient difference between the two fits.
+* whole process: ``fedprog train --site …`` (secure aggregation on, the default) against a
+  script that loads the same CSVs with pandas and fits ``lifelines.CoxPHFitter`` (Efron
+  ties, its default settings), and the largest coefficient difference;
+* in process, data in memory: the federated fit with secure aggregation off and on, against
+  ``CoxPHFitter.fit`` on the pooled DataFrame;
+* bytes one site sends per round (mean over the fit, from its outbound transcript), which
+  must not depend on n.
 
-Target (issue 2): the whole-process ratio fedprog / lifelines ≤ 1.0 at 200 000 × 20.
+Targets: whole-process ratio fedprog / lifelines ≤ 1.0 at 200 000 × 20 (issue 2); secure
+aggregation on / off ≤ 1.5 in wall time (issue 3).
 
 Usage: ``python benchmarks/fedcox_vs_pooled.py [--sizes 200000x20,200000x30] [--repeat 1]``
 """
@@ -50,7 +53,7 @@ def synthetic(n: int, p: int, seed: int = 0) -> pd.DataFrame:
     t = rng.exponential(scale=np.exp(-x @ beta)) * 365.0
     c = rng.exponential(scale=365.0 * 1.5, size=n)
     df = pd.DataFrame(x, columns=[f"x{i}" for i in range(p)])
-    df["time"] = np.maximum(np.minimum(t, c), 0.05).round(1)
+    df["time"] = np.ceil(np.minimum(t, c))
     df["event"] = (t <= c).astype(int)
     return df
 
@@ -79,28 +82,35 @@ def bench(n: int, p: int, folder: Path, repeat: int) -> dict[str, float]:
         paths.append(folder / f"site{i}.csv")
         df.iloc[rows].to_csv(paths[-1], index=False)
 
-    fed_cmd = [str(Path(sys.executable).parent / "fedprog"), "train", "--json", "--no-secure-agg",
+    fed_cmd = [str(Path(sys.executable).parent / "fedprog"), "train", "--json",
                *[a for i, path in enumerate(paths) for a in ("--site", f"s{i}={path}")],
                "--time", "time", "--event", "event", "--covariates", ",".join(cov),
-               "--out", str(folder / "model.json")]
+               "--transcript-dir", str(folder / "tx"), "--out", str(folder / "model.json")]
     peer = folder / "peer.py"
     peer.write_text(PEER_SCRIPT)
     fed_s, fed_out = best_of(repeat, fed_cmd)
+    plain_cmd = [str(folder / "tx-plain") if a == str(folder / "tx") else a for a in fed_cmd]
+    plain_s, _ = best_of(repeat, [*plain_cmd, "--no-secure-agg"])
     peer_s, peer_out = best_of(repeat, [sys.executable, str(peer), *map(str, paths), ",".join(cov)])
     fed_coef = json.loads(fed_out)["coefficients"]
     peer_coef = json.loads(peer_out)
     diff = max(abs(fed_coef[c] - peer_coef[c]) for c in cov)
+    sent = [json.loads(line)["bytes"] for line in (folder / "tx" / "s0.jsonl").read_text().splitlines()]
 
-    sites = [Site(f"s{i}", df.iloc[rows].reset_index(drop=True)) for i, rows in enumerate(parts)]
-    start = time.perf_counter()
-    fit_cox(Coordinator(InProcessTransport(sites), session="bench"),
-            CohortSpec(time="time", event="event", covariates=tuple(cov)))
-    fed_in = time.perf_counter() - start
+    timings = {}
+    for secure in (False, True):
+        sites = [Site(f"s{i}", df.iloc[rows].reset_index(drop=True)) for i, rows in enumerate(parts)]
+        start = time.perf_counter()
+        fit_cox(Coordinator(InProcessTransport(sites), session="bench", secure=secure),
+                CohortSpec(time="time", event="event", covariates=tuple(cov)))
+        timings[secure] = time.perf_counter() - start
     start = time.perf_counter()
     CoxPHFitter().fit(df, "time", "event")
     peer_in = time.perf_counter() - start
-    return {"n": n, "p": p, "fed_proc": fed_s, "peer_proc": peer_s, "fed_in": fed_in,
-            "peer_in": peer_in, "diff": diff}
+    return {"n": n, "p": p, "fed_proc": fed_s, "plain_proc": plain_s, "peer_proc": peer_s,
+            "plain_in": timings[False],
+            "secure_in": timings[True], "peer_in": peer_in, "diff": diff,
+            "bytes_per_round": sum(sent) / len(sent)}
 
 
 def main() -> None:
@@ -108,9 +118,11 @@ def main() -> None:
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated NxP")
     parser.add_argument("--repeat", type=int, default=1, help="best of R whole-process runs")
     args = parser.parse_args()
-    header = (f"{'n':>8} {'p':>3} | {'fedprog proc':>12} {'lifelines proc':>14} {'ratio':>6} | "
-              f"{'fedprog fit':>11} {'lifelines fit':>13} {'ratio':>6} | {'max |Δβ|':>9}")
-    print(f"federated Cox ({N_SITES} sites, Efron) vs lifelines CoxPHFitter on the pooled rows")
+    header = (f"{'n':>8} {'p':>3} | {'fedprog proc':>12} {'lifelines proc':>14} {'ratio':>6} "
+              f"{'max |Δβ|':>9} {'plain proc':>10} {'sec/plain':>9} | {'plain fit':>9} {'secure fit':>10} "
+              f"{'sec/plain':>9} "
+              f"{'lifelines fit':>13} {'secure/ll':>9} | {'bytes/site/round':>16}")
+    print(f"federated Cox ({N_SITES} sites, Efron, day grid) vs lifelines CoxPHFitter on the pooled rows")
     print(header)
     print("-" * len(header))
     for size in args.sizes.split(","):
@@ -118,8 +130,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             r = bench(n, p, Path(tmp), args.repeat)
         print(f"{n:>8} {p:>3} | {r['fed_proc']:>11.2f}s {r['peer_proc']:>13.2f}s "
-              f"{r['fed_proc'] / r['peer_proc']:>6.2f} | {r['fed_in']:>10.2f}s {r['peer_in']:>12.2f}s "
-              f"{r['fed_in'] / r['peer_in']:>6.2f} | {r['diff']:>9.1e}", flush=True)
+              f"{r['fed_proc'] / r['peer_proc']:>6.2f} {r['diff']:>9.1e} {r['plain_proc']:>9.2f}s "
+              f"{r['fed_proc'] / r['plain_proc']:>9.2f} | {r['plain_in']:>8.2f}s "
+              f"{r['secure_in']:>9.2f}s {r['secure_in'] / r['plain_in']:>9.2f} {r['peer_in']:>12.2f}s "
+              f"{r['secure_in'] / r['peer_in']:>9.2f} | {r['bytes_per_round']:>16,.0f}", flush=True)
 
 
 if __name__ == "__main__":
