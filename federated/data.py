@@ -19,20 +19,29 @@ from .study import DAYS_PER_UNIT, CohortSpec
 
 
 def load_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file (chosen by suffix) into a DataFrame."""
+    """Read a CSV or Parquet file (chosen by suffix) into a DataFrame.
+
+    Arrow parses both (decimals rounded correctly), on the calling thread only: sites
+    already load in parallel, and Arrow's own thread pool must not outlive a site's thread
+    (a pool still running at interpreter exit aborts the process).
+    """
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pa_parquet
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     suffix = path.suffix.lower()
     try:
         if suffix in {".parquet", ".pq"}:
-            return pd.read_parquet(path)
-        if suffix in {".csv", ".txt"}:
-            # Arrow's parser is multi-threaded and rounds decimals correctly
-            return pd.read_csv(path, engine="pyarrow")
-    except (ValueError, OSError, pd.errors.ParserError, ArrowError) as exc:
+            table = pa_parquet.read_table(path, use_threads=False)
+        elif suffix in {".csv", ".txt"}:
+            table = pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(use_threads=False))
+        else:
+            raise DataError(f"{path}: unsupported file type {suffix!r} (want .csv or .parquet)")
+        return table.to_pandas(use_threads=False)
+    except (ValueError, OSError, ArrowError) as exc:
         raise DataError(f"{path}: cannot read table: {str(exc).splitlines()[0]}") from None
-    raise DataError(f"{path}: unsupported file type {suffix!r} (want .csv or .parquet)")
 
 
 def coarsen(times: np.ndarray, grid: str, unit: str) -> np.ndarray:
