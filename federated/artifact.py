@@ -72,8 +72,7 @@ def _baseline(fit: CoxFit, study: StudySpec) -> dict[str, Any]:
     return baseline
 
 
-def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None = None,
-                   consent_checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None = None) -> dict[str, Any]:
     """The sealed artifact of a Cox fit under ``study``'s settings.
 
     Nothing patient-level: ranges are the declared ones (with securely summed coverage
@@ -107,7 +106,7 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
             "secure_aggregation": fit.secure, "time_grid": study.time_grid,
             "policy": study.policy.model_dump(),
             "differential_privacy": privacy,
-            "consent_checkpoint": consent_checkpoint,
+            "consent_checkpoint": fit.consent_checkpoint,
         },
     }
     return seal(body)

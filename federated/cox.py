@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from .coordinator import Coordinator, with_dropouts
 from .discovery import check_ranges, discover
 from .exceptions import ConvergenceError, DataError, SingularDesignError, SiteError
 from .messages import (
+    ConsentGate,
     GridReply,
     GridRequest,
     InformationReply,
@@ -81,6 +83,7 @@ class CoxFit:
     strata: str | None = None
     dropped: dict[str, str] = field(default_factory=dict)
     range_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    consent_checkpoint: dict[str, Any] | None = None
 
     @property
     def se(self) -> np.ndarray:
@@ -117,13 +120,13 @@ class _Problem:
     """The coordinator's view of one fit: global grid, counts and the rounds to ask."""
 
     def __init__(self, coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
-                 policy: DisclosurePolicy) -> None:
+                 policy: DisclosurePolicy, consent: ConsentGate | None) -> None:
         self.coord, self.efron, self.penalty = coord, ties == "efron", penalty
         self.names = cohort.covariates
         p = len(self.names)
         if p == 0:
             raise DataError("a Cox model needs at least one covariate")
-        disc = discover(coord, cohort, policy)
+        disc = discover(coord, cohort, policy, consent)
         policy.check_saturation(disc.events, p)
         self.n, self.events = disc.n, disc.events
         self.ranges = check_ranges(cohort, disc.range_counts)
@@ -184,7 +187,7 @@ def _newton_step(info: np.ndarray, score: np.ndarray, names: tuple[str, ...]) ->
 
 def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", penalty: float = 0.0,
             tol: float = 1e-10, max_iter: int = 100, max_halvings: int = 40,
-            policy: DisclosurePolicy | None = None) -> CoxFit:
+            policy: DisclosurePolicy | None = None, consent: ConsentGate | None = None) -> CoxFit:
     """Fit a Cox model over the sites behind ``coord``.
 
     Newton–Raphson from β = 0 with step halving whenever the penalised log partial
@@ -192,7 +195,8 @@ def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", pena
     on their global means internally (β is unchanged by centring; the baseline refers to
     the centre). The covariance is the inverse observed information at β̂. A site that
     drops out (no reply in time, invalid message) is excluded and the fit re-run among the
-    others while ``policy`` (default :class:`DisclosurePolicy`) still holds.
+    others while ``policy`` (default :class:`DisclosurePolicy`) still holds. With ``consent``,
+    sites use only patients whose consent was active at that ledger checkpoint.
 
     Raises
     ------
@@ -207,12 +211,13 @@ def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", pena
     """
     rules = policy or DisclosurePolicy()
     return with_dropouts(coord, lambda: _fit_once(coord, cohort, ties, penalty, tol, max_iter,
-                                                  max_halvings, rules))
+                                                  max_halvings, rules, consent))
 
 
 def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float, tol: float,
-              max_iter: int, max_halvings: int, policy: DisclosurePolicy) -> CoxFit:
-    prob = _Problem(coord, cohort, ties, penalty, policy)
+              max_iter: int, max_halvings: int, policy: DisclosurePolicy,
+              consent: ConsentGate | None) -> CoxFit:
+    prob = _Problem(coord, cohort, ties, penalty, policy, consent)
     state = prob.evaluate(np.zeros(prob.p))
     loglik_null = state.loglik
     info = prob.information(state)
@@ -237,7 +242,8 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
                   loglik_null=loglik_null, iterations=it, rounds=coord.rounds, converged=converged,
                   ties=ties, penalty=penalty, sites=tuple(coord.sites), n=prob.n, events=prob.events,
                   secure=coord.secure, strata=cohort.partition, dropped=dict(coord.dropped),
-                  range_counts=prob.ranges)
+                  range_counts=prob.ranges,
+                  consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}))
 
 
 def _baselines(prob: _Problem, state: _State) -> tuple[Baseline, ...]:

@@ -5,7 +5,9 @@ ships with scikit-survival: 686 women with node-positive breast cancer, recurren
 survival in days. **Split rule**: rows are shuffled with ``numpy.random.default_rng(SEED)``
 and cut into four uneven hospitals of 40 %, 25 %, 20 % and 15 % (274, 172, 137, 103 women).
 Categorical columns are encoded as numbers: hormone therapy yes → 1, postmenopausal → 1,
-tumour grade I/II/III → 1/2/3.
+tumour grade I/II/III → 1/2/3. Each hospital numbers its own patients (``patient_id``
+``A-0001``, …), identifiers that stay in the hospital. **Consent**: every woman agreed to the
+study except those :func:`declined` picks (about 3 %, seeded), who refused.
 """
 
 from __future__ import annotations
@@ -72,13 +74,24 @@ def split(table: pd.DataFrame, shares: tuple[float, ...] = SHARES, seed: int = S
     return [table.iloc[part].reset_index(drop=True) for part in np.split(order, cuts)]
 
 
+STUDY_ID = "urn:fedprog:study:gbsg2-recurrence"
+
+
+def declined(patients: list[str], seed: int = SEED) -> set[str]:
+    """The demo patients who refused consent (about 3 %, drawn with ``seed``)."""
+    rng = np.random.default_rng(seed + 1)
+    return {p for p, u in zip(patients, rng.uniform(size=len(patients)), strict=True) if u < 0.03}
+
+
 def write_demo_study(folder: Path) -> StudySpec:
     """Write each hospital's CSV under ``folder/sites/<name>/data.csv``; return the study."""
     sites = []
     for name, part in zip(HOSPITALS, split(gbsg2_table()), strict=True):
         path = folder / "sites" / name / "data.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        part.to_csv(path, index=False)
+        letter = name.rsplit("-", 1)[-1].upper()
+        ids = pd.Series([f"{letter}-{i + 1:04d}" for i in range(len(part))], name="patient_id")
+        pd.concat([ids, part], axis=1).to_csv(path, index=False)
         sites.append(SiteSource(name=name, path=path))
     return StudySpec(model_id="gbsg2-recurrence", version="1", sites=sites, time="time",
                      event="event", covariates=list(DEMO_INPUTS), ties="efron", time_unit="day",

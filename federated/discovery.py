@@ -12,7 +12,7 @@ import numpy as np
 
 from .coordinator import Coordinator
 from .exceptions import DataError
-from .messages import PrepareReply, PrepareRequest
+from .messages import ConsentGate, PrepareReply, PrepareRequest
 from .privacy import DisclosurePolicy
 from .study import CohortSpec
 
@@ -44,11 +44,13 @@ def global_labels(cohort: CohortSpec, sites: list[str], secure: bool) -> list[st
     return list(cohort.levels)
 
 
-def discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy) -> Discovery:
+def discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
+             consent: ConsentGate | None = None) -> Discovery:
     """Run the ``prepare`` round and derive the global grid per label."""
     policy.check_sites(len(coord.sites), coord.secure, coord.dropped)
     labels = global_labels(cohort, coord.sites, coord.secure)
-    prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, policy=policy, labels=labels)
+    prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, policy=policy, labels=labels,
+                           consent=consent)
     p = len(cohort.covariates)
     n, events = coord.total(prep, "counts", (2,)).round().astype(np.int64).tolist()
     if events == 0:

@@ -21,7 +21,7 @@ from .coordinator import Coordinator, with_dropouts
 from .discovery import discover
 from .dp import DPSettings
 from .exceptions import DataError
-from .messages import CountsReply, CountsRequest
+from .messages import ConsentGate, CountsReply, CountsRequest
 from .privacy import DisclosurePolicy, released_steps
 from .study import CohortSpec
 
@@ -142,7 +142,7 @@ def release(curve: KMCurve, min_cell: int) -> KMCurve:
 
 
 def fit_km(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy | None = None,
-           dp: DPSettings | None = None) -> KMFit:
+           dp: DPSettings | None = None, consent: ConsentGate | None = None) -> KMFit:
     """Kaplan–Meier (per group if ``cohort.partition``) and log-rank over the sites.
 
     Sites send (masked) at-risk and event counts on the global grid; released curves
@@ -150,16 +150,16 @@ def fit_km(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy | No
     counts are noised before anything is computed from them (the log-rank test included).
     """
     rules = policy or DisclosurePolicy()
-    return with_dropouts(coord, lambda: _fit_once(coord, cohort, rules, dp))
+    return with_dropouts(coord, lambda: _fit_once(coord, cohort, rules, dp, consent))
 
 
 def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
-              dp: DPSettings | None) -> KMFit:
+              dp: DPSettings | None, consent: ConsentGate | None) -> KMFit:
     private = dp is not None and dp.enabled
     if private and cohort.time_grid == "exact":
         raise DataError("differential privacy needs a public time grid: use --time-grid "
                         "day|week|month|year (and a max_time for the study)")
-    disc = discover(coord, cohort, policy)
+    disc = discover(coord, cohort, policy, consent)
     # with DP the grid is every public interval (a grid chosen from the data would leak)
     grid = np.arange(cohort.n_bins()) * cohort.bin_width() if private \
         else np.unique(np.concatenate([g for g in disc.grids if g.size]))

@@ -61,6 +61,18 @@ class _Request(_Message):
     secure: SecureRound | None = None
 
 
+class ConsentGate(BaseModel):
+    """Use only patients whose consent was active in the ledger of ``size`` entries with
+    ``root`` (hex); ``job`` names the training job, so that sites can later tell which jobs
+    a revocation affects."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(ge=0)
+    root: str = Field(pattern=r"^[0-9a-f]{64}$")
+    job: str = Field(min_length=1, max_length=200)
+
+
 # ---------------------------------------------------------------- requests
 class KeysRequest(_Request):
     """Secure aggregation set-up: each site answers with its first ephemeral public key."""
@@ -79,6 +91,7 @@ class PrepareRequest(_Request):
     cohort: CohortSpec
     policy: DisclosurePolicy
     labels: list[str] | None = None
+    consent: ConsentGate | None = None
 
 
 class GridRequest(_Request):

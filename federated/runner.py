@@ -20,6 +20,7 @@ from .coordinator import Coordinator
 from .cox import ConvergenceWarning, CoxFit, fit_cox
 from .exceptions import DataError, FederatedError
 from .km import KMFit, fit_km
+from .messages import ConsentGate
 from .site import Site
 from .study import StudySpec
 from .transport import InProcessTransport
@@ -45,19 +46,25 @@ def _coordinator(study: StudySpec, kind: str, sites: list[Site], on_round: Progr
 
 
 def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
-          sites: list[Site] | None = None) -> tuple[CoxFit, dict[str, Any]]:
-    """Fit the study's Cox model over its sites; return the fit and the sealed artifact."""
+          sites: list[Site] | None = None, consent: ConsentGate | None = None
+          ) -> tuple[CoxFit, dict[str, Any]]:
+    """Fit the study's Cox model over its sites; return the fit and the sealed artifact.
+
+    With ``consent``, every site uses only patients whose consent was active at that ledger
+    checkpoint, and the artifact records the checkpoint.
+    """
     sites = sites if sites is not None else make_sites(study, transcript_dir)
     coord = _coordinator(study, "cox", sites, on_round)
     fit = fit_cox(coord, study.cohort(), ties=study.ties, penalty=study.penalty, tol=study.tol,
-                  max_iter=study.max_iter, policy=study.policy)
+                  max_iter=study.max_iter, policy=study.policy, consent=consent)
     privacy = None
     if study.dp.enabled:
-        fit, privacy = _private_coefficients(study, fit, sites)
+        fit, privacy = _private_coefficients(study, fit, sites, consent)
     return fit, build_artifact(fit, study, privacy=privacy)
 
 
-def _private_coefficients(study: StudySpec, fit: CoxFit, sites: list[Site]) -> tuple[CoxFit, dict[str, Any]]:
+def _private_coefficients(study: StudySpec, fit: CoxFit, sites: list[Site],
+                          consent: ConsentGate | None) -> tuple[CoxFit, dict[str, Any]]:
     """Sample-and-aggregate: fit on ``dp.blocks`` disjoint random blocks of patients, clip the
     standardised coefficients, average and add noise (:func:`federated.dp.sample_and_aggregate`).
 
@@ -86,7 +93,8 @@ def _private_coefficients(study: StudySpec, fit: CoxFit, sites: list[Site]) -> t
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 estimates[b] = fit_cox(coord, cohort, ties=study.ties, penalty=study.penalty,
-                                       tol=study.tol, max_iter=study.max_iter, policy=inner).coef
+                                       tol=study.tol, max_iter=study.max_iter, policy=inner,
+                                       consent=consent).coef
         except FederatedError:
             estimates[b] = 0.0
     accountant = PrivacyAccountant(dp)
@@ -97,8 +105,8 @@ def _private_coefficients(study: StudySpec, fit: CoxFit, sites: list[Site]) -> t
 
 
 def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
-                 sites: list[Site] | None = None) -> KMFit:
+                 sites: list[Site] | None = None, consent: ConsentGate | None = None) -> KMFit:
     """Federated Kaplan–Meier (and log-rank with a group column) over the study's sites."""
     sites = sites if sites is not None else make_sites(study, transcript_dir)
     coord = _coordinator(study, "km", sites, on_round)
-    return fit_km(coord, study.cohort(for_km=True), policy=study.policy, dp=study.dp)
+    return fit_km(coord, study.cohort(for_km=True), policy=study.policy, dp=study.dp, consent=consent)

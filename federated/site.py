@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,16 @@ from .privacy import PolicyError
 from .site_stats import SiteSession, answer
 
 
+class ConsentSource(Protocol):
+    """What a site needs from its consent registry (:class:`consent.registry.ConsentRegistry`)."""
+
+    def ledger_root(self, size: int) -> bytes: ...
+
+    def active_patients(self, as_of: int) -> set[str]: ...
+
+    def record_usage(self, job: str, patients: Iterable[str]) -> None: ...
+
+
 class Site:
     """A hospital's data behind the message protocol.
 
@@ -47,11 +59,18 @@ class Site:
         The site's table, or a CSV/Parquet file read on first use.
     transcript_dir : path, optional
         Where to write ``<name>.jsonl``, one line per message sent (fresh per Site).
+    consent : ConsentSource, optional
+        The site's consent registry: every computation then uses only patients with
+        active consent as of the ledger checkpoint the request names (and is refused
+        without one); ``patient_column`` holds the patient ids.
     """
 
     def __init__(self, name: str, data: pd.DataFrame | Path | str,
-                 transcript_dir: Path | None = None) -> None:
+                 transcript_dir: Path | None = None, consent: ConsentSource | None = None,
+                 patient_column: str = "patient_id") -> None:
         self.name = name
+        self.consent = consent
+        self.patient_column = patient_column
         self._source = data
         self._table: pd.DataFrame | None = data if isinstance(data, pd.DataFrame) else None
         self._sessions: dict[str, SiteSession] = {}
@@ -97,7 +116,7 @@ class Site:
         if self._table is None:
             self._table = load_table(Path(self._source))
         where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
-        cohort = prepare_cohort(self._table, req.cohort, self.name, where=where)
+        cohort = prepare_cohort(self._consented(req, self._table, where), req.cohort, self.name, where=where)
         n, events = int(cohort.time.size), int(cohort.event.sum())
         if req.cohort.block is None:
             self.local_summary = (n, events)
@@ -105,6 +124,25 @@ class Site:
         sess = SiteSession(cohort=cohort, spec=req.cohort)
         self._sessions[req.session] = sess
         return sess.prepare_reply(req)
+
+    def _consented(self, req: PrepareRequest, table: pd.DataFrame, where: str) -> pd.DataFrame:
+        """The rows this request may use: patients with active consent at the named checkpoint."""
+        if self.consent is None:
+            if req.consent is not None:
+                raise PolicyError("consent", "this site has no consent registry to check the request against")
+            return table
+        gate = req.consent
+        if gate is None:
+            raise PolicyError("consent", "this site answers only requests that name a consent checkpoint")
+        if self.consent.ledger_root(gate.size).hex() != gate.root:
+            raise PolicyError("consent", f"checkpoint of size {gate.size} does not match this site's ledger")
+        if self.patient_column not in table.columns:
+            raise DataError(f"{where}: unknown patient id column {self.patient_column!r}")
+        ids = table[self.patient_column].astype(str)
+        keep = ids.isin(self.consent.active_patients(gate.size))
+        if req.cohort.block is None:
+            self.consent.record_usage(gate.job, ids[keep])
+        return table[keep]
 
     # --------------------------------------------------- secure aggregation
     def _secure(self, req: object, reply: Reply) -> Reply:

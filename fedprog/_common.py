@@ -33,8 +33,28 @@ def user_errors() -> Iterator[None]:
         raise fail(str(exc), EXIT_CHECK_FAILED) from None
     except (FederatedError, SecAggOverflow) as exc:
         raise fail(str(exc)) from None
+    except ValueError as exc:
+        if isinstance(exc, _package_errors()):
+            raise fail(str(exc)) from None
+        raise
     except OSError as exc:
         raise fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+
+
+#: user-facing error types of the packages, by module (checked only once a module is loaded,
+#: so a command never imports a package just to be able to catch its errors)
+_USER_ERRORS = {
+    "consent.fhir": ("ConsentError",), "consent.registry": ("ConsentRegistryError",),
+    "device.registry": ("RegistryError",), "ledger.checkpoint": ("CheckpointError",),
+    "ledger.log": ("LedgerError",), "ledger.merkle": ("InvalidProof",),
+    "ledger.witness": ("ForkDetected", "WitnessStateError"), "fedprog.workspace": ("WorkspaceError",),
+}
+
+
+def _package_errors() -> tuple[type[Exception], ...]:
+    """The user-facing error classes of every package module loaded so far."""
+    return tuple(getattr(sys.modules[mod], name) for mod, names in _USER_ERRORS.items()
+                 if mod in sys.modules for name in names)
 
 
 def workspace(path: Path | None) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import audit_cmd, demo_cmd, train_cmd
+from . import audit_cmd, consent_cmd, demo_cmd, ledger_cmd, model_cmd, train_cmd
 
 app = typer.Typer(
     name="fedprog",
@@ -18,6 +18,9 @@ app.command("train")(train_cmd.train)
 app.command("km")(train_cmd.km)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(ledger_cmd.app, name="ledger")
+app.add_typer(consent_cmd.app, name="consent")
+app.add_typer(model_cmd.app, name="model")
 
 
 def main() -> None:

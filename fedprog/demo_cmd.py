@@ -3,37 +3,87 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._common import user_errors, workspace
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from federated.study import StudySpec
+
+    from .workspace import Workspace
 
 
 def demo(
     workspace_dir: Annotated[Path | None, typer.Option(
         "--workspace", help="Workspace folder (default $FEDPROG_WORKSPACE or ./fedprog-workspace).")] = None,
 ) -> None:
-    """Train the demo model on GBSG2 split into four hospitals and print its summary."""
+    """GBSG2 split into four hospitals: consent, federated training, ledger, witnesses."""
     from rich.console import Console
 
-    from federated.artifact import write_json_atomic
-    from federated.demo_study import write_demo_study
-    from federated.runner import make_sites
-    from federated.runner import train as run_train
+    console = Console()
+    ws_dir = workspace(workspace_dir)
+    with user_errors():
+        ws, study, seeded = _set_up(ws_dir)
+        console.print(f"[bold]fedprog demo[/bold] — workspace {ws_dir}")
+        console.print("GBSG2 (686 women, node-positive breast cancer) split into "
+                      + ", ".join(ws.sites) + "; each hospital keeps its rows and its consent registry.")
+        if seeded:
+            console.print(f"consent recorded for {seeded[0]} women, {seeded[1]} declined; every consent "
+                          "event anchored in the ledger as a commitment (no identifiers)")
+        _train_and_report(ws, study, ws_dir, console)
+
+
+def _set_up(ws_dir: Path) -> tuple[Workspace, StudySpec, tuple[int, int] | None]:
+    """Workspace, sites (their tables rewritten identically) and seeded consent (the first time)."""
+    import pandas as pd
+
+    from federated.demo_study import STUDY_ID, declined, write_demo_study
+
+    from .workspace import Workspace
+
+    fresh = not (ws_dir / "workspace.json").exists()
+    study = write_demo_study(ws_dir)
+    ws = Workspace.create(ws_dir, STUDY_ID, {s.name: s.path for s in study.sites})
+    if not fresh:
+        return ws, study, None
+    granted = refused = 0
+    for site in ws.sites:
+        registry = ws.registry(site)
+        ids = pd.read_csv(ws_dir / "sites" / site / "data.csv", usecols=["patient_id"])["patient_id"]
+        no = declined(list(ids))
+        for patient in ids:
+            registry.grant(patient, date="2026-01-15", decision="deny" if patient in no else "permit")
+        granted, refused = granted + len(ids) - len(no), refused + len(no)
+        registry.close()
+    return ws, study, (granted, refused)
+
+
+def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Console) -> None:
+    from ledger.verify import verify_ledger
 
     from .train_cmd import local_counts, print_cox_summary
+    from .workspace import train_in_workspace
 
-    console = Console()
-    ws = workspace(workspace_dir)
-    with user_errors():
-        study = write_demo_study(ws)
-        console.print(f"[bold]fedprog demo[/bold] — workspace {ws}")
-        console.print("GBSG2 (686 women, node-positive breast cancer) split into "
-                      + ", ".join(f"{s.name}" for s in study.sites) + "; each site keeps its rows.")
-        sites = make_sites(study, ws / "transcripts")
-        fit, artifact = run_train(study, sites=sites)
-        out = ws / "models" / f"{study.model_id}-v{study.version}.json"
-        write_json_atomic(out, artifact)
+    latest = [m for m in ws.models.list() if m.model_id == study.model_id]
+    if latest:
+        study = study.model_copy(update={"version": latest[-1].version})
+    sites = ws.site_objects(ws_dir / "transcripts")
+    fit, artifact = train_in_workspace(ws, study, predecessor=latest[-1] if latest else None, sites=sites)
+    out = ws_dir / "models" / f"{artifact['sha256']}.json"
     print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
-    console.print(f"outbound transcripts (what each site sent): {ws / 'transcripts'}")
+    cp = artifact["training"]["consent_checkpoint"]
+    report = verify_ledger(ws.ledger)
+    latest_cp = ws.ledger.latest_checkpoint()
+    console.print(f"model {artifact['model_id']}@{artifact['version']} registered in the ledger; trained "
+                  f"on consent as of checkpoint {cp['size']} (root {cp['root'][:16]}…)")
+    console.print(f"ledger: {report.size} entries, {report.checkpoints} checkpoints, "
+                  f"{'verified' if report.ok else 'VERIFICATION FAILED'}; latest checkpoint "
+                  f"(size {latest_cp[0] if latest_cp else 0}) cosigned by all {len(ws.sites)} site witnesses")
+    console.print(f"outbound transcripts (what each site sent): {ws_dir / 'transcripts'}")
+    console.print("next: fedprog ledger show | fedprog consent revoke --site hospital-a --patient A-0001 "
+                  f"| fedprog model list | fedprog model retrain {study.model_id}  "
+                  f"(add --workspace {ws_dir})")

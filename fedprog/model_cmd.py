@@ -1,0 +1,63 @@
+"""``fedprog model list|show|retrain``: registered model versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import user_errors, workspace
+
+app = typer.Typer(help="Registered models and their versions.", no_args_is_help=True)
+WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")]
+
+
+@app.command("list")
+def list_(workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Every model version with its status and whether a consent revocation affects it."""
+    from .workspace import Workspace
+
+    with user_errors():
+        models = Workspace(workspace(workspace_dir)).models.list()
+    if as_json:
+        print(json.dumps({"models": [m.to_dict() for m in models]}, sort_keys=True))
+        return
+    for m in models:
+        flag = "  AFFECTED BY CONSENT REVOCATION" if m.affected_by_revocation else ""
+        succ = f" (successor of {m.predecessor})" if m.predecessor else ""
+        print(f"{m.ref}  {m.status}  {m.sha256[:16]}{succ}{flag}")
+
+
+@app.command("show")
+def show(ref: Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")],
+         workspace_dir: WorkspaceOpt = None) -> None:
+    """The model artifact (its sha256 checked)."""
+    from .workspace import Workspace
+
+    with user_errors():
+        artifact = Workspace(workspace(workspace_dir)).models.artifact(ref)
+    print(json.dumps(artifact, sort_keys=True, indent=2))
+
+
+@app.command("retrain")
+def retrain(ref: Annotated[str, typer.Argument(help="The model to succeed.")],
+            workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Train a successor under today's consent (revoked patients left out), linked to its predecessor."""
+    from federated.study import StudySpec
+
+    from .workspace import Workspace, train_in_workspace
+
+    with user_errors():
+        ws = Workspace(workspace(workspace_dir))
+        entry = ws.models.get(ref)
+        artifact = train_in_workspace(ws, StudySpec.model_validate(ws.models.study_of(entry)),
+                                      predecessor=entry)[1]
+    if as_json:
+        print(json.dumps(artifact, sort_keys=True))
+    else:
+        print(f"{artifact['model_id']}@{artifact['version']} trained under consent checkpoint "
+              f"{artifact['training']['consent_checkpoint']['size']} as successor of {entry.ref}; "
+              f"sha256 {artifact['sha256']}")

@@ -1,0 +1,198 @@
+"""A deployment's folder, wired together: ledger, keys, sites' consent registries and
+witnesses, the model registry (DESIGN.md, "The workspace").
+
+```
+<workspace>/workspace.json          study id, ledger origin, sites and their data files
+<workspace>/ledger.sqlite           the shared append-only log
+<workspace>/keys/log.key            the log's checkpoint key (Ed25519 seed, 0600)
+<workspace>/sites/<name>/           data.csv, consent.sqlite, consent.key, witness.key, witness.json
+<workspace>/models/<sha256>.json    model artifacts (and <sha256>.study.json: how to retrain)
+```
+In one folder for the demo and tests; in a real deployment each site folder lives at its
+hospital and only the ledger is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from consent.registry import ConsentRegistry
+from device.registry import ModelEntry, ModelRegistry
+from federated.cox import CoxFit
+from federated.messages import ConsentGate
+from federated.site import Site
+from federated.study import StudySpec
+from ledger.checkpoint import CosignatureSigner, NoteSigner, format_note, parse_note
+from ledger.log import Ledger
+from ledger.witness import QuorumPolicy, Witness
+
+MANIFEST = "workspace.json"
+
+
+class WorkspaceError(ValueError):
+    """The folder is not a fedprog workspace, or names an unknown site."""
+
+
+def _seed(path: Path) -> bytes:
+    """A 32-byte key seed, created (mode 0600) on first use."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seed = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(seed)
+    return seed
+
+
+class Workspace:
+    """Everything under one workspace folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._ledger: Ledger | None = None
+
+    # ---------------------------------------------------------------- set-up
+    @classmethod
+    def create(cls, root: Path, study: str, sites: dict[str, Path],
+               patient_column: str = "patient_id") -> Workspace:
+        """Lay out a new workspace (or extend one for the same study) and register witnesses."""
+        ws = cls(root)
+        ws.root.mkdir(parents=True, exist_ok=True)
+        manifest: dict[str, Any] = {"study": study, "origin": f"fedprog.local/{secrets.token_hex(4)}",
+                                    "sites": {}}
+        if (ws.root / MANIFEST).exists():
+            manifest = ws.manifest
+            if manifest["study"] != study:
+                raise WorkspaceError(f"{ws.root} holds study {manifest['study']!r}, not {study!r}")
+        for name, data in sites.items():
+            manifest["sites"][name] = {"data": str(data), "patient_column": patient_column}
+        tmp = ws.root / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(ws.root / MANIFEST)
+        for name in sites:
+            ws.ledger.add_witness(ws.witness(name).name, ws.witness(name).verifier.verifier_key())
+        return ws
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        if not path.is_file():
+            raise WorkspaceError(f"{self.root} is not a fedprog workspace (no {MANIFEST}; run fedprog demo)")
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    @property
+    def study(self) -> str:
+        return str(self.manifest["study"])
+
+    @property
+    def sites(self) -> list[str]:
+        return sorted(self.manifest["sites"])
+
+    def _site(self, name: str) -> dict[str, Any]:
+        sites = self.manifest["sites"]
+        if name not in sites:
+            raise WorkspaceError(f"unknown site {name!r} (sites: {', '.join(sorted(sites))})")
+        return dict(sites[name])
+
+    # ----------------------------------------------------------------- parts
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            origin = self.manifest["origin"]
+            signer = NoteSigner.from_seed(origin, _seed(self.root / "keys" / "log.key"))
+            self._ledger = Ledger(self.root / "ledger.sqlite", signer=signer, origin=origin)
+        return self._ledger
+
+    def registry(self, site: str) -> ConsentRegistry:
+        self._site(site)
+        return ConsentRegistry(self.root / "sites" / site, site, self.study, self.ledger)
+
+    def witness(self, site: str) -> Witness:
+        folder = self.root / "sites" / site
+        name = f"{site}.witness.fedprog"
+        signer = CosignatureSigner.from_seed(name, _seed(folder / "witness.key"))
+        return Witness(name, signer, self.ledger.verifier, folder / "witness.json")
+
+    @property
+    def models(self) -> ModelRegistry:
+        return ModelRegistry(self.root / "models", self.ledger)
+
+    def quorum(self) -> QuorumPolicy:
+        """A strict majority of the registered site witnesses."""
+        return QuorumPolicy(self.ledger.witnesses(), log_verifier=self.ledger.verifier)
+
+    def site_objects(self, transcript_dir: Path | None = None) -> list[Site]:
+        """In-process sites over the workspace's data, each enforcing its consent registry."""
+        out = []
+        for name in self.sites:
+            info = self._site(name)
+            out.append(Site(name, Path(info["data"]), transcript_dir=transcript_dir,
+                            consent=self.registry(name), patient_column=info["patient_column"]))
+        return out
+
+    def study_spec(self, study: StudySpec) -> StudySpec:
+        """``study`` with its sites taken from the workspace."""
+        from federated.study import SiteSource
+
+        return study.model_copy(update={"sites": [SiteSource(name=n, path=Path(self._site(n)["data"]))
+                                                  for n in self.sites]})
+
+    # ------------------------------------------------------------ checkpoints
+    def publish_checkpoint(self) -> tuple[str, list[str]]:
+        """Sign a checkpoint of the current log and have every site's witness cosign it.
+
+        Returns the cosigned note and the names of the witnesses that cosigned.
+        """
+        ledger = self.ledger
+        text, signatures = parse_note(ledger.checkpoint())
+        signed = [s for s in signatures if s.name == ledger.verifier.name]
+        note = format_note(text, signed)
+        size = ledger.size
+        cosignatures = []
+        for site in self.sites:
+            witness = self.witness(site)
+            last = witness.state.size
+            proof = ledger.consistency_proof(last, size) if 0 < last < size else []
+            cosignatures.append(witness.cosign(note, proof))
+        cosigned = format_note(text, signed + cosignatures)
+        ledger.add_cosignatures(size, cosigned)
+        return cosigned, [s.name for s in cosignatures]
+
+    def consent_gate(self, job: str) -> ConsentGate:
+        """A witnessed checkpoint of now, for a training job to filter consent against."""
+        self.publish_checkpoint()
+        size = self.ledger.size
+        return ConsentGate(size=size, root=self.ledger.root(size).hex(), job=job)
+
+
+def next_version(version: str) -> str:
+    """``"3"`` → ``"4"``; a non-numeric version gets ``".1"`` appended."""
+    return str(int(version) + 1) if version.isdigit() else f"{version}.1"
+
+
+def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEntry | None = None,
+                       sites: list[Site] | None = None) -> tuple[CoxFit, dict[str, Any]]:
+    """Train under a fresh, witnessed consent checkpoint and register the model in the ledger.
+
+    Every site uses only patients whose consent is active at that checkpoint and remembers,
+    privately, which it used (so that a later revocation flags this model). A successor
+    links to its predecessor.
+    """
+    from federated.runner import train
+
+    if predecessor is not None:
+        study = study.model_copy(update={"version": next_version(predecessor.version)})
+    job = f"{study.model_id}@{study.version}"
+    gate = ws.consent_gate(job)
+    study = ws.study_spec(study)
+    fit, artifact = train(study, sites=sites if sites is not None else ws.site_objects(), consent=gate)
+    ws.models.register(artifact, job, predecessor=None if predecessor is None else predecessor.ref,
+                       study=json.loads(study.model_dump_json(exclude={"sites"})))
+    ws.publish_checkpoint()
+    return fit, artifact
