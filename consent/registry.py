@@ -25,7 +25,7 @@ from typing import Literal
 
 from ledger.log import Ledger, Receipt
 
-from .fhir import ConsentRecord, build_consent, parse_consent, revoke
+from .fhir import ConsentRecord, build_consent, parse_consent, revoke, with_version
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS salts (patient TEXT PRIMARY KEY, salt BLOB NOT NULL);
@@ -121,7 +121,7 @@ class ConsentRegistry:
                 raise ConsentRegistryError(f"a Consent is for study {record.study!r}, not {self.study!r}")
             latest = self.latest(record.patient)
             if latest is not None and record.version <= latest.version:
-                record = ConsentRecord(**{**record.__dict__, "version": latest.version + 1})
+                record = with_version(record, latest.version + 1)
             receipt = self._anchor(record, None)
             self._store(record, receipt)
             receipts.append(receipt)
@@ -141,10 +141,9 @@ class ConsentRegistry:
     def revoke(self, patient: str, *, date: str) -> Receipt:
         """Withdraw consent at any time: a new version with status ``inactive``, history kept."""
         row = self._latest_row(patient)
-        if row is None or row[1] != "active":
+        if row is None or row[1] != "active" or row[2] != "permit":
             raise ConsentRegistryError("the patient has no active consent to revoke")
-        record = revoke(parse_consent(row[5]), date=date)
-        record = ConsentRecord(**{**record.__dict__, "version": row[0] + 1})
+        record = with_version(revoke(parse_consent(row[5]), date=date), row[0] + 1)
         receipt = self._anchor(record, previous=row[4])
         self._store(record, receipt)
         return receipt

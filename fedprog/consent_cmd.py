@@ -107,7 +107,10 @@ def export(site: SiteOpt, patient: PatientOpt, workspace_dir: WorkspaceOpt = Non
 
     with user_errors():
         history = _registry(workspace_dir, site).history(patient)
-    print(json.dumps(to_bundle(history), sort_keys=True))
+        if not history:
+            raise fail("no consent recorded for that patient at this site")
+        bundle = to_bundle(history)
+    print(json.dumps(bundle, sort_keys=True))
 
 
 @app.command("status")

@@ -145,10 +145,12 @@ def test_bad_input_is_one_clear_line_and_exit_2(sites: list[Path], tmp_path: Pat
 def test_demo_runs_and_prints_the_summary(tmp_path: Path) -> None:
     res = run("demo", "--workspace", tmp_path / "ws")
     assert res.returncode == 0, res.stderr
-    for text in ("hospital-a", "hospital-d", "pnodes", "HR 95% CI", "converged", "686 patients"):
+    for text in ("hospital-a", "hospital-d", "pnodes", "HR 95% CI", "converged", "666 patients",
+                 "20 declined", "cosigned by all 4 site witnesses", "verified"):
         assert text in res.stdout
-    art = json.loads(next((tmp_path / "ws" / "models").glob("*.json")).read_text())
+    art = json.loads(next((tmp_path / "ws" / "models").glob("*[0-9a-f].json")).read_text())
     assert art["model_id"] == "gbsg2-recurrence" and np.isfinite(art["coefficients"]["pnodes"])
+    assert art["training"]["n"] == 666 and art["training"]["consent_checkpoint"]["size"] == 686
 
 
 def test_help_everywhere() -> None:
