@@ -165,8 +165,9 @@ class Ledger:
     @property
     @_locked
     def size(self) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()
-        return int(row[0])
+        # the last index via the primary key: O(log n), unlike COUNT(*)
+        row = self._db.execute("SELECT idx FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
+        return 0 if row is None else int(row[0]) + 1
 
     # ----------------------------------------------------------------- append
     def append(self, kind: str, body: dict[str, Any]) -> Receipt:
@@ -186,8 +187,9 @@ class Ledger:
             for offset, (kind, text, leaf) in enumerate(staged):
                 self._insert(start + offset, kind, text, leaf)
         size = start + len(staged)
-        root = self.root(size)
-        return [Receipt(i, k, leaf, size, root, tuple(self.inclusion_proof(i, size)))
+        cached = functools.lru_cache(maxsize=None)(self._range_hash)  # proofs of a batch share subtrees
+        root = merkle.root_of(cached, size)
+        return [Receipt(i, k, leaf, size, root, tuple(merkle.inclusion_path(cached, i, size)))
                 for i, (k, _, leaf) in enumerate(staged, start=start)]
 
     def _insert(self, index: int, kind: str, text: str, leaf: bytes) -> None:
