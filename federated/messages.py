@@ -128,8 +128,18 @@ class CountsRequest(_Request):
     times: WireArray
 
 
+class ExpectedRequest(_Request):
+    """Σ_i of a model's predicted risk 1 − S0(h)^exp(β·(x_i − c)) at each horizon h."""
+
+    kind: Literal["expected"] = "expected"
+    beta: WireArray
+    center: WireArray
+    baseline: WireArray  # S0(h) per horizon
+
+
 Request = Annotated[
-    KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest,
+    KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest
+    | ExpectedRequest,
     Field(discriminator="kind"),
 ]
 
@@ -204,6 +214,13 @@ class CountsReply(_Reply):
     events: WireArray
 
 
+class ExpectedReply(_Reply):
+    SUMMED = ("risk_sum",)
+
+    kind: Literal["expected"] = "expected"
+    risk_sum: WireArray
+
+
 class ErrorReply(_Reply):
     """The site refuses: ``code`` is machine-readable, ``message`` one line for people."""
 
@@ -213,7 +230,8 @@ class ErrorReply(_Reply):
 
 
 Reply = Annotated[
-    KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply | ErrorReply,
+    KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply | ExpectedReply
+    | ErrorReply,
     Field(discriminator="kind"),
 ]
 

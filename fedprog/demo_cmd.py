@@ -66,7 +66,7 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
     from ledger.verify import verify_ledger
 
     from .train_cmd import local_counts, print_cox_summary
-    from .workspace import train_in_workspace
+    from .workspace import train_in_workspace, validate_in_workspace
 
     latest = [m for m in ws.models.list() if m.model_id == study.model_id]
     if latest:
@@ -76,6 +76,11 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
     out = ws_dir / "models" / f"{artifact['sha256']}.json"
     print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
     cp = artifact["training"]["consent_checkpoint"]
+    check = validate_in_workspace(ws, f"{artifact['model_id']}@{artifact['version']}")
+    console.print("apparent calibration-in-the-large: " + "; ".join(
+        f"{h / 365.25:.0f} y: observed {o:.3f} expected {e:.3f} (O/E {r:.2f})" for h, o, e, r in
+        zip(check["horizons"], check["observed_risk"], check["expected_risk"], check["o_e"], strict=True))
+        + " — anchored in the ledger")
     report = verify_ledger(ws.ledger)
     latest_cp = ws.ledger.latest_checkpoint()
     console.print(f"model {artifact['model_id']}@{artifact['version']} registered in the ledger; trained "

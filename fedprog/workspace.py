@@ -196,3 +196,25 @@ def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEnt
                        study=json.loads(study.model_dump_json(exclude={"sites"})))
     ws.publish_checkpoint()
     return fit, artifact
+
+
+def validate_in_workspace(ws: Workspace, ref: str) -> dict[str, Any]:
+    """Apparent calibration-in-the-large of a registered model on the sites' consented data,
+    anchored in the ledger as a ``validation`` entry (the full validation suite comes later)."""
+    from federated.calibration import calibration_in_the_large
+    from federated.coordinator import Coordinator
+    from federated.transport import InProcessTransport
+
+    entry = ws.models.get(ref)
+    model = ws.models.artifact(entry.ref)
+    study = StudySpec.model_validate(ws.models.study_of(entry))
+    horizons = list(model["outcome"]["horizons"])
+    gate = ws.consent_gate(f"validation:{entry.ref}")
+    coord = Coordinator(InProcessTransport(ws.site_objects()), session=f"validate-{entry.sha256[:12]}",
+                        timeout=study.timeout, secure=study.secure_aggregation)
+    result = calibration_in_the_large(coord, study.cohort(), model, horizons, study.policy, gate)
+    body = {"model": entry.ref, "sha256": entry.sha256, **result.to_dict(),
+            "consent_checkpoint": gate.model_dump(exclude={"job"})}
+    ws.ledger.append("validation", body)
+    ws.publish_checkpoint()
+    return body

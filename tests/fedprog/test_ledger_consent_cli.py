@@ -42,9 +42,9 @@ def cli_json(*args: str | Path) -> dict:  # type: ignore[type-arg]
 def test_ledger_show_shape(demo_ws: Path) -> None:
     data = cli_json("ledger", "show", "--workspace", demo_ws)
     assert {"size", "root", "checkpoint"} <= set(data)
-    assert data["entries"] == {"consent": 686, "model": 1}
+    assert data["entries"] == {"consent": 686, "model": 1, "validation": 1}
     cp = data["checkpoint"]
-    assert cp["size"] == data["size"] == 687 and cp["quorum"] is True and len(cp["cosigned_by"]) == 4
+    assert cp["size"] == data["size"] == 688 and cp["quorum"] is True and len(cp["cosigned_by"]) == 4
 
 
 def test_ledger_verify_passes_and_fails_on_a_tampered_copy(ws: Path) -> None:
