@@ -61,7 +61,7 @@ def test_ledger_verify_passes_and_fails_on_a_tampered_copy(ws: Path) -> None:
 
 def test_prove_gives_a_verified_receipt(demo_ws: Path) -> None:
     data = cli_json("ledger", "prove", "7", "--workspace", demo_ws)
-    assert data["index"] == 7 and data["size"] == 687 and len(data["proof"]) == 10
+    assert data["index"] == 7 and data["size"] == 688 and len(data["proof"]) == 10
     assert data["entry"]["kind"] == "consent" and set(data["entry"]["body"]) >= {"commitment", "site"}
     res = run("ledger", "prove", "9999", "--workspace", demo_ws)
     assert res.returncode == 2 and "no entry 9999" in res.stderr
@@ -126,7 +126,7 @@ def test_grant_and_import_fhir(ws: Path, tmp_path: Path) -> None:
 def test_witness_command_cosigns_a_new_checkpoint(ws: Path) -> None:
     cli_json("consent", "grant", "--site", "hospital-c", "--patient", "C-0001", "--workspace", ws)
     data = cli_json("ledger", "witness", "--workspace", ws)
-    assert data["size"] == 688 and data["quorum"] is True and len(data["cosigned_by"]) == 4
+    assert data["size"] == 689 and data["quorum"] is True and len(data["cosigned_by"]) == 4
 
 
 def test_a_witness_detects_a_rewritten_history(ws: Path) -> None:
