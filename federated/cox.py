@@ -246,6 +246,20 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
                   consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}))
 
 
+def baselines_at(coord: Coordinator, cohort: CohortSpec, beta: np.ndarray, *, ties: str = "efron",
+                 policy: DisclosurePolicy | None = None,
+                 consent: ConsentGate | None = None) -> tuple[Baseline, ...]:
+    """Breslow's baseline over the sites at given coefficients ``beta`` (e.g. noisy, private
+    ones), so that a released model's baseline matches its coefficients."""
+    rules = policy or DisclosurePolicy()
+
+    def run() -> tuple[Baseline, ...]:
+        prob = _Problem(coord, cohort, ties, 0.0, rules, consent)
+        return _baselines(prob, prob.evaluate(np.asarray(beta, dtype=float)))
+
+    return with_dropouts(coord, run)
+
+
 def _baselines(prob: _Problem, state: _State) -> tuple[Baseline, ...]:
     """Breslow's baseline per stratum at β̂ (on the stratum's own grid)."""
     out = []

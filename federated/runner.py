@@ -17,7 +17,7 @@ import numpy as np
 
 from .artifact import build_artifact
 from .coordinator import Coordinator
-from .cox import ConvergenceWarning, CoxFit, fit_cox
+from .cox import ConvergenceWarning, CoxFit, baselines_at, fit_cox
 from .exceptions import DataError, FederatedError
 from .km import KMFit, fit_km
 from .messages import ConsentGate
@@ -100,8 +100,12 @@ def _private_coefficients(study: StudySpec, fit: CoxFit, sites: list[Site],
     accountant = PrivacyAccountant(dp)
     noisy = sample_and_aggregate(estimates, np.array(scales), dp.epsilon, dp, accountant,
                                  np.random.default_rng(dp.seed))
-    privacy = {**accountant.to_dict(), "covers": ["coefficients"], "blocks": dp.blocks, "clip": dp.clip}
-    return replace(fit, coef=noisy), privacy
+    privacy = {**accountant.to_dict(), "covers": ["coefficients"], "blocks": dp.blocks, "clip": dp.clip,
+               "not_covered": ["baseline_survival", "covariance", "standard_errors"]}
+    # the released baseline must belong to the released coefficients (else scores mix two fits)
+    baselines = baselines_at(_coordinator(study, "dp-baseline", sites, None), study.cohort(), noisy,
+                             ties=study.ties, policy=study.policy, consent=consent)
+    return replace(fit, coef=noisy, baselines=baselines), privacy
 
 
 def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 from federated import CohortSpec, DisclosurePolicy
+from federated.cox import baselines_at
 from federated.demo_study import write_demo_study
 from federated.dp import DPSettings
 from federated.exceptions import DataError
 from federated.runner import train
-from tests.conftest import fed_km, split_frame
+from tests.conftest import PERMISSIVE, coordinator, fed_km, split_frame
 
 KM = CohortSpec(time="time", event="event", time_grid="year", max_time=3652.5)
 
@@ -55,6 +56,13 @@ def test_cox_coefficients_by_sample_and_aggregate(tmp_path) -> None:  # type: ig
     assert record["epsilon_spent"] == pytest.approx(5.0) and record["covers"] == ["coefficients"]
     assert record["blocks"] == 10 and record["clip"] == 5.0
     assert not np.allclose(fit.coef, exact_fit.coef)
+    assert record["not_covered"] == ["baseline_survival", "covariance", "standard_errors"]
+    # the released baseline is Breslow's at the released (noisy) coefficients, not the exact fit's
+    parts = [pd.read_csv(s.path) for s in study.sites]
+    cohort = CohortSpec(time="time", event="event", covariates=tuple(study.covariates))
+    expected = baselines_at(coordinator(parts), cohort, fit.coef, policy=PERMISSIVE)[0]
+    assert np.allclose(fit.baselines[0].cumulative_hazard, expected.cumulative_hazard, rtol=1e-12)
+    assert not np.allclose(fit.baselines[0].cumulative_hazard, exact_fit.baselines[0].cumulative_hazard)
     again, _ = train(private)
     assert np.array_equal(again.coef, fit.coef)  # seeded: reproducible
     # with an unlimited budget what remains is the mean of the clipped, range-standardised block fits
