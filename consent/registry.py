@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import sqlite3
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ledger.keys import secret_file
 from ledger.log import Ledger, Receipt
 
 from .fhir import ConsentRecord, build_consent, parse_consent, revoke, with_version
@@ -81,7 +81,7 @@ class ConsentRegistry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._key = _site_key(self.folder / "consent.key")
+        self._key = secret_file(self.folder / "consent.key")
 
     def close(self) -> None:
         self._db.close()
@@ -206,14 +206,3 @@ class ConsentRegistry:
     def jobs_using(self, patient: str) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT job FROM usage WHERE patient = ? ORDER BY job",
                                                (patient,))]
-
-
-def _site_key(path: Path) -> bytes:
-    """The site's 32-byte HMAC key, created (mode 0600) on first use."""
-    if path.exists():
-        return path.read_bytes()
-    key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    return key

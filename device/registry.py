@@ -9,12 +9,12 @@ added by the release gate.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.canonical import sealed_sha256
 from ledger.log import Ledger, Receipt
 
 
@@ -48,11 +48,8 @@ class ModelEntry:
                 "consent_checkpoint": self.consent_checkpoint}
 
 
-def canonical_sha256(artifact: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of the artifact without its ``sha256`` field."""
-    rest = {k: v for k, v in artifact.items() if k != "sha256"}
-    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+#: SHA-256 an artifact is sealed with (canonical JSON without its ``sha256`` field)
+canonical_sha256 = sealed_sha256
 
 
 class ModelRegistry:

@@ -4,7 +4,9 @@ Exact federated Cox proportional hazards (Efron/Breslow ties, ridge, strata) and
 Kaplan–Meier / log-rank over a transport-agnostic, versioned message protocol.
 """
 
-from .artifact import build_artifact, canonical_json, seal, verify_sha256, write_json_atomic
+from ledger.canonical import canonical_json
+
+from .artifact import build_artifact, seal, verify_sha256, write_json_atomic
 from .coordinator import Coordinator
 from .cox import CoxFit, fit_cox
 from .estimator import FederatedCoxPH

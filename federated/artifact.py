@@ -7,7 +7,6 @@ to the file is detected by :func:`verify_sha256`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ledger.canonical import sealed_sha256
+
 from .cox import CoxFit
 from .privacy import released_steps, suppress_small
 from .study import InputSpec, StudySpec
@@ -23,21 +24,15 @@ from .study import InputSpec, StudySpec
 SCHEMA = "fedprog.model/v1"
 
 
-def canonical_json(obj: Any) -> bytes:
-    """Canonical JSON bytes: sorted keys, compact separators, UTF-8, finite numbers only."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
 def seal(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` plus its ``sha256`` (any existing ``sha256`` is recomputed)."""
     rest = {k: v for k, v in body.items() if k != "sha256"}
-    return {**rest, "sha256": hashlib.sha256(canonical_json(rest)).hexdigest()}
+    return {**rest, "sha256": sealed_sha256(rest)}
 
 
 def verify_sha256(artifact: dict[str, Any]) -> bool:
     """True when ``artifact['sha256']`` matches its content."""
-    return seal(artifact)["sha256"] == artifact.get("sha256")
+    return sealed_sha256(artifact) == artifact.get("sha256")
 
 
 def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins: int,

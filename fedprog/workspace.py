@@ -15,7 +15,6 @@ hospital and only the ledger is shared.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from federated.messages import ConsentGate
 from federated.site import Site
 from federated.study import StudySpec
 from ledger.checkpoint import CosignatureSigner, NoteSigner, format_note, parse_note
+from ledger.keys import secret_file
 from ledger.log import Ledger
 from ledger.witness import QuorumPolicy, Witness
 
@@ -35,18 +35,6 @@ MANIFEST = "workspace.json"
 
 class WorkspaceError(ValueError):
     """The folder is not a fedprog workspace, or names an unknown site."""
-
-
-def _seed(path: Path) -> bytes:
-    """A 32-byte key seed, created (mode 0600) on first use."""
-    if path.exists():
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seed = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(seed)
-    return seed
 
 
 class Workspace:
@@ -105,7 +93,7 @@ class Workspace:
     def ledger(self) -> Ledger:
         if self._ledger is None:
             origin = self.manifest["origin"]
-            signer = NoteSigner.from_seed(origin, _seed(self.root / "keys" / "log.key"))
+            signer = NoteSigner.from_seed(origin, secret_file(self.root / "keys" / "log.key"))
             self._ledger = Ledger(self.root / "ledger.sqlite", signer=signer, origin=origin)
         return self._ledger
 
@@ -116,7 +104,7 @@ class Workspace:
     def witness(self, site: str) -> Witness:
         folder = self.root / "sites" / site
         name = f"{site}.witness.fedprog"
-        signer = CosignatureSigner.from_seed(name, _seed(folder / "witness.key"))
+        signer = CosignatureSigner.from_seed(name, secret_file(folder / "witness.key"))
         return Witness(name, signer, self.ledger.verifier, folder / "witness.json")
 
     @property

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import merkle
+from .canonical import canonical_json
 from .checkpoint import Checkpoint, NoteSigner, NoteVerifier, format_note, open_checkpoint, parse_note
 
 ENTRY_KINDS = ("consent", "model", "validation", "release", "withdrawal", "revocation", "dossier",
@@ -65,8 +66,8 @@ class LedgerError(ValueError):
 
 
 def canonical(obj: Any) -> str:
-    """Canonical JSON text: sorted keys, no whitespace, UTF-8, finite numbers only."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Canonical JSON text (:func:`ledger.canonical.canonical_json`)."""
+    return canonical_json(obj).decode("utf-8")
 
 
 def leaf_data(kind: str, body: dict[str, Any]) -> bytes:
