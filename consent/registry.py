@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ledger.keys import secret_file
+from ledger.files import secret_file
 from ledger.log import Ledger, Receipt
 
 from .fhir import ConsentRecord, build_consent, parse_consent, revoke, with_version

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.canonical import sealed_sha256
+from ledger.files import write_json_atomic
 from ledger.log import Ledger, Receipt
 
 
@@ -69,14 +70,9 @@ class ModelRegistry:
         sha = artifact.get("sha256")
         if artifact.get("schema") != "fedprog.model/v1" or canonical_sha256(artifact) != sha:
             raise RegistryError("not a sealed fedprog.model/v1 artifact (sha256 mismatch)")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{sha}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(artifact, sort_keys=True, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_json_atomic(self.folder / f"{sha}.json", artifact)
         if study is not None:
-            (self.folder / f"{sha}.study.json").write_text(json.dumps(study, sort_keys=True, indent=2) + "\n",
-                                                           encoding="utf-8")
+            write_json_atomic(self.folder / f"{sha}.study.json", study)
         body = {"model_id": artifact["model_id"], "version": artifact["version"], "sha256": sha, "job": job,
                 "consent_checkpoint": artifact["training"].get("consent_checkpoint"),
                 "predecessor": predecessor, "status": "candidate"}

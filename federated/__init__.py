@@ -5,8 +5,9 @@ Kaplan–Meier / log-rank over a transport-agnostic, versioned message protocol.
 """
 
 from ledger.canonical import canonical_json
+from ledger.files import write_json_atomic
 
-from .artifact import build_artifact, seal, verify_sha256, write_json_atomic
+from .artifact import build_artifact, seal, verify_sha256
 from .coordinator import Coordinator
 from .cox import CoxFit, fit_cox
 from .estimator import FederatedCoxPH

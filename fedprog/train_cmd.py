@@ -125,9 +125,9 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a Cox proportional-hazards model across sites; write the model artifact."""
-    from federated.artifact import write_json_atomic
     from federated.runner import make_sites
     from federated.runner import train as run_train
+    from ledger.files import write_json_atomic
 
     with user_errors():
         try:
@@ -203,8 +203,8 @@ def km(
     as_json: JsonOpt = False,
 ) -> None:
     """Federated Kaplan–Meier curves (Greenwood log-log 95% CI) and the log-rank test."""
-    from federated.artifact import write_json_atomic
     from federated.runner import kaplan_meier
+    from ledger.files import write_json_atomic
 
     with user_errors():
         spec = _study(study, sites=_sites(site), time=time, event=event, group=group,

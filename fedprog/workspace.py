@@ -26,7 +26,7 @@ from federated.messages import ConsentGate
 from federated.site import Site
 from federated.study import StudySpec
 from ledger.checkpoint import CosignatureSigner, NoteSigner, format_note, parse_note
-from ledger.keys import secret_file
+from ledger.files import secret_file, write_json_atomic
 from ledger.log import Ledger
 from ledger.witness import QuorumPolicy, Witness
 
@@ -59,9 +59,7 @@ class Workspace:
                 raise WorkspaceError(f"{ws.root} holds study {manifest['study']!r}, not {study!r}")
         for name, data in sites.items():
             manifest["sites"][name] = {"data": str(data), "patient_column": patient_column}
-        tmp = ws.root / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(ws.root / MANIFEST)
+        write_json_atomic(ws.root / MANIFEST, manifest)
         for name in sites:
             ws.ledger.add_witness(ws.witness(name).name, ws.witness(name).verifier.verifier_key())
         return ws

@@ -25,10 +25,8 @@ file is an error, never silently a fresh start.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
@@ -48,6 +46,7 @@ from .checkpoint import (
     open_checkpoint,
     parse_note,
 )
+from .files import write_json_atomic
 
 __all__ = [
     "STATE_FORMAT",
@@ -189,33 +188,8 @@ def load_state(path: str | os.PathLike[str]) -> WitnessState:
 
 
 def save_state(path: str | os.PathLike[str], state: WitnessState) -> None:
-    """Write the state atomically: temp file in the same directory, fsync, ``os.replace``."""
-    target = Path(path)
-    text = json.dumps(state.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    flags = getattr(os, "O_DIRECTORY", None)
-    if flags is None:  # pragma: no cover - Windows
-        return
-    fd = os.open(directory, os.O_RDONLY | flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write the state atomically (:func:`ledger.files.write_json_atomic`)."""
+    write_json_atomic(path, state.to_json())
 
 
 # --------------------------------------------------------------------------- the check
