@@ -1,10 +1,20 @@
 """The model registry: every model version is anchored in the ledger, artifacts kept by hash.
 
 A model enters as a ``candidate`` (a ``model`` ledger entry naming its sha256, the training
-job, the consent checkpoint it was trained under and its predecessor, if any). A consent
-revocation whose ledger entry names the job flags the model as affected by revocation; a
-retrained successor links back to it. Later states (validated, released, withdrawn) are
-added by the release gate.
+job, the consent checkpoint it was trained under and its predecessor, if any). The release
+gate moves it on, every step a ledger entry of its own::
+
+    candidate ──validation (passed)──► validated ──release──► released ──withdrawal──► withdrawn
+        ▲   └──────────────────────── withdrawal ───────────────────────────────────────┘
+        └── validation (failed) demotes a validated model back to candidate
+
+Only a model whose latest validation report passed (the report kept by its SHA-256 beside the
+ledger entry and re-hashed at release) can be released. A consent revocation whose ledger
+entry names the model's training job makes its status ``affected`` whatever its lifecycle
+state (withdrawn excepted): an affected model is never released or served — it is retrained
+under today's consent into a successor that links back to it (ISO 14971 risk control for
+"a model trained on revoked consent is served"). The state is always derived from the ledger,
+never stored elsewhere, so every hospital's witness sees the same history.
 """
 
 from __future__ import annotations
@@ -23,19 +33,36 @@ class RegistryError(ValueError):
     """Unknown model, tampered artifact, or an artifact that is not a model."""
 
 
+#: lifecycle states in order; ``affected`` overrides any but ``withdrawn``
+STATES = ("candidate", "validated", "released", "withdrawn")
+
+
 @dataclass(frozen=True)
 class ModelEntry:
-    """One registered model version, as the ledger records it."""
+    """One registered model version, as the ledger records it.
+
+    ``lifecycle`` is the release-gate state; ``status`` is what users and the server act on:
+    the lifecycle state, or ``affected`` once a consent revocation touches the training job.
+    ``history`` lists ``(ledger index, state)`` for every transition, oldest first.
+    """
 
     model_id: str
     version: str
     sha256: str
     job: str
-    status: str
+    lifecycle: str
     ledger_index: int
     consent_checkpoint: dict[str, Any] | None
     predecessor: str | None
     affected_by_revocation: bool
+    history: tuple[tuple[int, str], ...] = ()
+    validation: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        if self.affected_by_revocation and self.lifecycle != "withdrawn":
+            return "affected"
+        return self.lifecycle
 
     @property
     def ref(self) -> str:
@@ -46,7 +73,9 @@ class ModelEntry:
         return {"model_id": self.model_id, "version": self.version, "status": self.status,
                 "sha256": self.sha256, "affected_by_revocation": self.affected_by_revocation,
                 "job": self.job, "ledger_index": self.ledger_index, "predecessor": self.predecessor,
-                "consent_checkpoint": self.consent_checkpoint}
+                "consent_checkpoint": self.consent_checkpoint, "lifecycle": self.lifecycle,
+                "history": [{"ledger_index": i, "state": st} for i, st in self.history],
+                "validation": self.validation}
 
 
 #: SHA-256 an artifact is sealed with (canonical JSON without its ``sha256`` field)
@@ -56,9 +85,10 @@ canonical_sha256 = sealed_sha256
 class ModelRegistry:
     """Models of a workspace: artifacts in ``<workspace>/models/<sha256>.json``, history in the ledger."""
 
-    def __init__(self, folder: Path, ledger: Ledger) -> None:
+    def __init__(self, folder: Path, ledger: Ledger, reports: Path | None = None) -> None:
         self.folder = Path(folder)
         self.ledger = ledger
+        self.reports = Path(reports) if reports is not None else self.folder.parent / "validation"
 
     def register(self, artifact: dict[str, Any], job: str, predecessor: str | None = None,
                  study: dict[str, Any] | None = None) -> Receipt:
@@ -83,11 +113,19 @@ class ModelRegistry:
                 for job in body.get("affects_jobs", [])}
 
     def list(self) -> list[ModelEntry]:
-        """Every registered version, oldest first."""
+        """Every registered version, oldest first, its state replayed from the ledger."""
         revoked = self._revoked_jobs()
-        return [ModelEntry(b["model_id"], b["version"], b["sha256"], b["job"], b["status"], idx,
-                           b.get("consent_checkpoint"), b.get("predecessor"), b["job"] in revoked)
-                for idx, _, b in self.ledger.entries("model")]
+        models: dict[str, dict[str, Any]] = {}
+        for idx, kind, b in self.ledger.entries():
+            if kind == "model":
+                models[b["sha256"]] = {"body": b, "index": idx, "state": "candidate",
+                                       "history": [(idx, "candidate")], "validation": None}
+            elif kind in ("validation", "release", "withdrawal") and b.get("sha256") in models:
+                _replay(models[b["sha256"]], idx, kind, b)
+        return [ModelEntry(m["body"]["model_id"], m["body"]["version"], sha, m["body"]["job"], m["state"],
+                           m["index"], m["body"].get("consent_checkpoint"), m["body"].get("predecessor"),
+                           m["body"]["job"] in revoked, tuple(m["history"]), m["validation"])
+                for sha, m in models.items()]
 
     def get(self, ref: str) -> ModelEntry:
         """A model by ``model_id@version``, ``model_id`` (latest version) or sha256 (prefix ≥ 8)."""
@@ -118,3 +156,91 @@ class ModelRegistry:
         if canonical_sha256(artifact) != entry.sha256 or artifact.get("sha256") != entry.sha256:
             raise RegistryError(f"artifact of {entry.ref} does not match its sha256: refusing it")
         return artifact
+
+    # ------------------------------------------------------------ release gate
+    def record_validation(self, ref: str, report: dict[str, Any]) -> Receipt:
+        """Keep a validation report (by its SHA-256) and anchor its verdict in the ledger.
+
+        ``report`` must say ``passed`` (bool) and list its acceptance ``criteria``; a passing
+        report moves a candidate to ``validated``, a failing one moves a validated model back
+        to ``candidate``. The ledger entry carries only aggregates and the report's hash.
+        """
+        entry = self.get(ref)
+        if not isinstance(report.get("passed"), bool) or not isinstance(report.get("criteria"), list):
+            raise RegistryError("a validation report needs 'passed' (true/false) and its 'criteria'")
+        if entry.lifecycle in ("released", "withdrawn"):
+            raise RegistryError(f"{entry.ref} is {entry.lifecycle}: validate a new version instead")
+        report = {**report, "model": entry.ref, "sha256": entry.sha256}
+        digest = sealed_sha256(report)
+        write_json_atomic(self.reports / f"{digest}.json", report)
+        body = {"model": entry.ref, "sha256": entry.sha256, "report_sha256": digest,
+                "passed": report["passed"], "criteria": report["criteria"]}
+        return self.ledger.append("validation", body)
+
+    def report(self, entry: ModelEntry) -> dict[str, Any]:
+        """The latest validation report of a model, its hash checked against the ledger."""
+        if entry.validation is None:
+            raise RegistryError(f"{entry.ref} has no validation report (run the validation first)")
+        digest = entry.validation["report_sha256"]
+        path = self.reports / f"{digest}.json"
+        if not path.is_file():
+            raise RegistryError(f"validation report of {entry.ref} is missing ({path})")
+        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        if sealed_sha256(report) != digest:
+            raise RegistryError(f"validation report of {entry.ref} does not match its ledger hash: refusing it")
+        return report
+
+    def release(self, ref: str, *, reason: str = "", by: str = "") -> Receipt:
+        """Release a validated model for clinical use (the gate: a passing, intact report; no
+        consent revocation touching it; its artifact intact)."""
+        entry = self.get(ref)
+        if entry.status == "affected":
+            raise RegistryError(f"{entry.ref} is affected by a consent revocation: retrain it "
+                                f"(fedprog model retrain {entry.model_id}) and release the successor")
+        if entry.lifecycle != "validated":
+            raise RegistryError(f"{entry.ref} is {entry.lifecycle}: only a validated model (one whose latest "
+                                "validation report passed) can be released")
+        report = self.report(entry)
+        if report.get("passed") is not True:
+            raise RegistryError(f"the validation report of {entry.ref} did not pass")
+        self.artifact(entry.ref)
+        return self.ledger.append("release", {"model": entry.ref, "sha256": entry.sha256,
+                                              "report_sha256": entry.validation["report_sha256"]
+                                              if entry.validation else None,
+                                              "reason": reason, "by": by})
+
+    def withdraw(self, ref: str, *, reason: str, by: str = "") -> Receipt:
+        """Withdraw a model from use (any state but withdrawn); the server stops serving it."""
+        entry = self.get(ref)
+        if entry.lifecycle == "withdrawn":
+            raise RegistryError(f"{entry.ref} is already withdrawn")
+        if not reason.strip():
+            raise RegistryError("withdrawing a model needs a reason (it is recorded in the ledger)")
+        return self.ledger.append("withdrawal", {"model": entry.ref, "sha256": entry.sha256,
+                                                 "reason": reason, "by": by})
+
+    def released(self, model_id: str | None = None) -> ModelEntry:
+        """The newest released (and not affected) version, of ``model_id`` if given."""
+        live = [m for m in self.list() if m.status == "released"
+                and (model_id is None or m.model_id == model_id)]
+        if not live:
+            which = f" of {model_id}" if model_id else ""
+            raise RegistryError(f"no released model{which}: release a validated model first "
+                                "(fedprog model release REF)")
+        return live[-1]
+
+
+def _replay(model: dict[str, Any], idx: int, kind: str, body: dict[str, Any]) -> None:
+    """Apply one release-gate ledger entry to a model's replayed state."""
+    state = model["state"]
+    if kind == "validation":
+        if state in ("candidate", "validated"):
+            model["validation"] = {"ledger_index": idx, "report_sha256": body.get("report_sha256"),
+                                   "passed": bool(body.get("passed"))}
+            model["state"] = "validated" if body.get("passed") else "candidate"
+    elif kind == "release" and state == "validated":
+        model["state"] = "released"
+    elif kind == "withdrawal" and state != "withdrawn":
+        model["state"] = "withdrawn"
+    if model["state"] != state:
+        model["history"].append((idx, model["state"]))

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from . import audit_cmd, consent_cmd, demo_cmd, ledger_cmd, model_cmd, train_cmd
+from . import (
+    audit_cmd,
+    consent_cmd,
+    demo_cmd,
+    ledger_cmd,
+    model_cmd,
+    serve_cmd,
+    token_cmd,
+    train_cmd,
+    validate_cmd,
+)
 
 app = typer.Typer(
     name="fedprog",
@@ -17,6 +27,9 @@ app = typer.Typer(
 app.command("train")(train_cmd.train)
 app.command("km")(train_cmd.km)
 app.command("demo")(demo_cmd.demo)
+app.command("validate")(validate_cmd.validate)
+app.command("serve")(serve_cmd.serve)
+app.command("token")(token_cmd.token)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(ledger_cmd.app, name="ledger")
 app.add_typer(consent_cmd.app, name="consent")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,22 @@ if TYPE_CHECKING:
     from federated.study import StudySpec
 
     from .workspace import Workspace
+
+
+def _print_serving(ws_dir: Path, artifact: dict[str, Any], console: Console) -> None:
+    """Write an example request and print the exact lines to serve the model and score a patient."""
+    from device.fhir.examples import demo_request
+    from device.model import load_model
+    from ledger.files import write_json_atomic
+
+    example = ws_dir / "examples" / "predict-risk.json"
+    write_json_atomic(example, demo_request(load_model(artifact)))
+    console.print("serve it (FHIR R4 + CDS Hooks), then score the example patient from another shell:")
+    console.file.flush()
+    print(f"  fedprog serve --workspace {ws_dir} --port 8080")  # plain print: exact, copy-pastable lines
+    print(f"  TOKEN=$(fedprog token --workspace {ws_dir} --scope 'user/RiskAssessment.c user/RiskAssessment.rs')")
+    print("  curl -s -X POST 'http://127.0.0.1:8080/fhir/Patient/$predict-risk' -H \"Authorization: Bearer $TOKEN\" "
+          f"-H 'Content-Type: application/fhir+json' --data @{example}", flush=True)
 
 
 def demo(
@@ -81,6 +97,13 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
         f"{h / 365.25:.0f} y: observed {o:.3f} expected {e:.3f} (O/E {r:.2f})" for h, o, e, r in
         zip(check["horizons"], check["observed_risk"], check["expected_risk"], check["o_e"], strict=True))
         + " — anchored in the ledger")
+    ref = f"{artifact['model_id']}@{artifact['version']}"
+    if check["passed"]:
+        ws.models.release(ref, reason="demo: validation passed", by="fedprog demo")
+        ws.publish_checkpoint()
+        console.print(f"release gate: {ref} validated (O/E inside the acceptance band) and [bold]released[/bold]")
+    else:
+        console.print(f"release gate: {ref} FAILED validation; not released")
     report = verify_ledger(ws.ledger)
     latest_cp = ws.ledger.latest_checkpoint()
     console.print(f"model {artifact['model_id']}@{artifact['version']} registered in the ledger; trained "
@@ -89,6 +112,7 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
                   f"{'verified' if report.ok else 'VERIFICATION FAILED'}; latest checkpoint "
                   f"(size {latest_cp[0] if latest_cp else 0}) cosigned by all {len(ws.sites)} site witnesses")
     console.print(f"outbound transcripts (what each site sent): {ws_dir / 'transcripts'}")
+    _print_serving(ws_dir, artifact, console)
     console.print("next: fedprog ledger show | fedprog consent revoke --site hospital-a --patient A-0001 "
                   f"| fedprog model list | fedprog model retrain {study.model_id}  "
                   f"(add --workspace {ws_dir})")

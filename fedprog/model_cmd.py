@@ -1,4 +1,4 @@
-"""``fedprog model list|show|retrain``: registered model versions."""
+"""``fedprog model list|show|release|withdraw|retrain``: registered model versions and the release gate."""
 
 from __future__ import annotations
 
@@ -29,6 +29,45 @@ def list_(workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
         flag = "  AFFECTED BY CONSENT REVOCATION" if m.affected_by_revocation else ""
         succ = f" (successor of {m.predecessor})" if m.predecessor else ""
         print(f"{m.ref}  {m.status}  {m.sha256[:16]}{succ}{flag}")
+    if not models:
+        print("no models registered (fedprog demo, or fedprog train into a workspace)")
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger).")]
+ByOpt = Annotated[str, typer.Option("--by", help="Who decides (recorded in the ledger).")]
+
+
+def _transition(workspace_dir: Path | None, ref: str, action: str, reason: str, by: str,
+                as_json: bool) -> None:
+    from .workspace import Workspace
+
+    with user_errors():
+        ws = Workspace(workspace(workspace_dir))
+        registry = ws.models
+        step = registry.release if action == "release" else registry.withdraw
+        receipt = step(ref, reason=reason, by=by)
+        ws.publish_checkpoint()
+        entry = registry.get(ref)
+    if as_json:
+        print(json.dumps({**entry.to_dict(), "ledger_index": receipt.index}, sort_keys=True))
+    else:
+        print(f"{entry.ref} {entry.status} (ledger entry {receipt.index}, sha256 {entry.sha256[:16]}…)")
+
+
+@app.command("release")
+def release(ref: Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")],
+            workspace_dir: WorkspaceOpt = None, reason: ReasonOpt = "", by: ByOpt = "",
+            as_json: JsonOpt = False) -> None:
+    """Release a validated model for clinical use (needs a passing validation report)."""
+    _transition(workspace_dir, ref, "release", reason, by, as_json)
+
+
+@app.command("withdraw")
+def withdraw(ref: Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")],
+             reason: ReasonOpt, workspace_dir: WorkspaceOpt = None, by: ByOpt = "",
+             as_json: JsonOpt = False) -> None:
+    """Withdraw a model from use; the FHIR server stops serving it at once."""
+    _transition(workspace_dir, ref, "withdraw", reason, by, as_json)
 
 
 @app.command("show")

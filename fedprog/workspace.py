@@ -184,9 +184,15 @@ def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEnt
     return fit, artifact
 
 
+#: apparent calibration-in-the-large acceptance band for O/E at every horizon (until the
+#: validation suite's criteria replace it)
+OE_BAND = (0.8, 1.25)
+
+
 def validate_in_workspace(ws: Workspace, ref: str) -> dict[str, Any]:
     """Apparent calibration-in-the-large of a registered model on the sites' consented data,
-    anchored in the ledger as a ``validation`` entry (the full validation suite comes later)."""
+    judged against :data:`OE_BAND` and recorded through the release gate (report kept by its
+    hash, verdict anchored in the ledger as a ``validation`` entry)."""
     from federated.calibration import calibration_in_the_large
     from federated.coordinator import Coordinator
     from federated.transport import InProcessTransport
@@ -199,8 +205,13 @@ def validate_in_workspace(ws: Workspace, ref: str) -> dict[str, Any]:
     coord = Coordinator(InProcessTransport(ws.site_objects()), session=f"validate-{entry.sha256[:12]}",
                         timeout=study.timeout, secure=study.secure_aggregation)
     result = calibration_in_the_large(coord, study.cohort(), model, horizons, study.policy, gate)
-    body = {"model": entry.ref, "sha256": entry.sha256, **result.to_dict(),
-            "consent_checkpoint": gate.model_dump(exclude={"job"})}
-    ws.ledger.append("validation", body)
+    lo, hi = OE_BAND
+    criteria = [{"id": f"calibration-oe-{h:g}", "metric": "O/E (apparent)", "horizon": h,
+                 "threshold": f"{lo} <= O/E <= {hi}", "value": r, "passed": bool(lo <= r <= hi)}
+                for h, r in zip(result.horizons, result.ratio, strict=True)]
+    report = {"schema": "fedprog.validation/v1", **result.to_dict(), "criteria": criteria,
+              "passed": all(c["passed"] for c in criteria),
+              "consent_checkpoint": gate.model_dump(exclude={"job"})}
+    ws.models.record_validation(entry.ref, report)
     ws.publish_checkpoint()
-    return body
+    return report

@@ -1,0 +1,198 @@
+"""The FastAPI application: FHIR R4 routes under ``/fhir`` (CDS Hooks and Consent are routers
+of their own), one OperationOutcome for every error, one AuditEvent for every request."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import resources, service
+from .audit import AuditContext, audit_event
+from .errors import FhirError, operation_outcome
+from .http import FhirResponse, ServerState, audit_ctx, authenticate, authorize, json_body, negotiate, state
+
+log = logging.getLogger("fedprog.fhir")
+
+_FHIR_BODY = {"requestBody": {"required": True, "content": {"application/fhir+json": {"schema": {
+    "type": "object", "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string", "enum": ["Parameters", "Bundle"]}}}}}}}
+_OUTCOME = {"description": "OperationOutcome",
+            "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: _OUTCOME for s in (400, 401, 403, 404, 406, 413, 415, 422, 503)}
+
+
+def _error_response(exc: FhirError) -> FhirResponse:
+    return FhirResponse(exc.outcome(), status_code=exc.status)
+
+
+def _register_errors(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        what = f"{request.method} {request.url.path}"
+        text = {404: f"{what}: no such resource or operation", 405: f"{what}: method not supported"}
+        return FhirResponse(operation_outcome(code, text.get(exc.status_code, str(exc.detail))),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_params(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return FhirResponse(operation_outcome("invalid", f"{where}: {first.get('msg', 'invalid request')}",
+                                              [where] if where else None), status_code=400)
+
+
+def _register_audit(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def audit_every_request(request: Request,
+                                  call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        ctx = AuditContext(path=request.url.path, client=request.client.host if request.client else "")
+        request.state.audit = ctx
+        try:
+            response = await call_next(request)
+        except Exception:  # a defect: never leak a traceback, but record it
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = FhirResponse(operation_outcome(
+                "exception", "internal error (recorded in the audit trail); the request was not processed"),
+                status_code=500)
+        st: ServerState = request.app.state.fedprog
+        desc = f"{request.method} {request.url.path} -> {response.status_code}"
+        event = audit_event(ctx, id_=str(uuid.uuid4()), status=response.status_code, description=desc,
+                            recorded=service.now_iso(), method=request.method)
+        await run_in_threadpool(st.store.add, event, subject=None, recorded=event["recorded"])
+        return response
+
+
+def _register_fhir(app: FastAPI) -> None:
+    @app.get("/fhir/metadata", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
+    def metadata(request: Request) -> FhirResponse:
+        """The CapabilityStatement (no token needed, FHIR R4 §3.1.0.13)."""
+        audit_ctx(request).interaction = "capabilities"
+        negotiate(request)
+        st = state(request)
+        return FhirResponse(resources.capability_statement(st.base_url, st.started, st.software_version))
+
+    @app.get("/fhir/OperationDefinition/predict-risk", tags=["FHIR"], responses=_ERRORS,
+             response_class=FhirResponse)
+    def operation_definition(request: Request) -> FhirResponse:
+        """The ``$predict-risk`` OperationDefinition."""
+        negotiate(request)
+        return FhirResponse(resources.OPERATION)
+
+    @app.post("/fhir/Patient/$predict-risk", tags=["FHIR"], responses=_ERRORS, openapi_extra=_FHIR_BODY,
+              response_class=FhirResponse)
+    async def predict_risk(request: Request) -> FhirResponse:
+        """Score a patient (Parameters or Bundle) or a ``batch`` Bundle of patients."""
+        ctx = audit_ctx(request)
+        ctx.interaction = "operation"
+        negotiate(request)
+        authorize(request, "RiskAssessment", "c")
+        body, _ = await json_body(request)
+        return await run_in_threadpool(_predict, request, body)
+
+    @app.post("/fhir", tags=["FHIR"], responses=_ERRORS, openapi_extra=_FHIR_BODY,
+              response_class=FhirResponse)
+    async def batch(request: Request) -> FhirResponse:
+        """A ``batch`` Bundle whose entries each POST ``Patient/$predict-risk``."""
+        ctx = audit_ctx(request)
+        ctx.interaction = "operation"
+        negotiate(request)
+        authorize(request, "RiskAssessment", "c")
+        body, _ = await json_body(request)
+        if body.get("resourceType") != "Bundle" or body.get("type") != "batch":
+            raise FhirError(422, "not-supported", "POST [base] takes a Bundle of type batch", ["Bundle.type"])
+        for k, entry in enumerate(body.get("entry") or []):
+            url = (entry.get("request") or {}).get("url", "") if isinstance(entry, dict) else ""
+            if url.split("?")[0].rstrip("/") not in ("Patient/$predict-risk", "/Patient/$predict-risk"):
+                raise FhirError(422, "not-supported", f"Bundle.entry[{k}].request.url must be "
+                                "Patient/$predict-risk", [f"Bundle.entry[{k}].request.url"])
+        return await run_in_threadpool(_predict, request, body)
+
+
+
+def _register_reads(app: FastAPI) -> None:
+    @app.get("/fhir/RiskAssessment/{id_}", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
+    def read_risk_assessment(request: Request, id_: str) -> FhirResponse:
+        """A stored RiskAssessment."""
+        negotiate(request)
+        principal = authenticate(request)
+        ra = state(request).store.get("RiskAssessment", id_)
+        if ra is None:  # existence is told only to a caller who could read such a resource
+            principal.require("RiskAssessment", "r", principal.patient)
+            raise FhirError(404, "not-found", f"RiskAssessment/{id_} is not known")
+        subject = ra["subject"]["reference"]
+        audit_ctx(request).patients.append(subject)
+        principal.require("RiskAssessment", "r", subject.removeprefix("Patient/"))
+        return FhirResponse(ra)
+
+    @app.get("/fhir/RiskAssessment", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
+    def search_risk_assessment(request: Request, subject: str | None = None, patient: str | None = None,
+                               _count: int = 100) -> FhirResponse:
+        """RiskAssessments, newest first, optionally of one patient (``subject`` or ``patient``)."""
+        ctx = audit_ctx(request)
+        ctx.interaction = "search-type"
+        negotiate(request)
+        who = subject or patient
+        ref = None if who is None else (who if who.startswith("Patient/") else f"Patient/{who}")
+        if ref:
+            ctx.patients.append(ref)
+        authorize(request, "RiskAssessment", "s", patient=ref.removeprefix("Patient/") if ref else None)
+        if not 0 <= _count <= 1000:
+            raise FhirError(400, "value", "_count must be between 0 and 1000", ["_count"])
+        st = state(request)
+        total, found = st.store.search("RiskAssessment", ref, _count)
+        return FhirResponse(resources.searchset(found, total, st.base_url))
+
+    @app.get("/fhir/AuditEvent", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
+    def search_audit(request: Request, _count: int = 100) -> FhirResponse:
+        """The audit trail, newest first (needs an AuditEvent read scope, e.g. system/AuditEvent.rs)."""
+        audit_ctx(request).interaction = "search-type"
+        negotiate(request)
+        authorize(request, "AuditEvent", "s")
+        if not 0 <= _count <= 1000:
+            raise FhirError(400, "value", "_count must be between 0 and 1000", ["_count"])
+        st = state(request)
+        total, found = st.store.search("AuditEvent", None, _count)
+        return FhirResponse(resources.searchset(found, total, st.base_url))
+
+
+def _predict(request: Request, body: dict[str, Any]) -> FhirResponse:
+    st, ctx = state(request), audit_ctx(request)
+    model = st.models.current()
+    ctx.model_sha256 = model.sha256
+    if body.get("resourceType") == "Bundle" and body.get("type") == "batch":
+        result = service.predict_batch(model, body, st.store)
+        ctx.patients.extend(result.patients)
+        return FhirResponse(result.bundle)
+    prediction = service.predict(model, body, st.store)
+    ctx.patients.append(prediction.patient)
+    rid = prediction.resource["id"]
+    return FhirResponse(prediction.resource, headers={"Location": f"{st.base_url}/RiskAssessment/{rid}"})
+
+
+def create_app(st: ServerState, routers: list[Any] | None = None) -> FastAPI:
+    """The ASGI application over ``st`` (plus extra routers: CDS Hooks, Consent)."""
+    app = FastAPI(title="fedprog FHIR R4 risk service", version=st.software_version,
+                  description="FHIR R4 $predict-risk, RiskAssessment, AuditEvent, Consent and CDS Hooks.")
+    app.state.fedprog = st
+    _register_errors(app)
+    _register_fhir(app)
+    _register_reads(app)
+    for router in routers or []:
+        app.include_router(router)
+    _register_audit(app)
+    resources.warm_up()
+    return app

@@ -1,0 +1,97 @@
+"""Example ``$predict-risk`` requests: real FHIR R4 patient Bundles built from input values.
+
+Used by the demo (the request ``fedprog demo`` writes for the printed ``curl`` line), the
+README, the load benchmark and the tests. Each Observation carries its input's LOINC /
+SNOMED CT coding and a UCUM unit; booleans are ``valueBoolean`` (or SNOMED CT Yes/No).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..model import InputSpec, PrognosticModel
+
+UCUM, SNOMED = "http://unitsofmeasure.org", "http://snomed.info/sct"
+YES, NO = "373066001", "373067005"
+EFFECTIVE = "2024-01-15T09:30:00Z"
+
+#: an admissible demo patient (GBSG2 inputs), in the model's units; tumour size is sent in cm
+DEMO_PATIENT: dict[str, Any] = {"tsize": 2.5, "tgrade": 2, "pnodes": 3, "progrec": 120.0, "estrec": 80.5,
+                                "hormone_therapy": True, "postmenopausal": True}
+
+
+def obs_id(patient_id: str, name: str) -> str:
+    """The id :func:`patient_bundle` gives the Observation of input ``name`` (FHIR ids allow no '_')."""
+    return f"{patient_id}-{name}".replace("_", "-")
+
+
+def value_element(spec: InputSpec, value: Any, unit: str | None = None,
+                  boolean_as: str = "valueBoolean") -> dict[str, Any]:
+    """The ``value[x]`` of an Observation for ``spec`` (a quantity in ``unit``, default the model's)."""
+    if spec.kind == "boolean":
+        if boolean_as == "valueBoolean":
+            return {"valueBoolean": bool(value)}
+        yes = bool(value)
+        return {"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": YES if yes else NO,
+                                                     "display": "Yes" if yes else "No"}]}}
+    if spec.kind == "category":
+        cats = spec.categories or []
+        cat = cats[value] if isinstance(value, int) else next(c for c in cats if c.code == value)
+        return {"valueCodeableConcept": {"coding": [cat.model_dump()], "text": cat.display}}
+    unit = unit or spec.unit
+    return {"valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}}
+
+
+def observation(spec: InputSpec, oid: str, value: dict[str, Any] | None = None, *, patient_id: str = "p1",
+                effective: str | None = EFFECTIVE, status: str = "final") -> dict[str, Any]:
+    """One Observation of input ``spec``; ``value`` is its ``value[x]`` element(s)."""
+    res: dict[str, Any] = {"resourceType": "Observation", "id": oid, "status": status,
+                           "code": {"coding": [spec.code.model_dump()], "text": spec.code.display},
+                           "subject": {"reference": f"Patient/{patient_id}"}}
+    if effective is not None:
+        res["effectiveDateTime"] = effective
+    res.update(value or {})
+    return res
+
+
+def patient_bundle(inputs: Sequence[InputSpec], values: dict[str, Any], *, patient_id: str = "p1",
+                   birth_date: str | None = None, units: dict[str, str] | None = None,
+                   effective: str | None = EFFECTIVE, status: str = "final", boolean_as: str = "valueBoolean",
+                   bundle_type: str = "collection") -> dict[str, Any]:
+    """A FHIR R4 Bundle: one Patient (entry 0) and one Observation per entry of ``values``.
+
+    Quantities are sent as given, in ``units[name]`` or else the model's unit; booleans as
+    ``valueBoolean`` or, with ``boolean_as="snomed"``, SNOMED CT Yes/No; a category as its code
+    or 0-based index.
+    """
+    specs = {s.name: s for s in inputs}
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_id, "gender": "female"}
+    if birth_date is not None:
+        patient["birthDate"] = birth_date
+    entries = [{"fullUrl": f"urn:uuid:patient-{patient_id}", "resource": patient}]
+    for name, value in values.items():
+        spec, oid = specs[name], obs_id(patient_id, name)
+        res = observation(spec, oid, value_element(spec, value, (units or {}).get(name), boolean_as),
+                          patient_id=patient_id, effective=effective, status=status)
+        entries.append({"fullUrl": f"urn:uuid:observation-{oid}", "resource": res})
+    return {"resourceType": "Bundle", "type": bundle_type, "entry": entries}
+
+
+def parameters(bundle: dict[str, Any], as_of: str | None = None, as_of_type: str = "valueDate"
+               ) -> dict[str, Any]:
+    """The ``$predict-risk`` Parameters holding ``bundle`` (and ``asOf`` when given)."""
+    parts: list[dict[str, Any]] = [{"name": "patient", "resource": bundle}]
+    if as_of is not None:
+        parts.append({"name": "asOf", as_of_type: as_of})
+    return {"resourceType": "Parameters", "parameter": parts}
+
+
+def demo_request(model: PrognosticModel, patient_id: str = "example-1") -> dict[str, Any]:
+    """A Parameters for :data:`DEMO_PATIENT`: age from a birth date (54 at ``asOf``), the tumour
+    size in cm (the server converts it to the model's mm)."""
+    names = {s.name for s in model.inputs}
+    values = {k: v for k, v in DEMO_PATIENT.items() if k in names}
+    bundle = patient_bundle(model.inputs, values, patient_id=patient_id, birth_date="1970-03-02",
+                            units={"tsize": "cm"} if "tsize" in names else None)
+    return parameters(bundle, as_of="2024-06-01")

@@ -1,0 +1,198 @@
+"""FHIR R4 (4.0.1) resources the server sends: RiskAssessment, CapabilityStatement,
+OperationDefinition, searchset Bundles — built as JSON, validated with ``fhir.resources`` (R4B
+models; identical to R4 for these elements) **and** by :func:`check_risk_assessment`, which
+enforces what the library does not: the ``status`` binding, probabilities as fractions, the
+interval around the estimate, required elements (FHIR R4 §RiskAssessment, invariants ras-1/ras-2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.operationdefinition import OperationDefinition
+from fhir.resources.R4B.riskassessment import RiskAssessment
+
+from ..model import PrognosticModel
+from ..scoring import Scores
+
+FHIR_VERSION = "4.0.1"
+UCUM = "http://unitsofmeasure.org"
+#: extension carrying the 95% interval of ``probabilityDecimal`` (a Range of fractions)
+INTERVAL_URL = "urn:fedprog:fhir:StructureDefinition:prediction-interval-95"
+#: extension carrying one input's contribution β_j (x_j − c_j) to the log hazard ratio
+CONTRIBUTION_URL = "urn:fedprog:fhir:StructureDefinition:input-contribution"
+MODEL_SYSTEM = "urn:fedprog:model"
+SHA256_SYSTEM = "urn:fedprog:model-sha256"
+RA_STATUSES = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                         "entered-in-error", "unknown"})
+#: model time units → UCUM
+TIME_UCUM = {"day": "d", "week": "wk", "month": "mo", "year": "a"}
+
+
+class ResourceError(ValueError):
+    """An outgoing resource that breaks FHIR or our own invariants: a defect, never sent."""
+
+
+def intended_use(model: PrognosticModel) -> str:
+    """The intended-use note every RiskAssessment carries."""
+    n = model.artifact.training.get("n")
+    sites = model.artifact.training.get("sites") or []
+    return (f"Intended use: estimated absolute risk of {model.outcome} by each horizon, for adults inside "
+            f"the model's input ranges, to support (not replace) clinical judgement. Model {model.ref} "
+            f"(Cox proportional hazards, federated fit on {n} patients at {len(sites)} sites). "
+            "The 95% interval reflects coefficient uncertainty only (baseline-hazard variance is not "
+            "included) and is therefore a lower bound on the true uncertainty. Not for use outside the "
+            "documented input ranges or for patients unlike the training population.")
+
+
+def method(model: PrognosticModel) -> dict[str, Any]:
+    """``RiskAssessment.method``: the model id, version and artifact sha256."""
+    return {"coding": [{"system": MODEL_SYSTEM, "version": model.version, "code": model.model_id,
+                        "display": f"fedprog {model.artifact.kind} {model.ref}"},
+                       {"system": SHA256_SYSTEM, "code": model.sha256}],
+            "text": f"{model.ref} (sha256 {model.sha256})"}
+
+
+def _quantity(value: float, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+
+
+def _prediction(model: PrognosticModel, scores: Scores, i: int, h: int) -> dict[str, Any]:
+    unit = TIME_UCUM[model.time_unit]
+    return {
+        "outcome": {"text": model.outcome},
+        "probabilityDecimal": float(scores.risk[i, h]),
+        "relativeRisk": float(math.exp(scores.lp[i])),
+        "whenRange": {"low": _quantity(0, unit), "high": _quantity(float(scores.horizons[h]), unit)},
+        "rationale": f"risk of {model.outcome} within {scores.horizons[h]:g} {model.time_unit}s",
+        "extension": [{"url": INTERVAL_URL, "valueRange": {
+            "low": {"value": float(scores.lower[i, h])}, "high": {"value": float(scores.upper[i, h])}}}],
+    }
+
+
+def risk_assessment(model: PrognosticModel, scores: Scores, i: int, *, id_: str, patient: str,
+                    basis: list[str], occurrence: str) -> dict[str, Any]:
+    """The RiskAssessment of row ``i`` of ``scores``: one prediction per horizon.
+
+    ``relativeRisk`` is the hazard ratio exp(η) against the model's centre; the extension
+    :data:`CONTRIBUTION_URL` gives each input's log hazard ratio β_j (x_j − c_j).
+    """
+    contributions = [{"url": CONTRIBUTION_URL, "extension": [
+        {"url": "input", "valueCoding": spec.code.model_dump()},
+        {"url": "logHazardRatio", "valueDecimal": float(scores.contributions[i, j])}]}
+        for j, spec in enumerate(model.inputs)]
+    return {
+        "resourceType": "RiskAssessment", "id": id_, "status": "final",
+        "extension": contributions,
+        "method": method(model),
+        "code": {"text": f"{model.outcome} risk"},
+        "subject": {"reference": patient},
+        "occurrenceDateTime": occurrence,
+        "basis": [{"reference": ref} for ref in basis],
+        "prediction": [_prediction(model, scores, i, h) for h in range(len(scores.horizons))],
+        "note": [{"text": intended_use(model)}],
+    }
+
+
+def check_risk_assessment(ra: dict[str, Any]) -> None:
+    """Validate an outgoing RiskAssessment: the R4B model, then our invariants (raises ResourceError)."""
+    try:
+        RiskAssessment.model_validate(ra)
+    except ValueError as exc:
+        raise ResourceError(f"RiskAssessment fails the FHIR model: {exc}") from None
+    problems: list[str] = []
+    if ra.get("status") not in RA_STATUSES:
+        problems.append(f"status {ra.get('status')!r} is not in the ObservationStatus binding")
+    for field in ("subject", "method", "prediction"):
+        if not ra.get(field):
+            problems.append(f"{field} is required by the device")
+    for k, pred in enumerate(ra.get("prediction", [])):
+        problems += _check_prediction(k, pred)
+    if problems:
+        raise ResourceError("RiskAssessment: " + "; ".join(problems))
+
+
+def _check_prediction(k: int, pred: dict[str, Any]) -> list[str]:
+    where, out = f"prediction[{k}]", []
+    p = pred.get("probabilityDecimal")
+    if not isinstance(p, float | int) or not 0.0 <= p <= 1.0:
+        out.append(f"{where}.probabilityDecimal {p!r} is not a fraction in [0, 1]")
+    interval = [e for e in pred.get("extension", []) if e.get("url") == INTERVAL_URL]
+    if len(interval) != 1:
+        out.append(f"{where} needs exactly one 95% interval extension")
+    elif isinstance(p, float | int):
+        lo, hi = interval[0]["valueRange"]["low"]["value"], interval[0]["valueRange"]["high"]["value"]
+        if not 0.0 <= lo <= p <= hi <= 1.0:
+            out.append(f"{where}: interval [{lo}, {hi}] does not hold the estimate {p} inside [0, 1]")
+    when = pred.get("whenRange", {})
+    if not ("low" in when and "high" in when and when["low"]["value"] <= when["high"]["value"]):
+        out.append(f"{where}.whenRange needs low <= high")
+    return out
+
+
+def searchset(resources: list[dict[str, Any]], total: int, base: str) -> dict[str, Any]:
+    """A searchset Bundle of ``resources`` (FHIR R4 §3.1.1.4)."""
+    return {"resourceType": "Bundle", "type": "searchset", "total": total,
+            "entry": [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
+                       "search": {"mode": "match"}} for r in resources]}
+
+
+OPERATION = {
+    "resourceType": "OperationDefinition", "id": "predict-risk",
+    "url": "urn:fedprog:fhir:OperationDefinition:predict-risk", "version": "1",
+    "name": "PredictRisk", "title": "Predict absolute risk with the released prognostic model",
+    "status": "active", "kind": "operation", "code": "predict-risk", "system": False, "type": True,
+    "instance": False, "resource": ["Patient"], "affectsState": True,
+    "description": ("Scores one patient (a Bundle of the Patient and the Observations the model's inputs "
+                    "name, alone or as the 'patient' parameter) and returns a RiskAssessment with one "
+                    "prediction per horizon, stored and readable afterwards. A batch Bundle scores many."),
+    "parameter": [
+        {"name": "patient", "use": "in", "min": 1, "max": "1", "type": "Bundle",
+         "documentation": "Patient and input Observations (LOINC/SNOMED CT codes, UCUM units)."},
+        {"name": "asOf", "use": "in", "min": 0, "max": "1", "type": "date",
+         "documentation": "Date the age and observations are taken at (default: today)."},
+        {"name": "return", "use": "out", "min": 1, "max": "1", "type": "RiskAssessment"},
+    ],
+}
+
+
+def capability_statement(base: str, date: str, software_version: str) -> dict[str, Any]:
+    """The server's CapabilityStatement (R4 4.0.1, JSON, SMART bearer tokens)."""
+    read = [{"code": "read"}, {"code": "search-type"}]
+    return {
+        "resourceType": "CapabilityStatement", "status": "active", "date": date, "kind": "instance",
+        "publisher": "fedprog", "fhirVersion": FHIR_VERSION, "format": ["json", "application/fhir+json"],
+        "software": {"name": "fedprog", "version": software_version},
+        "implementation": {"description": "fedprog prognostic risk device", "url": base},
+        "rest": [{
+            "mode": "server",
+            "security": {"service": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"}]}],
+                "description": "Bearer JWT (ES256) with SMART v2 scopes: user|system/RiskAssessment.c to "
+                               "predict, .rs to read; patient/Consent.* for a patient's own consent; "
+                               "system/AuditEvent.rs to read the audit trail."},
+            "resource": [
+                {"type": "Patient", "operation": [{"name": "predict-risk", "definition": OPERATION["url"]}]},
+                {"type": "RiskAssessment", "interaction": read,
+                 "searchParam": [{"name": "subject", "type": "reference"},
+                                 {"name": "patient", "type": "reference"}]},
+                {"type": "AuditEvent", "interaction": [{"code": "search-type"}]},
+                {"type": "Consent", "interaction": [{"code": "search-type"}, {"code": "create"},
+                                                    {"code": "update"}],
+                 "searchParam": [{"name": "patient", "type": "reference"}]},
+                {"type": "OperationDefinition", "interaction": [{"code": "read"}]},
+            ],
+            "operation": [{"name": "predict-risk", "definition": OPERATION["url"]}],
+        }],
+    }
+
+
+def warm_up() -> None:
+    """Build the validators once so the first request is as fast as later ones."""
+    CapabilityStatement.model_validate(capability_statement("http://localhost/fhir", "2026-01-01", "0"))
+    OperationDefinition.model_validate(OPERATION)
+    Bundle.model_validate({"resourceType": "Bundle", "type": "searchset", "entry": []})

@@ -1,0 +1,74 @@
+"""``fedprog serve``: the device's FHIR R4 server over a workspace (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ._common import fail, workspace
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+_MANIFEST = "workspace.json"
+
+
+def build_app(root: Path, *, base_url: str, model_id: str | None = None) -> FastAPI:
+    """The server over workspace ``root``: the released model, the workspace's token key, its
+    FHIR store (``fhir.sqlite``: RiskAssessments and AuditEvents), the sites' consent registries,
+    CDS Hooks. ``base_url`` is the FHIR base and the audience tokens must name."""
+    from datetime import UTC, datetime
+    from importlib.metadata import version
+
+    from device.fhir.app import create_app
+    from device.fhir.auth import TokenVerifier, load_or_create_key, token_key_path
+    from device.fhir.cds import cds_router
+    from device.fhir.consent_api import consent_router
+    from device.fhir.http import ServerState
+    from device.fhir.service import ReleasedModel
+    from device.fhir.store import FhirStore
+
+    from .fhir_consent import WorkspaceConsent
+    from .workspace import Workspace
+
+    ws = Workspace(root)
+    key = load_or_create_key(token_key_path(root))
+    st = ServerState(base_url=base_url.rstrip("/"), verifier=TokenVerifier(key.public_key(), base_url.rstrip("/")),
+                     store=FhirStore(root / "fhir.sqlite"), models=ReleasedModel(ws.models, model_id),
+                     software_version=version("fedprog"),
+                     started=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                     consent=WorkspaceConsent(ws))
+    return create_app(st, routers=[cds_router(), consent_router()])
+
+
+def serve(
+    workspace_dir: Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8080,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="Public FHIR base URL (token audience); default http://HOST:PORT/fhir.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Serve this model id (default: the newest released model).")] = None,
+) -> None:
+    """Serve FHIR $predict-risk, RiskAssessment, AuditEvent, Consent and CDS Hooks.
+
+    Only a released model that no consent revocation affects is served; a withdrawal or
+    revocation takes effect on the next request.
+    """
+    import uvicorn
+
+    root = workspace(workspace_dir)
+    if not (root / _MANIFEST).is_file():
+        raise fail(f"{root} is not a fedprog workspace (no {_MANIFEST}; run fedprog demo)")
+    base = base_url or f"http://{host}:{port}/fhir"
+    app = build_app(root, base_url=base, model_id=model)
+    try:
+        current = app.state.fedprog.models.current()
+        print(f"fedprog: serving {current.ref} (sha256 {current.sha256[:16]}…) at {base}")
+    except Exception as exc:  # the server still starts and answers 503 until a release
+        print(f"fedprog: warning: {exc}")
+    print(f"fedprog: CDS Hooks discovery at {base.removesuffix('/fhir')}/cds-services; "
+          f"tokens: fedprog token --workspace {root} --audience {base} --scope ...")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,58 @@
+"""``fedprog token``: issue a bearer token (ES256 JWT, SMART v2 scopes) for the FHIR server."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import fail, user_errors, workspace
+
+#: the same value as device.fhir.auth.DEFAULT_AUDIENCE (kept literal so --help stays import-free)
+_DEFAULT_AUDIENCE = "http://127.0.0.1:8080/fhir"
+_MANIFEST = "workspace.json"
+
+
+def token(
+    scope: Annotated[str, typer.Option(
+        "--scope", help="Space-separated SMART scopes, e.g. "
+                        "'user/RiskAssessment.c user/RiskAssessment.rs' (v1 .read/.write/.* accepted).")],
+    workspace_dir: Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")] = None,
+    subject: Annotated[str, typer.Option("--subject", help="Who the token is for (sub).")] = "clinician",
+    patient: Annotated[str | None, typer.Option(
+        "--patient", help="Launch-context patient id; required for patient/ scopes.")] = None,
+    audience: Annotated[str, typer.Option(
+        "--audience", help="Token audience (aud); must equal the FHIR server's base URL.",
+    )] = _DEFAULT_AUDIENCE,
+    ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds (1 to 30 days).")] = 3600,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print {token, expires_at, scope, audience} instead of the bare token.")] = False,
+) -> None:
+    """Issue a bearer token signed with the workspace's ES256 key (created on first use).
+
+    Prints only the token, so ``TOKEN=$(fedprog token --scope ...)`` works.
+    """
+    import time
+
+    from device.fhir.auth import issue_token, load_or_create_key, token_key_path
+
+    root = workspace(workspace_dir)
+    if not (root / _MANIFEST).is_file():
+        raise fail(f"{root} is not a fedprog workspace (no {_MANIFEST}; run fedprog demo)")
+    now = int(time.time())
+    with user_errors():
+        try:
+            key = load_or_create_key(token_key_path(root))
+            jwt_ = issue_token(key, scopes=scope, subject=subject, audience=audience,
+                               ttl_seconds=ttl, patient=patient, now=now)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    if as_json:
+        expires = datetime.fromtimestamp(now + ttl, UTC).isoformat().replace("+00:00", "Z")
+        print(json.dumps({"token": jwt_, "expires_at": expires, "scope": " ".join(scope.split()),
+                          "audience": audience}, sort_keys=True))
+    else:
+        print(jwt_)

@@ -1,0 +1,133 @@
+"""The release gate: states replayed from the ledger, transitions only along the lifecycle,
+release only with a passing, intact validation report, and the server's view of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device.fhir.errors import FhirError
+from device.fhir.service import ReleasedModel
+from device.registry import ModelRegistry, RegistryError
+from ledger.checkpoint import NoteSigner
+from ledger.log import Ledger
+
+from .test_model import demo_artifact, reseal
+
+JOB = "demo@1"
+
+
+def report(passed: bool) -> dict[str, Any]:
+    return {"criteria": [{"id": "calibration-oe-1095", "value": 1.02 if passed else 1.9, "passed": passed}],
+            "passed": passed}
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
+    reg = ModelRegistry(tmp_path / "models", ledger)
+    reg.register(demo_artifact(), JOB)
+    return reg
+
+
+def ref(reg: ModelRegistry) -> str:
+    return reg.list()[-1].ref
+
+
+def test_a_model_walks_candidate_validated_released_withdrawn(registry: ModelRegistry) -> None:
+    r = ref(registry)
+    assert registry.get(r).status == "candidate"
+    registry.record_validation(r, report(True))
+    assert registry.get(r).status == "validated"
+    registry.release(r, reason="ok", by="qa")
+    assert registry.get(r).status == "released" and registry.released().ref == r
+    registry.withdraw(r, reason="superseded", by="qa")
+    entry = registry.get(r)
+    assert entry.status == "withdrawn"
+    assert [s for _, s in entry.history] == ["candidate", "validated", "released", "withdrawn"]
+    kinds = [k for _, k, _ in registry.ledger.entries()]
+    assert kinds == ["model", "validation", "release", "withdrawal"]  # every transition in the ledger
+    with pytest.raises(RegistryError, match="no released model"):
+        registry.released()
+
+
+def test_release_needs_a_passing_validation(registry: ModelRegistry) -> None:
+    r = ref(registry)
+    with pytest.raises(RegistryError, match="only a validated model"):
+        registry.release(r)
+    registry.record_validation(r, report(False))
+    assert registry.get(r).status == "candidate"
+    with pytest.raises(RegistryError, match="only a validated model"):
+        registry.release(r)
+    registry.record_validation(r, report(True))
+    registry.record_validation(r, report(False))  # a later failing report demotes it again
+    assert registry.get(r).status == "candidate"
+    with pytest.raises(RegistryError, match="'passed'"):
+        registry.record_validation(r, {"passed": "yes"})
+
+
+def test_a_tampered_or_missing_report_blocks_release(registry: ModelRegistry) -> None:
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    digest = registry.get(r).validation["report_sha256"]  # type: ignore[index]
+    path = registry.reports / f"{digest}.json"
+    data = json.loads(path.read_text())
+    data["criteria"][0]["value"] = 0.5
+    path.write_text(json.dumps(data))
+    with pytest.raises(RegistryError, match="does not match its ledger hash"):
+        registry.release(r)
+    path.unlink()
+    with pytest.raises(RegistryError, match="missing"):
+        registry.release(r)
+
+
+def test_a_tampered_artifact_blocks_release(registry: ModelRegistry) -> None:
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    path = registry.folder / f"{registry.get(r).sha256}.json"
+    art = json.loads(path.read_text())
+    art["coefficients"]["age"] += 0.1
+    path.write_text(json.dumps(art))
+    with pytest.raises(RegistryError, match="does not match its sha256"):
+        registry.release(r)
+
+
+def test_a_consent_revocation_makes_a_model_affected_never_released_or_served(registry: ModelRegistry) -> None:
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    registry.release(r)
+    server = ReleasedModel(registry)
+    assert server.current().sha256 == registry.get(r).sha256
+    registry.ledger.append("revocation", {"affects_jobs": [JOB], "commitment": "00" * 32})
+    assert registry.get(r).status == "affected" and registry.get(r).lifecycle == "released"
+    with pytest.raises(FhirError) as exc:
+        server.current()  # takes effect at once: the ledger grew
+    assert exc.value.status == 503 and "no released model" in exc.value.diagnostics
+    registry.withdraw(r, reason="trained on revoked consent")
+    assert registry.get(r).status == "withdrawn"
+
+
+def test_the_server_follows_withdrawals_and_newer_releases(registry: ModelRegistry) -> None:
+    first = ref(registry)
+    registry.record_validation(first, report(True))
+    registry.release(first)
+    art = demo_artifact()
+    art["version"] = "2"
+    registry.register(reseal(art), "demo@2", predecessor=first)
+    server = ReleasedModel(registry)
+    assert server.current().ref == first  # the new version is only a candidate
+    second = ref(registry)
+    registry.record_validation(second, report(True))
+    registry.release(second)
+    assert server.current().ref == second
+    registry.withdraw(second, reason="field safety notice")
+    assert server.current().ref == first
+    with pytest.raises(RegistryError, match="already withdrawn"):
+        registry.withdraw(second, reason="again")
+    with pytest.raises(RegistryError, match="needs a reason"):
+        registry.withdraw(first, reason=" ")
+    with pytest.raises(RegistryError, match="is withdrawn"):
+        registry.record_validation(second, report(True))
