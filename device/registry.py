@@ -187,7 +187,8 @@ class ModelRegistry:
             raise RegistryError(f"validation report of {entry.ref} is missing ({path})")
         report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         if sealed_sha256(report) != digest:
-            raise RegistryError(f"validation report of {entry.ref} does not match its ledger hash: refusing it")
+            raise RegistryError(f"validation report of {entry.ref} does not match its ledger hash: "
+                                "refusing it")
         return report
 
     def release(self, ref: str, *, reason: str = "", by: str = "") -> Receipt:

@@ -63,13 +63,14 @@ def grant(site: SiteOpt, patient: PatientOpt, workspace_dir: WorkspaceOpt = None
 @app.command("revoke")
 def revoke(site: SiteOpt, patient: PatientOpt, workspace_dir: WorkspaceOpt = None, date: DateOpt = None,
            as_json: JsonOpt = False) -> None:
-    """Withdraw a patient's consent now; models trained on them are flagged as affected."""
+    """Withdraw a patient's consent now; models trained on them are flagged as affected, and the
+    site witnesses cosign the new checkpoint (the same path as the FHIR Consent API)."""
     with user_errors():
-        receipt = _registry(workspace_dir, site).revoke(patient, date=_date(date))
+        from .fhir_consent import withdraw_consent
         from .workspace import Workspace
 
-        affected = [m.ref for m in Workspace(workspace(workspace_dir)).models.list()
-                    if m.affected_by_revocation]
+        done = withdraw_consent(Workspace(workspace(workspace_dir)), patient, date=_date(date), sites=[site])
+    receipt, affected = done.receipts[site], done.affected_models
     _done({"ledger_index": receipt.index, "affected_models": affected}, as_json,
           f"consent revoked; ledger entry {receipt.index}; affected models: {', '.join(affected) or 'none'}")
 

@@ -28,9 +28,11 @@ def _print_serving(ws_dir: Path, artifact: dict[str, Any], console: Console) -> 
     console.print("serve it (FHIR R4 + CDS Hooks), then score the example patient from another shell:")
     console.file.flush()
     print(f"  fedprog serve --workspace {ws_dir} --port 8080")  # plain print: exact, copy-pastable lines
-    print(f"  TOKEN=$(fedprog token --workspace {ws_dir} --scope 'user/RiskAssessment.c user/RiskAssessment.rs')")
-    print("  curl -s -X POST 'http://127.0.0.1:8080/fhir/Patient/$predict-risk' -H \"Authorization: Bearer $TOKEN\" "
-          f"-H 'Content-Type: application/fhir+json' --data @{example}", flush=True)
+    scopes = "user/RiskAssessment.c user/RiskAssessment.rs"
+    print(f"  TOKEN=$(fedprog token --workspace {ws_dir} --scope '{scopes}')")
+    print("  curl -s -X POST 'http://127.0.0.1:8080/fhir/Patient/$predict-risk' "
+          f"-H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/fhir+json' --data @{example}",
+          flush=True)
 
 
 def demo(
@@ -101,7 +103,8 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
     if check["passed"]:
         ws.models.release(ref, reason="demo: validation passed", by="fedprog demo")
         ws.publish_checkpoint()
-        console.print(f"release gate: {ref} validated (O/E inside the acceptance band) and [bold]released[/bold]")
+        console.print(f"release gate: {ref} validated (O/E inside the acceptance band) and "
+                      "[bold]released[/bold]")
     else:
         console.print(f"release gate: {ref} FAILED validation; not released")
     report = verify_ledger(ws.ledger)

@@ -35,7 +35,8 @@ def build_app(root: Path, *, base_url: str, model_id: str | None = None) -> Fast
 
     ws = Workspace(root)
     key = load_or_create_key(token_key_path(root))
-    st = ServerState(base_url=base_url.rstrip("/"), verifier=TokenVerifier(key.public_key(), base_url.rstrip("/")),
+    base = base_url.rstrip("/")
+    st = ServerState(base_url=base, verifier=TokenVerifier(key.public_key(), base),
                      store=FhirStore(root / "fhir.sqlite"), models=ReleasedModel(ws.models, model_id),
                      software_version=version("fedprog"),
                      started=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),

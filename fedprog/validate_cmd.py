@@ -10,9 +10,11 @@ import typer
 
 from ._common import EXIT_CHECK_FAILED, user_errors, workspace
 
+RefArg = Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")]
+WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")]
 
-def validate(ref: Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")],
-             workspace_dir: Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")] = None,
+
+def validate(ref: RefArg, workspace_dir: WorkspaceOpt = None,
              as_json: Annotated[bool, typer.Option("--json", help="The report on stdout.")] = False) -> None:
     """Apparent calibration-in-the-large at the sites against the acceptance band; a passing
     report makes the model ``validated`` (exit 0), a failing one exits 1."""

@@ -95,7 +95,7 @@ def test_a_tampered_artifact_blocks_release(registry: ModelRegistry) -> None:
         registry.release(r)
 
 
-def test_a_consent_revocation_makes_a_model_affected_never_released_or_served(registry: ModelRegistry) -> None:
+def test_a_consent_revocation_makes_a_model_affected_never_served(registry: ModelRegistry) -> None:
     r = ref(registry)
     registry.record_validation(r, report(True))
     registry.release(r)

@@ -42,9 +42,9 @@ def cli_json(*args: str | Path) -> dict:  # type: ignore[type-arg]
 def test_ledger_show_shape(demo_ws: Path) -> None:
     data = cli_json("ledger", "show", "--workspace", demo_ws)
     assert {"size", "root", "checkpoint"} <= set(data)
-    assert data["entries"] == {"consent": 686, "model": 1, "validation": 1}
+    assert data["entries"] == {"consent": 686, "model": 1, "validation": 1, "release": 1}
     cp = data["checkpoint"]
-    assert cp["size"] == data["size"] == 688 and cp["quorum"] is True and len(cp["cosigned_by"]) == 4
+    assert cp["size"] == data["size"] == 689 and cp["quorum"] is True and len(cp["cosigned_by"]) == 4
 
 
 def test_ledger_verify_passes_and_fails_on_a_tampered_copy(ws: Path) -> None:
@@ -61,7 +61,7 @@ def test_ledger_verify_passes_and_fails_on_a_tampered_copy(ws: Path) -> None:
 
 def test_prove_gives_a_verified_receipt(demo_ws: Path) -> None:
     data = cli_json("ledger", "prove", "7", "--workspace", demo_ws)
-    assert data["index"] == 7 and data["size"] == 688 and len(data["proof"]) == 10
+    assert data["index"] == 7 and data["size"] == 689 and len(data["proof"]) == 10
     assert data["entry"]["kind"] == "consent" and set(data["entry"]["body"]) >= {"commitment", "site"}
     res = run("ledger", "prove", "9999", "--workspace", demo_ws)
     assert res.returncode == 2 and "no entry 9999" in res.stderr
@@ -84,14 +84,24 @@ def test_consent_status_shape(demo_ws: Path) -> None:
 def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path) -> None:
     model = cli_json("model", "list", "--workspace", ws)["models"]
     assert [(m["model_id"], m["version"], m["status"], m["affected_by_revocation"]) for m in model] == \
-        [("gbsg2-recurrence", "1", "candidate", False)]
+        [("gbsg2-recurrence", "1", "released", False)]
     out = cli_json("consent", "revoke", "--site", "hospital-a", "--patient", "A-0002", "--workspace", ws)
     assert out["affected_models"] == ["gbsg2-recurrence@1"]
-    assert cli_json("model", "list", "--workspace", ws)["models"][0]["affected_by_revocation"] is True
+    first = cli_json("model", "list", "--workspace", ws)["models"][0]
+    assert first["affected_by_revocation"] is True and first["status"] == "affected"
     successor = cli_json("model", "retrain", "gbsg2-recurrence@1", "--workspace", ws)
     assert successor["version"] == "2" and successor["training"]["n"] == 665
     models = cli_json("model", "list", "--workspace", ws)["models"]
     assert models[1]["predecessor"] == "gbsg2-recurrence@1" and models[1]["affected_by_revocation"] is False
+    early = run("model", "release", "gbsg2-recurrence@2", "--workspace", ws)
+    assert early.returncode == 2 and "only a validated model" in early.stderr
+    assert cli_json("validate", "gbsg2-recurrence@2", "--workspace", ws)["passed"] is True
+    released = cli_json("model", "release", "gbsg2-recurrence@2", "--workspace", ws, "--reason", "successor")
+    assert released["status"] == "released" and released["history"][-1]["state"] == "released"
+    refused = run("model", "release", "gbsg2-recurrence@1", "--workspace", ws)
+    assert refused.returncode == 2 and "affected by a consent revocation" in refused.stderr
+    gone = cli_json("model", "withdraw", "gbsg2-recurrence@1", "--reason", "revoked consent", "--workspace", ws)
+    assert gone["status"] == "withdrawn"
     assert cli_json("ledger", "verify", "--workspace", ws)["ok"] is True
     again = run("consent", "revoke", "--site", "hospital-a", "--patient", "A-0002", "--workspace", ws)
     assert again.returncode == 2 and "no active consent to revoke" in again.stderr
@@ -126,7 +136,7 @@ def test_grant_and_import_fhir(ws: Path, tmp_path: Path) -> None:
 def test_witness_command_cosigns_a_new_checkpoint(ws: Path) -> None:
     cli_json("consent", "grant", "--site", "hospital-c", "--patient", "C-0001", "--workspace", ws)
     data = cli_json("ledger", "witness", "--workspace", ws)
-    assert data["size"] == 689 and data["quorum"] is True and len(data["cosigned_by"]) == 4
+    assert data["size"] == 690 and data["quorum"] is True and len(data["cosigned_by"]) == 4
 
 
 def test_a_witness_detects_a_rewritten_history(ws: Path) -> None:

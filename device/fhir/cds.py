@@ -1,0 +1,276 @@
+"""CDS Hooks 2.0 (https://cds-hooks.hl7.org/2.0/): one ``patient-view`` service that shows the
+released model's risk as a card. The device never queries the EHR: everything it needs must be
+prefetched (§"Prefetch"), else 412. Inputs that are missing or outside the intended use give an
+``info`` card saying no risk is shown, never a silent empty response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ..model import InputSpec, PrognosticModel
+from ..scoring import ScoringError, score
+from . import inputs
+from .errors import FhirError
+from .http import MAX_BODY, audit_ctx, authorize, state
+from .resources import intended_use
+
+SERVICE_ID = "fedprog-risk"
+HOOK = "patient-view"
+#: Device setting, not clinical advice: card indicator by risk at the main horizon,
+#: ``(upper bound exclusive, indicator)`` in order (CDS Hooks 2.0 §"Card Attributes": indicator).
+RISK_BANDS: tuple[tuple[float, str], ...] = ((0.10, "info"), (0.30, "warning"), (math.inf, "critical"))
+SUMMARY_MAX = 139  # CDS Hooks 2.0 §"Card Attributes": summary "<140 characters"
+_DAYS = {"day": 1.0, "week": 7.0, "month": 30.4375, "year": 365.25}
+_ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
+
+
+def indicator(risk: float) -> str:
+    """The card indicator of ``risk`` (a fraction) per :data:`RISK_BANDS`."""
+    return next(name for bound, name in RISK_BANDS if risk < bound)
+
+
+def horizon_text(model: PrognosticModel, h: float) -> str:
+    """A horizon in words: in years once it is at least a year long (``1826`` days → ``5 years``)."""
+    days = h * _DAYS[model.time_unit]
+    if model.time_unit != "year" and days < 365:
+        return f"{h:g} {model.time_unit}{'' if h == 1 else 's'}"
+    years = days / 365.25
+    shown = f"{round(years)}" if abs(years - round(years)) < 0.05 else f"{years:.1f}"
+    return f"{shown} year{'' if shown == '1' else 's'}"
+
+
+def _pct(p: float) -> str:
+    """A percentage: whole above 10%, one decimal below, ``<0.1`` under 0.05%."""
+    x = 100 * float(p)
+    return "<0.1" if x < 0.05 else f"{x:.1f}" if x < 9.95 else f"{x:.0f}"
+
+
+def _title(model: PrognosticModel) -> str:
+    return model.outcome[:1].upper() + model.outcome[1:]
+
+
+def _fit(text: str, tail: str) -> str:
+    """``text + tail`` within :data:`SUMMARY_MAX`, shortening ``text`` with an ellipsis if needed."""
+    room = SUMMARY_MAX - len(tail)
+    head = text if len(text) <= room else text[: room - 1].rstrip() + "…"
+    out = head + tail
+    assert len(out) <= SUMMARY_MAX, out
+    return out
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def prefetch_templates(model: PrognosticModel) -> dict[str, str]:
+    """Prefetch templates (§"Prefetch Template"): the Patient and every input's Observations."""
+    codes = ",".join(dict.fromkeys(f"{s.code.system}|{s.code.code}" for s in model.inputs))
+    return {"patient": "Patient/{{context.patientId}}",
+            "observations": "Observation?patient={{context.patientId}}&code=" + codes}
+
+
+def service_description(model: PrognosticModel) -> dict[str, Any]:
+    """The discovery entry of the one service (§"Discovery": hook, title, description, id, prefetch)."""
+    when = " and ".join(horizon_text(model, h) for h in model.horizons)
+    return {"hook": HOOK, "id": SERVICE_ID, "title": f"{_title(model)}: risk of event ({model.ref})",
+            "description": f"Estimated absolute risk of an event (endpoint: {model.outcome}) within {when}, "
+                           f"with a 95% interval, from the released model {model.ref}.",
+            "prefetch": prefetch_templates(model),
+            "usageRequirements": "Bearer token with user/ or system/RiskAssessment.c; both prefetch keys are "
+                                 "required (the service does not query the EHR)."}
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FhirError(400, "structure", f"{where} must be a JSON object", [where])
+    return value
+
+
+def _request(body: Any) -> tuple[str, dict[str, Any]]:
+    """The patient id and prefetch of a hook request (§"Calling a CDS Service"), else 400."""
+    body = _object(body, "request")
+    if body.get("hook") != HOOK:
+        raise FhirError(400, "value", f"hook must be {HOOK!r}, not {body.get('hook')!r}", ["hook"])
+    patient_id = _object(body.get("context"), "context").get("patientId")
+    if not isinstance(patient_id, str) or not patient_id:
+        raise FhirError(400, "required", "context.patientId is required (a non-empty string)",
+                        ["context.patientId"])
+    return patient_id, _object(body.get("prefetch", {}), "prefetch")
+
+
+def _prefetched(prefetch: dict[str, Any], key: str, resource_type: str) -> dict[str, Any]:
+    """One prefetched resource (§"Prefetch"): 412 when absent, null or the client's OperationOutcome."""
+    value = prefetch.get(key)
+    if value is None:
+        raise FhirError(412, "required", f"prefetch {key!r} missing: this service needs it prefetched "
+                        "(it does not query the EHR)", [f"prefetch.{key}"])
+    kind = value.get("resourceType") if isinstance(value, dict) else None
+    if kind == "OperationOutcome":
+        issues = "; ".join(str(i.get("diagnostics", i.get("code", "?"))) for i in value.get("issue", [])
+                           if isinstance(i, dict))
+        raise FhirError(412, "required", f"prefetch {key!r}: the CDS client could not fetch it "
+                        f"({issues or 'no details'}); this service does not query the EHR",
+                        [f"prefetch.{key}"])
+    if kind != resource_type:
+        raise FhirError(400, "structure", f"prefetch {key!r} must be a {resource_type}, "
+                        f"not {kind or 'non-FHIR JSON'}", [f"prefetch.{key}"])
+    return dict(value)
+
+
+def patient_bundle(patient_id: str, prefetch: dict[str, Any], fhir_server: Any) -> tuple[dict[str, Any],
+                                                                                            list[str]]:
+    """A collection Bundle of the prefetched Patient and Observations, and where each entry came from."""
+    patient = _prefetched(prefetch, "patient", "Patient")
+    found = _prefetched(prefetch, "observations", "Bundle")
+    if patient.get("id") != patient_id:
+        raise FhirError(400, "business-rule", f"prefetch 'patient' is Patient/{patient.get('id')}, not the "
+                        f"context's Patient/{patient_id}", ["prefetch.patient.id", "context.patientId"])
+    entry: dict[str, Any] = {"resource": patient}
+    if isinstance(fhir_server, str) and fhir_server:  # absolute subject references resolve too
+        entry["fullUrl"] = f"{fhir_server.rstrip('/')}/Patient/{patient_id}"
+    raw = found.get("entry", [])
+    if not isinstance(raw, list):
+        raise FhirError(400, "structure", "prefetch.observations.entry must be a list",
+                        ["prefetch.observations.entry"])
+    entries, origin = [entry], ["prefetch.patient"]
+    for k, e in enumerate(raw):  # search.mode "outcome" and _include'd resources are not inputs
+        res = e.get("resource") if isinstance(e, dict) else None
+        if isinstance(res, dict) and res.get("resourceType") == "Observation":
+            entries.append({"resource": res})
+            origin.append(f"prefetch.observations.entry[{k}]")
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}, origin
+
+
+def _relocated(exc: FhirError, origin: list[str]) -> FhirError:
+    """``exc`` with ``Bundle.entry[i]`` of the assembled Bundle renamed to the prefetch element."""
+    def move(text: str) -> str:
+        return _ENTRY.sub(lambda m: origin[int(m[1])] if int(m[1]) < len(origin) else m[0], text)
+    return FhirError(exc.status, exc.code, move(exc.diagnostics), [move(x) for x in exc.expression])
+
+
+def _value_text(spec: InputSpec, v: float) -> str:
+    if spec.kind == "boolean":
+        return "yes" if v else "no"
+    if spec.kind == "category" and spec.categories:
+        return spec.categories[int(v)].display or spec.categories[int(v)].code
+    return f"{v:g}" + ("" if spec.unit == "1" else f" {spec.unit}")
+
+
+def _card(summary: str, level: str, model: PrognosticModel, detail: str) -> dict[str, Any]:
+    """One card (§"Card Attributes")."""
+    return {"uuid": str(uuid.uuid4()), "summary": summary, "indicator": level, "detail": detail,
+            "source": {"label": f"fedprog {model.ref}"}}
+
+
+def risk_card(model: PrognosticModel, got: inputs.PatientInputs) -> dict[str, Any]:
+    """The risk card: main horizon (the last default one) in the summary, every horizon in the detail."""
+    try:
+        s = score(model, got.values[None, :])
+    except ScoringError as exc:
+        raise FhirError(422, "business-rule", str(exc)) from None
+    risk, lo, hi = (float(a[0, -1]) for a in (s.risk, s.lower, s.upper))
+    tail = (f": {_pct(risk)}% risk of event within {horizon_text(model, float(s.horizons[-1]))} "
+            f"(95% CI {_pct(lo)}–{_pct(hi)}%)")
+    rows = [f"| {horizon_text(model, float(h))} ({h:g} {model.time_unit}s) | {_pct(s.risk[0, k])}% | "
+            f"{_pct(s.lower[0, k])}–{_pct(s.upper[0, k])}% |" for k, h in enumerate(s.horizons)]
+    used = [f"| {_cell(spec.name)} | {_cell(spec.code.display)} | {_cell(_value_text(spec, float(v)))} |"
+            for spec, v in zip(model.inputs, got.values, strict=True)]
+    detail = "\n".join([
+        f"**{_title(model)}: risk of event** ({model.ref})", "", "| Horizon | Risk | 95% interval |",
+        "|---|---|---|", *rows, "",
+        "The interval reflects coefficient uncertainty only: a lower bound on the true uncertainty.", "",
+        "**Inputs used**", "", "| Input | Meaning | Value |", "|---|---|---|", *used, "",
+        intended_use(model), "", f"Model sha256: `{model.sha256}`"])
+    return _card(_fit(_title(model), tail), indicator(risk), model, detail)
+
+
+def cannot_score_card(model: PrognosticModel, exc: FhirError) -> dict[str, Any]:
+    """The ``info`` card shown instead of a risk when inputs are missing or out of range."""
+    reasons = [r for r in exc.diagnostics.split("; ") if r]
+    names = [s.name for s in model.inputs
+             if any(r.startswith((f"{s.name} ", f"{s.name}:")) for r in reasons)]
+    which = f": {', '.join(names)}" if names else ""
+    summary = _fit(f"{_title(model)} risk not shown: missing or out-of-range input{which}", "")
+    detail = "\n".join(["No risk is shown: the model cannot score this patient because", "",
+                        *(f"- {r}" for r in reasons), "", intended_use(model)])
+    return _card(summary, "info", model, detail)
+
+
+def _answer(request: Request, patient_id: str, prefetch: dict[str, Any], fhir_server: Any) -> dict[str, Any]:
+    """The cards of one hook call (§"CDS Service Response")."""
+    ctx = audit_ctx(request)
+    model = state(request).models.current()
+    ctx.model_sha256 = model.sha256
+    bundle, origin = patient_bundle(patient_id, prefetch, fhir_server)
+    try:
+        got = inputs.extract(model, bundle)
+        card = risk_card(model, got)
+    except FhirError as exc:
+        if exc.status != 422:
+            raise _relocated(exc, origin) from None
+        card = cannot_score_card(model, _relocated(exc, origin))
+    return {"cards": [card]}
+
+
+async def _json(request: Request) -> Any:
+    """The request's JSON (§"HTTP Request": application/json), its SHA-256 kept for the audit trail."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not ctype.endswith("json"):
+        raise FhirError(415, "not-supported", f"Content-Type {ctype or 'missing'}: send application/json")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise FhirError(413, "too-costly", f"request body of {len(raw)} bytes exceeds {MAX_BODY}")
+    audit_ctx(request).input_sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        return json.loads(raw, parse_constant=_bad)
+    except (ValueError, RecursionError) as exc:
+        raise FhirError(400, "structure", f"request body is not JSON: {str(exc)[:200]}") from None
+
+
+def _bad(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def cds_router() -> APIRouter:
+    """The CDS Hooks 2.0 endpoints: discovery and the ``patient-view`` service."""
+    router = APIRouter(tags=["CDS Hooks"])
+
+    @router.get("/cds-services", response_class=JSONResponse)
+    def discovery(request: Request) -> JSONResponse:
+        """Discovery (§"Discovery"): public; no services while no model is in service."""
+        ctx = audit_ctx(request)
+        ctx.interaction = "capabilities"
+        try:
+            model = state(request).models.current()
+        except FhirError:
+            return JSONResponse({"services": []})
+        ctx.model_sha256 = model.sha256
+        return JSONResponse({"services": [service_description(model)]})
+
+    @router.post("/cds-services/{service_id}", response_class=JSONResponse)
+    async def call(request: Request, service_id: str) -> JSONResponse:
+        """Call the service (§"Calling a CDS Service"); needs RiskAssessment.c."""
+        ctx = audit_ctx(request)
+        ctx.interaction = "hook"
+        authorize(request, "RiskAssessment", "c")
+        if service_id != SERVICE_ID:
+            raise FhirError(404, "not-found", f"no CDS service {service_id!r} (this server offers "
+                            f"{SERVICE_ID!r})")
+        body = await _json(request)
+        patient_id, prefetch = _request(body)
+        ctx.patients.append(f"Patient/{patient_id}")
+        out = await run_in_threadpool(_answer, request, patient_id, prefetch, body.get("fhirServer"))
+        return JSONResponse(out)
+
+    return router
+
