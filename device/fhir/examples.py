@@ -15,6 +15,8 @@ from ..model import InputSpec, PrognosticModel
 UCUM, SNOMED = "http://unitsofmeasure.org", "http://snomed.info/sct"
 YES, NO = "373066001", "373067005"
 EFFECTIVE = "2024-01-15T09:30:00Z"
+#: the EHR base URL of the example resources (RFC 2606 example domain)
+BASE = "http://example.org/fhir"
 
 #: an admissible demo patient (GBSG2 inputs), in the model's units; tumour size is sent in cm
 DEMO_PATIENT: dict[str, Any] = {"tsize": 2.5, "tgrade": 2, "pnodes": 3, "progrec": 120.0, "estrec": 80.5,
@@ -69,12 +71,12 @@ def patient_bundle(inputs: Sequence[InputSpec], values: dict[str, Any], *, patie
     patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_id, "gender": "female"}
     if birth_date is not None:
         patient["birthDate"] = birth_date
-    entries = [{"fullUrl": f"urn:uuid:patient-{patient_id}", "resource": patient}]
+    entries = [{"fullUrl": f"{BASE}/Patient/{patient_id}", "resource": patient}]
     for name, value in values.items():
         spec, oid = specs[name], obs_id(patient_id, name)
         res = observation(spec, oid, value_element(spec, value, (units or {}).get(name), boolean_as),
                           patient_id=patient_id, effective=effective, status=status)
-        entries.append({"fullUrl": f"urn:uuid:observation-{oid}", "resource": res})
+        entries.append({"fullUrl": f"{BASE}/Observation/{oid}", "resource": res})
     return {"resourceType": "Bundle", "type": bundle_type, "entry": entries}
 
 

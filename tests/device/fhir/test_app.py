@@ -19,13 +19,14 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from device.fhir.app import create_app
 from device.fhir.auth import TokenVerifier, issue_token, load_or_create_key
+from device.fhir.examples import parameters
 from device.fhir.http import ServerState
 from device.fhir.resources import INTERVAL_URL, SHA256_SYSTEM
 from device.fhir.service import FixedModel
 from device.fhir.store import FhirStore
 from device.model import PrognosticModel
 
-from .conftest import DEMO_VALUES, parameters, patient_bundle
+from .conftest import DEMO_VALUES, patient_bundle
 
 AUD = "http://testserver/fhir"
 PREDICT = "/fhir/Patient/$predict-risk"

@@ -12,21 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.fhir.errors import FhirError
+from device.fhir.examples import NO, SNOMED, YES, obs_id, observation, parameters, value_element
 from device.fhir.inputs import PatientInputs, extract, request_bundle
 from device.model import PrognosticModel
 from device.units import age_in, convert
-from tests.device.fhir.conftest import (
-    DEMO_VALUES,
-    GRADES,
-    NO,
-    SNOMED,
-    YES,
-    obs_id,
-    observation,
-    parameters,
-    patient_bundle,
-    value_element,
-)
+from tests.device.fhir.conftest import DEMO_VALUES, GRADES, patient_bundle
 
 AS_OF = date(2024, 6, 1)
 
