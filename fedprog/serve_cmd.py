@@ -44,6 +44,19 @@ def build_app(root: Path, *, base_url: str, model_id: str | None = None) -> Fast
     return create_app(st, routers=[cds_router(), consent_router()])
 
 
+_ENV = ("FEDPROG_SERVE_WORKSPACE", "FEDPROG_SERVE_BASE_URL", "FEDPROG_SERVE_MODEL")
+
+
+def app_from_env() -> FastAPI:
+    """The app for each uvicorn worker process (``--workers`` > 1 needs a factory to import)."""
+    import os
+
+    root, base, model = (os.environ.get(k) for k in _ENV)
+    if not root or not base:
+        raise RuntimeError("app_from_env needs FEDPROG_SERVE_WORKSPACE and FEDPROG_SERVE_BASE_URL")
+    return build_app(Path(root), base_url=base, model_id=model or None)
+
+
 def serve(
     workspace_dir: Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
@@ -52,6 +65,8 @@ def serve(
         "--base-url", help="Public FHIR base URL (token audience); default http://HOST:PORT/fhir.")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", help="Serve this model id (default: the newest released model).")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Worker processes (each scores on its own core).", min=1, max=64)] = 1,
 ) -> None:
     """Serve FHIR $predict-risk, RiskAssessment, AuditEvent, Consent and CDS Hooks.
 
@@ -72,4 +87,11 @@ def serve(
         print(f"fedprog: warning: {exc}")
     print(f"fedprog: CDS Hooks discovery at {base.removesuffix('/fhir')}/cds-services; "
           f"tokens: fedprog token --workspace {root} --audience {base} --scope ...")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    import os
+
+    os.environ.update(dict(zip(_ENV, (str(root), base, model or ""), strict=True)))
+    uvicorn.run("fedprog.serve_cmd:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="warning", access_log=False)

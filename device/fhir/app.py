@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import resources, service
 from .audit import AuditContext, audit_event
@@ -55,30 +55,80 @@ def _register_errors(app: FastAPI) -> None:
                                               [where] if where else None), status_code=400)
 
 
-def _register_audit(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def audit_every_request(request: Request,
-                                  call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        ctx = AuditContext(path=request.url.path, client=request.client.host if request.client else "")
-        request.state.audit = ctx
+class AuditMiddleware:
+    """Pure ASGI middleware: an AuditEvent for every HTTP request, made durable — in one
+    transaction with the resources the response names (``AuditContext.stage``) — before the
+    response starts, so no answered request is missing from the trail and no RiskAssessment is
+    returned that was not stored. A defect gives a 500 OperationOutcome, never a traceback; it
+    is logged and audited too, as is a store failure (which replaces the response)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        ctx = AuditContext(path=scope["path"], client=client[0] if client else "")
+        scope.setdefault("state", {})["audit"] = ctx
+        started = False
+
+        replaced = False
+
+        async def audited_send(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return  # the body of a response the store could not back
+            if message["type"] == "http.response.start":
+                started = True
+                try:
+                    await _record(scope, ctx, int(message["status"]))
+                except Exception:
+                    log.exception("could not store %s %s", scope["method"], scope["path"])
+                    replaced, ctx.stage = True, []
+                    await _store_failed(scope, ctx, send)
+                    return
+            await send(message)
+
         try:
-            response = await call_next(request)
-        except Exception:  # a defect: never leak a traceback, but record it
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            await self.app(scope, receive, audited_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started:
+                raise
             response = FhirResponse(operation_outcome(
                 "exception", "internal error (recorded in the audit trail); the request was not processed"),
                 status_code=500)
-        st: ServerState = request.app.state.fedprog
-        desc = f"{request.method} {request.url.path} -> {response.status_code}"
-        event = audit_event(ctx, id_=str(uuid.uuid4()), status=response.status_code, description=desc,
-                            recorded=service.now_iso(), method=request.method)
-        await run_in_threadpool(st.store.add, event, subject=None, recorded=event["recorded"])
-        return response
+            await response(scope, receive, audited_send)
+
+
+async def _record(scope: Scope, ctx: AuditContext, status: int) -> None:
+    st: ServerState = scope["app"].state.fedprog
+    event = audit_event(ctx, id_=str(uuid.uuid4()), status=status,
+                        description=f"{scope['method']} {scope['path']} -> {status}",
+                        recorded=service.now_iso(), method=scope["method"])
+    await st.store.add_async([*ctx.stage, (event, None, event["recorded"])])
+
+
+async def _store_failed(scope: Scope, ctx: AuditContext, send: Send) -> None:
+    """Answer 500 when the store refused a response's resources; audit that if it still can."""
+    response = FhirResponse(operation_outcome("exception", "the result could not be stored durably; "
+                                              "it was not returned — retry the request"), status_code=500)
+    try:
+        await _record(scope, ctx, 500)
+    except Exception:
+        log.exception("the audit trail could not record a store failure")
+    await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _register_fhir(app: FastAPI) -> None:
     @app.get("/fhir/metadata", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
-    def metadata(request: Request) -> FhirResponse:
+    async def metadata(request: Request) -> FhirResponse:
         """The CapabilityStatement (no token needed, FHIR R4 §3.1.0.13)."""
         audit_ctx(request).interaction = "capabilities"
         negotiate(request)
@@ -87,7 +137,7 @@ def _register_fhir(app: FastAPI) -> None:
 
     @app.get("/fhir/OperationDefinition/predict-risk", tags=["FHIR"], responses=_ERRORS,
              response_class=FhirResponse)
-    def operation_definition(request: Request) -> FhirResponse:
+    async def operation_definition(request: Request) -> FhirResponse:
         """The ``$predict-risk`` OperationDefinition."""
         negotiate(request)
         return FhirResponse(resources.OPERATION)
@@ -101,7 +151,7 @@ def _register_fhir(app: FastAPI) -> None:
         negotiate(request)
         authorize(request, "RiskAssessment", "c")
         body, _ = await json_body(request)
-        return await run_in_threadpool(_predict, request, body)
+        return await _predict(request, body)
 
     @app.post("/fhir", tags=["FHIR"], responses=_ERRORS, openapi_extra=_FHIR_BODY,
               response_class=FhirResponse)
@@ -119,13 +169,13 @@ def _register_fhir(app: FastAPI) -> None:
             if url.split("?")[0].rstrip("/") not in ("Patient/$predict-risk", "/Patient/$predict-risk"):
                 raise FhirError(422, "not-supported", f"Bundle.entry[{k}].request.url must be "
                                 "Patient/$predict-risk", [f"Bundle.entry[{k}].request.url"])
-        return await run_in_threadpool(_predict, request, body)
+        return await _predict(request, body)
 
 
 
 def _register_reads(app: FastAPI) -> None:
     @app.get("/fhir/RiskAssessment/{id_}", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
-    def read_risk_assessment(request: Request, id_: str) -> FhirResponse:
+    async def read_risk_assessment(request: Request, id_: str) -> FhirResponse:
         """A stored RiskAssessment."""
         negotiate(request)
         principal = authenticate(request)
@@ -139,7 +189,7 @@ def _register_reads(app: FastAPI) -> None:
         return FhirResponse(ra)
 
     @app.get("/fhir/RiskAssessment", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
-    def search_risk_assessment(request: Request, subject: str | None = None, patient: str | None = None,
+    async def search_risk_assessment(request: Request, subject: str | None = None, patient: str | None = None,
                                _count: int = 100) -> FhirResponse:
         """RiskAssessments, newest first, optionally of one patient (``subject`` or ``patient``)."""
         ctx = audit_ctx(request)
@@ -157,7 +207,7 @@ def _register_reads(app: FastAPI) -> None:
         return FhirResponse(resources.searchset(found, total, st.base_url))
 
     @app.get("/fhir/AuditEvent", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
-    def search_audit(request: Request, _count: int = 100) -> FhirResponse:
+    async def search_audit(request: Request, _count: int = 100) -> FhirResponse:
         """The audit trail, newest first (needs an AuditEvent read scope, e.g. system/AuditEvent.rs)."""
         audit_ctx(request).interaction = "search-type"
         negotiate(request)
@@ -169,16 +219,21 @@ def _register_reads(app: FastAPI) -> None:
         return FhirResponse(resources.searchset(found, total, st.base_url))
 
 
-def _predict(request: Request, body: dict[str, Any]) -> FhirResponse:
+async def _predict(request: Request, body: dict[str, Any]) -> FhirResponse:
+    """Score inline (CPU-bound: a thread would only add hand-offs under the GIL), a batch in a
+    worker thread so other requests keep flowing; the RiskAssessments are staged and stored with
+    the request's AuditEvent, in one transaction, before the response starts."""
     st, ctx = state(request), audit_ctx(request)
     model = st.models.current()
     ctx.model_sha256 = model.sha256
     if body.get("resourceType") == "Bundle" and body.get("type") == "batch":
-        result = service.predict_batch(model, body, st.store)
+        result = await run_in_threadpool(service.assess_batch, model, body)
         ctx.patients.extend(result.patients)
+        ctx.stage.extend(result.rows)
         return FhirResponse(result.bundle)
-    prediction = service.predict(model, body, st.store)
+    prediction = service.assess(model, body)
     ctx.patients.append(prediction.patient)
+    ctx.stage.extend(prediction.rows)
     rid = prediction.resource["id"]
     return FhirResponse(prediction.resource, headers={"Location": f"{st.base_url}/RiskAssessment/{rid}"})
 
@@ -193,6 +248,19 @@ def create_app(st: ServerState, routers: list[Any] | None = None) -> FastAPI:
     _register_reads(app)
     for router in routers or []:
         app.include_router(router)
-    _register_audit(app)
-    resources.warm_up()
+    app.add_middleware(AuditMiddleware)
+    _warm_up(st)
     return app
+
+
+def _warm_up(st: ServerState) -> None:
+    """Build every validator and code path once (a typical patient scored, nothing stored), so
+    the first request after start is as fast as later ones."""
+    from .examples import parameters, patient_bundle, typical_values
+
+    resources.warm_up()
+    try:
+        model = st.models.current()
+    except FhirError:  # nothing in service yet: warmed on first use instead
+        return
+    service.assess(model, parameters(patient_bundle(model.inputs, typical_values(model))))

@@ -34,6 +34,8 @@ class AuditContext:
     patients: list[str] = field(default_factory=list)
     model_sha256: str | None = None
     input_sha256: str | None = None
+    #: resources the response names, stored in the same transaction as the AuditEvent
+    stage: list[tuple[dict[str, Any], str | None, str]] = field(default_factory=list)
 
 
 def outcome_code(status: int) -> str:

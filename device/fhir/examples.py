@@ -89,6 +89,22 @@ def parameters(bundle: dict[str, Any], as_of: str | None = None, as_of_type: str
     return {"resourceType": "Parameters", "parameter": parts}
 
 
+def typical_values(model: PrognosticModel) -> dict[str, Any]:
+    """An admissible patient for any model: each input at its training centre (the released
+    covariate mean), booleans rounded, categories at their first code, kept inside the envelope."""
+    out: dict[str, Any] = {}
+    for spec, c in zip(model.inputs, model.center, strict=True):
+        if spec.kind == "boolean":
+            out[spec.name] = bool(round(float(c)))
+        elif spec.kind == "category":
+            out[spec.name] = 0
+        else:
+            lo = -float("inf") if spec.min is None else spec.min
+            hi = float("inf") if spec.max is None else spec.max
+            out[spec.name] = min(max(float(c), lo), hi)
+    return out
+
+
 def demo_request(model: PrognosticModel, patient_id: str = "example-1") -> dict[str, Any]:
     """A Parameters for :data:`DEMO_PATIENT`: age from a birth date (54 at ``asOf``), the tumour
     size in cm (the server converts it to the model's mm)."""

@@ -52,6 +52,8 @@ class PatientInputs:
     basis: tuple[str, ...]
     as_of: date
     sources: dict[str, str]
+    #: per input, in ``model.names`` order, the reference of the resource its value came from
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -398,4 +400,5 @@ def extract(model: PrognosticModel, bundle: dict[str, Any], as_of: date | None =
     vector.setflags(write=False)
     return PatientInputs(patient=f"Patient/{patient.obj.id}", values=vector, as_of=as_of,
                          basis=tuple(dict.fromkeys(got[n][3] for n in model.names)),
-                         sources={n: got[n][1] for n in model.names})
+                         sources={n: got[n][1] for n in model.names},
+                         references=tuple(got[n][3] for n in model.names))

@@ -8,6 +8,7 @@ interval around the estimate, required elements (FHIR R4 §RiskAssessment, invar
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
@@ -22,8 +23,9 @@ FHIR_VERSION = "4.0.1"
 UCUM = "http://unitsofmeasure.org"
 #: extension carrying the 95% interval of ``probabilityDecimal`` (a Range of fractions)
 INTERVAL_URL = "urn:fedprog:fhir:StructureDefinition:prediction-interval-95"
-#: extension carrying one input's contribution β_j (x_j − c_j) to the log hazard ratio
-CONTRIBUTION_URL = "urn:fedprog:fhir:StructureDefinition:input-contribution"
+#: extension on a ``basis`` reference: the log hazard ratio β_j (x_j − c_j) the input it supplied
+#: contributes (one per input, in the model's input order, if a resource supplied several)
+CONTRIBUTION_URL = "urn:fedprog:fhir:StructureDefinition:log-hazard-contribution"
 MODEL_SYSTEM = "urn:fedprog:model"
 SHA256_SYSTEM = "urn:fedprog:model-sha256"
 RA_STATUSES = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
@@ -73,25 +75,31 @@ def _prediction(model: PrognosticModel, scores: Scores, i: int, h: int) -> dict[
     }
 
 
+def _basis(scores: Scores, i: int, references: Sequence[str]) -> list[dict[str, Any]]:
+    """``basis``: each resource an input came from, with that input's log-hazard contribution."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for j, ref in enumerate(references):
+        out.setdefault(ref, []).append({"url": CONTRIBUTION_URL,
+                                        "valueDecimal": float(scores.contributions[i, j])})
+    return [{"reference": ref, "extension": ext} for ref, ext in out.items()]
+
+
 def risk_assessment(model: PrognosticModel, scores: Scores, i: int, *, id_: str, patient: str,
-                    basis: list[str], occurrence: str) -> dict[str, Any]:
+                    references: Sequence[str], occurrence: str) -> dict[str, Any]:
     """The RiskAssessment of row ``i`` of ``scores``: one prediction per horizon.
 
-    ``relativeRisk`` is the hazard ratio exp(η) against the model's centre; the extension
-    :data:`CONTRIBUTION_URL` gives each input's log hazard ratio β_j (x_j − c_j).
+    ``references[j]`` is the resource input ``j`` came from. ``relativeRisk`` is the hazard
+    ratio exp(η) against the model's centre; each ``basis`` reference carries, as the extension
+    :data:`CONTRIBUTION_URL`, the log hazard ratio β_j (x_j − c_j) of the input it supplied
+    (these sum to log ``relativeRisk``).
     """
-    contributions = [{"url": CONTRIBUTION_URL, "extension": [
-        {"url": "input", "valueCoding": spec.code.model_dump()},
-        {"url": "logHazardRatio", "valueDecimal": float(scores.contributions[i, j])}]}
-        for j, spec in enumerate(model.inputs)]
     return {
         "resourceType": "RiskAssessment", "id": id_, "status": "final",
-        "extension": contributions,
         "method": method(model),
         "code": {"text": f"{model.outcome} risk"},
         "subject": {"reference": patient},
         "occurrenceDateTime": occurrence,
-        "basis": [{"reference": ref} for ref in basis],
+        "basis": _basis(scores, i, references),
         "prediction": [_prediction(model, scores, i, h) for h in range(len(scores.horizons))],
         "note": [{"text": intended_use(model)}],
     }

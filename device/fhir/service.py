@@ -18,7 +18,6 @@ from ..scoring import ScoringError, score
 from . import inputs
 from .errors import FhirError
 from .resources import check_risk_assessment, risk_assessment
-from .store import FhirStore
 
 
 class ModelSource(Protocol):
@@ -81,19 +80,25 @@ def now_iso() -> str:
 
 @dataclass
 class Prediction:
-    """A scored, checked, stored RiskAssessment and what the audit trail needs."""
+    """A scored, checked RiskAssessment (not yet stored) and what the audit trail needs."""
 
     resource: dict[str, Any]
     patient: str
     model_sha256: str
 
+    @property
+    def rows(self) -> list[tuple[dict[str, Any], str | None, str]]:
+        """What to store: ``(resource, subject, recorded)``."""
+        return [(self.resource, self.patient, self.resource["occurrenceDateTime"])]
+
 
 @dataclass
 class BatchResult:
-    """A ``batch-response`` Bundle and the patients it concerned."""
+    """A ``batch-response`` Bundle, the patients it concerned and the RiskAssessments to store."""
 
     bundle: dict[str, Any]
     patients: list[str] = field(default_factory=list)
+    rows: list[tuple[dict[str, Any], str | None, str]] = field(default_factory=list)
 
 
 def _score(model: PrognosticModel, extracted: list[inputs.PatientInputs]) -> list[dict[str, Any]]:
@@ -107,18 +112,17 @@ def _score(model: PrognosticModel, extracted: list[inputs.PatientInputs]) -> lis
     out = []
     for i, e in enumerate(extracted):
         ra = risk_assessment(model, scores, i, id_=str(uuid.uuid4()), patient=e.patient,
-                             basis=list(e.basis), occurrence=stamp)
+                             references=e.references, occurrence=stamp)
         check_risk_assessment(ra)
         out.append(ra)
     return out
 
 
-def predict(model: PrognosticModel, body: dict[str, Any], store: FhirStore) -> Prediction:
-    """``$predict-risk`` for one patient (a Parameters or a patient Bundle)."""
+def assess(model: PrognosticModel, body: dict[str, Any]) -> Prediction:
+    """``$predict-risk`` for one patient (a Parameters or a patient Bundle); the caller stores it."""
     bundle, as_of = inputs.request_bundle(body)
     extracted = inputs.extract(model, bundle, as_of)
     ra = _score(model, [extracted])[0]
-    store.add(ra, subject=extracted.patient, recorded=ra["occurrenceDateTime"])
     return Prediction(ra, extracted.patient, model.sha256)
 
 
@@ -126,12 +130,12 @@ def _entry_error(exc: FhirError) -> dict[str, Any]:
     return {"response": {"status": f"{exc.status} {HTTPStatus(exc.status).phrase}", "outcome": exc.outcome()}}
 
 
-def predict_batch(model: PrognosticModel, bundle: dict[str, Any], store: FhirStore,
-                  limit: int = 10_000) -> BatchResult:
+def assess_batch(model: PrognosticModel, bundle: dict[str, Any], limit: int = 10_000) -> BatchResult:
     """A ``batch`` Bundle: each entry a patient (Parameters or Bundle), a bad entry failing only itself.
 
     FHIR R4 §3.1.0.11 (batch): entries are processed independently; the response has one
-    entry per request entry, in order, each with its own ``response.status``.
+    entry per request entry, in order, each with its own ``response.status``. The good entries
+    are scored in one vectorised call; the caller stores their RiskAssessments in one transaction.
     """
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
@@ -151,12 +155,12 @@ def predict_batch(model: PrognosticModel, bundle: dict[str, Any], store: FhirSto
             good.append((k, inputs.extract(model, patient_bundle, as_of)))
         except FhirError as exc:
             results[k] = _entry_error(exc)
-    patients = [e.patient for _, e in good]
+    out = BatchResult({"resourceType": "Bundle", "type": "batch-response", "entry": results},
+                      [e.patient for _, e in good])
     if good:
         ras = _score(model, [e for _, e in good])
-        store.add_many([(ra, e.patient, ra["occurrenceDateTime"])
-                        for ra, (_, e) in zip(ras, good, strict=True)])
-        for ra, (k, _) in zip(ras, good, strict=True):
+        for ra, (k, e) in zip(ras, good, strict=True):
             results[k] = {"resource": ra, "response": {"status": "200 OK",
                                                        "location": f"RiskAssessment/{ra['id']}"}}
-    return BatchResult({"resourceType": "Bundle", "type": "batch-response", "entry": results}, patients)
+            out.rows.append((ra, e.patient, ra["occurrenceDateTime"]))
+    return out

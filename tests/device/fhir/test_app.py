@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,10 @@ def test_predict_returns_a_stored_risk_assessment_equal_to_the_formula(server: A
         assert pred["whenRange"]["high"]["value"] == h and pred["whenRange"]["low"]["value"] == 0
         (interval,) = [e["valueRange"] for e in pred["extension"] if e["url"] == INTERVAL_URL]
         assert 0 <= interval["low"]["value"] <= p <= interval["high"]["value"] <= 1
+    contributions = [e["valueDecimal"] for b in ra["basis"] for e in b["extension"]]
+    assert len(contributions) == len(demo_model.inputs)
+    for pred in ra["prediction"]:
+        assert sum(contributions) == pytest.approx(math.log(pred["relativeRisk"]), abs=1e-12)
     codes = {c["system"]: c for c in ra["method"]["coding"]}
     assert codes[SHA256_SYSTEM]["code"] == demo_model.sha256
     assert {b["reference"] for b in ra["basis"]} >= {"Observation/p7-tsize", "Observation/p7-age"}
@@ -245,3 +250,38 @@ def test_every_request_allowed_or_refused_is_audited(server: Any) -> None:
     assert metadata["subtype"][0]["code"] == "capabilities"
     total, _ = st.store.search("AuditEvent")
     assert total == 4  # the audit search itself is audited too
+
+
+# ---------------------------------------------------------------- failures
+def test_a_defect_is_a_500_outcome_never_a_traceback_and_is_audited(server: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    client, key, st = server
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr("device.fhir.service.assess", broken)
+    resp = client.post(PREDICT, json=parameters(patient_bundle(DEMO_VALUES)), headers=bearer(key))
+    body = outcome(resp, 500)
+    assert "secret" not in resp.text and "Traceback" not in resp.text
+    assert body["issue"][0]["code"] == "exception"
+    _, events = st.store.search("AuditEvent", count=1)
+    assert events[0]["outcome"] == "8" and "-> 500" in events[0]["outcomeDesc"]
+
+
+def test_a_result_that_cannot_be_stored_is_not_returned(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, key, st = server
+    real = st.store.add_async
+
+    async def refuse_risk_assessments(items: list[Any]) -> None:
+        if any(r["resourceType"] == "RiskAssessment" for r, _, _ in items):
+            raise sqlite3.OperationalError("disk I/O error")
+        await real(items)
+
+    monkeypatch.setattr(st.store, "add_async", refuse_risk_assessments)
+    resp = client.post(PREDICT, json=parameters(patient_bundle(DEMO_VALUES)), headers=bearer(key))
+    outcome(resp, 500)
+    assert "RiskAssessment" not in resp.text
+    assert st.store.search("RiskAssessment")[0] == 0
+    _, events = st.store.search("AuditEvent", count=1)
+    assert "-> 500" in events[0]["outcomeDesc"]
