@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,3 +83,24 @@ def fed_km(parts: Sequence[pd.DataFrame], cohort: CohortSpec, *, secure: bool | 
     """Federated Kaplan–Meier over one in-process site per part."""
     kw.setdefault("policy", PERMISSIVE)
     return fit_km(coordinator(parts, secure=secure), cohort, **kw)
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace after ``fedprog demo`` (run once per session: copy it with
+    :func:`copy_workspace` before changing it)."""
+    ws = tmp_path_factory.mktemp("demo") / "ws"
+    res = subprocess.run([sys.executable, "-m", "fedprog", "demo", "--workspace", str(ws)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return ws
+
+
+def copy_workspace(src: Path, dst: Path) -> Path:
+    """A private copy of workspace ``src`` at ``dst`` (its sites' data paths rewritten)."""
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "workspace.json").read_text())
+    for info in manifest["sites"].values():
+        info["data"] = info["data"].replace(str(src), str(dst))
+    (dst / "workspace.json").write_text(json.dumps(manifest))
+    return dst

@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.conftest import copy_workspace
 from tests.fedprog.test_cli import run
 
 
-@pytest.fixture(scope="module")
-def demo_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = tmp_path_factory.mktemp("demo") / "ws"
-    res = run("demo", "--workspace", ws)
-    assert res.returncode == 0, res.stderr
-    return ws
+@pytest.fixture
+def demo_ws(demo_workspace: Path) -> Path:
+    return demo_workspace
 
 
 @pytest.fixture
-def ws(demo_ws: Path, tmp_path: Path) -> Path:
+def ws(demo_workspace: Path, tmp_path: Path) -> Path:
     """A private copy of the demo workspace (tests may change it)."""
-    copy = tmp_path / "ws"
-    shutil.copytree(demo_ws, copy)
-    manifest = json.loads((copy / "workspace.json").read_text())
-    for info in manifest["sites"].values():
-        info["data"] = info["data"].replace(str(demo_ws), str(copy))
-    (copy / "workspace.json").write_text(json.dumps(manifest))
-    return copy
+    return copy_workspace(demo_workspace, tmp_path / "ws")
 
 
 def cli_json(*args: str | Path) -> dict:  # type: ignore[type-arg]
@@ -100,7 +91,7 @@ def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path)
     assert released["status"] == "released" and released["history"][-1]["state"] == "released"
     refused = run("model", "release", "gbsg2-recurrence@1", "--workspace", ws)
     assert refused.returncode == 2 and "affected by a consent revocation" in refused.stderr
-    gone = cli_json("model", "withdraw", "gbsg2-recurrence@1", "--reason", "revoked consent", "--workspace", ws)
+    gone = cli_json("model", "withdraw", "gbsg2-recurrence@1", "--reason", "revoked", "--workspace", ws)
     assert gone["status"] == "withdrawn"
     assert cli_json("ledger", "verify", "--workspace", ws)["ok"] is True
     again = run("consent", "revoke", "--site", "hospital-a", "--patient", "A-0002", "--workspace", ws)
