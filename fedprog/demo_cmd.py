@@ -17,6 +17,22 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 
+def _command() -> str:
+    """How the user can type this command again: ``fedprog`` when that is on PATH, else the path
+    of the script that runs (``.venv/bin/fedprog`` after ``make demo``)."""
+    import os
+    import shutil
+    import sys
+
+    script = Path(sys.argv[0])
+    if script.name == "__main__.py":
+        return f"{sys.executable} -m fedprog"
+    found = shutil.which("fedprog")
+    if found and Path(found).resolve() == script.resolve():
+        return "fedprog"
+    return os.path.relpath(script) if not script.is_absolute() or script.exists() else str(script)
+
+
 def _print_serving(ws_dir: Path, artifact: dict[str, Any], console: Console) -> None:
     """Write an example request and print the exact lines to serve the model and score a patient."""
     from device.fhir.examples import demo_request
@@ -27,9 +43,10 @@ def _print_serving(ws_dir: Path, artifact: dict[str, Any], console: Console) -> 
     write_json_atomic(example, demo_request(load_model(artifact)))
     console.print("serve it (FHIR R4 + CDS Hooks), then score the example patient from another shell:")
     console.file.flush()
-    print(f"  fedprog serve --workspace {ws_dir} --port 8080")  # plain print: exact, copy-pastable lines
+    me = _command()
+    print(f"  {me} serve --workspace {ws_dir} --port 8080")  # plain print: exact, copy-pastable lines
     scopes = "user/RiskAssessment.c user/RiskAssessment.rs"
-    print(f"  TOKEN=$(fedprog token --workspace {ws_dir} --scope '{scopes}')")
+    print(f"  TOKEN=$({me} token --workspace {ws_dir} --scope '{scopes}')")
     print("  curl -s -X POST 'http://127.0.0.1:8080/fhir/Patient/$predict-risk' "
           f"-H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/fhir+json' --data @{example}",
           flush=True)
@@ -94,6 +111,8 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
     out = ws_dir / "models" / f"{artifact['sha256']}.json"
     print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
     cp = artifact["training"]["consent_checkpoint"]
+    console.print(f"model {artifact['model_id']}@{artifact['version']} registered in the ledger; trained "
+                  f"on consent as of checkpoint {cp['size']} (root {cp['root'][:16]}…)")
     check = validate_in_workspace(ws, f"{artifact['model_id']}@{artifact['version']}")
     console.print("apparent calibration-in-the-large: " + "; ".join(
         f"{h / 365.25:.0f} y: observed {o:.3f} expected {e:.3f} (O/E {r:.2f})" for h, o, e, r in
@@ -109,8 +128,6 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
         console.print(f"release gate: {ref} FAILED validation; not released")
     report = verify_ledger(ws.ledger)
     latest_cp = ws.ledger.latest_checkpoint()
-    console.print(f"model {artifact['model_id']}@{artifact['version']} registered in the ledger; trained "
-                  f"on consent as of checkpoint {cp['size']} (root {cp['root'][:16]}…)")
     console.print(f"ledger: {report.size} entries, {report.checkpoints} checkpoints, "
                   f"{'verified' if report.ok else 'VERIFICATION FAILED'}; latest checkpoint "
                   f"(size {latest_cp[0] if latest_cp else 0}) cosigned by all {len(ws.sites)} site witnesses")

@@ -4,10 +4,10 @@ bearer-token authorisation (401/403) and the per-request audit context."""
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
@@ -30,7 +30,7 @@ class FhirResponse(Response):
     media_type = FHIR_JSON
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        return orjson.dumps(content)  # compact UTF-8; refuses NaN/inf rather than emit invalid JSON
 
 
 @dataclass
@@ -87,17 +87,13 @@ async def json_body(request: Request) -> tuple[dict[str, Any], str]:
     digest = hashlib.sha256(raw).hexdigest()
     audit_ctx(request).input_sha256 = digest
     try:
-        body = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
+        body = orjson.loads(raw)  # RFC 8259 strictly: NaN/Infinity literals are refused
+    except orjson.JSONDecodeError as exc:
         raise FhirError(400, "structure", f"request body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
         raise FhirError(400, "structure",
                         "request body must be a FHIR resource (a JSON object with resourceType)")
     return body, digest
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def authenticate(request: Request) -> Principal:

@@ -38,11 +38,16 @@ class ResourceError(ValueError):
     """An outgoing resource that breaks FHIR or our own invariants: a defect, never sent."""
 
 
+def event(model: PrognosticModel) -> str:
+    """What the risk is the probability of: 1 − S(h | x), an event ending the model's outcome."""
+    return f"event ending {model.outcome}"
+
+
 def intended_use(model: PrognosticModel) -> str:
     """The intended-use note every RiskAssessment carries."""
     n = model.artifact.training.get("n")
     sites = model.artifact.training.get("sites") or []
-    return (f"Intended use: estimated absolute risk of {model.outcome} by each horizon, for adults inside "
+    return (f"Intended use: estimated absolute risk of an {event(model)} by each horizon, for adults inside "
             f"the model's input ranges, to support (not replace) clinical judgement. Model {model.ref} "
             f"(Cox proportional hazards, federated fit on {n} patients at {len(sites)} sites). "
             "The 95% interval reflects coefficient uncertainty only (baseline-hazard variance is not "
@@ -65,11 +70,11 @@ def _quantity(value: float, unit: str) -> dict[str, Any]:
 def _prediction(model: PrognosticModel, scores: Scores, i: int, h: int) -> dict[str, Any]:
     unit = TIME_UCUM[model.time_unit]
     return {
-        "outcome": {"text": model.outcome},
+        "outcome": {"text": event(model)},
         "probabilityDecimal": float(scores.risk[i, h]),
         "relativeRisk": float(math.exp(scores.lp[i])),
         "whenRange": {"low": _quantity(0, unit), "high": _quantity(float(scores.horizons[h]), unit)},
-        "rationale": f"risk of {model.outcome} within {scores.horizons[h]:g} {model.time_unit}s",
+        "rationale": f"probability of an {event(model)} within {scores.horizons[h]:g} {model.time_unit}s",
         "extension": [{"url": INTERVAL_URL, "valueRange": {
             "low": {"value": float(scores.lower[i, h])}, "high": {"value": float(scores.upper[i, h])}}}],
     }
@@ -96,7 +101,7 @@ def risk_assessment(model: PrognosticModel, scores: Scores, i: int, *, id_: str,
     return {
         "resourceType": "RiskAssessment", "id": id_, "status": "final",
         "method": method(model),
-        "code": {"text": f"{model.outcome} risk"},
+        "code": {"text": f"risk of an {event(model)}"},
         "subject": {"reference": patient},
         "occurrenceDateTime": occurrence,
         "basis": _basis(scores, i, references),

@@ -14,13 +14,14 @@ all or none.
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import sqlite3
 import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -47,7 +48,7 @@ _Job = tuple[list[Row], "Future[None]"]
 
 
 def _row(resource: dict[str, Any], subject: str | None, recorded: str) -> Row:
-    text = json.dumps(resource, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = orjson.dumps(resource).decode("utf-8")
     return resource["resourceType"], resource["id"], subject, recorded, text
 
 
@@ -145,7 +146,7 @@ class FhirStore:
         with self._read_lock:
             row = self._db.execute("SELECT json FROM resources WHERE type = ? AND id = ?",
                                    (type_, id_)).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else dict(orjson.loads(row[0]))
 
     def search(self, type_: str, subject: str | None = None,
                count: int = 100) -> tuple[int, list[dict[str, Any]]]:
@@ -157,4 +158,4 @@ class FhirStore:
             total = int(self._db.execute(f"SELECT COUNT(*) FROM resources WHERE {where}", args).fetchone()[0])
             rows = self._db.execute(f"SELECT json FROM resources WHERE {where} ORDER BY seq DESC LIMIT ?",
                                     [*args, count]).fetchall()
-        return total, [dict(json.loads(r[0])) for r in rows]
+        return total, [dict(orjson.loads(r[0])) for r in rows]
