@@ -11,7 +11,9 @@ from . import (
     ledger_cmd,
     model_cmd,
     serve_cmd,
+    soup_cmd,
     token_cmd,
+    trace_cmd,
     train_cmd,
     validate_cmd,
 )
@@ -34,6 +36,9 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(ledger_cmd.app, name="ledger")
 app.add_typer(consent_cmd.app, name="consent")
 app.add_typer(model_cmd.app, name="model")
+trace_cmd.app.command("soup")(soup_cmd.soup)
+trace_cmd.app.command("sbom")(soup_cmd.sbom)
+app.add_typer(trace_cmd.app, name="trace")
 
 
 def main() -> None:

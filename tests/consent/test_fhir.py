@@ -26,6 +26,8 @@ from consent.fhir import (
     with_version,
 )
 
+pytestmark = pytest.mark.req("SRS-CONS-001")
+
 STUDY = "https://fedprog.example.org/studies/FEDPROG-1/protocol-v2"
 SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 MODELS: dict[str, type[BaseModel]] = {"R4B": ConsentR4B, "R5": ConsentR5}

@@ -29,6 +29,7 @@ def registry(tmp_path: Path, ledger: Ledger) -> ConsentRegistry:
     return ConsentRegistry(tmp_path / "sites" / "a", "a", STUDY, ledger)
 
 
+@pytest.mark.req("SRS-CONS-002")
 def test_versions_and_state_as_of_a_checkpoint(registry: ConsentRegistry, ledger: Ledger) -> None:
     registry.grant("p1", date="2026-01-01")
     registry.grant("p2", date="2026-01-01", decision="deny")
@@ -44,6 +45,7 @@ def test_versions_and_state_as_of_a_checkpoint(registry: ConsentRegistry, ledger
         registry.revoke("p2", date="2026-02-01")
 
 
+@pytest.mark.req("SRS-CONS-003", "RC-PRIV-001")
 def test_ledger_holds_commitments_not_identifiers(registry: ConsentRegistry, ledger: Ledger,
                                                   tmp_path: Path) -> None:
     registry.grant("MRN-77231", date="2026-01-01")
@@ -57,6 +59,7 @@ def test_ledger_holds_commitments_not_identifiers(registry: ConsentRegistry, led
     assert other.commitment("MRN-77231") != registry.commitment("MRN-77231")  # site key and salt
 
 
+@pytest.mark.req("SRS-CONS-003")
 def test_erasure_shreds_the_link_but_not_the_proofs(registry: ConsentRegistry, ledger: Ledger) -> None:
     receipt = registry.grant("p9", date="2026-01-01")
     old = registry.commitment("p9")
@@ -79,6 +82,7 @@ def _consented_sites(parts: list[pd.DataFrame], tmp_path: Path, ledger: Ledger, 
     return sites
 
 
+@pytest.mark.req("SRS-CONS-004", "RC-CONS-002")
 def test_sites_train_only_on_consented_patients(rossi: pd.DataFrame, tmp_path: Path, ledger: Ledger) -> None:
     df = rossi.assign(patient_id=[f"R{i:03d}" for i in range(len(rossi))])
     parts = split_frame(df, 3, seed=0)
@@ -94,6 +98,7 @@ def test_sites_train_only_on_consented_patients(rossi: pd.DataFrame, tmp_path: P
     assert sites[0].consent.jobs_using(parts[0]["patient_id"].iloc[0]) == []  # type: ignore[union-attr]
 
 
+@pytest.mark.req("SRS-CONS-004", "RC-CONS-002")
 def test_requests_without_or_with_a_wrong_checkpoint_are_refused(rossi: pd.DataFrame, tmp_path: Path,
                                                                  ledger: Ledger) -> None:
     df = rossi.assign(patient_id=[f"R{i:03d}" for i in range(len(rossi))])

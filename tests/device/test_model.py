@@ -57,6 +57,7 @@ def write(tmp_path: Path, art: dict[str, Any], name: str = "model.json") -> Path
 # --- loading real artifacts -------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-DEV-002")
 def test_the_demo_artifact_loads_with_everything_scoring_needs(tmp_path: Path) -> None:
     raw = demo_artifact()
     model = load_model(write(tmp_path, raw))
@@ -79,6 +80,7 @@ def test_the_demo_artifact_loads_with_everything_scoring_needs(tmp_path: Path) -
 # --- integrity --------------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-DEV-001", "RC-ART-001")
 def test_a_one_character_edit_of_a_coefficient_is_refused(tmp_path: Path) -> None:
     raw = demo_artifact()
     path = write(tmp_path, raw)
@@ -94,6 +96,7 @@ def test_a_one_character_edit_of_a_coefficient_is_refused(tmp_path: Path) -> Non
         load_model(path)
 
 
+@pytest.mark.req("SRS-DEV-001", "RC-ART-001")
 def test_a_forged_hash_is_refused() -> None:
     raw = demo_artifact()
     raw["sha256"] = "0" * 64
@@ -101,6 +104,7 @@ def test_a_forged_hash_is_refused() -> None:
         load_model(raw)
 
 
+@pytest.mark.req("SRS-DEV-001")
 def test_unreadable_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="model file not found"):
         load_model(tmp_path / "absent.json")
@@ -188,6 +192,7 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 }
 
 
+@pytest.mark.req("SRS-DEV-002")
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_malformed_artifacts_are_refused_naming_the_field(case: str, tmp_path: Path) -> None:
     mutate, expected = MALFORMED[case]
@@ -200,6 +205,7 @@ def test_malformed_artifacts_are_refused_naming_the_field(case: str, tmp_path: P
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.req("SRS-DEV-002")
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_non_finite_coefficients_are_refused_naming_the_field(value: float, tmp_path: Path) -> None:
     art = demo_artifact()
@@ -212,6 +218,7 @@ def test_non_finite_coefficients_are_refused_naming_the_field(value: float, tmp_
         load_model(art)
 
 
+@pytest.mark.req("SRS-DEV-002")
 def test_nan_in_the_opaque_training_block_is_refused(tmp_path: Path) -> None:
     art = demo_artifact()
     art["training"]["loglik"] = math.nan
@@ -219,6 +226,7 @@ def test_nan_in_the_opaque_training_block_is_refused(tmp_path: Path) -> None:
         load_model(write(tmp_path, art))
 
 
+@pytest.mark.req("SRS-DEV-002")
 def test_optional_documented_fields_may_be_absent() -> None:
     art = demo_artifact()
     for key in ("confidence_intervals", "p_values", "penalty"):
@@ -231,6 +239,7 @@ def test_optional_documented_fields_may_be_absent() -> None:
 # --- the intended-use envelope ----------------------------------------------------------
 
 
+@pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_input_spec_accepts_inside_and_explains_outside() -> None:
     model = load_model(demo_artifact())
     age, tsize, hormone = model.inputs[0], model.inputs[1], model.inputs[6]
@@ -246,6 +255,7 @@ def test_input_spec_accepts_inside_and_explains_outside() -> None:
                                   [False, True, True, True, False, False])
 
 
+@pytest.mark.req("SRS-DEV-005")
 def test_category_inputs_accept_listed_codes_or_their_index() -> None:
     spec = InputSpec.model_validate({
         "name": "stage", "code": {"system": "urn:x", "code": "stage", "display": "Stage"}, "unit": "1",
@@ -262,6 +272,7 @@ def test_category_inputs_accept_listed_codes_or_their_index() -> None:
 # --- stratified models ------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-DEV-002")
 def test_a_stratified_model_loads_but_is_refused_for_scoring() -> None:
     model = load_model(demo_artifact(stratified=True))
     assert model.stratified and model.baseline_times.size == 0
@@ -275,6 +286,7 @@ def test_a_stratified_model_loads_but_is_refused_for_scoring() -> None:
         survival_curve(model, x)
 
 
+@pytest.mark.req("SRS-DEV-002")
 def test_a_stratified_model_must_not_also_carry_a_shared_baseline() -> None:
     art = demo_artifact(stratified=True)
     art["baseline_survival"]["times"] = [1.0]

@@ -37,6 +37,7 @@ def ref(reg: ModelRegistry) -> str:
     return reg.list()[-1].ref
 
 
+@pytest.mark.req("SRS-REG-001")
 def test_a_model_walks_candidate_validated_released_withdrawn(registry: ModelRegistry) -> None:
     r = ref(registry)
     assert registry.get(r).status == "candidate"
@@ -54,6 +55,7 @@ def test_a_model_walks_candidate_validated_released_withdrawn(registry: ModelReg
         registry.released()
 
 
+@pytest.mark.req("SRS-REG-002", "RC-REG-001", "RC-VAL-001")
 def test_release_needs_a_passing_validation(registry: ModelRegistry) -> None:
     r = ref(registry)
     with pytest.raises(RegistryError, match="only a validated model"):
@@ -69,6 +71,7 @@ def test_release_needs_a_passing_validation(registry: ModelRegistry) -> None:
         registry.record_validation(r, {"passed": "yes"})
 
 
+@pytest.mark.req("SRS-REG-002", "RC-REG-001")
 def test_a_tampered_or_missing_report_blocks_release(registry: ModelRegistry) -> None:
     r = ref(registry)
     registry.record_validation(r, report(True))
@@ -84,6 +87,7 @@ def test_a_tampered_or_missing_report_blocks_release(registry: ModelRegistry) ->
         registry.release(r)
 
 
+@pytest.mark.req("SRS-REG-002", "RC-ART-001")
 def test_a_tampered_artifact_blocks_release(registry: ModelRegistry) -> None:
     r = ref(registry)
     registry.record_validation(r, report(True))
@@ -95,6 +99,7 @@ def test_a_tampered_artifact_blocks_release(registry: ModelRegistry) -> None:
         registry.release(r)
 
 
+@pytest.mark.req("SRS-REG-003", "SRS-CONS-005", "RC-CONS-001")
 def test_a_consent_revocation_makes_a_model_affected_never_served(registry: ModelRegistry) -> None:
     r = ref(registry)
     registry.record_validation(r, report(True))
@@ -110,6 +115,7 @@ def test_a_consent_revocation_makes_a_model_affected_never_served(registry: Mode
     assert registry.get(r).status == "withdrawn"
 
 
+@pytest.mark.req("SRS-REG-001", "SRS-REG-003", "RC-REG-001")
 def test_the_server_follows_withdrawals_and_newer_releases(registry: ModelRegistry) -> None:
     first = ref(registry)
     registry.record_validation(first, report(True))

@@ -60,6 +60,7 @@ def contract_risk(art: dict[str, Any], x: np.ndarray, h: float) -> float:
 # --- point estimates --------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-DEV-003")
 def test_risk_equals_the_contract_formula(raw: dict[str, Any]) -> None:
     m = load_model(raw)
     times = raw["baseline_survival"]["times"]
@@ -75,11 +76,13 @@ def test_risk_equals_the_contract_formula(raw: dict[str, Any]) -> None:
     np.testing.assert_allclose(default.risk, got.risk[:5, :2], rtol=0, atol=1e-15)
 
 
+@pytest.mark.req("SRS-DEV-003")
 def test_before_the_first_released_time_the_risk_is_zero(model: PrognosticModel) -> None:
     s = score(model, patients(model, 10, seed=2), [float(model.baseline_times[0]) / 2])
     assert np.all(s.risk == 0.0) and np.all(s.lower == 0.0) and np.all(s.upper == 0.0)
 
 
+@pytest.mark.req("SRS-DEV-003")
 def test_contributions_sum_to_the_linear_predictor(model: PrognosticModel) -> None:
     X = patients(model, 1000, seed=3)
     s = score(model, X)
@@ -90,6 +93,7 @@ def test_contributions_sum_to_the_linear_predictor(model: PrognosticModel) -> No
     assert s.names == model.names
 
 
+@pytest.mark.req("SRS-DEV-006")
 def test_units_are_converted_before_scoring(model: PrognosticModel) -> None:
     x = patients(model, 1, seed=4)[0]
     tsize_cm, age_mo = convert(x[1], "mm", "cm"), convert(x[0], "a", "mo")
@@ -99,6 +103,7 @@ def test_units_are_converted_before_scoring(model: PrognosticModel) -> None:
     np.testing.assert_allclose(score(model, sent[None, :]).risk, score(model, x[None, :]).risk, rtol=1e-14)
 
 
+@pytest.mark.req("SRS-DEV-003")
 def test_survival_curve_over_the_released_times(raw: dict[str, Any]) -> None:
     m = load_model(raw)
     x = patients(m, 1, seed=5)[0]
@@ -115,6 +120,7 @@ def test_survival_curve_over_the_released_times(raw: dict[str, Any]) -> None:
 # --- the interval -----------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-DEV-004")
 def test_interval_contains_the_point_estimate(model: PrognosticModel) -> None:
     s = score(model, patients(model, 5000, seed=6))
     assert np.all(0 < s.lower) and np.all(s.lower <= s.risk) and np.all(s.risk <= s.upper)
@@ -123,6 +129,7 @@ def test_interval_contains_the_point_estimate(model: PrognosticModel) -> None:
     assert inner.mean() > 0.9 and np.all(s.lower[inner] < s.upper[inner])
 
 
+@pytest.mark.req("SRS-DEV-004")
 def test_interval_is_the_delta_method_on_the_log_log_scale(model: PrognosticModel) -> None:
     X = patients(model, 200, seed=7)
     s = score(model, X)
@@ -140,6 +147,7 @@ def test_interval_is_the_delta_method_on_the_log_log_scale(model: PrognosticMode
     np.testing.assert_allclose(loglog(s.risk) - loglog(s.lower), half, rtol=1e-8)
 
 
+@pytest.mark.req("SRS-DEV-004")
 def test_interval_widens_with_distance_from_the_centre(continuous: PrognosticModel) -> None:
     far = patients(continuous, 3, seed=8)
     for x_end in far:
@@ -154,6 +162,7 @@ def test_interval_widens_with_distance_from_the_centre(continuous: PrognosticMod
         assert np.all(s.lower[0] == s.risk[0]) and np.all(s.risk[0] == s.upper[0])
 
 
+@pytest.mark.req("SRS-DEV-004")
 def test_same_risk_farther_from_the_centre_gives_a_wider_risk_interval(continuous: PrognosticModel) -> None:
     """Along a direction v ⟂ β from the centre the risk is constant and only sd(η) grows."""
     m = continuous
@@ -169,6 +178,7 @@ def test_same_risk_farther_from_the_centre_gives_a_wider_risk_interval(continuou
     assert width[0, 0] == 0.0 and np.all(np.diff(width, axis=0) > 0)
 
 
+@pytest.mark.req("SRS-DEV-004")
 def test_delta_method_agrees_with_monte_carlo_over_beta(model: PrognosticModel) -> None:
     """β ~ N(β̂, Σ): the spread of log(−log S) and the 2.5/97.5 % risk quantiles match the interval."""
     x = np.array([[35.0, 80.0, 3.0, 25.0, 5.0, 400.0, 0.0, 0.0]])  # far from the centre
@@ -191,6 +201,7 @@ def test_delta_method_agrees_with_monte_carlo_over_beta(model: PrognosticModel) 
 # --- refusals ---------------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: PrognosticModel) -> None:
     X = patients(model, 6, seed=9)
     X[2, 0] = 95.0                 # age above 90 a
@@ -212,6 +223,7 @@ def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: Prognos
     assert check_inputs(model, np.empty((0, 8))) == []
 
 
+@pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_values_are_never_clamped(model: PrognosticModel) -> None:
     x = patients(model, 1, seed=10)
     x[0, 1] = 150.0 + 1e-9
@@ -219,6 +231,7 @@ def test_values_are_never_clamped(model: PrognosticModel) -> None:
         score(model, x)
 
 
+@pytest.mark.req("SRS-DEV-003", "RC-DEV-002")
 @pytest.mark.parametrize("horizon", [2373.0, 1e9, math.inf])
 def test_horizons_beyond_the_baseline_are_refused(model: PrognosticModel, horizon: float) -> None:
     last = float(model.baseline_times[-1])
@@ -228,12 +241,14 @@ def test_horizons_beyond_the_baseline_are_refused(model: PrognosticModel, horizo
     assert score(model, X, [last]).risk.shape == (3, 1)
 
 
+@pytest.mark.req("SRS-DEV-003")
 @pytest.mark.parametrize("horizons", [[0.0], [-1.0], [math.nan], []])
 def test_bad_horizons_are_refused(model: PrognosticModel, horizons: list[float]) -> None:
     with pytest.raises(ScoringError, match="horizon"):
         score(model, patients(model, 2, seed=12), horizons)
 
 
+@pytest.mark.req("SRS-DEV-003")
 @pytest.mark.parametrize("shape", [(5, 7), (8,), (2, 8, 1)])
 def test_wrong_shapes_are_refused(model: PrognosticModel, shape: tuple[int, ...]) -> None:
     with pytest.raises(ScoringError, match=r"expected an array of shape \(n, 8\), columns age, tsize"):
@@ -247,6 +262,7 @@ def test_wrong_shapes_are_refused(model: PrognosticModel, shape: tuple[int, ...]
 # --- scale ------------------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-DEV-003")
 def test_one_hundred_thousand_patients(model: PrognosticModel) -> None:
     X = patients(model, 100_000, seed=13)
     s = score(model, X)

@@ -9,6 +9,8 @@ import pytest
 
 from device.units import UnitError, age_in, compatible, convert, factor
 
+pytestmark = pytest.mark.req("SRS-DEV-006")
+
 
 @pytest.mark.parametrize(("value", "src", "dst", "expected"), [
     (170.0, "cm", "mm", 1700.0),
@@ -70,6 +72,7 @@ def test_arrays_keep_their_shape_and_are_not_modified() -> None:
     np.testing.assert_array_equal(y, 10 * x)
 
 
+@pytest.mark.req("RC-UNIT-001")
 @pytest.mark.parametrize(("src", "dst", "message"), [
     ("kg", "mm", "cannot convert 'kg' to 'mm' (mass vs length)"),
     ("a", "1", "cannot convert 'a' to '1' (time vs dimensionless)"),
@@ -83,6 +86,7 @@ def test_incompatible_units_are_refused(src: str, dst: str, message: str) -> Non
     assert isinstance(info.value, ValueError) and not compatible(src, dst)
 
 
+@pytest.mark.req("RC-UNIT-001")
 @pytest.mark.parametrize("unit", ["Cel", "[degF]", "furlong", "10*3/uL", "U/mL", "mg/kg/d", "kg ", "{a", "",
                                   "2"])
 def test_unknown_or_unsupported_units_are_refused(unit: str) -> None:

@@ -19,6 +19,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type
     return train(study)[1]
 
 
+@pytest.mark.req("SRS-FED-007")
 def test_contract_fields(demo: dict) -> None:  # type: ignore[type-arg]
     a = demo
     assert a["schema"] == "fedprog.model/v1" and a["kind"] == "cox-ph"
@@ -45,6 +46,7 @@ def test_contract_fields(demo: dict) -> None:  # type: ignore[type-arg]
     assert t["secure_aggregation"] is True and t["policy"]["min_sites"] == 3
 
 
+@pytest.mark.req("SRS-FED-007")
 def test_survival_formula_in_the_contract_reproduces_the_fit(demo: dict, gbsg2: pd.DataFrame) -> None:  # type: ignore[type-arg]
     """S(t | x) = survival(t) ^ exp(β·(x − center)) equals lifelines' prediction."""
     from lifelines import CoxPHFitter
@@ -60,6 +62,7 @@ def test_survival_formula_in_the_contract_reproduces_the_fit(demo: dict, gbsg2: 
     assert np.max(np.abs(ours - theirs)) <= 1e-6
 
 
+@pytest.mark.req("SRS-FED-007")
 def test_sha256_is_over_canonical_json_of_the_rest(demo: dict) -> None:  # type: ignore[type-arg]
     import hashlib
 
@@ -71,18 +74,21 @@ def test_sha256_is_over_canonical_json_of_the_rest(demo: dict) -> None:  # type:
     assert not verify_sha256(tampered)
 
 
+@pytest.mark.req("SRS-FED-007")
 def test_same_inputs_give_the_same_hash(tmp_path) -> None:  # type: ignore[no-untyped-def]
     a = train(write_demo_study(tmp_path / "one"))[1]
     b = train(write_demo_study(tmp_path / "two"))[1]
     assert a["sha256"] == b["sha256"]
 
 
+@pytest.mark.req("SRS-FED-007")
 def test_canonical_json_refuses_nan() -> None:
     assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'.encode()
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})
 
 
+@pytest.mark.req("SRS-FED-007")
 def test_seal_recomputes_and_atomic_write_leaves_nothing_half_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
     sealed = seal({"x": 1, "sha256": "stale"})
     assert verify_sha256(sealed) and sealed["sha256"] != "stale"
@@ -94,6 +100,7 @@ def test_seal_recomputes_and_atomic_write_leaves_nothing_half_written(tmp_path) 
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
+@pytest.mark.req("SRS-CLI-003")
 def test_demo_split_rule_is_documented_and_stable(gbsg2: pd.DataFrame) -> None:
     parts = split(gbsg2)
     assert [len(p) for p in parts] == [274, 172, 137, 103]
@@ -102,6 +109,7 @@ def test_demo_split_rule_is_documented_and_stable(gbsg2: pd.DataFrame) -> None:
     assert all(p.equals(q) for p, q in zip(parts, again, strict=True))
 
 
+@pytest.mark.req("SRS-FED-007", "SRS-FED-003")
 def test_stratified_artifact_has_one_baseline_per_stratum(tmp_path) -> None:  # type: ignore[no-untyped-def]
     study = write_demo_study(tmp_path).model_copy(update={"strata_by_site": True})
     fit, art = train(study)

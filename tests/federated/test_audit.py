@@ -13,6 +13,8 @@ from federated.audit import audit_transcripts
 from federated.exceptions import DataError
 from tests.conftest import GBSG2_COVARIATES, PERMISSIVE, split_frame
 
+pytestmark = pytest.mark.req("SRS-PRIV-004")
+
 
 def _run(parts: list[pd.DataFrame], folder: Path, secure: bool = True, km: bool = False) -> None:
     sites = [Site(f"h{i}", p, transcript_dir=folder) for i, p in enumerate(parts)]
@@ -32,6 +34,7 @@ def test_real_secure_runs_pass(gbsg2: pd.DataFrame, tmp_path: Path, km: bool) ->
     assert report.sites == ["h0", "h1", "h2", "h3"] and report.messages >= 4 * 3  # keys, prepare, …
 
 
+@pytest.mark.req("RC-PRIV-002")
 def test_plaintext_run_fails_the_masked_rule(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
     _run(split_frame(gbsg2, 3, seed=0), tmp_path, secure=False)
     report = audit_transcripts(tmp_path)
@@ -50,6 +53,7 @@ def test_exact_grid_reveals_event_times_and_the_audit_says_so(gbsg2: pd.DataFram
     assert any("payload size or shape differs between sites" in p for p in problems)
 
 
+@pytest.mark.req("RC-PRIV-002")
 def test_a_payload_that_grows_with_n_fails(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
     _run(split_frame(gbsg2, 3, seed=2), tmp_path)
     path = tmp_path / "h1.jsonl"

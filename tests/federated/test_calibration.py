@@ -12,6 +12,8 @@ from federated.demo_study import write_demo_study
 from federated.runner import train
 from tests.conftest import PERMISSIVE, coordinator, split_frame
 
+pytestmark = pytest.mark.req("SRS-FED-011")
+
 
 def test_observed_and_expected_equal_the_pooled_values(tmp_path, gbsg2: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
     study = write_demo_study(tmp_path)
@@ -31,6 +33,7 @@ def test_observed_and_expected_equal_the_pooled_values(tmp_path, gbsg2: pd.DataF
     assert result.to_dict()["n"] == 686
 
 
+@pytest.mark.req("RC-DEV-002")
 def test_horizon_beyond_the_released_baseline_is_refused(tmp_path, gbsg2: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
     study = write_demo_study(tmp_path)
     _, model = train(study)

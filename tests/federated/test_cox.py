@@ -35,6 +35,7 @@ def _lifelines(df: pd.DataFrame, name: str, **kw: object) -> CoxPHFitter:
     return cph.fit(df[list(dict.fromkeys(cols))], time, event, fit_options={"precision": 1e-12})
 
 
+@pytest.mark.req("SRS-FED-001", "RC-FED-002")
 @pytest.mark.parametrize("name", ["rossi", "gbsg2"])
 @pytest.mark.parametrize("n_sites", [2, 3, 4, 5, 6])
 def test_efron_equals_pooled_lifelines(request: pytest.FixtureRequest, name: str, n_sites: int) -> None:
@@ -54,6 +55,7 @@ def test_efron_equals_pooled_lifelines(request: pytest.FixtureRequest, name: str
     assert np.max(np.abs(ours - theirs)) <= 1e-6
 
 
+@pytest.mark.req("SRS-FED-002")
 @pytest.mark.parametrize("name", ["rossi", "gbsg2"])
 @pytest.mark.parametrize("n_sites", [2, 4, 6])
 def test_breslow_equals_pooled_scikit_survival(request: pytest.FixtureRequest, name: str,
@@ -72,6 +74,7 @@ def test_breslow_equals_pooled_scikit_survival(request: pytest.FixtureRequest, n
     assert np.max(np.abs(ours - theirs)) <= 1e-6
 
 
+@pytest.mark.req("SRS-FED-002")
 @pytest.mark.parametrize("alpha", [0.5, 10.0])
 def test_ridge_penalty_equals_scikit_survival_alpha(gbsg2: pd.DataFrame, alpha: float) -> None:
     time, event, cov = COHORTS["gbsg2"]
@@ -83,6 +86,7 @@ def test_ridge_penalty_equals_scikit_survival_alpha(gbsg2: pd.DataFrame, alpha: 
     assert np.max(np.abs(fit.coef - ref.coef_)) <= 1e-6
 
 
+@pytest.mark.req("SRS-FED-003")
 def test_stratified_by_column_equals_lifelines(rossi: pd.DataFrame) -> None:
     fit = fed_cox(split_frame(rossi, 4, seed=3),
                   CohortSpec(time="week", event="arrest", covariates=("fin", "age", "prio", "mar"),
@@ -98,6 +102,7 @@ def test_stratified_by_column_equals_lifelines(rossi: pd.DataFrame) -> None:
         assert np.max(np.abs(b.cumulative_hazard - their)) <= 1e-6
 
 
+@pytest.mark.req("SRS-FED-003")
 def test_stratified_by_site_equals_lifelines_with_site_strata(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 3, seed=5)
     fit = fed_cox(parts, CohortSpec(time="week", event="arrest",
@@ -108,6 +113,7 @@ def test_stratified_by_site_equals_lifelines_with_site_strata(rossi: pd.DataFram
     assert [b.label for b in fit.baselines] == ["site-0", "site-1", "site-2"]
 
 
+@pytest.mark.req("SRS-FED-001")
 def test_coarsened_grid_equals_pooled_fit_on_coarsened_times(gbsg2: pd.DataFrame) -> None:
     fit = fed_cox(split_frame(gbsg2, 4, seed=2),
                   _cohort("gbsg2", time_grid="month", time_unit="day"))
@@ -118,6 +124,7 @@ def test_coarsened_grid_equals_pooled_fit_on_coarsened_times(gbsg2: pd.DataFrame
     assert fit.baselines[0].times.size <= int(np.ceil(gbsg2["time"].max() / 30.4375))
 
 
+@pytest.mark.req("SRS-FED-001")
 def test_wald_statistics_match_lifelines(rossi: pd.DataFrame) -> None:
     fit = fed_cox(split_frame(rossi, 2, seed=0), _cohort("rossi"))
     ref = _lifelines(rossi, "rossi")
@@ -127,6 +134,7 @@ def test_wald_statistics_match_lifelines(rossi: pd.DataFrame) -> None:
     assert np.allclose(fit.covariance, ref.variance_matrix_.to_numpy(), rtol=1e-5, atol=1e-12)
 
 
+@pytest.mark.req("SRS-FED-006")
 def test_constant_covariate_is_named(rossi: pd.DataFrame) -> None:
     df = rossi.assign(const=1.0)
     with pytest.raises(SingularDesignError, match="'const' is constant"):
@@ -134,6 +142,7 @@ def test_constant_covariate_is_named(rossi: pd.DataFrame) -> None:
                 CohortSpec(time="week", event="arrest", covariates=("age", "const")))
 
 
+@pytest.mark.req("SRS-FED-006")
 def test_collinear_covariates_are_named(rossi: pd.DataFrame) -> None:
     df = rossi.assign(age2=2 * rossi["age"] + 1)
     with pytest.raises(SingularDesignError, match="'age'.*'age2'.*collinear"):
@@ -141,6 +150,7 @@ def test_collinear_covariates_are_named(rossi: pd.DataFrame) -> None:
                 CohortSpec(time="week", event="arrest", covariates=("age", "prio", "age2")))
 
 
+@pytest.mark.req("SRS-PRIV-001", "SRS-FED-001")
 def test_site_without_events_refused_unless_the_policy_allows(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 3, seed=4)
     parts[1] = parts[1].assign(arrest=0)
@@ -151,11 +161,13 @@ def test_site_without_events_refused_unless_the_policy_allows(rossi: pd.DataFram
     assert np.max(np.abs(fit.coef - ref.params_.to_numpy())) <= 1e-6
 
 
+@pytest.mark.req("SRS-FED-006")
 def test_no_events_anywhere(rossi: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="no events"):
         fed_cox([rossi.assign(arrest=0)], _cohort("rossi"))
 
 
+@pytest.mark.req("SRS-FED-001")
 def test_separation_is_handled_by_step_halving() -> None:
     """A near-separating covariate drives β far out; halving keeps exp(β·x) finite."""
     rng = np.random.default_rng(0)
@@ -168,6 +180,7 @@ def test_separation_is_handled_by_step_halving() -> None:
     assert fit.coef[0] == pytest.approx(ref.params_["x"], abs=1e-6)
 
 
+@pytest.mark.req("SRS-FED-012")
 def test_estimator_face_works_with_scikit_survival_metrics(gbsg2: pd.DataFrame) -> None:
     from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
 
@@ -185,6 +198,7 @@ def test_estimator_face_works_with_scikit_survival_metrics(gbsg2: pd.DataFrame) 
     assert 0.6 < auc[0] < 0.9
 
 
+@pytest.mark.req("SRS-FED-010", "SRS-FED-001")
 def test_sites_from_files_csv_and_parquet(tmp_path, rossi: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
     from federated import Coordinator, InProcessTransport
 

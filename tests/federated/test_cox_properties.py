@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from federated import CohortSpec
 from tests.conftest import fed_cox, fed_km
+
+pytestmark = pytest.mark.req("SRS-FED-004")
 
 # Ridge keeps the optimum finite on small random data (no separation); exactness vs
 # lifelines/scikit-survival without penalty is covered in test_cox.py.

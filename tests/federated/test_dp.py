@@ -21,6 +21,8 @@ from federated.dp import (
     sample_and_aggregate,
 )
 
+pytestmark = pytest.mark.req("SRS-PRIV-005")
+
 MECHANISMS = ["gaussian", "laplace"]
 
 

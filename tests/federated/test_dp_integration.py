@@ -14,6 +14,8 @@ from federated.exceptions import DataError
 from federated.runner import train
 from tests.conftest import PERMISSIVE, coordinator, fed_km, split_frame
 
+pytestmark = pytest.mark.req("SRS-PRIV-005")
+
 KM = CohortSpec(time="time", event="event", time_grid="year", max_time=3652.5)
 
 

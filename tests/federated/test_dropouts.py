@@ -13,6 +13,8 @@ import pytest
 from federated import CohortSpec, Coordinator, InProcessTransport, PolicyError, Site, fit_cox, fit_km
 from tests.conftest import GBSG2_COVARIATES, PERMISSIVE, fed_cox, fed_km, split_frame
 
+pytestmark = pytest.mark.req("SRS-FED-009", "RC-FED-001")
+
 COHORT = CohortSpec(time="time", event="event", covariates=GBSG2_COVARIATES)
 POLICY = PERMISSIVE.model_copy(update={"min_sites": 3})
 TIMEOUT = 1.0

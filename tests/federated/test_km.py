@@ -12,6 +12,8 @@ from federated import CohortSpec, kaplan_meier, logrank
 from federated.exceptions import DataError
 from tests.conftest import fed_km, split_frame
 
+pytestmark = pytest.mark.req("SRS-FED-005")
+
 
 def _check_curve(curve, times: np.ndarray, events: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     kmf = KaplanMeierFitter().fit(times, events)
@@ -68,11 +70,13 @@ def test_survival_reaching_zero_has_zero_interval() -> None:
     assert np.all(np.isfinite(curve.ci_lower)) and np.all(np.isfinite(curve.ci_upper))
 
 
+@pytest.mark.req("SRS-FED-006")
 def test_logrank_needs_two_groups() -> None:
     with pytest.raises(DataError, match="two groups"):
         logrank(np.array([[5, 4]]), np.array([[1, 1]]))
 
 
+@pytest.mark.req("SRS-FED-006")
 def test_no_events_is_an_error(rossi: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="no events"):
         fed_km([rossi.assign(arrest=0)], CohortSpec(time="week", event="arrest"))

@@ -20,6 +20,8 @@ from federated.messages import (
     encode,
 )
 
+pytestmark = pytest.mark.req("SRS-FED-008")
+
 
 def test_float_arrays_round_trip_bit_exactly() -> None:
     rng = np.random.default_rng(0)

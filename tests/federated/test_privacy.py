@@ -19,11 +19,13 @@ STRICT = DisclosurePolicy()
 ROSSI = CohortSpec(time="week", event="arrest", covariates=ROSSI_COVARIATES)
 
 
+@pytest.mark.req("SRS-PRIV-001")
 def test_defaults_are_documented_values() -> None:
     assert STRICT.model_dump() == {"min_sites": 3, "min_patients_per_site": 20, "min_events_per_site": 5,
                                    "min_cell_count": 5, "min_events_per_covariate": 10.0}
 
 
+@pytest.mark.req("SRS-PRIV-001")
 def test_two_sites_are_refused_unless_opted_in(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 2, seed=0)
     with pytest.raises(PolicyError, match="rule min_sites: 2 site.*subtract its own share"):
@@ -32,11 +34,13 @@ def test_two_sites_are_refused_unless_opted_in(rossi: pd.DataFrame) -> None:
     assert fit.secure and len(fit.sites) == 2
 
 
+@pytest.mark.req("SRS-SEC-003")
 def test_secure_sum_needs_two_sites_even_when_allowed(rossi: pd.DataFrame) -> None:
     with pytest.raises(PolicyError, match="secure aggregation needs at least 2 sites"):
         fed_cox([rossi], ROSSI, secure=True, policy=STRICT.model_copy(update={"min_sites": 1}))
 
 
+@pytest.mark.req("SRS-PRIV-001", "SRS-PRIV-003", "RC-PRIV-002")
 def test_small_site_refuses_itself_without_revealing_its_size(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 3, seed=0)
     parts.append(rossi.iloc[:13])
@@ -46,6 +50,7 @@ def test_small_site_refuses_itself_without_revealing_its_size(rossi: pd.DataFram
     assert "13" not in str(err.value)
 
 
+@pytest.mark.req("SRS-PRIV-001")
 def test_over_saturated_model_is_refused(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 3, seed=0)
     with pytest.raises(PolicyError, match=r"min_events_per_covariate: 114 events for 7 covariates "
@@ -53,6 +58,7 @@ def test_over_saturated_model_is_refused(rossi: pd.DataFrame) -> None:
         fed_cox(parts, ROSSI, policy=STRICT.model_copy(update={"min_events_per_covariate": 20}))
 
 
+@pytest.mark.req("SRS-PRIV-002")
 def test_released_km_merges_small_cells_and_stays_exact(gbsg2: pd.DataFrame) -> None:
     fit = fed_km(split_frame(gbsg2, 4, seed=0), CohortSpec(time="time", event="event"), policy=STRICT)
     curve = fit.overall
@@ -63,6 +69,7 @@ def test_released_km_merges_small_cells_and_stays_exact(gbsg2: pd.DataFrame) -> 
     assert fit.to_dict()["min_cell_count"] == 5
 
 
+@pytest.mark.req("SRS-PRIV-002")
 def test_released_steps_rule() -> None:
     events = np.array([1, 2, 0, 3, 5, 1, 1])
     assert released_steps(events, 3).tolist() == [1, 3, 4]  # 1+2, 0+3, 5; the trailing 2 withheld
@@ -71,6 +78,7 @@ def test_released_steps_rule() -> None:
     assert suppress_small(np.array([0, 3, 5, 12]), 5) == [0, None, 5, 12]
 
 
+@pytest.mark.req("SRS-PRIV-002")
 def test_artifact_baseline_is_released_with_small_cells_merged(tmp_path) -> None:  # type: ignore[no-untyped-def]
     study = write_demo_study(tmp_path)
     fit, art = train(study)
@@ -84,6 +92,7 @@ def test_artifact_baseline_is_released_with_small_cells_merged(tmp_path) -> None
     assert all(full.events[a + 1:b + 1].sum() >= 5 for a, b in zip(prev, idx, strict=True))
 
 
+@pytest.mark.req("SRS-PRIV-002")
 def test_declared_ranges_are_checked_and_reported_without_small_cells(tmp_path) -> None:  # type: ignore[no-untyped-def]
     study = write_demo_study(tmp_path)
     fit, art = train(study)
@@ -99,6 +108,7 @@ def test_declared_ranges_are_checked_and_reported_without_small_cells(tmp_path) 
     assert build_artifact(fit, study) == art
 
 
+@pytest.mark.req("SRS-PRIV-003")
 def test_undeclared_levels_are_refused_in_secure_mode(gbsg2: pd.DataFrame) -> None:
     parts = split_frame(gbsg2, 3, seed=0)
     cohort = CohortSpec(time="time", event="event", covariates=("age", "tsize", "pnodes"), partition="tgrade")

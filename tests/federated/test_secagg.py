@@ -51,6 +51,7 @@ def _spread(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ encoding
+@pytest.mark.req("SRS-SEC-001")
 def test_round_trip_many_magnitudes() -> None:
     x = _spread(np.random.default_rng(1), 5000)
     x = np.concatenate([x, [-0.0, 1e-300, -1e-300, 5e-324, -5e-324, MAX_ABS - 0.5, -(MAX_ABS - 0.5)]])
@@ -62,6 +63,7 @@ def test_round_trip_many_magnitudes() -> None:
     assert np.array_equal(back[big], x[big])
 
 
+@pytest.mark.req("SRS-SEC-001")
 def test_round_trip_keeps_shape_and_accepts_ints() -> None:
     x = np.arange(-12, 12).reshape(2, 3, 4)
     r = encode(x)
@@ -71,6 +73,7 @@ def test_round_trip_keeps_shape_and_accepts_ints() -> None:
     assert scalar.shape == () and decode(scalar) == -2.25
 
 
+@pytest.mark.req("SRS-SEC-001")
 def test_known_byte_layout() -> None:
     r = encode(np.array([1.5]))
     assert int(r.lo[0]) == 2**63 and int(r.hi[0]) == 1
@@ -83,6 +86,7 @@ def test_known_byte_layout() -> None:
     assert int(tiny.lo[0]) == 2**64 - 1 and int(tiny.hi[0]) == 2**64 - 1
 
 
+@pytest.mark.req("SRS-SEC-001")
 def test_bytes_round_trip_and_length_check() -> None:
     rng = np.random.default_rng(2)
     r = _random_ring(rng, (4, 5))
@@ -94,6 +98,7 @@ def test_bytes_round_trip_and_length_check() -> None:
         from_bytes(raw[:-1], (4, 5))
 
 
+@pytest.mark.req("SRS-SEC-001")
 def test_ring_validates_limbs() -> None:
     with pytest.raises(TypeError, match="uint64"):
         Ring(lo=np.zeros(3, dtype=np.int64), hi=np.zeros(3, dtype=np.uint64))
@@ -105,12 +110,14 @@ def test_ring_validates_limbs() -> None:
         ring_sum([])
 
 
+@pytest.mark.req("SRS-SEC-001", "RC-FED-002")
 @pytest.mark.parametrize("bad", [2.0**52, -(2.0**52), 1e300, np.nan, np.inf, -np.inf])
 def test_encode_rejects_out_of_range(bad: float) -> None:
     with pytest.raises(SecAggOverflow):
         encode(np.array([0.0, bad]))
 
 
+@pytest.mark.req("SRS-SEC-001", "RC-FED-002")
 def test_decode_detects_overflow_with_too_few_terms() -> None:
     parts = [encode(np.array([MAX_ABS - 1.0, -(MAX_ABS - 1.0)])) for _ in range(3)]
     total = ring_sum(parts)
@@ -127,6 +134,7 @@ def test_decode_detects_overflow_with_too_few_terms() -> None:
 finite = st.floats(min_value=-1e15, max_value=1e15, allow_nan=False, allow_infinity=False)
 
 
+@pytest.mark.req("SRS-SEC-001")
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 8).flatmap(lambda k: st.lists(st.lists(finite, min_size=6, max_size=6),
                                                       min_size=k, max_size=k)))
@@ -138,6 +146,7 @@ def test_sum_matches_fsum(arrays: list[list[float]]) -> None:
         assert abs(got - want) <= k * EPS + math.ulp(want), (got, want)
 
 
+@pytest.mark.req("SRS-SEC-001")
 @pytest.mark.parametrize(("terms", "want"), [
     ([-0.5, 0.25], -0.25),
     ([-1e-20, 1e-20], 0.0),
@@ -150,6 +159,7 @@ def test_carry_and_borrow_across_limbs(terms: list[float], want: float) -> None:
     assert abs(got - want) <= len(terms) * EPS + math.ulp(want)
 
 
+@pytest.mark.req("SRS-SEC-001")
 def test_add_sub_inverse() -> None:
     rng = np.random.default_rng(3)
     a, b = _random_ring(rng, 1000), _random_ring(rng, 1000)
@@ -166,6 +176,7 @@ def test_add_sub_inverse() -> None:
 names = st.lists(st.text(min_size=1, max_size=8), min_size=2, max_size=6, unique=True)
 
 
+@pytest.mark.req("SRS-SEC-002")
 @settings(max_examples=25, deadline=None)
 @given(names, st.integers(0, 2**32 - 1))
 def test_masks_cancel_only_over_all_sites(sites: list[str], seed: int) -> None:
@@ -186,6 +197,7 @@ def test_masks_cancel_only_over_all_sites(sites: list[str], seed: int) -> None:
             decode(ring_sum(rest), n_terms=n - 1)
 
 
+@pytest.mark.req("SRS-SEC-002")
 def test_pair_mask_is_symmetric_and_bound_to_context() -> None:
     rng = np.random.default_rng(4)
     a, b, c = _keypair(rng), _keypair(rng), _keypair(rng)
@@ -203,6 +215,7 @@ def test_pair_mask_is_symmetric_and_bound_to_context() -> None:
     assert to_bytes(pm(a, b, n=100))[: 16 * 64] == to_bytes(m_ab)  # a longer mask extends the shorter one
 
 
+@pytest.mark.req("SRS-SEC-002")
 def test_invalid_peer_key_is_rejected_clearly() -> None:
     kp = KeyPair.generate()
     assert len(kp.public_bytes()) == 32
@@ -220,6 +233,7 @@ def test_invalid_peer_key_is_rejected_clearly() -> None:
         mask(encode(np.zeros(4)), kp, {"a": bytes(32)}, me="a", session="s", round=0)
 
 
+@pytest.mark.req("SRS-SEC-002")
 def test_mask_skips_self_and_keeps_shape() -> None:
     kp = KeyPair.generate()
     values = encode(np.ones((2, 3)))
@@ -237,6 +251,7 @@ def _looks_uniform(r: Ring) -> bool:
     return bool(np.all(np.abs(bits.sum(axis=0) - n / 2) <= 5 * math.sqrt(n / 4)))
 
 
+@pytest.mark.req("SRS-SEC-003")
 def test_masked_payload_looks_uniform() -> None:
     rng = np.random.default_rng(5)
     n = 20_000

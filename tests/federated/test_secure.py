@@ -16,6 +16,7 @@ from tests.conftest import GBSG2_COVARIATES, PERMISSIVE, fed_cox, fed_km, split_
 COHORT = CohortSpec(time="time", event="event", covariates=GBSG2_COVARIATES)
 
 
+@pytest.mark.req("SRS-SEC-003")
 @pytest.mark.parametrize("ties", ["efron", "breslow"])
 @pytest.mark.parametrize("n_sites", [2, 4, 6])
 def test_secure_fit_equals_plaintext_fit(gbsg2: pd.DataFrame, ties: str, n_sites: int) -> None:
@@ -29,6 +30,7 @@ def test_secure_fit_equals_plaintext_fit(gbsg2: pd.DataFrame, ties: str, n_sites
     assert np.max(np.abs(h_secure - h_plain)) <= 1e-10
 
 
+@pytest.mark.req("SRS-SEC-003")
 def test_secure_km_equals_plaintext_km(gbsg2: pd.DataFrame) -> None:
     parts = split_frame(gbsg2, 4, seed=0)
     cohort = CohortSpec(time="time", event="event", partition="tgrade", levels=("1", "2", "3"))
@@ -55,6 +57,7 @@ class _Tap:
         return out
 
 
+@pytest.mark.req("SRS-SEC-003", "RC-PRIV-002")
 def test_what_the_coordinator_receives_from_one_site_looks_uniform(gbsg2: pd.DataFrame) -> None:
     """Every summed statistic arrives masked: its bytes pass a uniformity test, although the
     underlying values (sums of exp(β·x), counts, Σx²) are anything but uniform."""
@@ -87,6 +90,7 @@ class _Unmasking(Site):
         return masked.model_copy(update={name: getattr(reply, name) for name in reply.SUMMED})
 
 
+@pytest.mark.req("SRS-SEC-003", "SRS-FED-009", "RC-FED-001")
 def test_an_unmasked_reply_in_a_secure_round_is_refused_and_the_site_dropped(gbsg2: pd.DataFrame) -> None:
     parts = split_frame(gbsg2, 4, seed=2)
     sites = [Site(f"h{i}", p) for i, p in enumerate(parts[:3])] + [_Unmasking("leaky", parts[3])]
@@ -97,6 +101,7 @@ def test_an_unmasked_reply_in_a_secure_round_is_refused_and_the_site_dropped(gbs
     assert np.max(np.abs(fit.coef - ref.coef)) <= 1e-10
 
 
+@pytest.mark.req("SRS-SEC-002")
 def test_keys_are_fresh_every_round(gbsg2: pd.DataFrame) -> None:
     parts = split_frame(gbsg2, 3, seed=3)
     tap = _Tap(InProcessTransport([Site(f"h{i}", p) for i, p in enumerate(parts)]))
@@ -105,6 +110,7 @@ def test_keys_are_fresh_every_round(gbsg2: pd.DataFrame) -> None:
     assert len(keys) == 3 and len(set(keys)) == 3
 
 
+@pytest.mark.req("SRS-SEC-001", "SRS-PRIV-003", "RC-FED-002")
 def test_statistic_too_large_for_the_ring_is_an_overflow_not_a_wrap() -> None:
     site = Site("a", pd.DataFrame({"t": [1.0, 2.0], "e": [1, 1], "x": [3e15, -3e15]}))
     first = decode_reply(site.handle(encode(KeysRequest(session="s", round=0))))

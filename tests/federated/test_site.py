@@ -21,17 +21,20 @@ def _ask(site: Site, request: object) -> object:
     return decode_reply(site.handle(encode(request)))  # type: ignore[arg-type]
 
 
+@pytest.mark.req("SRS-FED-008")
 def test_malformed_request_gets_an_error_reply_not_an_exception(rossi: pd.DataFrame) -> None:
     reply = decode_reply(Site("a", rossi).handle(b'{"kind": "prepare", "junk": 1}'))
     assert isinstance(reply, ErrorReply) and reply.code == "bad-request"
 
 
+@pytest.mark.req("SRS-FED-008")
 def test_request_before_prepare_is_refused(rossi: pd.DataFrame) -> None:
     reply = _ask(Site("a", rossi), RiskSetRequest(session="x", round=0,
                                                   beta=WireArray.from_numpy(np.zeros(7)), efron=True))
     assert isinstance(reply, ErrorReply) and "unknown session" in reply.message
 
 
+@pytest.mark.req("SRS-FED-010")
 @pytest.mark.parametrize(("change", "message"), [
     (lambda df: df.drop(columns="age"), "unknown column 'age'"),
     (lambda df: df.assign(age=df["age"].astype(str) + "y"), "column 'age' is not numeric"),
@@ -47,6 +50,7 @@ def test_bad_data_is_refused_with_a_reason(rossi: pd.DataFrame, change, message:
     assert message in reply.message
 
 
+@pytest.mark.req("SRS-PRIV-003", "RC-PRIV-002")
 def test_refusals_never_quote_a_patient_value(rossi: pd.DataFrame) -> None:
     """Error replies cross the wire: they give counts and column names, never row values."""
     marked = rossi.assign(age=rossi["age"].astype(str).where(rossi.index != 5, "98765.4321y"),
@@ -61,6 +65,7 @@ def test_refusals_never_quote_a_patient_value(rossi: pd.DataFrame) -> None:
             assert value not in reply.message
 
 
+@pytest.mark.req("SRS-FED-010")
 def test_site_error_names_the_site(rossi: pd.DataFrame) -> None:
     parts = split_frame(rossi, 3, seed=0)
     parts[2] = parts[2].drop(columns="prio")
@@ -68,6 +73,7 @@ def test_site_error_names_the_site(rossi: pd.DataFrame) -> None:
         fed_cox(parts, COHORT)
 
 
+@pytest.mark.req("SRS-FED-008")
 def test_wrong_beta_shape_is_refused(rossi: pd.DataFrame) -> None:
     site = Site("a", rossi)
     _ask(site, PrepareRequest(session="s", round=0, cohort=COHORT, policy=PERMISSIVE))
@@ -81,6 +87,7 @@ def test_wrong_beta_shape_is_refused(rossi: pd.DataFrame) -> None:
     assert isinstance(reply, ErrorReply) and "beta has shape (3,), want (7,)" in reply.message
 
 
+@pytest.mark.req("SRS-PRIV-003", "SRS-PRIV-004", "RC-PRIV-002")
 def test_what_a_site_sends_is_shaped_by_the_study_not_its_rows(rossi: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Every message of a secure fit is masked, and a site with 40 rows sends exactly the
     shapes and byte counts a site with 300 rows sends."""
@@ -101,6 +108,7 @@ def test_what_a_site_sends_is_shaped_by_the_study_not_its_rows(rossi: pd.DataFra
     assert risk["shapes"] == {"s0": [k], "s1": [k, 7], "t0": [k], "t1": [k, 7]}
 
 
+@pytest.mark.req("SRS-PRIV-004")
 def test_transcript_hash_is_of_the_bytes_sent(rossi: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import hashlib
 

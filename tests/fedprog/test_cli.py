@@ -42,6 +42,7 @@ def site_args(paths: list[Path]) -> list[str]:
 COV = "fin,age,race,wexp,mar,paro,prio"
 
 
+@pytest.mark.req("SRS-CLI-002", "SRS-FED-001", "SRS-SEC-003")
 def test_train_writes_the_artifact_and_matches_lifelines(sites: list[Path], tmp_path: Path) -> None:
     from lifelines import CoxPHFitter
     from lifelines.datasets import load_rossi
@@ -58,6 +59,7 @@ def test_train_writes_the_artifact_and_matches_lifelines(sites: list[Path], tmp_
     assert art["training"]["secure_aggregation"] is True  # on by default
 
 
+@pytest.mark.req("SRS-CLI-002")
 def test_train_json_and_study_file(sites: list[Path], tmp_path: Path) -> None:
     study = tmp_path / "study.toml"
     study.write_text(
@@ -73,6 +75,7 @@ def test_train_json_and_study_file(sites: list[Path], tmp_path: Path) -> None:
     assert art == json.loads((tmp_path / "m.json").read_text())
 
 
+@pytest.mark.req("SRS-PRIV-004")
 def test_transcripts_are_written(sites: list[Path], tmp_path: Path) -> None:
     res = run("train", *site_args(sites), "--time", "week", "--event", "arrest", "--covariates", "age",
               "--transcript-dir", tmp_path / "tx", "--out", tmp_path / "m.json")
@@ -80,6 +83,7 @@ def test_transcripts_are_written(sites: list[Path], tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "tx").iterdir()) == ["h0.jsonl", "h1.jsonl", "h2.jsonl"]
 
 
+@pytest.mark.req("SRS-CLI-002", "SRS-FED-005")
 def test_km_json(sites: list[Path], tmp_path: Path) -> None:
     res = run("km", *site_args(sites), "--time", "week", "--event", "arrest", "--group", "fin",
               "--levels", "0,1", "--json", "--out", tmp_path / "km.json")
@@ -128,6 +132,7 @@ def _bad_inputs(sites: list[Path], tmp: Path) -> dict[str, tuple[list[str | Path
     }
 
 
+@pytest.mark.req("SRS-CLI-001")
 @pytest.mark.parametrize("case", ["missing file", "unknown column", "non-numeric covariate",
                                   "site with no events", "singular design", "bad site flag", "bad ties",
                                   "missing time", "bad study file", "km unknown group", "too few sites",
@@ -142,6 +147,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(sites: list[Path], tmp_path: Pat
     assert not (tmp_path / "m.json").exists()
 
 
+@pytest.mark.req("SRS-CLI-003")
 def test_demo_runs_and_prints_the_summary(tmp_path: Path) -> None:
     res = run("demo", "--workspace", tmp_path / "ws")
     assert res.returncode == 0, res.stderr
@@ -153,12 +159,14 @@ def test_demo_runs_and_prints_the_summary(tmp_path: Path) -> None:
     assert art["training"]["n"] == 666 and art["training"]["consent_checkpoint"]["size"] == 686
 
 
+@pytest.mark.req("SRS-CLI-001")
 def test_help_everywhere() -> None:
     for args in ([], ["train"], ["km"], ["demo"]):
         res = run(*args, "--help")
         assert res.returncode == 0 and "Usage" in res.stdout
 
 
+@pytest.mark.req("SRS-PRIV-004")
 def test_audit_transcript_command(sites: list[Path], tmp_path: Path) -> None:
     res = run("train", *site_args(sites), "--time", "week", "--event", "arrest", "--covariates", "age,prio",
               "--transcript-dir", tmp_path / "tx", "--out", tmp_path / "m.json")

@@ -30,6 +30,7 @@ def cli_json(*args: str | Path) -> dict:  # type: ignore[type-arg]
     return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
+@pytest.mark.req("SRS-LEDG-007", "SRS-LEDG-006")
 def test_ledger_show_shape(demo_ws: Path) -> None:
     data = cli_json("ledger", "show", "--workspace", demo_ws)
     assert {"size", "root", "checkpoint"} <= set(data)
@@ -38,6 +39,7 @@ def test_ledger_show_shape(demo_ws: Path) -> None:
     assert cp["size"] == data["size"] == 689 and cp["quorum"] is True and len(cp["cosigned_by"]) == 4
 
 
+@pytest.mark.req("SRS-LEDG-004", "RC-LEDG-001")
 def test_ledger_verify_passes_and_fails_on_a_tampered_copy(ws: Path) -> None:
     assert cli_json("ledger", "verify", "--workspace", ws)["ok"] is True
     db = sqlite3.connect(ws / "ledger.sqlite")
@@ -50,6 +52,7 @@ def test_ledger_verify_passes_and_fails_on_a_tampered_copy(ws: Path) -> None:
     assert res.returncode == 1 and "entry 5: stored leaf hash does not match its body" in res.stdout
 
 
+@pytest.mark.req("SRS-LEDG-007")
 def test_prove_gives_a_verified_receipt(demo_ws: Path) -> None:
     data = cli_json("ledger", "prove", "7", "--workspace", demo_ws)
     assert data["index"] == 7 and data["size"] == 689 and len(data["proof"]) == 10
@@ -58,6 +61,7 @@ def test_prove_gives_a_verified_receipt(demo_ws: Path) -> None:
     assert res.returncode == 2 and "no entry 9999" in res.stderr
 
 
+@pytest.mark.req("SRS-CONS-003", "RC-PRIV-001")
 def test_no_patient_identifier_reaches_the_ledger(demo_ws: Path) -> None:
     raw = b"".join(p.read_bytes() for p in demo_ws.glob("ledger.sqlite*"))
     ids = pd.concat([pd.read_csv(p, usecols=["patient_id"]) for p in demo_ws.glob("sites/*/data.csv")])
@@ -66,12 +70,14 @@ def test_no_patient_identifier_reaches_the_ledger(demo_ws: Path) -> None:
     assert b"Patient/" not in raw
 
 
+@pytest.mark.req("SRS-CONS-002")
 def test_consent_status_shape(demo_ws: Path) -> None:
     rows = cli_json("consent", "status", "--workspace", demo_ws)["patients"]
     assert len(rows) == 686 and set(rows[0]) == {"site", "patient", "status"}
     assert sum(r["status"] == "declined" for r in rows) == 20
 
 
+@pytest.mark.req("SRS-CONS-005", "SRS-REG-002", "SRS-REG-003", "RC-CONS-001")
 def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path) -> None:
     model = cli_json("model", "list", "--workspace", ws)["models"]
     assert [(m["model_id"], m["version"], m["status"], m["affected_by_revocation"]) for m in model] == \
@@ -98,6 +104,7 @@ def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path)
     assert again.returncode == 2 and "no active consent to revoke" in again.stderr
 
 
+@pytest.mark.req("SRS-CONS-003")
 def test_erasure_keeps_proofs_valid(ws: Path) -> None:
     before = cli_json("ledger", "prove", "1", "--workspace", ws)
     erased = cli_json("consent", "erase", "--site", "hospital-a", "--patient", "A-0002", "--workspace", ws)
@@ -108,6 +115,7 @@ def test_erasure_keeps_proofs_valid(ws: Path) -> None:
     assert cli_json("ledger", "verify", "--workspace", ws)["ok"] is True
 
 
+@pytest.mark.req("SRS-CONS-001", "SRS-CONS-002")
 def test_grant_and_import_fhir(ws: Path, tmp_path: Path) -> None:
     for args in (("--fhir", "R5"), ("--deny", "--fhir", "R5")):
         cli_json("consent", "grant", "--site", "hospital-b", "--patient", "B-9001", *args, "--workspace", ws)
@@ -124,12 +132,14 @@ def test_grant_and_import_fhir(ws: Path, tmp_path: Path) -> None:
     assert res.returncode == 2 and res.stderr.startswith("fedprog: error:")
 
 
+@pytest.mark.req("SRS-LEDG-006")
 def test_witness_command_cosigns_a_new_checkpoint(ws: Path) -> None:
     cli_json("consent", "grant", "--site", "hospital-c", "--patient", "C-0001", "--workspace", ws)
     data = cli_json("ledger", "witness", "--workspace", ws)
     assert data["size"] == 690 and data["quorum"] is True and len(data["cosigned_by"]) == 4
 
 
+@pytest.mark.req("SRS-LEDG-005", "RC-LEDG-001")
 def test_a_witness_detects_a_rewritten_history(ws: Path) -> None:
     """Roll the log back and grow it differently: every site's witness refuses to cosign."""
     cli_json("ledger", "witness", "--workspace", ws)

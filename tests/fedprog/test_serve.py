@@ -62,6 +62,7 @@ def served(demo_workspace: Path, tmp_path: Path) -> Iterator[tuple[Path, str]]:
         proc.wait(timeout=30)
 
 
+@pytest.mark.req("SRS-FHIR-002", "SRS-REG-003", "SRS-CDS-001")
 def test_the_demo_curl_line_gets_a_risk_score_from_a_real_server(served: tuple[Path, str]) -> None:
     ws, base = served
     bearer = token(ws, base, "user/RiskAssessment.c user/RiskAssessment.rs")
@@ -80,6 +81,7 @@ def test_the_demo_curl_line_gets_a_risk_score_from_a_real_server(served: tuple[P
     assert cds["services"][0]["hook"] == "patient-view"
 
 
+@pytest.mark.req("SRS-REG-003", "RC-REG-001")
 def test_a_withdrawal_stops_serving_at_once(served: tuple[Path, str]) -> None:
     ws, base = served
     headers = {"Authorization": f"Bearer {token(ws, base, 'user/RiskAssessment.c')}",
@@ -93,6 +95,7 @@ def test_a_withdrawal_stops_serving_at_once(served: tuple[Path, str]) -> None:
     assert "no released model" in resp.json()["issue"][0]["diagnostics"]
 
 
+@pytest.mark.req("SRS-AUTH-003", "SRS-CLI-001")
 def test_token_command_errors_are_one_line(demo_workspace: Path, tmp_path: Path) -> None:
     bad = run("token", "--workspace", demo_workspace, "--scope", "user/RiskAssessment.x")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
@@ -111,6 +114,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, demo_workspace: Path) -> 
     return build_app(ws, base_url=base), token(ws, base, scopes)
 
 
+@pytest.mark.req("SRS-FHIR-004")
 def test_no_generated_request_gets_a_server_error(fuzz_app: tuple[object, str]) -> None:
     """200 generated requests per operation of the OpenAPI schema (schemathesis; driven by hand
     because its pytest plugin does not load under pytest 9): none is answered with a 5xx."""

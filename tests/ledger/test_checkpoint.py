@@ -35,6 +35,8 @@ from ledger.checkpoint import (
     parse_note,
 )
 
+pytestmark = pytest.mark.req("SRS-LEDG-003")
+
 ROOT = bytes(range(32))
 ROOT_B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 EXAMPLE_BODY = "example.com/log\n5\n" + ROOT_B64 + "\n"

@@ -15,9 +15,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from ledger.checkpoint import NoteSigner
 from ledger.log import Ledger
 from ledger.verify import verify_ledger
+
+pytestmark = pytest.mark.req("SRS-LEDG-002")
 
 SEED = bytes(range(32))
 APPENDER = textwrap.dedent("""

@@ -24,6 +24,7 @@ def _fill(log: Ledger, n: int) -> list[bytes]:
     return [r.leaf_hash for r in receipts]
 
 
+@pytest.mark.req("SRS-LEDG-002")
 def test_incremental_tree_equals_the_reference_at_every_size(log: Ledger) -> None:
     leaves: list[bytes] = []
     for i in range(70):
@@ -40,6 +41,7 @@ def test_incremental_tree_equals_the_reference_at_every_size(log: Ledger) -> Non
             assert log.consistency_proof(size1, size) == merkle.consistency_proof(leaves[:size], size1)
 
 
+@pytest.mark.req("SRS-LEDG-002")
 def test_entries_are_canonical_and_typed(log: Ledger) -> None:
     log.append("model", {"b": 2, "a": [1, "é"]})
     assert log.entry(0) == ("model", {"a": [1, "é"], "b": 2})
@@ -50,12 +52,14 @@ def test_entries_are_canonical_and_typed(log: Ledger) -> None:
     assert log.size == 1  # nothing half-written
 
 
+@pytest.mark.req("SRS-LEDG-002")
 def test_batch_is_all_or_nothing(log: Ledger) -> None:
     with pytest.raises(LedgerError):
         log.append_many([("model", {"ok": 1}), ("nope", {})])
     assert log.size == 0
 
 
+@pytest.mark.req("SRS-LEDG-002")
 def test_triggers_refuse_rewrites(log: Ledger, tmp_path: Path) -> None:
     _fill(log, 3)
     db = sqlite3.connect(tmp_path / "ledger.sqlite")
@@ -65,6 +69,7 @@ def test_triggers_refuse_rewrites(log: Ledger, tmp_path: Path) -> None:
         db.execute("DELETE FROM entries WHERE idx = 2")
 
 
+@pytest.mark.req("SRS-LEDG-003", "SRS-LEDG-004")
 def test_checkpoint_is_signed_and_verify_passes(log: Ledger) -> None:
     _fill(log, 10)
     note = log.checkpoint()
@@ -78,6 +83,7 @@ def test_checkpoint_is_signed_and_verify_passes(log: Ledger) -> None:
     assert (report.size, report.checkpoints) == (15, 2)
 
 
+@pytest.mark.req("SRS-LEDG-004", "RC-LEDG-001")
 def test_rewritten_entry_is_detected_even_without_triggers(log: Ledger, tmp_path: Path) -> None:
     _fill(log, 8)
     log.checkpoint()
@@ -89,6 +95,7 @@ def test_rewritten_entry_is_detected_even_without_triggers(log: Ledger, tmp_path
     assert any("entry 3: stored leaf hash does not match its body" in p for p in problems)
 
 
+@pytest.mark.req("SRS-LEDG-004", "RC-LEDG-001")
 def test_rewrite_with_recomputed_hashes_is_caught_by_the_signed_checkpoint(log: Ledger,
                                                                           tmp_path: Path) -> None:
     """A forger who rewrites an entry *and* every stored hash still cannot re-sign the checkpoint."""
@@ -112,6 +119,7 @@ def test_rewrite_with_recomputed_hashes_is_caught_by_the_signed_checkpoint(log: 
     assert len(problems) == 1 and "checkpoint 8: signed root" in problems[0]
 
 
+@pytest.mark.req("SRS-LEDG-003", "RC-LEDG-001")
 def test_refuses_to_sign_a_tree_inconsistent_with_the_last_checkpoint(log: Ledger, tmp_path: Path) -> None:
     _fill(log, 4)
     log.checkpoint()
@@ -124,6 +132,7 @@ def test_refuses_to_sign_a_tree_inconsistent_with_the_last_checkpoint(log: Ledge
         log.checkpoint()
 
 
+@pytest.mark.req("SRS-LEDG-007")
 def test_out_of_range(log: Ledger) -> None:
     _fill(log, 3)
     with pytest.raises(LedgerError, match="index 3 is not in 0..2"):
@@ -135,6 +144,7 @@ def test_out_of_range(log: Ledger) -> None:
     assert log.root(0) == merkle.root([])
 
 
+@pytest.mark.req("SRS-LEDG-003")
 def test_reader_without_key_cannot_sign(log: Ledger, tmp_path: Path) -> None:
     _fill(log, 2)
     log.checkpoint()

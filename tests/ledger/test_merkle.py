@@ -32,6 +32,8 @@ from ledger.merkle import (
     verify_inclusion,
 )
 
+pytestmark = pytest.mark.req("SRS-LEDG-001")
+
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "merkle"
 NO_VECTORS = f"{VECTORS} (../shared/testdata/merkle) not found: conformance vectors skipped"
 

@@ -88,6 +88,7 @@ def witness(state_path: Path, log_signer: NoteSigner) -> Witness:
 # --------------------------------------------------------------------------- honest growth
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_cosigns_a_growing_log(witness: Witness, log: SimLog, state_path: Path) -> None:
     assert not state_path.exists() and witness.state == WitnessState()
     old = 0
@@ -114,6 +115,7 @@ def test_cosigns_a_growing_log(witness: Witness, log: SimLog, state_path: Path) 
     assert again.state.size == old + 6
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_first_checkpoint_is_trusted_and_empty_tree_is_fine(witness: Witness, log: SimLog) -> None:
     witness.cosign(log.note(0))
     assert (witness.state.size, witness.state.root) == (0, merkle.EMPTY_ROOT)
@@ -122,6 +124,7 @@ def test_first_checkpoint_is_trusted_and_empty_tree_is_fine(witness: Witness, lo
     assert witness.state.size == 3
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_plain_note_signer_witness(state_path: Path, log: SimLog) -> None:
     signer = NoteSigner.from_seed("site-p.fedprog/witness", b"P" * 32)
     w = Witness(signer.name, signer, log.signer.verifier(), state_path)
@@ -141,6 +144,7 @@ def assert_forked_on_disk(path: Path) -> dict[str, object]:
     return fork
 
 
+@pytest.mark.req("SRS-LEDG-005", "RC-LEDG-001")
 def test_rollback_is_a_fork(witness: Witness, log: SimLog, state_path: Path) -> None:
     log.grow(8)
     witness.cosign(log.note())
@@ -156,6 +160,7 @@ def test_rollback_is_a_fork(witness: Witness, log: SimLog, state_path: Path) -> 
     assert info.value.evidence is not None and info.value.evidence.new_size == 5
 
 
+@pytest.mark.req("SRS-LEDG-005", "RC-LEDG-001")
 def test_same_size_other_root_is_a_fork(witness: Witness, log: SimLog, state_path: Path) -> None:
     log.grow(4)
     witness.cosign(log.note())
@@ -168,6 +173,7 @@ def test_same_size_other_root_is_a_fork(witness: Witness, log: SimLog, state_pat
     assert assert_forked_on_disk(state_path)["reason"] == "two different roots for size 4"
 
 
+@pytest.mark.req("SRS-LEDG-005", "RC-LEDG-001")
 @pytest.mark.parametrize("bad_proof", [
     lambda proof: [],
     lambda proof: proof[:-1],
@@ -189,6 +195,7 @@ def test_bad_consistency_proof_is_a_fork(witness: Witness, log: SimLog, state_pa
     assert witness.state.size == 5 and witness.forked
 
 
+@pytest.mark.req("SRS-LEDG-005", "RC-LEDG-001")
 def test_a_rewritten_history_is_a_fork_even_with_its_own_proof(witness: Witness, log: SimLog) -> None:
     log.grow(5)
     witness.cosign(log.note())
@@ -198,6 +205,7 @@ def test_a_rewritten_history_is_a_fork_even_with_its_own_proof(witness: Witness,
         witness.cosign(rewritten.note(), rewritten.proof(5))
 
 
+@pytest.mark.req("SRS-LEDG-005", "RC-LEDG-001")
 def test_refuses_forever_after_a_fork_even_in_a_new_process(witness: Witness, log: SimLog,
                                                             state_path: Path) -> None:
     log.grow(6)
@@ -220,6 +228,7 @@ def test_refuses_forever_after_a_fork_even_in_a_new_process(witness: Witness, lo
 # --------------------------------------------------------------------------- not forks
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_bad_log_signature_is_not_a_fork_and_changes_nothing(witness: Witness, log: SimLog,
                                                              state_path: Path) -> None:
     log.grow(3)
@@ -240,6 +249,7 @@ def test_bad_log_signature_is_not_a_fork_and_changes_nothing(witness: Witness, l
     assert witness.state.size == 6
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_bad_signature_on_a_fresh_witness_creates_no_state(witness: Witness, log: SimLog,
                                                            state_path: Path) -> None:
     log.grow(1)
@@ -248,6 +258,7 @@ def test_bad_signature_on_a_fresh_witness_creates_no_state(witness: Witness, log
     assert not state_path.exists()
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_another_origin_is_refused_without_fork(witness: Witness, log: SimLog,
                                                 log_signer: NoteSigner) -> None:
     log.grow(2)
@@ -259,6 +270,7 @@ def test_another_origin_is_refused_without_fork(witness: Witness, log: SimLog,
     assert not witness.forked
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_witness_configuration_is_checked(state_path: Path, log_signer: NoteSigner) -> None:
     signer = CosignatureSigner.generate("site-b.fedprog/witness")
     with pytest.raises(ValueError, match="differs from its key name"):
@@ -270,6 +282,7 @@ def test_witness_configuration_is_checked(state_path: Path, log_signer: NoteSign
 # --------------------------------------------------------------------------- state file
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_state_is_written_atomically(witness: Witness, log: SimLog, state_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     old = 0
@@ -293,6 +306,7 @@ def test_state_is_written_atomically(witness: Witness, log: SimLog, state_path: 
     assert load_state(state_path).size == old
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_state_round_trip_and_corrupt_files(state_path: Path, log: SimLog) -> None:
     log.grow(2)
     state = WitnessState(origin=ORIGIN, size=2, root=merkle.root(log.leaves), note=log.note())
@@ -312,6 +326,7 @@ def test_state_round_trip_and_corrupt_files(state_path: Path, log: SimLog) -> No
         make_witness(state_path, log.signer)  # a corrupt file is never a fresh witness
 
 
+@pytest.mark.req("SRS-LEDG-005")
 def test_fork_reason_is_pure(log: SimLog) -> None:
     log.grow(7)
     fresh = WitnessState()
@@ -337,6 +352,7 @@ def policy_for(sites: dict[str, Witness], log: SimLog, threshold: int | None = N
     return QuorumPolicy(verifiers, threshold, log_verifier=log.signer.verifier())
 
 
+@pytest.mark.req("SRS-LEDG-006", "RC-LEDG-001")
 def test_quorum_of_three(sites: dict[str, Witness], log: SimLog) -> None:
     log.grow(10)
     note = log.note()
@@ -363,6 +379,7 @@ def test_quorum_of_three(sites: dict[str, Witness], log: SimLog) -> None:
     assert policy_for(sites, log, threshold=1).counts(one) is True
 
 
+@pytest.mark.req("SRS-LEDG-006", "RC-LEDG-001")
 def test_invalid_cosignature_from_a_known_witness_is_rejected(sites: dict[str, Witness], log: SimLog) -> None:
     log.grow(4)
     note = log.note()
@@ -380,6 +397,7 @@ def test_invalid_cosignature_from_a_known_witness_is_rejected(sites: dict[str, W
         policy_for(sites, log).counts(add_signatures(note, [a, b]).replace("\n4\n", "\n5\n", 1))
 
 
+@pytest.mark.req("SRS-LEDG-006")
 def test_quorum_policy_validation(sites: dict[str, Witness], log: SimLog) -> None:
     verifiers = {k: w.verifier for k, w in sites.items()}
     for n, required in ((1, 1), (2, 2), (3, 2), (4, 3), (5, 3)):

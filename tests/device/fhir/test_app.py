@@ -72,6 +72,7 @@ def expected_risk(art: dict[str, Any], x: dict[str, float], horizon: float) -> f
 
 
 # ---------------------------------------------------------------- metadata
+@pytest.mark.req("SRS-FHIR-001")
 def test_metadata_is_an_r4_capability_statement_listing_predict_risk(server: Any) -> None:
     client, _, _ = server
     resp = client.get("/fhir/metadata")
@@ -87,6 +88,7 @@ def test_metadata_is_an_r4_capability_statement_listing_predict_risk(server: Any
 
 
 # ---------------------------------------------------------------- predict
+@pytest.mark.req("SRS-FHIR-002")
 def test_predict_returns_a_stored_risk_assessment_equal_to_the_formula(server: Any,
                                                                        demo_model: PrognosticModel) -> None:
     client, key, _ = server
@@ -121,6 +123,7 @@ def test_predict_returns_a_stored_risk_assessment_equal_to_the_formula(server: A
     assert found["total"] == 1 and found["entry"][0]["resource"] == ra
 
 
+@pytest.mark.req("SRS-FHIR-006", "RC-UNIT-001")
 def test_a_bare_bundle_and_unit_conversion_give_the_same_scores(server: Any) -> None:
     client, key, _ = server
     a = client.post(PREDICT, json=parameters(patient_bundle(DEMO_VALUES)), headers=bearer(key)).json()
@@ -130,6 +133,7 @@ def test_a_bare_bundle_and_unit_conversion_give_the_same_scores(server: Any) -> 
         [p["probabilityDecimal"] for p in b["prediction"]], abs=1e-12)
 
 
+@pytest.mark.req("SRS-FHIR-003")
 def test_a_batch_scores_each_patient_and_a_bad_entry_fails_only_itself(server: Any) -> None:
     client, key, _ = server
     good = [parameters(patient_bundle({**DEMO_VALUES, "pnodes": n}, patient_id=f"b{n}")) for n in (1, 9)]
@@ -154,6 +158,7 @@ def test_a_batch_scores_each_patient_and_a_bad_entry_fails_only_itself(server: A
 
 
 # ---------------------------------------------------------------- errors
+@pytest.mark.req("SRS-FHIR-004")
 def test_unparseable_bodies_are_400(server: Any) -> None:
     client, key, _ = server
     outcome(client.post(PREDICT, content=b"{not json", headers=bearer(key)), 400)
@@ -164,6 +169,7 @@ def test_unparseable_bodies_are_400(server: Any) -> None:
     outcome(client.post(PREDICT, json=bundle, headers=bearer(key)), 400)
 
 
+@pytest.mark.req("SRS-FHIR-004", "SRS-AUTH-001", "RC-AUTH-001")
 def test_tokens_are_required_and_checked_401(server: Any, tmp_path: Path) -> None:
     client, key, _ = server
     body = parameters(patient_bundle(DEMO_VALUES))
@@ -175,6 +181,7 @@ def test_tokens_are_required_and_checked_401(server: Any, tmp_path: Path) -> Non
     outcome(client.get("/fhir/RiskAssessment/x", headers={"Authorization": "Basic abc"}), 401)
 
 
+@pytest.mark.req("SRS-FHIR-004", "SRS-AUTH-002", "RC-AUTH-001")
 def test_scopes_are_enforced_403(server: Any) -> None:
     client, key, _ = server
     body = parameters(patient_bundle(DEMO_VALUES, patient_id="p1"))
@@ -189,6 +196,7 @@ def test_scopes_are_enforced_403(server: Any) -> None:
     outcome(client.get("/fhir/AuditEvent", headers=bearer(key)), 403)
 
 
+@pytest.mark.req("SRS-FHIR-004")
 def test_unknown_things_are_404(server: Any) -> None:
     client, key, _ = server
     outcome(client.get("/fhir/RiskAssessment/does-not-exist", headers=bearer(key)), 404)
@@ -196,6 +204,7 @@ def test_unknown_things_are_404(server: Any) -> None:
     outcome(client.get("/elsewhere"), 404)
 
 
+@pytest.mark.req("SRS-FHIR-004")
 def test_formats_other_than_fhir_json_are_406_and_415(server: Any) -> None:
     client, key, _ = server
     body = json.dumps(parameters(patient_bundle(DEMO_VALUES)))
@@ -211,6 +220,7 @@ def test_formats_other_than_fhir_json_are_406_and_415(server: Any) -> None:
     assert client.post(PREDICT, content=body, headers=ok).status_code == 200
 
 
+@pytest.mark.req("SRS-FHIR-004", "SRS-FHIR-005", "RC-INPUT-001", "RC-INPUT-002", "RC-UNIT-001")
 def test_business_rules_are_422_with_the_element_named(server: Any) -> None:
     client, key, _ = server
     out = outcome(client.post(PREDICT, json=patient_bundle({**DEMO_VALUES, "tsize": 151.0}),
@@ -226,6 +236,7 @@ def test_business_rules_are_422_with_the_element_named(server: Any) -> None:
 
 
 # ---------------------------------------------------------------- audit
+@pytest.mark.req("SRS-AUDIT-001", "RC-AUDIT-001")
 def test_every_request_allowed_or_refused_is_audited(server: Any) -> None:
     client, key, st = server
     body = parameters(patient_bundle(DEMO_VALUES, patient_id="aud1"))
@@ -253,6 +264,7 @@ def test_every_request_allowed_or_refused_is_audited(server: Any) -> None:
 
 
 # ---------------------------------------------------------------- failures
+@pytest.mark.req("SRS-FHIR-004", "SRS-AUDIT-001")
 def test_a_defect_is_a_500_outcome_never_a_traceback_and_is_audited(server: Any,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     client, key, st = server
@@ -269,6 +281,7 @@ def test_a_defect_is_a_500_outcome_never_a_traceback_and_is_audited(server: Any,
     assert events[0]["outcome"] == "8" and "-> 500" in events[0]["outcomeDesc"]
 
 
+@pytest.mark.req("SRS-AUDIT-001", "RC-AUDIT-001")
 def test_a_result_that_cannot_be_stored_is_not_returned(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     client, key, st = server
     real = st.store.add_async

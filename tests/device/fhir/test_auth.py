@@ -72,6 +72,7 @@ def rejected(verifier: TokenVerifier, token: str) -> FhirError:
 
 
 # ---------------------------------------------------------------- round trip
+@pytest.mark.req("SRS-AUTH-001")
 def test_round_trip_gives_principal(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> None:
     token = issue_token(key, scopes="openid patient/RiskAssessment.rs user/Observation.read",
                         subject="dr-who", patient="p-17")
@@ -84,6 +85,7 @@ def test_round_trip_gives_principal(key: ec.EllipticCurvePrivateKey, verifier: T
     assert verifier.verify(f"bEaReR   {token}") == principal  # scheme is case-insensitive
 
 
+@pytest.mark.req("SRS-AUTH-001")
 def test_claims_and_header(key: ec.EllipticCurvePrivateKey) -> None:
     token = issue_token(key, scopes="user/RiskAssessment.c", subject="s", now=1_700_000_000,
                         ttl_seconds=60, audience="https://x.example/fhir")
@@ -99,6 +101,7 @@ def test_claims_and_header(key: ec.EllipticCurvePrivateKey) -> None:
     assert two["jti"] != payload["jti"]
 
 
+@pytest.mark.req("SRS-AUTH-001", "SRS-AUTH-002")
 @pytest.mark.parametrize("kwargs, message", [
     ({"scopes": "user/RiskAssessment.x"}, "user/RiskAssessment.x"),
     ({"scopes": "openid"}, "grants no FHIR resource"),
@@ -114,23 +117,27 @@ def test_issue_refuses(key: ec.EllipticCurvePrivateKey, kwargs: dict[str, object
 
 
 # ------------------------------------------------------------------- refusals
+@pytest.mark.req("SRS-AUTH-001")
 def test_expired(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> None:
     token = issue_token(key, scopes="user/RiskAssessment.rs", subject="s", ttl_seconds=60,
                         now=int(time.time()) - 3600)
     assert "expired" in rejected(verifier, token).diagnostics
 
 
+@pytest.mark.req("SRS-AUTH-001")
 def test_within_leeway_accepted(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> None:
     token = issue_token(key, scopes="user/RiskAssessment.rs", subject="s", ttl_seconds=60,
                         now=int(time.time()) - 70)  # expired 10 s ago, leeway 30 s
     assert verifier.verify(f"Bearer {token}").subject == "s"
 
 
+@pytest.mark.req("SRS-AUTH-001")
 def test_not_yet_valid(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> None:
     token = issue_token(key, scopes="user/RiskAssessment.rs", subject="s", now=int(time.time()) + 600)
     assert "not yet valid" in rejected(verifier, token).diagnostics
 
 
+@pytest.mark.req("SRS-AUTH-001", "RC-AUTH-001")
 def test_wrong_key(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> None:
     other = ec.generate_private_key(ec.SECP256R1())
     token = issue_token(other, scopes="user/RiskAssessment.rs", subject="s")
@@ -143,6 +150,7 @@ def test_wrong_key(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> 
     assert rejected(verifier, no_kid).diagnostics == "token signature invalid"
 
 
+@pytest.mark.req("SRS-AUTH-001", "RC-AUTH-001")
 def test_tampered_payload(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> None:
     token = issue_token(key, scopes="user/RiskAssessment.rs", subject="s")
     head, _, sig = token.split(".")
@@ -150,12 +158,14 @@ def test_tampered_payload(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifi
     assert rejected(verifier, forged).diagnostics == "token signature invalid"
 
 
+@pytest.mark.req("SRS-AUTH-001", "RC-AUTH-001")
 def test_alg_none(verifier: TokenVerifier) -> None:
     for alg in ("none", "None", "NONE"):
         token = f"{b64url_json({'alg': alg, 'typ': 'JWT'})}.{b64url_json(claims())}."
         assert "algorithm not allowed" in rejected(verifier, token).diagnostics
 
 
+@pytest.mark.req("SRS-AUTH-001", "RC-AUTH-001")
 def test_hs256_with_public_key_as_secret(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> None:
     """The algorithm-confusion attack (RFC 8725 §2.1): HMAC keyed with the public PEM."""
     pem = key.public_key().public_bytes(serialization.Encoding.PEM,
@@ -168,6 +178,7 @@ def test_hs256_with_public_key_as_secret(key: ec.EllipticCurvePrivateKey, verifi
         assert "algorithm not allowed (only ES256)" in rejected(verifier, token).diagnostics
 
 
+@pytest.mark.req("SRS-AUTH-001")
 def test_wrong_audience_and_issuer(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier) -> None:
     token = issue_token(key, scopes="user/RiskAssessment.rs", subject="s",
                         audience="https://elsewhere.example/fhir")
@@ -178,6 +189,7 @@ def test_wrong_audience_and_issuer(key: ec.EllipticCurvePrivateKey, verifier: To
     assert "issuer" in rejected(verifier, foreign).diagnostics
 
 
+@pytest.mark.req("SRS-AUTH-001")
 @pytest.mark.parametrize("missing", ["exp", "iat", "sub", "aud", "iss", "scope"])
 def test_required_claims(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier, missing: str) -> None:
     body = claims()
@@ -186,6 +198,7 @@ def test_required_claims(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifie
     assert rejected(verifier, token).diagnostics == f"token lacks the {missing} claim"
 
 
+@pytest.mark.req("SRS-AUTH-001")
 @pytest.mark.parametrize("body, message", [
     (claims(scope="user/RiskAssessment.x"), "user/RiskAssessment.x"),
     (claims(scope=["user/RiskAssessment.rs"]), "not a string"),
@@ -202,12 +215,14 @@ def test_bad_claims(key: ec.EllipticCurvePrivateKey, verifier: TokenVerifier,
     assert message in rejected(verifier, token).diagnostics
 
 
+@pytest.mark.req("SRS-AUTH-001")
 @pytest.mark.parametrize("token", ["abc", "a.b.c", "!!!.x.y", f"{b64url(b'[1]')}.x.y",
                                    f"{b64url_json({'alg': 'ES256', 'typ': 'text/plain'})}.x.y"])
 def test_malformed(verifier: TokenVerifier, token: str) -> None:
     rejected(verifier, token)
 
 
+@pytest.mark.req("SRS-AUTH-001")
 @pytest.mark.parametrize("header, message", [
     (None, "missing bearer token"),
     ("", "missing bearer token"),
@@ -222,11 +237,13 @@ def test_authorization_header(verifier: TokenVerifier, header: str | None, messa
     assert (info.value.status, info.value.code, info.value.diagnostics) == (401, "login", message)
 
 
+@pytest.mark.req("SRS-AUTH-001")
 def test_oversized_token(verifier: TokenVerifier) -> None:
     assert "longer than" in rejected(verifier, "a" * 10_000).diagnostics
 
 
 # --------------------------------------------------------------------- scopes
+@pytest.mark.req("SRS-AUTH-002")
 @pytest.mark.parametrize("text, context, rtype, letters", [
     ("user/RiskAssessment.cruds", "user", "RiskAssessment", "cruds"),
     ("user/RiskAssessment.c", "user", "RiskAssessment", "c"),
@@ -245,6 +262,7 @@ def test_parse_scope_valid(text: str, context: str, rtype: str, letters: str) ->
     assert parse_scope(str(scope)) == scope  # the canonical v2 form parses back
 
 
+@pytest.mark.req("SRS-AUTH-002")
 @pytest.mark.parametrize("text", [
     "user/RiskAssessment.x", "foo", "user/.rs", "admin/X.r", "user/RiskAssessment.", "user/RiskAssessment",
     "user/RiskAssessment.sr", "user/RiskAssessment.rr", "user/RiskAssessment.crudsx", "User/Patient.r",
@@ -258,6 +276,7 @@ def test_parse_scope_invalid(text: str) -> None:
     assert "\n" not in message and "scope" in message
 
 
+@pytest.mark.req("SRS-AUTH-002")
 def test_parse_scopes_skips_non_resource_scopes() -> None:
     text = ("openid fhirUser launch launch/patient offline_access online_access  "
             "user/RiskAssessment.c\tuser/RiskAssessment.rs")
@@ -273,6 +292,7 @@ def principal(scopes: str, patient: str | None = None) -> Principal:
     return Principal(subject="s", scopes=parse_scopes(scopes), patient=patient, token_id="t")
 
 
+@pytest.mark.req("SRS-AUTH-002")
 def test_allows_user_and_system() -> None:
     p = principal("user/RiskAssessment.rs system/Observation.c")
     assert p.allows("RiskAssessment", "r") and p.allows("RiskAssessment", "s", patient="p1")
@@ -284,6 +304,7 @@ def test_allows_user_and_system() -> None:
     assert not wildcard.allows("Consent", "u")
 
 
+@pytest.mark.req("SRS-AUTH-002", "RC-AUTH-001")
 def test_allows_patient_context() -> None:
     p = principal("patient/RiskAssessment.rs", patient="p1")
     assert p.allows("RiskAssessment", "r", patient="p1")
@@ -297,6 +318,7 @@ def test_allows_patient_context() -> None:
     assert mixed.allows("Observation", "r", patient="p2") and not mixed.allows("Observation", "s", "p2")
 
 
+@pytest.mark.req("SRS-AUTH-002")
 def test_require() -> None:
     p = principal("user/RiskAssessment.rs")
     p.require("RiskAssessment", "r")
@@ -314,6 +336,7 @@ def test_require() -> None:
 
 
 # ----------------------------------------------------------------------- keys
+@pytest.mark.req("SRS-AUTH-003")
 def test_key_created_0600_and_reloaded(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "keys" / "token-es256.pem"
     key = load_or_create_key(path)
@@ -324,6 +347,7 @@ def test_key_created_0600_and_reloaded(tmp_path: Path) -> None:
     assert isinstance(again.curve, ec.SECP256R1)
 
 
+@pytest.mark.req("SRS-AUTH-003")
 @pytest.mark.parametrize("content", [
     b"not a key\n", b"",
     ec.generate_private_key(ec.SECP384R1()).private_bytes(
@@ -343,6 +367,7 @@ def test_not_a_key(tmp_path: Path, content: bytes) -> None:
     assert path.read_bytes() == content  # never overwritten
 
 
+@pytest.mark.req("SRS-AUTH-003")
 def test_kid_is_rfc7638_thumbprint(key: ec.EllipticCurvePrivateKey) -> None:
     """Recomputed independently from the DER encoding of the public point (SEC 1 §2.3.3)."""
     point = key.public_key().public_bytes(serialization.Encoding.X962,
@@ -381,10 +406,12 @@ def ws(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.req("SRS-AUTH-003")
 def test_command_default_audience_matches() -> None:
     assert token_cmd._DEFAULT_AUDIENCE == DEFAULT_AUDIENCE
 
 
+@pytest.mark.req("SRS-AUTH-003")
 def test_command_prints_verifiable_token(ws: Path) -> None:
     result = CliRunner().invoke(cli(), ["token", "--workspace", str(ws), "--scope",
                                         "user/RiskAssessment.c user/RiskAssessment.rs", "--subject", "dr"])
@@ -404,6 +431,7 @@ def test_command_prints_verifiable_token(ws: Path) -> None:
         f"Bearer {again.stdout.strip()}").subject == "clinician"
 
 
+@pytest.mark.req("SRS-AUTH-003")
 def test_command_json(ws: Path) -> None:
     result = CliRunner().invoke(cli(), [
         "token", "--workspace", str(ws), "--scope", "patient/RiskAssessment.rs", "--patient", "p1",
@@ -421,6 +449,7 @@ def test_command_json(ws: Path) -> None:
     assert datetime.fromisoformat(out["expires_at"]).timestamp() == exp
 
 
+@pytest.mark.req("SRS-AUTH-003", "SRS-CLI-001")
 @pytest.mark.parametrize("args, message", [
     (["--scope", "user/RiskAssessment.x"], "user/RiskAssessment.x"),
     (["--scope", "patient/RiskAssessment.rs"], "patient"),
@@ -434,6 +463,7 @@ def test_command_bad_input(ws: Path, args: list[str], message: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("fedprog: error: ") and message in lines[0]
 
 
+@pytest.mark.req("SRS-AUTH-003", "SRS-CLI-001")
 def test_command_missing_workspace(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli(), ["token", "--workspace", str(tmp_path / "nowhere"),
                                         "--scope", "user/RiskAssessment.r"])

@@ -102,6 +102,7 @@ def outcome_of(response: Any, status: int) -> dict[str, Any]:
 # --- discovery ------------------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-CDS-001")
 def test_discovery_lists_patient_view_with_prefetch_of_every_input(client: TestClient,
                                                                     demo_model: PrognosticModel) -> None:
     response = client.get("/cds-services")  # public: no token
@@ -118,6 +119,7 @@ def test_discovery_lists_patient_view_with_prefetch_of_every_input(client: TestC
     assert params["code"].split(",") == [f"{s.code.system}|{s.code.code}" for s in demo_model.inputs]
 
 
+@pytest.mark.req("SRS-CDS-001")
 def test_discovery_without_a_model_in_service_lists_nothing(st: ServerState) -> None:
     st.models = NoModel()
     with TestClient(create_app(st, routers=[cds_router()])) as c:
@@ -125,6 +127,7 @@ def test_discovery_without_a_model_in_service_lists_nothing(st: ServerState) -> 
     assert response.status_code == 200 and response.json() == {"services": []}
 
 
+@pytest.mark.req("SRS-CDS-001", "SRS-AUDIT-001")
 def test_discovery_is_audited(client: TestClient, st: ServerState) -> None:
     client.get("/cds-services")
     _, events = st.store.search("AuditEvent")
@@ -134,6 +137,7 @@ def test_discovery_is_audited(client: TestClient, st: ServerState) -> None:
 # --- cards ----------------------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-CDS-002")
 @pytest.mark.parametrize(("values", "band"), [(LOW, "info"), (MIDDLE, "warning"), (HIGH, "critical")])
 def test_a_full_request_gives_one_card_banded_by_the_five_year_risk(
         client: TestClient, key: ec.EllipticCurvePrivateKey, demo_model: PrognosticModel,
@@ -154,6 +158,7 @@ def test_a_full_request_gives_one_card_banded_by_the_five_year_risk(
     assert "Intended use:" in detail and demo_model.sha256 in detail
 
 
+@pytest.mark.req("SRS-CDS-002")
 def test_the_summary_quotes_the_risk_and_interval_of_the_scorer(client: TestClient,
                                                                  key: ec.EllipticCurvePrivateKey,
                                                                  demo_model: PrognosticModel) -> None:
@@ -165,11 +170,13 @@ def test_the_summary_quotes_the_risk_and_interval_of_the_scorer(client: TestClie
     assert "| tsize | Size Tumor | 25 mm |" in card["detail"]
 
 
+@pytest.mark.req("SRS-CDS-002")
 def test_horizons_are_worded_in_years_from_a_year_on(demo_model: PrognosticModel) -> None:
     assert horizon_text(demo_model, 1826) == "5 years" and horizon_text(demo_model, 365.25) == "1 year"
     assert horizon_text(demo_model, 200) == "200 days" and horizon_text(demo_model, 548) == "1.5 years"
 
 
+@pytest.mark.req("SRS-CDS-002")
 def test_a_long_outcome_name_is_shortened_to_keep_the_summary_under_140() -> None:
     art = demo_artifact()
     art["outcome"]["name"] = "distant-metastasis-free survival after breast-conserving surgery " * 3
@@ -179,6 +186,7 @@ def test_a_long_outcome_name_is_shortened_to_keep_the_summary_under_140() -> Non
     assert card["summary"].startswith("Distant-metastasis-free") and card["summary"].endswith("%)")
 
 
+@pytest.mark.req("SRS-CDS-003", "RC-CDS-001", "RC-INPUT-002")
 def test_a_missing_input_gives_a_cannot_score_info_card(client: TestClient,
                                                          key: ec.EllipticCurvePrivateKey) -> None:
     values = {k: v for k, v in DEMO_VALUES.items() if k != "tsize"}
@@ -188,6 +196,7 @@ def test_a_missing_input_gives_a_cannot_score_info_card(client: TestClient,
     assert "No risk is shown" in card["detail"] and "tsize (http://loinc.org|21889-1" in card["detail"]
 
 
+@pytest.mark.req("SRS-CDS-003", "RC-CDS-001", "RC-INPUT-001")
 def test_an_out_of_range_input_gives_a_cannot_score_card_naming_it(client: TestClient,
                                                                    key: ec.EllipticCurvePrivateKey) -> None:
     card = one_card(post(client, key, hook({**DEMO_VALUES, "age": 95.0, "pnodes": 70})))
@@ -197,6 +206,7 @@ def test_an_out_of_range_input_gives_a_cannot_score_card_naming_it(client: TestC
     assert "age = 95 a is outside the intended-use range [18, 90] a" in card["detail"]
 
 
+@pytest.mark.req("SRS-CDS-002")
 def test_absolute_subject_references_resolve_against_fhir_server(client: TestClient,
                                                                   key: ec.EllipticCurvePrivateKey) -> None:
     body = hook(HIGH, fhirServer="https://ehr.example.org/fhir/")
@@ -205,6 +215,7 @@ def test_absolute_subject_references_resolve_against_fhir_server(client: TestCli
     assert "%" in one_card(post(client, key, body))["summary"]
 
 
+@pytest.mark.req("SRS-CDS-002")
 def test_other_resources_in_the_searchset_are_ignored(client: TestClient,
                                                       key: ec.EllipticCurvePrivateKey) -> None:
     body = hook(HIGH)
@@ -217,6 +228,7 @@ def test_other_resources_in_the_searchset_are_ignored(client: TestClient,
 # --- refusals -------------------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-CDS-004", "RC-CDS-001")
 @pytest.mark.parametrize("key_name", ["patient", "observations"])
 def test_missing_prefetch_is_412(client: TestClient, key: ec.EllipticCurvePrivateKey, key_name: str) -> None:
     body = hook(HIGH)
@@ -226,6 +238,7 @@ def test_missing_prefetch_is_412(client: TestClient, key: ec.EllipticCurvePrivat
     assert "does not query the EHR" in issue["diagnostics"]
 
 
+@pytest.mark.req("SRS-CDS-004", "RC-CDS-001")
 def test_null_prefetch_is_412(client: TestClient, key: ec.EllipticCurvePrivateKey) -> None:
     body = hook(HIGH)
     body["prefetch"]["observations"] = None
@@ -234,6 +247,7 @@ def test_null_prefetch_is_412(client: TestClient, key: ec.EllipticCurvePrivateKe
     outcome_of(post(client, key, body), 412)
 
 
+@pytest.mark.req("SRS-CDS-004", "RC-CDS-001")
 def test_a_prefetch_the_client_could_not_fetch_is_412(client: TestClient,
                                                       key: ec.EllipticCurvePrivateKey) -> None:
     body = hook(HIGH)
@@ -242,6 +256,7 @@ def test_a_prefetch_the_client_could_not_fetch_is_412(client: TestClient,
     assert "upstream timed out" in outcome_of(post(client, key, body), 412)["diagnostics"]
 
 
+@pytest.mark.req("SRS-CDS-004", "SRS-AUTH-002", "RC-AUTH-001")
 def test_no_token_is_401_and_a_token_without_the_scope_is_403(client: TestClient,
                                                               key: ec.EllipticCurvePrivateKey) -> None:
     assert outcome_of(client.post(URL, json=hook(HIGH)), 401)["code"] == "login"
@@ -249,10 +264,12 @@ def test_no_token_is_401_and_a_token_without_the_scope_is_403(client: TestClient
     assert outcome_of(refused, 403)["code"] == "forbidden"
 
 
+@pytest.mark.req("SRS-CDS-004")
 def test_an_unknown_service_is_404(client: TestClient, key: ec.EllipticCurvePrivateKey) -> None:
     assert outcome_of(post(client, key, hook(HIGH), "/cds-services/other"), 404)["code"] == "not-found"
 
 
+@pytest.mark.req("SRS-CDS-004", "RC-INPUT-002")
 def test_a_patient_id_mismatch_is_400(client: TestClient, key: ec.EllipticCurvePrivateKey) -> None:
     body = hook(HIGH)
     body["context"]["patientId"] = "p2"
@@ -260,6 +277,7 @@ def test_a_patient_id_mismatch_is_400(client: TestClient, key: ec.EllipticCurveP
     assert "Patient/p1" in issue["diagnostics"] and "Patient/p2" in issue["diagnostics"]
 
 
+@pytest.mark.req("SRS-CDS-004")
 @pytest.mark.parametrize(("change", "where"), [
     ({"hook": "order-select"}, "hook"),
     ({"context": {"userId": "Practitioner/example"}}, "context.patientId"),
@@ -270,12 +288,14 @@ def test_a_malformed_request_is_400(client: TestClient, key: ec.EllipticCurvePri
     assert outcome_of(post(client, key, {**hook(HIGH), **change}), 400)["expression"] == [where]
 
 
+@pytest.mark.req("SRS-CDS-004")
 def test_a_body_that_is_not_a_json_object_is_400(client: TestClient, key: ec.EllipticCurvePrivateKey) -> None:
     outcome_of(post(client, key, ["patient-view"]), 400)
     bad = client.post(URL, content=b"{not json", headers={**auth(key), "Content-Type": "application/json"})
     outcome_of(bad, 400)
 
 
+@pytest.mark.req("SRS-CDS-004")
 def test_an_invalid_observation_is_400_naming_the_prefetch_entry(client: TestClient,
                                                                   key: ec.EllipticCurvePrivateKey) -> None:
     body = hook(HIGH)
@@ -287,6 +307,7 @@ def test_an_invalid_observation_is_400_naming_the_prefetch_entry(client: TestCli
 # --- audit ----------------------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-AUDIT-001", "RC-AUDIT-001")
 def test_a_hook_call_is_audited_with_patient_and_model(client: TestClient, st: ServerState,
                                                         key: ec.EllipticCurvePrivateKey,
                                                         demo_model: PrognosticModel) -> None:
@@ -299,6 +320,7 @@ def test_a_hook_call_is_audited_with_patient_and_model(client: TestClient, st: S
     assert details["model-sha256"] == demo_model.sha256 and len(details["input-sha256"]) == 64
 
 
+@pytest.mark.req("SRS-AUDIT-001")
 def test_a_refused_hook_call_is_audited_too(client: TestClient, st: ServerState,
                                             key: ec.EllipticCurvePrivateKey) -> None:
     body = copy.deepcopy(hook(HIGH))

@@ -24,6 +24,8 @@ from fedprog.fhir_consent import WorkspaceConsent, withdraw_consent
 from fedprog.workspace import Workspace
 from ledger.canonical import sealed_sha256
 
+pytestmark = pytest.mark.req("SRS-CONS-006")
+
 BASE = "http://testserver/fhir"
 FHIR = "application/fhir+json"
 GRANTED = "2025-03-01"
@@ -125,11 +127,13 @@ def test_patient_reads_own_consent(client: TestClient, key: Key) -> None:
         assert bundle["entry"][0]["fullUrl"] == f"{BASE}/Consent/{consent['id']}"
 
 
+@pytest.mark.req("SRS-AUTH-002", "RC-AUTH-001")
 def test_reading_another_patients_consent_is_forbidden(client: TestClient, key: Key) -> None:
     resp = client.get("/fhir/Consent", params={"patient": "A-0002"}, headers=auth(key))
     assert resp.status_code == 403 and issue(resp)["code"] == "forbidden"
 
 
+@pytest.mark.req("SRS-AUTH-002")
 def test_clinician_reads_any_patient_but_cannot_withdraw_without_c(client: TestClient, key: Key,
                                                                    ws: Workspace) -> None:
     staff = auth(key, patient=None, scopes="user/Consent.rs")
@@ -164,6 +168,7 @@ def test_search_needs_a_patient_and_a_token(client: TestClient, key: Key) -> Non
 
 
 # -------------------------------------------------------------------- withdraw
+@pytest.mark.req("SRS-CONS-005", "RC-CONS-001", "RC-PRIV-001")
 def test_patient_withdraws_consent(client: TestClient, key: Key, ws: Workspace) -> None:
     revocations = len(ws.ledger.entries("revocation"))
     assert not ws.models.get("m@1").affected_by_revocation
@@ -240,6 +245,7 @@ def test_withdrawal_date(client: TestClient, key: Key, ws: Workspace) -> None:
     assert resp.status_code == 201 and resp.json()["dateTime"] == "2025-06-01"
 
 
+@pytest.mark.req("RC-AUTH-001")
 def test_refusals(client: TestClient, key: Key, ws: Workspace) -> None:
     resp = client.post("/fhir/Consent", json=withdrawal(), headers={"Content-Type": FHIR})
     assert resp.status_code == 401
@@ -257,6 +263,7 @@ def test_refusals(client: TestClient, key: Key, ws: Workspace) -> None:
     assert latest(ws, "site-a", "A-0001").active
 
 
+@pytest.mark.req("SRS-AUDIT-001")
 def test_every_request_is_audited(client: TestClient, key: Key, st: ServerState) -> None:
     post(client, auth(key), withdrawal())
     post(client, auth(key), withdrawal("A-0002"))
@@ -308,6 +315,7 @@ def test_port_is_thread_safe_and_closes_registries(ws: Workspace, monkeypatch: p
             reg.latest("A-0001")
 
 
+@pytest.mark.req("SRS-CONS-005", "RC-CONS-001")
 def test_shared_withdrawal_names_affected_models(ws: Workspace) -> None:
     done = withdraw_consent(ws, "A-0001", date="2025-06-01", sites=["site-a"])
     assert done.affected_models == ["m@1"] and set(done.receipts) == {"site-a"}

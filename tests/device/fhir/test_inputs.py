@@ -18,6 +18,8 @@ from device.model import PrognosticModel
 from device.units import age_in, convert
 from tests.device.fhir.conftest import DEMO_VALUES, GRADES, patient_bundle
 
+pytestmark = pytest.mark.req("SRS-FHIR-005")
+
 AS_OF = date(2024, 6, 1)
 
 
@@ -161,6 +163,7 @@ def test_two_patient_parts_and_other_resources_are_refused() -> None:
 # --- values -----------------------------------------------------------------------------
 
 
+@pytest.mark.req("SRS-FHIR-006", "RC-UNIT-001")
 def test_centimetres_become_millimetres_exactly(demo_model: PrognosticModel) -> None:
     values = {**DEMO_VALUES, "tsize": 2.5, "progrec": 120000.0}
     bundle = patient_bundle(values, units={"tsize": "cm", "progrec": "fmol/g"})
@@ -181,6 +184,7 @@ def test_a_count_may_be_a_value_integer(demo_model: PrognosticModel) -> None:
     assert result.values[3] == 7.0 and result.sources["pnodes"] == "Observation/p1-pnodes 21893-3 = 7"
 
 
+@pytest.mark.req("SRS-DEV-006")
 def test_age_comes_from_the_birth_date_unless_observed(demo_model: PrognosticModel) -> None:
     values = {k: v for k, v in DEMO_VALUES.items() if k != "age"}
     result = extract(demo_model, patient_bundle(values, birth_date="1970-03-15"), AS_OF)
@@ -194,6 +198,7 @@ def test_age_comes_from_the_birth_date_unless_observed(demo_model: PrognosticMod
     assert months.values[0] == 50.0
 
 
+@pytest.mark.req("RC-INPUT-002")
 def test_a_partial_birth_date_is_refused(demo_model: PrognosticModel) -> None:
     values = {k: v for k, v in DEMO_VALUES.items() if k != "age"}
     for partial in ("1970", "1970-03"):
@@ -248,6 +253,7 @@ def test_a_category_is_its_index(category_model: PrognosticModel) -> None:
 # --- refusals ---------------------------------------------------------------------------
 
 
+@pytest.mark.req("RC-INPUT-002")
 def test_a_missing_input_is_named_with_its_code(demo_model: PrognosticModel) -> None:
     values = {k: v for k, v in DEMO_VALUES.items() if k != "estrec"}
     err = refusal(extract, demo_model, patient_bundle(values), AS_OF)
@@ -257,6 +263,7 @@ def test_a_missing_input_is_named_with_its_code(demo_model: PrognosticModel) -> 
                               "system = 'http://loinc.org' and code = '16113-3').exists())"]
 
 
+@pytest.mark.req("RC-INPUT-002", "RC-INPUT-001")
 def test_every_problem_is_reported_at_once(demo_model: PrognosticModel) -> None:
     values = {k: v for k, v in DEMO_VALUES.items() if k not in ("age", "estrec")} | {"tsize": 200.0}
     bundle = patient_bundle(values)
@@ -271,6 +278,7 @@ def test_every_problem_is_reported_at_once(demo_model: PrognosticModel) -> None:
     assert len(err.expression) == 4
 
 
+@pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_a_value_outside_the_envelope_is_refused_not_clamped(demo_model: PrognosticModel) -> None:
     bundle = patient_bundle({**DEMO_VALUES, "tsize": 15.0001}, units={"tsize": "cm"})
     i, _ = entry_of(bundle, "tsize")
@@ -282,6 +290,7 @@ def test_a_value_outside_the_envelope_is_refused_not_clamped(demo_model: Prognos
     assert edge.values[1] == 150.0
 
 
+@pytest.mark.req("SRS-FHIR-006", "RC-UNIT-001")
 @pytest.mark.parametrize(("unit", "why"), [("kg", "mass vs length"), ("Cel", "unknown unit"),
                                            ("[IU]", "unknown unit")])
 def test_an_inconvertible_unit_is_refused(demo_model: PrognosticModel, unit: str, why: str) -> None:
@@ -295,6 +304,7 @@ def test_an_inconvertible_unit_is_refused(demo_model: PrognosticModel, unit: str
     assert err.expression == [f"Bundle.entry[{i}].resource.valueQuantity.code"]
 
 
+@pytest.mark.req("SRS-FHIR-006", "RC-UNIT-001")
 @pytest.mark.parametrize("quantity", [
     {"value": 2, "unit": "mm"}, {"value": 2, "system": "urn:x", "code": "mm"},
     {"value": 2, "comparator": "<", "code": "mm"}, {"code": "mm"}])
@@ -314,6 +324,7 @@ def test_a_value_of_the_wrong_type_is_refused(demo_model: PrognosticModel) -> No
     assert err.code == "business-rule" and "no valueQuantity" in err.diagnostics
 
 
+@pytest.mark.req("RC-INPUT-002")
 def test_one_patient_exactly(demo_model: PrognosticModel) -> None:
     bundle = patient_bundle(DEMO_VALUES)
     bundle["entry"].append({"resource": {"resourceType": "Patient", "id": "p2"}})
@@ -333,6 +344,7 @@ def test_a_patient_without_id_is_refused(demo_model: PrognosticModel) -> None:
     assert (err.status, err.code, err.expression) == (422, "required", ["Patient.id"])
 
 
+@pytest.mark.req("RC-INPUT-002")
 @pytest.mark.parametrize("subject", [None, {"reference": "Patient/p2"}, {"display": "Jane"}])
 def test_an_observation_about_someone_else_is_refused(demo_model: PrognosticModel, subject: Any) -> None:
     bundle = patient_bundle(DEMO_VALUES)
@@ -369,6 +381,7 @@ def test_the_most_recent_observation_is_used(demo_model: PrognosticModel) -> Non
     assert "Observation/p1-tsize" not in result.basis
 
 
+@pytest.mark.req("RC-INPUT-002")
 def test_ignored_statuses_do_not_count(demo_model: PrognosticModel) -> None:
     bundle = patient_bundle(DEMO_VALUES)
     spec = spec_of(demo_model, "tsize")
@@ -390,6 +403,7 @@ def test_amended_and_corrected_observations_count(demo_model: PrognosticModel, s
     np.testing.assert_array_equal(got, expected(demo_model, DEMO_VALUES))
 
 
+@pytest.mark.req("RC-INPUT-002")
 def test_equally_recent_observations_must_agree(demo_model: PrognosticModel) -> None:
     bundle = patient_bundle(DEMO_VALUES)
     spec = spec_of(demo_model, "tsize")
@@ -496,6 +510,7 @@ def patients(draw: st.DrawFn, model: PrognosticModel) -> tuple[dict[str, Any], d
     return values, units, want
 
 
+@pytest.mark.req("SRS-FHIR-006")
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_in_range_values_are_read_back_exactly(demo_model: PrognosticModel, data: st.DataObject) -> None:
