@@ -17,6 +17,10 @@ request          the site answers with                      summed (masked when 
 ``risk-set``     S0, S1 (Efron: T0, T1) per grid time at β   all
 ``information``  Σ_i w_i (A(t_i) − δ_i b_k(i)) x_i x_iᵀ        all
 ``counts``       at-risk and event counts per label, time    all
+``expected``     Σ of a model's predicted risk per horizon   all
+``evaluate``     a model's performance on the site's rows    — (plaintext by design: per-site
+                 (metrics with bootstrap CIs, subgroups,       results, aggregates only, small
+                 risk groups)                                  groups suppressed)
 ===============  =========================================  ==================================
 
 Every reply in a secure session carries ``next_key``, the site's fresh public key for the
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .arrays import WireArray
 from .exceptions import ProtocolError
@@ -137,9 +141,61 @@ class ExpectedRequest(_Request):
     baseline: WireArray  # S0(h) per horizon
 
 
+class EvaluationModel(BaseModel):
+    """The model a site evaluates: S(t | x) = S0(t) ** exp(β·(x − c)) at its released baseline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    beta: WireArray
+    center: WireArray
+    baseline_times: WireArray
+    baseline_survival: WireArray
+    horizons: WireArray
+
+
+class Subgroup(BaseModel):
+    """A declared subgroup (fairness): patients with ``low <= x < high`` or ``x == equals`` in
+    covariate ``variable``. Subgroups sharing a ``partition`` split the site's patients."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str = Field(min_length=1, max_length=100)
+    partition: str = Field(min_length=1, max_length=100)
+    variable: str = Field(min_length=1)
+    low: float | None = None
+    high: float | None = None
+    equals: float | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Subgroup:
+        ranged = self.low is not None or self.high is not None
+        if ranged == (self.equals is not None):
+            raise ValueError(f"subgroup {self.name!r}: give low/high or equals, not both or neither")
+        return self
+
+
+class EvaluateRequest(_Request):
+    """Evaluate ``model`` on the site's consented rows (:mod:`federated.evaluation`): metrics
+    with percentile-bootstrap CIs (``n_boot`` resamples, ``seed``), per ``subgroups``, and
+    ``risk_groups`` groups of predicted risk with Kaplan–Meier curves on the public ``km_times``.
+    ``ibs_times`` is the public grid the integrated Brier score is taken over."""
+
+    kind: Literal["evaluate"] = "evaluate"
+    cohort: CohortSpec
+    policy: DisclosurePolicy
+    consent: ConsentGate | None = None
+    model: EvaluationModel
+    n_boot: int = Field(ge=0, le=10_000)
+    seed: int = Field(ge=0)
+    subgroups: list[Subgroup] = Field(default_factory=list, max_length=100)
+    risk_groups: int = Field(default=5, ge=0, le=10)
+    km_times: WireArray
+    ibs_times: WireArray
+
+
 Request = Annotated[
     KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest
-    | ExpectedRequest,
+    | ExpectedRequest | EvaluateRequest,
     Field(discriminator="kind"),
 ]
 
@@ -221,6 +277,77 @@ class ExpectedReply(_Reply):
     risk_sum: WireArray
 
 
+_FINITE = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class MetricResult(BaseModel):
+    """One metric (at one horizon, or ``None``): estimate, percentile-bootstrap 95% CI, and the
+    bootstrap standard error on the pooling ``scale`` (for inverse-variance meta-analysis)."""
+
+    model_config = _FINITE
+
+    metric: str
+    horizon: float | None = None
+    estimate: float
+    ci_lower: float | None = None
+    ci_upper: float | None = None
+    se: float | None = None
+    scale: Literal["logit", "log", "identity"]
+    n_boot: int = Field(ge=0)  # replicates in which the metric could be computed
+
+
+class Unavailable(BaseModel):
+    """A metric the site could not compute, and why (no values)."""
+
+    model_config = _FINITE
+
+    metric: str
+    horizon: float | None = None
+    reason: str
+
+
+class EvaluationBlock(BaseModel):
+    """Results for one group of patients (the site, or a subgroup); ``suppressed`` gives the
+    disclosure rule that withheld them (counts ``None`` when they too are withheld)."""
+
+    model_config = _FINITE
+
+    name: str
+    n: int | None = None
+    events: int | None = None
+    suppressed: str | None = None
+    metrics: list[MetricResult] = Field(default_factory=list)
+    unavailable: list[Unavailable] = Field(default_factory=list)
+
+
+class RiskGroup(BaseModel):
+    """One group of predicted risk (ordered low to high): per horizon the mean predicted risk and
+    the observed risk 1 − KM with its log-log 95% CI; the KM curve at the released public times."""
+
+    model_config = _FINITE
+
+    group: int = Field(ge=1)
+    n: int
+    events: int
+    horizons: list[float]  # the horizons inside the group's follow-up
+    predicted: list[float]
+    observed: list[float]
+    observed_lower: list[float]
+    observed_upper: list[float]
+    km_times: list[float]
+    km_survival: list[float]
+
+
+class EvaluateReply(_Reply):
+    #: per-site results are plaintext by design (aggregates only; the transcript shows them)
+    DISCLOSED = ("overall", "subgroups", "risk_groups")
+
+    kind: Literal["evaluate"] = "evaluate"
+    overall: EvaluationBlock
+    subgroups: list[EvaluationBlock] = Field(default_factory=list)
+    risk_groups: list[RiskGroup] = Field(default_factory=list)
+
+
 class ErrorReply(_Reply):
     """The site refuses: ``code`` is machine-readable, ``message`` one line for people."""
 
@@ -231,7 +358,7 @@ class ErrorReply(_Reply):
 
 Reply = Annotated[
     KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply | ExpectedReply
-    | ErrorReply,
+    | EvaluateReply | ErrorReply,
     Field(discriminator="kind"),
 ]
 

@@ -22,10 +22,12 @@ import pandas as pd
 
 from . import secagg
 from .arrays import WireArray
-from .data import load_table, prepare_cohort
+from .data import Cohort, load_table, prepare_cohort
+from .evaluation import evaluate
 from .exceptions import DataError, LinearPredictorOverflow, ProtocolError
 from .messages import (
     ErrorReply,
+    EvaluateRequest,
     KeysReply,
     KeysRequest,
     PrepareReply,
@@ -99,6 +101,8 @@ class Site:
                 return self._secure(req, KeysReply(**base))
             if isinstance(req, PrepareRequest):
                 return self._secure(req, self._prepare(req))
+            if isinstance(req, EvaluateRequest):
+                return self._secure(req, evaluate(self._cohort(req), req, self.name))
             sess = self._sessions.get(req.session)  # type: ignore[attr-defined]
             if sess is None:
                 return ErrorReply(**base, code="bad-request", message="unknown session (no prepare)")
@@ -112,11 +116,15 @@ class Site:
         except ValueError as exc:  # shape or grid mismatch in a well-formed request
             return ErrorReply(**base, code="bad-request", message=str(exc))
 
-    def _prepare(self, req: PrepareRequest) -> PrepareReply:
+    def _cohort(self, req: PrepareRequest | EvaluateRequest) -> Cohort:
+        """The checked rows of the patients this request may use."""
         if self._table is None:
             self._table = load_table(Path(self._source))
         where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
-        cohort = prepare_cohort(self._consented(req, self._table, where), req.cohort, self.name, where=where)
+        return prepare_cohort(self._consented(req, self._table, where), req.cohort, self.name, where=where)
+
+    def _prepare(self, req: PrepareRequest) -> PrepareReply:
+        cohort = self._cohort(req)
         n, events = int(cohort.time.size), int(cohort.event.sum())
         if req.cohort.block is None:
             self.local_summary = (n, events)
@@ -125,7 +133,8 @@ class Site:
         self._sessions[req.session] = sess
         return sess.prepare_reply(req)
 
-    def _consented(self, req: PrepareRequest, table: pd.DataFrame, where: str) -> pd.DataFrame:
+    def _consented(self, req: PrepareRequest | EvaluateRequest, table: pd.DataFrame,
+                   where: str) -> pd.DataFrame:
         """The rows this request may use: patients with active consent at the named checkpoint."""
         if self.consent is None:
             if req.consent is not None:

@@ -3,31 +3,129 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ._common import EXIT_CHECK_FAILED, user_errors, workspace
+from ._common import EXIT_CHECK_FAILED, fail, user_errors, workspace
 
 RefArg = Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")]
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")]
 
 
-def validate(ref: RefArg, workspace_dir: WorkspaceOpt = None,
-             as_json: Annotated[bool, typer.Option("--json", help="The report on stdout.")] = False) -> None:
-    """Apparent calibration-in-the-large at the sites against the acceptance band; a passing
-    report makes the model ``validated`` (exit 0), a failing one exits 1."""
-    from .workspace import OE_BAND, Workspace, validate_in_workspace
+def validate(
+    ref: RefArg,
+    workspace_dir: WorkspaceOpt = None,
+    skip_verification: Annotated[bool, typer.Option(
+        "--skip-verification", help="Do not run the test suite (the report says it was skipped).")] = False,
+    bootstrap: Annotated[int, typer.Option(
+        "--bootstrap", min=20, max=10_000, help="Bootstrap resamples per site for the 95% CIs.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the bootstrap.")] = 0,
+    requirements: Annotated[Path | None, typer.Option(
+        "--requirements", help="Folder of requirement YAML files stating the acceptance criteria "
+                               "(default: the traceability package's).")] = None,
+    verification_args: Annotated[str | None, typer.Option(
+        "--verification-args",
+        help='Extra pytest arguments for the verification, e.g. "-k test_units".')] = None,
+    verification_timeout: Annotated[float, typer.Option(
+        "--verification-timeout", min=1.0, help="Seconds the test suite may take.")] = 3600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="The report on stdout.")] = False,
+) -> None:
+    """Software verification (the test suite, with JUnit evidence), clinical performance computed at
+    each site on its own data (plus leave-one-site-out), pooled across sites, judged against the
+    acceptance criteria of the requirements. Writes <workspace>/validation/<sha>-<n>/report.json and
+    figures; a passing report makes the model ``validated`` (exit 0), a failing one exits 1."""
+    from validation.exceptions import ValidationRunError
+    from validation.run import Options
 
+    from .workspace import Workspace, validate_in_workspace
+
+    try:
+        extra = tuple(shlex.split(verification_args)) if verification_args is not None else None
+    except ValueError as exc:
+        raise fail(f"--verification-args: {exc}") from None
+    options = Options(n_boot=bootstrap, seed=seed, skip_verification=skip_verification,
+                      verification_args=extra, verification_timeout=verification_timeout,
+                      requirements=requirements)
     with user_errors():
-        report = validate_in_workspace(Workspace(workspace(workspace_dir)), ref)
+        try:
+            report = validate_in_workspace(Workspace(workspace(workspace_dir)), ref, options)
+        except ValidationRunError as exc:
+            raise fail(str(exc)) from None
     if as_json:
-        print(json.dumps(report, sort_keys=True))
+        print(json.dumps(report, sort_keys=True, ensure_ascii=False))
     else:
-        for c in report["criteria"]:
-            print(f"{c['id']}: O/E {c['value']:.3f} (band {OE_BAND[0]}–{OE_BAND[1]}) "
-                  f"{'PASS' if c['passed'] else 'FAIL'}")
-        print(f"{report['model']}: {'validated' if report['passed'] else 'validation FAILED'}")
+        print_summary(report, print)
     if not report["passed"]:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _ci(e: dict[str, Any] | None, digits: int = 3) -> str:
+    if e is None:
+        return "not available"
+    if e.get("ci_lower") is None:
+        return f"{e['estimate']:.{digits}f}"
+    return f"{e['estimate']:.{digits}f} ({e['ci_lower']:.{digits}f}–{e['ci_upper']:.{digits}f})"
+
+
+def _pooled(report: dict[str, Any], metric: str, horizon: float | None = None) -> dict[str, Any] | None:
+    for e in report["pooled"]["metrics"]:
+        if e["metric"] == metric and e["horizon"] == horizon:
+            return dict(e)
+    return None
+
+
+def _years(h: float, unit: str) -> str:
+    return f"{h / 365.25:.0f} y" if unit == "day" else f"{h:g} {unit}s"
+
+
+def _checks(checks: list[dict[str, Any]]) -> str:
+    """The values a criterion was judged on: the failing ones, else all (a range over sites)."""
+    shown = [x for x in checks if not x["passed"]] or checks
+    if len(shown) == 1 or not all(isinstance(x["value"], float) for x in shown):
+        return "; ".join(f"{x['where']} " + (f"{x['value']:.3f}" if isinstance(x["value"], float)
+                                             else str(x.get("reason") or x["value"])) for x in shown)
+    values = [x["value"] for x in shown]
+    return f"{len(shown)} sites {min(values):.3f}–{max(values):.3f}"
+
+
+def print_summary(report: dict[str, Any], say: Any) -> None:
+    """A compact, human-readable summary of a validation report (``say`` prints one line)."""
+    settings = report["settings"]
+    hs, unit = settings["horizons"], settings["time_unit"]
+    ver = report["verification"]
+    if ver["status"] == "skipped":
+        say(f"software verification: skipped ({ver['reason']})")
+    else:
+        say(f"software verification: {ver['status']} — {ver.get('tests', 0)} tests, {ver.get('failures')} "
+            f"failures, {ver.get('errors')} errors; JUnit evidence {report['folder']}/junit.xml")
+    sites = report["pooled"]["sites"]
+    say(f"clinical performance at {len(sites)} sites ({', '.join(sites)}), computed at each site on its own "
+        f"data, pooled by inverse variance (95% CI, {settings['n_boot']} bootstrap resamples per site):")
+    say(f"  Harrell's C {_ci(_pooled(report, 'harrell_c'))}   Uno's C {_ci(_pooled(report, 'uno_c'))}   "
+        f"integrated Brier {_ci(_pooled(report, 'integrated_brier'))}")
+    say(f"  calibration slope {_ci(_pooled(report, 'calibration_slope'), 2)}")
+    for h in hs:
+        say(f"  by {_years(h, unit)}: time-dependent AUC {_ci(_pooled(report, 'td_auc', h))}, "
+            f"E/O {_ci(_pooled(report, 'e_o_ratio', h), 2)}, "
+            f"slope {_ci(_pooled(report, 'calibration_slope', h), 2)}")
+    loso = report["leave_one_site_out"]["pooled"]
+    held = {(e["metric"], e["horizon"]): e for e in loso}
+    if held:
+        say(f"  leave-one-site-out: Harrell's C {_ci(held.get(('harrell_c', None)))}, "
+            f"calibration slope {_ci(held.get(('calibration_slope', None)), 2)}")
+    for c in report["criteria"]:
+        rule = " ".join(str(x) for x in (c["metric"], c["statistic"], c["op"], c["threshold"])
+                        if x is not None)
+        say(f"  {c['id']}: {rule} — {_checks(c['checks'])}: {'PASS' if c['passed'] else 'FAIL'}")
+    say(f"report: {report['folder']}/report.json (+ calibration.png, km_risk_groups.png, td_auc.png)")
+    reg = report.get("registry", {})
+    met = "every acceptance criterion met" if report["passed"] else "FAILED"
+    if reg.get("recorded"):
+        state = "validated" if report["passed"] else "not validated"
+        say(f"{report['model']}: {met} — {state}; report sha256 {reg['report_sha256'][:16]}… anchored in "
+            f"the ledger (entry {reg['ledger_index']})")
+    else:
+        say(f"{report['model']}: {met}; not recorded: {reg.get('reason', 'no registry')}")

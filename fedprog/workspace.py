@@ -7,6 +7,8 @@ witnesses, the model registry (DESIGN.md, "The workspace").
 <workspace>/keys/log.key            the log's checkpoint key (Ed25519 seed, 0600)
 <workspace>/sites/<name>/           data.csv, consent.sqlite, consent.key, witness.key, witness.json
 <workspace>/models/<sha256>.json    model artifacts (and <sha256>.study.json: how to retrain)
+<workspace>/validation/             validation runs <model sha256[:16]>-<n>/ (report.json, figures,
+                                    junit.xml) and the reports the registry keeps by their SHA-256
 ```
 In one folder for the demo and tests; in a real deployment each site folder lives at its
 hospital and only the ledger is shared.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consent.registry import ConsentRegistry
 from device.registry import ModelEntry, ModelRegistry
@@ -29,6 +31,9 @@ from ledger.checkpoint import CosignatureSigner, NoteSigner, format_note, parse_
 from ledger.files import secret_file, write_json_atomic
 from ledger.log import Ledger
 from ledger.witness import QuorumPolicy, Witness
+
+if TYPE_CHECKING:
+    from validation.run import Options as ValidationOptions
 
 MANIFEST = "workspace.json"
 
@@ -184,34 +189,28 @@ def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEnt
     return fit, artifact
 
 
-#: apparent calibration-in-the-large acceptance band for O/E at every horizon (until the
-#: validation suite's criteria replace it)
-OE_BAND = (0.8, 1.25)
+def validate_in_workspace(ws: Workspace, ref: str,
+                          options: ValidationOptions | None = None) -> dict[str, Any]:
+    """Validate a registered model on the sites' consented data (:mod:`validation.run`) and record
+    the verdict at the release gate: the report is kept by its hash and anchored in the ledger as a
+    ``validation`` entry. A released or withdrawn model is validated all the same (its report is
+    written) but its state cannot change, so nothing is recorded; ``recorded`` says which.
 
-
-def validate_in_workspace(ws: Workspace, ref: str) -> dict[str, Any]:
-    """Apparent calibration-in-the-large of a registered model on the sites' consented data,
-    judged against :data:`OE_BAND` and recorded through the release gate (report kept by its
-    hash, verdict anchored in the ledger as a ``validation`` entry)."""
-    from federated.calibration import calibration_in_the_large
-    from federated.coordinator import Coordinator
-    from federated.transport import InProcessTransport
+    The report folder is ``<workspace>/validation/<model sha256[:16]>-<n>/``.
+    """
+    from ledger.canonical import sealed_sha256
+    from validation.run import run_validation
 
     entry = ws.models.get(ref)
     model = ws.models.artifact(entry.ref)
     study = StudySpec.model_validate(ws.models.study_of(entry))
-    horizons = list(model["outcome"]["horizons"])
     gate = ws.consent_gate(f"validation:{entry.ref}")
-    coord = Coordinator(InProcessTransport(ws.site_objects()), session=f"validate-{entry.sha256[:12]}",
-                        timeout=study.timeout, secure=study.secure_aggregation)
-    result = calibration_in_the_large(coord, study.cohort(), model, horizons, study.policy, gate)
-    lo, hi = OE_BAND
-    criteria = [{"id": f"calibration-oe-{h:g}", "metric": "O/E (apparent)", "horizon": h,
-                 "threshold": f"{lo} <= O/E <= {hi}", "value": r, "passed": bool(lo <= r <= hi)}
-                for h, r in zip(result.horizons, result.ratio, strict=True)]
-    report = {"schema": "fedprog.validation/v1", **result.to_dict(), "criteria": criteria,
-              "passed": all(c["passed"] for c in criteria),
-              "consent_checkpoint": gate.model_dump(exclude={"job"})}
-    ws.models.record_validation(entry.ref, report)
+    report = run_validation(model, study, ws.site_objects(), gate, ws.root / "validation", options)
+    recorded: dict[str, Any] = {"recorded": False, "report_sha256": sealed_sha256(report)}
+    if entry.lifecycle in ("released", "withdrawn"):
+        recorded["reason"] = (f"{entry.ref} is {entry.lifecycle}: its state cannot change (validate a new "
+                              "version to release)")
+    else:
+        recorded.update(recorded=True, ledger_index=ws.models.record_validation(entry.ref, report).index)
     ws.publish_checkpoint()
-    return report
+    return {**report, "registry": recorded}

@@ -1,0 +1,116 @@
+"""Acceptance criteria: read from the requirements, judged against the validation's results.
+
+Every requirement item (``traceability/requirements/*.yaml``) may state ``acceptance`` criteria
+(:class:`traceability.schema.Acceptance`): a metric, the statistic compared (the estimate or a
+bound of its 95% CI), an operator and threshold, an optional horizon, and whether the pooled
+value or every site must meet it. Judging rules:
+
+* a per-horizon metric (``td_auc``, ``brier``, ``e_o_ratio``, ``calibration_intercept``) without a
+  horizon must hold at every horizon of the model; ``calibration_slope`` without a horizon is the
+  slope on all follow-up, with one the slope with follow-up censored at it;
+* ``harrell_c``, ``uno_c`` and ``integrated_brier`` have no horizon (a stated one is ignored);
+* a value that could not be computed (suppressed site, horizon beyond follow-up, too few sites to
+  pool) fails the check, with the reason: a criterion passes only on evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federated.performance import PER_HORIZON
+
+from .exceptions import CriteriaError
+
+#: results by (metric, horizon): the entry holds ``estimate``, ``ci_lower``, ``ci_upper``
+Table = dict[tuple[str, float | None], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One acceptance criterion and the requirement stating it (``id`` = ``<requirement>#<k>``)."""
+
+    id: str
+    requirement: str
+    title: str
+    acceptance: Any  # traceability.schema.Acceptance
+
+
+def load_criteria(folder: Path | None = None) -> list[Criterion]:
+    """Every acceptance criterion stated by the requirement items in ``folder`` (default: the
+    ``traceability`` package's own), read by :func:`traceability.load.load_requirements`.
+
+    Raises
+    ------
+    CriteriaError
+        The requirements do not load, or no item states a criterion (a validation with nothing to
+        meet would pass vacuously).
+    """
+    from traceability.load import DEFAULT_FOLDER, RequirementsError, load_requirements
+
+    try:
+        items = load_requirements(folder)
+    except RequirementsError as exc:
+        raise CriteriaError(str(exc)) from None
+    out = [Criterion(f"{item.id}#{k}", item.id, item.title, a)
+           for _, item in sorted(items.items.items())
+           for k, a in enumerate(item.acceptance, start=1)]
+    if not out:
+        raise CriteriaError(f"{folder or DEFAULT_FOLDER}: no requirement states an acceptance criterion")
+    return out
+
+
+def _horizons(metric: str, horizon: float | None, horizons: list[float]) -> list[float | None]:
+    if metric not in PER_HORIZON:
+        return [None]
+    if horizon is not None:
+        return [horizon]
+    return [None] if metric == "calibration_slope" else list(horizons)
+
+
+def _lookup(table: Table | None, metric: str, horizon: float | None) -> dict[str, Any] | None:
+    for (m, h), entry in (table or {}).items():
+        if m == metric and (h == horizon or (h is not None and horizon is not None
+                                               and abs(h - horizon) < 1e-9)):
+            return entry
+    return None
+
+
+def _compare(value: float, op: str, threshold: float | tuple[float, float]) -> bool:
+    if op == ">=":
+        return value >= threshold  # type: ignore[operator]
+    if op == "<=":
+        return value <= threshold  # type: ignore[operator]
+    lo, hi = threshold  # type: ignore[misc]
+    return bool(lo <= value <= hi)
+
+
+def judge(criteria: list[Criterion], pooled: Table, sites: dict[str, Table | str],
+          horizons: list[float]) -> list[dict[str, Any]]:
+    """Verdict of each criterion: its checks (where, horizon, value, passed) and ``passed``.
+
+    ``sites`` maps a site to its results, or to the reason it has none (suppressed, dropped).
+    """
+    out = []
+    for c in criteria:
+        a = c.acceptance
+        places: dict[str, Table | str] = {"pooled": pooled} if a.scope == "pooled" else sites
+        checks = []
+        for where, table in places.items():
+            for h in _horizons(a.metric, a.horizon, horizons):
+                entry = None if isinstance(table, str) else _lookup(table, a.metric, h)
+                value = None if entry is None else entry.get(a.statistic)
+                check: dict[str, Any] = {"where": where, "horizon": h, "value": value}
+                if value is None:
+                    check.update(passed=False, reason=table if isinstance(table, str) else
+                                 f"{a.metric} {a.statistic} not available")
+                else:
+                    check["passed"] = _compare(value, a.op, a.threshold)
+                checks.append(check)
+        threshold = list(a.threshold) if isinstance(a.threshold, tuple) else a.threshold
+        out.append({"id": c.id, "requirement": c.requirement, "title": c.title, "metric": a.metric,
+                    "statistic": a.statistic, "op": a.op, "threshold": threshold, "horizon": a.horizon,
+                    "scope": a.scope, "checks": checks,
+                    "passed": bool(checks) and all(x["passed"] for x in checks)})
+    return out
