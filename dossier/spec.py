@@ -73,6 +73,12 @@ class DossierInputs:
     soup: list[Any] = field(default_factory=list)  # traceability.soup.SoupItem
     sbom: dict[str, Any] | None = None  # {"spec_version", "components", "sha256", "file"}
     git: list[GitCommit] = field(default_factory=list)
+    #: the source checkout the git history comes from, and whether its tree had changes (the
+    #: manifest records it; it is not printed, so editing does not change the documents)
+    source: Path | None = None
+    dirty: bool | None = None
+    #: the CycloneDX JSON the ``sbom`` summary describes (the builder writes it as ``sbom["file"]``)
+    sbom_json: str | None = field(default=None, repr=False)
 
     def require(self, needs: Sequence[Need], doc_id: str) -> None:
         """Raise :class:`DossierError` naming the first missing input ``doc_id`` needs."""

@@ -8,6 +8,7 @@ from . import (
     audit_cmd,
     consent_cmd,
     demo_cmd,
+    dossier_cmd,
     ledger_cmd,
     model_cmd,
     serve_cmd,
@@ -39,6 +40,7 @@ app.add_typer(model_cmd.app, name="model")
 trace_cmd.app.command("soup")(soup_cmd.soup)
 trace_cmd.app.command("sbom")(soup_cmd.sbom)
 app.add_typer(trace_cmd.app, name="trace")
+app.add_typer(dossier_cmd.app, name="dossier")
 
 
 def main() -> None:

@@ -21,6 +21,27 @@ if TYPE_CHECKING:
 DEMO_BOOTSTRAP = 50
 
 
+def _build_dossier(ws_dir: Path, console: Console) -> None:
+    """The technical file of the released model into ``<workspace>/dossier``: complete when the
+    checkout holds a test run's JUnit evidence (``make test``), otherwise a draft that lists the
+    documents waiting for it."""
+    from dossier.spec import DossierError
+
+    from .dossier_cmd import build_dossier, print_result
+
+    console.print("building the technical file (dossier) …")
+    console.file.flush()
+    try:
+        result = build_dossier(ws_dir, ws_dir / "dossier", draft=True)
+    except DossierError as exc:
+        console.print(f"dossier not built: {exc}")
+        return
+    print_result(result)
+    if result["status"] == "draft":
+        print(f"  (run `make test`, then `{_command()} dossier build --workspace {ws_dir} --out "
+              f"{ws_dir / 'dossier'}` to issue the complete file)")
+
+
 def _command() -> str:
     """How the user can type this command again: ``fedprog`` when that is on PATH, else the path
     of the script that runs (``.venv/bin/fedprog`` after ``make demo``)."""
@@ -141,6 +162,8 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
                   f"{'verified' if report.ok else 'VERIFICATION FAILED'}; latest checkpoint "
                   f"(size {latest_cp[0] if latest_cp else 0}) cosigned by all {len(ws.sites)} site witnesses")
     console.print(f"outbound transcripts (what each site sent): {ws_dir / 'transcripts'}")
+    if check["passed"]:
+        _build_dossier(ws_dir, console)
     _print_serving(ws_dir, artifact, console)
     console.print("next: fedprog ledger show | fedprog consent revoke --site hospital-a --patient A-0001 "
                   f"| fedprog model list | fedprog model retrain {study.model_id}  "

@@ -34,9 +34,9 @@ def cli_json(*args: str | Path) -> dict:  # type: ignore[type-arg]
 def test_ledger_show_shape(demo_ws: Path) -> None:
     data = cli_json("ledger", "show", "--workspace", demo_ws)
     assert {"size", "root", "checkpoint"} <= set(data)
-    assert data["entries"] == {"consent": 686, "model": 1, "validation": 1, "release": 1}
+    assert data["entries"] == {"consent": 686, "model": 1, "validation": 1, "release": 1, "dossier": 1}
     cp = data["checkpoint"]
-    assert cp["size"] == data["size"] == 689 and cp["quorum"] is True and len(cp["cosigned_by"]) == 4
+    assert cp["size"] == data["size"] == 690 and cp["quorum"] is True and len(cp["cosigned_by"]) == 4
 
 
 @pytest.mark.req("SRS-LEDG-004", "RC-LEDG-001")
@@ -55,7 +55,7 @@ def test_ledger_verify_passes_and_fails_on_a_tampered_copy(ws: Path) -> None:
 @pytest.mark.req("SRS-LEDG-007")
 def test_prove_gives_a_verified_receipt(demo_ws: Path) -> None:
     data = cli_json("ledger", "prove", "7", "--workspace", demo_ws)
-    assert data["index"] == 7 and data["size"] == 689 and len(data["proof"]) == 10
+    assert data["index"] == 7 and data["size"] == 690 and len(data["proof"]) == 10
     assert data["entry"]["kind"] == "consent" and set(data["entry"]["body"]) >= {"commitment", "site"}
     res = run("ledger", "prove", "9999", "--workspace", demo_ws)
     assert res.returncode == 2 and "no entry 9999" in res.stderr
@@ -137,7 +137,7 @@ def test_grant_and_import_fhir(ws: Path, tmp_path: Path) -> None:
 def test_witness_command_cosigns_a_new_checkpoint(ws: Path) -> None:
     cli_json("consent", "grant", "--site", "hospital-c", "--patient", "C-0001", "--workspace", ws)
     data = cli_json("ledger", "witness", "--workspace", ws)
-    assert data["size"] == 690 and data["quorum"] is True and len(data["cosigned_by"]) == 4
+    assert data["size"] == 691 and data["quorum"] is True and len(data["cosigned_by"]) == 4
 
 
 @pytest.mark.req("SRS-LEDG-005", "RC-LEDG-001")

@@ -1,0 +1,1 @@
+"""The dossier's documents: each module here exposes ``SPEC = DocumentSpec(...)`` (dossier.spec)."""

@@ -1,0 +1,189 @@
+"""FP-CYB — Cybersecurity (EU MDR Annex I §17.2, §17.4; MDCG 2019-16; IEC 81001-5-1).
+
+A STRIDE threat model of the federated network and the risk endpoint, the security controls
+with the requirements that specify them (every cited id is checked against the loaded
+requirements: a stale reference stops the build), and the residual risks, stated as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from reportlab.platypus import Flowable
+
+from dossier.documents._layout import ids, section
+from dossier.spec import DocumentSpec, DossierError, DossierInputs
+from dossier.style import esc, para, table
+
+#: category, threat, asset, control, evidence (requirement / risk-control ids)
+THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
+    ("Spoofing", "A client calls the endpoint with no token, a forged, expired, alg:none or wrong-audience "
+     "token.", "Risk service; patient data in requests",
+     "ES256 JWT, algorithm pinned; iss, aud, exp checked; every request authenticated.",
+     ("SRS-AUTH-001", "SRS-AUTH-003", "RC-AUTH-001")),
+    ("Spoofing", "A forged checkpoint or witness cosignature is presented as the ledger state.", "Ledger",
+     "Ed25519 signed notes (C2SP); cosignature/v1 per site witness; strict-majority quorum.",
+     ("SRS-LEDG-003", "SRS-LEDG-006")),
+    ("Tampering", "A modified or corrupted model artifact is registered or served.", "Model artifact",
+     "SHA-256 of the canonical JSON recomputed on every load and at release; content-addressed store.",
+     ("SRS-DEV-001", "SRS-DEV-002", "RC-ART-001")),
+    ("Tampering", "The ledger history is rewritten: rollback, second root for a size, split view.", "Ledger",
+     "Witnesses cosign only after a consistency proof and stop on a fork; UPDATE/DELETE refused by the "
+     "database; full verification.", ("SRS-LEDG-002", "SRS-LEDG-004", "SRS-LEDG-005", "RC-LEDG-001")),
+    ("Tampering", "Malformed or hostile messages between coordinator and sites (NaN, wrong shapes, unknown "
+     "fields, deserialisation attacks).", "Federated computation",
+     "Versioned pydantic messages validated on receipt; arrays as exact bytes; no pickle.", ("SRS-FED-008",)),
+    ("Tampering", "Hostile or malformed FHIR input: invalid resources, unconvertible units, out-of-range "
+     "values.", "Risk estimate", "FHIR validation plus own binding checks; UCUM conversion or refusal; "
+     "intended-use envelope; every error an OperationOutcome, never a 500.",
+     ("SRS-FHIR-004", "SRS-FHIR-005", "SRS-FHIR-006", "SRS-DEV-005")),
+    ("Repudiation", "A risk is issued, or a request refused, without a record.", "Audit trail",
+     "AuditEvent for every request, stored with the RiskAssessment in one transaction before the response.",
+     ("SRS-AUDIT-001", "RC-AUDIT-001")),
+    ("Repudiation", "A release, withdrawal or consent decision is denied afterwards.", "Lifecycle records",
+     "Every transition is a signed ledger entry cosigned by the sites' witnesses.",
+     ("SRS-REG-001", "SRS-CONS-005")),
+    ("Information disclosure", "The coordinator learns one hospital's statistics.", "Site aggregates",
+     "Secure aggregation on by default: pairwise X25519/HKDF/ChaCha20 masks modulo 2^128, fresh every round.",
+     ("SRS-SEC-001", "SRS-SEC-002", "SRS-SEC-003")),
+    ("Information disclosure", "Patient-level values leave a site in messages, errors or small cells.",
+     "Patient data", "Shapes fixed by public parameters; disclosure policy; small cells suppressed; outbound "
+     "transcript and its audit.", ("SRS-PRIV-001", "SRS-PRIV-002", "SRS-PRIV-003", "SRS-PRIV-004",
+                                   "RC-PRIV-002")),
+    ("Information disclosure", "A patient identifier reaches the shared ledger.", "Patient identity",
+     "Only HMAC-SHA256 commitments under a site-held key; erasure by crypto-shredding.",
+     ("SRS-CONS-003", "RC-PRIV-001")),
+    ("Denial of service", "A site stops answering or answers invalidly and stalls the study.", "Training",
+     "Timeout per round; the site is excluded with its reason and the fit re-run, or stopped cleanly.",
+     ("SRS-FED-009",)),
+    ("Denial of service", "Oversized or many-entry requests exhaust the server.", "Risk service",
+     "Token and body size limits; batch size limit; a bad batch entry fails alone.", ("SRS-FHIR-003",)),
+    ("Elevation of privilege", "A token used beyond its scopes: predicting with a read scope, reading the "
+     "audit trail or another patient's consent.", "Risk service; audit; consent",
+     "SMART v2 scopes checked per resource type and interaction; patient scopes bound to the patient.",
+     ("SRS-AUTH-002", "SRS-CONS-006")),
+    ("Tampering (supply chain)", "A compromised or vulnerable third-party component.", "Device software",
+     "SOUP list with versions, licences and risk notes; CycloneDX SBOM with hashes.",
+     ("SRS-SOUP-001", "SRS-SOUP-002")),
+)
+
+#: residual risk, consequence, measure required of the deployment or planned
+RESIDUAL: tuple[tuple[str, str, str], ...] = (
+    ("Secure-aggregation keys are not authenticated: the coordinator relays the sites' X25519 public keys, "
+     "which are not yet signed with the sites' witness or identity keys.",
+     "An actively malicious coordinator could substitute keys and unmask one site's statistics. The design "
+     "assumes an honest-but-curious coordinator.",
+     "Planned: sign round keys with each site's witness key. Until then, operate the coordinator under "
+     "contract and audit."),
+    ("Sites keep session state (cohort and key pairs per session) in memory, never evicted while the "
+     "process runs; there is no dropout recovery inside a round.",
+     "A site restart loses its sessions and the round is re-run or the study stops; memory grows with the "
+     "number of sessions.", "Run each site under a supervisor and restart it between studies."),
+    ("Masking hides each site's contribution, not the sum; the coordinator colluding with all sites but "
+     "one learns that site's statistics.", "Disclosure of one hospital's aggregates (not of patient rows).",
+     "min_sites (default 3) and the disclosure policy; contracts between the hospitals."),
+    ("Differential privacy is optional and off by default; when on it covers the Kaplan-Meier counts and "
+     "the Cox coefficients only, not the baseline hazard nor the covariance.",
+     "Released baseline survival and covariance are protected by the disclosure policy only.",
+     "Keep min_cell_count; enable DP where the data protection assessment requires it."),
+    ("Per-hospital validation results are plaintext by design; --time-grid exact sends distinct event times "
+     "in plaintext.", "Aggregates attributable to one hospital.",
+     "Suppression below the disclosure minimums; the transcript marks plaintext and its audit fails on it."),
+    ("fedprog serve speaks plain HTTP (127.0.0.1 by default); the site transport's channel security is not "
+     "provided by fedprog.", "Eavesdropping or tampering on the network if exposed.",
+     "Deploy behind TLS (reverse proxy) with network segmentation; mutual TLS for site links."),
+    ("Tokens are issued locally from a key file; there is no revocation list and no link to the hospital's "
+     "identity provider.", "A leaked token is valid until it expires (default 1 hour, at most 30 days).",
+     "Short lifetimes; rotate the signing key to revoke all tokens; integrate an authorisation server."),
+    ("Keys and stores at rest (log, witness, consent and token keys; SQLite stores including consent "
+     "identities and the audit trail) are protected by file permissions only; the demo keeps all of them "
+     "on one host.", "A host compromise exposes keys and records.",
+     "Keep each site's keys at its hospital; disk encryption and access control by the operator."),
+    ("The SBOM enables vulnerability monitoring, but no automated vulnerability scan is part of the build.",
+     "A known vulnerability in a SOUP item may go unnoticed between releases.",
+     "Monitor advisories against the SBOM as part of post-market surveillance."),
+)
+
+
+def _checked(requirements: Any, cited: Iterable[str]) -> None:
+    missing = sorted({i for i in cited if i not in requirements})
+    if missing:
+        raise DossierError(f"{SPEC.id} cites {', '.join(missing)}, which the requirements do not define")
+
+
+def _threats() -> Flowable:
+    rows: list[list[object]] = [["#", "STRIDE", "Threat", "Asset", "Control", "Evidence"]]
+    rows += [[f"T{n}", cat, threat, asset, control, ids(ev)]
+             for n, (cat, threat, asset, control, ev) in enumerate(THREATS, start=1)]
+    return table(rows, widths=[8, 19, 42, 24, 47, 30])
+
+
+def _controls(inputs: DossierInputs) -> list[Flowable]:
+    sbom = inputs.sbom
+    bom = (f" The SBOM of this build is CycloneDX {esc(sbom.get('spec_version'))} with "
+           f"{esc(sbom.get('components'))} components, SHA-256 {esc(sbom.get('sha256'))}." if sbom else "")
+    return [
+        *section("4 Security controls"),
+        para("4.1 <b>Secure aggregation.</b> Each summed statistic is encoded in fixed point (64 fractional "
+             "bits) in the ring of integers modulo 2<super>128</super> and masked, for every pair of sites, "
+             "with a mask derived from an X25519 key agreement expanded with HKDF-SHA256 (bound to session, "
+             "round and the pair of site names) and the ChaCha20 keystream; key pairs are fresh every round, "
+             "low-order and malformed keys are refused, the masks cancel only in the sum over all sites and "
+             "values beyond \u00b12<super>52</super> are refused, never wrapped (Bonawitz et al. 2017)."),
+        para("4.2 <b>Signed and witnessed ledger.</b> RFC 9162 Merkle tree in SQLite; checkpoints signed "
+             "with Ed25519 as C2SP signed notes; each site's witness cosigns (tlog-cosignature/v1) only "
+             "after verifying a consistency proof, and refuses to cosign anything after a fork; a checkpoint "
+             "counts only with a strict majority of site witnesses."),
+        para("4.3 <b>Access control.</b> Bearer JWT signed with ES256 (P-256), algorithm pinned, issuer, "
+             "audience (the server's base URL) and expiry checked; SMART App Launch v2 scopes per resource "
+             "type and interaction (RiskAssessment.c to predict, .rs to read, AuditEvent.rs for the audit "
+             "trail, patient/Consent.* bound to one patient)."),
+        para("4.4 <b>Audit trail.</b> Every request, allowed or refused, is an AuditEvent (who, patient, "
+             "model SHA-256, SHA-256 of the request body, outcome) stored with the request's RiskAssessments "
+             "in one transaction before the response starts."),
+        para("4.5 <b>Input validation.</b> FHIR resources are validated against R4 and the device's own "
+             "bindings; units are converted by UCUM or refused; values outside the intended-use envelope "
+             "are refused (422 naming the element); wire messages are strict, versioned pydantic models. No "
+             "pickle is used on any wire or disk."),
+        para("4.6 <b>SOUP and SBOM.</b> Every third-party component is listed with version, licence and risk "
+             f"note (FP-SOUP) and in a machine-readable CycloneDX SBOM delivered with this file.{bom}"),
+    ]
+
+
+def build(inputs: DossierInputs) -> list[Flowable]:
+    inputs.require(SPEC.needs, SPEC.id)
+    _checked(inputs.requirements, (i for t in THREATS for i in t[4]))
+    residual: list[list[object]] = [["#", "Residual risk", "Consequence", "Measure"]]
+    residual += [[f"R{n}", *r] for n, r in enumerate(RESIDUAL, start=1)]
+    threats = _threats()
+    return [
+        *section("1 Scope"),
+        para(f"This document states the cybersecurity of {esc(inputs.device)} {esc(inputs.device_version)} "
+             f"(commit {esc(inputs.commit)}): the threat model of the federated network and of the FHIR/CDS "
+             "Hooks endpoint, the controls, the requirements that specify and verify them, and the residual "
+             "risks (EU MDR Annex I \u00a717.2 and \u00a717.4; MDCG 2019-16; IEC 81001-5-1). Security risks "
+             "that can affect safety are also hazards of the risk management file (FP-RMF)."),
+        *section("2 System context and trust boundaries"),
+        para("(a) Each hospital site: its data, consent registry and keys; trusted by its hospital only. "
+             "(b) The coordinator: trusted to follow the protocol and to relay public keys honestly "
+             "(honest-but-curious), not trusted with any site's statistics. (c) The ledger: trusted by no "
+             "one alone; its checkpoints count only when a majority of site witnesses cosigned them. (d) The "
+             "FHIR server on a hospital server, reached by the EHR and integrating systems; every request "
+             "authenticated. (e) Operators with access to the workspace keys."),
+        para("Assets: patient-level data and identities (confidentiality), the model artifact and the risk "
+             "it computes (integrity), the ledger and audit trail (integrity, non-repudiation), the risk "
+             "service (availability)."),
+        *section("3 Threat model (STRIDE)", then=threats),
+        para("Evidence names the software requirements (SRS-) and risk controls (RC-) that specify each "
+             "control; each is verified by the marked tests listed in the trace matrix (FP-TM)."), threats,
+        *_controls(inputs),
+        *section("5 Residual risks"),
+        para("Known limitations of the current version, stated so that the deploying organisation can "
+             "control them; each is tracked for a later version."),
+        table(residual, widths=[8, 62, 50, 50]),
+    ]
+
+
+SPEC = DocumentSpec(id="FP-CYB", title="Cybersecurity", file="FP-CYB-cybersecurity.pdf",
+                    needs=("requirements",), build=build)

@@ -1,0 +1,163 @@
+"""FP-IFU — Instructions for use (EU MDR Annex I §23.4).
+
+How a clinician reads the RiskAssessment and the CDS card, the inputs with their codes, units and
+ranges (from the released artifact), the limitations and warnings, and, briefly, how an
+integrator obtains a token and calls the endpoint. The wording the device itself shows (the
+intended-use note, the card's risk bands, the extension URLs, the prefetch templates) is taken
+from the device code, so this document and the device cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+from reportlab.platypus import Flowable
+
+from device.fhir.cds import RISK_BANDS, SERVICE_ID, prefetch_templates
+from device.fhir.resources import CONTRIBUTION_URL, INTERVAL_URL, MODEL_SYSTEM, SHA256_SYSTEM, intended_use
+from device.model import PrognosticModel
+from dossier.documents._layout import code, section
+from dossier.documents.device_description import horizon_label, input_table, prognostic
+from dossier.spec import DocumentSpec, DossierInputs
+from dossier.style import esc, para, table
+
+
+def _bands() -> str:
+    """The card indicator per risk band: ``below 10%: info; 10% to below 30%: warning; …``."""
+    out, low = [], 0.0
+    for bound, name in RISK_BANDS:
+        if low == 0.0:
+            out.append(f"below {bound:.0%}: {name}")
+        elif math.isinf(bound):
+            out.append(f"{low:.0%} and above: {name}")
+        else:
+            out.append(f"{low:.0%} to below {bound:.0%}: {name}")
+        low = bound
+    return "; ".join(out)
+
+
+def _reading(model: PrognosticModel) -> list[Flowable]:
+    main = horizon_label(model, model.horizons[-1])
+    rows: list[list[object]] = [
+        ["Element", "What it means"],
+        ["prediction[].probabilityDecimal", "The estimated absolute risk, as a fraction (0.25 = 25%), that "
+         f"an event ending {model.outcome} occurs within the horizon. One prediction per horizon."],
+        ["prediction[].whenRange", "From 0 to the horizon, in UCUM time units (d = days)."],
+        [code(INTERVAL_URL), "The 95% interval of the risk. It reflects the uncertainty of the model's "
+         "coefficients only and is therefore a lower bound on the true uncertainty (narrowest for a patient "
+         "near the model's centre)."],
+        ["prediction[].relativeRisk", "The hazard ratio of this patient against a patient at the model's "
+         "centre (FP-DD section 7): above 1 means a higher hazard than that reference patient."],
+        [code(CONTRIBUTION_URL), "On each basis reference: the input's log-hazard contribution "
+         "\u03b2(x \u2212 centre). Positive values raise the risk; they sum to log(relativeRisk)."],
+        ["method", f"The model id and version ({MODEL_SYSTEM}) and the artifact SHA-256 ({SHA256_SYSTEM}). "
+         f"For the version this document describes it must read {model.sha256}."],
+        ["note", "The intended-use statement (section 1)."],
+    ]
+    return [
+        *section("3 Reading the result"),
+        *section("3.1 The RiskAssessment", 2),
+        para("The FHIR endpoint answers a request with a RiskAssessment resource. Its elements mean:"),
+        table(rows, widths=[62, 108]),
+        *section("3.2 The CDS card", 2),
+        para(f"In the EHR, the patient-view service shows one card. Its summary states the risk at the main "
+             f"horizon, {esc(main)}, with its 95% interval. Its indicator follows the risk at that horizon: "
+             f"{esc(_bands())}. The indicator is a display setting of the device, not a treatment threshold. "
+             f"The source names the model (fedprog {esc(model.ref)}); the detail lists the risk and interval "
+             "at every horizon, every input value used with its unit, the intended use and the model "
+             "SHA-256."),
+        para("When an input is missing or out of range the card has no percentage: its summary says that the "
+             "risk is not shown and names the inputs, and its detail gives each reason."),
+        *section("3.3 Interpretation", 2),
+        para("The risk is an estimate for a population of patients with the same inputs, not a certainty for "
+             "this patient. Read it together with the inputs it was based on: if an input shown does not "
+             "match the record, do not use the estimate. Use the contributions to see which inputs drive the "
+             "estimate, not as causal effects of a treatment."),
+    ]
+
+
+def _warnings(model: PrognosticModel) -> list[Flowable]:
+    items = [
+        "Not for patients outside the input ranges of section 4, nor for patients unlike the training "
+        "population. The device refuses such a patient; it never clamps or extrapolates. Do not enter "
+        "approximate or substitute values to obtain an estimate.",
+        "The 95% interval is a lower bound on the uncertainty (coefficient uncertainty only).",
+        "The estimate supports, and does not replace, clinical judgement; the treatment decision rests on "
+        "established prognostic factors reviewed independently of the device.",
+        "Refusals. A request with a missing, conflicting or out-of-range input, or a unit that cannot be "
+        "converted, is refused (HTTP 422, OperationOutcome naming every offending element; in the EHR a card "
+        "without a percentage). Correct the record, or decide without the device.",
+        f"Model version. Every result names its model version and SHA-256. The version described here is "
+        f"{model.ref}, SHA-256 {model.sha256}. A result naming another version is described by the "
+        "instructions for use of that version.",
+        "No model in service (HTTP 503) or withdrawn model. When the released version is withdrawn or "
+        "affected by a consent revocation, the device stops serving it at the next request and returns 503 "
+        "until a successor is released. Do not use results previously obtained from a withdrawn version; "
+        "contact the hospital's responsible person (QA) and decide without the device meanwhile.",
+        "Horizons. Risks are given only for the released horizons: "
+        f"{', '.join(horizon_label(model, h) for h in model.horizons)}. The device does not extrapolate "
+        "beyond its released follow-up.",
+        "Performance. The clinical validation report (FP-CVR) states the discrimination and calibration "
+        "measured at each training hospital and leave-one-hospital-out; performance in other populations is "
+        "not established.",
+    ]
+    return [*section("5 Limitations and warnings"),
+            *[para(f"<b>WARNING {n}.</b> {esc(text)}") for n, text in enumerate(items, start=1)]]
+
+
+def _integration(model: PrognosticModel) -> list[Flowable]:
+    prefetch = prefetch_templates(model)
+    errors: list[list[object]] = [
+        ["Status", "Meaning", "What to do"],
+        ["400", "Unparseable or invalid FHIR", "Fix the request (OperationOutcome names the element)."],
+        ["401 / 403", "No or invalid token / missing scope", "Obtain a token with the scopes below."],
+        ["412", "CDS Hooks prefetch missing (the service never queries the EHR)",
+         "Configure both prefetch keys."],
+        ["422", "Business rule: missing input, out of range, unit not convertible", "Correct the record; the "
+         "issue expression names every offending element."],
+        ["503", "No released model in service (e.g. just withdrawn)", "Do not retry in a loop; inform QA."],
+    ]
+    return [
+        *section("6 For integrators: token and call"),
+        para("An administrator issues a bearer token (ES256-signed JWT, one hour by default) with SMART v2 "
+             "scopes; its audience must equal the server's public FHIR base URL (--audience):"),
+        para(esc("fedprog token --workspace W --scope 'user/RiskAssessment.c user/RiskAssessment.rs' "
+                 "--audience https://HOST/fhir"), "mono"),
+        para("The risk of one patient is requested with a Parameters resource whose patient part holds a "
+             "Bundle of the Patient and the Observations coded as in section 4 (or that Bundle alone):"),
+        para(esc("curl -X POST 'https://HOST/fhir/Patient/$predict-risk' -H 'Authorization: Bearer TOKEN' "
+                 "-H 'Content-Type: application/fhir+json' --data @request.json"), "mono"),
+        para(f"CDS Hooks: discovery at /cds-services, service /cds-services/{esc(SERVICE_ID)} (hook "
+             "patient-view, scope user/RiskAssessment.c), with the prefetch templates:"),
+        *[para(esc(f"{key}: {value}"), "mono") for key, value in prefetch.items()],
+        table(errors, widths=[18, 72, 80]),
+    ]
+
+
+def build(inputs: DossierInputs) -> list[Flowable]:
+    inputs.require(SPEC.needs, SPEC.id)
+    model = prognostic(inputs, SPEC.id)
+    return [
+        *section("1 Intended use"),
+        para("Every RiskAssessment and every card carries this statement, which governs the use of the "
+             "device:"),
+        para(f"<i>{esc(intended_use(model))}</i>"),
+        para("The device description (FP-DD) states the intended users, patient population and "
+             "contraindications in full."),
+        *section("2 Users and training"),
+        para("Clinical users are physicians treating the patient, trained in the interpretation of "
+             "prognostic estimates and familiar with these instructions. The result is shown inside the EHR "
+             "(CDS card) or in a system that calls the FHIR endpoint; no other user interface exists."),
+        *_reading(model),
+        *section("4 Inputs, codes, units and ranges"),
+        para("An Observation counts for an input when one of its codings equals the code below, its status "
+             "is final, amended or corrected, and it belongs to the patient; the most recent one counts. "
+             "Quantities in another UCUM unit of the same dimension are converted to the unit below; "
+             "age may come from Patient.birthDate. Values outside the range are refused."),
+        input_table(model),
+        *_warnings(model), *_integration(model),
+    ]
+
+
+SPEC = DocumentSpec(id="FP-IFU", title="Instructions for use", file="FP-IFU-instructions-for-use.pdf",
+                    needs=("model",), build=build)

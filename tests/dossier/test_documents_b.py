@@ -1,0 +1,245 @@
+"""The dossier's risk, verification, traceability, clinical, model-card, release, PMS and GSPR
+documents, built from the demo workspace: their key content, byte-identical output, the model's
+SHA-256 on every page, and a missing input named instead of an empty section."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypdf import PdfReader
+
+from device.registry import ModelEntry
+from dossier.build import DOCUMENTS, control
+from dossier.documents import (
+    clinical_validation,
+    gspr,
+    model_card,
+    pms_plan,
+    release_notes,
+    risk_management,
+    trace_matrix,
+    verification_report,
+)
+from dossier.inputs import gather
+from dossier.spec import DocumentSpec, DossierError, DossierInputs
+from dossier.style import render
+from traceability.results import TestResult, TestRun
+
+SPECS = [risk_management.SPEC, verification_report.SPEC, trace_matrix.SPEC, clinical_validation.SPEC,
+         model_card.SPEC, release_notes.SPEC, pms_plan.SPEC, gspr.SPEC]
+#: what each input looks like when it is missing
+EMPTY: dict[str, Any] = {"model": None, "validation": None, "ledger": None, "requirements": None,
+                         "test_run": None, "safety": None, "history": [], "git": []}
+
+
+def synthetic_run(reqs: Any, commit: str, failing: str | None = None) -> TestRun:
+    """One passing test per requirement verified by test, one failing test (``failing``'s, if given,
+    else a software requirement's), one skipped and one erroneous test without a requirement."""
+    tested = [i.id for i in reqs.items.values()
+              if i.verification == "test" and i.type in ("software", "risk-control")]
+    tests = [TestResult(f"tests/{i.split('-')[1].lower()}/test_x.py::test_{i.lower()}", "passed", (i,))
+             for i in tested]
+    tests += [TestResult(f"tests/fed/test_x.py::test_broken[{failing or 'SRS-FED-001'}]", "failed",
+                         (failing or "SRS-FED-001",)),
+              TestResult("tests/fed/test_x.py::test_skipped", "skipped", ("SRS-FED-002",)),
+              TestResult("tests/misc/test_x.py::test_erred", "error", ())]
+    return TestRun(commit=commit, date="2026-01-02T03:04:05+00:00", environment_sha256="e" * 64, tests=tests,
+                   python="3.11.7", platform="Linux-test")
+
+
+@pytest.fixture(scope="module")
+def inputs(demo_workspace: Path) -> DossierInputs:
+    """The demo workspace's inputs with a synthetic test run (the demo skips the suite)."""
+    found = gather(demo_workspace)
+    assert found.requirements is not None
+    return dataclasses.replace(found, test_run=synthetic_run(found.requirements, found.commit))
+
+
+Render = Callable[[DocumentSpec, DossierInputs], list[str]]
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> Render:
+    """Render a document and return the text of each page."""
+    def run(spec: DocumentSpec, inputs: DossierInputs) -> list[str]:
+        path = tmp_path / spec.file
+        render(path, control(inputs, spec), spec.build(inputs), toc=spec.toc)
+        return [p.extract_text() or "" for p in PdfReader(path).pages]
+    return run
+
+
+def flat(pages: list[str]) -> str:
+    return "\n".join(pages)
+
+
+def words(text: str) -> str:
+    """The text with every run of white space made one space (table cells come out one per line)."""
+    return " ".join(text.split())
+
+
+@pytest.mark.req("SRS-DOS-003")
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
+def test_rendering_is_byte_identical_and_every_page_names_the_model(spec: DocumentSpec, inputs: DossierInputs,
+                                                                     tmp_path: Path) -> None:
+    a, b = tmp_path / "a.pdf", tmp_path / "b.pdf"
+    pages = render(a, control(inputs, spec), spec.build(inputs), toc=spec.toc)
+    render(b, control(inputs, spec), spec.build(inputs), toc=spec.toc)
+    assert a.read_bytes() == b.read_bytes()
+    texts = [p.extract_text() or "" for p in PdfReader(a).pages]
+    assert pages == len(texts) >= 1
+    assert inputs.model is not None
+    for n, text in enumerate(texts, start=1):
+        assert inputs.model.sha256 in text and f"Page {n} of {pages}" in text
+        assert f"{inputs.device} {inputs.device_version}" in text
+
+
+@pytest.mark.req("SRS-DOS-001")
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
+def test_a_missing_input_is_named(spec: DocumentSpec, inputs: DossierInputs) -> None:
+    for need in spec.needs:
+        with pytest.raises(DossierError, match=f"{spec.id} needs"):
+            spec.build(dataclasses.replace(inputs, **{need: EMPTY[need]}))
+
+
+def test_documents_are_discovered_with_unique_ids() -> None:
+    ids = {d.id for d in DOCUMENTS}
+    assert {s.id for s in SPECS} <= ids
+    assert len({s.file for s in SPECS}) == len(SPECS)
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_trace_matrix_names_every_requirement_with_its_result(inputs: DossierInputs,
+                                                              rendered: Render) -> None:
+    text = flat(rendered(trace_matrix.SPEC, inputs))
+    assert inputs.requirements is not None
+    missing = [i for i in inputs.requirements.items if i not in text]
+    assert not missing
+    assert "tests/fed/test_x.py::test_broken" in text and "1 failed" in text
+    assert "by analysis" in text and "by inspection" in text
+    assert inputs.test_run is not None and inputs.test_run.commit in text
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_risk_file_lists_hazards_controls_verification_and_residual_risk(inputs: DossierInputs,
+                                                                          rendered: Render) -> None:
+    text = flat(rendered(risk_management.SPEC, inputs))
+    assert inputs.requirements is not None
+    for item in [*inputs.requirements.of_type("hazard"), *inputs.requirements.of_type("risk-control")]:
+        assert item.id in text
+    for h in inputs.requirements.of_type("hazard"):
+        assert risk_management.risk(h.severity, h.residual_probability) in text
+    assert "Residual risk evaluation" in text and "Conclusion:" in text and "NOT acceptable" not in text
+    assert "HAZ-VAL-001" in text.split("Residual risks needing justification")[-1]
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_risk_file_does_not_accept_residual_risk_when_a_control_fails(inputs: DossierInputs,
+                                                                      rendered: Render) -> None:
+    assert inputs.requirements is not None
+    run = synthetic_run(inputs.requirements, inputs.commit, failing="RC-INPUT-001")
+    text = flat(rendered(risk_management.SPEC, dataclasses.replace(inputs, test_run=run)))
+    assert "overall residual risk is NOT acceptable" in text
+    assert "RC-INPUT-001 FAILED" in text
+
+
+def test_risk_regions_follow_the_policy() -> None:
+    assert risk_management.region(3, 1) == "acceptable"
+    assert risk_management.region(2, 2) == "acceptable"
+    assert risk_management.region(3, 2) == "justify"
+    assert risk_management.region(3, 4) == "unacceptable"
+    assert risk_management.region(3, None) == "unknown"
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_verification_report_lists_every_test_with_outcome_and_requirements(inputs: DossierInputs,
+                                                                            rendered: Render) -> None:
+    text = flat(rendered(verification_report.SPEC, inputs))
+    run = inputs.test_run
+    assert run is not None
+    for t in run.tests:
+        assert t.nodeid in text
+    assert run.environment_sha256 in text and run.date in text and run.commit in text
+    assert "Verdict: NOT PASSED" in text and "FAILED" in text and "ERROR" in text
+    counts = [len([t for t in run.tests if t.outcome == o]) for o in verification_report.OUTCOMES]
+    assert f"All tests {' '.join(map(str, counts))} {len(run.tests)}" in words(text)
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_clinical_validation_report_states_verdicts_model_and_figures(
+        inputs: DossierInputs, rendered: Render, tmp_path: Path) -> None:
+    pages = rendered(clinical_validation.SPEC, inputs)
+    text = flat(pages)
+    assert inputs.validation is not None and inputs.artifact is not None
+    for c in inputs.validation["criteria"]:
+        assert c["id"] in text
+    verdicts = sum(len(c["checks"]) for c in inputs.validation["criteria"])
+    assert text.count("PASS") >= verdicts and "FAIL" not in text.replace("NOT PASSED", "")
+    for name in inputs.artifact["coefficients"]:
+        assert name in text
+    assert "suppressed: refused by rule" in text and "Leave-one-site-out" in text
+    assert "Annex A Baseline survival" in text
+    reader = PdfReader(tmp_path / clinical_validation.SPEC.file)
+    images = sum(len(p.images) for p in reader.pages)
+    assert images == len(inputs.validation["plots"])
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_a_failed_criterion_is_reported_as_fail(inputs: DossierInputs, rendered: Render) -> None:
+    assert inputs.validation is not None
+    report = copy.deepcopy(inputs.validation)
+    report["criteria"][0]["passed"] = report["criteria"][0]["checks"][0]["passed"] = False
+    report["passed"] = False
+    text = flat(rendered(clinical_validation.SPEC, dataclasses.replace(inputs, validation=report)))
+    assert "NOT PASSED" in text and "FAIL" in text.replace("NOT PASSED", "")
+
+
+def test_model_card_names_every_coefficient_and_the_intended_use(inputs: DossierInputs,
+                                                                 rendered: Render) -> None:
+    text = flat(rendered(model_card.SPEC, inputs))
+    assert inputs.artifact is not None
+    for name in inputs.artifact["coefficients"]:
+        assert name in text
+    assert "Intended use:" in text and "Ethical considerations" in text and "Caveats" in text
+    assert str(inputs.artifact["training"]["n"]) in text
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_release_notes_give_every_version_anchor_and_commit(inputs: DossierInputs, rendered: Render) -> None:
+    entry = inputs.model
+    assert entry is not None and inputs.ledger is not None
+    successor = ModelEntry(entry.model_id, "2", "ab" * 32, "job-2", "candidate", 9999, None, entry.ref, False,
+                           ((9999, "candidate"),))
+    history = [*inputs.history, successor]
+    text = flat(rendered(release_notes.SPEC, dataclasses.replace(inputs, history=history)))
+    assert entry.ref in text and f"{entry.model_id}@2" in text and "ab" * 32 in text
+    for anchor in inputs.ledger.anchors:
+        assert str(anchor["index"]) in text
+    assert inputs.ledger.root in text
+    assert inputs.git and inputs.git[0].commit[:12] in text
+
+
+def test_pms_plan_takes_its_thresholds_from_the_requirements(inputs: DossierInputs, rendered: Render) -> None:
+    text = flat(rendered(pms_plan.SPEC, inputs))
+    assert inputs.requirements is not None
+    for item in inputs.requirements.items.values():
+        for k, _ in enumerate(item.acceptance, start=1):
+            assert f"{item.id}#{k}" in text
+    assert "[0.8, 1.25]" in text and "[0.5, 2]" in text and "Art. 87" in text
+
+
+def test_gspr_checklist_cites_existing_requirements_and_documents(inputs: DossierInputs,
+                                                                   rendered: Render) -> None:
+    rows = gspr.CHAPTER_I + gspr.CHAPTER_II + gspr.CHAPTER_III
+    for row in rows:
+        assert gspr.resolve(row.reqs, inputs.requirements)[1] == [], row.ref
+        assert set(row.docs) <= {d.id for d in DOCUMENTS}, row.ref
+        assert row.applies or not row.reqs
+    text = flat(rendered(gspr.SPEC, inputs))
+    for ref in ("17.1", "17.2", "17.3", "17.4", "14.2 (d)", "23.4"):
+        assert ref in text
+    assert "N/A" in text and "NOT IN THE REQUIREMENTS" not in text and "not in this dossier" not in text
