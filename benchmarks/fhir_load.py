@@ -204,7 +204,8 @@ def report(args: argparse.Namespace, ready: float, closed: tuple[list[float], in
            opened: tuple[list[float], int, float], server_cpu: float, firsts: list[float],
            batch_s: float, ok: int) -> None:
     print(f"fedprog FHIR $predict-risk, real server on loopback ({args.workers} worker process(es)), "
-          f"{args.clients} clients, {os.cpu_count()} cores shared by server and clients; ready in {ready:.2f} s")
+          f"{args.clients} clients, {os.cpu_count()} cores shared by server and clients; "
+          f"ready in {ready:.2f} s")
     print(f"{'measure':<46}{'fedprog':>10}{'target':>9}{'ratio':>7}")
     rows: list[tuple[str, float, float | None]] = []
     for label, (lat, _, wall) in (("closed loop", closed), (f"open loop at {args.rate:.0f}/s", opened)):
