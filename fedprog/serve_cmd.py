@@ -15,10 +15,11 @@ if TYPE_CHECKING:
 _MANIFEST = "workspace.json"
 
 
-def build_app(root: Path, *, base_url: str, model_id: str | None = None) -> FastAPI:
+def build_app(root: Path, *, base_url: str, model_id: str | None = None, batch_workers: int = 0) -> FastAPI:
     """The server over workspace ``root``: the released model, the workspace's token key, its
     FHIR store (``fhir.sqlite``: RiskAssessments and AuditEvents), the sites' consent registries,
-    CDS Hooks. ``base_url`` is the FHIR base and the audience tokens must name."""
+    CDS Hooks. ``base_url`` is the FHIR base and the audience tokens must name; ``batch_workers``
+    scoring processes share large batches (0: scored in the server process)."""
     from datetime import UTC, datetime
     from importlib.metadata import version
 
@@ -41,20 +42,24 @@ def build_app(root: Path, *, base_url: str, model_id: str | None = None) -> Fast
                      software_version=version("fedprog"),
                      started=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                      consent=WorkspaceConsent(ws))
-    return create_app(st, routers=[cds_router(), consent_router()])
+    return create_app(st, routers=[cds_router(), consent_router()], batch_workers=batch_workers)
 
 
-_ENV = ("FEDPROG_SERVE_WORKSPACE", "FEDPROG_SERVE_BASE_URL", "FEDPROG_SERVE_MODEL")
+_ENV = ("FEDPROG_SERVE_WORKSPACE", "FEDPROG_SERVE_BASE_URL", "FEDPROG_SERVE_MODEL",
+        "FEDPROG_SERVE_BATCH_WORKERS")
 
 
 def app_from_env() -> FastAPI:
     """The app for each uvicorn worker process (``--workers`` > 1 needs a factory to import)."""
+    import gc
     import os
 
-    root, base, model = (os.environ.get(k) for k in _ENV)
+    root, base, model, batch = (os.environ.get(k) for k in _ENV)
     if not root or not base:
         raise RuntimeError("app_from_env needs FEDPROG_SERVE_WORKSPACE and FEDPROG_SERVE_BASE_URL")
-    return build_app(Path(root), base_url=base, model_id=model or None)
+    app = build_app(Path(root), base_url=base, model_id=model or None, batch_workers=int(batch or 0))
+    gc.freeze()  # as in serve: the app's long-lived objects stay out of every collection
+    return app
 
 
 def serve(
@@ -67,19 +72,27 @@ def serve(
         "--model", help="Serve this model id (default: the newest released model).")] = None,
     workers: Annotated[int, typer.Option(
         "--workers", help="Worker processes (each scores on its own core).", min=1, max=64)] = 1,
+    batch_workers: Annotated[int | None, typer.Option(
+        "--batch-workers", help="Scoring processes sharing a large batch Bundle, per worker process "
+        "(default: the number of CPUs; 0: score batches in the worker process).", min=0, max=64)] = None,
 ) -> None:
     """Serve FHIR $predict-risk, RiskAssessment, AuditEvent, Consent and CDS Hooks.
 
     Only a released model that no consent revocation affects is served; a withdrawal or
     revocation takes effect on the next request.
     """
+    import gc
+    import os
+
     import uvicorn
 
     root = workspace(workspace_dir)
     if not (root / _MANIFEST).is_file():
         raise fail(f"{root} is not a fedprog workspace (no {_MANIFEST}; run fedprog demo)")
     base = base_url or f"http://{host}:{port}/fhir"
-    app = build_app(root, base_url=base, model_id=model)
+    batch = (os.cpu_count() or 1) if batch_workers is None else batch_workers
+    # with several worker processes each builds its own app (and scoring pool) from the environment
+    app = build_app(root, base_url=base, model_id=model, batch_workers=batch if workers == 1 else 0)
     try:
         current = app.state.fedprog.models.current()
         print(f"fedprog: serving {current.ref} (sha256 {current.sha256[:16]}…) at {base}")
@@ -88,10 +101,9 @@ def serve(
     print(f"fedprog: CDS Hooks discovery at {base.removesuffix('/fhir')}/cds-services; "
           f"tokens: fedprog token --workspace {root} --audience {base} --scope ...")
     if workers == 1:
+        gc.freeze()  # the app's long-lived objects (models, validators) stay out of every collection
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         return
-    import os
-
-    os.environ.update(dict(zip(_ENV, (str(root), base, model or ""), strict=True)))
+    os.environ.update(dict(zip(_ENV, (str(root), base, model or "", str(batch)), strict=True)))
     uvicorn.run("fedprog.serve_cmd:app_from_env", factory=True, workers=workers, host=host, port=port,
                 log_level="warning", access_log=False)

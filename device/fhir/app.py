@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +20,7 @@ from . import resources, service
 from .audit import AuditContext, audit_event
 from .errors import FhirError, operation_outcome
 from .http import FhirResponse, ServerState, audit_ctx, authenticate, authorize, json_body, negotiate, state
+from .pool import ScoringPool
 
 log = logging.getLogger("fedprog.fhir")
 
@@ -221,13 +224,16 @@ def _register_reads(app: FastAPI) -> None:
 
 async def _predict(request: Request, body: dict[str, Any]) -> FhirResponse:
     """Score inline (CPU-bound: a thread would only add hand-offs under the GIL), a batch in a
-    worker thread so other requests keep flowing; the RiskAssessments are staged and stored with
-    the request's AuditEvent, in one transaction, before the response starts."""
+    worker thread so other requests keep flowing — spread over the scoring worker processes when
+    the app has a pool; the RiskAssessments are staged and stored with the request's AuditEvent,
+    in one transaction, before the response starts."""
     st, ctx = state(request), audit_ctx(request)
     model = st.models.current()
     ctx.model_sha256 = model.sha256
     if body.get("resourceType") == "Bundle" and body.get("type") == "batch":
-        result = await run_in_threadpool(service.assess_batch, model, body)
+        pool: ScoringPool | None = request.app.state.pool
+        assess = service.assess_batch if pool is None else pool.assess_batch
+        result = await run_in_threadpool(assess, model, body)
         ctx.patients.extend(result.patients)
         ctx.stage.extend(result.rows)
         return FhirResponse(result.bundle)
@@ -238,18 +244,41 @@ async def _predict(request: Request, body: dict[str, Any]) -> FhirResponse:
     return FhirResponse(prediction.resource, headers={"Location": f"{st.base_url}/RiskAssessment/{rid}"})
 
 
-def create_app(st: ServerState, routers: list[Any] | None = None) -> FastAPI:
-    """The ASGI application over ``st`` (plus extra routers: CDS Hooks, Consent)."""
-    app = FastAPI(title="fedprog FHIR R4 risk service", version=st.software_version,
+def create_app(st: ServerState, routers: list[Any] | None = None, batch_workers: int = 0) -> FastAPI:
+    """The ASGI application over ``st`` (plus extra routers: CDS Hooks, Consent).
+
+    ``batch_workers`` > 0 starts that many scoring worker processes for large batches
+    (:class:`device.fhir.pool.ScoringPool`, ``app.state.pool``); they are closed when the app
+    shuts down (its lifespan), else at interpreter exit. 0 scores every batch in-process.
+    """
+    pool = ScoringPool(batch_workers) if batch_workers > 0 else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if pool is not None:
+            await run_in_threadpool(pool.wait_ready)
+        try:
+            yield
+        finally:
+            if pool is not None:
+                await run_in_threadpool(pool.close)
+
+    app = FastAPI(title="fedprog FHIR R4 risk service", version=st.software_version, lifespan=lifespan,
                   description="FHIR R4 $predict-risk, RiskAssessment, AuditEvent, Consent and CDS Hooks.")
     app.state.fedprog = st
+    app.state.pool = pool
     _register_errors(app)
     _register_fhir(app)
     _register_reads(app)
     for router in routers or []:
         app.include_router(router)
     app.add_middleware(AuditMiddleware)
-    _warm_up(st)
+    try:
+        _warm_up(st)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     return app
 
 

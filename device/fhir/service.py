@@ -101,14 +101,15 @@ class BatchResult:
     rows: list[tuple[dict[str, Any], str | None, str]] = field(default_factory=list)
 
 
-def _score(model: PrognosticModel, extracted: list[inputs.PatientInputs]) -> list[dict[str, Any]]:
+def _score(model: PrognosticModel, extracted: list[inputs.PatientInputs],
+           occurrence: str | None = None) -> list[dict[str, Any]]:
     """RiskAssessments of several extracted patients, scored in one vectorised call."""
     X = np.vstack([e.values for e in extracted])
     try:
         scores = score(model, X)
     except ScoringError as exc:  # extraction checks the envelope first; this is a second line
         raise FhirError(422, "business-rule", str(exc)) from None
-    stamp = now_iso()
+    stamp = occurrence or now_iso()
     out = []
     for i, e in enumerate(extracted):
         ra = risk_assessment(model, scores, i, id_=str(uuid.uuid4()), patient=e.patient,
@@ -126,8 +127,76 @@ def assess(model: PrognosticModel, body: dict[str, Any]) -> Prediction:
     return Prediction(ra, extracted.patient, model.sha256)
 
 
+@dataclass
+class EntryResult:
+    """The outcome of one batch entry: a checked RiskAssessment of ``patient``, or ``error``."""
+
+    resource: dict[str, Any] | None = None
+    patient: str = ""
+    error: FhirError | None = None
+
+
+def batch_entries(bundle: dict[str, Any], limit: int = 10_000) -> list[Any]:
+    """The entries of a ``batch`` Bundle (400 not a list, 422 more than ``limit``)."""
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise FhirError(400, "structure", "Bundle.entry must be a list", ["Bundle.entry"])
+    if len(entries) > limit:
+        raise FhirError(422, "too-costly", f"batch of {len(entries)} entries exceeds the limit of {limit}",
+                        ["Bundle.entry"])
+    return entries
+
+
+def entry_resource(entry: Any) -> Any:
+    """``entry.resource`` of a batch entry (``None`` when there is none)."""
+    return entry.get("resource") if isinstance(entry, dict) else None
+
+
+def assess_entries(model: PrognosticModel, resources: list[Any], start: int = 0,
+                   occurrence: str | None = None) -> list[EntryResult]:
+    """Score the resources of consecutive batch entries (``Bundle.entry[start]`` onwards): each is
+    extracted on its own — a bad one fails alone — and the good ones are scored in one vectorised
+    call, their RiskAssessments built and checked (stamped ``occurrence``, default now).
+
+    The one code path of a batch, whether it runs in the server or in a scoring worker process.
+    Raises :class:`FhirError` only for what fails the whole call (the scorer refusing the matrix).
+    """
+    results = [EntryResult() for _ in resources]
+    good: list[tuple[int, inputs.PatientInputs]] = []
+    for i, resource in enumerate(resources):
+        try:
+            if not isinstance(resource, dict):
+                k = start + i
+                raise FhirError(400, "structure", f"Bundle.entry[{k}] has no resource",
+                                [f"Bundle.entry[{k}].resource"])
+            patient_bundle, as_of = inputs.request_bundle(resource)
+            good.append((i, inputs.extract(model, patient_bundle, as_of)))
+        except FhirError as exc:
+            results[i].error = exc
+    if good:
+        ras = _score(model, [e for _, e in good], occurrence)
+        for ra, (i, e) in zip(ras, good, strict=True):
+            results[i].resource, results[i].patient = ra, e.patient
+    return results
+
+
 def _entry_error(exc: FhirError) -> dict[str, Any]:
     return {"response": {"status": f"{exc.status} {HTTPStatus(exc.status).phrase}", "outcome": exc.outcome()}}
+
+
+def batch_result(results: list[EntryResult]) -> BatchResult:
+    """The ``batch-response`` Bundle of entry results (in request order) and the rows to store."""
+    entries: list[dict[str, Any]] = []
+    out = BatchResult({"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+    for r in results:
+        if r.resource is None:
+            entries.append(_entry_error(r.error or FhirError(500, "exception", "entry not processed")))
+            continue
+        entries.append({"resource": r.resource, "response": {
+            "status": "200 OK", "location": f"RiskAssessment/{r.resource['id']}"}})
+        out.patients.append(r.patient)
+        out.rows.append((r.resource, r.patient, r.resource["occurrenceDateTime"]))
+    return out
 
 
 def assess_batch(model: PrognosticModel, bundle: dict[str, Any], limit: int = 10_000) -> BatchResult:
@@ -136,31 +205,7 @@ def assess_batch(model: PrognosticModel, bundle: dict[str, Any], limit: int = 10
     FHIR R4 §3.1.0.11 (batch): entries are processed independently; the response has one
     entry per request entry, in order, each with its own ``response.status``. The good entries
     are scored in one vectorised call; the caller stores their RiskAssessments in one transaction.
+    (:class:`device.fhir.pool.ScoringPool` spreads a large batch over worker processes.)
     """
-    entries = bundle.get("entry", [])
-    if not isinstance(entries, list):
-        raise FhirError(400, "structure", "Bundle.entry must be a list", ["Bundle.entry"])
-    if len(entries) > limit:
-        raise FhirError(422, "too-costly", f"batch of {len(entries)} entries exceeds the limit of {limit}",
-                        ["Bundle.entry"])
-    results: list[dict[str, Any] | None] = [None] * len(entries)
-    good: list[tuple[int, inputs.PatientInputs]] = []
-    for k, entry in enumerate(entries):
-        try:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if not isinstance(resource, dict):
-                raise FhirError(400, "structure", f"Bundle.entry[{k}] has no resource",
-                                [f"Bundle.entry[{k}].resource"])
-            patient_bundle, as_of = inputs.request_bundle(resource)
-            good.append((k, inputs.extract(model, patient_bundle, as_of)))
-        except FhirError as exc:
-            results[k] = _entry_error(exc)
-    out = BatchResult({"resourceType": "Bundle", "type": "batch-response", "entry": results},
-                      [e.patient for _, e in good])
-    if good:
-        ras = _score(model, [e for _, e in good])
-        for ra, (k, e) in zip(ras, good, strict=True):
-            results[k] = {"resource": ra, "response": {"status": "200 OK",
-                                                       "location": f"RiskAssessment/{ra['id']}"}}
-            out.rows.append((ra, e.patient, ra["occurrenceDateTime"]))
-    return out
+    resources = [entry_resource(e) for e in batch_entries(bundle, limit)]
+    return batch_result(assess_entries(model, resources))
