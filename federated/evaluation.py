@@ -78,7 +78,7 @@ def evaluate(cohort: Cohort, req: EvaluateRequest, site: str) -> EvaluateReply:
     grid = req.ibs_times.to_numpy().astype(float)
     seeds = np.random.SeedSequence(req.seed, spawn_key=(zlib.crc32(site.encode("utf-8")),))
     children = seeds.spawn(1 + len(req.subgroups))
-    overall = evaluate_block(site, rows, model, grid, req.n_boot, children[0])
+    overall = evaluate_block(site, rows, model, grid, req.n_boot, children[0], req.policy.min_cell_count)
     subgroups = _subgroups(cohort, lp, req, model, grid, children[1:])
     groups = risk_groups(rows, model, req.risk_groups, req.km_times.to_numpy().astype(float), req.policy)
     return EvaluateReply(session=req.session, round=req.round, overall=overall, subgroups=subgroups,
@@ -94,11 +94,11 @@ def _below_minimums(policy: DisclosurePolicy, n: int, events: int) -> str | None
 
 
 def evaluate_block(name: str, rows: Rows, model: ModelCurve, grid: np.ndarray, n_boot: int,
-                   seed: np.random.SeedSequence) -> EvaluationBlock:
+                   seed: np.random.SeedSequence, min_cell: int = 5) -> EvaluationBlock:
     """Every metric on ``rows`` with its bootstrap CI and standard error."""
-    tau = truncation(rows, model.horizons)
-    values, reasons = metrics(rows, model, grid, tau)
-    reps = _bootstrap(rows, model, grid, tau, n_boot, np.random.default_rng(seed), list(values))
+    tau = truncation(rows, model.horizons, min_cell)
+    values, reasons = metrics(rows, model, grid, tau, min_cell)
+    reps = _bootstrap(rows, model, grid, tau, n_boot, np.random.default_rng(seed), list(values), min_cell)
     results = [_result(key, est, reps.get(key), n_boot) for key, est in values.items()]
     return EvaluationBlock(
         name=name, n=rows.n, events=rows.events, metrics=results,
@@ -107,12 +107,12 @@ def evaluate_block(name: str, rows: Rows, model: ModelCurve, grid: np.ndarray, n
 
 
 def _bootstrap(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None, n_boot: int,
-               rng: np.random.Generator, keys: list[Key]) -> dict[Key, np.ndarray]:
+               rng: np.random.Generator, keys: list[Key], min_cell: int = 5) -> dict[Key, np.ndarray]:
     """Replicates of each metric (NaN where a replicate could not compute it)."""
     reps = {k: np.full(n_boot, np.nan) for k in keys}
     for b in range(n_boot):
         sample = rows.take(np.sort(rng.integers(0, rows.n, rows.n)))
-        values, _ = metrics(sample, model, grid, tau)
+        values, _ = metrics(sample, model, grid, tau, min_cell)
         for k in keys:
             reps[k][b] = values.get(k, np.nan)
     return reps
@@ -134,6 +134,35 @@ def _result(key: Key, estimate: float, reps: np.ndarray | None, n_boot: int) -> 
                                   "se": float(np.std(on_scale, ddof=1))})
 
 
+#: the age bands a site evaluates (years; low inclusive, high exclusive) — the only ranged
+#: subgroups it accepts, so a coordinator cannot difference overlapping ranges down to single
+#: patients; every other subgroup is a yes/no split of a binary covariate
+AGE_BANDS: tuple[tuple[str, float | None, float | None], ...] = (
+    ("age < 50", None, 50.0), ("age 50–64", 50.0, 65.0), ("age ≥ 65", 65.0, None))
+
+
+def check_subgroups(x: np.ndarray, names: tuple[str, ...] | list[str], subs: list[Subgroup]) -> None:
+    """Refuse (``ValueError``) any subgroup the site has not pinned: a ranged subgroup must be one
+    of :data:`AGE_BANDS` on ``age``; an ``equals`` subgroup must be 0 or 1 on a covariate whose
+    values at this site are all 0 or 1; no subgroup twice."""
+    bands = {(lo, hi) for _, lo, hi in AGE_BANDS}
+    seen = set()
+    for sub in subs:
+        key = (sub.variable, sub.low, sub.high, sub.equals)
+        if key in seen:
+            raise ValueError(f"subgroup {sub.name!r} is requested twice")
+        seen.add(key)
+        if sub.equals is None:
+            if sub.variable != "age" or (sub.low, sub.high) not in bands:
+                raise ValueError(f"subgroup {sub.name!r}: only the declared age bands are evaluated")
+            continue
+        if sub.variable not in names or sub.equals not in (0.0, 1.0):
+            raise ValueError(f"subgroup {sub.name!r}: only yes/no splits of a binary covariate are evaluated")
+        v = x[:, list(names).index(sub.variable)]
+        if not np.isin(v, (0.0, 1.0)).all():
+            raise ValueError(f"subgroup {sub.name!r}: {sub.variable!r} is not binary at this site")
+
+
 def member(x: np.ndarray, names: tuple[str, ...] | list[str], sub: Subgroup) -> np.ndarray:
     """Boolean mask of the rows in subgroup ``sub`` (``low <= x < high`` or ``x == equals``)."""
     if sub.variable not in names:
@@ -152,6 +181,7 @@ def member(x: np.ndarray, names: tuple[str, ...] | list[str], sub: Subgroup) -> 
 def _subgroups(cohort: Cohort, lp: np.ndarray, req: EvaluateRequest, model: ModelCurve,
                grid: np.ndarray, seeds: list[np.random.SeedSequence]) -> list[EvaluationBlock]:
     policy = req.policy
+    check_subgroups(cohort.x, req.cohort.covariates, req.subgroups)
     blocks = []
     for sub, seed in zip(req.subgroups, seeds, strict=True):
         keep = member(cohort.x, req.cohort.covariates, sub)
@@ -161,7 +191,8 @@ def _subgroups(cohort: Cohort, lp: np.ndarray, req: EvaluateRequest, model: Mode
             blocks.append(EvaluationBlock(name=sub.name, n=n, events=events, suppressed=reason))
         else:
             rows = Rows.sorted(cohort.time[keep], cohort.event[keep], lp[keep])
-            blocks.append(evaluate_block(sub.name, rows, model, grid, req.n_boot, seed))
+            blocks.append(evaluate_block(sub.name, rows, model, grid, req.n_boot, seed,
+                                         policy.min_cell_count))
     return _withhold_counts(blocks, req.subgroups, policy.min_cell_count)
 
 
@@ -200,22 +231,27 @@ def risk_groups(rows: Rows, model: ModelCurve, wanted: int, km_times: np.ndarray
 def _risk_group(k: int, rows: Rows, model: ModelCurve, km_times: np.ndarray, min_cell: int) -> RiskGroup:
     from sksurv.nonparametric import kaplan_meier_estimator
 
-    hs = np.array([h for h in model.horizons if h < rows.time.max()])
-    predicted = (1.0 - model.survival_at(rows.lp, hs)).mean(axis=0)
     times, surv, (lo, hi) = kaplan_meier_estimator(rows.event.astype(bool), rows.time, conf_type="log-log")
-
-    def risk_at(curve: np.ndarray, t: np.ndarray) -> list[float]:
-        i = np.searchsorted(times, t, side="right") - 1
-        return (1.0 - np.where(i >= 0, curve[np.maximum(i, 0)], 1.0)).tolist()
-
     grid = km_times[km_times > 0]
     starts = np.concatenate(([0.0], grid[:-1]))
     at_risk = np.array([int((rows.time > s).sum()) for s in starts])
     events = np.array([int(((rows.time > s) & (rows.time <= e) & (rows.event == 1)).sum())
                        for s, e in zip(starts, grid, strict=True)])
     keep = released_steps(events, min_cell, at_risk)
-    idx = np.searchsorted(times, grid[keep], side="right") - 1
+    released = grid[keep]
+    # horizons up to the last released step: decided from what the reply releases anyway
+    hs = np.array([h for h in model.horizons if released.size and h <= released[-1]])
+    predicted = (1.0 - model.survival_at(rows.lp, hs)).mean(axis=0)
+    idx = np.searchsorted(times, released, side="right") - 1
     km = np.where(idx >= 0, surv[np.maximum(idx, 0)], 1.0)
+
+    def risk_at(curve: np.ndarray, t: np.ndarray) -> list[float]:
+        """1 − the curve at the last RELEASED step ≤ t: the observed risk at a horizon reveals no
+        more than the disclosure-controlled KM curve does (never an individual event time)."""
+        at = np.where(idx >= 0, curve[np.maximum(idx, 0)], 1.0)
+        j = np.searchsorted(released, t, side="right") - 1
+        return (1.0 - np.where(j >= 0, at[np.maximum(j, 0)], 1.0)).tolist()
+
     # the log-log CI of S gives the CI of the risk 1 − S: (1 − upper, 1 − lower)
     return RiskGroup(group=k, n=rows.n, events=rows.events, horizons=hs.tolist(),
                      predicted=predicted.tolist(), observed=risk_at(surv, hs),

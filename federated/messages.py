@@ -192,6 +192,16 @@ class EvaluateRequest(_Request):
     km_times: WireArray
     ibs_times: WireArray
 
+    @model_validator(mode="after")
+    def _bounded(self) -> EvaluateRequest:
+        """Bounded work and questions: at most 6 horizons, and n_boot × (1 + subgroups) ≤ 120 000
+        metric evaluations, so a request cannot keep a site busy for hours (nothing hangs)."""
+        if self.model.horizons.to_numpy().size > 6:
+            raise ValueError("an evaluation asks about at most 6 horizons")
+        if self.n_boot * (1 + len(self.subgroups)) > 120_000:
+            raise ValueError("n_boot × (1 + subgroups) exceeds 120 000")
+        return self
+
 
 Request = Annotated[
     KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest

@@ -112,13 +112,21 @@ class Rows:
         return int(self.event.sum())
 
 
-def truncation(rows: Rows, horizons: Sequence[float]) -> float | None:
-    """τ: the largest horizon strictly inside the rows' follow-up (``None`` if there is none)."""
-    inside = [h for h in horizons if h < rows.time.max()]
+def inside_followup(rows: Rows, horizons: Sequence[float], min_cell: int = 5) -> list[float]:
+    """The horizons with at least ``min_cell`` patients followed to or past them and at least
+    ``min_cell`` whose follow-up ended by them. A count rule, not the rows' first and last times:
+    asking about chosen horizons must not reveal one patient's follow-up (disclosure control)."""
+    t = rows.time
+    return [h for h in horizons if int((t > h).sum()) >= min_cell and int((t <= h).sum()) >= min_cell]
+
+
+def truncation(rows: Rows, horizons: Sequence[float], min_cell: int = 5) -> float | None:
+    """τ: the largest horizon inside the rows' follow-up by :func:`inside_followup` (or ``None``)."""
+    inside = inside_followup(rows, horizons, min_cell)
     return max(inside) if inside else None
 
 
-def metrics(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None
+def metrics(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None, min_cell: int = 5
             ) -> tuple[dict[Key, float], dict[Key, str]]:
     """Every metric on ``rows``: finite values by (metric, horizon), and reasons for the rest.
 
@@ -139,7 +147,7 @@ def metrics(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None
     ev = rows.event.astype(bool)
     y = Surv.from_arrays(ev, rows.time)
     t_min, t_max = float(rows.time.min()), float(rows.time.max())
-    inside = [h for h in model.horizons if t_min <= h < t_max]
+    inside = inside_followup(rows, model.horizons, min_cell)
     for h in model.horizons:
         if h not in inside:
             for m in PER_HORIZON:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from federated.evaluation import AGE_BANDS
 from federated.messages import Subgroup
 
-#: (name, low inclusive, high exclusive) in years
-AGE_BANDS: tuple[tuple[str, float | None, float | None], ...] = (
-    ("age < 50", None, 50.0), ("age 50–64", 50.0, 65.0), ("age ≥ 65", 65.0, None))
+__all__ = ["AGE_BANDS", "default_subgroups"]
 
 
 def default_subgroups(inputs: list[dict[str, Any]]) -> list[Subgroup]:

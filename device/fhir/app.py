@@ -167,9 +167,14 @@ def _register_fhir(app: FastAPI) -> None:
         body, _ = await json_body(request)
         if body.get("resourceType") != "Bundle" or body.get("type") != "batch":
             raise FhirError(422, "not-supported", "POST [base] takes a Bundle of type batch", ["Bundle.type"])
-        for k, entry in enumerate(body.get("entry") or []):
-            url = (entry.get("request") or {}).get("url", "") if isinstance(entry, dict) else ""
-            if url.split("?")[0].rstrip("/") not in ("Patient/$predict-risk", "/Patient/$predict-risk"):
+        entries = body.get("entry") or []
+        if not isinstance(entries, list):
+            raise FhirError(400, "structure", "Bundle.entry must be a list", ["Bundle.entry"])
+        for k, entry in enumerate(entries):
+            req = entry.get("request") if isinstance(entry, dict) else None
+            url = req.get("url") if isinstance(req, dict) else None
+            if not isinstance(url, str) or url.split("?")[0].rstrip("/") not in (
+                    "Patient/$predict-risk", "/Patient/$predict-risk"):
                 raise FhirError(422, "not-supported", f"Bundle.entry[{k}].request.url must be "
                                 "Patient/$predict-risk", [f"Bundle.entry[{k}].request.url"])
         return await _predict(request, body)

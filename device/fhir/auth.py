@@ -379,7 +379,7 @@ class TokenVerifier:
         segment = token.split(".", 1)[0]
         try:
             header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, RecursionError):
             raise _unauthorized("token is malformed (header is not base64url JSON)") from None
         if not isinstance(header, dict):
             raise _unauthorized("token is malformed (header is not a JSON object)")

@@ -117,7 +117,7 @@ def _prefetched(prefetch: dict[str, Any], key: str, resource_type: str) -> dict[
     kind = value.get("resourceType") if isinstance(value, dict) else None
     if kind == "OperationOutcome":
         issues = "; ".join(str(i.get("diagnostics", i.get("code", "?"))) for i in value.get("issue", [])
-                           if isinstance(i, dict))
+                           if isinstance(i, dict)) if isinstance(value.get("issue"), list) else ""
         raise FhirError(412, "required", f"prefetch {key!r}: the CDS client could not fetch it "
                         f"({issues or 'no details'}); this service does not query the EHR",
                         [f"prefetch.{key}"])

@@ -78,7 +78,7 @@ async def json_body(request: Request) -> tuple[dict[str, Any], str]:
     ctype = request.headers.get("content-type")
     if not ctype:
         raise FhirError(415, "not-supported", "Content-Type missing: send application/fhir+json")
-    if _media_types(ctype)[0] not in _JSON_TYPES:
+    if (_media_types(ctype) or [""])[0] not in _JSON_TYPES:
         raise FhirError(415, "not-supported",
                         f"Content-Type {ctype} is not supported: send application/fhir+json")
     raw = await request.body()

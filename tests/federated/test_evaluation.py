@@ -224,7 +224,9 @@ def test_the_reply_holds_aggregates_only_and_suppresses_small_groups(
     groups = reply.risk_groups
     assert 1 <= len(groups) <= 5 and all(g.n >= 20 and g.events >= 5 for g in groups)
     assert sum(g.n for g in groups) == n
-    assert [g.predicted[0] for g in groups] == sorted(g.predicted[0] for g in groups)
+    # a group reports horizons only up to its last released KM step (disclosure control)
+    scored = [g for g in groups if g.horizons and g.horizons[0] == HORIZONS[0]]
+    assert [g.predicted[0] for g in scored] == sorted(g.predicted[0] for g in scored)
 
 
 def test_a_small_cell_is_protected_from_subtraction(demo: Demo) -> None:
@@ -283,3 +285,38 @@ def test_a_library_error_leaves_the_site_without_its_numbers() -> None:
 
     msg = _reason(ValueError("all times must be within follow-up time of test data: [8.0; 2659.0["))
     assert msg == "ValueError: all times must be within follow-up time of test data: [#; #["
+
+
+@pytest.mark.req("RC-PRIV-001")
+def test_a_site_refuses_subgroups_it_has_not_pinned(demo: Demo) -> None:
+    """Overlapping age thresholds (age < 40, < 41, …) could be differenced down to single women;
+    a site evaluates only the declared age bands and yes/no splits of binary covariates."""
+    parts, artifact = demo
+    probes = [[Subgroup(name="age < 41", partition="a", variable="age", high=41.0)],
+              [Subgroup(name="tsize = 25", partition="t", variable="tsize", equals=1.0)],
+              [SUBGROUPS[0], SUBGROUPS[0].model_copy(update={"name": "again", "partition": "b"})]]
+    for subs in probes:
+        reply = decode_reply(Site("h0", parts[0]).handle(request(artifact, n_boot=0, subgroups=subs)))
+        assert reply.kind == "error", subs
+        assert "age" in reply.message or "binary" in reply.message or "twice" in reply.message
+
+
+@pytest.mark.req("RC-PRIV-001")
+def test_horizons_reveal_no_individual_follow_up_or_event_time(demo: Demo) -> None:
+    """Probing with many horizons: the observed risk of a risk group changes only at the released
+    (disclosure-controlled) KM steps, and 'inside the follow-up' is a count rule, not the site's
+    first or last time."""
+    parts, artifact = demo
+    part = parts[0]
+    probes = [float(h) for h in np.linspace(100.0, 1800.0, 6)]
+    reply = evaluate(part, request(artifact, n_boot=0, subgroups=[], horizons=probes))
+    for group in reply.risk_groups:
+        released = [0.0, *group.km_times]
+        risk = {h: o for h, o in zip(group.horizons, group.observed, strict=True)}
+        for h, observed in risk.items():
+            last = max(t for t in released if t <= h)
+            km = 1.0 if last == 0.0 else group.km_survival[group.km_times.index(last)]
+            assert observed == pytest.approx(1.0 - km, abs=1e-12)
+    t = part["time"].to_numpy()
+    inside = {h for h in probes if (t > h).sum() >= 5 and (t <= h).sum() >= 5}
+    assert {h for (m, h) in values(reply.overall) if m == "td_auc"} <= inside

@@ -298,3 +298,19 @@ def test_a_result_that_cannot_be_stored_is_not_returned(server: Any, monkeypatch
     assert st.store.search("RiskAssessment")[0] == 0
     _, events = st.store.search("AuditEvent", count=1)
     assert "-> 500" in events[0]["outcomeDesc"]
+
+
+@pytest.mark.req("SRS-FHIR-004")
+def test_malformed_requests_found_by_review_are_4xx_never_500(server: Any) -> None:
+    import base64
+
+    client, key, _ = server
+    for entry in ({"request": "x"}, {"request": {"url": 5}}):
+        bad = {"resourceType": "Bundle", "type": "batch", "entry": [entry]}
+        outcome(client.post("/fhir", json=bad, headers=bearer(key)), 422)
+    outcome(client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": 5},
+                        headers=bearer(key)), 400)
+    outcome(client.post(PREDICT, content=b"{}", headers={**bearer(key), "Content-Type": ","}), 415)
+    deep = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
+    outcome(client.post(PREDICT, json={}, headers={"Authorization": f"Bearer {deep}.e30.sig",
+                                                    "Content-Type": FHIR_JSON}), 401)
