@@ -20,7 +20,8 @@ from dossier.style import esc, para, table
 THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
     ("Spoofing", "A client calls the endpoint with no token, a forged, expired, alg:none or wrong-audience "
      "token.", "Risk service; patient data in requests",
-     "ES256 JWT, algorithm pinned; iss, aud, exp checked; every request authenticated.",
+     "ES256 JWT, algorithm pinned; iss, aud, exp checked; every request authenticated except the "
+     "public metadata, OperationDefinition and CDS Hooks discovery.",
      ("SRS-AUTH-001", "SRS-AUTH-003", "RC-AUTH-001")),
     ("Spoofing", "A forged checkpoint or witness cosignature is presented as the ledger state.", "Ledger",
      "Ed25519 signed notes (C2SP); cosignature/v1 per site witness; strict-majority quorum.",
@@ -170,7 +171,8 @@ def build(inputs: DossierInputs) -> list[Flowable]:
              "(honest-but-curious), not trusted with any site's statistics. (c) The ledger: trusted by no "
              "one alone; its checkpoints count only when a majority of site witnesses cosigned them. (d) The "
              "FHIR server on a hospital server, reached by the EHR and integrating systems; every request "
-             "authenticated. (e) Operators with access to the workspace keys."),
+             "authenticated except the public metadata, OperationDefinition and CDS Hooks discovery. "
+             "(e) Operators with access to the workspace keys."),
         para("Assets: patient-level data and identities (confidentiality), the model artifact and the risk "
              "it computes (integrity), the ledger and audit trail (integrity, non-repudiation), the risk "
              "service (availability)."),

@@ -79,7 +79,8 @@ def _identification(inputs: DossierInputs, model: PrognosticModel) -> list[Flowa
         ["Device (software)", f"{inputs.device} {inputs.device_version}, commit {inputs.commit}"],
         ["Prognostic model", f"{model.ref}, kind {model.artifact.kind}, ties {model.artifact.ties}"],
         ["Model artifact SHA-256", code(model.sha256)],
-        ["Release state (ledger)", f"{entry.status} (model entry at ledger index {entry.ledger_index})"],
+        ["Release state (ledger)", f"{entry.status} (registered at ledger index {entry.ledger_index}; "
+                                   f"transitions {', '.join(f'{s} at {i}' for i, s in entry.history)})"],
         ["Outcome", f"{model.outcome}; time unit {model.time_unit}"],
         ["Horizons", horizons_text(model)],
         ["Training", f"{t.get('n')} patients, {t.get('events')} events, {len(t.get('sites') or [])} sites "
