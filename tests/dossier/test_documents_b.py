@@ -106,6 +106,7 @@ def test_a_missing_input_is_named(spec: DocumentSpec, inputs: DossierInputs) -> 
             spec.build(dataclasses.replace(inputs, **{need: EMPTY[need]}))
 
 
+@pytest.mark.req("SRS-DOS-001")
 def test_documents_are_discovered_with_unique_ids() -> None:
     ids = {d.id for d in DOCUMENTS}
     assert {s.id for s in SPECS} <= ids
@@ -147,6 +148,7 @@ def test_risk_file_does_not_accept_residual_risk_when_a_control_fails(inputs: Do
     assert "RC-INPUT-001 FAILED" in text
 
 
+@pytest.mark.req("SRS-DOS-002")
 def test_risk_regions_follow_the_policy() -> None:
     assert risk_management.region(3, 1) == "acceptable"
     assert risk_management.region(2, 2) == "acceptable"
@@ -198,6 +200,7 @@ def test_a_failed_criterion_is_reported_as_fail(inputs: DossierInputs, rendered:
     assert "NOT PASSED" in text and "FAIL" in text.replace("NOT PASSED", "")
 
 
+@pytest.mark.req("SRS-DOS-002")
 def test_model_card_names_every_coefficient_and_the_intended_use(inputs: DossierInputs,
                                                                  rendered: Render) -> None:
     text = flat(rendered(model_card.SPEC, inputs))
@@ -223,6 +226,7 @@ def test_release_notes_give_every_version_anchor_and_commit(inputs: DossierInput
     assert inputs.git and inputs.git[0].commit[:12] in text
 
 
+@pytest.mark.req("SRS-DOS-002")
 def test_pms_plan_takes_its_thresholds_from_the_requirements(inputs: DossierInputs, rendered: Render) -> None:
     text = flat(rendered(pms_plan.SPEC, inputs))
     assert inputs.requirements is not None
@@ -232,6 +236,7 @@ def test_pms_plan_takes_its_thresholds_from_the_requirements(inputs: DossierInpu
     assert "[0.8, 1.25]" in text and "[0.5, 2]" in text and "Art. 87" in text
 
 
+@pytest.mark.req("SRS-DOS-002")
 def test_gspr_checklist_cites_existing_requirements_and_documents(inputs: DossierInputs,
                                                                    rendered: Render) -> None:
     rows = gspr.CHAPTER_I + gspr.CHAPTER_II + gspr.CHAPTER_III
