@@ -145,7 +145,7 @@ def requests(model_inputs: Any, n: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(20261129)
     out = []
     for i in range(n):
-        values = {**DEMO_PATIENT, "tsize": float(rng.integers(5, 60)), "pnodes": int(rng.integers(0, 20)),
+        values = {**DEMO_PATIENT, "tsize": float(rng.integers(5, 60)), "pnodes": int(rng.integers(1, 20)),
                   "age": float(rng.integers(30, 80))}
         out.append(parameters(patient_bundle(model_inputs, values, patient_id=f"bench-{i}")))
     return out

@@ -204,7 +204,7 @@ class ModelRegistry:
         report = self.report(entry)
         if report.get("passed") is not True:
             raise RegistryError(f"the validation report of {entry.ref} did not pass")
-        self.artifact(entry.ref)
+        check_envelope(self.artifact(entry.ref))
         return self.ledger.append("release", {"model": entry.ref, "sha256": entry.sha256,
                                               "report_sha256": entry.validation["report_sha256"]
                                               if entry.validation else None,
@@ -229,6 +229,25 @@ class ModelRegistry:
             raise RegistryError(f"no released model{which}: release a validated model first "
                                 "(fedprog model release REF)")
         return live[-1]
+
+
+def check_envelope(artifact: dict[str, Any]) -> None:
+    """Refuse a model whose intended-use envelope reaches past its training data: the first and
+    the last tenth of every declared range must hold training patients, by the securely summed
+    coverage histogram the artifact carries (a suppressed small cell counts as populated). The
+    device refuses inputs outside the range, so the range must not promise what the data never
+    showed (ISO 14971 risk control for HAZ-INPUT-001)."""
+    for spec in artifact.get("inputs", []):
+        cov = spec.get("coverage")
+        if not cov or not cov.get("counts"):
+            continue
+        counts, edges = cov["counts"], cov["edges"]
+        for i, side in ((0, "lowest"), (len(counts) - 1, "highest")):
+            if counts[i] == 0:
+                raise RegistryError(
+                    f"input {spec['name']!r}: no training patient in the {side} tenth of its declared range "
+                    f"[{edges[i]:g}, {edges[i + 1]:g}]: the intended-use envelope must not exceed the "
+                    "training data; narrow the range in the study settings and retrain")
 
 
 def _replay(model: dict[str, Any], idx: int, kind: str, body: dict[str, Any]) -> None:

@@ -181,7 +181,7 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "coefficient without input": (_set("coefficients.grade", 0.1), "coefficients: 'grade' is not an input"),
     "standard error off": (_set("standard_errors.age", 1.0), "standard_errors: 'age'"),
     "negative standard error": (_set("standard_errors.age", -1.0), r"standard_errors\.age: .*greater"),
-    "min above max": (_set("inputs.0.min", 100.0), r"inputs\.0 \(input 'age'\): min 100 > max 90"),
+    "min above max": (_set("inputs.0.min", 100.0), r"inputs\.0 \(input 'age'\): min 100 > max 80"),
     "unknown input kind": (_set("inputs.0.kind", "text"), r"inputs\.0\.kind"),
     "bad time unit": (_set("outcome.time_unit", "fortnight"), r"outcome\.time_unit"),
     "non-positive horizon": (_set("outcome.horizons.0", 0.0), r"outcome\.horizons\.0: .*greater than 0"),
@@ -243,15 +243,15 @@ def test_optional_documented_fields_may_be_absent() -> None:
 def test_input_spec_accepts_inside_and_explains_outside() -> None:
     model = load_model(demo_artifact())
     age, tsize, hormone = model.inputs[0], model.inputs[1], model.inputs[6]
-    assert age.accepts(18) is None and age.accepts(90.0) is None and age.accepts(np.float64(50)) is None
-    assert age.accepts(90.5) == "age = 90.5 a is outside the intended-use range [18, 90] a"
-    assert tsize.accepts(0.5) == "tsize = 0.5 mm is outside the intended-use range [1, 150] mm"
+    assert age.accepts(20) is None and age.accepts(80.0) is None and age.accepts(np.float64(50)) is None
+    assert age.accepts(80.5) == "age = 80.5 a is outside the intended-use range [20, 80] a"
+    assert tsize.accepts(0.5) == "tsize = 0.5 mm is outside the intended-use range [3, 120] mm"
     assert age.accepts(math.nan) == "age: nan is not a finite number"
     assert age.accepts("fifty") == "age: 'fifty' is not a number"
     assert hormone.accepts(1) is None and hormone.accepts(True) is None and hormone.accepts(0.0) is None
     assert hormone.accepts(0.5) == "hormone_therapy: 0.5 is not a boolean (0 = false, 1 = true)"
     assert hormone.accepts(2) is not None
-    np.testing.assert_array_equal(age.accepts_array(np.array([17.9, 18, 50, 90, 90.1, np.nan])),
+    np.testing.assert_array_equal(age.accepts_array(np.array([19.9, 20, 50, 80, 80.1, np.nan])),
                                   [False, True, True, True, False, False])
 
 

@@ -137,3 +137,17 @@ def test_the_server_follows_withdrawals_and_newer_releases(registry: ModelRegist
         registry.withdraw(first, reason=" ")
     with pytest.raises(RegistryError, match="is withdrawn"):
         registry.record_validation(second, report(True))
+
+
+@pytest.mark.req("SRS-REG-001", "RC-INPUT-001")
+def test_a_model_whose_envelope_exceeds_its_training_data_is_not_released(registry: ModelRegistry) -> None:
+    art = demo_artifact()
+    age = next(i for i in art["inputs"] if i["name"] == "age")
+    age["coverage"]["counts"][-1] = 0  # nobody in the top tenth of the declared age range
+    art["version"] = "9"
+    registry.register(reseal(art), "demo@9")
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    with pytest.raises(RegistryError, match=r"'age': no training patient in the highest tenth"):
+        registry.release(r)
+    assert registry.get(r).status == "validated"

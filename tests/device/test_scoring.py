@@ -204,14 +204,14 @@ def test_delta_method_agrees_with_monte_carlo_over_beta(model: PrognosticModel) 
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: PrognosticModel) -> None:
     X = patients(model, 6, seed=9)
-    X[2, 0] = 95.0                 # age above 90 a
+    X[2, 0] = 95.0                 # age above 80 a
     X[4, 3] = -1.0                 # negative node count
     X[4, 6] = 0.5                  # hormone therapy neither 0 nor 1
     X[5, 1] = np.nan
     reasons = check_inputs(model, X)
     assert reasons[0] is None and reasons[1] is None and reasons[3] is None
-    assert reasons[2] == "age = 95 a is outside the intended-use range [18, 90] a"
-    assert reasons[4] == ("pnodes = -1 is outside the intended-use range [0, 60]; "
+    assert reasons[2] == "age = 95 a is outside the intended-use range [20, 80] a"
+    assert reasons[4] == ("pnodes = -1 is outside the intended-use range [1, 51]; "
                           "hormone_therapy: 0.5 is not a boolean (0 = false, 1 = true)")
     assert reasons[5] == "tsize: nan is not a finite number"
     with pytest.raises(ScoringError, match=r"^row 2: age = 95 a is outside .* \(and 2 more rows; see"):
@@ -226,8 +226,8 @@ def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: Prognos
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_values_are_never_clamped(model: PrognosticModel) -> None:
     x = patients(model, 1, seed=10)
-    x[0, 1] = 150.0 + 1e-9
-    with pytest.raises(ScoringError, match=r"tsize = 150\.000000001 mm is outside .* \[1, 150\] mm"):
+    x[0, 1] = 120.0 + 1e-9
+    with pytest.raises(ScoringError, match=r"tsize = 120\.000000001 mm is outside .* \[3, 120\] mm"):
         score(model, x)
 
 

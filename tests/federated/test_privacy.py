@@ -97,13 +97,13 @@ def test_declared_ranges_are_checked_and_reported_without_small_cells(tmp_path) 
     study = write_demo_study(tmp_path)
     fit, art = train(study)
     age = next(i for i in art["inputs"] if i["name"] == "age")
-    assert (age["min"], age["max"]) == (18.0, 90.0)  # declared, never a patient's value
+    assert (age["min"], age["max"]) == (20.0, 80.0)  # declared, never a patient's value
     counts = age["coverage"]["counts"]
     assert len(counts) == 10 and all(c is None or c == 0 or c >= 5 for c in counts)
     assert sum(c for c in counts if c) <= 686 and None in counts  # the youngest bin holds < 5 women
     narrow = {**DEMO_INPUTS, "age": DEMO_INPUTS["age"].model_copy(update={"min": 30.0})}
     with pytest.raises(DataError, match=r"\d+ training values of 'age' lie outside its declared range "
-                                        r"\[30, 90\]"):
+                                        r"\[30, 80\]"):
         train(study.model_copy(update={"inputs": narrow}))
     assert build_artifact(fit, study) == art
 

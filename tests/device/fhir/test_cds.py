@@ -29,7 +29,7 @@ from tests.device.test_model import demo_artifact, reseal
 BASE = "http://test/fhir"
 URL = f"/cds-services/{SERVICE_ID}"
 #: inputs chosen to land in each band of RISK_BANDS at 5 years (checked against score() below)
-LOW = {**DEMO_VALUES, "age": 40.0, "tsize": 5.0, "tgrade": 1, "pnodes": 0, "progrec": 2000.0, "estrec": 100.0}
+LOW = {**DEMO_VALUES, "age": 40.0, "tsize": 5.0, "tgrade": 1, "pnodes": 1, "progrec": 2000.0, "estrec": 100.0}
 MIDDLE = {**DEMO_VALUES, "pnodes": 1, "progrec": 300.0}
 HIGH = DEMO_VALUES
 
@@ -203,7 +203,7 @@ def test_an_out_of_range_input_gives_a_cannot_score_card_naming_it(client: TestC
     assert card["indicator"] == "info"
     assert card["summary"] == ("Recurrence-free survival risk not shown: missing or out-of-range input: "
                                "age, pnodes")
-    assert "age = 95 a is outside the intended-use range [18, 90] a" in card["detail"]
+    assert "age = 95 a is outside the intended-use range [20, 80] a" in card["detail"]
 
 
 @pytest.mark.req("SRS-CDS-002")

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.req("SRS-FHIR-003")
 
 def entry(i: int, **values: Any) -> dict[str, Any]:
     """A batch entry for patient ``b<i>``: the demo values, varied by ``i``, overridden by ``values``."""
-    v = {**DEMO_VALUES, "tsize": 5.0 + i % 50, "pnodes": i % 12, "age": 30.0 + i % 50, **values}
+    v = {**DEMO_VALUES, "tsize": 5.0 + i % 50, "pnodes": 1 + i % 12, "age": 30.0 + i % 50, **values}
     v = {k: x for k, x in v.items() if x is not None}
     return {"resource": parameters(patient_bundle(v, patient_id=f"b{i}")), "request": URL}
 
