@@ -149,28 +149,16 @@ def _register_fhir(app: FastAPI) -> None:
               response_class=FhirResponse)
     async def predict_risk(request: Request) -> FhirResponse:
         """Score a patient (Parameters or Bundle) or a ``batch`` Bundle of patients."""
-        ctx = audit_ctx(request)
-        ctx.interaction = "operation"
-        negotiate(request)
-        authorize(request, "RiskAssessment", "c")
-        body, _ = await json_body(request)
-        return await _predict(request, body)
+        return await _predict(request, await _scoring_request(request))
 
     @app.post("/fhir", tags=["FHIR"], responses=_ERRORS, openapi_extra=_FHIR_BODY,
               response_class=FhirResponse)
     async def batch(request: Request) -> FhirResponse:
         """A ``batch`` Bundle whose entries each POST ``Patient/$predict-risk``."""
-        ctx = audit_ctx(request)
-        ctx.interaction = "operation"
-        negotiate(request)
-        authorize(request, "RiskAssessment", "c")
-        body, _ = await json_body(request)
+        body = await _scoring_request(request)
         if body.get("resourceType") != "Bundle" or body.get("type") != "batch":
             raise FhirError(422, "not-supported", "POST [base] takes a Bundle of type batch", ["Bundle.type"])
-        entries = body.get("entry") or []
-        if not isinstance(entries, list):
-            raise FhirError(400, "structure", "Bundle.entry must be a list", ["Bundle.entry"])
-        for k, entry in enumerate(entries):
+        for k, entry in enumerate(service.batch_entries(body)):
             req = entry.get("request") if isinstance(entry, dict) else None
             url = req.get("url") if isinstance(req, dict) else None
             if not isinstance(url, str) or url.split("?")[0].rstrip("/") not in (
@@ -225,6 +213,16 @@ def _register_reads(app: FastAPI) -> None:
         st = state(request)
         total, found = st.store.search("AuditEvent", None, _count)
         return FhirResponse(resources.searchset(found, total, st.base_url))
+
+
+async def _scoring_request(request: Request) -> dict[str, Any]:
+    """The edge of both scoring routes: audited as an operation, FHIR JSON negotiated, a token
+    allowed to create RiskAssessments, and the JSON body."""
+    audit_ctx(request).interaction = "operation"
+    negotiate(request)
+    authorize(request, "RiskAssessment", "c")
+    body, _ = await json_body(request)
+    return body
 
 
 async def _predict(request: Request, body: dict[str, Any]) -> FhirResponse:
