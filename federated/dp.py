@@ -22,8 +22,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.optimize import brentq
-from scipy.special import log_ndtr, ndtr
 
 from .exceptions import FederatedError
 
@@ -107,6 +105,8 @@ def laplace_scale(sensitivity_l1: float, epsilon: float) -> float:
 def _analytic_delta(s: float, epsilon: float) -> float:
     """δ(σ) of the Gaussian mechanism at ``s = σ/Δ`` (Balle & Wang 2018, Thm 8), overflow-safe."""
     a, b = 0.5 / s, epsilon * s
+    from scipy.special import log_ndtr, ndtr  # imported on use, as brentq below
+
     return float(ndtr(a - b) - math.exp(epsilon + float(log_ndtr(-a - b))))
 
 
@@ -135,6 +135,8 @@ def gaussian_sigma(sensitivity_l2: float, epsilon: float, delta: float) -> float
         hi *= 2
     if not (excess(lo) > 0 >= excess(hi)):
         raise ValueError(f"cannot bracket sigma for epsilon={epsilon!r}, delta={delta!r}")
+    from scipy.optimize import brentq  # here: scipy.optimize costs 0.4 s to import, sites never need it
+
     s = float(brentq(excess, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500))
     step = s * np.finfo(float).eps
     while excess(s) > 0:  # land on the feasible side of the root (a few ulps at most)

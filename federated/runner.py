@@ -23,7 +23,7 @@ from .km import KMFit, fit_km
 from .messages import ConsentGate
 from .site import Site
 from .study import StudySpec
-from .transport import InProcessTransport
+from .transport import Transport, as_transport
 
 Progress = Callable[[int, str], None] | None
 
@@ -39,21 +39,27 @@ def make_sites(study: StudySpec, transcript_dir: Path | None = None) -> list[Sit
     return [Site(s.name, s.path, transcript_dir=transcript_dir) for s in study.sites]
 
 
-def _coordinator(study: StudySpec, kind: str, sites: list[Site], on_round: Progress) -> Coordinator:
+def _coordinator(study: StudySpec, kind: str, transport: Transport, on_round: Progress) -> Coordinator:
     digest = hashlib.sha256(study.model_dump_json(exclude={"sites"}).encode()).hexdigest()[:16]
-    return Coordinator(InProcessTransport(sites), session=f"{kind}-{digest}", timeout=study.timeout,
+    return Coordinator(transport, session=f"{kind}-{digest}", timeout=study.timeout,
                        secure=study.secure_aggregation, on_round=on_round)
 
 
+def _reach(study: StudySpec, sites: list[Site] | Transport | None, transcript_dir: Path | None) -> Transport:
+    return as_transport(sites if sites is not None else make_sites(study, transcript_dir))
+
+
 def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
-          sites: list[Site] | None = None, consent: ConsentGate | None = None
+          sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None
           ) -> tuple[CoxFit, dict[str, Any]]:
     """Fit the study's Cox model over its sites; return the fit and the sealed artifact.
 
-    With ``consent``, every site uses only patients whose consent was active at that ledger
-    checkpoint, and the artifact records the checkpoint.
+    ``sites`` are in-process :class:`Site` objects or any :class:`Transport` that reaches them
+    (Flower: :class:`federated.flower_transport.FlowerTransport`); by default the study's own
+    tables in this process. With ``consent``, every site uses only patients whose consent was
+    active at that ledger checkpoint, and the artifact records the checkpoint.
     """
-    sites = sites if sites is not None else make_sites(study, transcript_dir)
+    sites = _reach(study, sites, transcript_dir)
     coord = _coordinator(study, "cox", sites, on_round)
     fit = fit_cox(coord, study.cohort(), ties=study.ties, penalty=study.penalty, tol=study.tol,
                   max_iter=study.max_iter, policy=study.policy, consent=consent)
@@ -63,7 +69,7 @@ def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Pro
     return fit, build_artifact(fit, study, privacy=privacy)
 
 
-def _private_coefficients(study: StudySpec, fit: CoxFit, sites: list[Site],
+def _private_coefficients(study: StudySpec, fit: CoxFit, sites: Transport,
                           consent: ConsentGate | None) -> tuple[CoxFit, dict[str, Any]]:
     """Sample-and-aggregate: fit on ``dp.blocks`` disjoint random blocks of patients, clip the
     standardised coefficients, average and add noise (:func:`federated.dp.sample_and_aggregate`).
@@ -109,8 +115,9 @@ def _private_coefficients(study: StudySpec, fit: CoxFit, sites: list[Site],
 
 
 def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
-                 sites: list[Site] | None = None, consent: ConsentGate | None = None) -> KMFit:
-    """Federated Kaplan–Meier (and log-rank with a group column) over the study's sites."""
-    sites = sites if sites is not None else make_sites(study, transcript_dir)
+                 sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None) -> KMFit:
+    """Federated Kaplan–Meier (and log-rank with a group column) over the study's sites
+    (in-process :class:`Site` objects or a :class:`Transport`, as for :func:`train`)."""
+    sites = _reach(study, sites, transcript_dir)
     coord = _coordinator(study, "km", sites, on_round)
     return fit_km(coord, study.cohort(for_km=True), policy=study.policy, dp=study.dp, consent=consent)

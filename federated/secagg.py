@@ -204,6 +204,20 @@ class KeyPair:
         """A fresh random key pair."""
         return cls(private=X25519PrivateKey.generate())
 
+    @classmethod
+    def derive(cls, secret: bytes, *, session: str, round: int) -> KeyPair:
+        """The key pair for ``(session, round)`` derived from a site's 32-byte ``secret``.
+
+        HKDF-SHA256 (RFC 5869) bound to session and round, so every round still has its own
+        key, while a site whose process restarts between rounds (a Flower ClientApp runs once
+        per message) can re-create the key it announced. ``secret`` never leaves the site.
+        """
+        if len(secret) < 32:
+            raise ValueError(f"the key-derivation secret must have ≥ 32 bytes, got {len(secret)}")
+        raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=session.encode(),
+                   info=INFO_PREFIX + f"|key|{round}".encode()).derive(secret)
+        return cls(private=X25519PrivateKey.from_private_bytes(raw))
+
     def public_bytes(self) -> bytes:
         """The 32-byte raw public key to send to the peers."""
         return self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)

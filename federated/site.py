@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -65,11 +65,19 @@ class Site:
         The site's consent registry: every computation then uses only patients with
         active consent as of the ledger checkpoint the request names (and is refused
         without one); ``patient_column`` holds the patient ids.
+    keygen : callable, optional
+        ``(session, round) -> KeyPair`` for the key announced after each round; default a fresh
+        random key. A deployment whose site process does not outlive a message passes
+        :meth:`federated.secagg.KeyPair.derive` over a secret the site keeps.
+    append_transcript : bool
+        Append to an existing transcript instead of starting a fresh one.
     """
 
     def __init__(self, name: str, data: pd.DataFrame | Path | str,
                  transcript_dir: Path | None = None, consent: ConsentSource | None = None,
-                 patient_column: str = "patient_id") -> None:
+                 patient_column: str = "patient_id",
+                 keygen: Callable[[str, int], secagg.KeyPair] | None = None,
+                 append_transcript: bool = False) -> None:
         self.name = name
         self.consent = consent
         self.patient_column = patient_column
@@ -78,7 +86,8 @@ class Site:
         self._sessions: dict[str, SiteSession] = {}
         self._keys: dict[str, secagg.KeyPair] = {}
         self._transcript = Path(transcript_dir) / f"{name}.jsonl" if transcript_dir else None
-        self._transcript_started = False
+        self._transcript_started = append_transcript
+        self._keygen = keygen or (lambda session, round_: secagg.KeyPair.generate())
         self.local_summary: tuple[int, int] | None = None  # (patients, events), never sent as such
 
     # ----------------------------------------------------------------- wire
@@ -93,6 +102,25 @@ class Site:
         out = encode(reply)
         self._record(reply, out)
         return out
+
+    def replay(self, history: Sequence[bytes]) -> None:
+        """Re-enter the state that answering ``history`` (earlier requests, in order) left.
+
+        For a site whose process ends after each message: its requests are public (they came
+        from the coordinator) and its rows are its own, so answering them again rebuilds the
+        fit's state without keeping any patient-level value between messages. Nothing is
+        recorded in the transcript, nothing is sent, and an evaluation is not recomputed (it
+        leaves no state but its round key). Keys repeat only with a deterministic ``keygen``.
+        """
+        for payload in history:
+            req = decode_request(payload)
+            if isinstance(req, EvaluateRequest):
+                if req.secure is not None:
+                    self._keys[req.session] = self._keygen(req.session, req.round)
+                continue
+            reply = self._answer(req)
+            if isinstance(reply, ErrorReply):
+                raise ProtocolError(f"replaying {req.kind!r} round {req.round} failed: {reply.message}")
 
     def _answer(self, req: object) -> Reply:
         base = {"session": req.session, "round": req.round}  # type: ignore[attr-defined]
@@ -169,7 +197,7 @@ class Site:
             peers = {name: base64.b64decode(pk) for name, pk in secure.peers.items()}
             updates = _masked_fields(reply, keys, peers, me=self.name, session=session,
                                      round_=req.round)  # type: ignore[attr-defined]
-        nxt = secagg.KeyPair.generate()
+        nxt = self._keygen(session, req.round)  # type: ignore[attr-defined]
         self._keys[session] = nxt
         updates["next_key"] = base64.b64encode(nxt.public_bytes()).decode("ascii")
         return reply.model_copy(update=updates)

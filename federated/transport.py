@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .site import Site
 
 
+@runtime_checkable
 class Transport(Protocol):
     """Delivers one request to each named site and returns the replies that came in time."""
 
@@ -27,6 +28,17 @@ class Transport(Protocol):
         """Send ``payloads[site]`` to each site; return the replies received within ``timeout``
         seconds. A site missing from the result did not answer in time (or could not be reached)."""
         ...
+
+    def only(self, names: Sequence[str]) -> Transport:
+        """The same transport restricted to the sites ``names`` (e.g. all but a held-out site)."""
+        ...
+
+
+def as_transport(sites: Sequence[Site] | Transport, *, parallel: bool = True) -> Transport:
+    """``sites`` itself if it is a transport, else an :class:`InProcessTransport` over them."""
+    if isinstance(sites, Transport):
+        return sites
+    return InProcessTransport(list(sites), parallel=parallel)
 
 
 class InProcessTransport:
@@ -49,6 +61,9 @@ class InProcessTransport:
     @property
     def sites(self) -> list[str]:
         return list(self._sites)
+
+    def only(self, names: Sequence[str]) -> InProcessTransport:
+        return InProcessTransport([self._sites[n] for n in names], parallel=self._parallel)
 
     def exchange(self, payloads: Mapping[str, bytes], timeout: float) -> dict[str, bytes]:
         replies: dict[str, bytes] = {}

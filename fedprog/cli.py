@@ -8,6 +8,7 @@ from . import (
     audit_cmd,
     consent_cmd,
     demo_cmd,
+    deploy_cmd,
     dossier_cmd,
     ledger_cmd,
     model_cmd,
@@ -41,6 +42,7 @@ trace_cmd.app.command("soup")(soup_cmd.soup)
 trace_cmd.app.command("sbom")(soup_cmd.sbom)
 app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(dossier_cmd.app, name="dossier")
+app.add_typer(deploy_cmd.app, name="deploy")
 
 
 def main() -> None:

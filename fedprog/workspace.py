@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from consent.registry import ConsentRegistry
 from device.registry import ModelEntry, ModelRegistry
@@ -27,7 +28,8 @@ from federated.cox import CoxFit
 from federated.messages import ConsentGate
 from federated.site import Site
 from federated.study import StudySpec
-from ledger.checkpoint import CosignatureSigner, NoteSigner, format_note, parse_note
+from federated.transport import Transport
+from ledger.checkpoint import CosignatureSigner, NoteSignature, NoteSigner, format_note, parse_note
 from ledger.files import secret_file, write_json_atomic
 from ledger.log import Ledger
 from ledger.witness import QuorumPolicy, Witness
@@ -36,6 +38,19 @@ if TYPE_CHECKING:
     from validation.run import Options as ValidationOptions
 
 MANIFEST = "workspace.json"
+
+
+class Witnesses(Protocol):
+    """How the coordinator reaches the sites' witnesses: in this process (:class:`LocalWitnesses`)
+    or as messages to each site (a Flower deployment, :mod:`fedprog.flower_app`)."""
+
+    def last_size(self, site: str) -> int:
+        """Size of the last checkpoint the site's witness cosigned (0 if none)."""
+        ...
+
+    def cosign(self, site: str, note: str, proof: Sequence[bytes]) -> NoteSignature:
+        """The site's witness cosignature of ``note`` (``proof``: consistency from its last size)."""
+        ...
 
 
 class WorkspaceError(ValueError):
@@ -135,11 +150,13 @@ class Workspace:
                                                   for n in self.sites]})
 
     # ------------------------------------------------------------ checkpoints
-    def publish_checkpoint(self) -> tuple[str, list[str]]:
+    def publish_checkpoint(self, witnesses: Witnesses | None = None) -> tuple[str, list[str]]:
         """Sign a checkpoint of the current log and have every site's witness cosign it.
 
+        ``witnesses`` reaches them (default: the witness keys in this workspace's site folders).
         Returns the cosigned note and the names of the witnesses that cosigned.
         """
+        reach = witnesses if witnesses is not None else LocalWitnesses(self)
         ledger = self.ledger
         text, signatures = parse_note(ledger.checkpoint())
         signed = [s for s in signatures if s.name == ledger.verifier.name]
@@ -147,19 +164,31 @@ class Workspace:
         size = ledger.size
         cosignatures = []
         for site in self.sites:
-            witness = self.witness(site)
-            last = witness.state.size
+            last = reach.last_size(site)
             proof = ledger.consistency_proof(last, size) if 0 < last < size else []
-            cosignatures.append(witness.cosign(note, proof))
+            cosignatures.append(reach.cosign(site, note, proof))
         cosigned = format_note(text, signed + cosignatures)
         ledger.add_cosignatures(size, cosigned)
         return cosigned, [s.name for s in cosignatures]
 
-    def consent_gate(self, job: str) -> ConsentGate:
+    def consent_gate(self, job: str, witnesses: Witnesses | None = None) -> ConsentGate:
         """A witnessed checkpoint of now, for a training job to filter consent against."""
-        self.publish_checkpoint()
+        self.publish_checkpoint(witnesses)
         size = self.ledger.size
         return ConsentGate(size=size, root=self.ledger.root(size).hex(), job=job)
+
+
+class LocalWitnesses:
+    """The sites' witnesses from their keys in the workspace (the embedded default)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def last_size(self, site: str) -> int:
+        return self._ws.witness(site).state.size
+
+    def cosign(self, site: str, note: str, proof: Sequence[bytes]) -> NoteSignature:
+        return self._ws.witness(site).cosign(note, proof)
 
 
 def next_version(version: str) -> str:
@@ -168,29 +197,32 @@ def next_version(version: str) -> str:
 
 
 def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEntry | None = None,
-                       sites: list[Site] | None = None) -> tuple[CoxFit, dict[str, Any]]:
+                       sites: list[Site] | Transport | None = None, witnesses: Witnesses | None = None
+                       ) -> tuple[CoxFit, dict[str, Any]]:
     """Train under a fresh, witnessed consent checkpoint and register the model in the ledger.
 
     Every site uses only patients whose consent is active at that checkpoint and remembers,
     privately, which it used (so that a later revocation flags this model). A successor
-    links to its predecessor.
+    links to its predecessor. ``sites`` and ``witnesses`` reach the sites (default: in this
+    process; a Flower deployment passes its transport and remote witnesses).
     """
     from federated.runner import train
 
     if predecessor is not None:
         study = study.model_copy(update={"version": next_version(predecessor.version)})
     job = f"{study.model_id}@{study.version}"
-    gate = ws.consent_gate(job)
+    gate = ws.consent_gate(job, witnesses)
     study = ws.study_spec(study)
     fit, artifact = train(study, sites=sites if sites is not None else ws.site_objects(), consent=gate)
     ws.models.register(artifact, job, predecessor=None if predecessor is None else predecessor.ref,
                        study=json.loads(study.model_dump_json(exclude={"sites"})))
-    ws.publish_checkpoint()
+    ws.publish_checkpoint(witnesses)
     return fit, artifact
 
 
-def validate_in_workspace(ws: Workspace, ref: str,
-                          options: ValidationOptions | None = None) -> dict[str, Any]:
+def validate_in_workspace(ws: Workspace, ref: str, options: ValidationOptions | None = None, *,
+                          sites: list[Site] | Transport | None = None, witnesses: Witnesses | None = None
+                          ) -> dict[str, Any]:
     """Validate a registered model on the sites' consented data (:mod:`validation.run`) and record
     the verdict at the release gate: the report is kept by its hash and anchored in the ledger as a
     ``validation`` entry. A released or withdrawn model is validated all the same (its report is
@@ -204,13 +236,14 @@ def validate_in_workspace(ws: Workspace, ref: str,
     entry = ws.models.get(ref)
     model = ws.models.artifact(entry.ref)
     study = StudySpec.model_validate(ws.models.study_of(entry))
-    gate = ws.consent_gate(f"validation:{entry.ref}")
-    report = run_validation(model, study, ws.site_objects(), gate, ws.root / "validation", options)
+    gate = ws.consent_gate(f"validation:{entry.ref}", witnesses)
+    report = run_validation(model, study, sites if sites is not None else ws.site_objects(), gate,
+                            ws.root / "validation", options)
     recorded: dict[str, Any] = {"recorded": False, "report_sha256": sealed_sha256(report)}
     if entry.lifecycle in ("released", "withdrawn"):
         recorded["reason"] = (f"{entry.ref} is {entry.lifecycle}: its state cannot change (validate a new "
                               "version to release)")
     else:
         recorded.update(recorded=True, ledger_index=ws.models.record_validation(entry.ref, report).index)
-    ws.publish_checkpoint()
+    ws.publish_checkpoint(witnesses)
     return {**report, "registry": recorded}

@@ -34,7 +34,7 @@ from federated.exceptions import FederatedError
 from federated.messages import ConsentGate, EvaluateReply, EvaluateRequest, EvaluationModel, Subgroup
 from federated.site import Site
 from federated.study import StudySpec
-from federated.transport import InProcessTransport
+from federated.transport import Transport, as_transport
 
 from . import report as rep
 from . import verification
@@ -80,10 +80,11 @@ def evaluation_model(artifact: dict[str, Any]) -> EvaluationModel:
                            horizons=w(np.array(horizons, dtype=float)))
 
 
-def evaluate_at(sites: Sequence[Site], artifact: dict[str, Any], study: StudySpec,
+def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], study: StudySpec,
                 consent: ConsentGate | None, options: Options, subgroups: list[Subgroup], *, session: str
                 ) -> tuple[dict[str, EvaluateReply], dict[str, str]]:
-    """Send ``evaluate`` to ``sites``; their replies, and the sites that dropped out (with why)."""
+    """Send ``evaluate`` to ``sites`` (in-process Sites or a :class:`Transport`); their replies, and
+    the sites that dropped out (with why)."""
     horizons = artifact["outcome"]["horizons"]
     tmax = float(max(horizons))
     cohort = study.cohort().model_copy(update={"covariates": tuple(i["name"] for i in artifact["inputs"]),
@@ -91,7 +92,7 @@ def evaluate_at(sites: Sequence[Site], artifact: dict[str, Any], study: StudySpe
     timeout = study.timeout + 0.5 * options.n_boot * (1 + len(subgroups))
     # one site after the other: the metrics are Python-bound, so in-process threads would only
     # contend for the GIL (measured 1.7× slower on the demo); a deployment's sites run in parallel
-    coord = Coordinator(InProcessTransport(list(sites), parallel=False), session=session, timeout=timeout,
+    coord = Coordinator(as_transport(sites, parallel=False), session=session, timeout=timeout,
                         secure=False)
     fields = {"cohort": cohort, "policy": study.policy, "consent": consent,
               "model": evaluation_model(artifact), "n_boot": options.n_boot, "seed": options.seed,
@@ -102,35 +103,36 @@ def evaluate_at(sites: Sequence[Site], artifact: dict[str, Any], study: StudySpe
     return replies, dict(coord.dropped)
 
 
-def leave_one_site_out(sites: Sequence[Site], artifact: dict[str, Any], study: StudySpec,
+def leave_one_site_out(sites: Sequence[Site] | Transport, artifact: dict[str, Any], study: StudySpec,
                        consent: ConsentGate | None, options: Options) -> dict[str, dict[str, Any]]:
     """For each site: a model trained on the others (same settings), evaluated at it."""
     from federated.runner import train
 
+    reach = as_transport(sites, parallel=False)
     out: dict[str, dict[str, Any]] = {}
-    for held in sites:
-        others = [s for s in sites if s is not held]
+    for held in reach.sites:
+        others = [s for s in reach.sites if s != held]
         if len(others) < study.policy.min_sites:
-            out[held.name] = {"possible": False, "reason": f"{len(others)} other site(s), the policy's "
-                              f"min_sites is {study.policy.min_sites}"}
+            out[held] = {"possible": False, "reason": f"{len(others)} other site(s), the policy's "
+                         f"min_sites is {study.policy.min_sites}"}
             continue
-        loso_study = study.model_copy(update={"model_id": f"{study.model_id}-without-{held.name}"})
+        loso_study = study.model_copy(update={"model_id": f"{study.model_id}-without-{held}"})
         try:
-            _, model = train(loso_study, sites=others, consent=consent)
-            replies, dropped = evaluate_at([held], model, study, consent, options, [],
+            _, model = train(loso_study, sites=reach.only(others), consent=consent)
+            replies, dropped = evaluate_at(reach.only([held]), model, study, consent, options, [],
                                            session=f"loso-{model['sha256'][:12]}")
         except FederatedError as exc:
-            out[held.name] = {"possible": False, "reason": str(exc)}
+            out[held] = {"possible": False, "reason": str(exc)}
             continue
         training = model["training"]
         entry: dict[str, Any] = {
             "possible": True, "model_sha256": model["sha256"],
             "training": {k: training[k] for k in ("sites", "n", "events", "converged")}}
-        if held.name in replies:
-            entry.update(rep.block(replies[held.name].overall))
+        if held in replies:
+            entry.update(rep.block(replies[held].overall))
         else:
-            entry.update(possible=False, reason=f"dropped: {dropped.get(held.name, 'no reply')}")
-        out[held.name] = entry
+            entry.update(possible=False, reason=f"dropped: {dropped.get(held, 'no reply')}")
+        out[held] = entry
     return out
 
 
@@ -151,10 +153,11 @@ def _verify(folder: Path, options: Options) -> dict[str, Any]:
     return verification.run_suite(folder, list(options.verification_args or ()), options.verification_timeout)
 
 
-def run_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[Site],
+def run_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[Site] | Transport,
                    consent: ConsentGate | None, root: Path, options: Options | None = None
                    ) -> dict[str, Any]:
-    """Validate ``artifact`` at ``sites``; write the report folder under ``root``; return the report.
+    """Validate ``artifact`` at ``sites`` (in-process Sites or a :class:`Transport`, e.g. Flower's);
+    write the report folder under ``root``; return the report.
 
     ``study`` holds the training settings (cohort columns, disclosure policy, timeouts) the model
     was registered with; ``consent`` the witnessed checkpoint every site filters its rows by.

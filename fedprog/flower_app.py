@@ -1,0 +1,283 @@
+"""The Flower App of a fedprog deployment: a ServerApp at the coordinating centre, a ClientApp
+at each hospital's SuperNode (Flower's Message API; referenced by the app's ``pyproject.toml``,
+which ``fedprog deploy app`` writes).
+
+Only the transport differs from an in-process run: the ServerApp runs the same coordinator
+code (:mod:`federated.runner`, :mod:`validation.run`, :mod:`fedprog.workspace`) over a
+:class:`~federated.flower_transport.FlowerTransport`, and the ClientApp answers with the same
+:class:`~federated.site.Site` (:mod:`federated.flower_site`). Settings come from Flower's
+configs, checked here with pydantic:
+
+* each SuperNode's **node config** names its site: ``site``, ``data-path``, optionally
+  ``patient-column``, ``workspace`` (the hospital's fedprog workspace: its consent registry
+  ``sites/<site>/consent.sqlite``, its witness key ``sites/<site>/witness.key`` and the ledger)
+  and ``transcript-dir``;
+* the **run config** holds the study: ``study`` (study file at the coordinator), ``out``
+  (folder for the results), ``jobs`` (``cox``, ``km``, ``validate``, comma-separated),
+  ``sites``, ``connect-timeout``, ``round-timeout``, ``workspace``, ``model``, ``n-boot``.
+
+The ServerApp writes ``<out>/result.json`` — ``status`` ``ok`` or ``failed`` with the error —
+because ``flwr run`` itself reports success even when a ServerApp failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from federated import flower_site
+from federated.exceptions import FederatedError
+from federated.flower_transport import RECORD, FlowerTransport, discover, hello_reply
+from federated.site import Site
+from federated.study import StudySpec, first_error, load_study
+from ledger.checkpoint import NoteSignature, parse_body, parse_note
+from ledger.files import write_json_atomic
+
+COSIGN_TYPE = "query.fedprog_cosign"
+Job = Literal["cox", "km", "validate"]
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _csv(value: object) -> object:
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+class NodeSettings(BaseModel):
+    """A SuperNode's ``--node-config``: which site it serves and where that site's files are."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=_kebab, frozen=True)
+
+    site: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data_path: Path
+    patient_column: str = "patient_id"
+    workspace: Path | None = None
+    transcript_dir: Path | None = None
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> NodeSettings:
+        try:
+            return cls.model_validate(dict(config))
+        except ValidationError as exc:
+            raise ValueError(f"node config: {first_error(exc)}") from None
+
+    def site_factory(self) -> flower_site.SiteFactory:
+        def make(keygen: Any, append: bool) -> Site:
+            consent = None
+            if self.workspace is not None:
+                from .workspace import Workspace
+
+                consent = Workspace(self.workspace).registry(self.site)
+            return Site(self.site, self.data_path, transcript_dir=self.transcript_dir, consent=consent,
+                        patient_column=self.patient_column, keygen=keygen, append_transcript=append)
+        return make
+
+
+class RunSettings(BaseModel):
+    """A run's ``--run-config`` (the ServerApp's settings)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=_kebab, frozen=True)
+
+    study: Path
+    out: Path
+    jobs: list[Job] = Field(default=["cox"], min_length=1)
+    sites: list[str] = Field(default_factory=list)
+    connect_timeout: float = Field(default=120.0, gt=0)
+    round_timeout: float | None = Field(default=None, gt=0)
+    workspace: Path | None = None
+    model: str | None = None
+    n_boot: int = Field(default=200, ge=0)
+
+    _split = field_validator("jobs", "sites", mode="before")(_csv)
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> RunSettings:
+        raw = {k: v for k, v in config.items() if v != ""}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(f"run config: {first_error(exc)}") from None
+
+
+# ---------------------------------------------------------------------------- ClientApp
+client = ClientApp()
+
+
+@client.query("fedprog")
+def _answer(message: Message, context: Context) -> Message:
+    node = NodeSettings.of(context.node_config)
+    return flower_site.answer(message, context, node.site_factory(), node.data_path)
+
+
+@client.query("fedprog_site")
+def _hello(message: Message, context: Context) -> Message:
+    try:
+        node = NodeSettings.of(context.node_config)
+    except ValueError as exc:
+        return Message(RecordDict({RECORD: ConfigRecord({"error": str(exc)})}), reply_to=message)
+    size = _witness(node).state.size if node.workspace else 0
+    return Message(hello_reply(node.site, {"witness-size": size}), reply_to=message)
+
+
+@client.query("fedprog_cosign")
+def _cosign(message: Message, context: Context) -> Message:
+    node = NodeSettings.of(context.node_config)
+    record = message.content.config_records[RECORD]
+    out: dict[str, Any]
+    try:
+        if node.workspace is None:
+            raise ValueError("this node has no workspace, so no witness key")
+        signature = _witness(node).cosign(str(record["note"]), list(record["proof"]))  # type: ignore[arg-type]
+        out = {"cosignature": signature.line()}
+    except Exception as exc:  # noqa: BLE001 — a refusal (fork, bad note) goes back as a message
+        out = {"error": f"{type(exc).__name__}: {exc}"}
+    return Message(RecordDict({RECORD: ConfigRecord(out)}), reply_to=message)
+
+
+def _witness(node: NodeSettings) -> Any:
+    from .workspace import Workspace
+
+    assert node.workspace is not None
+    return Workspace(node.workspace).witness(node.site)
+
+
+# ---------------------------------------------------------------------------- ServerApp
+class RemoteWitnesses:
+    """The sites' witnesses reached as messages to their SuperNodes (:class:`fedprog.workspace.Witnesses`)."""
+
+    def __init__(self, grid: Grid, nodes: Mapping[str, int], sizes: Mapping[str, int],
+                 timeout: float) -> None:
+        self._transport = FlowerTransport(grid, nodes)
+        self._sizes = dict(sizes)
+        self._timeout = timeout
+
+    def last_size(self, site: str) -> int:
+        return self._sizes[site]
+
+    def cosign(self, site: str, note: str, proof: Sequence[bytes]) -> NoteSignature:
+        content = RecordDict({RECORD: ConfigRecord({"note": note, "proof": list(proof)})})
+        replies = self._transport.only([site]).round_trip(COSIGN_TYPE, {site: content}, self._timeout)
+        record = replies[site].config_records.get(RECORD) if site in replies else None
+        if record is None:
+            raise FederatedError(f"site {site!r}: witness did not answer within {self._timeout:g} s")
+        if "error" in record:
+            raise FederatedError(f"site {site!r}: witness refused to cosign: {record['error']!s}")
+        text, signatures = parse_note(note + str(record["cosignature"]))
+        self._sizes[site] = parse_body(text).size
+        return signatures[-1]
+
+
+server = ServerApp()
+
+
+@server.main()
+def _main(grid: Grid, context: Context) -> None:
+    out = Path(str(context.run_config.get("out", "")) or ".")
+    _log_rounds()
+    started = time.time()
+    try:
+        settings = RunSettings.of(context.run_config)
+        out = settings.out
+        result = run(grid, settings)
+    except Exception as exc:
+        failed = {"status": "failed", "error": _one_line(exc), "seconds": round(time.time() - started, 1)}
+        write_json_atomic(out / "result.json", failed)
+        raise
+    write_json_atomic(out / "result.json", {**result, "status": "ok",
+                                           "seconds": round(time.time() - started, 1)})
+
+
+def _log_rounds() -> None:
+    """Each round's replies and time on stderr, which ``flwr run --stream`` shows."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s fedprog %(message)s"))
+    logger = logging.getLogger("federated")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, (FederatedError, ValueError, OSError)):
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return traceback.format_exception_only(exc)[-1].strip()
+
+
+def read_study(path: Path) -> StudySpec:
+    """A study file: ``study.toml`` or the JSON a workspace keeps (``<sha>.study.json``)."""
+    if path.suffix == ".json":
+        try:
+            return StudySpec.model_validate_json(path.read_bytes())
+        except ValidationError as exc:
+            raise ValueError(f"{path}: {first_error(exc)}") from None
+    return load_study(path)
+
+
+def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
+    """Discover the sites, then run each job over Flower; write ``<out>/<job>.json``."""
+    from .workspace import Workspace, train_in_workspace
+
+    study = read_study(settings.study)
+    if settings.round_timeout is not None:
+        study = study.model_copy(update={"timeout": settings.round_timeout})
+    ws = Workspace(settings.workspace) if settings.workspace is not None else None
+    names = settings.sites or [s.name for s in study.sites] or (ws.sites if ws is not None else [])
+    found = discover(grid, names, settings.connect_timeout)
+    nodes = {site: node.node_id for site, node in found.items()}
+    transport = FlowerTransport(grid, nodes)
+    sizes = {site: int(node.hello.get("witness-size", 0)) for site, node in found.items()}
+    witnesses = RemoteWitnesses(grid, nodes, sizes, study.timeout)
+    settings.out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"sites": nodes, "jobs": {}}
+    artifact: dict[str, Any] | None = None
+    for job in settings.jobs:
+        if job == "cox":
+            if ws is not None:
+                fit, artifact = train_in_workspace(ws, study, sites=transport, witnesses=witnesses)
+            else:
+                from federated.runner import train
+
+                fit, artifact = train(study, sites=transport)
+            write_json_atomic(settings.out / "cox.json", artifact)
+            summary["jobs"]["cox"] = {"sha256": artifact["sha256"], "rounds": fit.rounds,
+                                      "sites": list(fit.sites), "dropped": fit.dropped}
+        elif job == "km":
+            from federated.runner import kaplan_meier
+
+            gate = ws.consent_gate(f"km:{study.model_id}", witnesses) if ws is not None else None
+            km = kaplan_meier(study, sites=transport, consent=gate)
+            write_json_atomic(settings.out / "km.json", km.to_dict())
+            summary["jobs"]["km"] = {"sites": list(km.sites), "dropped": km.dropped}
+        else:
+            summary["jobs"]["validate"] = _validate(settings, ws, artifact, transport, witnesses)
+    return summary
+
+
+def _validate(settings: RunSettings, ws: Any, artifact: dict[str, Any] | None, transport: FlowerTransport,
+              witnesses: RemoteWitnesses) -> dict[str, Any]:
+    from validation.run import Options
+
+    from .workspace import validate_in_workspace
+
+    if ws is None:
+        raise ValueError("run config: the validate job needs a workspace (its registry and consent)")
+    ref = settings.model or (f"{artifact['model_id']}@{artifact['version']}" if artifact else None)
+    if ref is None:
+        raise ValueError("run config: the validate job needs `model` (or a cox job before it)")
+    options = Options(n_boot=settings.n_boot, skip_verification=True,
+                      skip_reason="validation over a Flower deployment: the verification suite runs in CI")
+    report = validate_in_workspace(ws, ref, options, sites=transport, witnesses=witnesses)
+    write_json_atomic(settings.out / "validation.json", report)
+    return {"model": ref, "verdict": report.get("verdict"), "folder": report.get("folder"),
+            "recorded": report["registry"]["recorded"]}

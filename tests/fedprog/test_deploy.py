@@ -1,0 +1,167 @@
+"""A real deployment on Flower's Deployment Engine, on loopback: one SuperLink and three
+SuperNodes as separate processes (started with ``fedprog deploy``), a run submitted with
+``fedprog deploy run`` (``flwr run``), results compared with the in-process run, and one
+SuperNode stopped in the middle of the run. Every process is stopped by the test, by group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from federated.demo_study import write_demo_study
+from federated.runner import kaplan_meier, train
+from federated.study import StudySpec
+
+pytestmark = [pytest.mark.flower, pytest.mark.slow]
+
+SITES = ("hospital-a", "hospital-b", "hospital-c")
+#: a Cox model of 4 of the demo's inputs: 15 rounds instead of 19 (each Flower round costs ~5 s
+#: here: the SuperNode polls every 3 s and starts a ClientApp process per message), which keeps
+#: the whole run under two minutes; the code path is the same as for any number of inputs
+COVARIATES = ["tsize", "tgrade", "hormone_therapy", "postmenopausal"]
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Deployment:
+    root: Path
+    study: StudySpec
+    superlink: str
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def fedprog(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """``python -m fedprog ARGS`` in its own process group (setsid), logging to ``<name>.log``."""
+        with (self.root / f"{name}.log").open("wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "fedprog", *args], stdout=log,
+                                    stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                                    cwd=self.root)
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
+        """Signal the whole process group (the daemon and the Flower processes it started)."""
+        proc = self.procs[name]
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=wait)
+        try:  # children that outlived their parent (flower-superexec, flwr-clientapp)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("flower")
+    study = write_demo_study(root)
+    # two sites explicitly allowed (SRS-PRIV-001), so a fit can go on when one of three drops out
+    study = study.model_copy(update={"sites": [s for s in study.sites if s.name in SITES],
+                                     "policy": study.policy.model_copy(update={"min_sites": 2}),
+                                     "covariates": COVARIATES,
+                                     "inputs": {k: v for k, v in study.inputs.items() if k in COVARIATES}})
+    (root / "study.json").write_text(study.model_dump_json(exclude={"sites"}), encoding="utf-8")
+    home = root / "flwr-home"
+    home.mkdir()
+    env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    port = free_port()
+    dep = Deployment(root, study, f"127.0.0.1:{port}", env)
+    try:
+        dep.fedprog("superlink", "deploy", "superlink", "--insecure", "--port", str(port))
+        for s in study.sites:
+            dep.fedprog(s.name, "deploy", "supernode", "--insecure", "--superlink", dep.superlink,
+                        "--site", s.name, "--data", str(s.path), "--port", str(free_port()))
+        deadline = time.monotonic() + START_TIMEOUT
+        while not listening(port):
+            assert dep.procs["superlink"].poll() is None, dep.log("superlink")
+            assert time.monotonic() < deadline, "the SuperLink did not listen within 60 s"
+            time.sleep(0.2)
+        assert subprocess.run([sys.executable, "-m", "fedprog", "deploy", "app", str(root / "app")],
+                              capture_output=True, env=env).returncode == 0
+        yield dep
+    finally:
+        for name in list(dep.procs):
+            dep.stop(name)
+
+
+def submit(dep: Deployment, out: Path, *args: str) -> subprocess.Popen[bytes]:
+    return dep.fedprog(f"run-{out.name}", "deploy", "run", str(dep.root / "app"), "--superlink",
+                       dep.superlink, "--insecure", "--study", str(dep.root / "study.json"), "--out",
+                       str(out), "--sites", ",".join(SITES), *args)
+
+
+@pytest.mark.req("SRS-DEP-001", "SRS-DEP-003", "SRS-FED-010")
+def test_cox_and_km_over_flower_equal_in_process_and_a_stopped_supernode_is_a_dropout(
+        deployment: Deployment) -> None:
+    dep = deployment
+    out = dep.root / "out"
+    run = submit(dep, out, "--jobs", "cox,km", "--round-timeout", "60", "--timeout", "240")
+    _, reference = train(dep.study)  # the in-process runs, while the deployment works
+    two = dep.study.model_copy(update={"sites": [s for s in dep.study.sites if s.name != "hospital-c"]})
+    expected = kaplan_meier(two).to_dict()
+    # stop hospital-c's SuperNode as soon as the Cox fit is written, i.e. during the KM
+    deadline = time.monotonic() + 240
+    while not (out / "cox.json").exists():
+        assert run.poll() is None, dep.log(f"run-{out.name}")
+        assert time.monotonic() < deadline, "no Cox result within 240 s"
+        time.sleep(0.1)
+    dep.stop("hospital-c")
+    assert run.wait(timeout=240) == 0, dep.log(f"run-{out.name}")
+
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "ok"
+    assert set(result["sites"]) == set(SITES)
+
+    # Cox over all three sites: the same artifact, bit for bit, as the in-process fit
+    flower = json.loads((out / "cox.json").read_text())
+    assert flower["training"]["sites"] == list(SITES)
+    names = [i["name"] for i in reference["inputs"]]
+    np.testing.assert_allclose([flower["coefficients"][n] for n in names],
+                               [reference["coefficients"][n] for n in names], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(flower["baseline_survival"]["survival"],
+                               reference["baseline_survival"]["survival"], rtol=0, atol=1e-12)
+    assert flower["sha256"] == reference["sha256"]
+
+    # KM: hospital-c went offline mid-run, so it is dropped with its reason and the curve is
+    # the in-process curve of the other two
+    km = json.loads((out / "km.json").read_text())
+    assert km["sites"] == ["hospital-a", "hospital-b"]
+    (dropped,) = km["dropped"]
+    assert dropped["site"] == "hospital-c"
+    assert "Node Unavailable" in dropped["reason"] or "offline" in dropped["reason"], dropped
+    for key in ("times", "survival", "ci_lower", "ci_upper", "at_risk", "events"):
+        np.testing.assert_allclose(km[key], expected[key], rtol=0, atol=1e-12, err_msg=key)
+    assert km["n"] == expected["n"] and km["secure_aggregation"] is True
