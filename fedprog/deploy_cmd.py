@@ -109,8 +109,18 @@ def _exec(argv: list[str], dry_run: bool) -> None:
 
 
 def _toml_value(value: str | float | int) -> str:
-    """A TOML value as Flower parses ``--node-config`` / ``--run-config`` (strings quoted)."""
-    return json.dumps(value) if isinstance(value, str) else repr(value)
+    """A TOML value as Flower parses ``--node-config`` / ``--run-config``.
+
+    Flower splits the pairs with ``"[^"]*"`` / ``'[^']*'`` before reading them as TOML, so a
+    string holding ``"`` goes in a literal string ``'…'`` and one holding both quotes cannot go.
+    """
+    if not isinstance(value, str):
+        return repr(value)
+    if '"' not in value:
+        return json.dumps(value)  # a TOML basic string (JSON escapes are TOML escapes)
+    if "'" in value or "\n" in value:
+        raise fail(f"{value!r}: Flower's config syntax cannot carry both quote kinds (or a newline)")
+    return f"'{value}'"
 
 
 def config_string(values: dict[str, str | float | int | None]) -> str:

@@ -279,5 +279,5 @@ def _validate(settings: RunSettings, ws: Any, artifact: dict[str, Any] | None, t
                       skip_reason="validation over a Flower deployment: the verification suite runs in CI")
     report = validate_in_workspace(ws, ref, options, sites=transport, witnesses=witnesses)
     write_json_atomic(settings.out / "validation.json", report)
-    return {"model": ref, "verdict": report.get("verdict"), "folder": report.get("folder"),
+    return {"model": ref, "passed": report["passed"], "folder": report["folder"],
             "recorded": report["registry"]["recorded"]}

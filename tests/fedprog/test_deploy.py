@@ -165,3 +165,19 @@ def test_cox_and_km_over_flower_equal_in_process_and_a_stopped_supernode_is_a_dr
     for key in ("times", "survival", "ci_lower", "ci_upper", "at_risk", "events"):
         np.testing.assert_allclose(km[key], expected[key], rtol=0, atol=1e-12, err_msg=key)
     assert km["n"] == expected["n"] and km["secure_aggregation"] is True
+
+
+@pytest.mark.req("SRS-DEP-003", "SYS-OPS-001")
+def test_a_failed_run_ends_deploy_run_with_exit_1_and_the_servers_one_line_reason(
+        deployment: Deployment) -> None:
+    dep = deployment
+    out = dep.root / "failed"
+    run = dep.fedprog("run-failed", "deploy", "run", str(dep.root / "app"), "--superlink", dep.superlink,
+                      "--insecure", "--study", str(dep.root / "study.json"), "--out", str(out),
+                      "--sites", ",".join([*SITES, "hospital-x"]), "--connect-timeout", "3",
+                      "--timeout", "120")
+    assert run.wait(timeout=150) == 1  # `flwr run` itself exits 0 here
+    last = dep.log("run-failed").strip().splitlines()[-1]
+    assert last.startswith("fedprog: error: run failed: DeploymentError: site(s) ")
+    assert last.endswith("did not connect within 3 s")
+    assert json.loads((out / "result.json").read_text())["status"] == "failed"

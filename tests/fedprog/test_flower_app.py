@@ -1,0 +1,160 @@
+"""The Flower App's settings and jobs (``fedprog.flower_app``) and the ``fedprog deploy`` command
+line (``fedprog.deploy_cmd``): a workspace run whose consent checkpoint the sites' witnesses
+cosign over Flower messages, the validation job, config parsing and the refusal of plaintext
+off loopback. The ServerApp's ``run`` drives the real ClientApp over Flower messages in memory
+(:class:`tests.federated.flower_grid.LoopbackGrid`); the real processes are in test_deploy.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flwr.common.config import parse_config_args
+
+from federated.study import StudySpec
+from fedprog.deploy_cmd import config_string
+from fedprog.flower_app import NodeSettings, RunSettings, client, run
+from fedprog.workspace import Workspace, train_in_workspace
+from ledger.checkpoint import parse_note
+from tests.conftest import copy_workspace
+from tests.federated.flower_grid import LoopbackGrid
+from tests.fedprog.test_cli import run as fedprog
+
+
+def grid_for(ws: Path) -> LoopbackGrid:
+    w = Workspace(ws)
+    return LoopbackGrid(client, {10 + i: {"site": s, "data-path": w.manifest["sites"][s]["data"],
+                                          "workspace": str(ws)} for i, s in enumerate(w.sites)})
+
+
+def next_study(ws: Path, folder: Path) -> Path:
+    """The released demo model's study as version 2, as the coordinator would submit it."""
+    w = Workspace(ws)
+    (entry,) = [e for e in w.models.list() if e.lifecycle == "released"]
+    study = StudySpec.model_validate(w.models.study_of(entry)).model_copy(update={"version": "2"})
+    path = folder / "study.json"
+    path.write_text(study.model_dump_json(exclude={"sites"}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.req("SRS-DEP-005", "SRS-DEP-001")
+def test_a_workspace_run_is_witnessed_by_the_sites_and_registered(demo_workspace: Path,
+                                                                   tmp_path: Path) -> None:
+    ws = copy_workspace(demo_workspace, tmp_path / "ws")
+    twin = copy_workspace(demo_workspace, tmp_path / "twin")
+    study = next_study(ws, tmp_path)
+    grid = grid_for(ws)
+    settings = RunSettings.of({"study": str(study), "out": str(tmp_path / "out"), "jobs": "cox,validate",
+                               "workspace": str(ws), "n-boot": 10})
+    summary = run(grid, settings)
+
+    # the same consent state gives the same patients, hence the same model as the embedded run
+    _, embedded = train_in_workspace(Workspace(twin), StudySpec.model_validate_json(study.read_bytes()))
+    artifact = json.loads((tmp_path / "out" / "cox.json").read_text())
+    assert artifact["sha256"] == embedded["sha256"] == summary["jobs"]["cox"]["sha256"]
+    w = Workspace(ws)
+    entry = w.models.get("gbsg2-recurrence@2")
+    assert entry.sha256 == artifact["sha256"] and entry.lifecycle == "validated"
+    assert summary["jobs"]["validate"]["recorded"] is True
+
+    # every site's witness cosigned, in its own ClientApp, the checkpoint the ledger keeps
+    cosigns = [m for m in grid.pushed if m.metadata.message_type == "query.fedprog_cosign"]
+    assert {m.metadata.dst_node_id for m in cosigns} == set(grid.contexts)
+    latest = w.ledger.latest_checkpoint()
+    assert latest is not None and latest[0] == w.ledger.size
+    _, signatures = parse_note(latest[1])
+    witnesses = {s.name for s in signatures} - {w.ledger.verifier.name}
+    assert witnesses == {f"{s}.witness.fedprog" for s in w.sites}
+    for site in w.sites:
+        assert w.witness(site).state.size == w.ledger.size
+    report = json.loads((tmp_path / "out" / "validation.json").read_text())
+    assert set(report["sites"]) == set(w.sites)
+    (c_index,) = [m for m in report["pooled"]["metrics"] if m["metric"] == "harrell_c"]
+    assert c_index["sites"] == w.sites and 0.5 < c_index["estimate"] < 1
+    assert summary["jobs"]["validate"]["passed"] is report["passed"]
+
+
+@pytest.mark.req("SRS-DEP-005")
+def test_a_witness_that_refuses_stops_the_run_with_its_reason(demo_workspace: Path, tmp_path: Path) -> None:
+    ws = copy_workspace(demo_workspace, tmp_path / "ws")
+    grid = grid_for(ws)
+    node = next(n for n, c in grid.contexts.items() if c.node_config["site"] == "hospital-b")
+    grid.contexts[node].node_config.pop("workspace")
+    settings = RunSettings.of({"study": str(next_study(ws, tmp_path)), "out": str(tmp_path / "out"),
+                               "workspace": str(ws)})
+    with pytest.raises(Exception, match="site 'hospital-b': witness refused to cosign: .*no workspace"):
+        run(grid, settings)
+
+
+@pytest.mark.req("SRS-DEP-003")
+def test_node_and_run_configs_are_checked_with_one_line_errors(tmp_path: Path) -> None:
+    node = NodeSettings.of({"site": "hospital-a", "data-path": "/x.csv", "workspace": "/w"})
+    assert node.site == "hospital-a" and node.data_path == Path("/x.csv")
+    for bad, why in (({"site": "a"}, "data-path"), ({"site": "", "data-path": "/x"}, "site"),
+                     ({"site": "a", "data-path": "/x", "sitename": "b"}, "sitename")):
+        with pytest.raises(ValueError, match=f"^node config: .*{why}") as err:
+            NodeSettings.of(bad)
+        assert "\n" not in str(err.value)
+    settings = RunSettings.of({"study": "/s.toml", "out": "/o", "jobs": "cox, km", "sites": "a,b,c",
+                               "round-timeout": "", "n-boot": 50})
+    assert settings.jobs == ["cox", "km"] and settings.sites == ["a", "b", "c"]
+    assert settings.round_timeout is None and settings.n_boot == 50
+    with pytest.raises(ValueError, match="^run config: .*jobs"):
+        RunSettings.of({"study": "/s", "out": "/o", "jobs": "cox,train"})
+
+
+@pytest.mark.req("SRS-DEP-004")
+def test_config_values_are_quoted_as_flower_parses_them() -> None:
+    values = {"site": "hospital-a", "data-path": '/data/with space/"quoted".csv', "n-boot": 200,
+              "connect-timeout": 2.5, "skipped": None}
+    text = config_string(values)
+    assert parse_config_args([text]) == {k: v for k, v in values.items() if v is not None}
+    plain = {"workspace": "C:\\fedprog\\ws", "name": "Hôpital d'Ouest"}
+    assert parse_config_args([config_string(plain)]) == plain
+
+
+@pytest.mark.req("SRS-DEP-004", "SYS-OPS-001")
+def test_plaintext_is_refused_off_loopback_and_tls_is_required(tmp_path: Path) -> None:
+    data = tmp_path / "site.csv"
+    data.write_text("time,event\n1,1\n")
+    off = fedprog("deploy", "supernode", "--superlink", "10.0.0.5:9093", "--site", "a", "--data", data,
+                  "--port", "9100", "--insecure", "--dry-run")
+    assert off.returncode == 2
+    assert off.stderr.strip() == ("fedprog: error: --insecure is only for loopback; 10.0.0.5:9093 is not: "
+                                  "give TLS certificates")
+    bare = fedprog("deploy", "superlink", "--host", "0.0.0.0", "--dry-run")
+    assert bare.returncode == 2 and "TLS certificates are required" in bare.stderr
+    tls = fedprog("deploy", "superlink", "--host", "0.0.0.0", "--ssl-certfile", "c.pem", "--ssl-keyfile",
+                  "k.pem", "--ssl-ca-certfile", "ca.pem", "--node-auth", "--dry-run")
+    assert tls.returncode == 0, tls.stderr
+    assert tls.stdout.strip() == (
+        "flower-superlink --ssl-certfile c.pem --ssl-keyfile k.pem --ssl-ca-certfile ca.pem --host 0.0.0.0 "
+        "--port 9093 --disable-runtime-dependency-installation --enable-supernode-auth")
+    node = fedprog("deploy", "supernode", "--superlink", "link.hospital.example:9093", "--site",
+                   "hospital-a", "--data", data, "--port", "9100", "--root-certificates", "ca.pem",
+                   "--auth-key", "node.key", "--dry-run")
+    assert node.returncode == 0, node.stderr
+    assert node.stdout.strip() == (
+        "flower-supernode --root-certificates ca.pem --superlink link.hospital.example:9093 --port 9100 "
+        f"--node-config 'site=\"hospital-a\" data-path=\"{data.resolve()}\" patient-column=\"patient_id\"' "
+        "--auth-supernode-private-key node.key")
+    missing = fedprog("deploy", "supernode", "--superlink", "127.0.0.1:1", "--site", "a", "--data",
+                      tmp_path / "nope.csv", "--port", "9100", "--insecure", "--dry-run")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+@pytest.mark.req("SRS-DEP-001")
+def test_the_app_folder_names_the_fedprog_components(tmp_path: Path) -> None:
+    import tomllib
+
+    from flwr.common.config import validate_config
+
+    res = fedprog("deploy", "app", tmp_path / "app")
+    assert res.returncode == 0, res.stderr
+    config = tomllib.loads((tmp_path / "app" / "pyproject.toml").read_text())
+    ok, errors, _ = validate_config(config, check_module=True, project_dir=tmp_path / "app")
+    assert ok, errors
+    assert config["tool"]["flwr"]["app"]["components"] == {"serverapp": "fedprog.flower_app:server",
+                                                          "clientapp": "fedprog.flower_app:client"}
