@@ -129,30 +129,40 @@ def installed(project: str = PROJECT) -> dict[str, Dist]:
     return dict(sorted(found.items()))
 
 
+#: optional-dependency groups that are verification tooling, not part of the device
+DEV_GROUPS = ("dev",)
+
+
 def declared(project: str = PROJECT) -> dict[str, tuple[Use, frozenset[str]]]:
     """The project's direct dependencies: name → (runtime or dev, requested extras).
 
-    From ``pyproject.toml`` in a source checkout (the design record: ``dependencies`` are runtime,
-    every optional-dependencies group is dev), else from the installed project's metadata (an
-    installed device has no pyproject.toml; extra-conditional requirements are dev).
+    From ``pyproject.toml`` in a source checkout (the design record: ``dependencies`` and every
+    optional-dependencies group but ``dev`` — the product's own extras, such as the Flower
+    deployment — are runtime; ``dev`` is verification tooling), else from the installed project's
+    metadata (an installed device has no pyproject.toml). A group naming the project itself
+    (``fedprog[flower]``) only pulls in that group.
     """
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     specs: list[tuple[Use, str]] = []
     data = tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
     if data.get("project", {}).get("name") == project:
         specs += [("runtime", s) for s in data["project"].get("dependencies", [])]
-        for group in data["project"].get("optional-dependencies", {}).values():
-            specs += [("dev", s) for s in group]
+        for name, group in data["project"].get("optional-dependencies", {}).items():
+            specs += [("dev" if name in DEV_GROUPS else "runtime", s) for s in group]
     else:
         try:
             requires = metadata.requires(project) or []
         except metadata.PackageNotFoundError:
             requires = []
         for spec in requires:
-            specs.append(("dev" if "extra" in spec.partition(";")[2] else "runtime", spec))
+            marker = spec.partition(";")[2]
+            dev = any(f"extra == {q}{g}{q}" in marker for g in DEV_GROUPS for q in "\"'")
+            specs.append(("dev" if dev else "runtime", spec))
     out: dict[str, tuple[Use, frozenset[str]]] = {}
     for use, spec in specs:
         req = parse_requirement(spec)
+        if req.name == canonical(project):
+            continue
         old_use, old_extras = out.get(req.name, (use, frozenset()))
         out[req.name] = ("runtime" if "runtime" in (use, old_use) else "dev", old_extras | req.extras)
     return out

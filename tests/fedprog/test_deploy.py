@@ -23,6 +23,7 @@ import pytest
 from federated.demo_study import write_demo_study
 from federated.runner import kaplan_meier, train
 from federated.study import StudySpec
+from tests.fedprog.serving import free_port
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
 
@@ -32,12 +33,6 @@ SITES = ("hospital-a", "hospital-b", "hospital-c")
 #: the whole run under two minutes; the code path is the same as for any number of inputs
 COVARIATES = ["tsize", "tgrade", "hormone_therapy", "postmenopausal"]
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening(port: int) -> bool:

@@ -4,11 +4,6 @@ uvicorn process on loopback, and schemathesis fuzzing the served app's OpenAPI s
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,46 +15,16 @@ from schemathesis.checks import not_a_server_error
 
 from fedprog.serve_cmd import build_app
 from tests.conftest import copy_workspace
+from tests.fedprog.serving import serving, token
 from tests.fedprog.test_cli import run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def token(ws: Path, base: str, scope: str, *extra: str) -> str:
-    res = run("token", "--workspace", ws, "--audience", base, "--scope", scope, *extra)
-    assert res.returncode == 0, res.stderr
-    return res.stdout.strip()
 
 
 @pytest.fixture
 def served(demo_workspace: Path, tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """``fedprog serve`` as a user starts it, on a free loopback port; stopped afterwards."""
     ws = copy_workspace(demo_workspace, tmp_path / "ws")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    log = tmp_path / "serve.log"
-    cmd = [sys.executable, "-m", "fedprog", "serve", "--workspace", str(ws), "--port", str(port)]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "fedprog serve did not answer within 60 s"
-                time.sleep(0.1)
+    with serving(ws, tmp_path / "serve.log") as base:
         yield ws, base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.mark.req("SRS-FHIR-002", "SRS-REG-003", "SRS-CDS-001")
