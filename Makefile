@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean browser
 
 install: $(STAMP)
 
@@ -19,10 +19,20 @@ demo: $(STAMP)
 
 # the suite writes JUnit evidence with each test's requirement ids; trace check then names every
 # gap (untested requirement, uncontrolled hazard, unmarked test, suspect link) — even after a failure
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest -q --junitxml=build/test-results/junit.xml; s=$$?; \
 	$(BIN)/fedprog trace check --junit build/test-results/junit.xml; t=$$?; \
 	[ $$s -eq 0 ] && [ $$t -eq 0 ]
+
+# the risk page's tests drive Debian's Chromium (no browser download); installed here when this runs
+# as root with apt (as CI does), else those tests skip and say why
+browser:
+	@if [ ! -x /usr/bin/chromedriver ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver fonts-dejavu-core >/dev/null \
+	  || echo "could not install Chromium: the browser tests will skip"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check device federated consent ledger validation traceability dossier fedprog tests benchmarks

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,8 @@ class ModelRegistry:
         if report.get("passed") is not True:
             raise RegistryError(f"the validation report of {entry.ref} did not pass")
         check_envelope(self.artifact(entry.ref))
-        return self.ledger.append("release", {"model": entry.ref, "sha256": entry.sha256,
+        at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return self.ledger.append("release", {"model": entry.ref, "sha256": entry.sha256, "at": at,
                                               "report_sha256": entry.validation["report_sha256"]
                                               if entry.validation else None,
                                               "reason": reason, "by": by})

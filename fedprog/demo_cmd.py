@@ -75,6 +75,10 @@ def _print_serving(ws_dir: Path, artifact: dict[str, Any], console: Console) -> 
     print("  curl -s -X POST 'http://127.0.0.1:8080/fhir/Patient/$predict-risk' "
           f"-H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/fhir+json' --data @{example}",
           flush=True)
+    console.print("the clinician's risk page, opened as the EHR opens it (SMART launch; prints the URL):")
+    console.file.flush()
+    print(f"  {me} launch --workspace {ws_dir} --patient demo-patient", flush=True)
+    console.print("or stand-alone, with a token pasted in: http://127.0.0.1:8080/app/")
 
 
 def demo(

@@ -108,6 +108,24 @@ def _exec(argv: list[str], dry_run: bool) -> None:
     os.execve(exe if Path(exe).exists() else argv[0], argv, env)
 
 
+def _wait_for(address: str, timeout: float) -> None:
+    """Wait until the SuperLink accepts connections (it may still be starting), at most ``timeout``."""
+    import socket
+    import time
+
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+                return
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                raise fail(f"the SuperLink at {address} did not accept a connection within {timeout:g} s",
+                           EXIT_CHECK_FAILED) from None
+            time.sleep(0.5)
+
+
 def _toml_value(value: str | float | int) -> str:
     """A TOML value as Flower parses ``--node-config`` / ``--run-config``.
 
@@ -238,6 +256,7 @@ def run(
             return
         result = out / "result.json"
         result.unlink(missing_ok=True)
+        _wait_for(superlink, connect_timeout)
         try:
             subprocess.run(argv, env={**_env(), "FLWR_HOME": home}, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:

@@ -28,7 +28,9 @@ def build_app(root: Path, *, base_url: str, model_id: str | None = None, batch_w
     from device.fhir.cds import cds_router
     from device.fhir.consent_api import consent_router
     from device.fhir.http import ServerState
+    from device.fhir.page import mount_page, page_router
     from device.fhir.service import ReleasedModel
+    from device.fhir.smart import LaunchStore, smart_router
     from device.fhir.store import FhirStore
 
     from .fhir_consent import WorkspaceConsent
@@ -42,7 +44,11 @@ def build_app(root: Path, *, base_url: str, model_id: str | None = None, batch_w
                      software_version=version("fedprog"),
                      started=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                      consent=WorkspaceConsent(ws))
-    return create_app(st, routers=[cds_router(), consent_router()], batch_workers=batch_workers)
+    smart = smart_router(base, key, LaunchStore(root / "launch.sqlite"))
+    app = create_app(st, routers=[cds_router(), consent_router(), smart, page_router()],
+                     batch_workers=batch_workers)
+    mount_page(app)
+    return app
 
 
 _ENV = ("FEDPROG_SERVE_WORKSPACE", "FEDPROG_SERVE_BASE_URL", "FEDPROG_SERVE_MODEL",

@@ -56,3 +56,35 @@ def token(
                           "audience": audience}, sort_keys=True))
     else:
         print(jwt_)
+
+
+def launch(
+    patient: Annotated[str, typer.Option("--patient", help="The patient the EHR opens the page for.")],
+    workspace_dir: Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")] = None,
+    user: Annotated[str, typer.Option("--user", help="The signed-in clinician (the token's sub).")]
+    = "clinician",
+    base_url: Annotated[str, typer.Option(
+        "--base-url", help="The FHIR server's base URL, as `fedprog serve` has it.")] = _DEFAULT_AUDIENCE,
+    ttl: Annotated[int, typer.Option("--ttl", help="Seconds the launch may be used within (once).")] = 300,
+) -> None:
+    """Register an EHR launch of the risk page (SMART App Launch) and print the URL to open.
+
+    What an EHR does when a clinician opens the app for a patient: the launch id stands for
+    that patient and that user, once, for --ttl seconds.
+    """
+    from device.fhir.smart import LaunchStore, launch_url
+
+    root = workspace(workspace_dir)
+    if not (root / _MANIFEST).is_file():
+        raise fail(f"{root} is not a fedprog workspace (no {_MANIFEST}; run fedprog demo)")
+    if not 1 <= ttl <= 3600:
+        raise fail(f"--ttl must be 1..3600 seconds, not {ttl}")
+    with user_errors():
+        store = LaunchStore(root / "launch.sqlite")
+        try:
+            launch_id = store.create(patient, user, ttl)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        finally:
+            store.close()
+    print(launch_url(base_url.rstrip("/"), launch_id))

@@ -23,6 +23,7 @@ from . import inputs
 from .errors import FhirError
 from .http import MAX_BODY, audit_ctx, authorize, state
 from .resources import intended_use
+from .smart import app_url
 
 SERVICE_ID = "fedprog-risk"
 HOOK = "patient-view"
@@ -219,6 +220,8 @@ def _answer(request: Request, patient_id: str, prefetch: dict[str, Any], fhir_se
         if exc.status != 422:
             raise _relocated(exc, origin) from None
         card = cannot_score_card(model, _relocated(exc, origin))
+    card["links"] = [{"label": "Open the risk page", "url": app_url(state(request).base_url),
+                      "type": "smart"}]
     return {"cards": [card]}
 
 

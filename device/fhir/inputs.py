@@ -14,6 +14,8 @@ dated one exists). Quantities are converted to the model's UCUM unit and never c
 from __future__ import annotations
 
 import calendar
+import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -41,6 +43,9 @@ PATIENT_BUNDLES = frozenset({"collection", "document", "transaction", "searchset
 BUNDLE_TYPES = PATIENT_BUNDLES | {"message", "transaction-response", "batch", "batch-response", "history"}
 PATIENT_PART = "Parameters.parameter.where(name='patient')"
 AS_OF_PART = "Parameters.parameter.where(name='asOf')"
+HORIZON_PART = "Parameters.parameter.where(name='horizon')"
+#: most ``horizon`` parameters one call may ask for (a survival curve needs a few dozen)
+MAX_HORIZONS = 100
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,34 @@ def request_bundle(body: Any) -> tuple[dict[str, Any], date | None]:
                         "(Patient + Observations)", [PATIENT_PART])
     _bundle_type(bundle, f"{PATIENT_PART}.resource")
     return bundle, _as_of([p for p in parts if p.get("name") == "asOf"])
+
+
+def request_horizons(body: Any) -> list[float] | None:
+    """The ``horizon`` parameters of a ``$predict-risk`` Parameters (model time unit), or None.
+
+    Raises
+    ------
+    FhirError
+        422 more than :data:`MAX_HORIZONS`, or a value that is not a positive finite decimal
+        (a horizon beyond the released baseline is refused when scoring).
+    """
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        return None
+    parts = [p for p in body.get("parameter", []) if isinstance(p, dict) and p.get("name") == "horizon"]
+    if not parts:
+        return None
+    if len(parts) > MAX_HORIZONS:
+        raise FhirError(422, "too-costly", f"{len(parts)} horizons: at most {MAX_HORIZONS} per call",
+                        [HORIZON_PART])
+    out = []
+    for i, part in enumerate(parts):
+        value = part.get("valueDecimal", part.get("valueInteger"))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or value <= 0 or set(part) - {"name", "valueDecimal", "valueInteger"}:
+            raise FhirError(422, "value", f"horizon {i + 1}: want a positive valueDecimal in the model's "
+                            f"time unit, got {json.dumps(part)[:120]}", [f"{HORIZON_PART}[{i}]"])
+        out.append(float(value))
+    return sorted(set(out))
 
 
 def _as_of(parts: list[dict[str, Any]]) -> date | None:

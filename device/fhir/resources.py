@@ -167,6 +167,9 @@ OPERATION = {
          "documentation": "Patient and input Observations (LOINC/SNOMED CT codes, UCUM units)."},
         {"name": "asOf", "use": "in", "min": 0, "max": "1", "type": "date",
          "documentation": "Date the age and observations are taken at (default: today)."},
+        {"name": "horizon", "use": "in", "min": 0, "max": "100", "type": "decimal",
+         "documentation": "A time (model time unit, after the assessment, not beyond the released baseline) "
+                          "to predict at instead of the model's default horizons; repeat for a curve."},
         {"name": "return", "use": "out", "min": 1, "max": "1", "type": "RiskAssessment"},
     ],
 }

@@ -102,11 +102,12 @@ class BatchResult:
 
 
 def _score(model: PrognosticModel, extracted: list[inputs.PatientInputs],
-           occurrence: str | None = None) -> list[dict[str, Any]]:
-    """RiskAssessments of several extracted patients, scored in one vectorised call."""
+           occurrence: str | None = None, horizons: list[float] | None = None) -> list[dict[str, Any]]:
+    """RiskAssessments of several extracted patients, scored in one vectorised call (at ``horizons``,
+    default the model's)."""
     X = np.vstack([e.values for e in extracted])
     try:
-        scores = score(model, X)
+        scores = score(model, X, horizons)
     except ScoringError as exc:  # extraction checks the envelope first; this is a second line
         raise FhirError(422, "business-rule", str(exc)) from None
     stamp = occurrence or now_iso()
@@ -122,8 +123,9 @@ def _score(model: PrognosticModel, extracted: list[inputs.PatientInputs],
 def assess(model: PrognosticModel, body: dict[str, Any]) -> Prediction:
     """``$predict-risk`` for one patient (a Parameters or a patient Bundle); the caller stores it."""
     bundle, as_of = inputs.request_bundle(body)
+    horizons = inputs.request_horizons(body)
     extracted = inputs.extract(model, bundle, as_of)
-    ra = _score(model, [extracted])[0]
+    ra = _score(model, [extracted], horizons=horizons)[0]
     return Prediction(ra, extracted.patient, model.sha256)
 
 

@@ -1,0 +1,295 @@
+// fedprog risk page: SMART App Launch (EHR launch, PKCE) or a pasted token, a form generated from
+// the released model's inputs, one $predict-risk call, and the answer read back from the
+// RiskAssessment itself: risks with intervals, the survival curve, each input's contribution.
+// Every number shown comes from the server's RiskAssessment; nothing is computed here but layout.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const BASE = `${location.origin}/fhir`;
+const REDIRECT = `${location.origin}/app/`;
+const CLIENT_ID = "fedprog-risk-page";
+const SCOPE = "launch user/RiskAssessment.cr";
+const CONTRIBUTION = "urn:fedprog:fhir:StructureDefinition:log-hazard-contribution";
+const INTERVAL = "urn:fedprog:fhir:StructureDefinition:prediction-interval-95";
+const CURVE_POINTS = 48;
+const session = { token: null, patient: null, user: null };
+let MODEL = null;
+
+function show(id, visible) { $(id).hidden = !visible; }
+function status(text) { $("status").textContent = text || ""; show("status", Boolean(text)); }
+function el(tag, attrs = {}, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+function b64url(bytes) {
+  let s = "";
+  for (const b of new Uint8Array(bytes)) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+function randomString() { const a = new Uint8Array(48); crypto.getRandomValues(a); return b64url(a); }
+function pct(p) { const x = 100 * p; return x < 0.05 ? "<0.1" : x < 9.95 ? x.toFixed(1) : x.toFixed(0); }
+function fmt(v) { return Number.isInteger(v) ? String(v) : String(Math.round(v * 100) / 100); }
+
+async function getJson(url, options) {
+  const r = await fetch(url, options);
+  const body = await r.json().catch(() => null);
+  return { ok: r.ok, status: r.status, body };
+}
+
+// ------------------------------------------------------------------ sign-in (SMART App Launch)
+async function startLaunch(params) {
+  const iss = params.get("iss");
+  if (iss !== BASE) throw new Error(`This page works only with its own FHIR server (${BASE}), not ${iss}.`);
+  const conf = await getJson(`${iss}/.well-known/smart-configuration`);
+  if (!conf.ok) throw new Error("The server's SMART configuration could not be read.");
+  const verifier = randomString(), state = randomString();
+  const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  sessionStorage.setItem("fedprog.pkce", JSON.stringify({ verifier, state, token: conf.body.token_endpoint }));
+  const q = new URLSearchParams({ response_type: "code", client_id: CLIENT_ID, redirect_uri: REDIRECT,
+    launch: params.get("launch"), scope: SCOPE, state, aud: iss, code_challenge: challenge,
+    code_challenge_method: "S256" });
+  location.assign(`${conf.body.authorization_endpoint}?${q}`);
+}
+
+async function finishLaunch(params) {
+  const saved = JSON.parse(sessionStorage.getItem("fedprog.pkce") || "null");
+  sessionStorage.removeItem("fedprog.pkce");
+  history.replaceState(null, "", REDIRECT);
+  if (params.get("error")) throw new Error(`Sign-in refused: ${params.get("error_description") || params.get("error")}.`);
+  if (!saved || params.get("state") !== saved.state) throw new Error("Sign-in failed (state mismatch): open the page from the EHR again.");
+  const body = new URLSearchParams({ grant_type: "authorization_code", code: params.get("code"),
+    redirect_uri: REDIRECT, code_verifier: saved.verifier, client_id: CLIENT_ID });
+  const r = await getJson(saved.token, { method: "POST", body });
+  if (!r.ok) throw new Error(`Sign-in failed: ${(r.body && r.body.error_description) || r.status}.`);
+  const claims = JSON.parse(atob(r.body.access_token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  Object.assign(session, { token: r.body.access_token, patient: r.body.patient, user: claims.sub });
+  sessionStorage.setItem("fedprog.session", JSON.stringify(session));
+}
+
+// ------------------------------------------------------------------------------- the form
+function buildForm() {
+  const fields = $("fields");
+  fields.replaceChildren();
+  for (const input of MODEL.inputs) {
+    const id = `in-${input.name}`;
+    const box = el("div", { class: "field" });
+    const unit = input.kind === "quantity" && input.unit_text ? ` (${input.unit_text})` : "";
+    box.append(el("label", { for: id }, `${input.display}${unit}`));
+    let control;
+    if (input.kind === "quantity") {
+      control = el("input", { id, name: input.name, type: "text", inputmode: "decimal", autocomplete: "off",
+        "aria-describedby": `${id}-hint` });
+    } else {
+      control = el("select", { id, name: input.name, "aria-describedby": `${id}-hint` });
+      control.append(el("option", { value: "" }, "— choose —"));
+      const options = input.kind === "boolean" ? [["true", "Yes"], ["false", "No"]]
+        : input.categories.map((c, i) => [String(i), c.display || c.code]);
+      for (const [value, text] of options) control.append(el("option", { value }, text));
+    }
+    box.append(control, el("span", { id: `${id}-hint`, class: "hint" }, input.range_text));
+    fields.append(box);
+  }
+}
+
+function observation(input, raw, pid, when) {
+  const obs = { resourceType: "Observation", id: `${pid}-${input.name}`.replace(/_/g, "-").slice(0, 64),
+    status: "final", code: { coding: [input.code], text: input.display },
+    subject: { reference: `Patient/${pid}` }, effectiveDateTime: when };
+  if (input.kind === "quantity") {
+    obs.valueQuantity = { value: Number(raw), unit: input.unit, system: "http://unitsofmeasure.org", code: input.unit };
+  } else if (input.kind === "boolean") {
+    obs.valueBoolean = raw === "true";
+  } else {
+    const c = input.categories[Number(raw)];
+    obs.valueCodeableConcept = { coding: [c], text: c.display };
+  }
+  return obs;
+}
+
+function readForm() {
+  const pid = session.patient, when = new Date().toISOString(), problems = [], entries = [];
+  entries.push({ fullUrl: `${BASE}/Patient/${pid}`, resource: { resourceType: "Patient", id: pid } });
+  const values = {};
+  for (const input of MODEL.inputs) {
+    const raw = $(`in-${input.name}`).value.trim();
+    values[input.name] = raw;
+    if (raw === "") continue;  // the server names every missing input
+    if (input.kind === "quantity" && !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(raw)) {
+      problems.push(`${input.display}: "${raw}" is not a number`);
+      continue;
+    }
+    const obs = observation(input, raw, pid, when);
+    entries.push({ fullUrl: `${BASE}/Observation/${obs.id}`, resource: obs });
+  }
+  return { problems, values, bundle: { resourceType: "Bundle", type: "collection", entry: entries } };
+}
+
+function horizons() {
+  const last = Math.max(...MODEL.horizons.map((h) => h.value));
+  const grid = Array.from({ length: CURVE_POINTS }, (_, i) => (last * (i + 1)) / CURVE_POINTS);
+  return [...new Set([...grid, ...MODEL.horizons.map((h) => h.value)])].sort((a, b) => a - b);
+}
+
+async function submit(event) {
+  event.preventDefault();
+  if (!session.token) session.token = $("token").value.trim();
+  if (!session.patient) session.patient = $("patient-id").value.trim() || "demo-patient";
+  const { problems, values, bundle } = readForm();
+  if (problems.length) return refuse(problems);
+  const parameters = { resourceType: "Parameters", parameter: [{ name: "patient", resource: bundle },
+    ...horizons().map((h) => ({ name: "horizon", valueDecimal: h }))] };
+  status("Estimating…");
+  const r = await getJson(`${BASE}/Patient/$predict-risk`, { method: "POST",
+    headers: { "Content-Type": "application/fhir+json", Accept: "application/fhir+json",
+      Authorization: `Bearer ${session.token}` }, body: JSON.stringify(parameters) });
+  status("");
+  if (!r.ok) {
+    const issues = (r.body && r.body.issue) || [];
+    return refuse(issues.length ? issues.map((i) => i.diagnostics || i.code) : [`the server answered ${r.status}`]);
+  }
+  render(r.body, values);
+}
+
+function refuse(lines) {
+  show("result", false);
+  const list = $("refusal-list");
+  list.replaceChildren(...lines.map((line) => el("li", {}, line)));
+  show("refusal", true);
+  $("refusal").focus();
+}
+
+// ------------------------------------------------------------------------------- the answer
+function predictions(ra) {
+  return ra.prediction.map((p) => {
+    const range = (p.extension || []).find((e) => e.url === INTERVAL).valueRange;
+    return { h: p.whenRange.high.value, risk: p.probabilityDecimal, lo: range.low.value, hi: range.high.value };
+  });
+}
+
+function render(ra, values) {
+  show("refusal", false);
+  const preds = predictions(ra);
+  const heads = $("headlines");
+  heads.replaceChildren();
+  for (const h of MODEL.horizons) {
+    const p = preds.find((x) => Math.abs(x.h - h.value) < 1e-9);
+    const n = Math.round(100 * p.risk);
+    const card = el("div", { class: "headline", "data-horizon": String(h.value), "data-risk": String(p.risk),
+      "data-lower": String(p.lo), "data-upper": String(p.hi) });
+    card.append(el("div", { class: "muted" }, `Within ${h.label}`),
+      el("div", { class: "big" }, `${pct(p.risk)}%`),
+      el("div", { class: "ci" }, `95% interval ${pct(p.lo)}–${pct(p.hi)}%`));
+    const icons = el("div", { class: "icons", role: "img", "aria-label": `${n} of 100 marked` });
+    for (let i = 0; i < 100; i++) icons.append(el("span", i < n ? { class: "hit" } : {}));
+    card.append(icons, el("p", { class: "words" },
+      `${n} of 100 patients like this one have ${MODEL.event} within ${h.label}; ${100 - n} do not.`));
+    heads.append(card);
+  }
+  drawCurve(preds);
+  drivers(ra, values);
+  $("about-assessment").textContent = `RiskAssessment/${ra.id}, ${ra.occurrenceDateTime}`;
+  show("result", true);
+  $("result-title").focus();
+}
+
+function drawCurve(preds) {
+  const W = 640, H = 300, L = 56, R = 32, T = 14, B = 44, NS = "http://www.w3.org/2000/svg";
+  const last = Math.max(...preds.map((p) => p.h));
+  const pts = [{ h: 0, risk: 0, lo: 0, hi: 0 }, ...preds];
+  const floor = Math.max(0, Math.floor(10 * Math.min(...pts.map((p) => 1 - p.hi))) / 10 - 0.1);
+  const x = (t) => L + ((W - L - R) * t) / last;
+  const y = (s) => T + ((H - T - B) * (1 - s)) / (1 - floor);
+  const svg = document.createElementNS(NS, "svg");
+  const shape = (tag, attrs) => { const n = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); svg.append(n); return n; };
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("role", "img");
+  const end = preds[preds.length - 1];
+  svg.setAttribute("aria-label", `Event-free survival falls from 100% to ${pct(1 - end.risk)}% at ${MODEL.horizon_label(end.h)}`);
+  for (let s = floor; s <= 1.0001; s += 0.1) {
+    shape("line", { x1: L, x2: W - R, y1: y(s), y2: y(s), stroke: "#e1e6eb" });
+    shape("text", { x: L - 8, y: y(s) + 4, "text-anchor": "end", "font-size": 12, fill: "#4a5562" }).textContent = `${Math.round(s * 100)}%`;
+  }
+  for (const t of MODEL.ticks) {
+    if (t.value > last + 1e-9) continue;
+    shape("text", { x: x(t.value), y: H - B + 18, "text-anchor": "middle", "font-size": 12, fill: "#4a5562" }).textContent = t.label;
+  }
+  shape("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", "font-size": 12, fill: "#4a5562" }).textContent = "time since assessment";
+  const band = pts.map((p) => `${x(p.h)},${y(1 - p.lo)}`).concat(pts.slice().reverse().map((p) => `${x(p.h)},${y(1 - p.hi)}`));
+  shape("polygon", { points: band.join(" "), fill: "#9cc3ea", "fill-opacity": 0.6 });
+  shape("polyline", { points: pts.map((p) => `${x(p.h)},${y(1 - p.risk)}`).join(" "), fill: "none", stroke: "#0b5cad", "stroke-width": 2.5 });
+  for (const h of MODEL.horizons) {
+    shape("line", { x1: x(h.value), x2: x(h.value), y1: T, y2: H - B, stroke: "#1b1f24", "stroke-dasharray": "4 4" });
+  }
+  $("curve").replaceChildren(svg);
+  $("curve-caption").textContent = "Estimated proportion free of the event (line) with its 95% interval (band), "
+    + `at ${preds.length} times up to ${MODEL.horizon_label(last)}; dashed lines mark the model's horizons.`;
+}
+
+function drivers(ra, values) {
+  const byId = Object.fromEntries(MODEL.inputs.map((i) => [`${session.patient}-${i.name}`.replace(/_/g, "-"), i]));
+  const rows = [];
+  for (const b of ra.basis || []) {
+    const ext = (b.extension || []).find((e) => e.url === CONTRIBUTION);
+    const input = byId[(b.reference || "").split("/").pop()];
+    if (ext && input) rows.push({ input, c: ext.valueDecimal });
+  }
+  const scale = Math.max(1e-9, ...rows.map((r) => Math.abs(r.c)));
+  const body = $("drivers").querySelector("tbody");
+  body.replaceChildren();
+  for (const { input, c } of rows.sort((a, b) => Math.abs(b.c) - Math.abs(a.c))) {
+    const tr = el("tr", { "data-input": input.name, "data-contribution": String(c) });
+    const raw = values[input.name];
+    const shown = input.kind === "quantity" ? `${raw} ${input.unit_text}`.trim() : input.kind === "boolean" ? (raw === "true" ? "yes" : "no")
+      : (input.categories[Number(raw)].display || raw);
+    const factor = Math.exp(c);
+    const word = c > 1e-12 ? ["raises", `raises the hazard ×${factor.toFixed(2)}`] : c < -1e-12
+      ? ["lowers", `lowers the hazard ×${factor.toFixed(2)}`] : ["", "no effect"];
+    const bar = el("div", { class: "bar", "aria-hidden": "true" });
+    bar.append(el("span", { class: c >= 0 ? "up" : "down", style: `width:${(50 * Math.abs(c)) / scale}%` }));
+    const cell = el("td"); cell.append(bar);
+    tr.append(el("td", {}, input.display), el("td", {}, shown), el("td", { class: word[0] }, word[1]), cell);
+    body.append(tr);
+  }
+}
+
+// ------------------------------------------------------------------------------- start
+function describeModel(m) {
+  $("model-title").textContent = `— ${m.ref}`;
+  $("about-model").textContent = `${m.ref} (${m.kind}, ${m.outcome})`;
+  $("about-released").textContent = m.released || "not recorded";
+  $("about-sha").textContent = m.sha256;
+  $("about-use").textContent = m.intended_use;
+  $("about-limits").replaceChildren(...m.limitations.map((t) => el("li", {}, t)));
+  show("about", true);
+}
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  try {
+    if (params.has("code") || params.has("error")) await finishLaunch(params);
+    else if (params.has("launch")) return await startLaunch(params);
+    else Object.assign(session, JSON.parse(sessionStorage.getItem("fedprog.session") || "{}"));
+  } catch (err) {
+    $("context").textContent = "Not signed in.";
+    status(err.message);
+    return;
+  }
+  const m = await getJson(`${location.origin}/app/model.json`);
+  if (!m.ok) { $("context").textContent = "No model in service."; status((m.body && m.body.issue && m.body.issue[0].diagnostics) || `The server answered ${m.status}.`); return; }
+  MODEL = m.body;
+  MODEL.horizon_label = (t) => { const d = t * MODEL.days_per_unit; return d >= 365 ? `${(d / 365.25).toFixed(1)} years` : `${Math.round(d)} days`; };
+  describeModel(MODEL);
+  buildForm();
+  if (session.token) {
+    $("context").textContent = `Patient ${session.patient} · signed in as ${session.user} (EHR launch)`;
+  } else {
+    $("context").textContent = "Demonstration mode: no EHR launch.";
+    show("token-box", true);
+  }
+  $("inputs").addEventListener("submit", (e) => { submit(e).catch((err) => { status(""); refuse([err.message]); }); });
+  show("inputs", true);
+}
+
+document.addEventListener("DOMContentLoaded", main);
