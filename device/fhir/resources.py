@@ -18,6 +18,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from ..model import PrognosticModel
 from ..scoring import Scores
+from .smart import origin
 
 FHIR_VERSION = "4.0.1"
 UCUM = "http://unitsofmeasure.org"
@@ -30,6 +31,7 @@ MODEL_SYSTEM = "urn:fedprog:model"
 SHA256_SYSTEM = "urn:fedprog:model-sha256"
 RA_STATUSES = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
                          "entered-in-error", "unknown"})
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 #: model time units → UCUM
 TIME_UCUM = {"day": "d", "week": "wk", "month": "mo", "year": "a"}
 
@@ -185,9 +187,14 @@ def capability_statement(base: str, date: str, software_version: str) -> dict[st
         "implementation": {"description": "fedprog prognostic risk device", "url": base},
         "rest": [{
             "mode": "server",
-            "security": {"service": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                "code": "SMART-on-FHIR"}]}],
+            "security": {
+                # SMART App Launch 1.0 discovery in the CapabilityStatement (2.x: .well-known)
+                "extension": [{"url": OAUTH_URIS, "extension": [
+                    {"url": "authorize", "valueUri": f"{origin(base)}/auth/authorize"},
+                    {"url": "token", "valueUri": f"{origin(base)}/auth/token"}]}],
+                "service": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR"}]}],
                 "description": "Bearer JWT (ES256) with SMART v2 scopes: user|system/RiskAssessment.c to "
                                "predict, .rs to read; patient/Consent.* for a patient's own consent; "
                                "system/AuditEvent.rs to read the audit trail."},

@@ -95,3 +95,19 @@ def test_no_generated_request_gets_a_server_error(fuzz_app: tuple[object, str]) 
             case.call_and_validate(headers={"Authorization": f"Bearer {bearer}"}, checks=[not_a_server_error])
 
         no_server_error()
+
+
+@pytest.mark.req("SRS-PAGE-002", "SYS-OPS-001")
+def test_fedprog_launch_prints_the_page_url_for_a_one_time_launch(demo_workspace: Path,
+                                                                  tmp_path: Path) -> None:
+    ws = copy_workspace(demo_workspace, tmp_path / "ws")
+    res = run("launch", "--workspace", ws, "--patient", "p-1", "--base-url", "https://risk.example/fhir/")
+    assert res.returncode == 0, res.stderr
+    url = res.stdout.strip()
+    assert url.startswith("https://risk.example/app/?launch=")
+    assert url.endswith("&iss=https%3A%2F%2Frisk.example%2Ffhir")
+    bad = run("launch", "--workspace", ws, "--patient", "p-1", "--ttl", "0")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "fedprog: error: --ttl must be 1..3600 seconds, not 0"
+    nowhere = run("launch", "--workspace", tmp_path / "none", "--patient", "p-1")
+    assert nowhere.returncode == 2 and "is not a fedprog workspace" in nowhere.stderr

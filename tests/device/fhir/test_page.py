@@ -116,3 +116,12 @@ def test_every_cds_card_links_to_the_page_as_a_smart_app(page: Any, values: dict
     (card,) = resp.json()["cards"]
     link = {"label": "Open the risk page", "url": "http://testserver/app/", "type": "smart"}
     assert card["links"] == [link]
+
+
+@pytest.mark.req("SRS-PAGE-002")
+def test_the_capability_statement_names_the_smart_endpoints(page: Any) -> None:
+    client, _ = page
+    security = client.get("/fhir/metadata").json()["rest"][0]["security"]
+    (uris,) = security["extension"]
+    assert {e["url"]: e["valueUri"] for e in uris["extension"]} == {
+        "authorize": "http://testserver/auth/authorize", "token": "http://testserver/auth/token"}
