@@ -103,9 +103,16 @@ def _exec(argv: list[str], dry_run: bool) -> None:
     print(shlex.join(argv), file=sys.stderr if not dry_run else sys.stdout, flush=True)
     if dry_run:
         return
-    env = _env()
-    exe = str(Path(sys.executable).parent / argv[0])
-    os.execve(exe if Path(exe).exists() else argv[0], argv, env)
+    os.execve(_flower(argv[0]), argv, _env())
+
+
+def _flower(command: str) -> str:
+    """The path of one of Flower's commands, beside this interpreter (exit 2 if Flower is missing)."""
+    exe = Path(sys.executable).parent / command
+    if not exe.exists():
+        raise fail(f"{command} not found beside {sys.executable}: install Flower with "
+                   "pip install 'fedprog[flower]'")
+    return str(exe)
 
 
 def _wait_for(address: str, timeout: float) -> None:
@@ -257,6 +264,7 @@ def run(
         result = out / "result.json"
         result.unlink(missing_ok=True)
         _wait_for(superlink, connect_timeout)
+        argv[0] = _flower("flwr")
         try:
             subprocess.run(argv, env={**_env(), "FLWR_HOME": home}, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:

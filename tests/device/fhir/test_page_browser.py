@@ -167,7 +167,8 @@ def test_an_out_of_range_input_is_refused_by_name_and_no_number_is_shown(server:
     launch(browser, ws, base, "page-refused")
     enter(browser, {**LOW, "pnodes": 0})  # the model was validated from 1 positive node
     refusal = wait_for(browser, "#refusal")
-    assert "pnodes" in refusal.text or "lymph nodes" in refusal.text.lower()
+    assert "Regional lymph nodes positive [#] Specimen: pnodes = 0 is outside" in refusal.text
+    assert browser.find_element("id", "in-pnodes").get_attribute("aria-invalid") == "true"
     assert not browser.find_element("id", "result").is_displayed()
     assert not browser.find_elements("css selector", "#result:not([hidden]) .headline")
     screenshot(browser, "risk-page-refused")

@@ -136,6 +136,7 @@ async function submit(event) {
   event.preventDefault();
   if (!session.token) session.token = $("token").value.trim();
   if (!session.patient) session.patient = $("patient-id").value.trim() || "demo-patient";
+  for (const field of $("fields").querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
   const { problems, values, bundle } = readForm();
   if (problems.length) return refuse(problems);
   const parameters = { resourceType: "Parameters", parameter: [{ name: "patient", resource: bundle },
@@ -152,10 +153,19 @@ async function submit(event) {
   render(r.body, values);
 }
 
+function named(line) {
+  // the server names an input by its model name ("pnodes = 0 is outside …"): give the clinician's
+  // label too, and mark that field invalid for assistive technology
+  const input = MODEL.inputs.find((i) => line.startsWith(`${i.name} `) || line.startsWith(`${i.name}:`));
+  if (!input) return line;
+  $(`in-${input.name}`).setAttribute("aria-invalid", "true");
+  return `${input.display}: ${line}`;
+}
+
 function refuse(lines) {
   show("result", false);
   const list = $("refusal-list");
-  list.replaceChildren(...lines.map((line) => el("li", {}, line)));
+  list.replaceChildren(...lines.map((line) => el("li", {}, named(line))));
   show("refusal", true);
   $("refusal").focus();
 }
