@@ -32,11 +32,13 @@ PACKAGES: tuple[tuple[str, str, str, str], ...] = (
     ("federated", "sites and coordinator",
      "Site: reads its table, applies the consent filter and the disclosure policy, answers with masked "
      "aggregates. Coordinator: secure aggregation, Newton-Raphson for Cox PH, Kaplan-Meier, log-rank, "
-     "dropout handling, the model artifact. Versioned wire messages (fedprog.msg/v1).", "ledger"),
+     "dropout handling, the model artifact. Versioned wire messages (fedprog.msg/v1) over a transport: "
+     "in-process, or Flower's Deployment Engine between hospitals.", "ledger"),
     ("device", "hospital server",
      "The certified run-time part: artifact loading with hash and contract checks, intended-use envelope, "
      "UCUM conversion, scoring with the 95% interval, model registry and release gate, FHIR R4 server, "
-     "CDS Hooks, ES256/SMART authorisation, audit trail.", "ledger"),
+     "CDS Hooks, ES256/SMART authorisation and App Launch, the clinician's risk page, audit trail.",
+     "ledger"),
     ("validation", "sites and QA",
      "Clinical performance at each site on its own rows, leave-one-site-out, inverse-variance pooling, "
      "acceptance criteria from the requirements, the hashed report and its figures.",
@@ -179,12 +181,15 @@ def _segregation() -> list[Flowable]:
         para("(b) <b>The device package is independent of consent and of the command layer.</b> device "
              "imports only ledger (to read the release state from the log); it never imports consent, "
              "federated or fedprog, so the run-time device can be deployed without them. Dependencies point "
-             "one way (section 3); no automated import check enforces this yet: it is verified by inspection "
-             "(\u00a75.3.6)."),
+             "one way (section 3), checked on the source by an automated test of every package's imports "
+             "(SRS-ARCH-001, \u00a75.3.6)."),
         para("(c) <b>Process boundaries.</b> Each site runs in its own process at its hospital with its own "
              "keys; the coordinator in another; the FHIR server (uvicorn workers and a pool of scoring "
              "processes speaking length-prefixed JSON) on a hospital server; every witness at its site. They "
-             "exchange only versioned, validated messages (no pickle). In the demo all run on one host with "
+             "exchange only versioned, validated messages (no pickle). Between hospitals they travel over "
+             "Flower's Deployment Engine: a SuperLink at the coordinating centre, a SuperNode per hospital, "
+             "each message carried unchanged as bytes; a site's ClientApp lives for one message and keeps "
+             "nothing patient-level between messages (SRS-DEP-002). In the demo all run on one host with "
              "an in-process transport that still encodes every message to bytes."),
         para("(d) <b>Safety segregation.</b> No segregation between software items is claimed for risk "
              "control (\u00a75.3.5): all software items share the software safety class of the system "

@@ -67,7 +67,15 @@ def _reading(model: PrognosticModel) -> list[Flowable]:
              "at every horizon, every input value used with its unit, the intended use and the model "
              "SHA-256."),
         para("When an input is missing or out of range the card has no percentage: its summary says that the "
-             "risk is not shown and names the inputs, and its detail gives each reason."),
+             "risk is not shown and names the inputs, and its detail gives each reason. The card's link "
+             "opens the risk page for the patient."),
+        para("<b>The risk page</b> (opened from the card or the EHR's app list, SMART App Launch) shows the "
+             "inputs the clinician confirms, the risk at each horizon as a percentage with its 95% interval "
+             "and as a number of 100 patients like this one, the event-free survival curve with its interval "
+             "band, each input's contribution (raising or lowering the risk), the model, its SHA-256 and "
+             "release date, the intended use and the limitations. Every number on it is the server's stored "
+             "RiskAssessment; a missing or out-of-range input shows a refusal naming it and no number. The "
+             "page prints for the record."),
         *section("3.3 Interpretation", 2),
         para("The risk is an estimate for a population of patients with the same inputs, not a certainty for "
              "this patient. Read it together with the inputs it was based on: if an input shown does not "
