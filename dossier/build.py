@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ledger.files import sha256_file
 from ledger.log import Ledger
 from ledger.verify import verify_ledger
 
@@ -134,10 +135,6 @@ def control(inputs: DossierInputs, doc: DocumentSpec) -> Control:
                    device=inputs.device, device_version=inputs.device_version,
                    model=model.ref if model is not None else "", model_sha256=model.sha256 if model else "",
                    commit=inputs.commit)
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def manifest_bytes(data: dict[str, Any]) -> bytes:

@@ -32,6 +32,7 @@ from typing import Any
 from device.registry import ModelEntry, ModelRegistry, RegistryError
 from ledger.canonical import sealed_sha256
 from ledger.checkpoint import CheckpointError, open_checkpoint
+from ledger.files import sha256_file
 from ledger.log import Ledger
 from ledger.verify import verify_ledger
 
@@ -106,7 +107,7 @@ def _validation(registry: ModelRegistry, entry: ModelEntry, workspace: Path
                            f"{digest[:16]}… and its figures) is missing under {workspace / 'validation'}")
     for plot in report.get("plots", []):
         path = folder / plot["file"]
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != plot["sha256"]:
+        if not path.is_file() or sha256_file(path) != plot["sha256"]:
             raise DossierError(f"figure {path} of the validation report of {entry.ref} is missing or "
                                "does not match the report's sha256")
     return report, folder
@@ -228,7 +229,7 @@ def _test_run(junit: Path | None, report: dict[str, Any] | None, folder: Path | 
     evidence = (report or {}).get("verification") or {}
     if folder is not None and evidence.get("status") != "skipped" and evidence.get("junit"):
         path = folder / evidence["junit"]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        digest = sha256_file(path) if path.is_file() else None
         if digest != evidence.get("junit_sha256"):
             raise DossierError(f"{path}: the validation's JUnit evidence is missing or does not match "
                                "the report's junit_sha256")

@@ -18,13 +18,14 @@ own file each time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 from flwr.app import ConfigRecord, Context, Message
+
+from ledger.files import sha256_file
 
 from .exceptions import ProtocolError
 from .flower_transport import pack, unpack
@@ -51,7 +52,7 @@ def answer(message: Message, context: Context, make_site: SiteFactory, data: Pat
     if state is None:
         state = ConfigRecord({"secret": os.urandom(32), "sessions": [], "sent": False})
     try:
-        digest = _sha256(data)
+        digest = sha256_file(data)
     except OSError:
         return _reply(message, ErrorReply(session=session, round=0, code="data",
                                           message="the site's data file cannot be read"))
@@ -86,10 +87,3 @@ def _remember(state: ConfigRecord, session: str, history: list[bytes], digest: s
 def _reply(message: Message, reply: ErrorReply) -> Message:
     return Message(pack(encode(reply)), reply_to=message)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

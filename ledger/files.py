@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -22,6 +23,15 @@ def secret_file(path: Path, nbytes: int = 32) -> bytes:
     with os.fdopen(fd, "wb") as fh:
         fh.write(secret)
     return secret
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (``OSError`` if it cannot be read)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -14,7 +14,6 @@ PNG, so the same results give byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ledger.files import sha256_file
 
 DPI = 100
 #: PNG metadata: drop matplotlib's "Software" entry (its version) so bytes depend on data only
@@ -31,7 +32,7 @@ METADATA: dict[str, str | None] = {"Software": None}
 def _save(fig: Figure, path: Path) -> dict[str, str]:
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=DPI, metadata=METADATA)
-    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"file": path.name, "sha256": sha256_file(path)}
 
 
 def _years(t: float, unit: str) -> str:

@@ -25,6 +25,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from ledger.files import sha256_file
+
 from .exceptions import VerificationError
 
 #: seconds the whole suite may take before the verification fails
@@ -109,7 +111,7 @@ def run_suite(folder: Path, extra_args: list[str] | None = None, timeout: float 
                            "duration_s": round(time.monotonic() - started, 1), "summary": " ".join(tail),
                            **commit(root), **environment()}
     if junit.is_file():
-        out.update(junit="junit.xml", junit_sha256=hashlib.sha256(junit.read_bytes()).hexdigest(),
+        out.update(junit="junit.xml", junit_sha256=sha256_file(junit),
                    **junit_counts(junit))
     ok = returncode == 0 and junit.is_file() and out.get("tests", 0) > 0 \
         and out.get("failures", 1) == 0 and out.get("errors", 1) == 0

@@ -10,7 +10,6 @@ presentation (hazard ratios as exp(β), the baseline read off its step function 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from reportlab.platypus import Flowable
 
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import esc, figure, heading, para, table
+from ledger.files import sha256_file
 
 from .model_card import (
     METRICS,
@@ -249,7 +249,7 @@ def _figures(inputs: DossierInputs) -> list[Flowable]:
     out: list[Flowable] = [heading("10 Figures")]
     for i, plot in enumerate(rep.get("plots", []), start=1):
         path = folder / plot["file"]
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != plot.get("sha256"):
+        if not path.is_file() or sha256_file(path) != plot.get("sha256"):
             raise DossierError(f"FP-CVR: figure {path} is missing or differs from the report's sha256")
         wide = "calibration" in plot["file"] or "auc" in plot["file"]
         caption = f"Figure {i}. {plot['title']} ({plot['file']}, SHA-256 {plot['sha256'][:16]}…)"
