@@ -39,15 +39,25 @@ class DeploymentError(FederatedError):
     """The deployment does not match the study: a site is missing, unknown or duplicated."""
 
 
+def record(values: Mapping[str, Any]) -> RecordDict:
+    """fedprog's values as Flower content: one ConfigRecord under :data:`RECORD`."""
+    return RecordDict({RECORD: ConfigRecord(dict(values))})
+
+
+def fields(content: RecordDict | None) -> dict[str, Any]:
+    """The values fedprog put in Flower content (empty when there are none)."""
+    found = content.config_records.get(RECORD) if content is not None else None
+    return dict(found) if found is not None else {}
+
+
 def pack(payload: bytes) -> RecordDict:
     """A fedprog message as Flower content: one ConfigRecord holding its bytes."""
-    return RecordDict({RECORD: ConfigRecord({"payload": payload})})
+    return record({"payload": payload})
 
 
 def unpack(content: RecordDict) -> bytes:
     """The fedprog message bytes in Flower content; :class:`ProtocolError` if there are none."""
-    record = content.config_records.get(RECORD) if content is not None else None
-    payload = record.get("payload") if record is not None else None
+    payload = fields(content).get("payload")
     if not isinstance(payload, bytes):
         raise ProtocolError("Flower message carries no fedprog payload")
     return payload
@@ -55,7 +65,7 @@ def unpack(content: RecordDict) -> bytes:
 
 def hello_reply(site: str, info: Mapping[str, int | str] | None = None) -> RecordDict:
     """The ClientApp's answer to :data:`HELLO_TYPE`: the site its node config names (and ``info``)."""
-    return RecordDict({RECORD: ConfigRecord({**(info or {}), "site": site})})
+    return record({**(info or {}), "site": site})
 
 
 class FlowerTransport:
@@ -171,7 +181,7 @@ def discover(grid: Any, sites: Sequence[str], timeout: float) -> dict[str, Node]
             answers = probe.round_trip(HELLO_TYPE, {str(n): RecordDict() for n in fresh},
                                    max(1.0, min(10.0, deadline - time.monotonic())))
             for key, content in answers.items():
-                node = Node(int(key), dict(content.config_records.get(RECORD) or {}))
+                node = Node(int(key), fields(content))
                 if "error" in node.hello:
                     raise DeploymentError(f"node {node.node_id}: {node.hello['error']}")
                 site = node.hello.get("site")

@@ -116,7 +116,7 @@ class Site:
             req = decode_request(payload)
             if isinstance(req, EvaluateRequest):
                 if req.secure is not None:
-                    self._keys[req.session] = self._keygen(req.session, req.round)
+                    self._next_key(req.session, req.round)
                 continue
             reply = self._answer(req)
             if isinstance(reply, ErrorReply):
@@ -197,10 +197,14 @@ class Site:
             peers = {name: base64.b64decode(pk) for name, pk in secure.peers.items()}
             updates = _masked_fields(reply, keys, peers, me=self.name, session=session,
                                      round_=req.round)  # type: ignore[attr-defined]
-        nxt = self._keygen(session, req.round)  # type: ignore[attr-defined]
-        self._keys[session] = nxt
+        nxt = self._next_key(session, req.round)  # type: ignore[attr-defined]
         updates["next_key"] = base64.b64encode(nxt.public_bytes()).decode("ascii")
         return reply.model_copy(update=updates)
+
+    def _next_key(self, session: str, round_: int) -> secagg.KeyPair:
+        """The key this site announces after ``round_`` (kept to mask the session's next round)."""
+        self._keys[session] = self._keygen(session, round_)
+        return self._keys[session]
 
     # ----------------------------------------------------------- transcript
     def _record(self, reply: Reply, raw: bytes) -> None:

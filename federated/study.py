@@ -6,6 +6,7 @@ the :class:`CohortSpec` part (column names and the time grid), never another sit
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from pathlib import Path
@@ -158,16 +159,21 @@ class StudySpec(BaseModel):
 
 
 def load_study(path: Path, **overrides: object) -> StudySpec:
-    """Read ``study.toml``; ``overrides`` (from command-line flags) win over the file.
+    """Read ``study.toml`` (or the same settings as JSON, as a workspace keeps them in
+    ``<sha256>.study.json``); ``overrides`` (from command-line flags) win over the file.
 
     Relative site paths are taken relative to the study file's folder.
     """
+    as_json = path.suffix == ".json"
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if as_json else tomllib.loads(text)
     except FileNotFoundError:
         raise DataError(f"{path}: study file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid {'JSON' if as_json else 'TOML'}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: a study file holds one object of settings")
     sites = raw.get("sites", [])
     if isinstance(sites, dict):  # [sites] name = "path" form
         sites = [{"name": k, "path": v} for k, v in sites.items()]

@@ -28,18 +28,18 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from federated import flower_site
 from federated.exceptions import FederatedError
-from federated.flower_transport import RECORD, FlowerTransport, discover, hello_reply
+from federated.flower_transport import FlowerTransport, discover, fields, hello_reply, record
 from federated.site import Site
-from federated.study import StudySpec, first_error, load_study
+from federated.study import first_error, load_study
 from ledger.checkpoint import NoteSignature, parse_body, parse_note
 from ledger.files import write_json_atomic
 
@@ -55,23 +55,34 @@ def _csv(value: object) -> object:
     return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
 
-class NodeSettings(BaseModel):
-    """A SuperNode's ``--node-config``: which site it serves and where that site's files are."""
+class _FlowerConfig(BaseModel):
+    """Settings read from a Flower config (kebab-case keys); errors are one line naming it."""
 
     model_config = ConfigDict(extra="forbid", alias_generator=_kebab, frozen=True)
+    WHAT: ClassVar[str] = "config"
+
+    @classmethod
+    def _raw(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(config)
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Self:
+        try:
+            return cls.model_validate(cls._raw(config))
+        except ValidationError as exc:
+            raise ValueError(f"{cls.WHAT}: {first_error(exc)}") from None
+
+
+class NodeSettings(_FlowerConfig):
+    """A SuperNode's ``--node-config``: which site it serves and where that site's files are."""
+
+    WHAT = "node config"
 
     site: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data_path: Path
     patient_column: str = "patient_id"
     workspace: Path | None = None
     transcript_dir: Path | None = None
-
-    @classmethod
-    def of(cls, config: Mapping[str, Any]) -> NodeSettings:
-        try:
-            return cls.model_validate(dict(config))
-        except ValidationError as exc:
-            raise ValueError(f"node config: {first_error(exc)}") from None
 
     def site_factory(self) -> flower_site.SiteFactory:
         def make(keygen: Any, append: bool) -> Site:
@@ -85,10 +96,10 @@ class NodeSettings(BaseModel):
         return make
 
 
-class RunSettings(BaseModel):
-    """A run's ``--run-config`` (the ServerApp's settings)."""
+class RunSettings(_FlowerConfig):
+    """A run's ``--run-config`` (the ServerApp's settings); ``""`` means not set."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=_kebab, frozen=True)
+    WHAT = "run config"
 
     study: Path
     out: Path
@@ -103,12 +114,8 @@ class RunSettings(BaseModel):
     _split = field_validator("jobs", "sites", mode="before")(_csv)
 
     @classmethod
-    def of(cls, config: Mapping[str, Any]) -> RunSettings:
-        raw = {k: v for k, v in config.items() if v != ""}
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise ValueError(f"run config: {first_error(exc)}") from None
+    def _raw(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in config.items() if v != ""}
 
 
 # ---------------------------------------------------------------------------- ClientApp
@@ -126,7 +133,7 @@ def _hello(message: Message, context: Context) -> Message:
     try:
         node = NodeSettings.of(context.node_config)
     except ValueError as exc:
-        return Message(RecordDict({RECORD: ConfigRecord({"error": str(exc)})}), reply_to=message)
+        return Message(record({"error": str(exc)}), reply_to=message)
     size = _witness(node).state.size if node.workspace else 0
     return Message(hello_reply(node.site, {"witness-size": size}), reply_to=message)
 
@@ -134,16 +141,16 @@ def _hello(message: Message, context: Context) -> Message:
 @client.query("fedprog_cosign")
 def _cosign(message: Message, context: Context) -> Message:
     node = NodeSettings.of(context.node_config)
-    record = message.content.config_records[RECORD]
+    asked = fields(message.content)
     out: dict[str, Any]
     try:
         if node.workspace is None:
             raise ValueError("this node has no workspace, so no witness key")
-        signature = _witness(node).cosign(str(record["note"]), list(record["proof"]))  # type: ignore[arg-type]
+        signature = _witness(node).cosign(str(asked["note"]), list(asked["proof"]))
         out = {"cosignature": signature.line()}
     except Exception as exc:  # noqa: BLE001 — a refusal (fork, bad note) goes back as a message
         out = {"error": f"{type(exc).__name__}: {exc}"}
-    return Message(RecordDict({RECORD: ConfigRecord(out)}), reply_to=message)
+    return Message(record(out), reply_to=message)
 
 
 def _witness(node: NodeSettings) -> Any:
@@ -167,14 +174,14 @@ class RemoteWitnesses:
         return self._sizes[site]
 
     def cosign(self, site: str, note: str, proof: Sequence[bytes]) -> NoteSignature:
-        content = RecordDict({RECORD: ConfigRecord({"note": note, "proof": list(proof)})})
-        replies = self._transport.only([site]).round_trip(COSIGN_TYPE, {site: content}, self._timeout)
-        record = replies[site].config_records.get(RECORD) if site in replies else None
-        if record is None:
+        asked = record({"note": note, "proof": list(proof)})
+        replies = self._transport.only([site]).round_trip(COSIGN_TYPE, {site: asked}, self._timeout)
+        answer = fields(replies.get(site))
+        if not answer:
             raise FederatedError(f"site {site!r}: witness did not answer within {self._timeout:g} s")
-        if "error" in record:
-            raise FederatedError(f"site {site!r}: witness refused to cosign: {record['error']!s}")
-        text, signatures = parse_note(note + str(record["cosignature"]))
+        if "error" in answer:
+            raise FederatedError(f"site {site!r}: witness refused to cosign: {answer['error']!s}")
+        text, signatures = parse_note(note + str(answer["cosignature"]))
         self._sizes[site] = parse_body(text).size
         return signatures[-1]
 
@@ -214,21 +221,11 @@ def _one_line(exc: BaseException) -> str:
     return traceback.format_exception_only(exc)[-1].strip()
 
 
-def read_study(path: Path) -> StudySpec:
-    """A study file: ``study.toml`` or the JSON a workspace keeps (``<sha>.study.json``)."""
-    if path.suffix == ".json":
-        try:
-            return StudySpec.model_validate_json(path.read_bytes())
-        except ValidationError as exc:
-            raise ValueError(f"{path}: {first_error(exc)}") from None
-    return load_study(path)
-
-
 def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
     """Discover the sites, then run each job over Flower; write ``<out>/<job>.json``."""
     from .workspace import Workspace, train_in_workspace
 
-    study = read_study(settings.study)
+    study = load_study(settings.study)
     if settings.round_timeout is not None:
         study = study.model_copy(update={"timeout": settings.round_timeout})
     ws = Workspace(settings.workspace) if settings.workspace is not None else None
