@@ -77,6 +77,11 @@ def _loopback(address: str) -> bool:
         return False
 
 
+def _given(flag: str, value: object) -> list[str]:
+    """``[flag, value]`` when the option was given, else nothing."""
+    return [flag, str(value)] if value else []
+
+
 def _security(insecure: bool, addresses: list[str], tls: list[str]) -> list[str]:
     """Flower's TLS flags, refusing plaintext off loopback and a half-given TLS setup."""
     if insecure:
@@ -133,12 +138,14 @@ def _wait_for(address: str, timeout: float) -> None:
             time.sleep(0.5)
 
 
-def _toml_value(value: str | float | int) -> str:
+def _toml_value(value: str | float | int | bool) -> str:
     """A TOML value as Flower parses ``--node-config`` / ``--run-config``.
 
     Flower splits the pairs with ``"[^"]*"`` / ``'[^']*'`` before reading them as TOML, so a
     string holding ``"`` goes in a literal string ``'…'`` and one holding both quotes cannot go.
     """
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if not isinstance(value, str):
         return repr(value)
     if '"' not in value:
@@ -178,12 +185,10 @@ def superlink(
     dry_run: DryRun = False,
 ) -> None:
     """Start the coordinating centre's Flower SuperLink."""
-    tls = [*(["--ssl-certfile", str(ssl_certfile)] if ssl_certfile else []),
-           *(["--ssl-keyfile", str(ssl_keyfile)] if ssl_keyfile else []),
-           *(["--ssl-ca-certfile", str(ssl_ca_certfile)] if ssl_ca_certfile else [])]
+    tls = [*_given("--ssl-certfile", ssl_certfile), *_given("--ssl-keyfile", ssl_keyfile),
+           *_given("--ssl-ca-certfile", ssl_ca_certfile)]
     argv = ["flower-superlink", *_security(insecure, [host], tls), "--host", host, "--port", str(port),
-            "--disable-runtime-dependency-installation"]
-    argv += ["--database", str(database)] if database else []
+            "--disable-runtime-dependency-installation", *_given("--database", database)]
     argv += ["--enable-supernode-auth"] if node_auth else []
     _exec(argv, dry_run)
 
@@ -212,10 +217,9 @@ def supernode(
     config = config_string({"site": site, "data-path": str(data.resolve()), "patient-column": patient_column,
                             "workspace": str(workspace.resolve()) if workspace else None,
                             "transcript-dir": str(transcript_dir.resolve()) if transcript_dir else None})
-    tls = ["--root-certificates", str(root_certificates)] if root_certificates else []
+    tls = _given("--root-certificates", root_certificates)
     argv = ["flower-supernode", *_security(insecure, [superlink], tls), "--superlink", superlink,
-            "--port", str(port), "--node-config", config]
-    argv += ["--auth-supernode-private-key", str(auth_key)] if auth_key else []
+            "--port", str(port), "--node-config", config, *_given("--auth-supernode-private-key", auth_key)]
     _exec(argv, dry_run)
 
 
@@ -243,19 +247,18 @@ def run(
     dry_run: DryRun = False,
 ) -> None:
     """Submit a run to the SuperLink, stream its log, and exit with the ServerApp's result."""
-    security = _security(insecure, [superlink], [str(root_certificates)] if root_certificates else [])
+    _security(insecure, [superlink], _given("--root-certificates", root_certificates))
     config = config_string({
         "study": str(study.resolve()), "out": str(out.resolve()), "jobs": jobs, "sites": sites,
         "workspace": str(workspace.resolve()) if workspace else None, "model": model, "n-boot": n_boot,
         "connect-timeout": float(connect_timeout),
         "round-timeout": float(round_timeout) if round_timeout is not None else None})
     with tempfile.TemporaryDirectory(prefix="fedprog-flwr-") as home:
-        conn = {"address": superlink}
-        conn.update({"insecure": "true"} if security == ["--insecure"] else
-                    {"root-certificates": json.dumps(str(root_certificates))})
+        trust: dict[str, str | bool] = {"insecure": True} if insecure else \
+            {"root-certificates": str(root_certificates)}
+        connection = {"address": superlink, **trust}
         lines = ["[superlink]", 'default = "fedprog"', "", "[superlink.fedprog]",
-                 f"address = {json.dumps(superlink)}",
-                 *(f"{k} = {v}" for k, v in conn.items() if k != "address")]
+                 *(f"{k} = {_toml_value(v)}" for k, v in connection.items())]
         Path(home, "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
         argv = ["flwr", "run", str(app_dir), "fedprog", "--stream", "--run-config", config]
         print(f"FLWR_HOME={home} {shlex.join(argv)}", file=sys.stderr, flush=True)
