@@ -31,7 +31,8 @@ HOOK = "patient-view"
 #: ``(upper bound exclusive, indicator)`` in order (CDS Hooks 2.0 §"Card Attributes": indicator).
 RISK_BANDS: tuple[tuple[float, str], ...] = ((0.10, "info"), (0.30, "warning"), (math.inf, "critical"))
 SUMMARY_MAX = 139  # CDS Hooks 2.0 §"Card Attributes": summary "<140 characters"
-_DAYS = {"day": 1.0, "week": 7.0, "month": 30.4375, "year": 365.25}
+#: days in one model time unit (a month is a twelfth of the mean Julian year)
+DAYS_PER_UNIT = {"day": 1.0, "week": 7.0, "month": 30.4375, "year": 365.25}
 _ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
 
 
@@ -42,7 +43,7 @@ def indicator(risk: float) -> str:
 
 def horizon_text(model: PrognosticModel, h: float) -> str:
     """A horizon in words: in years once it is at least a year long (``1826`` days → ``5 years``)."""
-    days = h * _DAYS[model.time_unit]
+    days = h * DAYS_PER_UNIT[model.time_unit]
     if model.time_unit != "year" and days < 365:
         return f"{h:g} {model.time_unit}{'' if h == 1 else 's'}"
     years = days / 365.25

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..model import InputSpec, PrognosticModel
-from .cds import _DAYS, horizon_text
+from .cds import DAYS_PER_UNIT, horizon_text
 from .http import state
 from .resources import event, intended_use
 
@@ -60,7 +60,7 @@ def _input(spec: InputSpec) -> dict[str, Any]:
 
 def _ticks(model: PrognosticModel) -> list[dict[str, Any]]:
     """Whole years (or the unit itself when shorter) up to the last horizon, for the curve's axis."""
-    per_year = 365.25 / _DAYS[model.time_unit]
+    per_year = 365.25 / DAYS_PER_UNIT[model.time_unit]
     last = max(model.horizons)
     step = per_year if last >= per_year else max(1.0, last / 5)
     count = int(last / step + 0.01)  # 1826 days is 5 years, give or take the leap days
@@ -83,7 +83,6 @@ def model_facts(model: PrognosticModel, released: str | None) -> dict[str, Any]:
         "ref": model.ref, "model_id": model.model_id, "version": model.version, "sha256": model.sha256,
         "kind": f"{model.artifact.kind} model", "outcome": model.outcome,
         "event": f"an {event(model)}", "released": released, "time_unit": model.time_unit,
-        "days_per_unit": _DAYS[model.time_unit],
         "horizons": [{"value": h, "label": horizon_text(model, h)} for h in model.horizons],
         "ticks": _ticks(model), "inputs": [_input(s) for s in model.inputs],
         "intended_use": intended_use(model), "limitations": list(LIMITATIONS),

@@ -216,7 +216,8 @@ function drawCurve(preds) {
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("role", "img");
   const end = preds[preds.length - 1];
-  svg.setAttribute("aria-label", `Event-free survival falls from 100% to ${pct(1 - end.risk)}% at ${MODEL.horizon_label(end.h)}`);
+  const lastLabel = MODEL.horizons[MODEL.horizons.length - 1].label;  // the curve ends at the last horizon
+  svg.setAttribute("aria-label", `Event-free survival falls from 100% to ${pct(1 - end.risk)}% at ${lastLabel}`);
   for (let s = floor; s <= 1.0001; s += 0.1) {
     shape("line", { x1: L, x2: W - R, y1: y(s), y2: y(s), stroke: "#e1e6eb" });
     shape("text", { x: L - 8, y: y(s) + 4, "text-anchor": "end", "font-size": 12, fill: "#4a5562" }).textContent = `${Math.round(s * 100)}%`;
@@ -234,7 +235,7 @@ function drawCurve(preds) {
   }
   $("curve").replaceChildren(svg);
   $("curve-caption").textContent = "Estimated proportion free of the event (line) with its 95% interval (band), "
-    + `at ${preds.length} times up to ${MODEL.horizon_label(last)}; dashed lines mark the model's horizons.`;
+    + `at ${preds.length} times up to ${lastLabel}; dashed lines mark the model's horizons.`;
 }
 
 function drivers(ra, values) {
@@ -289,7 +290,6 @@ async function main() {
   const m = await getJson(`${location.origin}/app/model.json`);
   if (!m.ok) { $("context").textContent = "No model in service."; status((m.body && m.body.issue && m.body.issue[0].diagnostics) || `The server answered ${m.status}.`); return; }
   MODEL = m.body;
-  MODEL.horizon_label = (t) => { const d = t * MODEL.days_per_unit; return d >= 365 ? `${(d / 365.25).toFixed(1)} years` : `${Math.round(d)} days`; };
   describeModel(MODEL);
   buildForm();
   if (session.token) {
