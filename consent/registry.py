@@ -193,6 +193,12 @@ class ConsentRegistry:
                                 (patient,))
         return [parse_consent(r[0]) for r in rows]
 
+    def newest_checkpoint(self) -> int:
+        """Size of the newest signed checkpoint of the ledger (0 if none): the only consent state
+        a site accepts when it has no witness of its own to ask."""
+        latest = self.ledger.latest_checkpoint()
+        return 0 if latest is None else latest[0]
+
     def ledger_root(self, size: int) -> bytes:
         """Root of the shared ledger at ``size`` entries (to check a request's consent checkpoint)."""
         return self.ledger.root(size)

@@ -94,7 +94,11 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
             "n": fit.n, "events": fit.events, "rounds": fit.rounds,
             "iterations": fit.iterations, "converged": fit.converged,
             "loglik": fit.loglik, "loglik_null": fit.loglik_null,
-            "secure_aggregation": fit.secure, "time_grid": study.time_grid,
+            "secure_aggregation": fit.secure, "time_grid": fit.time_grid,
+            # k-cells at the source coarsen the times: the fit is exact on the coarsened times
+            "exact_on": f"event times coarsened to the {fit.time_grid} grid"
+                        + (f", administratively censored at {study.max_time:g} {study.time_unit}s"
+                           if study.max_time is not None else ""),
             "policy": study.policy.model_dump(),
             "differential_privacy": privacy,
             "consent_checkpoint": fit.consent_checkpoint,

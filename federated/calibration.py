@@ -65,7 +65,7 @@ def calibration_in_the_large(coord: Coordinator, cohort: CohortSpec, model: dict
     s0 = baseline_at(model, horizons)
     beta = np.array([model["coefficients"][n] for n in names])
     center = np.asarray(model["baseline_survival"]["center"], dtype=float)
-    rules = policy or DisclosurePolicy()
+    rules = policy or coord.protocol.policy
 
     def run() -> Calibration:
         disc = discover(coord, cohort, rules, consent)

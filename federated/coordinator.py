@@ -1,10 +1,11 @@
 """The coordinator's side of the protocol: broadcast a request, check every reply, sum.
 
-A reply is checked before any arithmetic (kind, session, round, masking, each array's
-shape). A site that does not answer in time or answers with an invalid message is a
+Every request names the approved study (:class:`~federated.rules.StudyProtocol`) the sites
+answer for. A reply is checked before any arithmetic (kind, session, round, masking, each
+array's shape). A site that does not answer in time or answers with an invalid message is a
 *dropout* (:class:`SitesDropped`, which the fit handles by re-running among the others);
 a site's deliberate refusal is a :class:`~federated.exceptions.SiteError`. With secure
-aggregation on, the coordinator relays the sites' public keys and only ever sums masked
+aggregation on, the coordinator relays the sites' signed public keys and only ever sums masked
 statistics: it never holds a single site's unmasked value.
 """
 
@@ -18,7 +19,8 @@ import numpy as np
 from . import secagg
 from .arrays import WireArray
 from .exceptions import FederatedError, ProtocolError, SiteError
-from .messages import ErrorReply, KeysReply, KeysRequest, Request, SecureRound, decode_reply, encode
+from .messages import ErrorReply, KeysReply, KeysRequest, Request, SecureRound, SignedKey, decode_reply, encode
+from .rules import StudyProtocol
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -48,26 +50,32 @@ class Coordinator:
         Reaches the sites.
     session : str
         Identifies this fit in every message (a restart after a dropout appends ``/rN``).
+    protocol : StudyProtocol
+        The approved study every request names (its rules, peers and cohorts).
     timeout : float
         Seconds to wait for each round's replies.
-    secure : bool
-        Mask every summed statistic (pairwise masks, fresh X25519 keys every round).
+    secure : bool, optional
+        Mask every summed statistic (pairwise masks, fresh signed X25519 keys every round);
+        default the study's setting. ``False`` for rounds whose replies are plaintext by design
+        (evaluation).
     on_round : callable, optional
         Called with ``(round, kind)`` after each round (progress display).
     """
 
-    def __init__(self, transport: Any, session: str, timeout: float = 120.0, secure: bool = True,
-                 on_round: Callable[[int, str], None] | None = None) -> None:
+    def __init__(self, transport: Any, session: str, protocol: StudyProtocol, timeout: float = 120.0,
+                 secure: bool | None = None, on_round: Callable[[int, str], None] | None = None) -> None:
         self.transport = transport
+        self.protocol = protocol
+        self.study = protocol.sha256
         self.base_session = session
         self.session = session
         self.timeout = timeout
-        self.secure = secure
+        self.secure = protocol.secure if secure is None else secure
         self.rounds = 0
         self.restarts = 0
         self.dropped: dict[str, str] = {}
         self._on_round = on_round
-        self._peers: dict[str, str] | None = None
+        self._peers: dict[str, SignedKey] | None = None
 
     @property
     def sites(self) -> list[str]:
@@ -77,6 +85,10 @@ class Coordinator:
     def exclude(self, failures: dict[str, str]) -> None:
         """Drop sites for the rest of the study and start a fresh session (fresh keys, masks)."""
         self.dropped.update(failures)
+        self.restart()
+
+    def restart(self) -> None:
+        """Start a fresh session among the same sites (fresh keys and masks)."""
         self.restarts += 1
         self.session = f"{self.base_session}/r{self.restarts}"
         self._peers = None
@@ -94,12 +106,13 @@ class Coordinator:
 
     def _exchange(self, build: Callable[..., Request], reply_type: type[R],
                   fields: dict[str, object]) -> dict[str, R]:
-        request = build(session=self.session, round=self.rounds, **fields)
+        request = build(session=self.session, round=self.rounds, study=self.study, **fields)
         sites = self.sites
         raw = self.transport.exchange({s: encode(request) for s in sites}, self.timeout)
         crashed: dict[str, str] = getattr(self.transport, "failures", {})
         replies: dict[str, R] = {}
         failures: dict[str, str] = {}
+        refusals: dict[str, tuple[str, str]] = {}
         for site in sites:
             if site not in raw:
                 failures[site] = crashed.get(site, f"no reply to {request.kind!r} within {self.timeout:g} s")
@@ -110,7 +123,8 @@ class Coordinator:
                 failures[site] = str(exc)
                 continue
             if isinstance(reply, ErrorReply):
-                raise SiteError(site, reply.message, code=reply.code)
+                refusals[site] = (reply.code, reply.message)
+                continue
             if not isinstance(reply, reply_type) or reply.session != self.session \
                     or reply.round != self.rounds:
                 failures[site] = f"reply does not answer {request.kind!r} round {self.rounds}"
@@ -118,6 +132,9 @@ class Coordinator:
                 failures[site] = "unmasked statistics in a secure round"
             else:
                 replies[site] = reply
+        if refusals:
+            first = next(iter(refusals))
+            raise SiteError(first, refusals[first][1], code=refusals[first][0], refusals=refusals)
         if failures:
             raise SitesDropped(failures)
         self.rounds += 1
@@ -125,7 +142,7 @@ class Coordinator:
             self._on_round(self.rounds, request.kind)
         return replies
 
-    def _next_keys(self, replies: dict[str, Any]) -> dict[str, str]:
+    def _next_keys(self, replies: dict[str, Any]) -> dict[str, SignedKey]:
         keys = {site: reply.next_key for site, reply in replies.items()}
         missing = {s: "no public key for the next secure round" for s, k in keys.items() if not k}
         if missing:

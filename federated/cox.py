@@ -32,6 +32,8 @@ from .privacy import DisclosurePolicy
 from .study import CohortSpec
 
 _Z95 = 1.959963984540054  # Φ⁻¹(0.975)
+#: Newton steps in a row cut by a site's bound on the linear predictor before the fit gives up
+_PRESSED = 5
 
 
 class ConvergenceWarning(UserWarning):
@@ -84,6 +86,8 @@ class CoxFit:
     dropped: dict[str, str] = field(default_factory=dict)
     range_counts: dict[str, np.ndarray] = field(default_factory=dict)
     consent_checkpoint: dict[str, Any] | None = None
+    #: the rung of the time ladder every site accepted: the fit is exact on times coarsened to it
+    time_grid: str = "day"
 
     @property
     def se(self) -> np.ndarray:
@@ -129,6 +133,7 @@ class _Problem:
         disc = discover(coord, cohort, policy, consent)
         policy.check_saturation(disc.events, p)
         self.n, self.events = disc.n, disc.events
+        self.time_grid = disc.cohort.time_grid
         self.ranges = check_ranges(cohort, disc.range_counts)
         self.center = disc.sum_x / disc.n
         variance = disc.sum_x2 / disc.n - self.center ** 2
@@ -195,7 +200,10 @@ def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", pena
     on their global means internally (β is unchanged by centring; the baseline refers to
     the centre). The covariance is the inverse observed information at β̂. A site that
     drops out (no reply in time, invalid message) is excluded and the fit re-run among the
-    others while ``policy`` (default :class:`DisclosurePolicy`) still holds. With ``consent``,
+    others while ``policy`` (default: the approved study's) still holds at the coordinator — each
+    site applies its own, the stricter of the study's rules and its floors. Times are coarsened
+    along the public ladder until every site's cells hold 0 or at least k patients
+    (:mod:`federated.discovery`); ``CoxFit.time_grid`` names the rung. With ``consent``,
     sites use only patients whose consent was active at that ledger checkpoint.
 
     Raises
@@ -209,7 +217,7 @@ def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", pena
     ConvergenceError
         No step improves the likelihood (non-finite values).
     """
-    rules = policy or DisclosurePolicy()
+    rules = policy or coord.protocol.policy
     return with_dropouts(coord, lambda: _fit_once(coord, cohort, ties, penalty, tol, max_iter,
                                                   max_halvings, rules, consent))
 
@@ -222,12 +230,17 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
     loglik_null = state.loglik
     info = prob.information(state)
     _check_rank(info, prob.names)
-    converged, it = False, 0
+    converged, it, pressed = False, 0, 0
     for it in range(1, max_iter + 1):  # noqa: B007
         step = _newton_step(info, state.score, prob.names)
-        state, step = _halving(prob, state, step, max_halvings)
+        state, step, bounded = _halving(prob, state, step, max_halvings)
+        pressed = pressed + 1 if bounded else 0
+        if pressed >= _PRESSED:
+            raise ConvergenceError("the likelihood is diverging: the estimate runs into the sites' bound "
+                                   "on |beta·(x − c)| over the inputs' ranges (separation, or an "
+                                   "input scaled so that one unit is tiny); no finite estimate")
         info = prob.information(state)
-        if np.max(np.abs(step)) < tol:
+        if np.max(np.abs(step)) < tol and not bounded:
             converged = True
             break
     if not converged:
@@ -242,7 +255,7 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
                   loglik_null=loglik_null, iterations=it, rounds=coord.rounds, converged=converged,
                   ties=ties, penalty=penalty, sites=tuple(coord.sites), n=prob.n, events=prob.events,
                   secure=coord.secure, strata=cohort.partition, dropped=dict(coord.dropped),
-                  range_counts=prob.ranges,
+                  range_counts=prob.ranges, time_grid=prob.time_grid,
                   consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}))
 
 
@@ -251,7 +264,7 @@ def baselines_at(coord: Coordinator, cohort: CohortSpec, beta: np.ndarray, *, ti
                  consent: ConsentGate | None = None) -> tuple[Baseline, ...]:
     """Breslow's baseline over the sites at given coefficients ``beta`` (e.g. noisy, private
     ones), so that a released model's baseline matches its coefficients."""
-    rules = policy or DisclosurePolicy()
+    rules = policy or coord.protocol.policy
 
     def run() -> tuple[Baseline, ...]:
         prob = _Problem(coord, cohort, ties, 0.0, rules, consent)
@@ -273,17 +286,20 @@ def _baselines(prob: _Problem, state: _State) -> tuple[Baseline, ...]:
 
 
 def _halving(prob: _Problem, state: _State, step: np.ndarray,
-             max_halvings: int) -> tuple[_State, np.ndarray]:
-    """Take ``step``, halving it until the penalised likelihood does not decrease."""
+             max_halvings: int) -> tuple[_State, np.ndarray, bool]:
+    """Take ``step``, halving it until the penalised likelihood does not decrease; the flag says
+    whether a site's bound on the linear predictor cut the step."""
     slack = 1e-12 * max(1.0, abs(state.loglik))
+    bounded = False
     for _ in range(max_halvings):
         try:
             trial = prob.evaluate(state.beta + step)
         except SiteError as exc:
-            if exc.code != "overflow":
+            if exc.code not in ("overflow", "bound"):
                 raise
+            bounded = True
         else:
             if np.isfinite(trial.loglik) and trial.loglik >= state.loglik - slack:
-                return trial, step
+                return trial, step, bounded
         step = step / 2.0
     raise ConvergenceError(f"no step improves the likelihood after {max_halvings} halvings")

@@ -15,7 +15,7 @@ import pandas as pd
 from pyarrow import ArrowException as ArrowError
 
 from .exceptions import DataError
-from .study import DAYS_PER_UNIT, CohortSpec
+from .study import DAYS_PER_UNIT, GRID_DAYS, CohortSpec
 
 
 def load_table(path: Path) -> pd.DataFrame:
@@ -53,7 +53,7 @@ def coarsen(times: np.ndarray, grid: str, unit: str) -> np.ndarray:
     """
     if grid == "exact":
         return times
-    width = DAYS_PER_UNIT[grid] / DAYS_PER_UNIT[unit]
+    width = GRID_DAYS[grid] / DAYS_PER_UNIT[unit]
     return np.ceil(np.round(times / width, 9)) * width
 
 
@@ -62,7 +62,8 @@ class Cohort:
     """A site's checked rows, sorted by time within each label.
 
     ``x`` is ``(n, p)`` float64; ``time`` on the study grid; ``event`` 0/1; ``label`` the
-    stratum or group index into ``labels``.
+    stratum or group index into ``labels``; ``raw_time`` the times before coarsening (after
+    administrative censoring at ``max_time``), for the k-cell check (:mod:`federated.cells`).
     """
 
     labels: tuple[str, ...]
@@ -70,6 +71,7 @@ class Cohort:
     time: np.ndarray
     event: np.ndarray
     x: np.ndarray
+    raw_time: np.ndarray
 
 
 def _numeric(df: pd.DataFrame, col: str, where: str) -> np.ndarray:
@@ -162,9 +164,14 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
                             f"declared levels {list(spec.levels)}")
     if spec.block is not None:
         time, event, x, text = _block(spec.block, time, event, x, text)
+    if spec.max_time is not None:  # administrative censoring at the study's public horizon
+        event = np.where(time > spec.max_time, 0.0, event)
+        time = np.minimum(time, spec.max_time)
     labels = tuple(sorted(set(text)))
     label = pd.Categorical(text, categories=labels).codes.astype(np.int64)
+    raw = time
     time = coarsen(time, spec.time_grid, spec.time_unit)
     order = np.lexsort((time, label))
     return Cohort(labels=labels, label=label[order].astype(np.int64), time=time[order],
-                  event=event[order].astype(np.int64), x=np.ascontiguousarray(x[order]))
+                  event=event[order].astype(np.int64), x=np.ascontiguousarray(x[order]),
+                  raw_time=raw[order])

@@ -97,5 +97,5 @@ def write_demo_study(folder: Path) -> StudySpec:
         sites.append(SiteSource(name=name, path=path))
     return StudySpec(model_id="gbsg2-recurrence", version="1", sites=sites, time="time",
                      event="event", covariates=list(DEMO_INPUTS), ties="efron", time_unit="day",
-                     outcome="recurrence-free survival", horizons=[1095.0, 1826.0],
-                     inputs=DEMO_INPUTS)
+                     outcome="recurrence-free survival", horizons=[1095.75, 1826.25],
+                     max_time=1826.25, inputs=DEMO_INPUTS)

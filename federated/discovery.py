@@ -1,7 +1,14 @@
 """The first rounds of every fit: sizes, labels, the global event-time grid, input ranges.
 
 Everything here is a sum over sites (masked when secure), except on the ``exact`` time grid,
-where each site lists the distinct times of its events (the documented price of exactness).
+where each site lists the distinct times of its events (an opt-in the approved study must make).
+
+**The time-grid ladder.** Each site answers only on a rung of the public ladder
+(day → week → month → quarter → year) where every cell holds 0 or at least k of its patients
+(:mod:`federated.cells`). The coordinator starts on the study's grid and climbs one rung each
+time a site refuses with ``cells``; a site that refuses even on the top rung is left out (named
+with the reason) and the climb starts again among the others. The fit then equals the pooled fit
+on times coarsened to the rung every site accepted, which the result records.
 """
 
 from __future__ import annotations
@@ -10,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .coordinator import Coordinator
-from .exceptions import DataError
+from .cells import rungs_from
+from .coordinator import Coordinator, SitesDropped
+from .exceptions import DataError, SiteError
 from .messages import ConsentGate, PrepareReply, PrepareRequest
 from .privacy import DisclosurePolicy
 from .study import CohortSpec
@@ -28,6 +36,7 @@ class Discovery:
     labels: list[str]
     grids: list[np.ndarray]        # per label: grid times with at least one event
     range_counts: np.ndarray | None  # (declared ranges, bins + 2): below, bins…, above
+    cohort: CohortSpec             # the cohort on the rung of the time ladder every site accepted
 
 
 def global_labels(cohort: CohortSpec, sites: list[str], secure: bool) -> list[str] | None:
@@ -46,11 +55,29 @@ def global_labels(cohort: CohortSpec, sites: list[str], secure: bool) -> list[st
 
 def discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
              consent: ConsentGate | None = None) -> Discovery:
-    """Run the ``prepare`` round and derive the global grid per label."""
+    """Run the ``prepare`` round on the finest rung every site accepts; derive the global grid."""
+    rungs = rungs_from(cohort.time_grid) or (cohort.time_grid,)
+    for i, rung in enumerate(rungs):
+        try:
+            return _discover(coord, cohort.model_copy(update={"time_grid": rung}), policy, consent)
+        except SiteError as exc:
+            thin = {s for s, (code, _) in exc.refusals.items() if code == "cells"}
+            other = [s for s in exc.refusals if s not in thin]
+            if other:
+                code, message = exc.refusals[other[0]]
+                raise SiteError(other[0], message, code=code, refusals=exc.refusals) from None
+            if i + 1 == len(rungs):
+                raise SitesDropped({s: f"fewer than k patients in a cell of every time grid up to "
+                                       f"{rung!r} (k-cells at the source)" for s in sorted(thin)}) from None
+            coord.restart()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
+              consent: ConsentGate | None) -> Discovery:
     policy.check_sites(len(coord.sites), coord.secure, coord.dropped)
     labels = global_labels(cohort, coord.sites, coord.secure)
-    prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, policy=policy, labels=labels,
-                           consent=consent)
+    prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, labels=labels, consent=consent)
     p = len(cohort.covariates)
     n, events = coord.total(prep, "counts", (2,)).round().astype(np.int64).tolist()
     if events == 0:
@@ -68,7 +95,7 @@ def discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
         if n_ranges else None
     return Discovery(n=n, events=events, sum_x=coord.total(prep, "sum_x", (p,)),
                      sum_x2=coord.total(prep, "sum_x2", (p,)), labels=labels, grids=grids,
-                     range_counts=ranges)
+                     range_counts=ranges, cohort=cohort)
 
 
 def _union_event_times(prep: dict[str, PrepareReply], labels: list[str]) -> list[np.ndarray]:

@@ -16,7 +16,8 @@ import pandas as pd
 from .coordinator import Coordinator
 from .cox import CoxFit, fit_cox
 from .privacy import DisclosurePolicy
-from .site import Site
+from .rules import SiteFloors, StudyProtocol
+from .site import Site, approve_in_process
 from .study import CohortSpec
 from .transport import InProcessTransport
 
@@ -55,11 +56,15 @@ class FederatedCoxPH:
 
     # ------------------------------------------------------------------ fit
     def fit_sites(self, sites: Sequence[Site], cohort: CohortSpec, *, secure: bool = True,
-                  policy: DisclosurePolicy | None = None) -> FederatedCoxPH:
+                  policy: DisclosurePolicy | None = None, max_abs_lp: float = 30.0) -> FederatedCoxPH:
         """Fit over in-process ``sites`` (each holding its own table), secure aggregation on."""
-        coord = Coordinator(InProcessTransport(sites), session="estimator", secure=secure)
+        rules = policy or DisclosurePolicy()
+        protocol = approve_in_process(sites, StudyProtocol(study_id="estimator", cohorts=(cohort,),
+                                                           policy=rules, secure=secure,
+                                                           max_abs_lp=max_abs_lp))
+        coord = Coordinator(InProcessTransport(sites), session="estimator", protocol=protocol)
         return self._set(fit_cox(coord, cohort, ties=self.ties, penalty=self.penalty,
-                                 tol=self.tol, max_iter=self.max_iter, policy=policy))
+                                 tol=self.tol, max_iter=self.max_iter, policy=rules))
 
     def fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray) -> FederatedCoxPH:
         """Pooled fit on one in-process site; ``y`` is a structured (event, time) array."""
@@ -70,7 +75,9 @@ class FederatedCoxPH:
         cohort = CohortSpec(time="__time", event="__event",
                             covariates=tuple(str(c) for c in frame.columns[:-2]))
         # one local table: nothing crosses a site boundary, so no masking and no site rules
-        return self.fit_sites([Site("pooled", frame)], cohort, secure=False,
+        local = SiteFloors(min_sites=1, min_patients_per_site=0, min_events_per_site=0, min_cell_count=1,
+                           min_events_per_covariate=0, max_abs_lp=1e6)
+        return self.fit_sites([Site("pooled", frame, floors=local)], cohort, secure=False, max_abs_lp=690.0,
                               policy=DisclosurePolicy(min_sites=1, min_patients_per_site=0,
                                                       min_events_per_site=0, min_cell_count=1,
                                                       min_events_per_covariate=0))

@@ -64,13 +64,16 @@ def model_curve(m: EvaluationModel, p: int) -> ModelCurve:
                       horizons=tuple(float(h) for h in np.sort(horizons)))
 
 
-def evaluate(cohort: Cohort, req: EvaluateRequest, site: str) -> EvaluateReply:
-    """The site's reply to ``req`` computed on ``cohort`` (its consented, checked rows)."""
+def evaluate(cohort: Cohort, req: EvaluateRequest, site: str, policy: DisclosurePolicy,
+             max_abs_lp: float = 30.0) -> EvaluateReply:
+    """The site's reply to ``req`` computed on ``cohort`` (its consented, checked rows), under the
+    site's own ``policy`` (never the coordinator's) and bound on the linear predictor."""
+    from .site_stats import check_bound
+
     model = model_curve(req.model, cohort.x.shape[1])
+    check_bound(model.beta, model.center, cohort.x, req.cohort, max_abs_lp)
     lp = model.lp(cohort.x)
-    if lp.size and np.abs(lp).max() > 690.0:
-        raise ValueError("exp(beta·x) overflows at the model's coefficients")
-    reason = _below_minimums(req.policy, cohort.time.size, int(cohort.event.sum()))
+    reason = _below_minimums(policy, cohort.time.size, int(cohort.event.sum()))
     if reason:
         return EvaluateReply(session=req.session, round=req.round,
                              overall=EvaluationBlock(name=site, suppressed=reason))
@@ -78,9 +81,9 @@ def evaluate(cohort: Cohort, req: EvaluateRequest, site: str) -> EvaluateReply:
     grid = req.ibs_times.to_numpy().astype(float)
     seeds = np.random.SeedSequence(req.seed, spawn_key=(zlib.crc32(site.encode("utf-8")),))
     children = seeds.spawn(1 + len(req.subgroups))
-    overall = evaluate_block(site, rows, model, grid, req.n_boot, children[0], req.policy.min_cell_count)
-    subgroups = _subgroups(cohort, lp, req, model, grid, children[1:])
-    groups = risk_groups(rows, model, req.risk_groups, req.km_times.to_numpy().astype(float), req.policy)
+    overall = evaluate_block(site, rows, model, grid, req.n_boot, children[0], policy.min_cell_count)
+    subgroups = _subgroups(cohort, lp, req, model, grid, children[1:], policy)
+    groups = risk_groups(rows, model, req.risk_groups, req.km_times.to_numpy().astype(float), policy)
     return EvaluateReply(session=req.session, round=req.round, overall=overall, subgroups=subgroups,
                          risk_groups=groups)
 
@@ -179,8 +182,8 @@ def member(x: np.ndarray, names: tuple[str, ...] | list[str], sub: Subgroup) -> 
 
 
 def _subgroups(cohort: Cohort, lp: np.ndarray, req: EvaluateRequest, model: ModelCurve,
-               grid: np.ndarray, seeds: list[np.random.SeedSequence]) -> list[EvaluationBlock]:
-    policy = req.policy
+               grid: np.ndarray, seeds: list[np.random.SeedSequence],
+               policy: DisclosurePolicy) -> list[EvaluationBlock]:
     check_subgroups(cohort.x, req.cohort.covariates, req.subgroups)
     blocks = []
     for sub, seed in zip(req.subgroups, seeds, strict=True):

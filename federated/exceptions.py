@@ -18,11 +18,14 @@ class ProtocolError(FederatedError, ValueError):
 class SiteError(FederatedError):
     """A site refused a request or answered with an error; ``site`` names it."""
 
-    def __init__(self, site: str, message: str, code: str = "refused") -> None:
+    def __init__(self, site: str, message: str, code: str = "refused",
+                 refusals: dict[str, tuple[str, str]] | None = None) -> None:
         super().__init__(f"site {site!r}: {message}")
         self.site = site
         self.reason = message
         self.code = code
+        #: every site that refused in the same round: site -> (code, message)
+        self.refusals = refusals if refusals is not None else {site: (code, message)}
 
 
 class LinearPredictorOverflow(DataError):

@@ -112,12 +112,14 @@ class KMFit:
     min_cell_count: int
     dropped: dict[str, str] = field(default_factory=dict)
     privacy: dict[str, object] | None = None
+    time_grid: str = "day"
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = dict(self.overall.to_dict())
         out.update(n=self.n, n_events=self.events, sites=list(self.sites),
                    dropped=[{"site": s, "reason": r} for s, r in self.dropped.items()],
-                   secure_aggregation=self.secure, min_cell_count=self.min_cell_count)
+                   secure_aggregation=self.secure, min_cell_count=self.min_cell_count,
+                   time_grid=self.time_grid)
         if self.groups:
             out["groups"] = {g: c.to_dict() for g, c in self.groups.items()}
         if self.logrank is not None:
@@ -149,7 +151,7 @@ def fit_km(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy | No
     merge small cells (``policy.min_cell_count``). With ``dp`` enabled, event and censoring
     counts are noised before anything is computed from them (the log-rank test included).
     """
-    rules = policy or DisclosurePolicy()
+    rules = policy or coord.protocol.policy
     return with_dropouts(coord, lambda: _fit_once(coord, cohort, rules, dp, consent))
 
 
@@ -160,6 +162,7 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
         raise DataError("differential privacy needs a public time grid: use --time-grid "
                         "day|week|month|year (and a max_time for the study)")
     disc = discover(coord, cohort, policy, consent)
+    cohort = disc.cohort  # on the rung of the time ladder every site accepted
     # with DP the grid is every public interval (a grid chosen from the data would leak)
     grid = np.arange(cohort.n_bins()) * cohort.bin_width() if private \
         else np.unique(np.concatenate([g for g in disc.grids if g.size]))
@@ -180,7 +183,7 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
         if grouped else {},
         logrank=logrank(n_gk, d_gk) if grouped and len(labels) > 1 else None,
         n=disc.n, events=disc.events, sites=tuple(coord.sites), secure=coord.secure,
-        min_cell_count=mc, dropped=dict(coord.dropped), privacy=privacy)
+        min_cell_count=mc, dropped=dict(coord.dropped), privacy=privacy, time_grid=cohort.time_grid)
 
 
 def _noised(n_gk: np.ndarray, d_gk: np.ndarray,

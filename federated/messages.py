@@ -23,8 +23,10 @@ request          the site answers with                      summed (masked when 
                  risk groups)                                  groups suppressed)
 ===============  =========================================  ==================================
 
-Every reply in a secure session carries ``next_key``, the site's fresh public key for the
-next round, so key agreement is per round without extra round trips.
+Every request names the approved study (``study``, its SHA-256); a site answers nothing else
+(:mod:`federated.rules`). Every reply in a secure session carries ``next_key``, the site's fresh
+public key for the next round signed with its identity key, so key agreement is per round and
+authenticated without extra round trips.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from .arrays import WireArray
 from .exceptions import ProtocolError
-from .privacy import DisclosurePolicy
 from .study import CohortSpec
 
 SCHEMA: Literal["fedprog.msg/v1"] = "fedprog.msg/v1"
@@ -49,19 +50,33 @@ class _Message(BaseModel):
     round: int = Field(ge=0)
 
 
-class SecureRound(BaseModel):
-    """Secure aggregation for this round: every participant's X25519 public key (base64).
+class SignedKey(BaseModel):
+    """A site's X25519 public key for one round (base64), signed with its Ed25519 identity key
+    over (study, session, round, key) (:func:`federated.rules.round_key_message`)."""
 
-    Each site masks its summed statistics with pairwise masks agreed with every other
-    listed site (:mod:`federated.secagg`); the masks cancel only in the sum over all of them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1, max_length=64)
+    signature: str = Field(min_length=1, max_length=128)
+
+
+class SecureRound(BaseModel):
+    """Secure aggregation for this round: every participant's signed X25519 public key.
+
+    Each site checks every key against the identity keys its approved study pins, then masks
+    its summed statistics with pairwise masks agreed with every other listed site
+    (:mod:`federated.secagg`), bound to this request's digest; the masks cancel only in the sum
+    over all of them, and only when every site received the same request.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    peers: dict[str, str]
+    peers: dict[str, SignedKey]
 
 
 class _Request(_Message):
+    #: the approved study this request belongs to (:attr:`federated.rules.StudyProtocol.sha256`)
+    study: str = Field(pattern=r"^[0-9a-f]{64}$")
     secure: SecureRound | None = None
 
 
@@ -93,7 +108,6 @@ class PrepareRequest(_Request):
 
     kind: Literal["prepare"] = "prepare"
     cohort: CohortSpec
-    policy: DisclosurePolicy
     labels: list[str] | None = None
     consent: ConsentGate | None = None
 
@@ -182,7 +196,6 @@ class EvaluateRequest(_Request):
 
     kind: Literal["evaluate"] = "evaluate"
     cohort: CohortSpec
-    policy: DisclosurePolicy
     consent: ConsentGate | None = None
     model: EvaluationModel
     n_boot: int = Field(ge=0, le=10_000)
@@ -217,7 +230,7 @@ class _Reply(_Message):
     #: fields that reveal something of the site's data in plaintext (event times, labels)
     DISCLOSED: ClassVar[tuple[str, ...]] = ()
 
-    next_key: str | None = None  # the site's public key for the next secure round
+    next_key: SignedKey | None = None  # the site's signed public key for the next secure round
 
     def plaintext_fields(self) -> list[str]:
         """Names of fields that carry site statistics or data unmasked."""
@@ -358,11 +371,19 @@ class EvaluateReply(_Reply):
     risk_groups: list[RiskGroup] = Field(default_factory=list)
 
 
+ErrorCode = Literal["bad-request", "data", "overflow", "policy", "not-approved", "cells", "bound",
+                    "budget", "plaintext", "peers", "replayed", "consent"]
+
+
 class ErrorReply(_Reply):
-    """The site refuses: ``code`` is machine-readable, ``message`` one line for people."""
+    """The site refuses: ``code`` is machine-readable, ``message`` one line for people.
+
+    In a secure study the message carries no count or value (every digit outside a quoted name
+    is replaced by ``#``): an error must not answer a question the coordinator chose.
+    """
 
     kind: Literal["error"] = "error"
-    code: Literal["bad-request", "data", "overflow", "policy"]
+    code: ErrorCode
     message: str
 
 

@@ -21,9 +21,10 @@ from .cox import ConvergenceWarning, CoxFit, baselines_at, fit_cox
 from .exceptions import DataError, FederatedError
 from .km import KMFit, fit_km
 from .messages import ConsentGate
+from .rules import StudyProtocol, protocol_of
 from .site import Site
 from .study import StudySpec
-from .transport import Transport, as_transport
+from .transport import InProcessTransport, Transport, as_transport
 
 Progress = Callable[[int, str], None] | None
 
@@ -39,19 +40,36 @@ def make_sites(study: StudySpec, transcript_dir: Path | None = None) -> list[Sit
     return [Site(s.name, s.path, transcript_dir=transcript_dir) for s in study.sites]
 
 
-def _coordinator(study: StudySpec, kind: str, transport: Transport, on_round: Progress) -> Coordinator:
+def _coordinator(study: StudySpec, kind: str, transport: Transport, on_round: Progress,
+                 protocol: StudyProtocol) -> Coordinator:
     digest = hashlib.sha256(study.model_dump_json(exclude={"sites"}).encode()).hexdigest()[:16]
-    return Coordinator(transport, session=f"{kind}-{digest}", timeout=study.timeout,
-                       secure=study.secure_aggregation, on_round=on_round)
+    return Coordinator(transport, session=f"{kind}-{digest}", protocol=protocol, timeout=study.timeout,
+                       on_round=on_round)
 
 
 def _reach(study: StudySpec, sites: list[Site] | Transport | None, transcript_dir: Path | None) -> Transport:
     return as_transport(sites if sites is not None else make_sites(study, transcript_dir))
 
 
+def study_protocol(study: StudySpec, sites: Transport, protocol: StudyProtocol | None = None) -> StudyProtocol:
+    """The approved study the sites answer for: ``protocol`` when given (a deployment, whose sites
+    approved it themselves), else — for sites living in this process, whose operator is the
+    caller — the study's protocol over the sites' identity keys, approved at each of them."""
+    if protocol is not None:
+        return protocol
+    if not isinstance(sites, InProcessTransport):
+        raise DataError("sites outside this process answer only for a study their operators approved: "
+                        "pass that study's protocol (fedprog site approve)")
+    members = sites.members()
+    made = protocol_of(study, {s.name: s.identity.public for s in members})
+    for site in members:
+        site.approve(made)
+    return made
+
+
 def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
-          sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None
-          ) -> tuple[CoxFit, dict[str, Any]]:
+          sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None,
+          protocol: StudyProtocol | None = None) -> tuple[CoxFit, dict[str, Any]]:
     """Fit the study's Cox model over its sites; return the fit and the sealed artifact.
 
     ``sites`` are in-process :class:`Site` objects or any :class:`Transport` that reaches them
@@ -60,17 +78,18 @@ def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Pro
     active at that ledger checkpoint, and the artifact records the checkpoint.
     """
     sites = _reach(study, sites, transcript_dir)
-    coord = _coordinator(study, "cox", sites, on_round)
+    protocol = study_protocol(study, sites, protocol)
+    coord = _coordinator(study, "cox", sites, on_round, protocol)
     fit = fit_cox(coord, study.cohort(), ties=study.ties, penalty=study.penalty, tol=study.tol,
                   max_iter=study.max_iter, policy=study.policy, consent=consent)
     privacy = None
     if study.dp.enabled:
-        fit, privacy = _private_coefficients(study, fit, sites, consent)
+        fit, privacy = _private_coefficients(study, fit, sites, consent, protocol)
     return fit, build_artifact(fit, study, privacy=privacy)
 
 
-def _private_coefficients(study: StudySpec, fit: CoxFit, sites: Transport,
-                          consent: ConsentGate | None) -> tuple[CoxFit, dict[str, Any]]:
+def _private_coefficients(study: StudySpec, fit: CoxFit, sites: Transport, consent: ConsentGate | None,
+                          protocol: StudyProtocol) -> tuple[CoxFit, dict[str, Any]]:
     """Sample-and-aggregate: fit on ``dp.blocks`` disjoint random blocks of patients, clip the
     standardised coefficients, average and add noise (:func:`federated.dp.sample_and_aggregate`).
 
@@ -93,8 +112,8 @@ def _private_coefficients(study: StudySpec, fit: CoxFit, sites: Transport,
                                             "min_events_per_covariate": 0.0})
     estimates = np.zeros((dp.blocks, len(study.covariates)))
     for b in range(dp.blocks):
-        cohort = study.cohort().model_copy(update={"block": (b, dp.blocks, seed), "ranges": {}})
-        coord = _coordinator(study, f"dp-block-{b}", sites, None)
+        cohort = study.cohort().model_copy(update={"block": (b, dp.blocks, seed)})
+        coord = _coordinator(study, f"dp-block-{b}", sites, None, protocol)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -109,15 +128,16 @@ def _private_coefficients(study: StudySpec, fit: CoxFit, sites: Transport,
     privacy = {**accountant.to_dict(), "covers": ["coefficients"], "blocks": dp.blocks, "clip": dp.clip,
                "not_covered": ["baseline_survival", "covariance", "standard_errors"]}
     # the released baseline must belong to the released coefficients (else scores mix two fits)
-    baselines = baselines_at(_coordinator(study, "dp-baseline", sites, None), study.cohort(), noisy,
+    baselines = baselines_at(_coordinator(study, "dp-baseline", sites, None, protocol), study.cohort(), noisy,
                              ties=study.ties, policy=study.policy, consent=consent)
     return replace(fit, coef=noisy, baselines=baselines), privacy
 
 
 def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
-                 sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None) -> KMFit:
+                 sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None,
+                 protocol: StudyProtocol | None = None) -> KMFit:
     """Federated Kaplan–Meier (and log-rank with a group column) over the study's sites
     (in-process :class:`Site` objects or a :class:`Transport`, as for :func:`train`)."""
     sites = _reach(study, sites, transcript_dir)
-    coord = _coordinator(study, "km", sites, on_round)
+    coord = _coordinator(study, "km", sites, on_round, study_protocol(study, sites, protocol))
     return fit_km(coord, study.cohort(for_km=True), policy=study.policy, dp=study.dp, consent=consent)

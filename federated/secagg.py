@@ -13,11 +13,13 @@ names; the mask is the ChaCha20 keystream (RFC 8439) under that key. Integer ari
 mod 2^128 makes cancellation exact (no float round-off), and a sum whose masks did not cancel
 decodes to an absurdly large value, which :func:`decode` rejects instead of wrapping silently.
 
-Threat model, honestly stated: the coordinator is honest-but-curious and relays the public
-keys; keys are *not* authenticated yet, so an actively malicious coordinator could substitute
-keys and unmask a site. There is no dropout recovery inside a round (no secret-shared seeds):
-if a site drops out, the sum does not decode and the caller re-runs the round with fresh keys
-among the remaining sites. Masking hides individual vectors, not the sum itself.
+Threat model: the coordinator relays the public keys; every key is signed by its site's
+Ed25519 identity key and checked by the peers against the approved study
+(:mod:`federated.rules`), so a malicious coordinator cannot substitute one. There is no
+dropout recovery inside a round yet (no secret-shared seeds): if a site drops out, the sum
+does not decode and the caller re-runs among the remaining sites — the k-cell rule
+(:mod:`federated.cells`) bounds what a difference of two such sums reveals. Masking hides
+individual vectors, not the sum itself.
 """
 
 from __future__ import annotations
@@ -224,8 +226,12 @@ class KeyPair:
 
 
 def pair_mask(private: X25519PrivateKey, peer_public: bytes, *, session: str, round: int,
-              me: str, peer: str, n_elements: int) -> Ring:
+              me: str, peer: str, n_elements: int, context: bytes = b"") -> Ring:
     """The mask shared by sites ``me`` and ``peer``: identical on both sides of the pair.
+
+    ``context`` binds the mask to more than the round: the study and the digest of the request
+    being answered, so two different requests under one round number are never masked alike
+    (a coordinator that asks twice learns nothing from the difference).
 
     Raises
     ------
@@ -245,14 +251,15 @@ def pair_mask(private: X25519PrivateKey, peer_public: bytes, *, session: str, ro
         raise ValueError(f"public key of site {peer!r} is not a usable X25519 key: {exc}") from None
     a, b = sorted((me, peer))
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=session.encode(),
-               info=INFO_PREFIX + f"|{round}|{a}|{b}".encode()).derive(shared)
+               info=INFO_PREFIX + f"|{round}|{a}|{b}".encode() + (b"|" + context if context else b"")
+               ).derive(shared)
     keystream = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
     stream = keystream.update(bytes(16 * n_elements)) + keystream.finalize()
     return from_bytes(stream, (n_elements,))
 
 
 def mask(values: Ring, keys: KeyPair, peers: Mapping[str, bytes], *, me: str, session: str,
-         round: int) -> Ring:
+         round: int, context: bytes = b"") -> Ring:
     """Add to ``values`` the pairwise masks of site ``me`` with every other site in ``peers``.
 
     ``peers`` maps site name to 32-byte public key and may include ``me`` (skipped, but it
@@ -265,6 +272,7 @@ def mask(values: Ring, keys: KeyPair, peers: Mapping[str, bytes], *, me: str, se
     for peer, public in peers.items():
         if peer == me:
             continue
-        m = pair_mask(keys.private, public, session=session, round=round, me=me, peer=peer, n_elements=n)
+        m = pair_mask(keys.private, public, session=session, round=round, me=me, peer=peer, n_elements=n,
+                      context=context)
         total = ring_add(total, m) if me < peer else ring_sub(total, m)
     return _ring(total.lo, total.hi, values.shape)

@@ -13,8 +13,9 @@ import numpy as np
 
 from . import local_stats as ls
 from .arrays import WireArray, expect_shape
+from .cells import safe_counts
 from .data import Cohort
-from .exceptions import DataError, LinearPredictorOverflow
+from .exceptions import DataError
 from .messages import (
     CountsReply,
     CountsRequest,
@@ -30,10 +31,39 @@ from .messages import (
     RiskSetReply,
     RiskSetRequest,
 )
+from .rules import Refusal
 from .study import CohortSpec
 
-_MAX_ETA = 690.0  # exp(690) · 10^9 rows is still below the float64 maximum
 wire = WireArray.from_numpy
+_MAX_ETA = 690.0
+
+
+def lp_span(beta: np.ndarray, center: np.ndarray, x: np.ndarray, spec: CohortSpec) -> float:
+    """max |β·(x − c)| over the box of the inputs: the declared range of each covariate, else the
+    site's own span rounded out to powers of two (so a refusal says nothing finer about its data).
+
+    Adversary: a malicious coordinator with extreme β, which makes one patient dominate a
+    risk-set sum, or many β along a line, to solve for the patients of a cell (Prony's method).
+    """
+    total = 0.0
+    for j, name in enumerate(spec.covariates):
+        if name in spec.ranges:
+            lo, hi = spec.ranges[name]
+            reach = max(abs(hi - center[j]), abs(lo - center[j]))
+        else:
+            col = x[:, j] - center[j]
+            far = float(np.abs(col).max()) if col.size else 0.0
+            reach = 2.0 ** np.ceil(np.log2(far)) if far > 0 else 0.0
+        total += abs(float(beta[j])) * reach
+    return total
+
+
+def check_bound(beta: np.ndarray, center: np.ndarray, x: np.ndarray, spec: CohortSpec, bound: float) -> None:
+    """Refuse (code ``bound``) coefficients whose linear predictor can exceed ``bound`` (never more
+    than 690: exp(690) · 10^9 rows is still below the float64 maximum)."""
+    bound = min(bound, _MAX_ETA)
+    if not lp_span(beta, center, x, spec) <= bound:
+        raise Refusal("bound", f"|beta·(x − c)| can exceed {bound:g} on the inputs' ranges")
 
 
 @dataclass
@@ -42,8 +72,11 @@ class SiteSession:
 
     cohort: Cohort
     spec: CohortSpec
+    min_cell: int = 1
+    max_abs_lp: float = 30.0
     labels: list[str] = field(default_factory=list)  # global labels, in the coordinator's order
     xc: np.ndarray | None = None  # covariates centred on the global centre
+    center: np.ndarray | None = None
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     blocks: list[tuple[slice, np.ndarray]] = field(default_factory=list)
 
@@ -99,7 +132,8 @@ class SiteSession:
         return np.bincount(idx, minlength=spec.n_bins())
 
     def _range_counts(self) -> WireArray:
-        """Per declared range: patients below it, in each of ``range_bins`` bins, above it."""
+        """Per declared range: 0 below, patients in each of ``range_bins`` bins (a bin of fewer than
+        k sent as 0: coverage is descriptive, k-cells at the source), 0 above."""
         c, spec = self.cohort, self.spec
         rows = []
         for name in [n for n in spec.covariates if n in spec.ranges]:
@@ -107,7 +141,8 @@ class SiteSession:
             x = c.x[:, spec.covariates.index(name)]
             edges = np.linspace(lo, hi, spec.range_bins + 1)
             inside = np.histogram(x[(x >= lo) & (x <= hi)], bins=edges)[0]
-            rows.append(np.concatenate(([(x < lo).sum()], inside, [(x > hi).sum()])))
+            # values outside a range are refused at the site; bins below k are sent as 0
+            rows.append(np.concatenate(([0], safe_counts(inside, self.min_cell), [0])))
         return wire(np.array(rows, dtype=np.int64))
 
     # ------------------------------------------------------------------- cox
@@ -117,6 +152,7 @@ class SiteSession:
             raise ValueError("labels and times differ in length")
         self.set_layout(req.labels, [t.to_numpy() for t in req.times])
         center = expect_shape("center", req.center.to_numpy(), (c.x.shape[1],))
+        self.center = center
         self.xc = c.x - center
         events = np.zeros(self.size, dtype=np.int64)
         for (rows, grid), off in zip(self.blocks, self.offsets, strict=False):
@@ -128,10 +164,8 @@ class SiteSession:
         if self.xc is None:
             raise ValueError("request before grid")
         beta = expect_shape("beta", beta_wire.to_numpy(), (self.xc.shape[1],))
-        eta = self.xc @ beta
-        if eta.size and eta.max() > _MAX_ETA:
-            raise LinearPredictorOverflow("exp(beta·x) overflows at the requested coefficients")
-        return np.exp(eta), self.xc
+        check_bound(beta, self.center, self.cohort.x, self.spec, self.max_abs_lp)
+        return np.exp(self.xc @ beta), self.xc
 
     def risk_set(self, req: RiskSetRequest) -> RiskSetReply:
         c = self.cohort
@@ -184,9 +218,8 @@ def expected(sess: SiteSession, req: ExpectedRequest) -> ExpectedReply:
     s0 = req.baseline.to_numpy()
     if s0.ndim != 1 or np.any((s0 <= 0) | (s0 > 1)):
         raise ValueError("baseline survival must be a vector in (0, 1]")
+    check_bound(beta, center, x, sess.spec, sess.max_abs_lp)
     eta = (x - center) @ beta
-    if eta.size and eta.max() > _MAX_ETA:
-        raise LinearPredictorOverflow("exp(beta·x) overflows at the model's coefficients")
     risk = 1.0 - s0[None, :] ** np.exp(eta)[:, None]
     return ExpectedReply(session=req.session, round=req.round, risk_sum=wire(risk.sum(axis=0)))
 

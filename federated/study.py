@@ -18,12 +18,14 @@ from .dp import DPSettings
 from .exceptions import DataError
 from .privacy import DisclosurePolicy
 
-TimeGrid = Literal["exact", "day", "week", "month", "year"]
+TimeGrid = Literal["exact", "day", "week", "month", "quarter", "year"]
 TimeUnit = Literal["day", "week", "month", "year"]
 Ties = Literal["efron", "breslow"]
 
 #: Length of each calendar unit in days (Julian year, as in most survival software).
 DAYS_PER_UNIT: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "year": 365.25}
+#: Width of each step of the public time-grid ladder in days (a quarter is three months).
+GRID_DAYS: dict[str, float] = {**DAYS_PER_UNIT, "quarter": 365.25 / 4}
 
 
 class CohortSpec(BaseModel):
@@ -55,7 +57,7 @@ class CohortSpec(BaseModel):
 
     def bin_width(self) -> float:
         """Width of one grid interval in the time unit (coarse grids only)."""
-        return DAYS_PER_UNIT[self.time_grid] / DAYS_PER_UNIT[self.time_unit]
+        return GRID_DAYS[self.time_grid] / DAYS_PER_UNIT[self.time_unit]
 
     def n_bins(self) -> int:
         """Grid intervals 0…B covering ``max_time`` (default 100 years)."""
@@ -126,6 +128,8 @@ class StudySpec(BaseModel):
     horizons: list[float] = Field(default_factory=list)
     outcome: str = "event"
     secure_aggregation: bool = True
+    #: the loud opt-in to exactness on time cells holding fewer than min_cell_count patients
+    allow_small_time_cells: bool = False
     timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     max_iter: int = Field(default=100, ge=1)
     tol: float = Field(default=1e-10, gt=0.0)

@@ -65,6 +65,10 @@ class InProcessTransport:
     def only(self, names: Sequence[str]) -> InProcessTransport:
         return InProcessTransport([self._sites[n] for n in names], parallel=self._parallel)
 
+    def members(self) -> list[Site]:
+        """The sites themselves (their operator is this process's user)."""
+        return list(self._sites.values())
+
     def exchange(self, payloads: Mapping[str, bytes], timeout: float) -> dict[str, bytes]:
         replies: dict[str, bytes] = {}
         self.failures = {}

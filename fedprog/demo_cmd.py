@@ -112,6 +112,9 @@ def _set_up(ws_dir: Path) -> tuple[Workspace, StudySpec, tuple[int, int] | None]
     fresh = not (ws_dir / "workspace.json").exists()
     study = write_demo_study(ws_dir)
     ws = Workspace.create(ws_dir, STUDY_ID, {s.name: s.path for s in study.sites})
+    protocol = ws.protocol(study)
+    for site in ws.sites:  # each hospital's operator approves the demo study (fedprog site approve)
+        ws.approve(site, protocol)
     if not fresh:
         return ws, study, None
     granted = refused = 0

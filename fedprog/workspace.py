@@ -5,7 +5,8 @@ witnesses, the model registry (DESIGN.md, "The workspace").
 <workspace>/workspace.json          study id, ledger origin, sites and their data files
 <workspace>/ledger.sqlite           the shared append-only log
 <workspace>/keys/log.key            the log's checkpoint key (Ed25519 seed, 0600)
-<workspace>/sites/<name>/           data.csv, consent.sqlite, consent.key, witness.key, witness.json
+<workspace>/sites/<name>/           data.csv, consent.sqlite, consent.key, witness.key, witness.json,
+                                    identity.key (Ed25519), approved/<sha256>.json (approved studies)
 <workspace>/models/<sha256>.json    model artifacts (and <sha256>.study.json: how to retrain)
 <workspace>/validation/             validation runs <model sha256[:16]>-<n>/ (report.json, figures,
                                     junit.xml) and the reports the registry keeps by their SHA-256
@@ -26,6 +27,7 @@ from consent.registry import ConsentRegistry
 from device.registry import ModelEntry, ModelRegistry
 from federated.cox import CoxFit
 from federated.messages import ConsentGate
+from federated.rules import SiteIdentity, StudyProtocol, protocol_of
 from federated.site import Site
 from federated.study import StudySpec
 from federated.transport import Transport
@@ -134,13 +136,49 @@ class Workspace:
         return QuorumPolicy(self.ledger.witnesses(), log_verifier=self.ledger.verifier)
 
     def site_objects(self, transcript_dir: Path | None = None) -> list[Site]:
-        """In-process sites over the workspace's data, each enforcing its consent registry."""
+        """In-process sites over the workspace's data, each with its own identity key, the studies
+        its operator approved, its consent registry and its witness's freshest checkpoint."""
         out = []
         for name in self.sites:
             info = self._site(name)
             out.append(Site(name, Path(info["data"]), transcript_dir=transcript_dir,
-                            consent=self.registry(name), patient_column=info["patient_column"]))
+                            consent=self.registry(name), patient_column=info["patient_column"],
+                            identity=self.identity(name), approved=self.approvals(name),
+                            witnessed=lambda n=name: self.witnessed(n)))  # type: ignore[misc]
         return out
+
+    # -------------------------------------------------------------- approvals
+    def identity(self, site: str) -> SiteIdentity:
+        """The site's long-term Ed25519 identity key (created on first use, 0600)."""
+        self._site(site)
+        return SiteIdentity.from_file(self.root / "sites" / site / "identity.key")
+
+    def protocol(self, study: StudySpec) -> StudyProtocol:
+        """The approvable form of ``study`` over this workspace's sites and their identity keys."""
+        return protocol_of(study, {name: self.identity(name).public for name in self.sites})
+
+    def approve(self, site: str, protocol: StudyProtocol) -> Path:
+        """The site's operator approves ``protocol``: kept as ``approved/<sha256>.json``."""
+        if site not in protocol.peers:
+            raise WorkspaceError(f"the study does not list site {site!r} among its peers")
+        if protocol.peers[site] != self.identity(site).public:
+            raise WorkspaceError(f"the study lists another identity key for site {site!r}")
+        path = self.root / "sites" / site / "approved" / f"{protocol.sha256}.json"
+        write_json_atomic(path, protocol.model_dump(mode="json"))
+        return path
+
+    def approvals(self, site: str) -> list[StudyProtocol]:
+        folder = self.root / "sites" / site / "approved"
+        return [StudyProtocol.model_validate_json(p.read_text(encoding="utf-8"))
+                for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+    def witnessed(self, site: str) -> int:
+        """Size of the newest checkpoint the site's own witness cosigned that carries a quorum of
+        cosignatures in the ledger (-1 if none): the only consent state the site accepts."""
+        size = self.witness(site).state.size
+        notes = {s: note for s, _, note in self.ledger.checkpoints()}
+        note = notes.get(size)
+        return size if note is not None and self.quorum().counts(note) else -1
 
     def study_spec(self, study: StudySpec) -> StudySpec:
         """``study`` with its sites taken from the workspace."""
@@ -213,7 +251,8 @@ def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEnt
     job = f"{study.model_id}@{study.version}"
     gate = ws.consent_gate(job, witnesses)
     study = ws.study_spec(study)
-    fit, artifact = train(study, sites=sites if sites is not None else ws.site_objects(), consent=gate)
+    fit, artifact = train(study, sites=sites if sites is not None else ws.site_objects(), consent=gate,
+                          protocol=ws.protocol(study))
     ws.models.register(artifact, job, predecessor=None if predecessor is None else predecessor.ref,
                        study=json.loads(study.model_dump_json(exclude={"sites"})))
     ws.publish_checkpoint(witnesses)
@@ -238,7 +277,7 @@ def validate_in_workspace(ws: Workspace, ref: str, options: ValidationOptions | 
     study = StudySpec.model_validate(ws.models.study_of(entry))
     gate = ws.consent_gate(f"validation:{entry.ref}", witnesses)
     report = run_validation(model, study, sites if sites is not None else ws.site_objects(), gate,
-                            ws.root / "validation", options)
+                            ws.root / "validation", options, protocol=ws.protocol(study))
     recorded: dict[str, Any] = {"recorded": False, "report_sha256": sealed_sha256(report)}
     if entry.lifecycle in ("released", "withdrawn"):
         recorded["reason"] = (f"{entry.ref} is {entry.lifecycle}: its state cannot change (validate a new "

@@ -25,6 +25,8 @@ from federated import (
     fit_cox,
     fit_km,
 )
+from federated.rules import SiteFloors, StudyProtocol
+from federated.site import approve_in_process
 
 
 def split_frame(df: pd.DataFrame, n_sites: int, seed: int) -> list[pd.DataFrame]:
@@ -36,12 +38,36 @@ def split_frame(df: pd.DataFrame, n_sites: int, seed: int) -> list[pd.DataFrame]
     return [df.iloc[part].reset_index(drop=True) for part in np.split(order, cuts)]
 
 
-def coordinator(parts: Sequence[pd.DataFrame], session: str = "test",
-                secure: bool | None = None) -> Coordinator:
-    """An in-process coordinator over one site per part; secure by default with ≥ 2 sites."""
-    sites = [Site(f"site-{i}", part) for i, part in enumerate(parts)]
+#: Maths tests switch the disclosure rules off (tiny random cohorts, 1–2 sites); the rules
+#: have their own tests in tests/privacy/ and tests/federated/test_privacy.py.
+PERMISSIVE = DisclosurePolicy(min_sites=1, min_patients_per_site=0, min_events_per_site=0,
+                              min_cell_count=1, min_events_per_covariate=0)
+#: Maths tests switch the sites' own floors off too (the rules have their own tests in tests/privacy/)
+PERMISSIVE_FLOORS = SiteFloors(min_sites=1, min_patients_per_site=0, min_events_per_site=0, min_cell_count=1,
+                               min_events_per_covariate=0, max_abs_lp=690.0)
+
+
+def make_sites(parts: Sequence[pd.DataFrame], floors: SiteFloors | None = None, **kw: Any) -> list[Site]:
+    """One in-process site per part, named ``site-0``, ``site-1``, …"""
+    return [Site(f"site-{i}", part, floors=floors or PERMISSIVE_FLOORS, **kw) for i, part in enumerate(parts)]
+
+
+def approve(sites: Sequence[Site], cohorts: Sequence[CohortSpec], policy: DisclosurePolicy | None = None,
+            secure: bool = True, **fields: Any) -> StudyProtocol:
+    """Every site's operator approves one study over ``cohorts`` (the test acts as each operator)."""
+    fields.setdefault("max_abs_lp", 690.0 if policy is None or policy == PERMISSIVE else 30.0)
+    return approve_in_process(sites, StudyProtocol(study_id="test", cohorts=tuple(cohorts),
+                                                   policy=policy or PERMISSIVE, secure=secure, **fields))
+
+
+def coordinator(parts: Sequence[pd.DataFrame], cohort: CohortSpec, session: str = "test",
+                secure: bool | None = None, policy: DisclosurePolicy | None = None,
+                floors: SiteFloors | None = None) -> Coordinator:
+    """An in-process coordinator over one approved site per part; secure by default with ≥ 2 sites."""
+    sites = make_sites(parts, floors)
     secure = len(parts) >= 2 if secure is None else secure
-    return Coordinator(InProcessTransport(sites), session=session, secure=secure)
+    protocol = approve(sites, [cohort], policy, secure)
+    return Coordinator(InProcessTransport(sites), session=session, protocol=protocol)
 
 
 @pytest.fixture(scope="session")
@@ -65,24 +91,19 @@ GBSG2_COVARIATES = ("age", "tsize", "tgrade", "pnodes", "progrec", "estrec", "ho
                     "postmenopausal")
 
 
-#: Maths tests switch the disclosure rules off (tiny random cohorts, 1–2 sites); the rules
-#: have their own tests in tests/federated/test_privacy.py.
-PERMISSIVE = DisclosurePolicy(min_sites=1, min_patients_per_site=0, min_events_per_site=0,
-                              min_cell_count=1, min_events_per_covariate=0)
-
-
 def fed_cox(parts: Sequence[pd.DataFrame], cohort: CohortSpec, *, secure: bool | None = None,
-            **kw: Any) -> CoxFit:
-    """Federated Cox over one in-process site per part (secure aggregation when ≥ 2 sites)."""
+            floors: SiteFloors | None = None, **kw: Any) -> CoxFit:
+    """Federated Cox over one in-process site per part (secure aggregation when ≥ 2 sites); the
+    study's ``policy`` (default :data:`PERMISSIVE`) is what every site approved."""
     kw.setdefault("policy", PERMISSIVE)
-    return fit_cox(coordinator(parts, secure=secure), cohort, **kw)
+    return fit_cox(coordinator(parts, cohort, secure=secure, policy=kw["policy"], floors=floors), cohort, **kw)
 
 
 def fed_km(parts: Sequence[pd.DataFrame], cohort: CohortSpec, *, secure: bool | None = None,
-           **kw: Any) -> KMFit:
+           floors: SiteFloors | None = None, **kw: Any) -> KMFit:
     """Federated Kaplan–Meier over one in-process site per part."""
     kw.setdefault("policy", PERMISSIVE)
-    return fit_km(coordinator(parts, secure=secure), cohort, **kw)
+    return fit_km(coordinator(parts, cohort, secure=secure, policy=kw["policy"], floors=floors), cohort, **kw)
 
 
 @pytest.fixture(scope="session")

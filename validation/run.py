@@ -32,8 +32,11 @@ from federated.arrays import WireArray
 from federated.coordinator import Coordinator, with_dropouts
 from federated.exceptions import FederatedError
 from federated.messages import ConsentGate, EvaluateReply, EvaluateRequest, EvaluationModel, Subgroup
+from federated.cells import rungs_from
+from federated.rules import StudyProtocol
+from federated.runner import study_protocol
 from federated.site import Site
-from federated.study import StudySpec
+from federated.study import CohortSpec, StudySpec
 from federated.transport import Transport, as_transport
 
 from . import report as rep
@@ -80,9 +83,19 @@ def evaluation_model(artifact: dict[str, Any]) -> EvaluationModel:
                            horizons=w(np.array(horizons, dtype=float)))
 
 
+def km_grid(cohort: CohortSpec, tmax: float) -> np.ndarray:
+    """The risk groups' public Kaplan–Meier times: points of the finest rung of the study's time
+    ladder with at most ``KM_INTERVALS`` intervals up to ``tmax`` (a site answers no finer)."""
+    for rung in rungs_from(cohort.time_grid):
+        width = cohort.model_copy(update={"time_grid": rung}).bin_width()
+        if tmax / width <= KM_INTERVALS:
+            return np.arange(0.0, tmax + width, width)
+    return np.linspace(0.0, tmax, KM_INTERVALS + 1)  # the exact grid: any times
+
+
 def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], study: StudySpec,
-                consent: ConsentGate | None, options: Options, subgroups: list[Subgroup], *, session: str
-                ) -> tuple[dict[str, EvaluateReply], dict[str, str]]:
+                consent: ConsentGate | None, options: Options, subgroups: list[Subgroup], *, session: str,
+                protocol: StudyProtocol | None = None) -> tuple[dict[str, EvaluateReply], dict[str, str]]:
     """Send ``evaluate`` to ``sites`` (in-process Sites or a :class:`Transport`); their replies, and
     the sites that dropped out (with why)."""
     horizons = artifact["outcome"]["horizons"]
@@ -92,23 +105,26 @@ def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], stu
     timeout = study.timeout + 0.5 * options.n_boot * (1 + len(subgroups))
     # one site after the other: the metrics are Python-bound, so in-process threads would only
     # contend for the GIL (measured 1.7× slower on the demo); a deployment's sites run in parallel
-    coord = Coordinator(as_transport(sites, parallel=False), session=session, timeout=timeout,
-                        secure=False)
-    fields = {"cohort": cohort, "policy": study.policy, "consent": consent,
+    reach = as_transport(sites, parallel=False)
+    coord = Coordinator(reach, session=session, protocol=study_protocol(study, reach, protocol),
+                        timeout=timeout, secure=False)
+    fields = {"cohort": cohort, "consent": consent,
               "model": evaluation_model(artifact), "n_boot": options.n_boot, "seed": options.seed,
               "subgroups": subgroups, "risk_groups": options.risk_groups,
-              "km_times": WireArray.from_numpy(np.linspace(0.0, tmax, KM_INTERVALS + 1)),
+              "km_times": WireArray.from_numpy(km_grid(cohort, tmax)),
               "ibs_times": WireArray.from_numpy(np.linspace(0.0, tmax, IBS_POINTS + 1)[1:])}
     replies = with_dropouts(coord, lambda: coord.broadcast(EvaluateRequest, EvaluateReply, **fields))
     return replies, dict(coord.dropped)
 
 
 def leave_one_site_out(sites: Sequence[Site] | Transport, artifact: dict[str, Any], study: StudySpec,
-                       consent: ConsentGate | None, options: Options) -> dict[str, dict[str, Any]]:
+                       consent: ConsentGate | None, options: Options,
+                       protocol: StudyProtocol | None = None) -> dict[str, dict[str, Any]]:
     """For each site: a model trained on the others (same settings), evaluated at it."""
     from federated.runner import train
 
     reach = as_transport(sites, parallel=False)
+    protocol = study_protocol(study, reach, protocol)
     out: dict[str, dict[str, Any]] = {}
     for held in reach.sites:
         others = [s for s in reach.sites if s != held]
@@ -118,9 +134,9 @@ def leave_one_site_out(sites: Sequence[Site] | Transport, artifact: dict[str, An
             continue
         loso_study = study.model_copy(update={"model_id": f"{study.model_id}-without-{held}"})
         try:
-            _, model = train(loso_study, sites=reach.only(others), consent=consent)
+            _, model = train(loso_study, sites=reach.only(others), consent=consent, protocol=protocol)
             replies, dropped = evaluate_at(reach.only([held]), model, study, consent, options, [],
-                                           session=f"loso-{model['sha256'][:12]}")
+                                           session=f"loso-{model['sha256'][:12]}", protocol=protocol)
         except FederatedError as exc:
             out[held] = {"possible": False, "reason": str(exc)}
             continue
@@ -154,8 +170,8 @@ def _verify(folder: Path, options: Options) -> dict[str, Any]:
 
 
 def run_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[Site] | Transport,
-                   consent: ConsentGate | None, root: Path, options: Options | None = None
-                   ) -> dict[str, Any]:
+                   consent: ConsentGate | None, root: Path, options: Options | None = None,
+                   protocol: StudyProtocol | None = None) -> dict[str, Any]:
     """Validate ``artifact`` at ``sites`` (in-process Sites or a :class:`Transport`, e.g. Flower's);
     write the report folder under ``root``; return the report.
 
@@ -176,9 +192,11 @@ def run_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[S
     subgroups = default_subgroups(artifact["inputs"])
     with rep.ReportFolder(Path(root), artifact["sha256"]) as folder:
         evidence = _verify(folder.path, options)
-        replies, dropped = evaluate_at(sites, artifact, study, consent, options, subgroups,
-                                       session=f"validate-{artifact['sha256'][:12]}")
-        loso = leave_one_site_out(sites, artifact, study, consent, options)
+        reach = as_transport(sites, parallel=False)
+        protocol = study_protocol(study, reach, protocol)
+        replies, dropped = evaluate_at(reach, artifact, study, consent, options, subgroups,
+                                       session=f"validate-{artifact['sha256'][:12]}", protocol=protocol)
+        loso = leave_one_site_out(reach, artifact, study, consent, options, protocol)
         per_site = {name: rep.site_entry(r) for name, r in replies.items()}
         report = rep.assemble(artifact, study, options, per_site, dropped, loso, subgroups, criteria,
                               evidence, consent)
