@@ -1,10 +1,15 @@
 """Audit of the outbound transcripts sites write (``--transcript-dir``).
 
-Two rules, checked from what the sites themselves recorded:
+Three rules, checked from what the sites themselves recorded:
 
 1. **masked** — every message that left a site carried its statistics masked (no
    ``plaintext`` field; error replies, which carry no statistics, are exempt);
-2. **size independence** — in every round, every site sent the same kind of message with
+2. **masks applied** — checked on the bytes, not the flag: each line holds the message itself,
+   and a masked array whose ring elements decode to in-range fixed-point values (as an unmasked
+   encoding does; a masked element does so with probability about 2⁻¹⁰) was not masked. Adversary:
+   a coordinator that got a site to "mask" with a peer set of itself, or a site that lies in its
+   ``masked`` flag;
+3. **size independence** — in every round, every site sent the same kind of message with
    the same shapes and the same number of bytes. Sites differ in their number of patients,
    so any payload whose size or shape depends on it shows up as a difference.
 """
@@ -15,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .exceptions import DataError
@@ -69,8 +75,25 @@ def read_transcripts(folder: Path) -> dict[str, list[TranscriptLine]]:
     return out
 
 
+#: an unmasked fixed-point element has |hi| < 2**52 per summed term; a masked one is uniform
+_IN_RANGE = 2**53
+
+
+def unmasked_fields(message: dict[str, object]) -> list[str]:
+    """Names of ``r128`` arrays in ``message`` that decode to in-range values: masks not applied."""
+    from .arrays import WireArray
+
+    out = []
+    for name, value in sorted(message.items()):
+        if isinstance(value, dict) and value.get("dtype") == "r128":
+            hi = WireArray.model_validate(value).ring().hi.ravel().view(np.int64)
+            if hi.size >= 4 and float(np.mean(np.abs(hi.astype(np.float64)) < _IN_RANGE)) > 0.5:
+                out.append(name)
+    return out
+
+
 def audit_transcripts(folder: Path) -> AuditReport:
-    """Check the masked and size-independence rules over every site's transcript."""
+    """Check the masked, masks-applied and size-independence rules over every site's transcript."""
     logs = read_transcripts(folder)
     report = AuditReport(sites=sorted(logs), messages=sum(len(v) for v in logs.values()))
     if len(logs) < 2:
@@ -82,6 +105,11 @@ def audit_transcripts(folder: Path) -> AuditReport:
                 fields = ", ".join(line.plaintext) or "(unspecified)"
                 report.problems.append(f"site {site!r} round {line.round} {line.kind!r}: sent unmasked "
                                        f"{fields}")
+            message = getattr(line, "message", None)
+            bare = unmasked_fields(message) if isinstance(message, dict) else []
+            if bare:
+                report.problems.append(f"site {site!r} round {line.round} {line.kind!r}: "
+                                       f"{', '.join(bare)} marked masked but not masked (decodes in range)")
     by_round: dict[tuple[int, str], dict[str, TranscriptLine]] = {}
     for site, lines in logs.items():
         for line in lines:

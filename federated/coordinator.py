@@ -19,7 +19,16 @@ import numpy as np
 from . import secagg
 from .arrays import WireArray
 from .exceptions import FederatedError, ProtocolError, SiteError
-from .messages import ErrorReply, KeysReply, KeysRequest, Request, SecureRound, SignedKey, decode_reply, encode
+from .messages import (
+    ErrorReply,
+    KeysReply,
+    KeysRequest,
+    Request,
+    SecureRound,
+    SignedKey,
+    decode_reply,
+    encode,
+)
 from .rules import StudyProtocol
 
 R = TypeVar("R")

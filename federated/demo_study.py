@@ -25,25 +25,26 @@ SHARES = (0.40, 0.25, 0.20, 0.15)
 
 _LOINC, _SNOMED = "http://loinc.org", "http://snomed.info/sct"
 #: Declared intended-use envelope and codes of each demo input.
-#: the intended-use envelope: the populated range of the (node-positive) GBSG2 cohort, so the
-#: release gate finds training patients in the first and last tenth of every range
+#: the intended-use envelope: the span of the (node-positive) GBSG2 cohort whose first and last
+#: tenth hold at least k = 5 women at one hospital (coverage is k-safe at the source), so the
+#: release gate can show training patients there; women outside it are outside the study population
 DEMO_INPUTS: dict[str, InputSpec] = {
     "age": InputSpec(code=Coding(system=_LOINC, code="30525-0", display="Age"),
-                     unit="a", min=20, max=80),
+                     unit="a", min=27, max=79),
     "tsize": InputSpec(code=Coding(system=_LOINC, code="21889-1", display="Size Tumor"),
-                       unit="mm", min=3, max=120),
+                       unit="mm", min=3, max=65),
     "tgrade": InputSpec(code=Coding(system=_LOINC, code="33732-9",
                                     display="Histology grade [Identifier] in Cancer specimen"),
                         unit="1", min=1, max=3),
     "pnodes": InputSpec(code=Coding(system=_LOINC, code="21893-3",
                                     display="Regional lymph nodes positive [#] Specimen"),
-                        unit="1", min=1, max=51),
+                        unit="1", min=1, max=21),
     "progrec": InputSpec(code=Coding(system=_LOINC, code="16112-5",
                                      display="Progesterone receptor [Units/volume] in Tissue"),
-                         unit="fmol/mg", min=0, max=2400),
+                         unit="fmol/mg", min=0, max=450),
     "estrec": InputSpec(code=Coding(system=_LOINC, code="16113-3",
                                     display="Estrogen receptor [Units/volume] in Tissue"),
-                        unit="fmol/mg", min=0, max=1200),
+                        unit="fmol/mg", min=0, max=550),
     "hormone_therapy": InputSpec(code=Coding(system=_SNOMED, code="169413002",
                                              display="Hormone therapy"), kind="boolean",
                                  min=0, max=1),

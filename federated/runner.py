@@ -51,7 +51,8 @@ def _reach(study: StudySpec, sites: list[Site] | Transport | None, transcript_di
     return as_transport(sites if sites is not None else make_sites(study, transcript_dir))
 
 
-def study_protocol(study: StudySpec, sites: Transport, protocol: StudyProtocol | None = None) -> StudyProtocol:
+def study_protocol(study: StudySpec, sites: Transport,
+                   protocol: StudyProtocol | None = None) -> StudyProtocol:
     """The approved study the sites answer for: ``protocol`` when given (a deployment, whose sites
     approved it themselves), else — for sites living in this process, whose operator is the
     caller — the study's protocol over the sites' identity keys, approved at each of them."""

@@ -249,7 +249,6 @@ class Site:
         cohort = self._cohort(req)
         n, events = int(cohort.time.size), int(cohort.event.sum())
         policy.check_site(n, events)
-        _inside_ranges(cohort, req)
         if not protocol.allow_small_time_cells and small_cells(
                 cohort.raw_time, cohort.event, cohort.label, req.cohort.time_grid, req.cohort.time_unit,
                 policy.min_cell_count):
@@ -328,8 +327,8 @@ class Site:
                                      context=f"{study}|{digest}".encode())
         nxt = self._next_key(study, session, round_)
         key = nxt.public_bytes()
-        updates["next_key"] = SignedKey(key=base64.b64encode(key).decode("ascii"),
-                                        signature=self.identity.sign_round_key(study, session, round_ + 1, key))
+        signature = self.identity.sign_round_key(study, session, round_ + 1, key)
+        updates["next_key"] = SignedKey(key=base64.b64encode(key).decode("ascii"), signature=signature)
         return reply.model_copy(update=updates)
 
     def _verified_peers(self, protocol: StudyProtocol, peers: dict[str, SignedKey], study: str,
@@ -390,18 +389,6 @@ def scrub(message: str) -> str:
     study must not carry a count, a value or a threshold the coordinator could choose)."""
     parts = _QUOTED.split(message)
     return "".join(p if i % 2 else re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", p) for i, p in enumerate(parts))
-
-
-def _inside_ranges(cohort: Cohort, req: PrepareRequest) -> None:
-    """Refuse training values outside the declared ranges (the intended-use envelope) here, at the
-    site, so that no count of them has to travel."""
-    spec = req.cohort
-    for name, (lo, hi) in spec.ranges.items():
-        if name in spec.covariates:
-            x = cohort.x[:, spec.covariates.index(name)]
-            if np.any((x < lo) | (x > hi)):
-                raise DataError(f"training values of {name!r} lie outside its declared range "
-                                f"[{lo:g}, {hi:g}] (the intended-use envelope)")
 
 
 def _on_grid(times: np.ndarray, cohort: CohortSpec) -> None:

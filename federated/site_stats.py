@@ -132,8 +132,9 @@ class SiteSession:
         return np.bincount(idx, minlength=spec.n_bins())
 
     def _range_counts(self) -> WireArray:
-        """Per declared range: 0 below, patients in each of ``range_bins`` bins (a bin of fewer than
-        k sent as 0: coverage is descriptive, k-cells at the source), 0 above."""
+        """Per declared range (the intended-use envelope): patients below it, in each of
+        ``range_bins`` bins, above it — every cell of fewer than k sent as 0 (coverage is
+        descriptive; k-cells at the source)."""
         c, spec = self.cohort, self.spec
         rows = []
         for name in [n for n in spec.covariates if n in spec.ranges]:
@@ -141,8 +142,8 @@ class SiteSession:
             x = c.x[:, spec.covariates.index(name)]
             edges = np.linspace(lo, hi, spec.range_bins + 1)
             inside = np.histogram(x[(x >= lo) & (x <= hi)], bins=edges)[0]
-            # values outside a range are refused at the site; bins below k are sent as 0
-            rows.append(np.concatenate(([0], safe_counts(inside, self.min_cell), [0])))
+            row = np.concatenate(([(x < lo).sum()], inside, [(x > hi).sum()]))
+            rows.append(safe_counts(row, self.min_cell))
         return wire(np.array(rows, dtype=np.int64))
 
     # ------------------------------------------------------------------- cox

@@ -96,14 +96,16 @@ def fed_cox(parts: Sequence[pd.DataFrame], cohort: CohortSpec, *, secure: bool |
     """Federated Cox over one in-process site per part (secure aggregation when ≥ 2 sites); the
     study's ``policy`` (default :data:`PERMISSIVE`) is what every site approved."""
     kw.setdefault("policy", PERMISSIVE)
-    return fit_cox(coordinator(parts, cohort, secure=secure, policy=kw["policy"], floors=floors), cohort, **kw)
+    coord = coordinator(parts, cohort, secure=secure, policy=kw["policy"], floors=floors)
+    return fit_cox(coord, cohort, **kw)
 
 
 def fed_km(parts: Sequence[pd.DataFrame], cohort: CohortSpec, *, secure: bool | None = None,
            floors: SiteFloors | None = None, **kw: Any) -> KMFit:
     """Federated Kaplan–Meier over one in-process site per part."""
     kw.setdefault("policy", PERMISSIVE)
-    return fit_km(coordinator(parts, cohort, secure=secure, policy=kw["policy"], floors=floors), cohort, **kw)
+    coord = coordinator(parts, cohort, secure=secure, policy=kw["policy"], floors=floors)
+    return fit_km(coord, cohort, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from federated.arrays import WireArray
+from federated.cells import rungs_from
 from federated.coordinator import Coordinator, with_dropouts
 from federated.exceptions import FederatedError
 from federated.messages import ConsentGate, EvaluateReply, EvaluateRequest, EvaluationModel, Subgroup
-from federated.cells import rungs_from
 from federated.rules import StudyProtocol
 from federated.runner import study_protocol
 from federated.site import Site

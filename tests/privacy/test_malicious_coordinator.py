@@ -77,7 +77,8 @@ def refused(reply: object, code: str) -> None:
 
 
 @pytest.mark.req("SRS-PRIV-010", "RC-PRIV-003")
-def test_a_study_the_operator_did_not_approve_gets_nothing(sites: list[Site], protocol: StudyProtocol) -> None:
+def test_a_study_the_operator_did_not_approve_gets_nothing(sites: list[Site],
+                                                            protocol: StudyProtocol) -> None:
     other = StudyProtocol(study_id="not-approved", cohorts=(COHORT,), peers=protocol.peers)
     bad = Attacker(sites, other)
     refused(bad.ask("h0", KeysRequest(session="s", round=0, study=other.sha256)), "not-approved")
@@ -196,8 +197,9 @@ def test_extreme_coefficients_and_long_question_series_are_refused(sites: list[S
     assert not any(isinstance(r, ErrorReply) for r in prep.values())
     peers = {n: r.next_key for n, r in prep.items()}  # type: ignore[attr-defined]
     grid = [w(np.arange(1.0, 6.0) * 365.25)]
+    center = w(np.array([50.0, 30.0, 5.0]))
     reply = {n: att.ask(n, GridRequest(session="beta", round=2, study=att.study, labels=[""], times=grid,
-                                       center=w(np.array([50.0, 30.0, 5.0])), secure=SecureRound(peers=peers)))
+                                       center=center, secure=SecureRound(peers=peers)))
              for n in att.sites}
     peers = {n: r.next_key for n, r in reply.items()}  # type: ignore[attr-defined]
     # |β·(x − c)| up to 0.9 · 46 = 41 on the declared nodes range: one woman would dominate
@@ -217,7 +219,8 @@ def test_errors_carry_no_counts_in_a_secure_study(gbsg2: pd.DataFrame) -> None:
     part = gbsg2.iloc[:150].copy()
     part.loc[part.index[:3], "age"] = np.nan
     site = Site("h0", part)
-    proto = approve_in_process([site, Site("h1", gbsg2.iloc[150:300])], StudyProtocol(study_id="x", cohorts=(COHORT,)))
+    proto = approve_in_process([site, Site("h1", gbsg2.iloc[150:300])],
+                               StudyProtocol(study_id="x", cohorts=(COHORT,)))
     att = Attacker([site], proto)
     peers = {"h0": att.keys("e")["h0"]}
     reply = att.ask("h0", PrepareRequest(session="e", round=1, study=att.study,
@@ -242,13 +245,14 @@ def test_fine_kaplan_meier_times_and_unapproved_horizons_are_refused(gbsg2: pd.D
     ok = EvaluateRequest(**base, km_times=w(np.arange(0.0, 1827.0, 365.25)))  # type: ignore[arg-type]
     assert not isinstance(Attacker(sites, proto).ask("h0", ok), ErrorReply)
     other = model.model_copy(update={"horizons": w(np.array([1000.0]))})
-    refused(Attacker(sites, proto).ask("h0", ok.model_copy(update={"model": other, "round": 1})), "not-approved")
+    unapproved = ok.model_copy(update={"model": other, "round": 1})
+    refused(Attacker(sites, proto).ask("h0", unapproved), "not-approved")
 
 
 @pytest.mark.req("SRS-PRIV-010")
 def test_floors_are_raised_by_the_study_never_lowered(gbsg2: pd.DataFrame) -> None:
-    from federated.rules import effective_policy
     from federated.privacy import DisclosurePolicy
+    from federated.rules import effective_policy
 
     proto = StudyProtocol(study_id="x", cohorts=(COHORT,), policy=DisclosurePolicy(min_cell_count=1,
                                                                                    min_patients_per_site=50))
@@ -283,3 +287,23 @@ def test_only_the_newest_witnessed_checkpoint_is_accepted(gbsg2: pd.DataFrame) -
                                              cohort=COHORT.model_copy(update={"time_grid": "year"}),
                                              secure=SecureRound(peers={"h0": att.keys(f"c{size}")["h0"]})))
         refused(reply, "consent")
+
+
+@pytest.mark.req("SRS-PRIV-015")
+def test_the_audit_checks_masks_on_the_bytes_not_the_flag(gbsg2: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A reply that claims r128 (masked) but carries a bare fixed-point encoding fails the audit."""
+    from federated.audit import audit_transcripts, unmasked_fields
+
+    masked = secagg.mask(secagg.encode(np.arange(8.0)), secagg.KeyPair.generate(),
+                         {"b": secagg.KeyPair.generate().public_bytes()}, me="a", session="s", round=1)
+    bare = secagg.encode(np.arange(8.0))  # flagged r128, masks never added
+    honest = {"kind": "grid", "events": json.loads(WireArray.from_ring(masked).model_dump_json())}
+    liar = {"kind": "grid", "events": json.loads(WireArray.from_ring(bare).model_dump_json())}
+    assert unmasked_fields(honest) == [] and unmasked_fields(liar) == ["events"]
+    for name, msg in (("a", honest), ("b", liar)):
+        line = {"round": 1, "kind": "grid", "bytes": 10, "shapes": {"events": [8]}, "sha256": "0" * 64,
+                "masked": True, "plaintext": [], "message": msg}
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps(line) + "\n")
+    report = audit_transcripts(tmp_path)
+    assert not report.ok and any("'b'" in p and "not masked" in p for p in report.problems)
+    assert not any("'a'" in p and "not masked" in p for p in report.problems)
