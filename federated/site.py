@@ -195,6 +195,7 @@ class Site:
             if protocol.secure and req.secure is None and not isinstance(req, EvaluateRequest):  # type: ignore[attr-defined]
                 raise Refusal("plaintext", "the study asks for secure aggregation")
             self._spend(protocol)
+            reply: Reply
             if isinstance(req, PrepareRequest):
                 reply = self._prepare(req, protocol, policy)
             elif isinstance(req, EvaluateRequest):

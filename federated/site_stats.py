@@ -165,7 +165,8 @@ class SiteSession:
         if self.xc is None:
             raise ValueError("request before grid")
         beta = expect_shape("beta", beta_wire.to_numpy(), (self.xc.shape[1],))
-        check_bound(beta, self.center, self.cohort.x, self.spec, self.max_abs_lp)
+        center = self.center if self.center is not None else np.zeros(self.xc.shape[1])
+        check_bound(beta, center, self.cohort.x, self.spec, self.max_abs_lp)
         return np.exp(self.xc @ beta), self.xc
 
     def risk_set(self, req: RiskSetRequest) -> RiskSetReply:

@@ -13,6 +13,7 @@ from . import (
     ledger_cmd,
     model_cmd,
     serve_cmd,
+    site_cmd,
     soup_cmd,
     token_cmd,
     trace_cmd,
@@ -44,6 +45,7 @@ trace_cmd.app.command("sbom")(soup_cmd.sbom)
 app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(dossier_cmd.app, name="dossier")
 app.add_typer(deploy_cmd.app, name="deploy")
+app.add_typer(site_cmd.app, name="site")
 
 
 def main() -> None:

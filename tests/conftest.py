@@ -55,7 +55,9 @@ def make_sites(parts: Sequence[pd.DataFrame], floors: SiteFloors | None = None, 
 def approve(sites: Sequence[Site], cohorts: Sequence[CohortSpec], policy: DisclosurePolicy | None = None,
             secure: bool = True, **fields: Any) -> StudyProtocol:
     """Every site's operator approves one study over ``cohorts`` (the test acts as each operator)."""
-    fields.setdefault("max_abs_lp", 690.0 if policy is None or policy == PERMISSIVE else 30.0)
+    maths = policy is None or policy == PERMISSIVE
+    fields.setdefault("max_abs_lp", 690.0 if maths else 30.0)
+    fields.setdefault("allow_small_time_cells", maths)  # maths tests compare exact, per-day fits
     return approve_in_process(sites, StudyProtocol(study_id="test", cohorts=tuple(cohorts),
                                                    policy=policy or PERMISSIVE, secure=secure, **fields))
 

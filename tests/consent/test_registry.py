@@ -14,7 +14,7 @@ from federated.messages import ConsentGate
 from ledger.checkpoint import NoteSigner
 from ledger.log import Ledger
 from ledger.verify import verify_ledger
-from tests.conftest import PERMISSIVE, ROSSI_COVARIATES, fed_cox, split_frame
+from tests.conftest import PERMISSIVE, PERMISSIVE_FLOORS, ROSSI_COVARIATES, approve, fed_cox, split_frame
 
 STUDY = "urn:test:study"
 
@@ -78,7 +78,8 @@ def _consented_sites(parts: list[pd.DataFrame], tmp_path: Path, ledger: Ledger, 
         reg = ConsentRegistry(tmp_path / f"s{i}", f"s{i}", STUDY, ledger)
         for j, pid in enumerate(part["patient_id"]):
             reg.grant(pid, date="2026-01-01", decision="deny" if j < refuse else "permit")
-        sites.append(Site(f"s{i}", part, consent=reg))
+        sites.append(Site(f"s{i}", part, consent=reg, floors=PERMISSIVE_FLOORS))
+    ledger.checkpoint()  # the consent state the sites accept: the newest signed checkpoint
     return sites
 
 
@@ -89,7 +90,7 @@ def test_sites_train_only_on_consented_patients(rossi: pd.DataFrame, tmp_path: P
     sites = _consented_sites(parts, tmp_path, ledger, refuse=5)
     gate = ConsentGate(size=ledger.size, root=ledger.root().hex(), job="job-1")
     cohort = CohortSpec(time="week", event="arrest", covariates=ROSSI_COVARIATES)
-    coord = Coordinator(InProcessTransport(sites), session="c")
+    coord = Coordinator(InProcessTransport(sites), session="c", protocol=approve(sites, [cohort]))
     fit = fit_cox(coord, cohort, policy=PERMISSIVE, consent=gate)
     assert fit.n == len(rossi) - 15 and fit.consent_checkpoint == {"size": ledger.size, "root": gate.root}
     ref = fed_cox([p.iloc[5:] for p in parts], cohort)
@@ -104,14 +105,18 @@ def test_requests_without_or_with_a_wrong_checkpoint_are_refused(rossi: pd.DataF
     df = rossi.assign(patient_id=[f"R{i:03d}" for i in range(len(rossi))])
     sites = _consented_sites(split_frame(df, 3, seed=1), tmp_path, ledger, refuse=0)
     cohort = CohortSpec(time="week", event="arrest", covariates=("age",))
-    coord = Coordinator(InProcessTransport(sites), session="x")
-    with pytest.raises(SiteError, match="rule consent: this site answers only requests that name a consent"):
+    protocol = approve(sites, [cohort])
+    coord = Coordinator(InProcessTransport(sites), session="x", protocol=protocol)
+    with pytest.raises(SiteError, match="this site answers only requests that name a consent") as err:
         fit_cox(coord, cohort, policy=PERMISSIVE)
+    assert err.value.code == "consent"
     bad = ConsentGate(size=ledger.size, root="0" * 64, job="j")
     with pytest.raises(SiteError, match="does not match this site's ledger"):
-        fit_cox(Coordinator(InProcessTransport(sites), session="y"), cohort, policy=PERMISSIVE, consent=bad)
-    plain = [Site("q", df)]
+        fit_cox(Coordinator(InProcessTransport(sites), session="y", protocol=protocol), cohort,
+                policy=PERMISSIVE, consent=bad)
+    plain = [Site("q", df, floors=PERMISSIVE_FLOORS)]
     good = ConsentGate(size=ledger.size, root=ledger.root().hex(), job="j")
     with pytest.raises((SiteError, PolicyError), match="no consent registry"):
-        fit_cox(Coordinator(InProcessTransport(plain), session="z", secure=False), cohort,
+        fit_cox(Coordinator(InProcessTransport(plain), session="z",
+                            protocol=approve(plain, [cohort], secure=False)), cohort,
                 policy=PERMISSIVE, consent=good)

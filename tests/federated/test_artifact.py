@@ -20,7 +20,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type
 
 
 @pytest.mark.req("SRS-FED-007")
-def test_contract_fields(demo: dict) -> None:  # type: ignore[type-arg]
+def test_contract_fields(demo: dict, gbsg2: pd.DataFrame) -> None:  # type: ignore[type-arg]
     a = demo
     assert a["schema"] == "fedprog.model/v1" and a["kind"] == "cox-ph"
     assert {"model_id", "version", "outcome", "inputs", "coefficients", "standard_errors",
@@ -40,25 +40,44 @@ def test_contract_fields(demo: dict) -> None:  # type: ignore[type-arg]
     t = a["training"]
     assert {"sites", "n", "events", "rounds", "converged", "secure_aggregation", "time_grid",
             "consent_checkpoint"} <= set(t)
-    assert t["n"] == 686 and t["events"] == 299 and t["converged"] is True
-    # the coordinator learns totals only: contributing sites by name, no per-site counts
-    assert t["sites"] == ["hospital-a", "hospital-b", "hospital-c", "hospital-d"] and t["dropped"] == []
+    rows = _contributing(split(gbsg2))
+    assert t["n"] == len(rows) and t["events"] == int(rows["event"].sum()) and t["converged"] is True
+    # k-cells at the source: the demo's smallest hospital (103 women) has a cell of fewer than 5
+    # women even on the yearly grid, so it does not contribute; the others agree on "year"
+    assert t["sites"] == ["hospital-a", "hospital-b", "hospital-c"]
+    assert [d["site"] for d in t["dropped"]] == ["hospital-d"] and "k-cells" in t["dropped"][0]["reason"]
+    assert t["time_grid"] == "year" and "year grid" in t["exact_on"]
     assert t["secure_aggregation"] is True and t["policy"]["min_sites"] == 3
 
 
-@pytest.mark.req("SRS-FED-007")
+def _contributing(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The demo's contributing hospitals' rows as the sites use them: administratively censored at
+    the study's max_time and coarsened to the yearly grid every site accepted (ground truth)."""
+    from federated.data import coarsen
+
+    rows = pd.concat(parts[:3], ignore_index=True)
+    late = rows["time"] > 1826.25
+    rows["event"] = np.where(late, 0, rows["event"])
+    rows["time"] = coarsen(np.minimum(rows["time"].to_numpy(float), 1826.25), "year", "day")
+    return rows
+
+
+@pytest.mark.req("SRS-FED-007", "SRS-PRIV-011")
 def test_survival_formula_in_the_contract_reproduces_the_fit(demo: dict, gbsg2: pd.DataFrame) -> None:  # type: ignore[type-arg]
-    """S(t | x) = survival(t) ^ exp(β·(x − center)) equals lifelines' prediction."""
+    """S(t | x) = survival(t) ^ exp(β·(x − center)) equals lifelines' prediction on the same rows,
+    with the times coarsened as the sites coarsened them (GBSG2 with defaults: to 1e-6)."""
     from lifelines import CoxPHFitter
 
     names = list(demo["coefficients"])
     beta = np.array(list(demo["coefficients"].values()))
     base = demo["baseline_survival"]
-    x = gbsg2[names].to_numpy(float)
+    rows = _contributing(split(gbsg2))
+    x = rows[names].to_numpy(float)
     ours = np.array(base["survival"])[None, :] ** np.exp((x - base["center"]) @ beta)[:, None]
-    ref = CoxPHFitter().fit(gbsg2[[*names, "time", "event"]], "time", "event",
+    ref = CoxPHFitter().fit(rows[[*names, "time", "event"]], "time", "event",
                             fit_options={"precision": 1e-12})
-    theirs = ref.predict_survival_function(gbsg2[names], times=base["times"]).to_numpy().T
+    assert np.max(np.abs(beta - ref.params_[names].to_numpy())) <= 1e-6
+    theirs = ref.predict_survival_function(rows[names], times=base["times"]).to_numpy().T
     assert np.max(np.abs(ours - theirs)) <= 1e-6
 
 
@@ -114,5 +133,8 @@ def test_stratified_artifact_has_one_baseline_per_stratum(tmp_path) -> None:  # 
     study = write_demo_study(tmp_path).model_copy(update={"strata_by_site": True})
     fit, art = train(study)
     base = art["baseline_survival"]
-    assert base["times"] == [] and [s["label"] for s in base["strata"]] == [s.name for s in study.sites]
+    dropped = {d["site"] for d in art["training"]["dropped"]}
+    contributing = [s.name for s in study.sites if s.name not in dropped]
+    assert base["times"] == [] and [s["label"] for s in base["strata"]] == contributing
+    assert len(contributing) >= 3
     assert art == build_artifact(fit, study)

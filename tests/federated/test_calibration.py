@@ -18,9 +18,9 @@ pytestmark = pytest.mark.req("SRS-FED-011")
 def test_observed_and_expected_equal_the_pooled_values(tmp_path, gbsg2: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
     study = write_demo_study(tmp_path)
     _, model = train(study)
-    horizons = [365.0, 1095.0, 1826.0]
-    result = calibration_in_the_large(coordinator(split_frame(gbsg2, 4, seed=0)), study.cohort(), model,
-                                      horizons, policy=PERMISSIVE)
+    horizons = [365.25, 1095.75, 1826.25]  # the yearly grid the demo model was trained on
+    result = calibration_in_the_large(coordinator(split_frame(gbsg2, 4, seed=0), study.cohort()),
+                                      study.cohort(), model, horizons, policy=PERMISSIVE)
     km = KaplanMeierFitter().fit(gbsg2["time"], gbsg2["event"])
     assert result.observed == pytest.approx(1 - km.survival_function_at_times(horizons).to_numpy(), abs=1e-12)
     names = [i["name"] for i in model["inputs"]]
@@ -38,5 +38,5 @@ def test_horizon_beyond_the_released_baseline_is_refused(tmp_path, gbsg2: pd.Dat
     study = write_demo_study(tmp_path)
     _, model = train(study)
     with pytest.raises(ValueError, match="beyond the model's released baseline"):
-        calibration_in_the_large(coordinator(split_frame(gbsg2, 3, seed=0)), study.cohort(), model,
-                                 [9000.0], policy=PERMISSIVE)
+        calibration_in_the_large(coordinator(split_frame(gbsg2, 3, seed=0), study.cohort()), study.cohort(),
+                                 model, [9000.0], policy=PERMISSIVE)

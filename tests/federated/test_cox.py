@@ -11,7 +11,15 @@ from sksurv.util import Surv
 
 from federated import CohortSpec, DisclosurePolicy, FederatedCoxPH, Site, fit_cox
 from federated.exceptions import DataError, SingularDesignError, SiteError
-from tests.conftest import GBSG2_COVARIATES, PERMISSIVE, ROSSI_COVARIATES, fed_cox, split_frame
+from tests.conftest import (
+    GBSG2_COVARIATES,
+    PERMISSIVE,
+    PERMISSIVE_FLOORS,
+    ROSSI_COVARIATES,
+    approve,
+    fed_cox,
+    split_frame,
+)
 
 COHORTS = {
     "rossi": ("week", "arrest", ROSSI_COVARIATES),
@@ -205,7 +213,9 @@ def test_sites_from_files_csv_and_parquet(tmp_path, rossi: pd.DataFrame) -> None
     a, b = split_frame(rossi, 2, seed=7)
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_parquet(tmp_path / "b.parquet")
-    sites = [Site("a", tmp_path / "a.csv"), Site("b", tmp_path / "b.parquet")]
-    coord = Coordinator(InProcessTransport(sites), session="files")
+    sites = [Site("a", tmp_path / "a.csv", floors=PERMISSIVE_FLOORS),
+             Site("b", tmp_path / "b.parquet", floors=PERMISSIVE_FLOORS)]
+    protocol = approve(sites, [_cohort("rossi")])
+    coord = Coordinator(InProcessTransport(sites), session="files", protocol=protocol)
     fit = fit_cox(coord, _cohort("rossi"), policy=PERMISSIVE)
     assert np.max(np.abs(fit.coef - _lifelines(rossi, "rossi").params_.to_numpy())) <= 1e-6

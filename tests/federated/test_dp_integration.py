@@ -12,11 +12,13 @@ from federated.demo_study import write_demo_study
 from federated.dp import DPSettings
 from federated.exceptions import DataError
 from federated.runner import train
-from tests.conftest import PERMISSIVE, coordinator, fed_km, split_frame
+from federated.site import Site
+from tests.conftest import PERMISSIVE, PERMISSIVE_FLOORS, coordinator, fed_km, split_frame
 
 pytestmark = pytest.mark.req("SRS-PRIV-005")
 
-KM = CohortSpec(time="time", event="event", time_grid="year", max_time=3652.5)
+# five years: on a yearly grid to ten years the tail cells of these sites hold fewer than 5 women
+KM = CohortSpec(time="time", event="event", time_grid="year", max_time=1826.25)
 
 
 def test_off_by_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -50,10 +52,18 @@ def test_km_counts_are_noisy_but_valid(gbsg2: pd.DataFrame, epsilon: float, boun
 
 
 def test_cox_coefficients_by_sample_and_aggregate(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    study = write_demo_study(tmp_path)
-    exact_fit, _ = train(study)
+    """The mechanism, on sites whose operators switched their floors off: with k-cells at the source
+    a block of a tenth of a GBSG2 hospital cannot be answered at all (sample-and-aggregate is to be
+    redesigned, issue 15)."""
+    study = write_demo_study(tmp_path).model_copy(update={"policy": PERMISSIVE,
+                                                          "allow_small_time_cells": True})
+
+    def sites() -> list[Site]:
+        return [Site(s.name, s.path, floors=PERMISSIVE_FLOORS) for s in study.sites]
+
+    exact_fit, _ = train(study, sites=sites())
     private = study.model_copy(update={"dp": DPSettings(enabled=True, epsilon=5.0, seed=3)})
-    fit, art = train(private)
+    fit, art = train(private, sites=sites())
     record = art["training"]["differential_privacy"]
     assert record["epsilon_spent"] == pytest.approx(5.0) and record["covers"] == ["coefficients"]
     assert record["blocks"] == 10 and record["clip"] == 5.0
@@ -61,14 +71,15 @@ def test_cox_coefficients_by_sample_and_aggregate(tmp_path) -> None:  # type: ig
     assert record["not_covered"] == ["baseline_survival", "covariance", "standard_errors"]
     # the released baseline is Breslow's at the released (noisy) coefficients, not the exact fit's
     parts = [pd.read_csv(s.path) for s in study.sites]
-    cohort = CohortSpec(time="time", event="event", covariates=tuple(study.covariates))
-    expected = baselines_at(coordinator(parts), cohort, fit.coef, policy=PERMISSIVE)[0]
+    cohort = study.cohort()
+    expected = baselines_at(coordinator(parts, cohort), cohort, fit.coef, policy=PERMISSIVE)[0]
     assert np.allclose(fit.baselines[0].cumulative_hazard, expected.cumulative_hazard, rtol=1e-12)
     assert not np.allclose(fit.baselines[0].cumulative_hazard, exact_fit.baselines[0].cumulative_hazard)
-    again, _ = train(private)
+    again, _ = train(private, sites=sites())
     assert np.array_equal(again.coef, fit.coef)  # seeded: reproducible
     # with an unlimited budget what remains is the mean of the clipped, range-standardised block fits
-    loose, _ = train(study.model_copy(update={"dp": DPSettings(enabled=True, epsilon=1e12, seed=3)}))
+    loose, _ = train(study.model_copy(update={"dp": DPSettings(enabled=True, epsilon=1e12, seed=3)}),
+                     sites=sites())
     scales = np.array([study.inputs[c].max - study.inputs[c].min for c in study.covariates])  # type: ignore[operator]
     assert np.max(np.abs(loose.coef * scales)) <= 5.0 + 1e-3
     assert np.sign(loose.coef[3]) == np.sign(exact_fit.coef[3])  # pnodes: clearly harmful either way
