@@ -48,6 +48,22 @@ THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
     ("Information disclosure", "The coordinator learns one hospital's statistics.", "Site aggregates",
      "Secure aggregation on by default: pairwise X25519/HKDF/ChaCha20 masks modulo 2^128, fresh every round.",
      ("SRS-SEC-001", "SRS-SEC-002", "SRS-SEC-003")),
+    ("Spoofing", "A malicious coordinator substitutes the sites' round keys, lists a peer set of one site, "
+     "asks for plaintext or re-asks a round with another request to unmask a site.", "Site aggregates",
+     "Round keys signed with each site's Ed25519 identity key and checked against the approved study; at "
+     "least max(2, min_sites) peers; masks bound to the request digest; each round answered once.",
+     ("SRS-SEC-004", "RC-PRIV-003")),
+    ("Tampering", "A malicious coordinator writes its own requests: a lowered policy, one-patient blocks, "
+     "another cohort, a finer grid or Kaplan-Meier times, stale or stepped consent checkpoints, extreme "
+     "or many coefficient vectors.", "Patient data",
+     "Sites answer only the study their operator approved (SHA-256), under their own floors; only the "
+     "newest witnessed checkpoint; a bound on |beta·x| over the declared ranges and a budget of rounds.",
+     ("SRS-PRIV-010", "SRS-PRIV-012", "SRS-PRIV-014", "RC-PRIV-003")),
+    ("Information disclosure", "The coordinator decodes single-patient cells (a day with one event, a "
+     "risk-set difference of one censored patient) or uses errors as oracles.", "Patient data",
+     "k-cells at the source on a public time ladder: every atom of a site's patients is 0 or at least k; "
+     "errors in a secure study carry no counts or values; a malicious-coordinator harness asserts on "
+     "what it decodes.", ("SRS-PRIV-011", "SRS-PRIV-013", "SRS-PRIV-015", "RC-PRIV-003")),
     ("Information disclosure", "Patient-level values leave a site in messages, errors or small cells.",
      "Patient data", "Shapes fixed by public parameters; disclosure policy; small cells suppressed; outbound "
      "transcript and its audit.", ("SRS-PRIV-001", "SRS-PRIV-002", "SRS-PRIV-003", "SRS-PRIV-004",
@@ -71,12 +87,20 @@ THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
 
 #: residual risk, consequence, measure required of the deployment or planned
 RESIDUAL: tuple[tuple[str, str, str], ...] = (
-    ("Secure-aggregation keys are not authenticated: the coordinator relays the sites' X25519 public keys, "
-     "which are not yet signed with the sites' witness or identity keys.",
-     "An actively malicious coordinator could substitute keys and unmask one site's statistics. The design "
-     "assumes an honest-but-curious coordinator.",
-     "Planned: sign round keys with each site's witness key. Until then, operate the coordinator under "
-     "contract and audit."),
+    ("Dropout recovery by double masking (Bonawitz et al. 2017) is not yet part of the protocol (its "
+     "primitives are implemented and tested, SRS-SEC-005): after a dropout the fit is re-run among the "
+     "remaining sites.", "A coordinator that claims a dropout can difference the two sums and learn one "
+     "site's statistics - sums over cells of at least k of its patients (k-cells at the source), never a "
+     "patient's value.", "Planned: double masking in the protocol. Until then keep min_cell_count >= 5."),
+    ("A site's budget of rounds lives in memory: a site restarted between studies starts a fresh budget; "
+     "the bound on |beta·x| makes solving a cell for its patients (Prony's method) harder, not impossible.",
+     "A patient inside a cell of k could be approached by a very long series of coefficient vectors.",
+     "Keep sites long-running; planned: a persistent budget per approved study."),
+    ("Which rung of the time ladder a site accepts, and which sites refused (by code), is visible to the "
+     "coordinator; the coordinator also decides when consent checkpoints are published.",
+     "One bit per rung and site; two trainings at consecutive checkpoints differ by the patients whose "
+     "consent changed between them.", "Publish checkpoints on a schedule the sites agree to (issue 15 "
+     "addresses releases that difference to one patient)."),
     ("Sites keep session state (cohort and key pairs per session) in memory, never evicted while the "
      "process runs; there is no dropout recovery inside a round.",
      "A site restart loses its sessions and the round is re-run or the study stops; memory grows with the "
@@ -167,8 +191,9 @@ def build(inputs: DossierInputs) -> list[Flowable]:
              "that can affect safety are also hazards of the risk management file (FP-RMF)."),
         *section("2 System context and trust boundaries"),
         para("(a) Each hospital site: its data, consent registry and keys; trusted by its hospital only. "
-             "(b) The coordinator: trusted to follow the protocol and to relay public keys honestly "
-             "(honest-but-curious), not trusted with any site's statistics. (c) The ledger: trusted by no "
+             "(b) The coordinator: not trusted - neither to follow the protocol nor with any site's "
+             "statistics; it may be honest-but-curious or malicious, and each site checks every request "
+             "against the study its operator approved. (c) The ledger: trusted by no "
              "one alone; its checkpoints count only when a majority of site witnesses cosigned them. (d) The "
              "FHIR server on a hospital server, reached by the EHR and integrating systems; every request "
              "authenticated except the public metadata, OperationDefinition and CDS Hooks discovery. "

@@ -188,7 +188,8 @@ def test_cybersecurity_cites_existing_requirements_and_states_residual_risks(
     assert cited and all(i in reqs for i in cited)
     assert all(i in text for i in cited)
     for words in ("Spoofing", "Tampering", "Repudiation", "Information disclosure", "Denial of service",
-                  "Elevation of privilege", "not authenticated", "session state", "baseline hazard"):
+                  "Elevation of privilege", "double masking", "session state", "baseline hazard",
+                  "malicious coordinator", "k-cells at the source"):
         assert words.replace(" ", "") in text, words
 
 
