@@ -11,19 +11,27 @@ import pytest
 from federated import CohortSpec, Coordinator, InProcessTransport, Site, fit_cox, fit_km
 from federated.audit import audit_transcripts
 from federated.exceptions import DataError
-from tests.conftest import GBSG2_COVARIATES, PERMISSIVE, split_frame
+from tests.conftest import GBSG2_COVARIATES, PERMISSIVE_FLOORS, approve, split_frame
 
 pytestmark = pytest.mark.req("SRS-PRIV-004")
 
 
+def _coordinator(parts: list[pd.DataFrame], folder: Path, cohort: CohortSpec, session: str,
+                 secure: bool = True, **protocol_fields: object) -> Coordinator:
+    """Sites ``h0``, ``h1``, … writing transcripts to ``folder``, all approving one study over
+    ``cohort`` (plaintext when ``secure`` is false); the maths tests' floors."""
+    sites = [Site(f"h{i}", p, transcript_dir=folder, floors=PERMISSIVE_FLOORS) for i, p in enumerate(parts)]
+    protocol = approve(sites, [cohort], secure=secure, **protocol_fields)
+    return Coordinator(InProcessTransport(sites), session=session, protocol=protocol)
+
+
 def _run(parts: list[pd.DataFrame], folder: Path, secure: bool = True, km: bool = False) -> None:
-    sites = [Site(f"h{i}", p, transcript_dir=folder) for i, p in enumerate(parts)]
-    coord = Coordinator(InProcessTransport(sites), session="a", secure=secure)
     if km:
-        fit_km(coord, CohortSpec(time="time", event="event", partition="tgrade", levels=("1", "2", "3")),
-               policy=PERMISSIVE)
+        cohort = CohortSpec(time="time", event="event", partition="tgrade", levels=("1", "2", "3"))
+        fit_km(_coordinator(parts, folder, cohort, "a", secure), cohort)
     else:
-        fit_cox(coord, CohortSpec(time="time", event="event", covariates=GBSG2_COVARIATES), policy=PERMISSIVE)
+        cohort = CohortSpec(time="time", event="event", covariates=GBSG2_COVARIATES)
+        fit_cox(_coordinator(parts, folder, cohort, "a", secure), cohort)
 
 
 @pytest.mark.parametrize("km", [False, True])
@@ -44,10 +52,10 @@ def test_plaintext_run_fails_the_masked_rule(gbsg2: pd.DataFrame, tmp_path: Path
 
 
 def test_exact_grid_reveals_event_times_and_the_audit_says_so(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
-    sites = [Site(f"h{i}", p, transcript_dir=tmp_path) for i, p in enumerate(split_frame(gbsg2, 3, seed=1))]
-    fit_cox(Coordinator(InProcessTransport(sites), session="x"),
-            CohortSpec(time="time", event="event", covariates=("age", "pnodes"), time_grid="exact"),
-            policy=PERMISSIVE)
+    cohort = CohortSpec(time="time", event="event", covariates=("age", "pnodes"), time_grid="exact")
+    # exact event times are the study's loud opt-in (allow_small_time_cells)
+    coord = _coordinator(split_frame(gbsg2, 3, seed=1), tmp_path, cohort, "x", allow_small_time_cells=True)
+    fit_cox(coord, cohort)
     problems = audit_transcripts(tmp_path).problems
     assert any("'prepare': sent unmasked event_times" in p for p in problems)
     assert any("payload size or shape differs between sites" in p for p in problems)

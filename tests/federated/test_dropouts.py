@@ -11,7 +11,15 @@ import pandas as pd
 import pytest
 
 from federated import CohortSpec, Coordinator, InProcessTransport, PolicyError, Site, fit_cox, fit_km
-from tests.conftest import GBSG2_COVARIATES, PERMISSIVE, fed_cox, fed_km, split_frame
+from tests.conftest import (
+    GBSG2_COVARIATES,
+    PERMISSIVE,
+    PERMISSIVE_FLOORS,
+    approve,
+    fed_cox,
+    fed_km,
+    split_frame,
+)
 
 pytestmark = pytest.mark.req("SRS-FED-009", "RC-FED-001")
 
@@ -24,7 +32,7 @@ class _Failing(Site):
     """A site that misbehaves from the ``after``-th message on, in the way ``how`` says."""
 
     def __init__(self, name: str, data: pd.DataFrame, how: str, after: int) -> None:
-        super().__init__(name, data)
+        super().__init__(name, data, floors=PERMISSIVE_FLOORS)
         self.how, self.after, self.seen = how, after, 0
 
     def handle(self, payload: bytes) -> bytes:
@@ -42,11 +50,16 @@ class _Failing(Site):
 
 
 def _run(parts: list[pd.DataFrame], how: str, after: int, km: bool = False):  # type: ignore[no-untyped-def]
-    sites = [Site(f"h{i}", p) for i, p in enumerate(parts[:-1])] + [_Failing("flaky", parts[-1], how, after)]
-    coord = Coordinator(InProcessTransport(sites), session="d", timeout=TIMEOUT)
+    sites = [Site(f"h{i}", p, floors=PERMISSIVE_FLOORS) for i, p in enumerate(parts[:-1])]
+    sites.append(_Failing("flaky", parts[-1], how, after))
+    cohort = CohortSpec(time="time", event="event") if km else COHORT
+    # every site approved the study (its policy asks for 3 sites); the bound on the linear
+    # predictor as in the reference fits (tests.conftest.fed_cox)
+    protocol = approve(sites, [cohort], POLICY, max_abs_lp=690.0)
+    coord = Coordinator(InProcessTransport(sites), session="d", protocol=protocol, timeout=TIMEOUT)
     if km:
-        return fit_km(coord, CohortSpec(time="time", event="event"), policy=POLICY)
-    return fit_cox(coord, COHORT, policy=POLICY)
+        return fit_km(coord, cohort, policy=POLICY)
+    return fit_cox(coord, cohort, policy=POLICY)
 
 
 @pytest.mark.parametrize(("how", "reason"), [

@@ -20,8 +20,8 @@ from sksurv.metrics import (
 from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
-from device.model import load_model
-from device.scoring import score
+from device.model import PrognosticModel, load_model
+from device.scoring import baseline_cumhaz, check_inputs, score
 from federated import DisclosurePolicy, Site
 from federated.arrays import WireArray
 from federated.demo_study import DEMO_INPUTS, split
@@ -34,14 +34,22 @@ from federated.messages import (
     encode,
 )
 from federated.performance import cox_slope
+from federated.rules import StudyProtocol, protocol_of
 from federated.runner import train
-from federated.study import CohortSpec, StudySpec
+from federated.study import StudySpec
 
 pytestmark = pytest.mark.req("SRS-VAL-005")
 
 NAMES = list(DEMO_INPUTS)
 HORIZONS = [1095.0, 1826.0]
 GRID = np.linspace(0.0, 1826.0, 51)[1:]
+#: administrative censoring at 5 Julian years, as in the demo study: without it the sparse tail of
+#: follow-up leaves cells of fewer than k women at every hospital on every time grid (k-cells)
+MAX_TIME = 1826.25
+#: the risk groups' public KM times: points of the study's (day) grid, about every half year
+KM_TIMES = np.round(np.linspace(0.0, 1826.0, 11))
+STUDY = StudySpec(model_id="t", time="time", event="event", covariates=NAMES, horizons=HORIZONS,
+                  inputs=DEMO_INPUTS, max_time=MAX_TIME)
 SUBGROUPS = [Subgroup(name="age < 50", partition="age", variable="age", high=50.0),
              Subgroup(name="age 50–64", partition="age", variable="age", low=50.0, high=65.0),
              Subgroup(name="age ≥ 65", partition="age", variable="age", low=65.0),
@@ -54,51 +62,94 @@ Demo = tuple[list[pd.DataFrame], dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def demo(gbsg2: pd.DataFrame) -> Demo:
-    """The demo hospitals (all patients) and a model trained federatedly over them."""
+    """The demo hospitals (all patients) and a model trained federatedly over them: h3 (103 women)
+    is left out of training by the k-cell rule, as hospital-d is in the demo; every hospital is
+    still evaluated."""
     parts = split(gbsg2)
-    study = StudySpec(model_id="t", time="time", event="event", covariates=NAMES, horizons=HORIZONS,
-                      inputs=DEMO_INPUTS)
-    _, artifact = train(study, sites=[Site(f"h{i}", p) for i, p in enumerate(parts)])
+    _, artifact = train(STUDY, sites=[Site(f"h{i}", p) for i, p in enumerate(parts)])
+    assert artifact["training"]["sites"] == ["h0", "h1", "h2"]
     return parts, artifact
 
 
+def approved(*, policy: DisclosurePolicy | None = None, horizons: list[float] = HORIZONS) -> StudyProtocol:
+    """The study the sites' operators approved (its policy and horizons; peers play no part in an
+    evaluation, which is plaintext by design)."""
+    study = STUDY.model_copy(update={"horizons": sorted(horizons),
+                                     "policy": policy or DisclosurePolicy()})
+    return protocol_of(study, {})
+
+
 def request(artifact: dict[str, Any], *, n_boot: int = 20, seed: int = 7,
-            subgroups: list[Subgroup] | None = None, policy: DisclosurePolicy | None = None,
+            subgroups: list[Subgroup] | None = None, protocol: StudyProtocol | None = None,
             horizons: list[float] = HORIZONS) -> bytes:
     w = WireArray.from_numpy
     base = artifact["baseline_survival"]
     model = EvaluationModel(beta=w(np.array([artifact["coefficients"][n] for n in NAMES])),
                             center=w(np.array(base["center"])), baseline_times=w(np.array(base["times"])),
                             baseline_survival=w(np.array(base["survival"])), horizons=w(np.array(horizons)))
-    req = EvaluateRequest(session="eval", round=0, cohort=CohortSpec(time="time", event="event",
-                                                                     covariates=tuple(NAMES)),
-                          policy=policy or DisclosurePolicy(), model=model, n_boot=n_boot, seed=seed,
+    protocol = protocol or approved()
+    req = EvaluateRequest(session="eval", round=0, study=protocol.sha256, cohort=STUDY.cohort(),
+                          model=model, n_boot=n_boot, seed=seed,
                           subgroups=SUBGROUPS if subgroups is None else subgroups,
-                          km_times=w(np.linspace(0.0, 1826.0, 11)), ibs_times=w(GRID))
+                          km_times=w(KM_TIMES), ibs_times=w(GRID))
     return encode(req)
 
 
-def evaluate(site: pd.DataFrame, payload: bytes, name: str = "h0") -> EvaluateReply:
-    reply = decode_reply(Site(name, site).handle(payload))
+def site(name: str, rows: pd.DataFrame, protocol: StudyProtocol | None = None, **kw: Any) -> Site:
+    """A hospital (its own default floors) whose operator approved ``protocol`` (default the study)."""
+    out = Site(name, rows, **kw)
+    out.approve(protocol or approved())
+    return out
+
+
+def evaluate(rows: pd.DataFrame, payload: bytes, name: str = "h0",
+             protocol: StudyProtocol | None = None) -> EvaluateReply:
+    reply = decode_reply(site(name, rows, protocol).handle(payload))
     assert isinstance(reply, EvaluateReply), reply
     return reply
+
+
+def censored(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A site's times and 0/1 events after the study's administrative censoring at MAX_TIME (what
+    the site evaluates on)."""
+    time, event = df["time"].to_numpy(float), df["event"].to_numpy(int)
+    return np.minimum(time, MAX_TIME), np.where(time > MAX_TIME, 0, event)
 
 
 def values(block: Any) -> dict[tuple[str, float | None], Any]:
     return {(m.metric, m.horizon): m for m in block.metrics}
 
 
+def scored(model: PrognosticModel, X: np.ndarray, horizons: list[float] | np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The linear predictor β·(x − c) and the predicted risks 1 − S0(h)^exp(η) of every row, by the
+    device's formula (:mod:`device.scoring`). The device refuses to score a row outside the
+    intended-use envelope, which is narrower than the cohort (training and evaluation use every
+    consented patient), so the rows inside it are checked against the device's own scorer."""
+    hs = np.asarray(horizons, dtype=float)
+    lp = (X - model.center) @ model.beta
+    H0 = baseline_cumhaz(model, hs)
+    with np.errstate(divide="ignore"):
+        H = np.where(H0 > 0, np.exp(lp[:, None] + np.log(H0)[None, :]), 0.0)
+    risk = -np.expm1(-H)
+    inside = np.array([reason is None for reason in check_inputs(model, X)])
+    assert inside.sum() >= X.shape[0] // 2
+    device = score(model, X[inside], hs)
+    np.testing.assert_allclose(device.lp, lp[inside], rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(device.risk, risk[inside], rtol=1e-14, atol=1e-14)
+    return lp, risk
+
+
 def reference(df: pd.DataFrame, artifact: dict[str, Any]) -> dict[tuple[str, float | None], float]:
-    """Every metric computed directly with scikit-survival on the site's rows (the device's scorer
+    """Every metric computed directly with scikit-survival on the site's rows (the device's formula
     gives the linear predictor and the predicted risks)."""
     model = load_model(artifact)
     X = df[NAMES].to_numpy(float)
-    time, event = df["time"].to_numpy(float), df["event"].to_numpy(int)
+    time, event = censored(df)
     ev = event.astype(bool)
     y = Surv.from_arrays(ev, time)
     hs = np.array(HORIZONS)
-    scores = score(model, X, HORIZONS)
-    lp = scores.lp
+    lp, risk = scored(model, X, HORIZONS)
     tau = max(h for h in HORIZONS if h < time.max())
     g = GRID[(GRID >= time.min()) & (GRID < time.max()) & (GRID <= tau)]
     later = time[time > hs.max()].min()
@@ -107,14 +158,14 @@ def reference(df: pd.DataFrame, artifact: dict[str, Any]) -> dict[tuple[str, flo
     out: dict[tuple[str, float | None], float] = {
         ("harrell_c", None): concordance_index_censored(ev, time, lp)[0],
         ("uno_c", None): concordance_index_ipcw(y, y, lp, tau=tau)[0],
-        ("integrated_brier", None): integrated_brier_score(y, y, 1 - score(model, X, g).risk, g),
+        ("integrated_brier", None): integrated_brier_score(y, y, 1 - scored(model, X, g)[1], g),
     }
     auc = cumulative_dynamic_auc(y_cut, y_cut, lp, hs)[0]
-    brier = brier_score(y, y, 1 - scores.risk, hs)[1]
+    brier = brier_score(y, y, 1 - risk, hs)[1]
     km_t, km_s = kaplan_meier_estimator(ev, time)
     for k, h in enumerate(HORIZONS):
         observed = 1 - km_s[np.searchsorted(km_t, h, side="right") - 1]
-        expected = scores.risk[:, k].mean()
+        expected = risk[:, k].mean()
         out.update({("td_auc", h): auc[k], ("brier", h): brier[k], ("e_o_ratio", h): expected / observed,
                     ("calibration_intercept", h): np.log(observed / expected)})
     return out
@@ -136,9 +187,9 @@ def test_auc_censoring_after_the_last_horizon_changes_nothing_where_sksurv_runs_
     parts, artifact = demo
     compared = 0
     for i, part in enumerate(parts):
-        time, ev = part["time"].to_numpy(float), part["event"].to_numpy(bool)
-        y = Surv.from_arrays(ev, time)
-        lp = score(load_model(artifact), part[NAMES].to_numpy(float), HORIZONS).lp
+        time, event = censored(part)
+        y = Surv.from_arrays(event.astype(bool), time)
+        lp = scored(load_model(artifact), part[NAMES].to_numpy(float), HORIZONS)[0]
         try:
             uncut = cumulative_dynamic_auc(y, y, lp, np.array(HORIZONS))[0]
         except ValueError:
@@ -154,8 +205,8 @@ def test_calibration_slope_equals_a_cox_refit_of_the_linear_predictor(
     parts, artifact = demo
     part = parts[1]
     got = values(evaluate(part, request(artifact, n_boot=0, subgroups=[]), "h1").overall)
-    time, event = part["time"].to_numpy(float), part["event"].to_numpy(int)
-    lp = score(load_model(artifact), part[NAMES].to_numpy(float), HORIZONS).lp
+    time, event = censored(part)
+    lp = scored(load_model(artifact), part[NAMES].to_numpy(float), HORIZONS)[0]
     y = Surv.from_arrays(event == 1, time)
     refit = CoxPHSurvivalAnalysis(ties="efron", tol=1e-12).fit(lp[:, None], y)
     assert got[("calibration_slope", None)].estimate == pytest.approx(refit.coef_[0], abs=1e-6)
@@ -182,8 +233,8 @@ def test_cox_slope_of_the_true_linear_predictor_is_about_one_and_scales_inversel
 def test_bootstrap_cis_are_deterministic_for_a_seed_and_contain_the_estimate(
         demo: Demo) -> None:
     parts, artifact = demo
-    first = Site("h0", parts[0]).handle(request(artifact, n_boot=50, subgroups=[]))
-    assert Site("h0", parts[0]).handle(request(artifact, n_boot=50, subgroups=[])) == first
+    first = site("h0", parts[0]).handle(request(artifact, n_boot=50, subgroups=[]))
+    assert site("h0", parts[0]).handle(request(artifact, n_boot=50, subgroups=[])) == first
     other = evaluate(parts[0], request(artifact, n_boot=50, seed=8, subgroups=[]))
     reply = decode_reply(first)
     assert isinstance(reply, EvaluateReply)
@@ -208,7 +259,7 @@ def test_the_reply_holds_aggregates_only_and_suppresses_small_groups(
         demo: Demo) -> None:
     parts, artifact = demo
     part = parts[3]  # the smallest hospital: 103 women, 14 of them aged 65 or more
-    raw = Site("h3", part).handle(request(artifact, n_boot=20))
+    raw = site("h3", part).handle(request(artifact, n_boot=20))
     reply = decode_reply(raw)
     assert isinstance(reply, EvaluateReply)
     n = len(part)
@@ -247,7 +298,8 @@ def test_a_small_cell_is_protected_from_subtraction(demo: Demo) -> None:
 def test_a_site_below_the_minimums_sends_nothing_but_the_rule(
         demo: Demo) -> None:
     parts, artifact = demo
-    reply = evaluate(parts[3], request(artifact, policy=DisclosurePolicy(min_patients_per_site=500)))
+    strict = approved(policy=DisclosurePolicy(min_patients_per_site=500))  # the study raises a floor
+    reply = evaluate(parts[3], request(artifact, protocol=strict), protocol=strict)
     assert reply.overall.suppressed is not None and "min_patients_per_site" in reply.overall.suppressed
     assert reply.overall.n is None and reply.overall.metrics == []
     assert reply.subgroups == [] and reply.risk_groups == []
@@ -258,7 +310,10 @@ def test_a_horizon_beyond_follow_up_is_reported_unavailable(
     parts, artifact = demo
     last = artifact["baseline_survival"]["times"][-1]
     part = parts[2][parts[2]["time"] < 1500].reset_index(drop=True)
-    reply = evaluate(part, request(artifact, n_boot=0, subgroups=[], horizons=[1095.0, last]), "h2")
+    horizons = [1095.0, last]
+    protocol = approved(horizons=horizons)
+    reply = evaluate(part, request(artifact, n_boot=0, subgroups=[], horizons=horizons, protocol=protocol),
+                     "h2", protocol)
     missing = {(u.metric, u.horizon) for u in reply.overall.unavailable}
     assert ("td_auc", last) in missing and ("e_o_ratio", last) in missing
     assert ("td_auc", 1095.0) in values(reply.overall)
@@ -267,14 +322,16 @@ def test_a_horizon_beyond_follow_up_is_reported_unavailable(
 def test_a_bad_model_is_refused_with_a_reason(demo: Demo) -> None:
     parts, artifact = demo
     last = artifact["baseline_survival"]["times"][-1]
-    reply = decode_reply(Site("h0", parts[0]).handle(request(artifact, horizons=[last + 100.0])))
+    beyond = approved(horizons=[last + 100.0])  # approved, but beyond the model's released baseline
+    reply = decode_reply(site("h0", parts[0], beyond).handle(request(artifact, horizons=[last + 100.0],
+                                                                       protocol=beyond)))
     assert reply.kind == "error" and reply.code == "bad-request" and "horizons" in reply.message
 
 
 def test_the_transcript_shows_the_plaintext_results(tmp_path: Path,
                                                    demo: Demo) -> None:
     parts, artifact = demo
-    Site("h0", parts[0], transcript_dir=tmp_path).handle(request(artifact, n_boot=0, subgroups=[]))
+    site("h0", parts[0], transcript_dir=tmp_path).handle(request(artifact, n_boot=0, subgroups=[]))
     line = json.loads((tmp_path / "h0.jsonl").read_text())
     assert line["kind"] == "evaluate" and line["masked"] is False
     assert line["plaintext"] == ["overall", "risk_groups"]
@@ -296,7 +353,7 @@ def test_a_site_refuses_subgroups_it_has_not_pinned(demo: Demo) -> None:
               [Subgroup(name="tsize = 25", partition="t", variable="tsize", equals=1.0)],
               [SUBGROUPS[0], SUBGROUPS[0].model_copy(update={"name": "again", "partition": "b"})]]
     for subs in probes:
-        reply = decode_reply(Site("h0", parts[0]).handle(request(artifact, n_boot=0, subgroups=subs)))
+        reply = decode_reply(site("h0", parts[0]).handle(request(artifact, n_boot=0, subgroups=subs)))
         assert reply.kind == "error", subs
         assert "age" in reply.message or "binary" in reply.message or "twice" in reply.message
 
@@ -309,7 +366,14 @@ def test_horizons_reveal_no_individual_follow_up_or_event_time(demo: Demo) -> No
     parts, artifact = demo
     part = parts[0]
     probes = [float(h) for h in np.linspace(100.0, 1800.0, 6)]
-    reply = evaluate(part, request(artifact, n_boot=0, subgroups=[], horizons=probes))
+    # horizons the study did not approve are not even evaluated …
+    unapproved = request(artifact, n_boot=0, subgroups=[], horizons=probes)
+    refused = decode_reply(site("h0", part).handle(unapproved))
+    assert refused.kind == "error" and refused.code == "not-approved"  # type: ignore[union-attr]
+    # … and where an operator approved many, they still reveal no individual time
+    protocol = approved(horizons=probes)
+    reply = evaluate(part, request(artifact, n_boot=0, subgroups=[], horizons=probes, protocol=protocol),
+                     protocol=protocol)
     for group in reply.risk_groups:
         released = [0.0, *group.km_times]
         risk = {h: o for h, o in zip(group.horizons, group.observed, strict=True)}
@@ -317,6 +381,6 @@ def test_horizons_reveal_no_individual_follow_up_or_event_time(demo: Demo) -> No
             last = max(t for t in released if t <= h)
             km = 1.0 if last == 0.0 else group.km_survival[group.km_times.index(last)]
             assert observed == pytest.approx(1.0 - km, abs=1e-12)
-    t = part["time"].to_numpy()
+    t, _ = censored(part)
     inside = {h for h in probes if (t > h).sum() >= 5 and (t <= h).sum() >= 5}
     assert {h for (m, h) in values(reply.overall) if m == "td_auc"} <= inside

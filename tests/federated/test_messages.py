@@ -85,8 +85,22 @@ def test_unknown_kind_and_garbage_are_rejected() -> None:
 
 
 def test_request_round_trip() -> None:
-    req = RiskSetRequest(session="s", round=3, beta=WireArray.from_numpy(np.zeros(4)), efron=True)
+    req = RiskSetRequest(session="s", round=3, study="ab" * 32, beta=WireArray.from_numpy(np.zeros(4)),
+                         efron=True)
     assert decode_request(encode(req)) == req
+
+
+def test_a_request_names_its_study() -> None:
+    """Every request names the approved study by its SHA-256 (issue 14): without it, or with
+    anything but 64 hex digits, it does not decode."""
+    body = json.loads(encode(RiskSetRequest(session="s", round=3, study="ab" * 32,
+                                            beta=WireArray.from_numpy(np.zeros(4)), efron=True)))
+    for study in (None, "not-a-digest", "AB" * 32):
+        changed = {k: v for k, v in body.items() if k != "study"}
+        if study is not None:
+            changed["study"] = study
+        with pytest.raises(ProtocolError, match="study"):
+            decode_request(json.dumps(changed).encode())
 
 
 def test_messages_are_immutable() -> None:
