@@ -36,8 +36,8 @@ LevelsOpt = Annotated[str | None, typer.Option(
     "--levels", help="Comma-separated values of the strata/group column (public, so sites need "
                      "not reveal which they hold; required with secure aggregation).")]
 MaxTimeOpt = Annotated[float | None, typer.Option(
-    "--max-time", help="Longest possible follow-up in the time unit (bounds the public time grid; "
-                       "default 100 years).")]
+    "--max-time", help="Follow-up horizon in the time unit: later follow-up is censored there "
+                       "(administrative censoring); bounds the public time grid (default 100 years).")]
 TimeoutOpt = Annotated[float | None, typer.Option(
     "--timeout", help="Seconds to wait for the sites in each round (default 120).")]
 
