@@ -17,7 +17,6 @@ request          the site answers with                      summed (masked when 
 ``risk-set``     S0, S1 (Efron: T0, T1) per grid time at β   all
 ``information``  Σ_i w_i (A(t_i) − δ_i b_k(i)) x_i x_iᵀ        all
 ``counts``       at-risk and event counts per label, time    all
-``expected``     Σ of a model's predicted risk per horizon   all
 ``evaluate``     a model's performance on the site's rows    — (plaintext by design: per-site
                  (metrics with bootstrap CIs, subgroups,       results, aggregates only, small
                  risk groups)                                  groups suppressed)
@@ -146,15 +145,6 @@ class CountsRequest(_Request):
     times: WireArray
 
 
-class ExpectedRequest(_Request):
-    """Σ_i of a model's predicted risk 1 − S0(h)^exp(β·(x_i − c)) at each horizon h."""
-
-    kind: Literal["expected"] = "expected"
-    beta: WireArray
-    center: WireArray
-    baseline: WireArray  # S0(h) per horizon
-
-
 class EvaluationModel(BaseModel):
     """The model a site evaluates: S(t | x) = S0(t) ** exp(β·(x − c)) at its released baseline."""
 
@@ -218,7 +208,7 @@ class EvaluateRequest(_Request):
 
 Request = Annotated[
     KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest
-    | ExpectedRequest | EvaluateRequest,
+    | EvaluateRequest,
     Field(discriminator="kind"),
 ]
 
@@ -291,13 +281,6 @@ class CountsReply(_Reply):
     kind: Literal["counts"] = "counts"
     at_risk: WireArray
     events: WireArray
-
-
-class ExpectedReply(_Reply):
-    SUMMED = ("risk_sum",)
-
-    kind: Literal["expected"] = "expected"
-    risk_sum: WireArray
 
 
 _FINITE = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -388,7 +371,7 @@ class ErrorReply(_Reply):
 
 
 Reply = Annotated[
-    KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply | ExpectedReply
+    KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply
     | EvaluateReply | ErrorReply,
     Field(discriminator="kind"),
 ]

@@ -19,8 +19,6 @@ from .exceptions import DataError
 from .messages import (
     CountsReply,
     CountsRequest,
-    ExpectedReply,
-    ExpectedRequest,
     GridReply,
     GridRequest,
     InformationReply,
@@ -211,21 +209,6 @@ class SiteSession:
         return CountsReply(session=req.session, round=req.round, at_risk=wire(n), events=wire(d))
 
 
-def expected(sess: SiteSession, req: ExpectedRequest) -> ExpectedReply:
-    """Sum over the site's patients of a model's predicted risk at each horizon."""
-    x = sess.cohort.x
-    p = x.shape[1]
-    beta = expect_shape("beta", req.beta.to_numpy(), (p,))
-    center = expect_shape("center", req.center.to_numpy(), (p,))
-    s0 = req.baseline.to_numpy()
-    if s0.ndim != 1 or np.any((s0 <= 0) | (s0 > 1)):
-        raise ValueError("baseline survival must be a vector in (0, 1]")
-    check_bound(beta, center, x, sess.spec, sess.max_abs_lp)
-    eta = (x - center) @ beta
-    risk = 1.0 - s0[None, :] ** np.exp(eta)[:, None]
-    return ExpectedReply(session=req.session, round=req.round, risk_sum=wire(risk.sum(axis=0)))
-
-
 def answer(sess: SiteSession, req: object) -> Reply:
     """Dispatch a request of a prepared session to its handler."""
     if isinstance(req, GridRequest):
@@ -236,6 +219,4 @@ def answer(sess: SiteSession, req: object) -> Reply:
         return sess.information(req)
     if isinstance(req, CountsRequest):
         return sess.counts(req)
-    if isinstance(req, ExpectedRequest):
-        return expected(sess, req)
     raise ValueError(f"unsupported request {type(req).__name__}")
