@@ -112,3 +112,51 @@ def test_the_auditors_attack_recovers_no_patient(run: Any) -> None:
         if n == 1 and np.any(np.all(np.abs(truth - sums) < 1e-9, axis=1)):
             recovered += 1
     assert recovered == 0
+
+
+@pytest.mark.req("SRS-PRIV-011", "RC-PRIV-003")
+def test_a_claimed_dropout_leaves_only_k_cell_sums_of_the_dropped_site() -> None:
+    """A malicious coordinator fits with every site, then claims that one dropped and fits again
+    among the others: the difference of the two runs is that site's statistics. With the default
+    min_sites = 3 and three sites the re-run is refused; where two sites are allowed, the difference
+    holds only cells of 0 or at least k of the dropped site's patients, and the attack on it
+    recovers no patient."""
+    from federated.exceptions import FederatedError
+    from federated.privacy import DisclosurePolicy
+
+    parts = split(gbsg2_table(), (0.4, 0.3, 0.3))
+    runs = {}
+    for min_sites in (3, 2):
+        sites = [Site(f"h{i}", p, floors=_floors(min_sites)) for i, p in enumerate(parts)]
+        protocol = approve_in_process(sites, StudyProtocol(study_id=f"claim-{min_sites}", cohorts=(COHORT,),
+                                                           policy=DisclosurePolicy(min_sites=min_sites)))
+        full = Recording(InProcessTransport(sites), session="full", protocol=protocol)
+        fit = fit_cox(full, COHORT)
+        rest = Recording(InProcessTransport(sites[:2]), session="claimed", protocol=protocol)
+        if min_sites == 3:
+            with pytest.raises(FederatedError, match="min_sites"):
+                fit_cox(rest, COHORT)
+            continue
+        runs = {"full": (full, fit), "rest": (rest, fit_cox(rest, COHORT.model_copy(
+            update={"time_grid": fit.time_grid})))}
+    (full, fit), (rest, refit) = runs["full"], runs["rest"]
+    assert refit.time_grid == fit.time_grid
+    first = {f: v for r, f, v in full.decoded if r == min(r2 for r2, b in full.betas.items() if not b.any())}
+    again = {f: v for r, f, v in rest.decoded if r == min(r2 for r2, b in rest.betas.items() if not b.any())}
+    ds0, ds1 = first["s0"] - again["s0"], first["s1"] - again["s1"]
+    dt0, dt1 = first["t0"] - again["t0"], first["t1"] - again["t1"]
+    truth = parts[2][list(COVARIATES)].to_numpy(float) - fit.center
+    leave0 = ds0 - np.append(ds0[1:], 0.0) - dt0
+    leave1 = ds1 - np.vstack([ds1[1:], np.zeros((1, ds1.shape[1]))]) - dt1
+    cells = [*zip(dt0, dt1, strict=True), *zip(leave0, leave1, strict=True)]
+    assert any(round(c) >= K for c, _ in cells)  # the difference is the dropped site's statistics
+    for count, sums in cells:
+        n = int(round(count))
+        assert n == 0 or n >= K
+        assert not (n == 1 and np.any(np.all(np.abs(truth - sums) < 1e-9, axis=1)))
+
+
+def _floors(min_sites: int) -> Any:
+    from federated.rules import SiteFloors
+
+    return SiteFloors(min_sites=min_sites)
