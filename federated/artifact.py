@@ -98,7 +98,10 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
             # k-cells at the source coarsen the times: the fit is exact on the coarsened times
             "exact_on": f"event times coarsened to the {fit.time_grid} grid"
                         + (f", administratively censored at {study.max_time:g} {study.time_unit}s"
-                           if study.max_time is not None else ""),
+                           if study.max_time is not None else "")
+                        + ("; covariates clipped to their declared ranges" if any(
+                            n in study.inputs and study.inputs[n].min is not None for n in study.covariates)
+                           else ""),
             "policy": study.policy.model_dump(),
             "differential_privacy": privacy,
             "consent_checkpoint": fit.consent_checkpoint,

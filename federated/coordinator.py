@@ -142,6 +142,10 @@ class Coordinator:
             else:
                 replies[site] = reply
         if refusals:
+            # the sites that did answer will not answer this round again (once per request): the
+            # next request takes a new round, with fresh keys (a refusing site announced none)
+            self.rounds += 1
+            self._peers = None
             first = next(iter(refusals))
             raise SiteError(first, refusals[first][1], code=refusals[first][0], refusals=refusals)
         if failures:

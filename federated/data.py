@@ -63,7 +63,8 @@ class Cohort:
 
     ``x`` is ``(n, p)`` float64; ``time`` on the study grid; ``event`` 0/1; ``label`` the
     stratum or group index into ``labels``; ``raw_time`` the times before coarsening (after
-    administrative censoring at ``max_time``), for the k-cell check (:mod:`federated.cells`).
+    administrative censoring at ``max_time``), for the k-cell check (:mod:`federated.cells`);
+    ``outside`` marks covariates that lay outside their declared range and were clipped into it.
     """
 
     labels: tuple[str, ...]
@@ -72,6 +73,13 @@ class Cohort:
     event: np.ndarray
     x: np.ndarray
     raw_time: np.ndarray
+    outside: np.ndarray  # (n, p): the covariate lay outside its declared range (clipped into it)
+
+    def within_envelope(self) -> Cohort:
+        """The rows whose every covariate lies in its declared range (the intended-use population)."""
+        keep = ~self.outside.any(axis=1)
+        return Cohort(self.labels, self.label[keep], self.time[keep], self.event[keep], self.x[keep],
+                      self.raw_time[keep], self.outside[keep])
 
 
 def _numeric(df: pd.DataFrame, col: str, where: str) -> np.ndarray:
@@ -119,22 +127,23 @@ def _label_text(v: object) -> str:
     return str(v)
 
 
-def _block(block: tuple[int, int, int], time: np.ndarray, event: np.ndarray, x: np.ndarray,
-           text: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Rows of block ``b`` of ``m`` disjoint blocks drawn with ``seed`` (sample-and-aggregate)."""
+def _block_rows(block: tuple[int, int, int], n: int) -> np.ndarray:
+    """Mask of the rows of block ``b`` of ``m`` disjoint blocks drawn with ``seed`` (sample-and-aggregate)."""
     b, m, seed = block
     if not 0 <= b < m:
         raise DataError(f"block {b} is not in 0..{m - 1}")
-    rank = np.empty(time.size, dtype=np.int64)
-    rank[np.random.default_rng(seed).permutation(time.size)] = np.arange(time.size)
-    keep = rank % m == b
-    return time[keep], event[keep], x[keep], [t for t, k in zip(text, keep, strict=True) if k]
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.random.default_rng(seed).permutation(n)] = np.arange(n)
+    return np.asarray(rank % m == b)
 
 
 def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) -> Cohort:
     """Check ``df`` against ``spec`` and return the site's :class:`Cohort`.
 
-    ``where`` names the source in errors (file or site). Times must be non-negative;
+    ``where`` names the source in errors (file or site). A covariate with a declared range (the
+    intended-use envelope) is clipped to it (winsorised): a patient beyond the envelope enters the
+    fit at its edge, so no one patient can dominate a sum (issue 14) and the fit equals the pooled
+    fit on the clipped values. Times must be non-negative;
     events 0/1 (or booleans); covariates numeric with no missing values.
     """
     wanted = [spec.time, spec.event, *spec.covariates]
@@ -162,8 +171,16 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
         if undeclared:
             raise DataError(f"{where}: column {spec.partition!r} has {undeclared} values outside the "
                             f"declared levels {list(spec.levels)}")
+    outside = np.zeros(x.shape, dtype=bool)
+    for j, name in enumerate(spec.covariates):  # winsorised to the intended-use envelope
+        if name in spec.ranges:
+            lo, hi = spec.ranges[name]
+            outside[:, j] = (x[:, j] < lo) | (x[:, j] > hi)
+            x[:, j] = np.clip(x[:, j], lo, hi)
     if spec.block is not None:
-        time, event, x, text = _block(spec.block, time, event, x, text)
+        rank = _block_rows(spec.block, time.size)
+        time, event, x, outside = time[rank], event[rank], x[rank], outside[rank]
+        text = [text[i] for i in np.flatnonzero(rank)]
     if spec.max_time is not None:  # administrative censoring at the study's public horizon
         event = np.where(time > spec.max_time, 0.0, event)
         time = np.minimum(time, spec.max_time)
@@ -174,4 +191,4 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
     order = np.lexsort((time, label))
     return Cohort(labels=labels, label=label[order].astype(np.int64), time=time[order],
                   event=event[order].astype(np.int64), x=np.ascontiguousarray(x[order]),
-                  raw_time=raw[order])
+                  raw_time=raw[order], outside=outside[order])

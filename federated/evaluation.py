@@ -43,6 +43,7 @@ from .messages import (
 )
 from .performance import SCALES, Key, ModelCurve, Rows, metrics, to_scale, truncation
 from .privacy import DisclosurePolicy, PolicyError, released_steps
+from .study import CohortSpec
 
 #: a CI is given only when the metric could be computed in this share of the replicates
 MIN_VALID_SHARE = 0.9
@@ -147,7 +148,9 @@ AGE_BANDS: tuple[tuple[str, float | None, float | None], ...] = (
 def check_subgroups(x: np.ndarray, names: tuple[str, ...] | list[str], subs: list[Subgroup]) -> None:
     """Refuse (``ValueError``) any subgroup the site has not pinned: a ranged subgroup must be one
     of :data:`AGE_BANDS` on ``age``; an ``equals`` subgroup must be 0 or 1 on a covariate whose
-    values at this site are all 0 or 1; no subgroup twice."""
+    values at this site are all 0 or 1; no subgroup twice; and every partition complete — all three
+    age bands, or both values of one binary covariate, and nothing else — so that no request can
+    split a partition to get round complementary suppression (issue 14 review, F7)."""
     bands = {(lo, hi) for _, lo, hi in AGE_BANDS}
     seen = set()
     for sub in subs:
@@ -164,6 +167,30 @@ def check_subgroups(x: np.ndarray, names: tuple[str, ...] | list[str], subs: lis
         v = x[:, list(names).index(sub.variable)]
         if not np.isin(v, (0.0, 1.0)).all():
             raise ValueError(f"subgroup {sub.name!r}: {sub.variable!r} is not binary at this site")
+    for part in dict.fromkeys(s.partition for s in subs):
+        members = {(s.variable, s.low, s.high, s.equals) for s in subs if s.partition == part}
+        variables = {v for v, *_ in members}
+        whole = ({("age", lo, hi, None) for _, lo, hi in AGE_BANDS} if variables == {"age"}
+                 else {(v, None, None, e) for v in variables for e in (0.0, 1.0)})
+        if len(variables) != 1 or members != whole:
+            raise ValueError(f"partition {part!r} is not one whole partition (all age bands, or yes and no "
+                             "of one binary covariate)")
+
+
+def public_km_times(cohort: CohortSpec, horizons: tuple[float, ...] | list[float],
+                    intervals: int = 10) -> np.ndarray:
+    """The risk groups' Kaplan–Meier times, fixed by the approved study alone: every point, from 0 to
+    the largest horizon, of the finest rung of the study's time ladder with at most ``intervals``
+    intervals. A site answers no other times (different times per request would let a coordinator
+    divide one released curve by another and isolate single event days)."""
+    from .cells import rungs_from
+
+    tmax = float(max(horizons))
+    for rung in rungs_from(cohort.time_grid):
+        width = cohort.model_copy(update={"time_grid": rung}).bin_width()
+        if tmax / width <= intervals:
+            return np.arange(0.0, tmax + width, width)
+    return np.linspace(0.0, tmax, intervals + 1)  # the exact grid: the study opted into small cells
 
 
 def member(x: np.ndarray, names: tuple[str, ...] | list[str], sub: Subgroup) -> np.ndarray:

@@ -174,7 +174,11 @@ def metrics(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None, 
         reasons[("uno_c", None)] = reasons[("integrated_brier", None)] = "no horizon inside the follow-up"
     else:
         attempt([("uno_c", None)], lambda: [concordance_index_ipcw(y, y, rows.lp, tau=tau)[0]])
-        g = grid[(grid >= t_min) & (grid < t_max) & (grid <= tau)]
+        # grid points with at least min_cell patients followed past them and min_cell whose follow-up
+        # ended by them: a count rule, so the grid used says nothing of one patient's time
+        ended = np.searchsorted(rows.time, grid, side="right")
+        g = grid[(ended >= min_cell) & (rows.n - ended >= min_cell) & (grid <= tau)
+                 & (grid >= t_min) & (grid < t_max)]
         attempt([("integrated_brier", None)],
                 lambda: [integrated_brier_score(y, y, model.survival_at(rows.lp, g), g)])
     if inside:

@@ -57,6 +57,8 @@ class SiteFloors(BaseModel):
     min_events_per_covariate: float = Field(default=10.0, ge=0.0, allow_inf_nan=False)
     max_rounds: int = Field(default=2000, ge=1)
     max_abs_lp: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    #: evaluations (validation requests) answered per approved study: each one a plaintext reply
+    max_evaluations: int = Field(default=20, ge=0)
 
 
 class StudyProtocol(BaseModel):
@@ -83,6 +85,8 @@ class StudyProtocol(BaseModel):
     horizons: tuple[float, ...] = ()
     dp_blocks: tuple[int, int] | None = None
     max_n_boot: int = Field(default=1000, ge=0)
+    #: groups of predicted risk an evaluation reports (fixed: no request can pick another number)
+    risk_groups: int = Field(default=5, ge=0, le=10)
 
     @field_validator("cohorts")
     @classmethod

@@ -26,9 +26,9 @@ import pandas as pd
 
 from . import secagg
 from .arrays import WireArray
-from .cells import rungs_from, small_cells
-from .data import Cohort, coarsen, load_table, prepare_cohort
-from .evaluation import evaluate
+from .cells import small_cells
+from .data import Cohort, load_table, prepare_cohort
+from .evaluation import evaluate, public_km_times
 from .exceptions import DataError, LinearPredictorOverflow, ProtocolError
 from .messages import (
     ErrorReply,
@@ -53,7 +53,6 @@ from .rules import (
     verify_round_key,
 )
 from .site_stats import SiteSession, answer
-from .study import CohortSpec
 
 
 class ConsentSource(Protocol):
@@ -120,6 +119,7 @@ class Site:
         self._keys: dict[tuple[str, str], secagg.KeyPair] = {}
         self._answered: dict[tuple[str, str, int], tuple[str, bytes]] = {}
         self._spent: dict[str, int] = {}
+        self._evaluations: dict[str, int] = {}
         self._transcript = Path(transcript_dir) / f"{name}.jsonl" if transcript_dir else None
         self._transcript_started = append_transcript
         self._keygen = keygen or (lambda session, round_: secagg.KeyPair.generate())
@@ -273,8 +273,17 @@ class Site:
         horizons = req.model.horizons.to_numpy()
         if protocol.horizons and not np.isin(horizons, np.array(protocol.horizons)).all():
             raise Refusal("not-approved", "a horizon the study did not approve")
-        _on_grid(req.km_times.to_numpy(), approved)
-        cohort = self._cohort(req)
+        if req.risk_groups != protocol.risk_groups:
+            raise Refusal("not-approved", f"the study evaluates {protocol.risk_groups} risk groups")
+        fixed = public_km_times(approved, protocol.horizons or tuple(horizons.tolist()))
+        km = req.km_times.to_numpy()
+        if km.shape != fixed.shape or not np.allclose(km, fixed, rtol=0, atol=1e-9):
+            raise Refusal("not-approved", "Kaplan–Meier times other than the study's public ones")
+        evaluations = self._evaluations.get(protocol.sha256, 0)
+        if evaluations >= self.floors.max_evaluations:
+            raise Refusal("budget", "the study's budget of evaluations at this site is spent")
+        self._evaluations[protocol.sha256] = evaluations + 1
+        cohort = self._cohort(req).within_envelope()  # the population the device serves
         bound = min(protocol.max_abs_lp, self.floors.max_abs_lp)
         return evaluate(cohort, req, self.name, policy, bound)
 
@@ -390,18 +399,6 @@ def scrub(message: str) -> str:
     study must not carry a count, a value or a threshold the coordinator could choose)."""
     parts = _QUOTED.split(message)
     return "".join(p if i % 2 else re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", p) for i, p in enumerate(parts))
-
-
-def _on_grid(times: np.ndarray, cohort: CohortSpec) -> None:
-    """Refuse times that are not points of one rung of the approved grid or a coarser one (no
-    question finer than approved: issue 14, attack 8)."""
-    if cohort.time_grid == "exact" or times.size == 0:
-        return
-    if times.size <= 400:
-        for rung in rungs_from(cohort.time_grid):
-            if np.allclose(coarsen(times, rung, cohort.time_unit), times, rtol=0, atol=1e-9):
-                return
-    raise Refusal("not-approved", "times that are not points of the approved time grid")
 
 
 def _masked_fields(reply: Reply, keys: secagg.KeyPair, peers: dict[str, bytes], *, me: str,

@@ -30,38 +30,55 @@ from .messages import (
     RiskSetRequest,
 )
 from .rules import Refusal
+from .secagg import MAX_ABS
 from .study import CohortSpec
 
 wire = WireArray.from_numpy
 _MAX_ETA = 690.0
 
 
-def lp_span(beta: np.ndarray, center: np.ndarray, x: np.ndarray, spec: CohortSpec) -> float:
-    """max |β·(x − c)| over the box of the inputs: the declared range of each covariate, else the
-    site's own span rounded out to powers of two (so a refusal says nothing finer about its data).
-
-    Adversary: a malicious coordinator with extreme β, which makes one patient dominate a
-    risk-set sum, or many β along a line, to solve for the patients of a cell (Prony's method).
-    """
-    total = 0.0
+def input_box(x: np.ndarray, spec: CohortSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The box the site's inputs lie in: each covariate's declared range (the rows are clipped to
+    it, :func:`federated.data.prepare_cohort`), else [0 or −M, M] with M the site's largest |x|
+    rounded up to a power of two (a refusal then tells the coordinator at most that magnitude and
+    whether a value is negative; declare ranges to tell it nothing)."""
+    lo = np.empty(len(spec.covariates))
+    hi = np.empty(len(spec.covariates))
     for j, name in enumerate(spec.covariates):
         if name in spec.ranges:
-            lo, hi = spec.ranges[name]
-            reach = max(abs(hi - center[j]), abs(lo - center[j]))
+            lo[j], hi[j] = spec.ranges[name]
         else:
-            col = x[:, j] - center[j]
+            col = x[:, j]
             far = float(np.abs(col).max()) if col.size else 0.0
-            reach = 2.0 ** np.ceil(np.log2(far)) if far > 0 else 0.0
-        total += abs(float(beta[j])) * reach
-    return total
+            m = 2.0 ** float(np.ceil(np.log2(far))) if far > 0 else 1.0
+            lo[j] = -m if col.size and col.min() < 0 else 0.0
+            hi[j] = m if col.size and col.max() > 0 else 0.0
+    return lo, hi
 
 
 def check_bound(beta: np.ndarray, center: np.ndarray, x: np.ndarray, spec: CohortSpec, bound: float) -> None:
-    """Refuse (code ``bound``) coefficients whose linear predictor can exceed ``bound`` (never more
-    than 690: exp(690) · 10^9 rows is still below the float64 maximum)."""
-    bound = min(bound, _MAX_ETA)
-    if not lp_span(beta, center, x, spec) <= bound:
-        raise Refusal("bound", f"|beta·(x − c)| can exceed {bound:g} on the inputs' ranges")
+    """Refuse (code ``bound``) a centre outside the inputs' box, coefficients with
+    Σ_j |β_j| · width_j > ``bound``, or coefficients whose sums could leave the secure-aggregation
+    range on the box. Then |β·(x − c)| ≤ bound for every patient, no two patients' weights differ by
+    more than e^bound, and no statistic can overflow.
+
+    Adversary: a malicious coordinator with extreme β, which makes one patient dominate a risk-set
+    sum, or many β along a line, to solve for the patients of a cell (Prony's method), or to find
+    the β at which a sum overflows (an oracle on the dominating patient's value). Every decision
+    here depends on public things (β, the centre, the declared box) and on the site's size rounded
+    up to a power of two, never on a patient's value.
+    """
+    lo, hi = input_box(x, spec)
+    if np.any((center < lo) | (center > hi)):
+        raise Refusal("bound", "the centre lies outside the inputs' ranges")
+    width = hi - lo
+    span = float(np.abs(beta) @ width)
+    if not span <= min(bound, _MAX_ETA):
+        raise Refusal("bound", f"|beta·(x − c)| can exceed {min(bound, _MAX_ETA):g} on the inputs' ranges")
+    rows = 2.0 ** np.ceil(np.log2(max(x.shape[0], 1)))
+    reach = max(1.0, float(width.max(initial=0.0)))
+    if rows * np.exp(span) * reach * reach >= MAX_ABS / 4:  # S1 and the p×p information sums
+        raise Refusal("bound", "at these coefficients the sums could leave the secure-aggregation range")
 
 
 @dataclass
@@ -137,10 +154,12 @@ class SiteSession:
         rows = []
         for name in [n for n in spec.covariates if n in spec.ranges]:
             lo, hi = spec.ranges[name]
-            x = c.x[:, spec.covariates.index(name)]
+            j = spec.covariates.index(name)
+            x, clipped = c.x[:, j], c.outside[:, j]  # clipped values count below/above, not at the edge
             edges = np.linspace(lo, hi, spec.range_bins + 1)
-            inside = np.histogram(x[(x >= lo) & (x <= hi)], bins=edges)[0]
-            row = np.concatenate(([(x < lo).sum()], inside, [(x > hi).sum()]))
+            inside = np.histogram(x[~clipped], bins=edges)[0]
+            below, above = int((clipped & (x <= lo)).sum()), int((clipped & (x >= hi)).sum())
+            row = np.concatenate(([below], inside, [above]))
             rows.append(safe_counts(row, self.min_cell))
         return wire(np.array(rows, dtype=np.int64))
 
@@ -151,6 +170,9 @@ class SiteSession:
             raise ValueError("labels and times differ in length")
         self.set_layout(req.labels, [t.to_numpy() for t in req.times])
         center = expect_shape("center", req.center.to_numpy(), (c.x.shape[1],))
+        lo, hi = input_box(c.x, self.spec)
+        if np.any((center < lo) | (center > hi)):
+            raise Refusal("bound", "the centre lies outside the inputs' ranges")
         self.center = center
         self.xc = c.x - center
         events = np.zeros(self.size, dtype=np.int64)

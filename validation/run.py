@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 
 from federated.arrays import WireArray
-from federated.cells import rungs_from
 from federated.coordinator import Coordinator, with_dropouts
+from federated.evaluation import public_km_times
 from federated.exceptions import FederatedError
 from federated.messages import ConsentGate, EvaluateReply, EvaluateRequest, EvaluationModel, Subgroup
 from federated.rules import StudyProtocol
 from federated.runner import study_protocol
 from federated.site import Site
-from federated.study import CohortSpec, StudySpec
+from federated.study import StudySpec
 from federated.transport import Transport, as_transport
 
 from . import report as rep
@@ -83,16 +83,6 @@ def evaluation_model(artifact: dict[str, Any]) -> EvaluationModel:
                            horizons=w(np.array(horizons, dtype=float)))
 
 
-def km_grid(cohort: CohortSpec, tmax: float) -> np.ndarray:
-    """The risk groups' public Kaplan–Meier times: points of the finest rung of the study's time
-    ladder with at most ``KM_INTERVALS`` intervals up to ``tmax`` (a site answers no finer)."""
-    for rung in rungs_from(cohort.time_grid):
-        width = cohort.model_copy(update={"time_grid": rung}).bin_width()
-        if tmax / width <= KM_INTERVALS:
-            return np.arange(0.0, tmax + width, width)
-    return np.linspace(0.0, tmax, KM_INTERVALS + 1)  # the exact grid: any times
-
-
 def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], study: StudySpec,
                 consent: ConsentGate | None, options: Options, subgroups: list[Subgroup], *, session: str,
                 protocol: StudyProtocol | None = None) -> tuple[dict[str, EvaluateReply], dict[str, str]]:
@@ -111,7 +101,8 @@ def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], stu
     fields = {"cohort": cohort, "consent": consent,
               "model": evaluation_model(artifact), "n_boot": options.n_boot, "seed": options.seed,
               "subgroups": subgroups, "risk_groups": options.risk_groups,
-              "km_times": WireArray.from_numpy(km_grid(cohort, tmax)),
+              "km_times": WireArray.from_numpy(public_km_times(cohort, study.horizons or horizons,
+                                                               KM_INTERVALS)),
               "ibs_times": WireArray.from_numpy(np.linspace(0.0, tmax, IBS_POINTS + 1)[1:])}
     replies = with_dropouts(coord, lambda: coord.broadcast(EvaluateRequest, EvaluateReply, **fields))
     return replies, dict(coord.dropped)

@@ -51,11 +51,14 @@ def test_contract_fields(demo: dict, gbsg2: pd.DataFrame) -> None:  # type: igno
 
 
 def _contributing(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The demo's contributing hospitals' rows as the sites use them: administratively censored at
-    the study's max_time and coarsened to the yearly grid every site accepted (ground truth)."""
+    """The demo's contributing hospitals' rows as the sites use them: covariates clipped to their
+    declared ranges, administratively censored at the study's max_time and coarsened to the yearly
+    grid every site accepted (ground truth)."""
     from federated.data import coarsen
 
     rows = pd.concat(parts[:3], ignore_index=True)
+    for name, spec in DEMO_INPUTS.items():  # winsorised to the declared envelope, as the sites do
+        rows[name] = rows[name].clip(spec.min, spec.max)
     late = rows["time"] > 1826.25
     rows["event"] = np.where(late, 0, rows["event"])
     rows["time"] = coarsen(np.minimum(rows["time"].to_numpy(float), 1826.25), "year", "day")

@@ -25,6 +25,7 @@ from device.scoring import baseline_cumhaz, check_inputs, score
 from federated import DisclosurePolicy, Site
 from federated.arrays import WireArray
 from federated.demo_study import DEMO_INPUTS, split
+from federated.evaluation import public_km_times
 from federated.messages import (
     EvaluateReply,
     EvaluateRequest,
@@ -46,8 +47,6 @@ GRID = np.linspace(0.0, 1826.0, 51)[1:]
 #: administrative censoring at 5 Julian years, as in the demo study: without it the sparse tail of
 #: follow-up leaves cells of fewer than k women at every hospital on every time grid (k-cells)
 MAX_TIME = 1826.25
-#: the risk groups' public KM times: points of the study's (day) grid, about every half year
-KM_TIMES = np.round(np.linspace(0.0, 1826.0, 11))
 STUDY = StudySpec(model_id="t", time="time", event="event", covariates=NAMES, horizons=HORIZONS,
                   inputs=DEMO_INPUTS, max_time=MAX_TIME)
 SUBGROUPS = [Subgroup(name="age < 50", partition="age", variable="age", high=50.0),
@@ -88,10 +87,11 @@ def request(artifact: dict[str, Any], *, n_boot: int = 20, seed: int = 7,
                             center=w(np.array(base["center"])), baseline_times=w(np.array(base["times"])),
                             baseline_survival=w(np.array(base["survival"])), horizons=w(np.array(horizons)))
     protocol = protocol or approved()
+    km_times = public_km_times(STUDY.cohort(), protocol.horizons)  # fixed by the study alone
     req = EvaluateRequest(session="eval", round=0, study=protocol.sha256, cohort=STUDY.cohort(),
                           model=model, n_boot=n_boot, seed=seed,
                           subgroups=SUBGROUPS if subgroups is None else subgroups,
-                          km_times=w(KM_TIMES), ibs_times=w(GRID))
+                          km_times=w(km_times), ibs_times=w(GRID))
     return encode(req)
 
 
@@ -107,6 +107,14 @@ def evaluate(rows: pd.DataFrame, payload: bytes, name: str = "h0",
     reply = decode_reply(site(name, rows, protocol).handle(payload))
     assert isinstance(reply, EvaluateReply), reply
     return reply
+
+
+def envelope(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows inside every declared range: the intended-use population a site evaluates."""
+    keep = np.ones(len(df), dtype=bool)
+    for name, spec in DEMO_INPUTS.items():
+        keep &= (df[name] >= spec.min).to_numpy() & (df[name] <= spec.max).to_numpy()
+    return df[keep].reset_index(drop=True)
 
 
 def censored(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +159,11 @@ def reference(df: pd.DataFrame, artifact: dict[str, Any]) -> dict[tuple[str, flo
     hs = np.array(HORIZONS)
     lp, risk = scored(model, X, HORIZONS)
     tau = max(h for h in HORIZONS if h < time.max())
-    g = GRID[(GRID >= time.min()) & (GRID < time.max()) & (GRID <= tau)]
+    # the integrated-Brier grid: public points with at least k = 5 women followed past them and 5
+    # whose follow-up ended by them (a count rule, never one woman's first or last time)
+    ended = np.searchsorted(np.sort(time), GRID, side="right")
+    g = GRID[(ended >= 5) & (len(time) - ended >= 5) & (GRID <= tau)
+             & (GRID >= time.min()) & (GRID < time.max())]
     later = time[time > hs.max()].min()
     cut = hs.max() + 0.5 * (later - hs.max())
     y_cut = Surv.from_arrays(ev & (time <= cut), np.minimum(time, cut))
@@ -175,7 +187,7 @@ def test_site_metrics_equal_scikit_survival_on_the_same_rows(demo: Demo) -> None
     parts, artifact = demo
     for i, part in enumerate(parts):
         got = values(evaluate(part, request(artifact, n_boot=0, subgroups=[]), f"h{i}").overall)
-        want = reference(part, artifact)
+        want = reference(envelope(part), artifact)
         for key, value in want.items():
             assert got[key].estimate == pytest.approx(value, abs=1e-12, rel=0), (i, key)
 
@@ -187,9 +199,10 @@ def test_auc_censoring_after_the_last_horizon_changes_nothing_where_sksurv_runs_
     parts, artifact = demo
     compared = 0
     for i, part in enumerate(parts):
-        time, event = censored(part)
+        rows = envelope(part)
+        time, event = censored(rows)
         y = Surv.from_arrays(event.astype(bool), time)
-        lp = scored(load_model(artifact), part[NAMES].to_numpy(float), HORIZONS)[0]
+        lp = scored(load_model(artifact), rows[NAMES].to_numpy(float), HORIZONS)[0]
         try:
             uncut = cumulative_dynamic_auc(y, y, lp, np.array(HORIZONS))[0]
         except ValueError:
@@ -205,8 +218,9 @@ def test_calibration_slope_equals_a_cox_refit_of_the_linear_predictor(
     parts, artifact = demo
     part = parts[1]
     got = values(evaluate(part, request(artifact, n_boot=0, subgroups=[]), "h1").overall)
-    time, event = censored(part)
-    lp = scored(load_model(artifact), part[NAMES].to_numpy(float), HORIZONS)[0]
+    rows = envelope(part)
+    time, event = censored(rows)
+    lp = scored(load_model(artifact), rows[NAMES].to_numpy(float), HORIZONS)[0]
     y = Surv.from_arrays(event == 1, time)
     refit = CoxPHSurvivalAnalysis(ties="efron", tol=1e-12).fit(lp[:, None], y)
     assert got[("calibration_slope", None)].estimate == pytest.approx(refit.coef_[0], abs=1e-6)
@@ -262,7 +276,7 @@ def test_the_reply_holds_aggregates_only_and_suppresses_small_groups(
     raw = site("h3", part).handle(request(artifact, n_boot=20))
     reply = decode_reply(raw)
     assert isinstance(reply, EvaluateReply)
-    n = len(part)
+    n = len(envelope(part))  # the site evaluates the women inside the intended-use envelope
     assert reply.overall.n == n
     body = json.loads(raw)
     assert all(len(a) != n for a in _arrays(body))  # no array as long as the site's patient count
@@ -284,7 +298,7 @@ def test_a_small_cell_is_protected_from_subtraction(demo: Demo) -> None:
     """Three women with hormone therapy: that subgroup is withheld, and so are the counts of the
     other (else site total − 'no' = 3)."""
     parts, artifact = demo
-    part = parts[0].copy()
+    part = envelope(parts[0])
     part["hormone_therapy"] = 0
     part.loc[part.index[:3], "hormone_therapy"] = 1
     reply = evaluate(part, request(artifact, n_boot=0))
@@ -381,6 +395,6 @@ def test_horizons_reveal_no_individual_follow_up_or_event_time(demo: Demo) -> No
             last = max(t for t in released if t <= h)
             km = 1.0 if last == 0.0 else group.km_survival[group.km_times.index(last)]
             assert observed == pytest.approx(1.0 - km, abs=1e-12)
-    t, _ = censored(part)
+    t, _ = censored(envelope(part))
     inside = {h for h in probes if (t > h).sum() >= 5 and (t <= h).sum() >= 5}
     assert {h for (m, h) in values(reply.overall) if m == "td_auc"} <= inside

@@ -16,6 +16,7 @@ import pytest
 
 from federated import secagg
 from federated.arrays import WireArray
+from federated.evaluation import public_km_times
 from federated.messages import (
     ConsentGate,
     ErrorReply,
@@ -242,7 +243,8 @@ def test_fine_kaplan_meier_times_and_unapproved_horizons_are_refused(gbsg2: pd.D
                 ibs_times=w(np.array([365.25, 730.5])))
     daily = EvaluateRequest(**base, km_times=w(np.arange(0.0, 200.0)))  # type: ignore[arg-type]
     refused(Attacker(sites, proto).ask("h0", daily), "not-approved")
-    ok = EvaluateRequest(**base, km_times=w(np.arange(0.0, 1827.0, 365.25)))  # type: ignore[arg-type]
+    fixed = public_km_times(monthly, (1095.75,))  # the study's public times, the only ones answered
+    ok = EvaluateRequest(**base, km_times=w(fixed))  # type: ignore[arg-type]
     assert not isinstance(Attacker(sites, proto).ask("h0", ok), ErrorReply)
     other = model.model_copy(update={"horizons": w(np.array([1000.0]))})
     unapproved = ok.model_copy(update={"model": other, "round": 1})
