@@ -173,8 +173,7 @@ class Site:
         for payload in history:
             req = decode_request(payload)
             digest = hashlib.sha256(encode(req)).hexdigest()
-            if isinstance(req, EvaluateRequest):
-                self._answered[(req.study, req.session, req.round)] = (digest, b"")
+            if isinstance(req, EvaluateRequest):  # not recomputed: a repeat is answered afresh
                 if req.secure is not None:
                     self._next_key(req.study, req.session, req.round)
                 continue

@@ -4,9 +4,11 @@
   :mod:`fedprog.flower_app`'s ServerApp and ClientApp);
 * ``deploy superlink`` (coordinating centre) and ``deploy supernode`` (one per hospital) run
   ``flower-superlink`` / ``flower-supernode`` with fedprog's settings — the node config names
-  the site, its data and its workspace, TOML-quoted as Flower parses it;
-* ``deploy run`` submits a run with ``flwr run`` and reports the ServerApp's own result, since
-  ``flwr run`` exits 0 even when the ServerApp failed.
+  the site, its data, its workspace and the rules its operator holds (identity key, approved
+  studies, floors), TOML-quoted as Flower parses it;
+* ``deploy run`` submits a run with ``flwr run`` — the study and the approved protocol the sites
+  answer for — and reports the ServerApp's own result, since ``flwr run`` exits 0 even when the
+  ServerApp failed.
 
 Each prints the exact Flower command it runs (``--dry-run`` prints only). Plaintext
 (``--insecure``) is refused unless every address is on loopback: a deployment between
@@ -56,6 +58,7 @@ clientapp = "fedprog.flower_app:client"
 # run config (override with `flwr run ... --run-config 'key=value ...'`); "" = not set
 [tool.flwr.app.config]
 study = ""
+protocol = ""
 out = ""
 jobs = "cox"
 sites = ""
@@ -155,6 +158,10 @@ def _toml_value(value: str | float | int | bool) -> str:
     return f"'{value}'"
 
 
+def _resolved(path: Path | None) -> str | None:
+    return str(path.resolve()) if path is not None else None
+
+
 def config_string(values: dict[str, str | float | int | None]) -> str:
     """``key=value`` pairs, space-separated, each value TOML (``site="hospital-a" n-boot=200``)."""
     return " ".join(f"{k}={_toml_value(v)}" for k, v in values.items() if v is not None)
@@ -200,7 +207,16 @@ def supernode(
     data: Annotated[Path, typer.Option(help="The site's table (CSV or Parquet); it never leaves here.")],
     port: Annotated[int, typer.Option(help="This node's own ClientApp port (one per node on a machine).")],
     workspace: Annotated[Path | None, typer.Option(
-        help="The hospital's fedprog workspace: its consent registry and witness key.")] = None,
+        help="The hospital's fedprog workspace: its consent registry, witness key, identity key and "
+             "approved studies.")] = None,
+    identity_key: Annotated[Path | None, typer.Option(
+        help="The site's Ed25519 identity key (32-byte seed file, created on first use; default "
+             "<workspace>/sites/<site>/identity.key).")] = None,
+    approved: Annotated[Path | None, typer.Option(
+        help="The study the operator approved (its JSON), or a folder of them (default the workspace's "
+             "sites/<site>/approved/). Without one the site refuses every request.")] = None,
+    floors: Annotated[Path | None, typer.Option(
+        help="The operator's own minimums (SiteFloors JSON; default the built-in floors).")] = None,
     patient_column: Annotated[str, typer.Option(help="Column with the patient ids.")] = "patient_id",
     transcript_dir: Annotated[Path | None, typer.Option(
         help="Write DIR/<site>.jsonl, one line per message this site sends.")] = None,
@@ -214,9 +230,13 @@ def supernode(
     """Start a hospital's Flower SuperNode serving one site."""
     if not data.is_file():
         raise fail(f"--data {data}: no such file")
+    for flag, path in (("--approved", approved), ("--floors", floors)):
+        if path is not None and not path.exists():
+            raise fail(f"{flag} {path}: no such file or folder")
     config = config_string({"site": site, "data-path": str(data.resolve()), "patient-column": patient_column,
-                            "workspace": str(workspace.resolve()) if workspace else None,
-                            "transcript-dir": str(transcript_dir.resolve()) if transcript_dir else None})
+                            "workspace": _resolved(workspace), "identity-key": _resolved(identity_key),
+                            "approved": _resolved(approved), "floors": _resolved(floors),
+                            "transcript-dir": _resolved(transcript_dir)})
     tls = _given("--root-certificates", root_certificates)
     argv = ["flower-supernode", *_security(insecure, [superlink], tls), "--superlink", superlink,
             "--port", str(port), "--node-config", config, *_given("--auth-supernode-private-key", auth_key)]
@@ -229,6 +249,9 @@ def run(
     superlink: Annotated[str, typer.Option(help="The SuperLink as HOST:PORT.")],
     study: Annotated[Path, typer.Option(help="The study file (study.toml or a workspace's .study.json).")],
     out: Annotated[Path, typer.Option(help="Where the ServerApp writes its results.")],
+    protocol: Annotated[Path | None, typer.Option(
+        help="The approved study's JSON, as the sites approved it (default, with --workspace, the "
+             "workspace's protocol of the study).")] = None,
     jobs: Annotated[str, typer.Option(help="Comma-separated: cox, km, validate.")] = "cox",
     sites: Annotated[str | None, typer.Option(help="Comma-separated site names (default: the study's).")]
     = None,
@@ -248,9 +271,11 @@ def run(
 ) -> None:
     """Submit a run to the SuperLink, stream its log, and exit with the ServerApp's result."""
     _security(insecure, [superlink], _given("--root-certificates", root_certificates))
+    if protocol is not None and not protocol.is_file():
+        raise fail(f"--protocol {protocol}: no such file")
     config = config_string({
-        "study": str(study.resolve()), "out": str(out.resolve()), "jobs": jobs, "sites": sites,
-        "workspace": str(workspace.resolve()) if workspace else None, "model": model, "n-boot": n_boot,
+        "study": str(study.resolve()), "protocol": _resolved(protocol), "out": str(out.resolve()),
+        "jobs": jobs, "sites": sites, "workspace": _resolved(workspace), "model": model, "n-boot": n_boot,
         "connect-timeout": float(connect_timeout),
         "round-timeout": float(round_timeout) if round_timeout is not None else None})
     with tempfile.TemporaryDirectory(prefix="fedprog-flwr-") as home:

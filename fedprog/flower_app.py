@@ -8,13 +8,21 @@ code (:mod:`federated.runner`, :mod:`validation.run`, :mod:`fedprog.workspace`) 
 :class:`~federated.site.Site` (:mod:`federated.flower_site`). Settings come from Flower's
 configs, checked here with pydantic:
 
-* each SuperNode's **node config** names its site: ``site``, ``data-path``, optionally
-  ``patient-column``, ``workspace`` (the hospital's fedprog workspace: its consent registry
-  ``sites/<site>/consent.sqlite``, its witness key ``sites/<site>/witness.key`` and the ledger)
-  and ``transcript-dir``;
-* the **run config** holds the study: ``study`` (study file at the coordinator), ``out``
-  (folder for the results), ``jobs`` (``cox``, ``km``, ``validate``, comma-separated),
-  ``sites``, ``connect-timeout``, ``round-timeout``, ``workspace``, ``model``, ``n-boot``.
+* each SuperNode's **node config** names its site and the rules it holds: ``site``,
+  ``data-path``, optionally ``patient-column``, ``workspace`` (the hospital's fedprog workspace:
+  its consent registry ``sites/<site>/consent.sqlite``, its witness key
+  ``sites/<site>/witness.key``, its identity key, its approved studies and the ledger),
+  ``identity-key`` (the site's 32-byte Ed25519 seed file; default
+  ``<workspace>/sites/<site>/identity.key``), ``approved`` (one approved-study JSON file,
+  :class:`~federated.rules.StudyProtocol`, or a folder of them; default the workspace's
+  ``sites/<site>/approved/``), ``floors`` (a JSON file of the operator's own
+  :class:`~federated.rules.SiteFloors`; default the built-in floors) and ``transcript-dir``.
+  A node with no approved study refuses every request (``not-approved``);
+* the **run config** holds the study: ``study`` (study file at the coordinator), ``protocol``
+  (the approved study's JSON, as the sites approved it; default, with a ``workspace``, the
+  workspace's protocol of the study), ``out`` (folder for the results), ``jobs`` (``cox``,
+  ``km``, ``validate``, comma-separated), ``sites``, ``connect-timeout``, ``round-timeout``,
+  ``workspace``, ``model``, ``n-boot``.
 
 The ServerApp writes ``<out>/result.json`` — ``status`` ``ok`` or ``failed`` with the error —
 because ``flwr run`` itself reports success even when a ServerApp failed.
@@ -26,9 +34,10 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
@@ -38,8 +47,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from federated import flower_site
 from federated.exceptions import FederatedError
 from federated.flower_transport import FlowerTransport, discover, fields, hello_reply, record
+from federated.rules import SiteFloors, SiteIdentity, StudyProtocol
 from federated.site import Site
-from federated.study import first_error, load_study
+from federated.study import StudySpec, first_error, load_study
 from ledger.checkpoint import NoteSignature, parse_body, parse_note
 from ledger.files import write_json_atomic
 
@@ -74,7 +84,8 @@ class _FlowerConfig(BaseModel):
 
 
 class NodeSettings(_FlowerConfig):
-    """A SuperNode's ``--node-config``: which site it serves and where that site's files are."""
+    """A SuperNode's ``--node-config``: which site it serves, where that site's files are, and the
+    rules its operator set (identity key, approved studies, floors)."""
 
     WHAT = "node config"
 
@@ -82,18 +93,81 @@ class NodeSettings(_FlowerConfig):
     data_path: Path
     patient_column: str = "patient_id"
     workspace: Path | None = None
+    identity_key: Path | None = None
+    approved: Path | None = None
+    floors: Path | None = None
     transcript_dir: Path | None = None
 
+    def identity(self) -> SiteIdentity | None:
+        """The site's Ed25519 identity key (``None``: neither ``identity-key`` nor a workspace)."""
+        if self.identity_key is not None:
+            return _read(self, "identity-key", self.identity_key, SiteIdentity.from_file)
+        if self.workspace is not None:
+            from .workspace import Workspace
+
+            return Workspace(self.workspace).identity(self.site)
+        return None
+
+    def approvals(self) -> list[StudyProtocol]:
+        """The studies the site's operator approved (none: the site refuses every request)."""
+        if self.approved is None:
+            if self.workspace is None:
+                return []
+            from .workspace import Workspace
+
+            return Workspace(self.workspace).approvals(self.site)
+        where = self.approved
+        files = sorted(where.glob("*.json")) if where.is_dir() else [where]
+        return [_read(self, "approved", f, lambda p: StudyProtocol.model_validate_json(p.read_bytes()))
+                for f in files]
+
+    def site_floors(self) -> SiteFloors | None:
+        if self.floors is None:
+            return None
+        return _read(self, "floors", self.floors, lambda p: SiteFloors.model_validate_json(p.read_bytes()))
+
+    def check(self) -> None:
+        """Refuse (``ValueError``, one line) a node whose rules cannot work: a file that cannot be
+        read, or an approved study that pins another identity key for this site than its own."""
+        identity = self.identity()
+        mine = identity.public if identity is not None else None
+        for protocol in self.approvals():
+            pinned = protocol.peers.get(self.site)
+            if pinned is not None and pinned != mine:
+                why = "another identity key" if mine else "an identity key, and the node has none " \
+                      "(set identity-key or workspace)"
+                raise ValueError(f"{self.WHAT}: approved study {protocol.study_id!r} "
+                                 f"({protocol.sha256[:12]}) pins {why} for site {self.site!r}")
+        self.site_floors()
+
     def site_factory(self) -> flower_site.SiteFactory:
-        def make(keygen: Any, append: bool) -> Site:
-            consent = None
-            if self.workspace is not None:
+        identity, approved, floors = self.identity(), self.approvals(), self.site_floors()
+
+        def make(keygen: flower_site.KeyGen, append_transcript: bool, transcript: bool = True) -> Site:
+            consent, witnessed = None, None
+            if self.workspace is not None:  # its consent, as of its own witness's freshest checkpoint
                 from .workspace import Workspace
 
-                consent = Workspace(self.workspace).registry(self.site)
-            return Site(self.site, self.data_path, transcript_dir=self.transcript_dir, consent=consent,
-                        patient_column=self.patient_column, keygen=keygen, append_transcript=append)
+                ws = Workspace(self.workspace)
+                consent, witnessed = ws.registry(self.site), partial(ws.witnessed, self.site)
+            return Site(self.site, self.data_path, transcript_dir=self.transcript_dir if transcript else None,
+                        consent=consent, patient_column=self.patient_column, keygen=keygen,
+                        append_transcript=append_transcript, identity=identity, approved=approved,
+                        floors=floors, witnessed=witnessed)
         return make
+
+
+T = TypeVar("T")
+
+
+def _read(settings: _FlowerConfig, key: str, path: Path, load: Callable[[Path], T]) -> T:
+    """``load(path)``, its failure as one line naming the config key and the file."""
+    try:
+        return load(path)
+    except ValidationError as exc:
+        raise ValueError(f"{settings.WHAT}: {key} {path}: {first_error(exc)}") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{settings.WHAT}: {key} {path}: {exc}".splitlines()[0]) from None
 
 
 class RunSettings(_FlowerConfig):
@@ -102,6 +176,7 @@ class RunSettings(_FlowerConfig):
     WHAT = "run config"
 
     study: Path
+    protocol: Path | None = None
     out: Path
     jobs: list[Job] = Field(default=["cox"], min_length=1)
     sites: list[str] = Field(default_factory=list)
@@ -132,6 +207,7 @@ def _answer(message: Message, context: Context) -> Message:
 def _hello(message: Message, context: Context) -> Message:
     try:
         node = NodeSettings.of(context.node_config)
+        node.check()
     except ValueError as exc:
         return Message(record({"error": str(exc)}), reply_to=message)
     size = _witness(node).state.size if node.workspace else 0
@@ -229,7 +305,9 @@ def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
     if settings.round_timeout is not None:
         study = study.model_copy(update={"timeout": settings.round_timeout})
     ws = Workspace(settings.workspace) if settings.workspace is not None else None
-    names = settings.sites or [s.name for s in study.sites] or (ws.sites if ws is not None else [])
+    protocol = approved_protocol(settings, study, ws)
+    names = settings.sites or [s.name for s in study.sites] or (ws.sites if ws is not None else []) \
+        or list(protocol.peers)
     found = discover(grid, names, settings.connect_timeout)
     nodes = {site: node.node_id for site, node in found.items()}
     transport = FlowerTransport(grid, nodes)
@@ -245,7 +323,7 @@ def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
             else:
                 from federated.runner import train
 
-                fit, artifact = train(study, sites=transport)
+                fit, artifact = train(study, sites=transport, protocol=protocol)
             write_json_atomic(settings.out / "cox.json", artifact)
             summary["jobs"]["cox"] = {"sha256": artifact["sha256"], "rounds": fit.rounds,
                                       "sites": list(fit.sites), "dropped": fit.dropped}
@@ -253,12 +331,30 @@ def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
             from federated.runner import kaplan_meier
 
             gate = ws.consent_gate(f"km:{study.model_id}", witnesses) if ws is not None else None
-            km = kaplan_meier(study, sites=transport, consent=gate)
+            km = kaplan_meier(study, sites=transport, consent=gate, protocol=protocol)
             write_json_atomic(settings.out / "km.json", km.to_dict())
             summary["jobs"]["km"] = {"sites": list(km.sites), "dropped": km.dropped}
         else:
             summary["jobs"]["validate"] = _validate(settings, ws, artifact, transport, witnesses)
     return summary
+
+
+def approved_protocol(settings: RunSettings, study: StudySpec, ws: Any) -> StudyProtocol:
+    """The approved study the sites answer for: the run config's ``protocol`` file, else the
+    coordinator workspace's protocol of ``study`` (the one its sites' operators approved)."""
+    if settings.protocol is None:
+        if ws is None:
+            raise ValueError("run config: `protocol` (the approved study's JSON, as the sites approved it) "
+                             "is needed without a workspace")
+        made: StudyProtocol = ws.protocol(study)
+        return made
+    protocol = _read(settings, "protocol", settings.protocol,
+                     lambda p: StudyProtocol.model_validate_json(p.read_bytes()))
+    if ws is not None and protocol.sha256 != ws.protocol(study).sha256:
+        # the workspace's jobs name the workspace's protocol of the study (fedprog.workspace)
+        raise ValueError(f"run config: protocol {settings.protocol} is not the workspace's protocol of the "
+                         f"study ({protocol.sha256[:12]} != {ws.protocol(study).sha256[:12]})")
+    return protocol
 
 
 def _validate(settings: RunSettings, ws: Any, artifact: dict[str, Any] | None, transport: FlowerTransport,

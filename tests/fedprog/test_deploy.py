@@ -1,7 +1,9 @@
 """A real deployment on Flower's Deployment Engine, on loopback: one SuperLink and three
-SuperNodes as separate processes (started with ``fedprog deploy``), a run submitted with
-``fedprog deploy run`` (``flwr run``), results compared with the in-process run, and one
-SuperNode stopped in the middle of the run. Every process is stopped by the test, by group.
+SuperNodes as separate processes (started with ``fedprog deploy``), each holding its site's
+identity key, the study its operator approved and its floors, a run submitted with
+``fedprog deploy run`` (``flwr run``) under that approved protocol, results compared with the
+in-process run, and one SuperNode stopped in the middle of the run. Every process is stopped by
+the test, by group.
 """
 
 from __future__ import annotations
@@ -21,18 +23,26 @@ import numpy as np
 import pytest
 
 from federated.demo_study import write_demo_study
+from federated.rules import SiteFloors
 from federated.runner import kaplan_meier, train
+from federated.site import Site
 from federated.study import StudySpec
+from tests.federated.flower_grid import approved_nodes
 from tests.fedprog.serving import free_port
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
 
 SITES = ("hospital-a", "hospital-b", "hospital-c")
-#: a Cox model of 4 of the demo's inputs: 15 rounds instead of 19 (each Flower round costs ~5 s
+#: a Cox model of 4 of the demo's inputs: 19 rounds instead of 23 (each Flower round costs ~5 s
 #: here: the SuperNode polls every 3 s and starts a ClientApp process per message), which keeps
-#: the whole run under two minutes; the code path is the same as for any number of inputs
+#: the whole run within a few minutes; the code path is the same as for any number of inputs
 COVARIATES = ["tsize", "tgrade", "hormone_therapy", "postmenopausal"]
+#: the study allows two sites (SRS-PRIV-001), and so do the sites' operators (their own floor)
+FLOORS = SiteFloors(min_sites=2)
 START_TIMEOUT = 60.0
+#: seconds for the whole Cox + KM run: about 35 Flower rounds (the ladder of time grids adds the
+#: refused prepares), 5–10 s each on a loaded two-core machine
+RUN_TIMEOUT = 600
 
 
 def listening(port: int) -> bool:
@@ -89,6 +99,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                                      "covariates": COVARIATES,
                                      "inputs": {k: v for k, v in study.inputs.items() if k in COVARIATES}})
     (root / "study.json").write_text(study.model_dump_json(exclude={"sites"}), encoding="utf-8")
+    # each hospital's operator: an identity key, the study approved (its protocol file), floors
+    _, _, configs = approved_nodes(study, root / "rules", FLOORS)
     home = root / "flwr-home"
     home.mkdir()
     env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
@@ -98,7 +110,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         dep.fedprog("superlink", "deploy", "superlink", "--insecure", "--port", str(port))
         for s in study.sites:
             dep.fedprog(s.name, "deploy", "supernode", "--insecure", "--superlink", dep.superlink,
-                        "--site", s.name, "--data", str(s.path), "--port", str(free_port()))
+                        "--site", s.name, "--data", str(s.path), "--port", str(free_port()),
+                        "--identity-key", configs[s.name]["identity-key"],
+                        "--approved", configs[s.name]["approved"], "--floors", configs[s.name]["floors"])
         deadline = time.monotonic() + START_TIMEOUT
         while not listening(port):
             assert dep.procs["superlink"].poll() is None, dep.log("superlink")
@@ -115,7 +129,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 def submit(dep: Deployment, out: Path, *args: str) -> subprocess.Popen[bytes]:
     return dep.fedprog(f"run-{out.name}", "deploy", "run", str(dep.root / "app"), "--superlink",
                        dep.superlink, "--insecure", "--study", str(dep.root / "study.json"), "--out",
-                       str(out), "--sites", ",".join(SITES), *args)
+                       str(out), "--sites", ",".join(SITES), "--protocol",
+                       str(dep.root / "rules" / "protocol.json"), *args)
 
 
 @pytest.mark.req("SRS-DEP-001", "SRS-DEP-003", "SRS-FED-010")
@@ -123,18 +138,19 @@ def test_cox_and_km_over_flower_equal_in_process_and_a_stopped_supernode_is_a_dr
         deployment: Deployment) -> None:
     dep = deployment
     out = dep.root / "out"
-    run = submit(dep, out, "--jobs", "cox,km", "--round-timeout", "60", "--timeout", "240")
-    _, reference = train(dep.study)  # the in-process runs, while the deployment works
-    two = dep.study.model_copy(update={"sites": [s for s in dep.study.sites if s.name != "hospital-c"]})
-    expected = kaplan_meier(two).to_dict()
+    run = submit(dep, out, "--jobs", "cox,km", "--round-timeout", "60", "--timeout", str(RUN_TIMEOUT))
+    # the in-process runs, under the same floors, while the deployment works
+    _, reference = train(dep.study, sites=[Site(s.name, s.path, floors=FLOORS) for s in dep.study.sites])
+    two = [Site(s.name, s.path, floors=FLOORS) for s in dep.study.sites if s.name != "hospital-c"]
+    expected = kaplan_meier(dep.study, sites=two).to_dict()
     # stop hospital-c's SuperNode as soon as the Cox fit is written, i.e. during the KM
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + RUN_TIMEOUT
     while not (out / "cox.json").exists():
         assert run.poll() is None, dep.log(f"run-{out.name}")
-        assert time.monotonic() < deadline, "no Cox result within 240 s"
+        assert time.monotonic() < deadline, f"no Cox result within {RUN_TIMEOUT} s"
         time.sleep(0.1)
     dep.stop("hospital-c")
-    assert run.wait(timeout=240) == 0, dep.log(f"run-{out.name}")
+    assert run.wait(timeout=RUN_TIMEOUT) == 0, dep.log(f"run-{out.name}")
 
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "ok"
@@ -169,6 +185,7 @@ def test_a_failed_run_ends_deploy_run_with_exit_1_and_the_servers_one_line_reaso
     out = dep.root / "failed"
     run = dep.fedprog("run-failed", "deploy", "run", str(dep.root / "app"), "--superlink", dep.superlink,
                       "--insecure", "--study", str(dep.root / "study.json"), "--out", str(out),
+                      "--protocol", str(dep.root / "rules" / "protocol.json"),
                       "--sites", ",".join([*SITES, "hospital-x"]), "--connect-timeout", "3",
                       "--timeout", "120")
     assert run.wait(timeout=150) == 1  # `flwr run` itself exits 0 here

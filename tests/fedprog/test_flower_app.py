@@ -7,14 +7,17 @@ off loopback. The ServerApp's ``run`` drives the real ClientApp over Flower mess
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 from flwr.common.config import parse_config_args
 
-from federated.study import StudySpec
+from federated.rules import SiteFloors
+from federated.secagg import KeyPair
+from federated.study import StudySpec, load_study
 from fedprog.deploy_cmd import config_string
-from fedprog.flower_app import NodeSettings, RunSettings, client, run
+from fedprog.flower_app import NodeSettings, RunSettings, approved_protocol, client, run
 from fedprog.workspace import Workspace, train_in_workspace
 from ledger.checkpoint import parse_note
 from tests.conftest import copy_workspace
@@ -47,7 +50,7 @@ def test_a_workspace_run_is_witnessed_by_the_sites_and_registered(demo_workspace
     study = next_study(ws, tmp_path)
     grid = grid_for(ws)
     settings = RunSettings.of({"study": str(study), "out": str(tmp_path / "out"), "jobs": "cox,validate",
-                               "workspace": str(ws), "n-boot": 10})
+                               "workspace": str(ws), "n-boot": 50})  # as the demo validates
     summary = run(grid, settings)
 
     # the same consent state gives the same patients, hence the same model as the embedded run
@@ -103,6 +106,83 @@ def test_node_and_run_configs_are_checked_with_one_line_errors(tmp_path: Path) -
     assert settings.round_timeout is None and settings.n_boot == 50
     with pytest.raises(ValueError, match="^run config: .*jobs"):
         RunSettings.of({"study": "/s", "out": "/o", "jobs": "cox,train"})
+    assert RunSettings.of({"study": "/s", "out": "/o", "protocol": "/p.json"}).protocol == Path("/p.json")
+    assert RunSettings.of({"study": "/s", "out": "/o", "protocol": ""}).protocol is None
+
+
+@pytest.mark.req("SRS-PRIV-010", "SRS-DEP-003")
+def test_a_node_holds_its_identity_key_approved_studies_and_floors(demo_workspace: Path,
+                                                                   tmp_path: Path) -> None:
+    ws = Workspace(demo_workspace)
+    site = "hospital-a"
+    data = ws.manifest["sites"][site]["data"]
+    # with a workspace: the site's own identity key and the studies its operator approved there
+    node = NodeSettings.of({"site": site, "data-path": data, "workspace": str(demo_workspace)})
+    identity = node.identity()
+    assert identity is not None and identity.public == ws.identity(site).public
+    assert node.approvals() == ws.approvals(site) and len(node.approvals()) == 1
+    node.check()
+    # explicit files win: one approved study, or a folder of them; the operator's floors
+    (protocol,) = ws.approvals(site)
+    (tmp_path / "approved").mkdir()
+    one = tmp_path / "approved" / "study.json"
+    one.write_text(json.dumps(protocol.model_dump(mode="json")), encoding="utf-8")
+    floors = tmp_path / "floors.json"
+    floors.write_text(SiteFloors(min_sites=4, min_cell_count=10).model_dump_json(), encoding="utf-8")
+    for approved in (one, one.parent):
+        node = NodeSettings.of({"site": site, "data-path": data, "approved": str(approved),
+                                "identity-key": str(demo_workspace / "sites" / site / "identity.key"),
+                                "floors": str(floors)})
+        node.check()
+        assert node.approvals() == [protocol]
+        assert node.site_floors() == SiteFloors(min_sites=4, min_cell_count=10)
+        made = node.site_factory()(lambda s, r: KeyPair.generate(), False)
+        assert made.identity.public == protocol.peers[site] and made.floors.min_sites == 4
+    # no workspace, no approved study: a node that refuses every request (SRS-PRIV-010)
+    bare = NodeSettings.of({"site": site, "data-path": data})
+    assert bare.identity() is None and bare.approvals() == [] and bare.site_floors() is None
+    bare.check()
+    # a new node's identity key is created on first use (0600); a study pinning another key for
+    # the site, an unreadable approval or floors file are one-line config errors
+    fresh = NodeSettings.of({"site": site, "data-path": data, "identity-key": str(tmp_path / "new.key"),
+                             "approved": str(one)})
+    with pytest.raises(ValueError, match=f"^node config: approved study 'gbsg2-recurrence' "
+                       f"\\({protocol.sha256[:12]}\\) pins another identity key for site 'hospital-a'$"):
+        fresh.check()
+    assert (tmp_path / "new.key").stat().st_mode & 0o777 == 0o600
+    created = fresh.identity()
+    assert created is not None and created.public != protocol.peers[site]
+    (tmp_path / "bad.json").write_text('{"study_id": "x"}', encoding="utf-8")
+    for key in ("approved", "floors"):
+        with pytest.raises(ValueError, match=f"^node config: {key} .*bad.json: ") as err:
+            NodeSettings.of({"site": site, "data-path": data, key: str(tmp_path / "bad.json")}).check()
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.req("SRS-PRIV-010", "SRS-DEP-003")
+def test_the_server_app_runs_under_the_approved_protocol(demo_workspace: Path, tmp_path: Path) -> None:
+    ws = Workspace(demo_workspace)
+    study = load_study(next_study(demo_workspace, tmp_path))
+    expected = ws.protocol(study)
+    assert expected in ws.approvals("hospital-a")  # the demo's operators approved it (version aside)
+    out = tmp_path / "out"
+    # with a workspace: the workspace's protocol of the study; a protocol file must be the same
+    settings = RunSettings.of({"study": str(tmp_path / "study.json"), "out": str(out),
+                               "workspace": str(demo_workspace)})
+    assert approved_protocol(settings, study, ws) == expected
+    path = tmp_path / "protocol.json"
+    path.write_text(expected.model_dump_json(), encoding="utf-8")
+    assert approved_protocol(settings.model_copy(update={"protocol": path}), study, ws) == expected
+    other = expected.model_copy(update={"max_rounds": 10})
+    path.write_text(other.model_dump_json(), encoding="utf-8")
+    with pytest.raises(ValueError, match="^run config: protocol .* is not the workspace's protocol"):
+        approved_protocol(settings.model_copy(update={"protocol": path}), study, ws)
+    # without a workspace: the protocol file, which a run cannot do without
+    alone = RunSettings.of({"study": str(tmp_path / "study.json"), "out": str(out), "protocol": str(path)})
+    assert approved_protocol(alone, study, None) == other
+    with pytest.raises(ValueError, match=r"^run config: `protocol` .* is needed without a workspace$"):
+        run(LoopbackGrid(client, {}), alone.model_copy(update={"protocol": None}))
+    assert not out.exists()
 
 
 @pytest.mark.req("SRS-DEP-004")
@@ -143,6 +223,48 @@ def test_plaintext_is_refused_off_loopback_and_tls_is_required(tmp_path: Path) -
     missing = fedprog("deploy", "supernode", "--superlink", "127.0.0.1:1", "--site", "a", "--data",
                       tmp_path / "nope.csv", "--port", "9100", "--insecure", "--dry-run")
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+@pytest.mark.req("SRS-DEP-004", "SRS-PRIV-010")
+def test_deploy_passes_the_sites_rules_and_the_approved_protocol_to_flower(tmp_path: Path) -> None:
+    data, key, approved, floors, protocol = (tmp_path / n for n in ("site.csv", "id.key", "approved",
+                                                                  "floors.json", "protocol.json"))
+    data.write_text("time,event\n1,1\n")
+    approved.mkdir()
+    floors.write_text("{}")
+    protocol.write_text("{}")
+    node = fedprog("deploy", "supernode", "--superlink", "127.0.0.1:9093", "--site", "hospital-a", "--data",
+                   data, "--port", "9100", "--identity-key", key, "--approved", approved, "--floors", floors,
+                   "--insecure", "--dry-run")
+    assert node.returncode == 0, node.stderr
+    argv = shlex.split(node.stdout.strip())
+    assert argv[:7] == ["flower-supernode", "--insecure", "--superlink", "127.0.0.1:9093", "--port", "9100",
+                        "--node-config"]
+    assert parse_config_args([argv[7]]) == {
+        "site": "hospital-a", "data-path": str(data.resolve()), "patient-column": "patient_id",
+        "identity-key": str(key.resolve()), "approved": str(approved.resolve()),
+        "floors": str(floors.resolve())}
+    assert NodeSettings.of(parse_config_args([argv[7]])).approved == approved.resolve()
+    gone = fedprog("deploy", "supernode", "--superlink", "127.0.0.1:9093", "--site", "a", "--data", data,
+                   "--port", "9100", "--approved", tmp_path / "nope", "--insecure", "--dry-run")
+    assert gone.returncode == 2 and "--approved" in gone.stderr and "no such file" in gone.stderr
+
+    submitted = fedprog("deploy", "run", tmp_path / "app", "--superlink", "127.0.0.1:9093", "--study",
+                        tmp_path / "study.json", "--protocol", protocol, "--out", tmp_path / "out",
+                        "--insecure", "--dry-run")
+    assert submitted.returncode == 0, submitted.stderr
+    home, *command = shlex.split(submitted.stderr.strip().splitlines()[-1])
+    assert home.startswith("FLWR_HOME=")
+    assert command[:5] == ["flwr", "run", str(tmp_path / "app"), "fedprog", "--stream"]
+    assert command[5] == "--run-config"
+    config = parse_config_args([command[6]])
+    assert config["protocol"] == str(protocol.resolve()) and config["study"] == str(tmp_path / "study.json")
+    settings = RunSettings.of(config)
+    assert settings.protocol == protocol.resolve()
+    nothing = fedprog("deploy", "run", tmp_path / "app", "--superlink", "127.0.0.1:9093", "--study",
+                      tmp_path / "study.json", "--protocol", tmp_path / "nope.json", "--out",
+                      tmp_path / "out", "--insecure", "--dry-run")
+    assert nothing.returncode == 2 and "--protocol" in nothing.stderr and "no such file" in nothing.stderr
 
 
 @pytest.mark.req("SRS-DEP-001")

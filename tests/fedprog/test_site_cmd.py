@@ -23,7 +23,8 @@ def test_approve_pins_the_study_and_an_unapproved_site_refuses_training(demo_wor
     res = run("model", "retrain", "gbsg2-recurrence@1", "--workspace", ws)
     assert res.returncode == 2 and "hospital-c" in res.stderr and "not approved" in res.stderr
     study = next((ws / "models").glob("*.study.json"))
-    out = json.loads(run("site", "approve", study, "--site", "hospital-c", "--workspace", ws, "--json").stdout)
+    approved = run("site", "approve", study, "--site", "hospital-c", "--workspace", ws, "--json")
+    out = json.loads(approved.stdout)
     assert out["study"] == digest and out["peers"] == ["hospital-a", "hospital-b", "hospital-c", "hospital-d"]
     bad = run("site", "show", "--site", "nowhere", "--workspace", ws)
     assert bad.returncode == 2 and "unknown site 'nowhere'" in bad.stderr
