@@ -117,7 +117,7 @@ def inside_followup(rows: Rows, horizons: Sequence[float], min_cell: int = 5) ->
     ``min_cell`` whose follow-up ended by them. A count rule, not the rows' first and last times:
     asking about chosen horizons must not reveal one patient's follow-up (disclosure control)."""
     t = rows.time
-    return [h for h in horizons if int((t > h).sum()) >= min_cell and int((t <= h).sum()) >= min_cell]
+    return [h for h in horizons if int((t >= h).sum()) >= min_cell and int((t <= h).sum()) >= min_cell]
 
 
 def truncation(rows: Rows, horizons: Sequence[float], min_cell: int = 5) -> float | None:

@@ -92,6 +92,11 @@ RESIDUAL: tuple[tuple[str, str, str], ...] = (
      "remaining sites.", "A coordinator that claims a dropout can difference the two sums and learn one "
      "site's statistics - sums over cells of at least k of its patients (k-cells at the source), never a "
      "patient's value.", "Planned: double masking in the protocol. Until then keep min_cell_count >= 5."),
+    ("Inside the declared ranges the bound on |beta·x| (30) still lets a coordinator choose coefficients "
+     "under which a patient isolated at the edge of a range carries most of her cell's weight (covariates "
+     "are clipped to the ranges, so a value beyond them is never learned).", "Approximate recovery of an "
+     "isolated patient's other covariates from a cell of at least k.", "Planned: a dominance rule (effective "
+     "cell size under the weights) or noise at the source (issue 15); keep the budget of rounds small."),
     ("A site's budget of rounds lives in memory: a site restarted between studies starts a fresh budget; "
      "the bound on |beta·x| makes solving a cell for its patients (Prony's method) harder, not impossible.",
      "A patient inside a cell of k could be approached by a very long series of coefficient vectors.",

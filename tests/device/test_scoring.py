@@ -64,7 +64,7 @@ def contract_risk(art: dict[str, Any], x: np.ndarray, h: float) -> float:
 def test_risk_equals_the_contract_formula(raw: dict[str, Any]) -> None:
     m = load_model(raw)
     times = raw["baseline_survival"]["times"]
-    horizons = [*m.horizons, times[0], times[10], (times[10] + times[11]) / 2, times[-1], times[0] / 2]
+    horizons = [*m.horizons, times[0], times[1], (times[1] + times[2]) / 2, times[-1], times[0] / 2]
     X = patients(m, 300, seed=1)
     got = score(m, X, horizons)
     want = np.array([[contract_risk(raw, x, h) for h in horizons] for x in X])
@@ -112,9 +112,9 @@ def test_survival_curve_over_the_released_times(raw: dict[str, Any]) -> None:
     want = np.array([1.0 - contract_risk(raw, x, t) for t in times])
     assert np.max(np.abs(surv - want)) <= 1e-12
     assert np.all(lower <= surv) and np.all(surv <= upper) and np.all(np.diff(surv) <= 0)
-    s = score(m, x[None, :], list(times[[3, 20]]))
-    np.testing.assert_allclose(1.0 - s.risk[0], surv[[3, 20]], rtol=0, atol=1e-15)
-    np.testing.assert_allclose(1.0 - s.upper[0], lower[[3, 20]], rtol=0, atol=1e-15)
+    s = score(m, x[None, :], list(times[[1, 3]]))
+    np.testing.assert_allclose(1.0 - s.risk[0], surv[[1, 3]], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(1.0 - s.upper[0], lower[[1, 3]], rtol=0, atol=1e-15)
 
 
 # --- the interval -----------------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_same_risk_farther_from_the_centre_gives_a_wider_risk_interval(continuou
 @pytest.mark.req("SRS-DEV-004")
 def test_delta_method_agrees_with_monte_carlo_over_beta(model: PrognosticModel) -> None:
     """β ~ N(β̂, Σ): the spread of log(−log S) and the 2.5/97.5 % risk quantiles match the interval."""
-    x = np.array([[35.0, 80.0, 3.0, 25.0, 5.0, 400.0, 0.0, 0.0]])  # far from the centre
+    x = np.array([[30.0, 60.0, 3.0, 20.0, 5.0, 500.0, 0.0, 0.0]])  # far from the centre, inside the envelope
     s = score(model, x)
     rng = np.random.default_rng(2026)
     cov = (model.covariance + model.covariance.T) / 2
@@ -204,14 +204,14 @@ def test_delta_method_agrees_with_monte_carlo_over_beta(model: PrognosticModel) 
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: PrognosticModel) -> None:
     X = patients(model, 6, seed=9)
-    X[2, 0] = 95.0                 # age above 80 a
+    X[2, 0] = 95.0                 # age above 79 a
     X[4, 3] = -1.0                 # negative node count
     X[4, 6] = 0.5                  # hormone therapy neither 0 nor 1
     X[5, 1] = np.nan
     reasons = check_inputs(model, X)
     assert reasons[0] is None and reasons[1] is None and reasons[3] is None
-    assert reasons[2] == "age = 95 a is outside the intended-use range [20, 80] a"
-    assert reasons[4] == ("pnodes = -1 is outside the intended-use range [1, 51]; "
+    assert reasons[2] == "age = 95 a is outside the intended-use range [27, 79] a"
+    assert reasons[4] == ("pnodes = -1 is outside the intended-use range [1, 21]; "
                           "hormone_therapy: 0.5 is not a boolean (0 = false, 1 = true)")
     assert reasons[5] == "tsize: nan is not a finite number"
     with pytest.raises(ScoringError, match=r"^row 2: age = 95 a is outside .* \(and 2 more rows; see"):
@@ -226,8 +226,8 @@ def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: Prognos
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_values_are_never_clamped(model: PrognosticModel) -> None:
     x = patients(model, 1, seed=10)
-    x[0, 1] = 120.0 + 1e-9
-    with pytest.raises(ScoringError, match=r"tsize = 120\.000000001 mm is outside .* \[3, 120\] mm"):
+    x[0, 1] = 65.0 + 1e-9
+    with pytest.raises(ScoringError, match=r"tsize = 65\.000000001 mm is outside .* \[3, 65\] mm"):
         score(model, x)
 
 

@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import split_frame
 
 FEDPROG = [sys.executable, "-m", "fedprog"]
+#: width of each rung of the public time-grid ladder in days (Julian year; a quarter is three months)
+GRID_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "quarter": 365.25 / 4, "year": 365.25}
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,7 +55,13 @@ def test_train_writes_the_artifact_and_matches_lifelines(sites: list[Path], tmp_
     assert res.returncode == 0, res.stderr
     assert "HR 95% CI" in res.stdout and "converged" in res.stdout
     art = json.loads(out.read_text())
-    ref = CoxPHFitter().fit(load_rossi(), "week", "arrest", fit_options={"precision": 1e-12})
+    # k-cells at the source: the sites answer on the finest rung of the ladder where every cell holds 0 or
+    # >= 5 of their patients, and the fit is the pooled fit on times coarsened up to that rung's points
+    grid = art["training"]["time_grid"]
+    assert grid in GRID_DAYS and art["training"]["exact_on"] == f"event times coarsened to the {grid} grid"
+    width = GRID_DAYS[grid]  # --time-unit defaults to day
+    pooled = load_rossi().assign(week=lambda d: np.ceil(np.round(d["week"] / width, 9)) * width)
+    ref = CoxPHFitter().fit(pooled, "week", "arrest", fit_options={"precision": 1e-12})
     assert max(abs(art["coefficients"][k] - ref.params_[k]) for k in ref.params_.index) <= 1e-6
     assert art["outcome"]["horizons"] == [26.0, 52.0]
     assert art["training"]["secure_aggregation"] is True  # on by default
@@ -109,9 +117,13 @@ def _bad_inputs(sites: list[Path], tmp: Path) -> dict[str, tuple[list[str | Path
                           "--covariates", "age"], "nope.csv: file not found"),
         "unknown column": (["train", *site_args(sites), *base, "--covariates", "age,agee"],
                            "unknown column 'agee'"),
+        # in a secure study a site's data error carries no number (value-free errors); in plaintext it does
         "non-numeric covariate": (["train", *site_args(sites), "--site", f"a={text}", *base,
                                    "--covariates", "age"],
-                                  f"column 'age' is not numeric ({len(df)} non-numeric values)"),
+                                  "column 'age' is not numeric (# non-numeric values)"),
+        "non-numeric covariate, plaintext": (["train", *site_args(sites), "--site", f"a={text}", *base,
+                                              "--covariates", "age", "--no-secure-agg"],
+                                             f"column 'age' is not numeric ({len(df)} non-numeric values)"),
         "site with no events": (["train", *site_args(sites), "--site", f"x={no_events}", *base,
                                  "--covariates", "age"],
                                 "site 'x': refused by rule min_events_per_site: fewer than 5 events"),
@@ -134,9 +146,9 @@ def _bad_inputs(sites: list[Path], tmp: Path) -> dict[str, tuple[list[str | Path
 
 @pytest.mark.req("SRS-CLI-001")
 @pytest.mark.parametrize("case", ["missing file", "unknown column", "non-numeric covariate",
-                                  "site with no events", "singular design", "bad site flag", "bad ties",
-                                  "missing time", "bad study file", "km unknown group", "too few sites",
-                                  "undeclared levels"])
+                                  "non-numeric covariate, plaintext", "site with no events",
+                                  "singular design", "bad site flag", "bad ties", "missing time",
+                                  "bad study file", "km unknown group", "too few sites", "undeclared levels"])
 def test_bad_input_is_one_clear_line_and_exit_2(sites: list[Path], tmp_path: Path, case: str) -> None:
     args, message = _bad_inputs(sites, tmp_path)[case]
     res = run(*args)
@@ -147,16 +159,47 @@ def test_bad_input_is_one_clear_line_and_exit_2(sites: list[Path], tmp_path: Pat
     assert not (tmp_path / "m.json").exists()
 
 
+def demo_training(revoked: tuple[str, ...] = (), consent: bool = True) -> tuple[dict[str, int], list[str]]:
+    """Reference for the demo's training cohort, from the published split and consent draw: the
+    consenting women (all women with ``consent=False``) of each hospital that can answer on the year
+    grid, i.e. whose every cell (event status × year of follow-up, administratively censored at 5
+    Julian years) holds 0 or ≥ k = 5 of them; and the hospitals that cannot (k-cells at the source)."""
+    from federated.demo_study import HOSPITALS, declined, gbsg2_table, split
+
+    year, k = 365.25, 5
+    kept, dropped = {}, []
+    for name, part in zip(HOSPITALS, split(gbsg2_table()), strict=True):
+        ids = [f"{name[-1].upper()}-{i + 1:04d}" for i in range(len(part))]
+        out = (declined(ids) if consent else set()) | set(revoked)
+        rows = part[[p not in out for p in ids]]
+        time = np.minimum(rows["time"].to_numpy(), 5 * year)
+        event = np.where(rows["time"].to_numpy() > 5 * year, 0, rows["event"].to_numpy())
+        _, counts = np.unique(np.column_stack([event, np.ceil(np.round(time / year, 9))]), axis=0,
+                              return_counts=True)
+        if np.any(counts < k):
+            dropped.append(name)
+        else:
+            kept[name] = len(rows)
+    return kept, dropped
+
+
 @pytest.mark.req("SRS-CLI-003")
 def test_demo_runs_and_prints_the_summary(tmp_path: Path) -> None:
+    kept, dropped = demo_training()
+    assert dropped == ["hospital-d"]
     res = run("demo", "--workspace", tmp_path / "ws")
     assert res.returncode == 0, res.stderr
-    for text in ("hospital-a", "hospital-d", "pnodes", "HR 95% CI", "converged", "666 patients",
-                 "20 declined", "cosigned by all 4 site witnesses", "verified"):
+    for text in ("hospital-a", "hospital-d", "pnodes", "HR 95% CI", "converged",
+                 f"{sum(kept.values())} patients", "20 declined",
+                 "dropped: fewer than k patients in a cell of every time grid up to 'year'",
+                 "cosigned by all 4 site witnesses", "verified"):
         assert text in res.stdout
     art = json.loads(next((tmp_path / "ws" / "models").glob("*[0-9a-f].json")).read_text())
     assert art["model_id"] == "gbsg2-recurrence" and np.isfinite(art["coefficients"]["pnodes"])
-    assert art["training"]["n"] == 666 and art["training"]["consent_checkpoint"]["size"] == 686
+    assert art["training"]["n"] == sum(kept.values()) and art["training"]["consent_checkpoint"]["size"] == 686
+    assert art["training"]["sites"] == list(kept)
+    assert [d["site"] for d in art["training"]["dropped"]] == dropped
+    assert art["training"]["time_grid"] == "year" and art["outcome"]["horizons"] == [1095.75, 1826.25]
 
 
 @pytest.mark.req("SRS-CLI-001")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import copy_workspace
-from tests.fedprog.test_cli import run
+from tests.fedprog.test_cli import demo_training, run
 
 
 @pytest.fixture
@@ -87,7 +87,8 @@ def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path)
     first = cli_json("model", "list", "--workspace", ws)["models"][0]
     assert first["affected_by_revocation"] is True and first["status"] == "affected"
     successor = cli_json("model", "retrain", "gbsg2-recurrence@1", "--workspace", ws)
-    assert successor["version"] == "2" and successor["training"]["n"] == 665
+    kept, _ = demo_training(revoked=("A-0002",))  # hospital-d still cannot answer on the year grid
+    assert successor["version"] == "2" and successor["training"]["n"] == sum(kept.values())
     models = cli_json("model", "list", "--workspace", ws)["models"]
     assert models[1]["predecessor"] == "gbsg2-recurrence@1" and models[1]["affected_by_revocation"] is False
     early = run("model", "release", "gbsg2-recurrence@2", "--workspace", ws)

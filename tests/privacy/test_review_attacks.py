@@ -89,7 +89,9 @@ def demo() -> tuple[list[Site], StudyProtocol, list[pd.DataFrame]]:
 def test_F1_an_outlier_beyond_the_envelope_no_longer_dominates_a_sum(demo: Any) -> None:
     """Was: β on progrec alone, 'bounded' on the declared 0–450, gave the woman with progrec 2380 a
     weight e^25 above the rest, and S1/S0 of her cell decoded to her whole record. Rows are now
-    clipped to the envelope, so the same β cannot single her out; a centre outside the box is refused."""
+    clipped to the envelope, so her value beyond it is never learned, and a centre outside the box
+    is refused. Residual (FP-CYB): inside the box the bound still lets a patient isolated at an edge
+    carry most of her cell's weight, so her other covariates can be approached."""
     sites, protocol, parts = demo
     att = Wire(sites[:3], protocol)
     names = list(HOSPITALS[:3])
@@ -144,7 +146,7 @@ def test_F1_an_outlier_beyond_the_envelope_no_longer_dominates_a_sum(demo: Any) 
         rnd += 1
         rep = {n: att.ask(n, req) for n in names}
         if any(isinstance(x, ErrorReply) for x in rep.values()):
-            assert all(x.code == "bound" for x in rep.values() if isinstance(x, ErrorReply))
+            assert all(x.code in ("bound", "overflow") for x in rep.values() if isinstance(x, ErrorReply))
             sess, rnd = f"F1{r}", 3  # a refusal ends the session: start again
             peers = att.keys(sess, names)
             _, peers = att.round(
@@ -175,7 +177,8 @@ def test_F1_an_outlier_beyond_the_envelope_no_longer_dominates_a_sum(demo: Any) 
         nxt0, nxt1 = np.append(s0[1:], 0.0), np.vstack([s1[1:], np.zeros((1, len(COV)))])
         for c0, c1 in [*zip(t0, t1, strict=True), *zip(s0 - nxt0 - t0, s1 - nxt1 - t1, strict=True)]:
             if c0 > 0:
-                assert not np.array_equal(np.round(c1 / c0 + center), top)  # no cell is her record
+                # her progrec (2380) is never learned: every patient enters at most at the envelope's edge
+                assert (c1 / c0 + center)[j] <= 450.0 + 1e-6
     assert answered >= 1
     truth = [prepare_cohort(p, year, n, "t") for n, p in zip(names, parts[:3], strict=True)]
     assert all(np.all(c.x[:, j] <= 450) for c in truth)
@@ -261,8 +264,8 @@ def test_F6_the_integrated_brier_grid_follows_a_count_rule(demo: Any) -> None:
 @pytest.mark.req("SRS-PRIV-014", "RC-PRIV-003")
 def test_F9_without_declared_ranges_a_bound_refusal_tells_no_patients_value(gbsg2: pd.DataFrame) -> None:
     """Was: with no declared ranges the refusal threshold depended on a coordinator-chosen centre and
-    bisection gave the youngest woman's age. The box is now [0, 2^⌈log2 max⌉]: two sites whose
-    youngest women differ refuse exactly the same centres."""
+    bisection gave the youngest woman's age. The centre may now lie within ±2·2^⌈log2 max|x|⌉: two
+    sites whose youngest women differ refuse exactly the same centres."""
     cohort = CohortSpec(time="time", event="event", covariates=("age",), max_time=1826.25)
     a = gbsg2.iloc[:200].copy()
     b = a.copy()
@@ -289,7 +292,7 @@ def test_F9_without_declared_ranges_a_bound_refusal_tells_no_patients_value(gbsg
             peers,
         )
         out = []
-        for c in (-1.0, 0.0, 20.0, 21.0, 30.0, 127.0, 128.0, 129.0):
+        for c in (-300.0, -256.0, 0.0, 21.0, 255.0, 256.0, 257.0, 300.0):
             r = att.ask(
                 "s0",
                 GridRequest(
@@ -305,4 +308,4 @@ def test_F9_without_declared_ranges_a_bound_refusal_tells_no_patients_value(gbsg
             out.append(isinstance(r, ErrorReply) and r.code == "bound")
             att.sites["s0"]._answered.clear()  # let the attacker ask again under the same round
         verdicts.append(out)
-    assert verdicts[0] == verdicts[1] == [True, False, False, False, False, False, False, True]
+    assert verdicts[0] == verdicts[1] == [True, False, False, False, False, False, True, True]

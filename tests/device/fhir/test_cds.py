@@ -28,10 +28,12 @@ from tests.device.test_model import demo_artifact, reseal
 
 BASE = "http://test/fhir"
 URL = f"/cds-services/{SERVICE_ID}"
-#: inputs chosen to land in each band of RISK_BANDS at 5 years (checked against score() below)
-LOW = {**DEMO_VALUES, "age": 40.0, "tsize": 5.0, "tgrade": 1, "pnodes": 1, "progrec": 2000.0, "estrec": 100.0}
+#: inputs chosen to land in each band of RISK_BANDS at 5 years (checked against score() below), all
+#: inside the intended-use envelope (age 27-79 a, tsize 3-65 mm, pnodes 1-21, progrec 0-450, estrec 0-550)
+LOW = {**DEMO_VALUES, "age": 78.0, "tsize": 4.0, "tgrade": 1, "pnodes": 1, "progrec": 450.0, "estrec": 10.0,
+       "postmenopausal": True}
 MIDDLE = {**DEMO_VALUES, "pnodes": 1, "progrec": 300.0}
-HIGH = DEMO_VALUES
+HIGH = {**DEMO_VALUES, "tgrade": 3, "pnodes": 6}
 
 
 class NoModel:
@@ -153,7 +155,7 @@ def test_a_full_request_gives_one_card_banded_by_the_five_year_risk(
     assert card["summary"].startswith(want)
     detail = card["detail"]
     assert "| Horizon | Risk | 95% interval |" in detail
-    assert "| 3 years (1095 days) |" in detail and "| 5 years (1826 days) |" in detail
+    assert "| 3 years (1095.75 days) |" in detail and "| 5 years (1826.25 days) |" in detail
     assert "| Input | Meaning | Value |" in detail and "| tsize | Size Tumor |" in detail
     assert "Intended use:" in detail and demo_model.sha256 in detail
 
@@ -203,7 +205,7 @@ def test_an_out_of_range_input_gives_a_cannot_score_card_naming_it(client: TestC
     assert card["indicator"] == "info"
     assert card["summary"] == ("Recurrence-free survival risk not shown: missing or out-of-range input: "
                                "age, pnodes")
-    assert "age = 95 a is outside the intended-use range [20, 80] a" in card["detail"]
+    assert "age = 95 a is outside the intended-use range [27, 79] a" in card["detail"]
 
 
 @pytest.mark.req("SRS-CDS-002")

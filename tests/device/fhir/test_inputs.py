@@ -271,7 +271,7 @@ def test_every_problem_is_reported_at_once(demo_model: PrognosticModel) -> None:
     reasons = err.diagnostics.split("; ")
     assert len(reasons) == 3 and err.code == "required"
     assert reasons[0].startswith("age (") and reasons[0].endswith("and Patient/p1 has no birthDate")
-    assert reasons[1] == "tsize = 200 mm is outside the intended-use range [3, 120] mm"
+    assert reasons[1] == "tsize = 200 mm is outside the intended-use range [3, 65] mm"
     assert reasons[2].startswith("estrec (")
     assert err.expression[1:3] == ["Bundle.entry[0].resource.birthDate",
                                    f"Bundle.entry[{entry_of(bundle, 'tsize')[0]}].resource.valueQuantity"]
@@ -280,14 +280,14 @@ def test_every_problem_is_reported_at_once(demo_model: PrognosticModel) -> None:
 
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_a_value_outside_the_envelope_is_refused_not_clamped(demo_model: PrognosticModel) -> None:
-    bundle = patient_bundle({**DEMO_VALUES, "tsize": 12.0001}, units={"tsize": "cm"})
+    bundle = patient_bundle({**DEMO_VALUES, "tsize": 6.5001}, units={"tsize": "cm"})
     i, _ = entry_of(bundle, "tsize")
     err = refusal(extract, demo_model, bundle, AS_OF)
     assert (err.status, err.code) == (422, "business-rule")
-    assert err.diagnostics == "tsize = 120.001 mm is outside the intended-use range [3, 120] mm"
+    assert err.diagnostics == "tsize = 65.001 mm is outside the intended-use range [3, 65] mm"
     assert err.expression == [f"Bundle.entry[{i}].resource.valueQuantity"]
-    edge = extract(demo_model, patient_bundle({**DEMO_VALUES, "tsize": 12}, units={"tsize": "cm"}), AS_OF)
-    assert edge.values[1] == 120.0
+    edge = extract(demo_model, patient_bundle({**DEMO_VALUES, "tsize": 6.5}, units={"tsize": "cm"}), AS_OF)
+    assert edge.values[1] == 65.0
 
 
 @pytest.mark.req("SRS-FHIR-006", "RC-UNIT-001")

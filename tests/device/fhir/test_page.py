@@ -89,7 +89,7 @@ def test_model_json_describes_the_released_model_without_patient_data(page: Any,
     assert [h["label"] for h in facts["horizons"]] == ["3 years", "5 years"]
     assert [t["label"] for t in facts["ticks"]] == ["0", "1 year", "2 years", "3 years", "4 years", "5 years"]
     age = next(i for i in facts["inputs"] if i["name"] == "age")
-    assert age["range_text"] == "validated range 20–80 years" and age["code"]["code"] == "30525-0"
+    assert age["range_text"] == "validated range 27–79 years" and age["code"]["code"] == "30525-0"
     assert facts["limitations"] and "Intended use" in facts["intended_use"]
 
 

@@ -27,8 +27,10 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-u
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-quic", "--no-first-run", "--no-default-browser-check", "--window-size=1280,900")
 WAIT = 20.0
-#: demo patients (GBSG2 inputs in the model's units; tumour size in mm)
-LOW = {"age": 62, "tsize": 12, "tgrade": 1, "pnodes": 1, "progrec": 600, "estrec": 300,
+#: demo patients (GBSG2 inputs in the model's units; tumour size in mm), inside the intended-use envelope
+#: (age 27-79 a, tsize 3-65 mm, pnodes 1-21, progrec 0-450, estrec 0-550): LOW is under 10 % at 5 years
+#: (the "info" band of the CDS card), HIGH far above 30 % (the "critical" band)
+LOW = {"age": 76, "tsize": 5, "tgrade": 1, "pnodes": 1, "progrec": 450, "estrec": 10,
        "hormone_therapy": True, "postmenopausal": True}
 HIGH = {"age": 38, "tsize": 60, "tgrade": 3, "pnodes": 20, "progrec": 2, "estrec": 1,
         "hormone_therapy": False, "postmenopausal": False}
