@@ -73,6 +73,8 @@ def bench(n: int, p: int, folder: Path, repeat: int) -> dict[str, float]:
     from lifelines import CoxPHFitter
 
     from federated import CohortSpec, Coordinator, InProcessTransport, Site, fit_cox
+    from federated.rules import StudyProtocol
+    from federated.site import approve_in_process
 
     df = synthetic(n, p)
     cov = [f"x{i}" for i in range(p)]
@@ -98,11 +100,13 @@ def bench(n: int, p: int, folder: Path, repeat: int) -> dict[str, float]:
     sent = [json.loads(line)["bytes"] for line in (folder / "tx" / "s0.jsonl").read_text().splitlines()]
 
     timings = {}
+    cohort = CohortSpec(time="time", event="event", covariates=tuple(cov))
     for secure in (False, True):
         sites = [Site(f"s{i}", df.iloc[rows].reset_index(drop=True)) for i, rows in enumerate(parts)]
+        protocol = approve_in_process(sites, StudyProtocol(study_id="bench", cohorts=(cohort,),
+                                                           secure=secure))
         start = time.perf_counter()
-        fit_cox(Coordinator(InProcessTransport(sites), session="bench", secure=secure),
-                CohortSpec(time="time", event="event", covariates=tuple(cov)))
+        fit_cox(Coordinator(InProcessTransport(sites), session="bench", protocol=protocol), cohort)
         timings[secure] = time.perf_counter() - start
     start = time.perf_counter()
     CoxPHFitter().fit(df, "time", "event")
