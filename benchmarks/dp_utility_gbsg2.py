@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from sksurv.metrics import concordance_index_censored
 
+from federated.analyses.runner import kaplan_meier, train
 from federated.demo_study import gbsg2_table, write_demo_study
-from federated.dp import DPSettings
-from federated.runner import kaplan_meier, train
+from federated.disclosure.dp import DPSettings
 
 FIVE_YEARS = 1826.25  # the demo's max_time: later follow-up is too thin for k-cells at the source
 

@@ -73,8 +73,8 @@ def bench(n: int, p: int, folder: Path, repeat: int) -> dict[str, float]:
     from lifelines import CoxPHFitter
 
     from federated import CohortSpec, Coordinator, InProcessTransport, Site, fit_cox
-    from federated.rules import StudyProtocol
-    from federated.site import approve_in_process
+    from federated.disclosure.rules import StudyProtocol
+    from federated.site.handler import approve_in_process
 
     df = synthetic(n, p)
     cov = [f"x{i}" for i in range(p)]

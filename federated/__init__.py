@@ -1,5 +1,10 @@
 """Federated survival analysis: sites answer with aggregates, the coordinator sums them.
 
+Split by where code runs: :mod:`federated.protocol` (messages, transports, the coordinator,
+secure aggregation), :mod:`federated.site` (what runs at a hospital), :mod:`federated.analyses`
+(the coordinator's analyses: discovery, Cox, Kaplan–Meier, the study runner) and
+:mod:`federated.disclosure` (the rules a site holds, k-cells, the policy, DP, audit).
+
 Exact federated Cox proportional hazards (Efron/Breslow ties, ridge, strata) and
 Kaplan–Meier / log-rank over a transport-agnostic, versioned message protocol.
 
@@ -13,14 +18,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ledger.canonical import canonical_json
-    from ledger.files import write_json_atomic
-
-    from .artifact import build_artifact, seal, verify_sha256
-    from .coordinator import Coordinator
-    from .cox import CoxFit, fit_cox
-    from .estimator import FederatedCoxPH
-    from .exceptions import (
+    from federated.analyses.artifact import build_artifact, seal, verify_sha256
+    from federated.analyses.cox import CoxFit, fit_cox
+    from federated.analyses.estimator import FederatedCoxPH
+    from federated.analyses.km import KMFit, fit_km, kaplan_meier, logrank
+    from federated.disclosure.policy import DisclosurePolicy, PolicyError
+    from federated.exceptions import (
         ConvergenceError,
         DataError,
         FederatedError,
@@ -28,22 +31,26 @@ if TYPE_CHECKING:
         SingularDesignError,
         SiteError,
     )
-    from .km import KMFit, fit_km, kaplan_meier, logrank
-    from .privacy import DisclosurePolicy, PolicyError
-    from .site import Site
-    from .study import CohortSpec, StudySpec, load_study
-    from .transport import InProcessTransport, Transport
+    from federated.protocol.coordinator import Coordinator
+    from federated.protocol.transport import InProcessTransport, Transport
+    from federated.site.handler import Site
+    from federated.study import CohortSpec, StudySpec, load_study
+    from ledger.canonical import canonical_json
+    from ledger.files import write_json_atomic
 
 _WHERE = {
     "canonical_json": "ledger.canonical", "write_json_atomic": "ledger.files",
-    "build_artifact": ".artifact", "seal": ".artifact", "verify_sha256": ".artifact",
-    "Coordinator": ".coordinator", "CoxFit": ".cox", "fit_cox": ".cox", "FederatedCoxPH": ".estimator",
+    "build_artifact": ".analyses.artifact", "seal": ".analyses.artifact",
+    "verify_sha256": ".analyses.artifact",
+    "Coordinator": ".protocol.coordinator", "CoxFit": ".analyses.cox", "fit_cox": ".analyses.cox",
+    "FederatedCoxPH": ".analyses.estimator",
     "ConvergenceError": ".exceptions", "DataError": ".exceptions", "FederatedError": ".exceptions",
     "ProtocolError": ".exceptions", "SingularDesignError": ".exceptions", "SiteError": ".exceptions",
-    "KMFit": ".km", "fit_km": ".km", "kaplan_meier": ".km", "logrank": ".km",
-    "DisclosurePolicy": ".privacy", "PolicyError": ".privacy", "Site": ".site",
+    "KMFit": ".analyses.km", "fit_km": ".analyses.km", "kaplan_meier": ".analyses.km",
+    "logrank": ".analyses.km",
+    "DisclosurePolicy": ".disclosure.policy", "PolicyError": ".disclosure.policy", "Site": ".site.handler",
     "CohortSpec": ".study", "StudySpec": ".study", "load_study": ".study",
-    "InProcessTransport": ".transport", "Transport": ".transport",
+    "InProcessTransport": ".protocol.transport", "Transport": ".protocol.transport",
 }
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Cox partial likelihood from summed risk-set statistics (coordinator side, pure).
 
 With d_k events at grid time k, global risk-set sums S0_k, S1_k and tie-set sums T0_k,
-T1_k (see :mod:`federated.local_stats`), Efron's (1977) approximation gives
+T1_k (see :mod:`federated.site.local_stats`), Efron's (1977) approximation gives
 
     ℓ(β) = β·Z − Σ_k Σ_{j<d_k} log(S0_k − c_kj T0_k),   c_kj = j / d_k,
 

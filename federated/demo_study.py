@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .study import Coding, InputSpec, SiteSource, StudySpec
+from federated.study import Coding, InputSpec, SiteSource, StudySpec
 
 SEED = 20261129
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c", "hospital-d")

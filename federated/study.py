@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .dp import DPSettings
-from .exceptions import DataError
-from .privacy import DisclosurePolicy
+from federated.disclosure.dp import DPSettings
+from federated.disclosure.policy import DisclosurePolicy
+from federated.exceptions import DataError
 
 TimeGrid = Literal["exact", "day", "week", "month", "quarter", "year"]
 TimeUnit = Literal["day", "week", "month", "year"]

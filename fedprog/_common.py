@@ -25,7 +25,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 def user_errors() -> Iterator[None]:
     """Turn the packages' typed errors into one line on stderr and exit code 2 (or 1)."""
     from federated.exceptions import ConvergenceError, FederatedError
-    from federated.secagg import SecAggOverflow
+    from federated.protocol.secagg import SecAggOverflow
 
     try:
         yield

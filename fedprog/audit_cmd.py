@@ -22,7 +22,7 @@ def transcript(
 
     Exit code 0 when both rules hold, 1 when a rule is broken, 2 for unreadable input.
     """
-    from federated.audit import audit_transcripts
+    from federated.disclosure.audit import audit_transcripts
 
     with user_errors():
         report = audit_transcripts(folder)

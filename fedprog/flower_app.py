@@ -3,9 +3,9 @@ at each hospital's SuperNode (Flower's Message API; referenced by the app's ``py
 which ``fedprog deploy app`` writes).
 
 Only the transport differs from an in-process run: the ServerApp runs the same coordinator
-code (:mod:`federated.runner`, :mod:`validation.run`, :mod:`fedprog.workspace`) over a
-:class:`~federated.flower_transport.FlowerTransport`, and the ClientApp answers with the same
-:class:`~federated.site.Site` (:mod:`federated.flower_site`). Settings come from Flower's
+code (:mod:`federated.analyses.runner`, :mod:`validation.run`, :mod:`fedprog.workspace`) over a
+:class:`~federated.protocol.flower_transport.FlowerTransport`, and the ClientApp answers with the same
+:class:`~federated.site.handler.Site` (:mod:`federated.site.flower`). Settings come from Flower's
 configs, checked here with pydantic:
 
 * each SuperNode's **node config** names its site and the rules it holds: ``site``,
@@ -14,9 +14,9 @@ configs, checked here with pydantic:
   ``sites/<site>/witness.key``, its identity key, its approved studies and the ledger),
   ``identity-key`` (the site's 32-byte Ed25519 seed file; default
   ``<workspace>/sites/<site>/identity.key``), ``approved`` (one approved-study JSON file,
-  :class:`~federated.rules.StudyProtocol`, or a folder of them; default the workspace's
+  :class:`~federated.disclosure.rules.StudyProtocol`, or a folder of them; default the workspace's
   ``sites/<site>/approved/``), ``floors`` (a JSON file of the operator's own
-  :class:`~federated.rules.SiteFloors`; default the built-in floors) and ``transcript-dir``.
+  :class:`~federated.disclosure.rules.SiteFloors`; default the built-in floors) and ``transcript-dir``.
   A node with no approved study refuses every request (``not-approved``);
 * the **run config** holds the study: ``study`` (study file at the coordinator), ``protocol``
   (the approved study's JSON, as the sites approved it; default, with a ``workspace``, the
@@ -44,11 +44,11 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from federated import flower_site
+from federated.disclosure.rules import SiteFloors, SiteIdentity, StudyProtocol
 from federated.exceptions import FederatedError
-from federated.flower_transport import FlowerTransport, discover, fields, hello_reply, record
-from federated.rules import SiteFloors, SiteIdentity, StudyProtocol
-from federated.site import Site
+from federated.protocol.flower_transport import FlowerTransport, discover, fields, hello_reply, record
+from federated.site import flower as flower_site
+from federated.site.handler import Site
 from federated.study import StudySpec, first_error, load_study
 from ledger.checkpoint import NoteSignature, parse_body, parse_note
 from ledger.files import write_json_atomic
@@ -321,14 +321,14 @@ def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
             if ws is not None:
                 fit, artifact = train_in_workspace(ws, study, sites=transport, witnesses=witnesses)
             else:
-                from federated.runner import train
+                from federated.analyses.runner import train
 
                 fit, artifact = train(study, sites=transport, protocol=protocol)
             write_json_atomic(settings.out / "cox.json", artifact)
             summary["jobs"]["cox"] = {"sha256": artifact["sha256"], "rounds": fit.rounds,
                                       "sites": list(fit.sites), "dropped": fit.dropped}
         elif job == "km":
-            from federated.runner import kaplan_meier
+            from federated.analyses.runner import kaplan_meier
 
             gate = ws.consent_gate(f"km:{study.model_id}", witnesses) if ws is not None else None
             km = kaplan_meier(study, sites=transport, consent=gate, protocol=protocol)

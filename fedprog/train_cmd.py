@@ -11,8 +11,8 @@ import typer
 from ._common import fail, user_errors
 
 if TYPE_CHECKING:
-    from federated.cox import CoxFit
-    from federated.km import KMFit
+    from federated.analyses.cox import CoxFit
+    from federated.analyses.km import KMFit
     from federated.study import StudySpec
 
 SiteOpt = Annotated[list[str] | None, typer.Option(
@@ -125,8 +125,8 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a Cox proportional-hazards model across sites; write the model artifact."""
-    from federated.runner import make_sites
-    from federated.runner import train as run_train
+    from federated.analyses.runner import make_sites
+    from federated.analyses.runner import train as run_train
     from ledger.files import write_json_atomic
 
     with user_errors():
@@ -203,7 +203,7 @@ def km(
     as_json: JsonOpt = False,
 ) -> None:
     """Federated Kaplan–Meier curves (Greenwood log-log 95% CI) and the log-rank test."""
-    from federated.runner import kaplan_meier
+    from federated.analyses.runner import kaplan_meier
     from ledger.files import write_json_atomic
 
     with user_errors():

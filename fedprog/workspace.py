@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from consent.registry import ConsentRegistry
 from device.registry import ModelEntry, ModelRegistry
-from federated.cox import CoxFit
-from federated.messages import ConsentGate
-from federated.rules import SiteIdentity, StudyProtocol, protocol_of
-from federated.site import Site
+from federated.analyses.cox import CoxFit
+from federated.disclosure.rules import SiteIdentity, StudyProtocol, protocol_of
+from federated.protocol.messages import ConsentGate
+from federated.protocol.transport import Transport
+from federated.site.handler import Site
 from federated.study import StudySpec
-from federated.transport import Transport
 from ledger.checkpoint import CosignatureSigner, NoteSignature, NoteSigner, format_note, parse_note
 from ledger.files import secret_file, write_json_atomic
 from ledger.log import Ledger
@@ -244,7 +244,7 @@ def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEnt
     links to its predecessor. ``sites`` and ``witnesses`` reach the sites (default: in this
     process; a Flower deployment passes its transport and remote witnesses).
     """
-    from federated.runner import train
+    from federated.analyses.runner import train
 
     if predecessor is not None:
         study = study.model_copy(update={"version": next_version(predecessor.version)})

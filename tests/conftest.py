@@ -25,8 +25,8 @@ from federated import (
     fit_cox,
     fit_km,
 )
-from federated.rules import SiteFloors, StudyProtocol
-from federated.site import approve_in_process
+from federated.disclosure.rules import SiteFloors, StudyProtocol
+from federated.site.handler import approve_in_process
 
 
 def split_frame(df: pd.DataFrame, n_sites: int, seed: int) -> list[pd.DataFrame]:

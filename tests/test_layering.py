@@ -49,3 +49,33 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("import os\nfrom fedprog.workspace import Workspace\nfrom .x import y\n")
     assert imported_packages(module) == {"fedprog"}
+
+
+#: federated/ split by where code runs (issue 14): subpackage → federated subpackages it may not import
+FEDERATED_FORBIDDEN: dict[str, set[str]] = {
+    "protocol": {"federated.site", "federated.analyses"},           # the wire knows no site's code
+    "site": {"federated.analyses", "federated.protocol.coordinator", "federated.protocol.transport",
+             "federated.protocol.flower_transport"},                # a hospital runs no coordinator
+    "disclosure": {"federated.site", "federated.analyses", "federated.protocol.coordinator"},
+}
+
+
+def _federated_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.startswith("federated")}
+
+
+@pytest.mark.parametrize("sub", sorted(FEDERATED_FORBIDDEN))
+def test_federated_is_split_by_where_code_runs(sub: str) -> None:
+    modules = sorted((ROOT / "federated" / sub).rglob("*.py"))
+    assert modules, f"no modules under federated/{sub}/"
+    wrong = {f"{m.relative_to(ROOT)} imports {imp}" for m in modules for imp in _federated_imports(m)
+             if any(imp == bad or imp.startswith(bad + ".") for bad in FEDERATED_FORBIDDEN[sub])}
+    assert not wrong, "; ".join(sorted(wrong))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from federated.performance import PER_HORIZON
+from federated.site.performance import PER_HORIZON
 
 from .exceptions import CriteriaError
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from federated.performance import from_scale, to_scale
+from federated.site.performance import from_scale, to_scale
 
 Z95 = 1.959963984540054  # Φ⁻¹(0.975)
 

@@ -15,20 +15,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from federated.messages import EvaluateReply, EvaluationBlock, Subgroup
+from federated.protocol.messages import EvaluateReply, EvaluationBlock, Subgroup
 
 from .criteria import Criterion, Table, judge
 from .pooling import pool_metrics
 
 if TYPE_CHECKING:
-    from federated.messages import ConsentGate
+    from federated.protocol.messages import ConsentGate
     from federated.study import StudySpec
 
     from .run import Options
 
 SCHEMA = "fedprog.validation/v1"
 
-#: what each metric is, as the report states it (see federated.performance for the references)
+#: what each metric is, as the report states it (see federated.site.performance for the references)
 DEFINITIONS: dict[str, str] = {
     "harrell_c": "Harrell's concordance of the linear predictor (Harrell et al. 1982; 1996)",
     "uno_c": "Uno's IPCW concordance, truncated at the largest horizon inside the site's follow-up, "

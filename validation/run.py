@@ -3,7 +3,7 @@
 1. **Software verification** — the test suite with JUnit evidence (:mod:`.verification`), unless
    skipped (and never re-entered from inside a running test session, where it would recurse).
 2. **Clinical performance at the sites** — the model under validation is sent to every site,
-   which evaluates it on its own consented rows (:mod:`federated.evaluation`) and answers with
+   which evaluates it on its own consented rows (:mod:`federated.site.evaluation`) and answers with
    aggregates only: metrics with bootstrap CIs, per declared subgroup (:mod:`.subgroups`), and per
    group of predicted risk.
 3. **Leave-one-site-out** (internal–external cross-validation; Royston, Parmar & Sylvester 2004,
@@ -28,16 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from federated.arrays import WireArray
-from federated.coordinator import Coordinator, with_dropouts
-from federated.evaluation import public_km_times
+from federated.analyses.runner import study_protocol
+from federated.disclosure.rules import StudyProtocol
 from federated.exceptions import FederatedError
-from federated.messages import ConsentGate, EvaluateReply, EvaluateRequest, EvaluationModel, Subgroup
-from federated.rules import StudyProtocol
-from federated.runner import study_protocol
-from federated.site import Site
+from federated.protocol.arrays import WireArray
+from federated.protocol.coordinator import Coordinator, with_dropouts
+from federated.protocol.messages import ConsentGate, EvaluateReply, EvaluateRequest, EvaluationModel, Subgroup
+from federated.protocol.transport import Transport, as_transport
+from federated.site.evaluation import public_km_times
+from federated.site.handler import Site
 from federated.study import StudySpec
-from federated.transport import Transport, as_transport
 
 from . import report as rep
 from . import verification
@@ -112,7 +112,7 @@ def leave_one_site_out(sites: Sequence[Site] | Transport, artifact: dict[str, An
                        consent: ConsentGate | None, options: Options,
                        protocol: StudyProtocol | None = None) -> dict[str, dict[str, Any]]:
     """For each site: a model trained on the others (same settings), evaluated at it."""
-    from federated.runner import train
+    from federated.analyses.runner import train
 
     reach = as_transport(sites, parallel=False)
     protocol = study_protocol(study, reach, protocol)

@@ -2,15 +2,15 @@
 
 Age bands (years, an input named ``age`` in UCUM ``a``) and every boolean input of the model
 (yes / no). Each subgroup is evaluated at every site like the site itself, and suppressed where
-it is below the disclosure minimums (:mod:`federated.evaluation`).
+it is below the disclosure minimums (:mod:`federated.site.evaluation`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from federated.evaluation import AGE_BANDS
-from federated.messages import Subgroup
+from federated.protocol.messages import Subgroup
+from federated.site.evaluation import AGE_BANDS
 
 __all__ = ["AGE_BANDS", "default_subgroups"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from consent.registry import ConsentRegistry, ConsentRegistryError
 from federated import CohortSpec, Coordinator, InProcessTransport, PolicyError, Site, SiteError, fit_cox
-from federated.messages import ConsentGate
+from federated.protocol.messages import ConsentGate
 from ledger.checkpoint import NoteSigner
 from ledger.log import Ledger
 from ledger.verify import verify_ledger

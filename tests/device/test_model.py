@@ -32,8 +32,8 @@ def reseal(art: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def _trained(stratified: bool) -> str:
     """The demo study's artifact, trained once per session by the federated pipeline (the producer)."""
+    from federated.analyses.runner import train
     from federated.demo_study import write_demo_study
-    from federated.runner import train
 
     with tempfile.TemporaryDirectory() as folder:
         study = write_demo_study(Path(folder))

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from federated.analyses.runner import kaplan_meier, train
 from federated.demo_study import write_demo_study
-from federated.rules import SiteFloors
-from federated.runner import kaplan_meier, train
-from federated.site import Site
+from federated.disclosure.rules import SiteFloors
+from federated.site.handler import Site
 from federated.study import StudySpec
-from tests.federated.flower_grid import approved_nodes
+from tests.federated.protocol.flower_grid import approved_nodes
 from tests.fedprog.serving import free_port
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]

@@ -2,7 +2,7 @@
 line (``fedprog.deploy_cmd``): a workspace run whose consent checkpoint the sites' witnesses
 cosign over Flower messages, the validation job, config parsing and the refusal of plaintext
 off loopback. The ServerApp's ``run`` drives the real ClientApp over Flower messages in memory
-(:class:`tests.federated.flower_grid.LoopbackGrid`); the real processes are in test_deploy.py."""
+(:class:`tests.federated.protocol.flower_grid.LoopbackGrid`); the real processes are in test_deploy.py."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from flwr.common.config import parse_config_args
 
-from federated.rules import SiteFloors
-from federated.secagg import KeyPair
+from federated.disclosure.rules import SiteFloors
+from federated.protocol.secagg import KeyPair
 from federated.study import StudySpec, load_study
 from fedprog.deploy_cmd import config_string
 from fedprog.flower_app import NodeSettings, RunSettings, approved_protocol, client, run
 from fedprog.workspace import Workspace, train_in_workspace
 from ledger.checkpoint import parse_note
 from tests.conftest import copy_workspace
-from tests.federated.flower_grid import LoopbackGrid
+from tests.federated.protocol.flower_grid import LoopbackGrid
 from tests.fedprog.test_cli import run as fedprog
 
 

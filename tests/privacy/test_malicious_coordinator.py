@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federated import secagg
-from federated.arrays import WireArray
-from federated.evaluation import public_km_times
-from federated.messages import (
+from federated.disclosure.rules import SiteFloors, SiteIdentity, StudyProtocol
+from federated.protocol import secagg
+from federated.protocol.arrays import WireArray
+from federated.protocol.messages import (
     ConsentGate,
     ErrorReply,
     EvaluateRequest,
@@ -31,8 +31,8 @@ from federated.messages import (
     decode_reply,
     encode,
 )
-from federated.rules import SiteFloors, SiteIdentity, StudyProtocol
-from federated.site import Site, approve_in_process
+from federated.site.evaluation import public_km_times
+from federated.site.handler import Site, approve_in_process
 from federated.study import CohortSpec
 from tests.conftest import split_frame
 
@@ -253,8 +253,8 @@ def test_fine_kaplan_meier_times_and_unapproved_horizons_are_refused(gbsg2: pd.D
 
 @pytest.mark.req("SRS-PRIV-010")
 def test_floors_are_raised_by_the_study_never_lowered(gbsg2: pd.DataFrame) -> None:
-    from federated.privacy import DisclosurePolicy
-    from federated.rules import effective_policy
+    from federated.disclosure.policy import DisclosurePolicy
+    from federated.disclosure.rules import effective_policy
 
     proto = StudyProtocol(study_id="x", cohorts=(COHORT,), policy=DisclosurePolicy(min_cell_count=1,
                                                                                    min_patients_per_site=50))
@@ -294,7 +294,7 @@ def test_only_the_newest_witnessed_checkpoint_is_accepted(gbsg2: pd.DataFrame) -
 @pytest.mark.req("SRS-PRIV-015")
 def test_the_audit_checks_masks_on_the_bytes_not_the_flag(gbsg2: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A reply that claims r128 (masked) but carries a bare fixed-point encoding fails the audit."""
-    from federated.audit import audit_transcripts, unmasked_fields
+    from federated.disclosure.audit import audit_transcripts, unmasked_fields
 
     masked = secagg.mask(secagg.encode(np.arange(8.0)), secagg.KeyPair.generate(),
                          {"b": secagg.KeyPair.generate().public_bytes()}, me="a", session="s", round=1)

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federated.coordinator import Coordinator
-from federated.cox import fit_cox
-from federated.data import coarsen
+from federated.analyses.cox import fit_cox
 from federated.demo_study import DEMO_INPUTS, HOSPITALS, gbsg2_table, split
-from federated.rules import StudyProtocol
-from federated.site import Site, approve_in_process
+from federated.disclosure.rules import StudyProtocol
+from federated.protocol.coordinator import Coordinator
+from federated.protocol.transport import InProcessTransport
+from federated.site.data import coarsen
+from federated.site.handler import Site, approve_in_process
 from federated.study import CohortSpec
-from federated.transport import InProcessTransport
 
 K = 5
 COVARIATES = tuple(DEMO_INPUTS)
@@ -121,8 +121,8 @@ def test_a_claimed_dropout_leaves_only_k_cell_sums_of_the_dropped_site() -> None
     min_sites = 3 and three sites the re-run is refused; where two sites are allowed, the difference
     holds only cells of 0 or at least k of the dropped site's patients, and the attack on it
     recovers no patient."""
+    from federated.disclosure.policy import DisclosurePolicy
     from federated.exceptions import FederatedError
-    from federated.privacy import DisclosurePolicy
 
     parts = split(gbsg2_table(), (0.4, 0.3, 0.3))
     runs = {}
@@ -157,6 +157,6 @@ def test_a_claimed_dropout_leaves_only_k_cell_sums_of_the_dropped_site() -> None
 
 
 def _floors(min_sites: int) -> Any:
-    from federated.rules import SiteFloors
+    from federated.disclosure.rules import SiteFloors
 
     return SiteFloors(min_sites=min_sites)

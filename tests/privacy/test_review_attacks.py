@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federated import secagg
-from federated.arrays import WireArray
-from federated.data import prepare_cohort
 from federated.demo_study import DEMO_INPUTS, HOSPITALS, gbsg2_table, split
-from federated.evaluation import public_km_times
-from federated.messages import (
+from federated.disclosure.policy import DisclosurePolicy
+from federated.disclosure.rules import SiteFloors, StudyProtocol
+from federated.protocol import secagg
+from federated.protocol.arrays import WireArray
+from federated.protocol.messages import (
     ErrorReply,
     EvaluateReply,
     EvaluateRequest,
@@ -31,9 +31,9 @@ from federated.messages import (
     decode_reply,
     encode,
 )
-from federated.privacy import DisclosurePolicy
-from federated.rules import SiteFloors, StudyProtocol
-from federated.site import Site, approve_in_process
+from federated.site.data import prepare_cohort
+from federated.site.evaluation import public_km_times
+from federated.site.handler import Site, approve_in_process
 from federated.study import CohortSpec
 
 w = WireArray.from_numpy

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from federated import Site
+from federated.analyses.runner import train
 from federated.demo_study import DEMO_INPUTS, HOSPITALS, split
-from federated.runner import train
 from federated.study import StudySpec
 from ledger.canonical import sealed_sha256
 from tests.conftest import copy_workspace
@@ -196,7 +196,7 @@ def test_a_failing_criterion_exits_1_and_the_model_is_not_validated(ws: Path, tm
 
 @pytest.mark.req("RC-VAL-001")
 def test_a_model_with_zeroed_coefficients_fails(ws: Path) -> None:
-    from federated.artifact import seal
+    from federated.analyses.artifact import seal
     from fedprog.workspace import Workspace
 
     models = Workspace(ws).models

@@ -1,0 +1,109 @@
+"""The model artifact (``fedprog.model/v1``): canonical JSON sealed by its SHA-256.
+
+``sha256`` is the hex digest of the canonical JSON (sorted keys, no whitespace, UTF-8,
+no NaN) of every other field, so the same fit always gives the same hash, and any edit
+to the file is detected by :func:`verify_sha256`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from federated.analyses.cox import CoxFit
+from federated.disclosure.policy import released_steps, suppress_small
+from federated.study import InputSpec, StudySpec
+from ledger.canonical import sealed_sha256
+
+SCHEMA = "fedprog.model/v1"
+
+
+def seal(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` plus its ``sha256`` (any existing ``sha256`` is recomputed)."""
+    rest = {k: v for k, v in body.items() if k != "sha256"}
+    return {**rest, "sha256": sealed_sha256(rest)}
+
+
+def verify_sha256(artifact: dict[str, Any]) -> bool:
+    """True when ``artifact['sha256']`` matches its content."""
+    return sealed_sha256(artifact) == artifact.get("sha256")
+
+
+def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins: int,
+           min_cell: int) -> dict[str, Any]:
+    spec = spec or InputSpec()
+    code = spec.code.model_dump() if spec.code else \
+        {"system": "urn:fedprog:covariate", "code": name, "display": name}
+    out: dict[str, Any] = {"name": name, "code": code, "unit": spec.unit, "kind": spec.kind,
+                           "min": spec.min, "max": spec.max}
+    if spec.kind == "category":
+        out["categories"] = [c.model_dump() for c in spec.categories]
+    if coverage is not None and spec.min is not None and spec.max is not None:
+        out["coverage"] = {"edges": np.linspace(spec.min, spec.max, bins + 1).tolist(),
+                           "counts": suppress_small(coverage, min_cell)}
+    return out
+
+
+def _baseline(fit: CoxFit, study: StudySpec) -> dict[str, Any]:
+    """Baseline survival released only where ≥ ``min_cell_count`` events accumulated."""
+    mc = study.policy.min_cell_count
+    strata = []
+    for b in fit.baselines:
+        keep = released_steps(b.events, mc)
+        strata.append({"label": b.label, "times": b.times[keep].tolist(),
+                       "survival": b.survival[keep].tolist()})
+    baseline: dict[str, Any] = {"center": fit.center.tolist(), "min_cell_count": mc}
+    if fit.strata is None and not study.strata_by_site and len(strata) == 1:
+        baseline.update(times=strata[0]["times"], survival=strata[0]["survival"])
+    else:  # stratified: one baseline per stratum, none shared
+        baseline.update(times=[], survival=[], strata=strata,
+                        strata_column=fit.strata, strata_by_site=study.strata_by_site)
+    return baseline
+
+
+def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sealed artifact of a Cox fit under ``study``'s settings.
+
+    Nothing patient-level: ranges are the declared ones (with securely summed coverage
+    histograms, small cells suppressed), the baseline is released with small cells merged,
+    and only totals over sites are recorded.
+    """
+    names = list(fit.covariates)
+    body = {
+        "schema": SCHEMA,
+        "model_id": study.model_id,
+        "version": study.version,
+        "kind": "cox-ph",
+        "outcome": {"name": study.outcome, "time_unit": study.time_unit,
+                    "horizons": list(study.horizons)},
+        "inputs": [_input(n, study.inputs.get(n), fit.range_counts.get(n), study.range_bins,
+                          study.policy.min_cell_count) for n in names],
+        "coefficients": dict(zip(names, fit.coef.tolist(), strict=True)),
+        "standard_errors": dict(zip(names, fit.se.tolist(), strict=True)),
+        "confidence_intervals": dict(zip(names, fit.ci.tolist(), strict=True)),
+        "p_values": dict(zip(names, fit.p_value.tolist(), strict=True)),
+        "covariance": fit.covariance.tolist(),
+        "baseline_survival": _baseline(fit, study),
+        "ties": fit.ties,
+        "penalty": fit.penalty,
+        "training": {
+            "sites": list(fit.sites),
+            "dropped": [{"site": s, "reason": r} for s, r in fit.dropped.items()],
+            "n": fit.n, "events": fit.events, "rounds": fit.rounds,
+            "iterations": fit.iterations, "converged": fit.converged,
+            "loglik": fit.loglik, "loglik_null": fit.loglik_null,
+            "secure_aggregation": fit.secure, "time_grid": fit.time_grid,
+            # k-cells at the source coarsen the times: the fit is exact on the coarsened times
+            "exact_on": f"event times coarsened to the {fit.time_grid} grid"
+                        + (f", administratively censored at {study.max_time:g} {study.time_unit}s"
+                           if study.max_time is not None else "")
+                        + ("; covariates clipped to their declared ranges" if any(
+                            n in study.inputs and study.inputs[n].min is not None for n in study.covariates)
+                           else ""),
+            "policy": study.policy.model_dump(),
+            "differential_privacy": privacy,
+            "consent_checkpoint": fit.consent_checkpoint,
+        },
+    }
+    return seal(body)

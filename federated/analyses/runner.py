@@ -1,0 +1,146 @@
+"""Run a study in this process: one :class:`Site` per table, the in-process transport.
+
+This is what ``fedprog train`` / ``fedprog km`` and the demo call; a deployment across
+hospitals swaps the transport and keeps everything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from federated.analyses.artifact import build_artifact
+from federated.analyses.cox import ConvergenceWarning, CoxFit, baselines_at, fit_cox
+from federated.analyses.km import KMFit, fit_km
+from federated.disclosure.rules import StudyProtocol, protocol_of
+from federated.exceptions import DataError, FederatedError
+from federated.protocol.coordinator import Coordinator
+from federated.protocol.messages import ConsentGate
+from federated.protocol.transport import InProcessTransport, Transport, as_transport
+from federated.site.handler import Site
+from federated.study import StudySpec
+
+Progress = Callable[[int, str], None] | None
+
+
+def make_sites(study: StudySpec, transcript_dir: Path | None = None) -> list[Site]:
+    """One in-process :class:`Site` per ``[[sites]]`` entry."""
+    if not study.sites:
+        raise DataError("no sites given (use --site NAME=PATH or [[sites]] in the study file)")
+    names = [s.name for s in study.sites]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"site name {dup[0]!r} given twice")
+    return [Site(s.name, s.path, transcript_dir=transcript_dir) for s in study.sites]
+
+
+def _coordinator(study: StudySpec, kind: str, transport: Transport, on_round: Progress,
+                 protocol: StudyProtocol) -> Coordinator:
+    digest = hashlib.sha256(study.model_dump_json(exclude={"sites"}).encode()).hexdigest()[:16]
+    return Coordinator(transport, session=f"{kind}-{digest}", protocol=protocol, timeout=study.timeout,
+                       on_round=on_round)
+
+
+def _reach(study: StudySpec, sites: list[Site] | Transport | None, transcript_dir: Path | None) -> Transport:
+    return as_transport(sites if sites is not None else make_sites(study, transcript_dir))
+
+
+def study_protocol(study: StudySpec, sites: Transport,
+                   protocol: StudyProtocol | None = None) -> StudyProtocol:
+    """The approved study the sites answer for: ``protocol`` when given (a deployment, whose sites
+    approved it themselves), else — for sites living in this process, whose operator is the
+    caller — the study's protocol over the sites' identity keys, approved at each of them."""
+    if protocol is not None:
+        return protocol
+    if not isinstance(sites, InProcessTransport):
+        raise DataError("sites outside this process answer only for a study their operators approved: "
+                        "pass that study's protocol (fedprog site approve)")
+    members = [s for s in sites.members() if isinstance(s, Site)]
+    if len(members) != len(sites.sites):
+        raise DataError("every in-process site must be a federated.site.Site to approve the study")
+    made = protocol_of(study, {s.name: s.identity.public for s in members})
+    for site in members:
+        site.approve(made)
+    return made
+
+
+def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
+          sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None,
+          protocol: StudyProtocol | None = None) -> tuple[CoxFit, dict[str, Any]]:
+    """Fit the study's Cox model over its sites; return the fit and the sealed artifact.
+
+    ``sites`` are in-process :class:`Site` objects or any :class:`Transport` that reaches them
+    (Flower: :class:`federated.protocol.flower_transport.FlowerTransport`); by default the study's own
+    tables in this process. With ``consent``, every site uses only patients whose consent was
+    active at that ledger checkpoint, and the artifact records the checkpoint.
+    """
+    sites = _reach(study, sites, transcript_dir)
+    protocol = study_protocol(study, sites, protocol)
+    coord = _coordinator(study, "cox", sites, on_round, protocol)
+    fit = fit_cox(coord, study.cohort(), ties=study.ties, penalty=study.penalty, tol=study.tol,
+                  max_iter=study.max_iter, policy=study.policy, consent=consent)
+    privacy = None
+    if study.dp.enabled:
+        fit, privacy = _private_coefficients(study, fit, sites, consent, protocol)
+    return fit, build_artifact(fit, study, privacy=privacy)
+
+
+def _private_coefficients(study: StudySpec, fit: CoxFit, sites: Transport, consent: ConsentGate | None,
+                          protocol: StudyProtocol) -> tuple[CoxFit, dict[str, Any]]:
+    """Sample-and-aggregate: fit on ``dp.blocks`` disjoint random blocks of patients, clip the
+    standardised coefficients, average and add noise (:func:`federated.disclosure.dp.sample_and_aggregate`).
+
+    The covariate scales are the declared ranges (public), so every covariate needs one.
+    Block fits are internal and unreleased; one that fails contributes zeros (clipping and
+    the fixed fallback keep the sensitivity bound).
+    """
+    from federated.disclosure.dp import PrivacyAccountant, sample_and_aggregate
+
+    dp = study.dp
+    scales = []
+    for name in study.covariates:
+        spec = study.inputs.get(name)
+        if spec is None or spec.min is None or spec.max is None or not spec.max > spec.min:
+            raise DataError(f"differential privacy needs a declared range for covariate {name!r} "
+                            "(its public scale)")
+        scales.append(spec.max - spec.min)
+    seed = dp.seed if dp.seed is not None else 0
+    inner = study.policy.model_copy(update={"min_patients_per_site": 0, "min_events_per_site": 0,
+                                            "min_events_per_covariate": 0.0})
+    estimates = np.zeros((dp.blocks, len(study.covariates)))
+    for b in range(dp.blocks):
+        cohort = study.cohort().model_copy(update={"block": (b, dp.blocks, seed)})
+        coord = _coordinator(study, f"dp-block-{b}", sites, None, protocol)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                estimates[b] = fit_cox(coord, cohort, ties=study.ties, penalty=study.penalty,
+                                       tol=study.tol, max_iter=study.max_iter, policy=inner,
+                                       consent=consent).coef
+        except FederatedError:
+            estimates[b] = 0.0
+    accountant = PrivacyAccountant(dp)
+    noisy = sample_and_aggregate(estimates, np.array(scales), dp.epsilon, dp, accountant,
+                                 np.random.default_rng(dp.seed))
+    privacy = {**accountant.to_dict(), "covers": ["coefficients"], "blocks": dp.blocks, "clip": dp.clip,
+               "not_covered": ["baseline_survival", "covariance", "standard_errors"]}
+    # the released baseline must belong to the released coefficients (else scores mix two fits)
+    baselines = baselines_at(_coordinator(study, "dp-baseline", sites, None, protocol), study.cohort(), noisy,
+                             ties=study.ties, policy=study.policy, consent=consent)
+    return replace(fit, coef=noisy, baselines=baselines), privacy
+
+
+def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
+                 sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None,
+                 protocol: StudyProtocol | None = None) -> KMFit:
+    """Federated Kaplan–Meier (and log-rank with a group column) over the study's sites
+    (in-process :class:`Site` objects or a :class:`Transport`, as for :func:`train`)."""
+    sites = _reach(study, sites, transcript_dir)
+    coord = _coordinator(study, "km", sites, on_round, study_protocol(study, sites, protocol))
+    return fit_km(coord, study.cohort(for_km=True), policy=study.policy, dp=study.dp, consent=consent)

@@ -1,0 +1,54 @@
+"""k-cells at the source: every cell a site sends covers 0 or at least k of its own patients.
+
+Adversary: an **honest-but-curious coordinator** that decodes the secure sums and differences
+them (issue 14, attack 1: on a day grid, a day with one event made Efron's tie sum that woman's
+covariate vector). Everything a site sends about time — events per interval, risk-set sums,
+at-risk counts, tie sums — is a sum over *atoms*: the site's patients grouped by label, by
+event status and by the interval of the time grid their time falls in. A risk-set difference
+is a union of atoms, a tie sum is one. If every atom holds 0 or ≥ k patients, so does every
+union, and every difference of unions: the coordinator decodes nothing about fewer than k.
+
+The grid is a rung of the public ladder (:data:`federated.disclosure.rules.LADDER`). Months, quarters and
+years are nested, weeks and months are not, so a site that answers on a rung checks the common
+refinement of that rung and every coarser one (a week cell minus a month cell must not isolate a
+patient either). Coarser rungs only merge atoms, so a site that accepts a rung accepts every
+coarser one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from federated.disclosure.rules import LADDER
+from federated.study import DAYS_PER_UNIT, GRID_DAYS
+
+
+def rungs_from(level: str) -> tuple[str, ...]:
+    """``level`` and every coarser rung of the ladder (``exact`` has none)."""
+    return LADDER[LADDER.index(level):] if level in LADDER else ()
+
+
+def small_cells(time: np.ndarray, event: np.ndarray, label: np.ndarray, level: str, unit: str,
+                k: int) -> int:
+    """The number of atoms with 1 to k − 1 patients (0 means the site may answer on ``level``).
+
+    ``time`` are the site's times before coarsening (in ``unit``), ``event`` 0/1 and ``label``
+    the stratum or group index, all of shape (n,). An atom is one (label, event status, interval
+    of every rung from ``level`` up) combination.
+    """
+    if k <= 1 or time.size == 0:
+        return 0
+    columns = [np.asarray(label, dtype=np.float64), np.asarray(event, dtype=np.float64)]
+    for rung in rungs_from(level):
+        width = GRID_DAYS[rung] / DAYS_PER_UNIT[unit]
+        columns.append(np.ceil(np.round(np.asarray(time, dtype=np.float64) / width, 9)))
+    _, counts = np.unique(np.column_stack(columns), axis=0, return_counts=True)
+    return int(((counts > 0) & (counts < k)).sum())
+
+
+def safe_counts(counts: np.ndarray, k: int) -> np.ndarray:
+    """Counts with every cell of 1 to k − 1 sent as 0 (suppression at the source, for
+    descriptive histograms such as input coverage, where no estimate depends on the cell)."""
+    out = np.asarray(counts, dtype=np.int64).copy()
+    out[(out > 0) & (out < k)] = 0
+    return out

@@ -1,0 +1,231 @@
+"""The rules a site holds: the studies its operator approved, its own floors, its identity key.
+
+A coordinator's request is untrusted input, like an HTTP body. A site answers only for a study
+its operator approved (:class:`StudyProtocol`, pinned by its SHA-256), under the stricter of the
+study's disclosure rules and its own :class:`SiteFloors` — a study can raise a floor, no request
+can lower one. Every request names the approved study; anything outside it (a cohort, subset,
+grid finer than approved, plaintext where the study asks for masking, a peer the study does not
+list) is refused.
+
+Adversary: a **malicious coordinator** that writes whatever request it likes (attacks 2, 4, 7 and 8
+of issue 14). Each rule below is tested in ``tests/privacy/`` by a coordinator that tries it.
+
+Identity: each site has a long-term Ed25519 key (RFC 8032). It signs every per-round X25519 key
+it announces, bound to (study, session, round); peers verify against the keys pinned in the
+approved study, so a coordinator that substitutes keys is caught (Bonawitz et al. 2017, §6, the
+"active adversary" variant).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from federated.disclosure.policy import DisclosurePolicy
+from federated.study import CohortSpec, StudySpec
+from ledger.canonical import canonical_json
+from ledger.files import secret_file
+
+#: the public ladder of time grids, finest first (DESIGN.md: "coarsened until every site accepts")
+LADDER: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
+
+_ROUND_KEY = b"fedprog/round-key/v1"
+
+
+class SiteFloors(BaseModel):
+    """A site operator's own minimums (defaults: common statistical disclosure control practice).
+
+    ``max_rounds`` is the number of statistic-bearing rounds the site answers per approved study
+    (a budget against a coordinator that asks many questions); ``max_abs_lp`` bounds |β·(x − c)|
+    over the declared input ranges (extreme β make one patient dominate a risk-set sum).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_sites: int = Field(default=3, ge=1)
+    min_patients_per_site: int = Field(default=20, ge=0)
+    min_events_per_site: int = Field(default=5, ge=0)
+    min_cell_count: int = Field(default=5, ge=1)
+    min_events_per_covariate: float = Field(default=10.0, ge=0.0, allow_inf_nan=False)
+    max_rounds: int = Field(default=2000, ge=1)
+    max_abs_lp: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    #: evaluations (validation requests) answered per approved study: each one a plaintext reply
+    max_evaluations: int = Field(default=20, ge=0)
+
+
+class StudyProtocol(BaseModel):
+    """A study as a site operator approves it; its SHA-256 (:attr:`sha256`) names it in requests.
+
+    ``cohorts`` are the analyses' cohorts (columns, partition, declared ranges, the *finest*
+    approved time grid, ``max_time``); ``peers`` every participating site's Ed25519 identity key
+    (raw, base64). ``allow_small_time_cells`` is the loud opt-in to per-interval exactness on data
+    too thin for k-cells; ``dp_blocks`` = (blocks, seed) approves differentially private
+    sample-and-aggregate blocks.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: str = "fedprog.study/v1"
+    study_id: str = Field(min_length=1, max_length=200)
+    cohorts: tuple[CohortSpec, ...] = Field(min_length=1)
+    policy: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
+    secure: bool = True
+    peers: dict[str, str] = Field(default_factory=dict)
+    allow_small_time_cells: bool = False
+    max_rounds: int = Field(default=2000, ge=1)
+    max_abs_lp: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    horizons: tuple[float, ...] = ()
+    dp_blocks: tuple[int, int] | None = None
+    max_n_boot: int = Field(default=1000, ge=0)
+    #: groups of predicted risk an evaluation reports (fixed: no request can pick another number)
+    risk_groups: int = Field(default=5, ge=0, le=10)
+
+    @field_validator("cohorts")
+    @classmethod
+    def _no_blocks(cls, cohorts: tuple[CohortSpec, ...]) -> tuple[CohortSpec, ...]:
+        if any(c.block is not None for c in cohorts):
+            raise ValueError("an approved cohort names no block (blocks come from dp_blocks)")
+        return cohorts
+
+    @field_validator("peers")
+    @classmethod
+    def _keys(cls, peers: dict[str, str]) -> dict[str, str]:
+        for name, key in peers.items():
+            if len(_b64(key)) != 32:
+                raise ValueError(f"peer {name!r}: an identity key is 32 raw Ed25519 bytes in base64")
+        return peers
+
+    @property
+    def sha256(self) -> str:
+        """The study's name on the wire: SHA-256 of its canonical JSON."""
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json"))).hexdigest()
+
+
+class Refusal(Exception):
+    """A request the site's rules refuse; ``code`` is all that travels in a secure round."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def effective_policy(protocol: StudyProtocol, floors: SiteFloors) -> DisclosurePolicy:
+    """The stricter of the study's rules and the site's floors, field by field."""
+    study = protocol.policy
+    return DisclosurePolicy(
+        min_sites=max(study.min_sites, floors.min_sites),
+        min_patients_per_site=max(study.min_patients_per_site, floors.min_patients_per_site),
+        min_events_per_site=max(study.min_events_per_site, floors.min_events_per_site),
+        min_cell_count=max(study.min_cell_count, floors.min_cell_count),
+        min_events_per_covariate=max(study.min_events_per_covariate, floors.min_events_per_covariate))
+
+
+def coarser_or_equal(level: str, than: str) -> bool:
+    """Whether grid ``level`` is ``than`` or coarser on the public ladder."""
+    if than == "exact":
+        return True
+    return level != "exact" and LADDER.index(level) >= LADDER.index(than)
+
+
+def approved_cohort(protocol: StudyProtocol, asked: CohortSpec) -> CohortSpec:
+    """The approved cohort ``asked`` is a permitted form of, else :class:`Refusal`.
+
+    Permitted: an approved cohort as it is, on its own or a coarser ladder grid, and — only when
+    the study approved differentially private sample-and-aggregate — one of its ``dp_blocks``.
+    """
+    if asked.block is not None:
+        if protocol.dp_blocks is None:
+            raise Refusal("not-approved", "the study approved no sample-and-aggregate blocks")
+        blocks, seed = protocol.dp_blocks
+        b, m, s = asked.block
+        if (m, s) != (blocks, seed) or not 0 <= b < m:
+            raise Refusal("not-approved", "the block is not one the study approved")
+    for cohort in protocol.cohorts:
+        if asked.model_copy(update={"time_grid": cohort.time_grid, "block": None}) == cohort:
+            if not coarser_or_equal(asked.time_grid, cohort.time_grid):
+                raise Refusal("not-approved", f"time grid {asked.time_grid!r} is finer than the "
+                              f"approved {cohort.time_grid!r}")
+            return cohort
+    raise Refusal("not-approved", "the cohort is not one the study approved")
+
+
+# ------------------------------------------------------------------------------ identity
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return b""
+
+
+def round_key_message(study: str, session: str, round_: int, key: bytes) -> bytes:
+    """What a site signs when it announces the X25519 ``key`` for ``round_`` of ``session``."""
+    return b"|".join([_ROUND_KEY, study.encode(), session.encode(), str(round_).encode(), key])
+
+
+class SiteIdentity:
+    """A site's long-term Ed25519 identity key (never leaves the site)."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+
+    @classmethod
+    def generate(cls) -> SiteIdentity:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_file(cls, path: Path) -> SiteIdentity:
+        """The key whose 32-byte seed is in ``path`` (created, 0600, on first use)."""
+        return cls(Ed25519PrivateKey.from_private_bytes(secret_file(path)))
+
+    @property
+    def public(self) -> str:
+        """The public key, raw 32 bytes in base64 (as a study's ``peers`` lists it)."""
+        raw = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode("ascii")
+
+    def sign_round_key(self, study: str, session: str, round_: int, key: bytes) -> str:
+        sig = self._private.sign(round_key_message(study, session, round_, key))
+        return base64.b64encode(sig).decode("ascii")
+
+
+def verify_round_key(identity: str, signature: str, study: str, session: str, round_: int,
+                     key: bytes) -> bool:
+    """Whether ``signature`` is the site with public ``identity``'s signature of ``key``."""
+    try:
+        public = Ed25519PublicKey.from_public_bytes(_b64(identity))
+        public.verify(_b64(signature), round_key_message(study, session, round_, key))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def protocol_digest(obj: Any) -> str:
+    """SHA-256 of canonical JSON (request digests that bind masks to one request)."""
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def protocol_of(study: StudySpec, peers: dict[str, str]) -> StudyProtocol:
+    """The approvable part of ``study`` (what a site pins), with the peers' identity keys.
+
+    Cohorts: the Cox cohort, the Kaplan–Meier cohort and the evaluation cohort (the Cox cohort
+    without strata). The model's version, timeouts and solver settings are not part of it, so a
+    retrained version runs under the same approval.
+    """
+    cox = study.cohort()
+    cohorts = [cox, study.cohort(for_km=True), cox.model_copy(update={"partition": None,
+                                                                     "partition_by_site": False,
+                                                                     "levels": None})]
+    unique = tuple(c for i, c in enumerate(cohorts) if c not in cohorts[:i])
+    dp_blocks = (study.dp.blocks, study.dp.seed if study.dp.seed is not None else 0) if study.dp.enabled \
+        else None
+    return StudyProtocol(study_id=study.model_id, cohorts=unique, policy=study.policy,
+                         secure=study.secure_aggregation, peers=dict(sorted(peers.items())),
+                         horizons=tuple(study.horizons), dp_blocks=dp_blocks,
+                         allow_small_time_cells=study.allow_small_time_cells)

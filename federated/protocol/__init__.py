@@ -1,0 +1,1 @@
+"""Messages, transports, the coordinator and secure aggregation: what crosses the wire."""

@@ -1,0 +1,5 @@
+"""What runs at a hospital: its rows, the statistics it sends, its evaluations, its rules in force."""
+
+from .handler import ConsentSource, Site, approve_in_process, scrub
+
+__all__ = ["ConsentSource", "Site", "approve_in_process", "scrub"]

@@ -1,0 +1,194 @@
+"""A site's own rows: load a table, check it, and put it on the study's time grid.
+
+Nothing here leaves the site. Every problem is a :class:`DataError` naming the file or
+column and the rule, never a silent repair: missing values are refused, not dropped.
+Error messages travel to the coordinator, so they give counts, never a row's value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyarrow import ArrowException as ArrowError
+
+from federated.exceptions import DataError
+from federated.study import DAYS_PER_UNIT, GRID_DAYS, CohortSpec
+
+
+def load_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file (chosen by suffix) into a DataFrame.
+
+    Arrow parses both (decimals rounded correctly), on the calling thread only: sites
+    already load in parallel, and Arrow's own thread pool must not outlive a site's thread
+    (a pool still running at interpreter exit aborts the process).
+    """
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pa_parquet
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            table = pa_parquet.read_table(path, use_threads=False)
+        elif suffix in {".csv", ".txt"}:
+            table = pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(use_threads=False))
+        else:
+            raise DataError(f"{path}: unsupported file type {suffix!r} (want .csv or .parquet)")
+        return table.to_pandas(use_threads=False)
+    except (ValueError, OSError, ArrowError) as exc:
+        raise DataError(f"{path}: cannot read table: {str(exc).splitlines()[0]}") from None
+
+
+def coarsen(times: np.ndarray, grid: str, unit: str) -> np.ndarray:
+    """Round times *up* to the end of their grid interval (``exact`` leaves them as they are).
+
+    An event on day 40 with a monthly grid is reported at the end of month 2. Sites then
+    reveal only which intervals hold events, at the price of more ties (handled exactly by
+    Efron's or Breslow's method on the coarsened times).
+    """
+    if grid == "exact":
+        return times
+    width = GRID_DAYS[grid] / DAYS_PER_UNIT[unit]
+    return np.ceil(np.round(times / width, 9)) * width
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A site's checked rows, sorted by time within each label.
+
+    ``x`` is ``(n, p)`` float64; ``time`` on the study grid; ``event`` 0/1; ``label`` the
+    stratum or group index into ``labels``; ``raw_time`` the times before coarsening (after
+    administrative censoring at ``max_time``), for the k-cell check (:mod:`federated.disclosure.cells`);
+    ``outside`` marks covariates that lay outside their declared range and were clipped into it.
+    """
+
+    labels: tuple[str, ...]
+    label: np.ndarray
+    time: np.ndarray
+    event: np.ndarray
+    x: np.ndarray
+    raw_time: np.ndarray
+    outside: np.ndarray  # (n, p): the covariate lay outside its declared range (clipped into it)
+
+    def within_envelope(self) -> Cohort:
+        """The rows whose every covariate lies in its declared range (the intended-use population)."""
+        keep = ~self.outside.any(axis=1)
+        return Cohort(self.labels, self.label[keep], self.time[keep], self.event[keep], self.x[keep],
+                      self.raw_time[keep], self.outside[keep])
+
+
+def _numeric(df: pd.DataFrame, col: str, where: str) -> np.ndarray:
+    s = df[col]
+    if s.dtype == bool:
+        s = s.astype(np.int64)
+    if not pd.api.types.is_numeric_dtype(s):
+        n_bad = sum(1 for v in s if not _is_number(v))
+        raise DataError(f"{where}: column {col!r} is not numeric ({n_bad} non-numeric values)")
+    arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    n_bad = int(np.sum(~np.isfinite(arr)))
+    if n_bad:
+        raise DataError(f"{where}: column {col!r} has {n_bad} missing or non-finite values")
+    return arr
+
+
+def _is_number(v: object) -> bool:
+    try:
+        float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _labels(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) -> list[str]:
+    parts: list[pd.Series] = []
+    if spec.partition is not None:
+        s = df[spec.partition]
+        if s.isna().any():
+            raise DataError(f"{where}: column {spec.partition!r} has {int(s.isna().sum())} missing values")
+        parts.append(s.map(_label_text))
+    if spec.partition_by_site:
+        parts.append(pd.Series([site] * len(df), index=df.index))
+    if not parts:
+        return [""] * len(df)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + "|" + p
+    return list(out)
+
+
+def _label_text(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _block_rows(block: tuple[int, int, int], n: int) -> np.ndarray:
+    """Mask of the rows of block ``b`` of ``m`` disjoint blocks drawn with ``seed`` (sample-and-aggregate)."""
+    b, m, seed = block
+    if not 0 <= b < m:
+        raise DataError(f"block {b} is not in 0..{m - 1}")
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.random.default_rng(seed).permutation(n)] = np.arange(n)
+    return np.asarray(rank % m == b)
+
+
+def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) -> Cohort:
+    """Check ``df`` against ``spec`` and return the site's :class:`Cohort`.
+
+    ``where`` names the source in errors (file or site). A covariate with a declared range (the
+    intended-use envelope) is clipped to it (winsorised): a patient beyond the envelope enters the
+    fit at its edge, so no one patient can dominate a sum (issue 14) and the fit equals the pooled
+    fit on the clipped values. Times must be non-negative;
+    events 0/1 (or booleans); covariates numeric with no missing values.
+    """
+    wanted = [spec.time, spec.event, *spec.covariates]
+    if spec.partition is not None:
+        wanted.append(spec.partition)
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        known = ", ".join(map(str, df.columns))
+        raise DataError(f"{where}: unknown column {missing[0]!r} (columns: {known})")
+    if len(df) == 0:
+        raise DataError(f"{where}: table has no rows")
+    time = _numeric(df, spec.time, where)
+    if np.any(time < 0):
+        raise DataError(f"{where}: column {spec.time!r} has {int((time < 0).sum())} negative times")
+    event = _numeric(df, spec.event, where)
+    if not np.all(np.isin(event, (0.0, 1.0))):
+        n_bad = int((~np.isin(event, (0.0, 1.0))).sum())
+        raise DataError(f"{where}: column {spec.event!r} must be 0/1 or boolean ({n_bad} other values)")
+    x = np.column_stack([_numeric(df, c, where) for c in spec.covariates]) if spec.covariates \
+        else np.zeros((len(df), 0))
+    text = _labels(df, spec, site, where)
+    if spec.levels is not None and spec.partition is not None:
+        declared = set(spec.levels)
+        undeclared = sum(1 for t in text if t.split("|")[0] not in declared)
+        if undeclared:
+            raise DataError(f"{where}: column {spec.partition!r} has {undeclared} values outside the "
+                            f"declared levels {list(spec.levels)}")
+    outside = np.zeros(x.shape, dtype=bool)
+    for j, name in enumerate(spec.covariates):  # winsorised to the intended-use envelope
+        if name in spec.ranges:
+            lo, hi = spec.ranges[name]
+            outside[:, j] = (x[:, j] < lo) | (x[:, j] > hi)
+            x[:, j] = np.clip(x[:, j], lo, hi)
+    if spec.block is not None:
+        rank = _block_rows(spec.block, time.size)
+        time, event, x, outside = time[rank], event[rank], x[rank], outside[rank]
+        text = [text[i] for i in np.flatnonzero(rank)]
+    if spec.max_time is not None:  # administrative censoring at the study's public horizon
+        event = np.where(time > spec.max_time, 0.0, event)
+        time = np.minimum(time, spec.max_time)
+    labels = tuple(sorted(set(text)))
+    label = pd.Categorical(text, categories=labels).codes.astype(np.int64)
+    raw = time
+    time = coarsen(time, spec.time_grid, spec.time_unit)
+    order = np.lexsort((time, label))
+    return Cohort(labels=labels, label=label[order].astype(np.int64), time=time[order],
+                  event=event[order].astype(np.int64), x=np.ascontiguousarray(x[order]),
+                  raw_time=raw[order], outside=outside[order])

@@ -1,0 +1,289 @@
+"""A site's answer to ``evaluate``: a model's performance on its own consented rows.
+
+The reply holds aggregates only — metrics with percentile-bootstrap 95% CIs
+(:mod:`federated.site.performance`), per declared subgroup, and per group of predicted risk — and is
+plaintext by design: the issue asks for performance "computed at the sites without pooling",
+so each site's results are its own (the transcript marks them as plaintext). No array in it has
+the length of the site's number of patients. Disclosure control (:class:`DisclosurePolicy`):
+
+* the site, a subgroup or a risk group with fewer than ``min_patients_per_site`` patients or
+  ``min_events_per_site`` events is *suppressed*: reported by name with the rule, no values;
+* a suppressed subgroup's counts are withheld too, and when exactly one subgroup of a partition
+  (e.g. the age bands) holds a small cell (a count below ``min_cell_count``), the counts of the
+  next-smallest subgroup are withheld as well, so that subtraction from the site's total cannot
+  reveal it (complementary suppression);
+* risk groups are quantile groups of the linear predictor, as many as ``risk_groups`` allows
+  while every group meets the minimums (fewer groups at small sites); their Kaplan–Meier
+  curves are released only at public grid times where at least ``min_cell_count`` events have
+  accumulated and ``min_cell_count`` remain at risk (:func:`federated.disclosure.policy.released_steps`).
+
+**Bootstrap**: ``n_boot`` resamples of the group's patients with replacement (Efron &
+Tibshirani 1993), seeded by the request's seed, the site's name and the group's index; the CI
+is the 2.5/97.5 percentiles of the replicates in which the metric could be computed (given
+only when at least 90% could), the standard error their SD on the pooling scale.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from federated.disclosure.policy import DisclosurePolicy, PolicyError, released_steps
+from federated.protocol.arrays import expect_shape
+from federated.protocol.messages import (
+    EvaluateReply,
+    EvaluateRequest,
+    EvaluationBlock,
+    EvaluationModel,
+    MetricResult,
+    RiskGroup,
+    Subgroup,
+    Unavailable,
+)
+from federated.site.data import Cohort
+from federated.site.performance import SCALES, Key, ModelCurve, Rows, metrics, to_scale, truncation
+from federated.study import CohortSpec
+
+#: a CI is given only when the metric could be computed in this share of the replicates
+MIN_VALID_SHARE = 0.9
+
+
+def model_curve(m: EvaluationModel, p: int) -> ModelCurve:
+    """Check the model's arrays (shapes, a proper baseline, positive horizons)."""
+    times, surv = m.baseline_times.to_numpy(), m.baseline_survival.to_numpy()
+    horizons = m.horizons.to_numpy()
+    if times.ndim != 1 or times.shape != surv.shape or times.size == 0 or np.any(np.diff(times) <= 0):
+        raise ValueError("baseline times must be a non-empty increasing vector matching survival")
+    if np.any((surv <= 0) | (surv > 1)) or np.any(np.diff(surv) > 0):
+        raise ValueError("baseline survival must be non-increasing in (0, 1]")
+    if horizons.ndim != 1 or horizons.size == 0 or np.any(horizons <= 0) or horizons.max() > times[-1]:
+        raise ValueError("horizons must be positive and within the released baseline")
+    return ModelCurve(beta=expect_shape("beta", m.beta.to_numpy().astype(float), (p,)),
+                      center=expect_shape("center", m.center.to_numpy().astype(float), (p,)),
+                      times=times.astype(float), survival=surv.astype(float),
+                      horizons=tuple(float(h) for h in np.sort(horizons)))
+
+
+def evaluate(cohort: Cohort, req: EvaluateRequest, site: str, policy: DisclosurePolicy,
+             max_abs_lp: float = 30.0) -> EvaluateReply:
+    """The site's reply to ``req`` computed on ``cohort`` (its consented, checked rows), under the
+    site's own ``policy`` (never the coordinator's) and bound on the linear predictor."""
+    from federated.site.statistics import check_bound
+
+    model = model_curve(req.model, cohort.x.shape[1])
+    check_bound(model.beta, model.center, cohort.x, req.cohort, max_abs_lp)
+    lp = model.lp(cohort.x)
+    reason = _below_minimums(policy, cohort.time.size, int(cohort.event.sum()))
+    if reason:
+        return EvaluateReply(session=req.session, round=req.round,
+                             overall=EvaluationBlock(name=site, suppressed=reason))
+    rows = Rows.sorted(cohort.time, cohort.event, lp)
+    grid = req.ibs_times.to_numpy().astype(float)
+    seeds = np.random.SeedSequence(req.seed, spawn_key=(zlib.crc32(site.encode("utf-8")),))
+    children = seeds.spawn(1 + len(req.subgroups))
+    overall = evaluate_block(site, rows, model, grid, req.n_boot, children[0], policy.min_cell_count)
+    subgroups = _subgroups(cohort, lp, req, model, grid, children[1:], policy)
+    groups = risk_groups(rows, model, req.risk_groups, req.km_times.to_numpy().astype(float), policy)
+    return EvaluateReply(session=req.session, round=req.round, overall=overall, subgroups=subgroups,
+                         risk_groups=groups)
+
+
+def _below_minimums(policy: DisclosurePolicy, n: int, events: int) -> str | None:
+    try:
+        policy.check_site(n, events)
+    except PolicyError as exc:
+        return str(exc)
+    return None
+
+
+def evaluate_block(name: str, rows: Rows, model: ModelCurve, grid: np.ndarray, n_boot: int,
+                   seed: np.random.SeedSequence, min_cell: int = 5) -> EvaluationBlock:
+    """Every metric on ``rows`` with its bootstrap CI and standard error."""
+    tau = truncation(rows, model.horizons, min_cell)
+    values, reasons = metrics(rows, model, grid, tau, min_cell)
+    reps = _bootstrap(rows, model, grid, tau, n_boot, np.random.default_rng(seed), list(values), min_cell)
+    results = [_result(key, est, reps.get(key), n_boot) for key, est in values.items()]
+    return EvaluationBlock(
+        name=name, n=rows.n, events=rows.events, metrics=results,
+        unavailable=[Unavailable(metric=m, horizon=h, reason=r) for (m, h), r in sorted(
+            reasons.items(), key=lambda kv: (kv[0][0], -1.0 if kv[0][1] is None else kv[0][1]))])
+
+
+def _bootstrap(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None, n_boot: int,
+               rng: np.random.Generator, keys: list[Key], min_cell: int = 5) -> dict[Key, np.ndarray]:
+    """Replicates of each metric (NaN where a replicate could not compute it)."""
+    reps = {k: np.full(n_boot, np.nan) for k in keys}
+    for b in range(n_boot):
+        sample = rows.take(np.sort(rng.integers(0, rows.n, rows.n)))
+        values, _ = metrics(sample, model, grid, tau, min_cell)
+        for k in keys:
+            reps[k][b] = values.get(k, np.nan)
+    return reps
+
+
+def _result(key: Key, estimate: float, reps: np.ndarray | None, n_boot: int) -> MetricResult:
+    metric, horizon = key
+    scale = SCALES[metric]
+    out = MetricResult(metric=metric, horizon=horizon, estimate=estimate, scale=scale, n_boot=0)
+    if reps is None or n_boot == 0:
+        return out
+    ok = reps[np.isfinite(reps)]
+    on_scale = to_scale(ok, scale)
+    on_scale = on_scale[np.isfinite(on_scale)]
+    if ok.size < max(2, MIN_VALID_SHARE * n_boot) or on_scale.size < 2:
+        return out.model_copy(update={"n_boot": int(ok.size)})
+    lo, hi = np.percentile(ok, [2.5, 97.5])
+    return out.model_copy(update={"ci_lower": float(lo), "ci_upper": float(hi), "n_boot": int(ok.size),
+                                  "se": float(np.std(on_scale, ddof=1))})
+
+
+#: the age bands a site evaluates (years; low inclusive, high exclusive) — the only ranged
+#: subgroups it accepts, so a coordinator cannot difference overlapping ranges down to single
+#: patients; every other subgroup is a yes/no split of a binary covariate
+AGE_BANDS: tuple[tuple[str, float | None, float | None], ...] = (
+    ("age < 50", None, 50.0), ("age 50–64", 50.0, 65.0), ("age ≥ 65", 65.0, None))
+
+
+def check_subgroups(x: np.ndarray, names: tuple[str, ...] | list[str], subs: list[Subgroup]) -> None:
+    """Refuse (``ValueError``) any subgroup the site has not pinned: a ranged subgroup must be one
+    of :data:`AGE_BANDS` on ``age``; an ``equals`` subgroup must be 0 or 1 on a covariate whose
+    values at this site are all 0 or 1; no subgroup twice; and every partition complete — all three
+    age bands, or both values of one binary covariate, and nothing else — so that no request can
+    split a partition to get round complementary suppression (issue 14 review, F7)."""
+    bands = {(lo, hi) for _, lo, hi in AGE_BANDS}
+    seen = set()
+    for sub in subs:
+        key = (sub.variable, sub.low, sub.high, sub.equals)
+        if key in seen:
+            raise ValueError(f"subgroup {sub.name!r} is requested twice")
+        seen.add(key)
+        if sub.equals is None:
+            if sub.variable != "age" or (sub.low, sub.high) not in bands:
+                raise ValueError(f"subgroup {sub.name!r}: only the declared age bands are evaluated")
+            continue
+        if sub.variable not in names or sub.equals not in (0.0, 1.0):
+            raise ValueError(f"subgroup {sub.name!r}: only yes/no splits of a binary covariate are evaluated")
+        v = x[:, list(names).index(sub.variable)]
+        if not np.isin(v, (0.0, 1.0)).all():
+            raise ValueError(f"subgroup {sub.name!r}: {sub.variable!r} is not binary at this site")
+    for part in dict.fromkeys(s.partition for s in subs):
+        members = {(s.variable, s.low, s.high, s.equals) for s in subs if s.partition == part}
+        variables = {v for v, *_ in members}
+        whole = ({("age", lo, hi, None) for _, lo, hi in AGE_BANDS} if variables == {"age"}
+                 else {(v, None, None, e) for v in variables for e in (0.0, 1.0)})
+        if len(variables) != 1 or members != whole:
+            raise ValueError(f"partition {part!r} is not one whole partition (all age bands, or yes and no "
+                             "of one binary covariate)")
+
+
+def public_km_times(cohort: CohortSpec, horizons: tuple[float, ...] | list[float],
+                    intervals: int = 10) -> np.ndarray:
+    """The risk groups' Kaplan–Meier times, fixed by the approved study alone: every point, from 0 to
+    the largest horizon, of the finest rung of the study's time ladder with at most ``intervals``
+    intervals. A site answers no other times (different times per request would let a coordinator
+    divide one released curve by another and isolate single event days)."""
+    from federated.disclosure.cells import rungs_from
+
+    tmax = float(max(horizons))
+    for rung in rungs_from(cohort.time_grid):
+        width = cohort.model_copy(update={"time_grid": rung}).bin_width()
+        if tmax / width <= intervals:
+            return np.arange(0.0, tmax + width, width)
+    return np.linspace(0.0, tmax, intervals + 1)  # the exact grid: the study opted into small cells
+
+
+def member(x: np.ndarray, names: tuple[str, ...] | list[str], sub: Subgroup) -> np.ndarray:
+    """Boolean mask of the rows in subgroup ``sub`` (``low <= x < high`` or ``x == equals``)."""
+    if sub.variable not in names:
+        raise ValueError(f"subgroup {sub.name!r}: {sub.variable!r} is not a covariate of the model")
+    v = x[:, list(names).index(sub.variable)]
+    if sub.equals is not None:
+        return np.asarray(v == sub.equals)
+    keep = np.ones(v.size, dtype=bool)
+    if sub.low is not None:
+        keep &= v >= sub.low
+    if sub.high is not None:
+        keep &= v < sub.high
+    return keep
+
+
+def _subgroups(cohort: Cohort, lp: np.ndarray, req: EvaluateRequest, model: ModelCurve,
+               grid: np.ndarray, seeds: list[np.random.SeedSequence],
+               policy: DisclosurePolicy) -> list[EvaluationBlock]:
+    check_subgroups(cohort.x, req.cohort.covariates, req.subgroups)
+    blocks = []
+    for sub, seed in zip(req.subgroups, seeds, strict=True):
+        keep = member(cohort.x, req.cohort.covariates, sub)
+        n, events = int(keep.sum()), int(cohort.event[keep].sum())
+        reason = _below_minimums(policy, n, events)
+        if reason:
+            blocks.append(EvaluationBlock(name=sub.name, n=n, events=events, suppressed=reason))
+        else:
+            rows = Rows.sorted(cohort.time[keep], cohort.event[keep], lp[keep])
+            blocks.append(evaluate_block(sub.name, rows, model, grid, req.n_boot, seed,
+                                         policy.min_cell_count))
+    return _withhold_counts(blocks, req.subgroups, policy.min_cell_count)
+
+
+def _withhold_counts(blocks: list[EvaluationBlock], subs: list[Subgroup], min_cell: int
+                     ) -> list[EvaluationBlock]:
+    """Withhold the counts of suppressed subgroups, and complementary counts (module docstring)."""
+    def small(b: EvaluationBlock) -> bool:
+        return any(c is not None and 0 < c < min_cell for c in (b.n, b.events))
+
+    out = list(blocks)
+    for part in dict.fromkeys(s.partition for s in subs):
+        idx = [i for i, s in enumerate(subs) if s.partition == part]
+        withheld = [i for i in idx if out[i].suppressed is not None or small(out[i])]
+        shown = sorted((i for i in idx if i not in withheld), key=lambda i: out[i].n or 0)
+        if len(withheld) == 1 and small(out[withheld[0]]) and shown:
+            withheld.append(shown[0])
+        for i in withheld:
+            out[i] = out[i].model_copy(update={"n": None, "events": None})
+    return out
+
+
+def risk_groups(rows: Rows, model: ModelCurve, wanted: int, km_times: np.ndarray,
+                policy: DisclosurePolicy) -> list[RiskGroup]:
+    """Quantile groups of predicted risk (as many as ``wanted`` while each meets the minimums)."""
+    min_n = max(policy.min_patients_per_site, policy.min_cell_count)
+    min_events = max(policy.min_events_per_site, policy.min_cell_count)
+    order = np.argsort(rows.lp, kind="stable")
+    for g in range(min(wanted, rows.n // max(min_n, 1)), 0, -1):
+        parts = [np.sort(p) for p in np.array_split(order, g)]
+        if all(p.size >= min_n and int(rows.event[p].sum()) >= min_events for p in parts):
+            return [_risk_group(k + 1, rows.take(p), model, km_times, policy.min_cell_count)
+                    for k, p in enumerate(parts)]
+    return []
+
+
+def _risk_group(k: int, rows: Rows, model: ModelCurve, km_times: np.ndarray, min_cell: int) -> RiskGroup:
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    times, surv, (lo, hi) = kaplan_meier_estimator(rows.event.astype(bool), rows.time, conf_type="log-log")
+    grid = km_times[km_times > 0]
+    starts = np.concatenate(([0.0], grid[:-1]))
+    at_risk = np.array([int((rows.time > s).sum()) for s in starts])
+    events = np.array([int(((rows.time > s) & (rows.time <= e) & (rows.event == 1)).sum())
+                       for s, e in zip(starts, grid, strict=True)])
+    keep = released_steps(events, min_cell, at_risk)
+    released = grid[keep]
+    # horizons up to the last released step: decided from what the reply releases anyway
+    hs = np.array([h for h in model.horizons if released.size and h <= released[-1]])
+    predicted = (1.0 - model.survival_at(rows.lp, hs)).mean(axis=0)
+    idx = np.searchsorted(times, released, side="right") - 1
+    km = np.where(idx >= 0, surv[np.maximum(idx, 0)], 1.0)
+
+    def risk_at(curve: np.ndarray, t: np.ndarray) -> list[float]:
+        """1 − the curve at the last RELEASED step ≤ t: the observed risk at a horizon reveals no
+        more than the disclosure-controlled KM curve does (never an individual event time)."""
+        at = np.where(idx >= 0, curve[np.maximum(idx, 0)], 1.0)
+        j = np.searchsorted(released, t, side="right") - 1
+        return (1.0 - np.where(j >= 0, at[np.maximum(j, 0)], 1.0)).tolist()
+
+    # the log-log CI of S gives the CI of the risk 1 − S: (1 − upper, 1 − lower)
+    return RiskGroup(group=k, n=rows.n, events=rows.events, horizons=hs.tolist(),
+                     predicted=predicted.tolist(), observed=risk_at(surv, hs),
+                     observed_lower=risk_at(hi, hs), observed_upper=risk_at(lo, hs),
+                     km_times=grid[keep].tolist(), km_survival=km.tolist())

@@ -1,0 +1,430 @@
+"""One hospital: holds its rows and its rules, and answers the coordinator with aggregates only.
+
+A :class:`Site` speaks bytes in, bytes out (:meth:`Site.handle`), so any transport can carry its
+messages. The coordinator's request is untrusted input (:mod:`federated.disclosure.rules`): the site answers
+only for a study its operator approved, under the stricter of the study's rules and its own
+floors, with k-cells at the source (:mod:`federated.disclosure.cells`), masking with peers whose keys its
+study pins, each round at most once per request, within a budget of rounds and a bound on the
+linear predictor. It refuses what it cannot answer with an
+:class:`~federated.protocol.messages.ErrorReply` (in a secure study a code and a message without counts
+or values), and can record every message it sends in an outbound transcript
+``<dir>/<site>.jsonl`` so auditors can see what left the site.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from federated.disclosure.cells import small_cells
+from federated.disclosure.policy import DisclosurePolicy, PolicyError
+from federated.disclosure.rules import (
+    Refusal,
+    SiteFloors,
+    SiteIdentity,
+    StudyProtocol,
+    approved_cohort,
+    effective_policy,
+    verify_round_key,
+)
+from federated.exceptions import DataError, LinearPredictorOverflow, ProtocolError
+from federated.protocol import secagg as secagg
+from federated.protocol.arrays import WireArray
+from federated.protocol.messages import (
+    ErrorReply,
+    EvaluateRequest,
+    KeysReply,
+    KeysRequest,
+    PrepareReply,
+    PrepareRequest,
+    Reply,
+    SignedKey,
+    decode_request,
+    encode,
+)
+from federated.site.data import Cohort, load_table, prepare_cohort
+from federated.site.evaluation import evaluate, public_km_times
+from federated.site.statistics import SiteSession, answer
+
+
+class ConsentSource(Protocol):
+    """What a site needs from its consent registry (:class:`consent.registry.ConsentRegistry`)."""
+
+    def ledger_root(self, size: int) -> bytes: ...
+
+    def newest_checkpoint(self) -> int: ...
+
+    def active_patients(self, as_of: int) -> set[str]: ...
+
+    def record_usage(self, job: str, patients: Iterable[str]) -> None: ...
+
+
+class Site:
+    """A hospital's data behind the message protocol.
+
+    Parameters
+    ----------
+    name : str
+        The site's name, as its approved studies list it.
+    data : pandas.DataFrame or path
+        The site's table, or a CSV/Parquet file read on first use.
+    transcript_dir : path, optional
+        Where to write ``<name>.jsonl``, one line per message sent (fresh per Site).
+    consent : ConsentSource, optional
+        The site's consent registry: every computation then uses only patients with active
+        consent as of the ledger checkpoint the request names, which must be the freshest one
+        (``witnessed``); ``patient_column`` holds the patient ids.
+    keygen : callable, optional
+        ``(session, round) -> KeyPair`` for the key announced after each round; default a fresh
+        random key. A deployment whose site process does not outlive a message passes
+        :meth:`federated.protocol.secagg.KeyPair.derive` over a secret the site keeps.
+    append_transcript : bool
+        Append to an existing transcript instead of starting a fresh one.
+    identity : SiteIdentity, optional
+        The site's long-term Ed25519 key (default: a fresh one, for a site living in one process).
+    approved : sequence of StudyProtocol
+        The studies the site's operator approved (more with :meth:`approve`).
+    floors : SiteFloors, optional
+        The operator's own minimums (default :class:`SiteFloors`).
+    witnessed : callable, optional
+        Size of the newest ledger checkpoint the site's own witness cosigned with a quorum; the
+        only consent checkpoint it accepts (default: the ledger's newest signed checkpoint).
+    """
+
+    def __init__(self, name: str, data: pd.DataFrame | Path | str,
+                 transcript_dir: Path | None = None, consent: ConsentSource | None = None,
+                 patient_column: str = "patient_id",
+                 keygen: Callable[[str, int], secagg.KeyPair] | None = None,
+                 append_transcript: bool = False, *, identity: SiteIdentity | None = None,
+                 approved: Sequence[StudyProtocol] = (), floors: SiteFloors | None = None,
+                 witnessed: Callable[[], int] | None = None) -> None:
+        self.name = name
+        self.consent = consent
+        self.patient_column = patient_column
+        self.identity = identity or SiteIdentity.generate()
+        self.floors = floors or SiteFloors()
+        self._approved = {p.sha256: p for p in approved}
+        self._witnessed = witnessed
+        self._source = data
+        self._table: pd.DataFrame | None = data if isinstance(data, pd.DataFrame) else None
+        self._sessions: dict[tuple[str, str], SiteSession] = {}
+        self._keys: dict[tuple[str, str], secagg.KeyPair] = {}
+        self._answered: dict[tuple[str, str, int], tuple[str, bytes]] = {}
+        self._spent: dict[str, int] = {}
+        self._evaluations: dict[str, int] = {}
+        self._transcript = Path(transcript_dir) / f"{name}.jsonl" if transcript_dir else None
+        self._transcript_started = append_transcript
+        self._keygen = keygen or (lambda session, round_: secagg.KeyPair.generate())
+        self.local_summary: tuple[int, int] | None = None  # (patients, events), never sent as such
+
+    def approve(self, protocol: StudyProtocol) -> str:
+        """The operator approves ``protocol``; returns the SHA-256 requests must name."""
+        self._approved[protocol.sha256] = protocol
+        return protocol.sha256
+
+    # ----------------------------------------------------------------- wire
+    def handle(self, payload: bytes) -> bytes:
+        """Answer one request (JSON bytes) with one reply (JSON bytes).
+
+        A request is answered at most once per (study, session, round): the same request again
+        gets the same bytes, a different one under a used round is refused (``replayed``).
+        """
+        try:
+            request = decode_request(payload)
+        except ProtocolError as exc:
+            reply: Reply = ErrorReply(session="-", round=0, code="bad-request", message=str(exc))
+            return self._send(reply)
+        key = (request.study, request.session, request.round)
+        digest = hashlib.sha256(encode(request)).hexdigest()
+        seen = self._answered.get(key)
+        if seen is not None:
+            if seen[0] == digest:
+                return seen[1]
+            return self._send(self._error(request, Refusal("replayed", "this round was already answered "
+                                                                       "for a different request")))
+        reply = self._answer(request, digest)
+        out = self._send(reply)
+        if not isinstance(reply, ErrorReply):
+            self._answered[key] = (digest, out)
+        return out
+
+    def _send(self, reply: Reply) -> bytes:
+        out = encode(reply)
+        self._record(reply, out)
+        return out
+
+    def replay(self, history: Sequence[bytes]) -> None:
+        """Re-enter the state that answering ``history`` (earlier requests, in order) left.
+
+        For a site whose process ends after each message: its requests are public (they came
+        from the coordinator) and its rows are its own, so answering them again rebuilds the
+        fit's state without keeping any patient-level value between messages. Nothing is
+        recorded in the transcript, nothing is sent, and an evaluation is not recomputed (it
+        leaves no state but its round key). Keys repeat only with a deterministic ``keygen``.
+        """
+        for payload in history:
+            req = decode_request(payload)
+            digest = hashlib.sha256(encode(req)).hexdigest()
+            if isinstance(req, EvaluateRequest):  # not recomputed: a repeat is answered afresh
+                if req.secure is not None:
+                    self._next_key(req.study, req.session, req.round)
+                continue
+            reply = self._answer(req, digest)
+            if isinstance(reply, ErrorReply):
+                raise ProtocolError(f"replaying {req.kind!r} round {req.round} failed: {reply.message}")
+            self._answered[(req.study, req.session, req.round)] = (digest, encode(reply))
+
+    def _answer(self, req: object, digest: str) -> Reply:
+        base = {"session": req.session, "round": req.round}  # type: ignore[attr-defined]
+        try:
+            protocol = self._approved.get(req.study)  # type: ignore[attr-defined]
+            if protocol is None:
+                raise Refusal("not-approved", "this site's operator has not approved the study")
+            policy = effective_policy(protocol, self.floors)
+            if isinstance(req, KeysRequest):
+                return self._secure(req, protocol, KeysReply(**base), digest)
+            if protocol.secure and req.secure is None and not isinstance(req, EvaluateRequest):  # type: ignore[attr-defined]
+                raise Refusal("plaintext", "the study asks for secure aggregation")
+            self._spend(protocol)
+            reply: Reply
+            if isinstance(req, PrepareRequest):
+                reply = self._prepare(req, protocol, policy)
+            elif isinstance(req, EvaluateRequest):
+                reply = self._evaluate(req, protocol, policy)
+            else:
+                sess = self._sessions.get((req.study, req.session))  # type: ignore[attr-defined]
+                if sess is None:
+                    raise Refusal("bad-request", "unknown session (no prepare)")
+                reply = answer(sess, req)
+            return self._secure(req, protocol, reply, digest)
+        except Refusal as exc:
+            return self._error(req, exc)
+        except (LinearPredictorOverflow, secagg.SecAggOverflow) as exc:
+            return self._error(req, Refusal("overflow", str(exc)))
+        except PolicyError as exc:
+            return self._error(req, Refusal("policy", str(exc)))
+        except DataError as exc:
+            return self._error(req, Refusal("data", str(exc)))
+        except ValueError as exc:  # shape or grid mismatch in a well-formed request
+            return self._error(req, Refusal("bad-request", str(exc)))
+
+    def _error(self, req: object, exc: Refusal) -> ErrorReply:
+        """The refusal as it travels: in a secure (or unknown) study without counts or values."""
+        protocol = self._approved.get(getattr(req, "study", ""))
+        # the rules' own refusals quote only the site's and the study's rules; data and overflow
+        # errors may quote counts, so in a secure (or unknown) study their numbers are removed
+        open_ = protocol is not None and not protocol.secure or exc.code not in _MAY_QUOTE_DATA
+        message = str(exc) if open_ else scrub(str(exc))
+        return ErrorReply(session=req.session, round=req.round, code=exc.code,  # type: ignore[attr-defined,arg-type]
+                          message=message)
+
+    def _spend(self, protocol: StudyProtocol) -> None:
+        """One statistic-bearing round of the study's budget (the stricter of study and site)."""
+        budget = min(protocol.max_rounds, self.floors.max_rounds)
+        spent = self._spent.get(protocol.sha256, 0)
+        if spent >= budget:
+            raise Refusal("budget", "the study's budget of rounds at this site is spent")
+        self._spent[protocol.sha256] = spent + 1
+
+    def _cohort(self, req: PrepareRequest | EvaluateRequest) -> Cohort:
+        """The checked rows of the patients this request may use."""
+        if self._table is None:
+            self._table = load_table(Path(self._source))
+        where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
+        return prepare_cohort(self._consented(req, self._table, where), req.cohort, self.name, where=where)
+
+    def _prepare(self, req: PrepareRequest, protocol: StudyProtocol,
+                 policy: DisclosurePolicy) -> PrepareReply:
+        approved_cohort(protocol, req.cohort)
+        if req.cohort.time_grid == "exact" and not protocol.allow_small_time_cells:
+            raise Refusal("not-approved", "exact event times need the study's allow_small_time_cells opt-in")
+        cohort = self._cohort(req)
+        n, events = int(cohort.time.size), int(cohort.event.sum())
+        policy.check_site(n, events)
+        if not protocol.allow_small_time_cells and small_cells(
+                cohort.raw_time, cohort.event, cohort.label, req.cohort.time_grid, req.cohort.time_unit,
+                policy.min_cell_count):
+            raise Refusal("cells", f"a cell of the {req.cohort.time_grid} grid holds fewer than "
+                          f"{policy.min_cell_count} of this site's patients")
+        if req.cohort.block is None:
+            self.local_summary = (n, events)
+            self._record_usage(req)
+        bound = min(protocol.max_abs_lp, self.floors.max_abs_lp)
+        sess = SiteSession(cohort=cohort, spec=req.cohort, min_cell=policy.min_cell_count, max_abs_lp=bound)
+        self._sessions[(req.study, req.session)] = sess
+        return sess.prepare_reply(req)
+
+    def _evaluate(self, req: EvaluateRequest, protocol: StudyProtocol,
+                  policy: DisclosurePolicy) -> Reply:
+        approved = approved_cohort(protocol, req.cohort)
+        if req.cohort.block is not None:
+            raise Refusal("not-approved", "an evaluation uses all of the site's consented patients")
+        if req.n_boot > protocol.max_n_boot:
+            raise Refusal("not-approved", "more bootstrap replicates than the study approved")
+        horizons = req.model.horizons.to_numpy()
+        if protocol.horizons and not np.isin(horizons, np.array(protocol.horizons)).all():
+            raise Refusal("not-approved", "a horizon the study did not approve")
+        if req.risk_groups != protocol.risk_groups:
+            raise Refusal("not-approved", f"the study evaluates {protocol.risk_groups} risk groups")
+        fixed = public_km_times(approved, protocol.horizons or tuple(horizons.tolist()))
+        km = req.km_times.to_numpy()
+        if km.shape != fixed.shape or not np.allclose(km, fixed, rtol=0, atol=1e-9):
+            raise Refusal("not-approved", "Kaplan–Meier times other than the study's public ones")
+        evaluations = self._evaluations.get(protocol.sha256, 0)
+        if evaluations >= self.floors.max_evaluations:
+            raise Refusal("budget", "the study's budget of evaluations at this site is spent")
+        self._evaluations[protocol.sha256] = evaluations + 1
+        cohort = self._cohort(req).within_envelope()  # the population the device serves
+        bound = min(protocol.max_abs_lp, self.floors.max_abs_lp)
+        return evaluate(cohort, req, self.name, policy, bound)
+
+    def _consented(self, req: PrepareRequest | EvaluateRequest, table: pd.DataFrame,
+                   where: str) -> pd.DataFrame:
+        """The rows this request may use: patients with active consent at the freshest checkpoint.
+
+        Adversary: a malicious coordinator naming an old checkpoint (bringing revoked patients
+        back) or stepping through checkpoints to isolate one patient's entry: only the newest
+        checkpoint this site's witness cosigned is accepted.
+        """
+        if self.consent is None:
+            if req.consent is not None:
+                raise Refusal("consent", "this site has no consent registry to check the request against")
+            return table
+        gate = req.consent
+        if gate is None:
+            raise Refusal("consent", "this site answers only requests that name a consent checkpoint")
+        fresh = self._witnessed() if self._witnessed is not None else self.consent.newest_checkpoint()
+        if gate.size != fresh:
+            raise Refusal("consent", "the request does not name the newest witnessed checkpoint")
+        if self.consent.ledger_root(gate.size).hex() != gate.root:
+            raise Refusal("consent", "the checkpoint does not match this site's ledger")
+        if self.patient_column not in table.columns:
+            raise DataError(f"{where}: unknown patient id column {self.patient_column!r}")
+        ids = table[self.patient_column].astype(str)
+        return table[ids.isin(self.consent.active_patients(gate.size))]
+
+    def _record_usage(self, req: PrepareRequest) -> None:
+        """Remember (privately) the patients a training job used, once the site has accepted it."""
+        if self.consent is None or req.consent is None or self._table is None:
+            return
+        ids = self._table[self.patient_column].astype(str)
+        used = ids[ids.isin(self.consent.active_patients(req.consent.size))]
+        self.consent.record_usage(req.consent.job, used)
+
+    # --------------------------------------------------- secure aggregation
+    def _secure(self, req: object, protocol: StudyProtocol, reply: Reply, digest: str) -> Reply:
+        """Mask the reply's summed statistics for this round and attach the next signed key."""
+        secure = req.secure  # type: ignore[attr-defined]
+        if secure is None and not isinstance(req, KeysRequest):
+            return reply
+        study, session, round_ = req.study, req.session, req.round  # type: ignore[attr-defined]
+        updates: dict[str, object] = {}
+        if secure is not None:
+            peers = self._verified_peers(protocol, secure.peers, study, session, round_)
+            keys = self._keys.get((study, session))
+            if keys is None or peers.get(self.name) != keys.public_bytes():
+                raise Refusal("peers", "secure round without this site's current key")
+            updates = _masked_fields(reply, keys, peers, me=self.name, session=session, round_=round_,
+                                     context=f"{study}|{digest}".encode())
+        nxt = self._next_key(study, session, round_)
+        key = nxt.public_bytes()
+        signature = self.identity.sign_round_key(study, session, round_ + 1, key)
+        updates["next_key"] = SignedKey(key=base64.b64encode(key).decode("ascii"), signature=signature)
+        return reply.model_copy(update=updates)
+
+    def _verified_peers(self, protocol: StudyProtocol, peers: dict[str, SignedKey], study: str,
+                        session: str, round_: int) -> dict[str, bytes]:
+        """The round's peers, each in the approved study and its key signed by its identity key.
+
+        Adversary: a malicious coordinator that lists only this site (masking nothing), too few
+        sites, a site the study does not list, or keys of its own (to unmask this site).
+        """
+        need = max(2, effective_policy(protocol, self.floors).min_sites)
+        if len(peers) < need:
+            raise Refusal("peers", f"a masked sum needs at least {need} sites")
+        out = {}
+        for name, signed in peers.items():
+            identity = protocol.peers.get(name)
+            if identity is None:
+                raise Refusal("peers", f"site {name!r} is not a peer of the approved study")
+            key = base64.b64decode(signed.key, validate=False)
+            if not verify_round_key(identity, signed.signature, study, session, round_, key):
+                raise Refusal("peers", f"the key of site {name!r} is not signed by its identity key")
+            out[name] = key
+        return out
+
+    def _next_key(self, study: str, session: str, round_: int) -> secagg.KeyPair:
+        """The key this site announces after ``round_`` (kept to mask the session's next round)."""
+        self._keys[(study, session)] = self._keygen(session, round_)
+        return self._keys[(study, session)]
+
+    # ----------------------------------------------------------- transcript
+    def _record(self, reply: Reply, raw: bytes) -> None:
+        """One transcript line: the message's form, its hash, and the message itself (an auditor
+        re-checks the masking on the bytes, :mod:`federated.disclosure.audit`)."""
+        if self._transcript is None:
+            return
+        shapes: dict[str, object] = {}
+        for key, value in reply:
+            if isinstance(value, WireArray):
+                shapes[key] = list(value.shape)
+            elif isinstance(value, list) and value and isinstance(value[0], WireArray):
+                shapes[key] = [list(v.shape) for v in value]
+        plaintext = reply.plaintext_fields()
+        line = {"round": reply.round, "kind": reply.kind, "bytes": len(raw), "shapes": shapes,
+                "sha256": hashlib.sha256(raw).hexdigest(), "masked": not plaintext,
+                "plaintext": plaintext, "message": json.loads(raw)}
+        mode = "a" if self._transcript_started else "w"  # a fresh transcript per Site
+        self._transcript.parent.mkdir(parents=True, exist_ok=True)
+        self._transcript_started = True
+        with self._transcript.open(mode, encoding="utf-8") as fh:
+            fh.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+_MAY_QUOTE_DATA = ("data", "overflow", "bad-request")
+_QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
+
+
+def scrub(message: str) -> str:
+    """``message`` with every number outside a quoted name replaced by ``#`` (an error in a secure
+    study must not carry a count, a value or a threshold the coordinator could choose)."""
+    parts = _QUOTED.split(message)
+    return "".join(p if i % 2 else re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", p) for i, p in enumerate(parts))
+
+
+def _masked_fields(reply: Reply, keys: secagg.KeyPair, peers: dict[str, bytes], *, me: str,
+                   session: str, round_: int, context: bytes) -> dict[str, object]:
+    """Encode every summed field in Z_2^128 and add this site's pairwise masks (one stream)."""
+    fields = [(name, getattr(reply, name)) for name in reply.SUMMED if getattr(reply, name) is not None]
+    if not fields:
+        return {}
+    flat = np.concatenate([w.view().ravel().astype(np.float64) for _, w in fields])
+    masked = secagg.mask(secagg.encode(flat), keys, peers, me=me, session=session, round=round_,
+                         context=context)
+    out: dict[str, object] = {}
+    start = 0
+    for name, wire in fields:
+        size = int(np.prod(wire.shape, dtype=np.int64))
+        part = secagg.Ring(lo=masked.lo[start:start + size].reshape(wire.shape),
+                           hi=masked.hi[start:start + size].reshape(wire.shape))
+        out[name] = WireArray.from_ring(part)
+        start += size
+    return out
+
+
+def approve_in_process(sites: Sequence[Site], protocol: StudyProtocol) -> StudyProtocol:
+    """``protocol`` over the identity keys of ``sites``, approved at each of them — for sites that
+    live in one process, whose operator is the caller (tests, the estimator, one-machine runs)."""
+    made = protocol.model_copy(update={"peers": {s.name: s.identity.public for s in sites}})
+    made = StudyProtocol.model_validate(made.model_dump())
+    for site in sites:
+        site.approve(made)
+    return made

@@ -1,0 +1,244 @@
+"""What a site computes for each request: aggregates over its own rows (plaintext here;
+:mod:`federated.site.handler` masks them before they leave).
+
+Each array a site returns is shaped by public things only — the number of covariates, the
+global labels and grid, the declared ranges — never by its own number of patients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from federated.disclosure.cells import safe_counts
+from federated.disclosure.rules import Refusal
+from federated.exceptions import DataError
+from federated.protocol.arrays import WireArray, expect_shape
+from federated.protocol.messages import (
+    CountsReply,
+    CountsRequest,
+    GridReply,
+    GridRequest,
+    InformationReply,
+    InformationRequest,
+    PrepareReply,
+    PrepareRequest,
+    Reply,
+    RiskSetReply,
+    RiskSetRequest,
+)
+from federated.site import local_stats as ls
+from federated.site.data import Cohort
+from federated.study import CohortSpec
+
+wire = WireArray.from_numpy
+_MAX_ETA = 690.0
+
+
+def input_box(x: np.ndarray, spec: CohortSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The box the site's inputs lie in, and how far the centre may lie from 0.
+
+    Each covariate's declared range (the rows are clipped to it, :func:`federated.site.data.prepare_cohort`)
+    — the centre must lie in it; else [0 or −M, M] with M the site's largest |x| (at least 1) rounded
+    up to a power of two — the centre within ±2M (a refusal tells the coordinator at most that
+    magnitude; declare ranges to tell it nothing). Returns ``(lo, hi, centre_reach)``.
+    """
+    p = len(spec.covariates)
+    lo, hi, reach = np.empty(p), np.empty(p), np.full(p, np.inf)
+    for j, name in enumerate(spec.covariates):
+        if name in spec.ranges:
+            lo[j], hi[j] = spec.ranges[name]
+        else:
+            col = x[:, j]
+            far = max(1.0, float(np.abs(col).max()) if col.size else 0.0)
+            m = 2.0 ** float(np.ceil(np.log2(far)))
+            lo[j], hi[j], reach[j] = (-m if col.size and col.min() < 0 else 0.0), m, 2.0 * m
+    return lo, hi, reach
+
+
+def _check_centre(center: np.ndarray, x: np.ndarray, spec: CohortSpec) -> None:
+    lo, hi, reach = input_box(x, spec)
+    declared = np.isinf(reach)
+    outside = np.where(declared, (center < lo) | (center > hi), np.abs(center) > reach)
+    if np.any(outside):
+        raise Refusal("bound", "the centre lies outside the inputs' ranges")
+
+
+def check_bound(beta: np.ndarray, center: np.ndarray, x: np.ndarray, spec: CohortSpec, bound: float) -> None:
+    """Refuse (code ``bound``) a centre outside the inputs' box, or coefficients with
+    Σ_j |β_j| · width_j > ``bound``. Then |β·(x − c)| ≤ bound for every patient and no two patients'
+    weights differ by more than e^bound.
+
+    Adversary: a malicious coordinator with extreme β, which makes one patient dominate a risk-set
+    sum, or many β along a line, to solve for the patients of a cell (Prony's method). The decision
+    depends on public things (β, the centre, the declared box), never on a patient's value. It
+    limits, but does not remove, dominance inside the box: e^30 still lets a patient isolated at the
+    edge of a range carry most of her cell's weight (a residual risk, stated in FP-CYB).
+    """
+    _check_centre(center, x, spec)
+    lo, hi, _ = input_box(x, spec)
+    span = float(np.abs(beta) @ (hi - lo))
+    if not span <= min(bound, _MAX_ETA):
+        raise Refusal("bound", f"|beta·(x − c)| can exceed {min(bound, _MAX_ETA):g} on the inputs' ranges")
+
+
+@dataclass
+class SiteSession:
+    """State of one fit at this site: its rows and the global grid layout."""
+
+    cohort: Cohort
+    spec: CohortSpec
+    min_cell: int = 1
+    max_abs_lp: float = 30.0
+    labels: list[str] = field(default_factory=list)  # global labels, in the coordinator's order
+    xc: np.ndarray | None = None  # covariates centred on the global centre
+    center: np.ndarray | None = None
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    blocks: list[tuple[slice, np.ndarray]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """K, the length of the flattened global grid."""
+        return int(self.offsets[-1])
+
+    def rows_of(self, labels: list[str]) -> list[slice]:
+        """This site's rows for each global label (empty where it has none)."""
+        c = self.cohort
+        bounds = np.searchsorted(c.label, np.arange(len(c.labels) + 1))
+        local = {lab: slice(int(bounds[i]), int(bounds[i + 1])) for i, lab in enumerate(c.labels)}
+        missing = sorted(set(c.labels) - set(labels))
+        if missing:
+            raise DataError(f"{len(missing)} of this site's labels are not among the study's labels")
+        return [local.get(lab, slice(0, 0)) for lab in labels]
+
+    def set_layout(self, labels: list[str], grids: list[np.ndarray]) -> None:
+        """Map the global labels' grids onto this site's rows."""
+        if any(np.any(np.diff(g) <= 0) for g in grids):
+            raise ValueError("grid times must be strictly increasing")
+        self.labels = labels
+        self.blocks = list(zip(self.rows_of(labels), grids, strict=True))
+        self.offsets = np.concatenate(([0], np.cumsum([g.size for g in grids]))).astype(np.int64)
+
+    # --------------------------------------------------------------- prepare
+    def prepare_reply(self, req: PrepareRequest) -> PrepareReply:
+        c, spec = self.cohort, self.spec
+        labels = req.labels if req.labels is not None else list(c.labels)
+        rows = self.rows_of(labels)
+        out: dict[str, object] = {
+            "counts": wire(np.array([c.time.size, int(c.event.sum())])),
+            "sum_x": wire(c.x.sum(axis=0)), "sum_x2": wire((c.x ** 2).sum(axis=0)),
+            "range_counts": self._range_counts() if spec.ranges else None,
+            "labels": None if req.labels is not None else labels,
+        }
+        if spec.time_grid == "exact":
+            out["event_times"] = [wire(np.unique(c.time[r][c.event[r] == 1])) for r in rows]
+        else:
+            out["event_histogram"] = wire(np.stack([self._histogram(r) for r in rows])) if rows \
+                else wire(np.zeros((0, spec.n_bins()), dtype=np.int64))
+        return PrepareReply(session=req.session, round=req.round, **out)  # type: ignore[arg-type]
+
+    def _histogram(self, rows: slice) -> np.ndarray:
+        """Events per interval 0…B−1 of the public grid."""
+        c, spec = self.cohort, self.spec
+        ev = c.event[rows] == 1
+        idx = np.rint(c.time[rows][ev] / spec.bin_width()).astype(np.int64)
+        over = int((idx >= spec.n_bins()).sum())
+        if over:
+            raise DataError(f"{over} event times exceed max_time; declare a larger max_time")
+        return np.bincount(idx, minlength=spec.n_bins())
+
+    def _range_counts(self) -> WireArray:
+        """Per declared range (the intended-use envelope): patients below it, in each of
+        ``range_bins`` bins, above it — every cell of fewer than k sent as 0 (coverage is
+        descriptive; k-cells at the source)."""
+        c, spec = self.cohort, self.spec
+        rows = []
+        for name in [n for n in spec.covariates if n in spec.ranges]:
+            lo, hi = spec.ranges[name]
+            j = spec.covariates.index(name)
+            x, clipped = c.x[:, j], c.outside[:, j]  # clipped values count below/above, not at the edge
+            edges = np.linspace(lo, hi, spec.range_bins + 1)
+            inside = np.histogram(x[~clipped], bins=edges)[0]
+            below, above = int((clipped & (x <= lo)).sum()), int((clipped & (x >= hi)).sum())
+            row = np.concatenate(([below], inside, [above]))
+            rows.append(safe_counts(row, self.min_cell))
+        return wire(np.array(rows, dtype=np.int64))
+
+    # ------------------------------------------------------------------- cox
+    def grid(self, req: GridRequest) -> GridReply:
+        c = self.cohort
+        if len(req.labels) != len(req.times):
+            raise ValueError("labels and times differ in length")
+        self.set_layout(req.labels, [t.to_numpy() for t in req.times])
+        center = expect_shape("center", req.center.to_numpy(), (c.x.shape[1],))
+        _check_centre(center, c.x, self.spec)
+        self.center = center
+        self.xc = c.x - center
+        events = np.zeros(self.size, dtype=np.int64)
+        for (rows, grid), off in zip(self.blocks, self.offsets, strict=False):
+            events[off:off + grid.size] = ls.event_counts(c.time[rows], c.event[rows], grid)
+        return GridReply(session=req.session, round=req.round, events=wire(events),
+                         sum_event_x=wire(self.xc[c.event == 1].sum(axis=0)))
+
+    def _weights(self, beta_wire: WireArray) -> tuple[np.ndarray, np.ndarray]:
+        if self.xc is None:
+            raise ValueError("request before grid")
+        beta = expect_shape("beta", beta_wire.to_numpy(), (self.xc.shape[1],))
+        center = self.center if self.center is not None else np.zeros(self.xc.shape[1])
+        check_bound(beta, center, self.cohort.x, self.spec, self.max_abs_lp)
+        return np.exp(self.xc @ beta), self.xc
+
+    def risk_set(self, req: RiskSetRequest) -> RiskSetReply:
+        c = self.cohort
+        w, xc = self._weights(req.beta)
+        xw = xc * w[:, None]
+        k, p = self.size, xc.shape[1]
+        s0, s1 = np.zeros(k), np.zeros((k, p))
+        t0, t1 = (np.zeros(k), np.zeros((k, p))) if req.efron else (None, None)
+        for (rows, grid), off in zip(self.blocks, self.offsets, strict=False):
+            part = slice(off, off + grid.size)
+            b0, b1, e0, e1 = ls.risk_set_sums(c.time[rows], c.event[rows], xw[rows], w[rows], grid,
+                                              req.efron)
+            s0[part], s1[part] = b0, b1
+            if t0 is not None and t1 is not None:
+                t0[part], t1[part] = e0, e1
+        return RiskSetReply(session=req.session, round=req.round, s0=wire(s0), s1=wire(s1),
+                            t0=None if t0 is None else wire(t0), t1=None if t1 is None else wire(t1))
+
+    def information(self, req: InformationRequest) -> InformationReply:
+        c = self.cohort
+        w, xc = self._weights(req.beta)
+        a = expect_shape("a", req.a.to_numpy(), (self.size,))
+        b = expect_shape("b", req.b.to_numpy(), (self.size,))
+        total = np.zeros((xc.shape[1], xc.shape[1]))
+        for (rows, grid), off in zip(self.blocks, self.offsets, strict=False):
+            part = slice(off, off + grid.size)
+            total += ls.information_sum(c.time[rows], c.event[rows], xc[rows], w[rows], grid,
+                                        a[part], b[part])
+        return InformationReply(session=req.session, round=req.round, matrix=wire(total))
+
+    # -------------------------------------------------------- kaplan–meier
+    def counts(self, req: CountsRequest) -> CountsReply:
+        c = self.cohort
+        grid = req.times.to_numpy()
+        self.set_layout(req.labels, [grid] * len(req.labels))
+        n = np.zeros((len(req.labels), grid.size), dtype=np.int64)
+        d = np.zeros_like(n)
+        for g, (rows, _) in enumerate(self.blocks):
+            n[g] = ls.at_risk_counts(c.time[rows], grid)
+            d[g] = ls.event_counts(c.time[rows], c.event[rows], grid)
+        return CountsReply(session=req.session, round=req.round, at_risk=wire(n), events=wire(d))
+
+
+def answer(sess: SiteSession, req: object) -> Reply:
+    """Dispatch a request of a prepared session to its handler."""
+    if isinstance(req, GridRequest):
+        return sess.grid(req)
+    if isinstance(req, RiskSetRequest):
+        return sess.risk_set(req)
+    if isinstance(req, InformationRequest):
+        return sess.information(req)
+    if isinstance(req, CountsRequest):
+        return sess.counts(req)
+    raise ValueError(f"unsupported request {type(req).__name__}")
