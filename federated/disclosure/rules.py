@@ -39,24 +39,18 @@ LADDER: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
 _ROUND_KEY = b"fedprog/round-key/v1"
 
 
-class SiteFloors(BaseModel):
-    """A site operator's own minimums (defaults: common statistical disclosure control practice).
+class SiteFloors(DisclosurePolicy):
+    """A site operator's own minimums: the disclosure rules of :class:`DisclosurePolicy` (same
+    defaults: common statistical disclosure control practice), plus the site's own limits.
 
     ``max_rounds`` is the number of statistic-bearing rounds the site answers per approved study
     (a budget against a coordinator that asks many questions); ``max_abs_lp`` bounds |β·(x − c)|
-    over the declared input ranges (extreme β make one patient dominate a risk-set sum).
+    over the declared input ranges (extreme β make one patient dominate a risk-set sum);
+    ``max_evaluations`` the evaluations (plaintext validation replies) per approved study.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_sites: int = Field(default=3, ge=1)
-    min_patients_per_site: int = Field(default=20, ge=0)
-    min_events_per_site: int = Field(default=5, ge=0)
-    min_cell_count: int = Field(default=5, ge=1)
-    min_events_per_covariate: float = Field(default=10.0, ge=0.0, allow_inf_nan=False)
     max_rounds: int = Field(default=2000, ge=1)
     max_abs_lp: float = Field(default=30.0, gt=0, allow_inf_nan=False)
-    #: evaluations (validation requests) answered per approved study: each one a plaintext reply
     max_evaluations: int = Field(default=20, ge=0)
 
 
@@ -119,12 +113,8 @@ class Refusal(Exception):
 def effective_policy(protocol: StudyProtocol, floors: SiteFloors) -> DisclosurePolicy:
     """The stricter of the study's rules and the site's floors, field by field."""
     study = protocol.policy
-    return DisclosurePolicy(
-        min_sites=max(study.min_sites, floors.min_sites),
-        min_patients_per_site=max(study.min_patients_per_site, floors.min_patients_per_site),
-        min_events_per_site=max(study.min_events_per_site, floors.min_events_per_site),
-        min_cell_count=max(study.min_cell_count, floors.min_cell_count),
-        min_events_per_covariate=max(study.min_events_per_covariate, floors.min_events_per_covariate))
+    return DisclosurePolicy(**{name: max(getattr(study, name), getattr(floors, name))
+                               for name in DisclosurePolicy.model_fields})
 
 
 def coarser_or_equal(level: str, than: str) -> bool:

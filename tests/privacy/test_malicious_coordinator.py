@@ -35,31 +35,13 @@ from federated.site.evaluation import public_km_times
 from federated.site.handler import Site, approve_in_process
 from federated.study import CohortSpec
 from tests.conftest import split_frame
+from tests.privacy.wire import Wire
 
 COHORT = CohortSpec(time="time", event="event", covariates=("age", "tsize", "pnodes"),
                     ranges={"age": (20.0, 80.0), "tsize": (3.0, 120.0), "pnodes": (1.0, 51.0)},
                     max_time=1826.25)
 K = 5
 w = WireArray.from_numpy
-
-
-class Attacker:
-    """The coordinating centre gone bad: it only has the wire to the sites."""
-
-    def __init__(self, sites: list[Site], protocol: StudyProtocol) -> None:
-        self.sites = {s.name: s for s in sites}
-        self.protocol = protocol
-        self.study = protocol.sha256
-
-    def ask(self, site: str, request: object) -> object:
-        return decode_reply(self.sites[site].handle(encode(request)))  # type: ignore[arg-type]
-
-    def keys(self, session: str, round_: int = 0) -> dict[str, SignedKey]:
-        out = {}
-        for name in self.sites:
-            reply = self.ask(name, KeysRequest(session=session, round=round_, study=self.study))
-            out[name] = reply.next_key  # type: ignore[attr-defined]
-        return out
 
 
 @pytest.fixture
@@ -81,7 +63,7 @@ def refused(reply: object, code: str) -> None:
 def test_a_study_the_operator_did_not_approve_gets_nothing(sites: list[Site],
                                                             protocol: StudyProtocol) -> None:
     other = StudyProtocol(study_id="not-approved", cohorts=(COHORT,), peers=protocol.peers)
-    bad = Attacker(sites, other)
+    bad = Wire(sites, other)
     refused(bad.ask("h0", KeysRequest(session="s", round=0, study=other.sha256)), "not-approved")
 
 
@@ -96,7 +78,7 @@ def test_a_lowered_policy_in_the_request_is_not_even_read(sites: list[Site], pro
 
 @pytest.mark.req("SRS-PRIV-010", "RC-PRIV-003")
 def test_one_patient_blocks_and_finer_grids_are_refused(sites: list[Site], protocol: StudyProtocol) -> None:
-    att = Attacker(sites, protocol)
+    att = Wire(sites, protocol)
     peers = att.keys("blocks")
     secure = SecureRound(peers=peers)
     for cohort in (COHORT.model_copy(update={"block": (0, 200, 1)}),      # one-patient blocks
@@ -106,7 +88,7 @@ def test_one_patient_blocks_and_finer_grids_are_refused(sites: list[Site], proto
                                              secure=secure)), "not-approved")
     coarse = StudyProtocol(study_id="monthly", cohorts=(COHORT.model_copy(update={"time_grid": "month"}),))
     coarse = approve_in_process(sites, coarse)
-    att = Attacker(sites, coarse)
+    att = Wire(sites, coarse)
     peers = att.keys("fine")
     refused(att.ask("h0", PrepareRequest(session="fine", round=1, study=att.study, cohort=COHORT,
                                          secure=SecureRound(peers=peers))), "not-approved")
@@ -114,7 +96,7 @@ def test_one_patient_blocks_and_finer_grids_are_refused(sites: list[Site], proto
 
 @pytest.mark.req("SRS-SEC-004", "RC-PRIV-003")
 def test_plaintext_is_refused_in_a_secure_study(sites: list[Site], protocol: StudyProtocol) -> None:
-    att = Attacker(sites, protocol)
+    att = Wire(sites, protocol)
     refused(att.ask("h0", PrepareRequest(session="p", round=0, study=att.study,
                                          cohort=COHORT.model_copy(update={"time_grid": "year"}))),
             "plaintext")
@@ -123,7 +105,7 @@ def test_plaintext_is_refused_in_a_secure_study(sites: list[Site], protocol: Stu
 @pytest.mark.req("SRS-SEC-004", "RC-PRIV-003")
 def test_a_peer_set_of_one_and_substituted_keys_unmask_nothing(sites: list[Site],
                                                                 protocol: StudyProtocol) -> None:
-    att = Attacker(sites, protocol)
+    att = Wire(sites, protocol)
     year = COHORT.model_copy(update={"time_grid": "year"})
     peers = att.keys("peers")
     alone = {"h0": peers["h0"]}
@@ -148,7 +130,7 @@ def test_a_peer_set_of_one_and_substituted_keys_unmask_nothing(sites: list[Site]
 @pytest.mark.req("SRS-SEC-004", "RC-PRIV-003")
 def test_a_reused_round_is_refused_and_a_repeat_gets_the_same_bytes(sites: list[Site],
                                                                      protocol: StudyProtocol) -> None:
-    att = Attacker(sites, protocol)
+    att = Wire(sites, protocol)
     year = COHORT.model_copy(update={"time_grid": "year"})
     peers = att.keys("reuse")
     request = PrepareRequest(session="reuse", round=1, study=att.study, cohort=year,
@@ -179,7 +161,7 @@ def test_masks_are_bound_to_the_request(sites: list[Site], protocol: StudyProtoc
 def test_single_patient_cells_are_refused_at_the_source(sites: list[Site], protocol: StudyProtocol) -> None:
     """On the day grid the auditor decoded single women's covariates from tie sums: the sites refuse
     the day grid outright, so nothing is decoded."""
-    att = Attacker(sites, protocol)
+    att = Wire(sites, protocol)
     peers = att.keys("day")
     for name in att.sites:
         refused(att.ask(name, PrepareRequest(session="day", round=1, study=att.study, cohort=COHORT,
@@ -190,7 +172,7 @@ def test_single_patient_cells_are_refused_at_the_source(sites: list[Site], proto
 def test_extreme_coefficients_and_long_question_series_are_refused(sites: list[Site],
                                                                     protocol: StudyProtocol) -> None:
     tight = approve_in_process(sites, StudyProtocol(study_id="budget", cohorts=(COHORT,), max_rounds=6))
-    att = Attacker(sites, tight)
+    att = Wire(sites, tight)
     year = COHORT.model_copy(update={"time_grid": "year"})
     peers = att.keys("beta")
     prep = {n: att.ask(n, PrepareRequest(session="beta", round=1, study=att.study, cohort=year,
@@ -222,7 +204,7 @@ def test_errors_carry_no_counts_in_a_secure_study(gbsg2: pd.DataFrame) -> None:
     site = Site("h0", part)
     proto = approve_in_process([site, Site("h1", gbsg2.iloc[150:300])],
                                StudyProtocol(study_id="x", cohorts=(COHORT,)))
-    att = Attacker([site], proto)
+    att = Wire([site], proto)
     peers = {"h0": att.keys("e")["h0"]}
     reply = att.ask("h0", PrepareRequest(session="e", round=1, study=att.study,
                                          cohort=COHORT.model_copy(update={"time_grid": "year"}),
@@ -242,13 +224,13 @@ def test_fine_kaplan_meier_times_and_unapproved_horizons_are_refused(gbsg2: pd.D
     base = dict(session="ev", round=0, study=proto.sha256, cohort=monthly, model=model, n_boot=0, seed=1,
                 ibs_times=w(np.array([365.25, 730.5])))
     daily = EvaluateRequest(**base, km_times=w(np.arange(0.0, 200.0)))  # type: ignore[arg-type]
-    refused(Attacker(sites, proto).ask("h0", daily), "not-approved")
+    refused(Wire(sites, proto).ask("h0", daily), "not-approved")
     fixed = public_km_times(monthly, (1095.75,))  # the study's public times, the only ones answered
     ok = EvaluateRequest(**base, km_times=w(fixed))  # type: ignore[arg-type]
-    assert not isinstance(Attacker(sites, proto).ask("h0", ok), ErrorReply)
+    assert not isinstance(Wire(sites, proto).ask("h0", ok), ErrorReply)
     other = model.model_copy(update={"horizons": w(np.array([1000.0]))})
     unapproved = ok.model_copy(update={"model": other, "round": 1})
-    refused(Attacker(sites, proto).ask("h0", unapproved), "not-approved")
+    refused(Wire(sites, proto).ask("h0", unapproved), "not-approved")
 
 
 @pytest.mark.req("SRS-PRIV-010")
@@ -282,7 +264,7 @@ def test_only_the_newest_witnessed_checkpoint_is_accepted(gbsg2: pd.DataFrame) -
     df = gbsg2.iloc[:200].assign(patient_id=[f"p{i}" for i in range(200)])
     site = Site("h0", df, consent=Registry())
     proto = approve_in_process([site, Site("h1", gbsg2)], StudyProtocol(study_id="c", cohorts=(COHORT,)))
-    att = Attacker([site], proto)
+    att = Wire([site], proto)
     for size in (10, 11):  # stale, or stepped one entry at a time
         gate = ConsentGate(size=size, root=(bytes([size]) * 32).hex(), job="j")
         reply = att.ask("h0", PrepareRequest(session=f"c{size}", round=1, study=att.study, consent=gate,

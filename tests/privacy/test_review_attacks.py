@@ -15,7 +15,6 @@ import pytest
 from federated.demo_study import DEMO_INPUTS, HOSPITALS, gbsg2_table, split
 from federated.disclosure.policy import DisclosurePolicy
 from federated.disclosure.rules import SiteFloors, StudyProtocol
-from federated.protocol import secagg
 from federated.protocol.arrays import WireArray
 from federated.protocol.messages import (
     ErrorReply,
@@ -23,18 +22,16 @@ from federated.protocol.messages import (
     EvaluateRequest,
     EvaluationModel,
     GridRequest,
-    KeysRequest,
     PrepareRequest,
     RiskSetRequest,
     SecureRound,
     Subgroup,
-    decode_reply,
-    encode,
 )
 from federated.site.data import prepare_cohort
 from federated.site.evaluation import public_km_times
 from federated.site.handler import Site, approve_in_process
 from federated.study import CohortSpec
+from tests.privacy.wire import Wire  # noqa: E402
 
 w = WireArray.from_numpy
 K = 5
@@ -44,35 +41,6 @@ RANGES = {
 }
 COHORT = CohortSpec(time="time", event="event", covariates=COV, ranges=RANGES, max_time=1826.25)
 HORIZONS = (1095.75, 1826.25)
-
-
-class Wire:
-    """The coordinator gone bad, with only the wire to the sites."""
-
-    def __init__(self, sites: list[Site], protocol: StudyProtocol) -> None:
-        self.sites, self.study = {s.name: s for s in sites}, protocol.sha256
-
-    def ask(self, name: str, request: Any) -> Any:
-        return decode_reply(self.sites[name].handle(encode(request)))
-
-    def keys(self, session: str, names: list[str]) -> dict[str, Any]:
-        return {
-            n: self.ask(n, KeysRequest(session=session, round=0, study=self.study)).next_key for n in names
-        }
-
-    def round(
-        self, build: Any, names: list[str], peers: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        replies = {n: self.ask(n, build(secure=SecureRound(peers=peers))) for n in names}
-        bad = {n: r for n, r in replies.items() if isinstance(r, ErrorReply)}
-        assert not bad, bad
-        return replies, {n: r.next_key for n, r in replies.items()}
-
-    @staticmethod
-    def total(replies: dict[str, Any], field: str) -> np.ndarray:
-        return secagg.decode(
-            secagg.ring_sum([getattr(r, field).ring() for r in replies.values()]), n_terms=len(replies)
-        )
 
 
 @pytest.fixture(scope="module")
