@@ -217,6 +217,9 @@ def supernode(
              "sites/<site>/approved/). Without one the site refuses every request.")] = None,
     floors: Annotated[Path | None, typer.Option(
         help="The operator's own minimums (SiteFloors JSON; default the built-in floors).")] = None,
+    budget: Annotated[Path | None, typer.Option(
+        help="The site's record of rounds and evaluations spent per study (default "
+             "<workspace>/sites/<site>/budget.json, else beside the data file).")] = None,
     patient_column: Annotated[str, typer.Option(help="Column with the patient ids.")] = "patient_id",
     transcript_dir: Annotated[Path | None, typer.Option(
         help="Write DIR/<site>.jsonl, one line per message this site sends.")] = None,
@@ -236,7 +239,7 @@ def supernode(
     config = config_string({"site": site, "data-path": str(data.resolve()), "patient-column": patient_column,
                             "workspace": _resolved(workspace), "identity-key": _resolved(identity_key),
                             "approved": _resolved(approved), "floors": _resolved(floors),
-                            "transcript-dir": _resolved(transcript_dir)})
+                            "budget": _resolved(budget), "transcript-dir": _resolved(transcript_dir)})
     tls = _given("--root-certificates", root_certificates)
     argv = ["flower-supernode", *_security(insecure, [superlink], tls), "--superlink", superlink,
             "--port", str(port), "--node-config", config, *_given("--auth-supernode-private-key", auth_key)]

@@ -96,6 +96,7 @@ class NodeSettings(_FlowerConfig):
     identity_key: Path | None = None
     approved: Path | None = None
     floors: Path | None = None
+    budget: Path | None = None
     transcript_dir: Path | None = None
 
     def identity(self) -> SiteIdentity | None:
@@ -140,8 +141,19 @@ class NodeSettings(_FlowerConfig):
                                  f"({protocol.sha256[:12]}) pins {why} for site {self.site!r}")
         self.site_floors()
 
+    def budget_file(self) -> Path:
+        """Where the site records the rounds and evaluations it spent per study: ``budget``, else in
+        the workspace's site folder, else beside the data file (a ClientApp lives for one message,
+        so a budget in memory would be no budget)."""
+        if self.budget is not None:
+            return self.budget
+        if self.workspace is not None:
+            return self.workspace / "sites" / self.site / "budget.json"
+        return self.data_path.with_name(f"{self.data_path.stem}.fedprog-budget.json")
+
     def site_factory(self) -> flower_site.SiteFactory:
         identity, approved, floors = self.identity(), self.approvals(), self.site_floors()
+        budget = self.budget_file()
 
         def make(keygen: flower_site.KeyGen, append_transcript: bool, transcript: bool = True) -> Site:
             consent, witnessed = None, None
@@ -153,7 +165,7 @@ class NodeSettings(_FlowerConfig):
             return Site(self.site, self.data_path, transcript_dir=self.transcript_dir if transcript else None,
                         consent=consent, patient_column=self.patient_column, keygen=keygen,
                         append_transcript=append_transcript, identity=identity, approved=approved,
-                        floors=floors, witnessed=witnessed)
+                        floors=floors, witnessed=witnessed, budget=budget)
         return make
 
 

@@ -6,7 +6,8 @@ witnesses, the model registry (DESIGN.md, "The workspace").
 <workspace>/ledger.sqlite           the shared append-only log
 <workspace>/keys/log.key            the log's checkpoint key (Ed25519 seed, 0600)
 <workspace>/sites/<name>/           data.csv, consent.sqlite, consent.key, witness.key, witness.json,
-                                    identity.key (Ed25519), approved/<sha256>.json (approved studies)
+                                    identity.key (Ed25519), approved/<sha256>.json (approved studies),
+                                    budget.json (rounds and evaluations spent per approved study)
 <workspace>/models/<sha256>.json    model artifacts (and <sha256>.study.json: how to retrain)
 <workspace>/validation/             validation runs <model sha256[:16]>-<n>/ (report.json, figures,
                                     junit.xml) and the reports the registry keeps by their SHA-256
@@ -144,7 +145,8 @@ class Workspace:
             out.append(Site(name, Path(info["data"]), transcript_dir=transcript_dir,
                             consent=self.registry(name), patient_column=info["patient_column"],
                             identity=self.identity(name), approved=self.approvals(name),
-                            witnessed=lambda n=name: self.witnessed(n)))  # type: ignore[misc]
+                            witnessed=lambda n=name: self.witnessed(n),  # type: ignore[misc]
+                            budget=self.root / "sites" / name / "budget.json"))
         return out
 
     # -------------------------------------------------------------- approvals

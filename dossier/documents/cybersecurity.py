@@ -97,10 +97,10 @@ RESIDUAL: tuple[tuple[str, str, str], ...] = (
      "are clipped to the ranges, so a value beyond them is never learned).", "Approximate recovery of an "
      "isolated patient's other covariates from a cell of at least k.", "Planned: a dominance rule (effective "
      "cell size under the weights) or noise at the source (issue 15); keep the budget of rounds small."),
-    ("A site's budget of rounds lives in memory: a site restarted between studies starts a fresh budget; "
-     "the bound on |beta·x| makes solving a cell for its patients (Prony's method) harder, not impossible.",
-     "A patient inside a cell of k could be approached by a very long series of coefficient vectors.",
-     "Keep sites long-running; planned: a persistent budget per approved study."),
+    ("The bound on |beta·x| makes solving a cell for its patients (Prony's method) harder, not impossible; "
+     "the site's budget of rounds (kept in a file, so it survives a restart) limits how many questions "
+     "are asked.", "A patient inside a cell of k could be approached by a long series of coefficient "
+     "vectors within the budget.", "Keep max_rounds as small as the studies allow."),
     ("Which rung of the time ladder a site accepts, and which sites refused (by code), is visible to the "
      "coordinator; the coordinator also decides when consent checkpoints are published.",
      "One bit per rung and site; two trainings at consecutive checkpoints differ by the patients whose "

@@ -50,6 +50,7 @@ from federated.protocol.messages import (
     decode_request,
     encode,
 )
+from federated.site.budget import Budget
 from federated.site.data import Cohort, load_table, prepare_cohort
 from federated.site.evaluation import evaluate, public_km_times
 from federated.site.statistics import SiteSession, answer
@@ -97,6 +98,9 @@ class Site:
     witnessed : callable, optional
         Size of the newest ledger checkpoint the site's own witness cosigned with a quorum; the
         only consent checkpoint it accepts (default: the ledger's newest signed checkpoint).
+    budget : path, optional
+        The site's record of rounds and evaluations spent per study (:mod:`federated.site.budget`),
+        so that the budget survives the process; default in memory only.
     """
 
     def __init__(self, name: str, data: pd.DataFrame | Path | str,
@@ -105,7 +109,7 @@ class Site:
                  keygen: Callable[[str, int], secagg.KeyPair] | None = None,
                  append_transcript: bool = False, *, identity: SiteIdentity | None = None,
                  approved: Sequence[StudyProtocol] = (), floors: SiteFloors | None = None,
-                 witnessed: Callable[[], int] | None = None) -> None:
+                 witnessed: Callable[[], int] | None = None, budget: Path | None = None) -> None:
         self.name = name
         self.consent = consent
         self.patient_column = patient_column
@@ -118,8 +122,8 @@ class Site:
         self._sessions: dict[tuple[str, str], SiteSession] = {}
         self._keys: dict[tuple[str, str], secagg.KeyPair] = {}
         self._answered: dict[tuple[str, str, int], tuple[str, bytes]] = {}
-        self._spent: dict[str, int] = {}
-        self._evaluations: dict[str, int] = {}
+        self._budget = Budget(budget)
+        self._replaying = False
         self._transcript = Path(transcript_dir) / f"{name}.jsonl" if transcript_dir else None
         self._transcript_started = append_transcript
         self._keygen = keygen or (lambda session, round_: secagg.KeyPair.generate())
@@ -177,7 +181,11 @@ class Site:
                 if req.secure is not None:
                     self._next_key(req.study, req.session, req.round)
                 continue
-            reply = self._answer(req, digest)
+            self._replaying = True
+            try:
+                reply = self._answer(req, digest)
+            finally:
+                self._replaying = False
             if isinstance(reply, ErrorReply):
                 raise ProtocolError(f"replaying {req.kind!r} round {req.round} failed: {reply.message}")
             self._answered[(req.study, req.session, req.round)] = (digest, encode(reply))
@@ -227,12 +235,13 @@ class Site:
                           message=message)
 
     def _spend(self, protocol: StudyProtocol) -> None:
-        """One statistic-bearing round of the study's budget (the stricter of study and site)."""
-        budget = min(protocol.max_rounds, self.floors.max_rounds)
-        spent = self._spent.get(protocol.sha256, 0)
-        if spent >= budget:
+        """One statistic-bearing round of the study's budget (the stricter of study and site); a
+        replayed request was counted when it was first answered."""
+        if self._replaying:
+            return
+        limit = min(protocol.max_rounds, self.floors.max_rounds)
+        if not self._budget.spend(protocol.sha256, "rounds", limit):
             raise Refusal("budget", "the study's budget of rounds at this site is spent")
-        self._spent[protocol.sha256] = spent + 1
 
     def _cohort(self, req: PrepareRequest | EvaluateRequest) -> Cohort:
         """The checked rows of the patients this request may use."""
@@ -278,10 +287,8 @@ class Site:
         km = req.km_times.to_numpy()
         if km.shape != fixed.shape or not np.allclose(km, fixed, rtol=0, atol=1e-9):
             raise Refusal("not-approved", "Kaplan–Meier times other than the study's public ones")
-        evaluations = self._evaluations.get(protocol.sha256, 0)
-        if evaluations >= self.floors.max_evaluations:
+        if not self._budget.spend(protocol.sha256, "evaluations", self.floors.max_evaluations):
             raise Refusal("budget", "the study's budget of evaluations at this site is spent")
-        self._evaluations[protocol.sha256] = evaluations + 1
         cohort = self._cohort(req).within_envelope()  # the population the device serves
         bound = min(protocol.max_abs_lp, self.floors.max_abs_lp)
         return evaluate(cohort, req, self.name, policy, bound)
