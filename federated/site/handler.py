@@ -230,7 +230,9 @@ class Site:
         # the rules' own refusals quote only the site's and the study's rules; data and overflow
         # errors may quote counts, so in a secure (or unknown) study their numbers are removed
         open_ = protocol is not None and not protocol.secure or exc.code not in _MAY_QUOTE_DATA
-        message = str(exc) if open_ else scrub(str(exc))
+        text = str(exc) if open_ or isinstance(self._source, pd.DataFrame) \
+            else str(exc).replace(str(self._source), "the site's table")  # a path is the site's own
+        message = text if open_ else scrub(text)
         return ErrorReply(session=req.session, round=req.round, code=exc.code,  # type: ignore[attr-defined,arg-type]
                           message=message)
 

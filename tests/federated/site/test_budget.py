@@ -76,3 +76,25 @@ def test_a_flower_node_keeps_its_budget_in_a_file(tmp_path: Path) -> None:
     assert ws.budget_file() == tmp_path / "ws" / "sites" / "a" / "budget.json"
     own = NodeSettings.of({"site": "a", "data-path": str(data), "budget": str(tmp_path / "b.json")})
     assert own.budget_file() == tmp_path / "b.json"
+
+
+@pytest.mark.req("SRS-PRIV-013")
+def test_a_secure_studys_errors_name_no_file_path(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    """A file path is the site's own (folder names can say a lot); in a secure study an error names
+    'the site's table' instead, and its numbers are removed."""
+    from federated.protocol.messages import PrepareRequest, SecureRound
+    from tests.privacy.wire import Wire
+
+    folder = tmp_path / "hospital-2024-07"
+    folder.mkdir()
+    table = folder / "patients.csv"
+    gbsg2.drop(columns=["age"]).to_csv(table, index=False)
+    sites = [Site("h0", table), Site("h1", gbsg2), Site("h2", gbsg2)]
+    protocol = approve_in_process(sites, StudyProtocol(study_id="path", cohorts=(COHORT,)))
+    wire = Wire(sites, protocol)
+    peers = wire.keys("p")
+    reply = wire.ask("h0", PrepareRequest(session="p", round=1, study=protocol.sha256, cohort=COHORT,
+                                          secure=SecureRound(peers=peers)))
+    assert isinstance(reply, ErrorReply) and reply.code == "data"
+    assert "the site's table" in reply.message and "hospital" not in reply.message
+    assert not any(ch.isdigit() for ch in reply.message.replace("'age'", ""))
