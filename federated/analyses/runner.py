@@ -37,6 +37,9 @@ def make_sites(study: StudySpec, transcript_dir: Path | None = None) -> list[Sit
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise DataError(f"site name {dup[0]!r} given twice")
+    missing = [s.path for s in study.sites if not Path(s.path).is_file()]
+    if missing:  # the caller's own files: said here, since a site's errors never name its path
+        raise DataError(f"{missing[0]}: file not found")
     return [Site(s.name, s.path, transcript_dir=transcript_dir) for s in study.sites]
 
 
