@@ -28,10 +28,6 @@ class SiteError(FederatedError):
         self.refusals = refusals if refusals is not None else {site: (code, message)}
 
 
-class LinearPredictorOverflow(DataError):
-    """exp(β·x) would overflow at the requested coefficients (a too-long Newton step)."""
-
-
 class SingularDesignError(FederatedError, ValueError):
     """The information matrix is singular: collinear or constant covariates."""
 

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from federated.disclosure.dp import DPSettings
@@ -24,8 +25,27 @@ Ties = Literal["efron", "breslow"]
 
 #: Length of each calendar unit in days (Julian year, as in most survival software).
 DAYS_PER_UNIT: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "year": 365.25}
-#: Width of each step of the public time-grid ladder in days (a quarter is three months).
-GRID_DAYS: dict[str, float] = {**DAYS_PER_UNIT, "quarter": 365.25 / 4}
+#: The public ladder of time grids, finest first, and the width of each step in days (a quarter is
+#: three months); the coordinator climbs it until every site's cells hold 0 or at least k patients.
+GRID_DAYS: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "quarter": 365.25 / 4,
+                               "year": 365.25}
+LADDER: tuple[str, ...] = tuple(GRID_DAYS)
+
+
+def rungs_from(level: str) -> tuple[str, ...]:
+    """``level`` and every coarser rung of the ladder (``exact`` has none)."""
+    return LADDER[LADDER.index(level):] if level in LADDER else ()
+
+
+def grid_width(grid: str, unit: str) -> float:
+    """Width of one interval of ladder rung ``grid`` in the time ``unit``."""
+    return GRID_DAYS[grid] / DAYS_PER_UNIT[unit]
+
+
+def grid_steps(times: np.ndarray, grid: str, unit: str) -> np.ndarray:
+    """For each time, the number of the ``grid`` interval it ends in: times are rounded *up* to the
+    end of their interval (float round-off of 1e-9 intervals forgiven)."""
+    return np.ceil(np.round(np.asarray(times, dtype=np.float64) / grid_width(grid, unit), 9))
 
 
 class CohortSpec(BaseModel):
@@ -57,7 +77,7 @@ class CohortSpec(BaseModel):
 
     def bin_width(self) -> float:
         """Width of one grid interval in the time unit (coarse grids only)."""
-        return GRID_DAYS[self.time_grid] / DAYS_PER_UNIT[self.time_unit]
+        return grid_width(self.time_grid, self.time_unit)
 
     def n_bins(self) -> int:
         """Grid intervals 0…B covering ``max_time`` (default 100 years)."""

@@ -354,18 +354,18 @@ def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
 def approved_protocol(settings: RunSettings, study: StudySpec, ws: Any) -> StudyProtocol:
     """The approved study the sites answer for: the run config's ``protocol`` file, else the
     coordinator workspace's protocol of ``study`` (the one its sites' operators approved)."""
+    own: StudyProtocol | None = ws.protocol(study) if ws is not None else None
     if settings.protocol is None:
-        if ws is None:
+        if own is None:
             raise ValueError("run config: `protocol` (the approved study's JSON, as the sites approved it) "
                              "is needed without a workspace")
-        made: StudyProtocol = ws.protocol(study)
-        return made
+        return own
     protocol = _read(settings, "protocol", settings.protocol,
                      lambda p: StudyProtocol.model_validate_json(p.read_bytes()))
-    if ws is not None and protocol.sha256 != ws.protocol(study).sha256:
+    if own is not None and protocol.sha256 != own.sha256:
         # the workspace's jobs name the workspace's protocol of the study (fedprog.workspace)
         raise ValueError(f"run config: protocol {settings.protocol} is not the workspace's protocol of the "
-                         f"study ({protocol.sha256[:12]} != {ws.protocol(study).sha256[:12]})")
+                         f"study ({protocol.sha256[:12]} != {own.sha256[:12]})")
     return protocol
 
 

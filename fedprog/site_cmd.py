@@ -53,15 +53,16 @@ def show(site: SiteOpt, workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = F
     with user_errors():
         ws = Workspace(workspace(workspace_dir))
         identity = ws.identity(site).public
-        approved: list[dict[str, object]] = [{"study_id": p.study_id, "sha256": p.sha256, "secure": p.secure,
-                     "grids": sorted({c.time_grid for c in p.cohorts}), "peers": sorted(p.peers)}
-                    for p in ws.approvals(site)]
+        approved = ws.approvals(site)
     if as_json:
-        print(json.dumps({"site": site, "identity": identity, "approved": approved}, sort_keys=True))
+        studies = [{"study_id": p.study_id, "sha256": p.sha256, "secure": p.secure,
+                    "grids": sorted({c.time_grid for c in p.cohorts}), "peers": sorted(p.peers)}
+                   for p in approved]
+        print(json.dumps({"site": site, "identity": identity, "approved": studies}, sort_keys=True))
         return
     print(f"{site}: identity key (Ed25519) {identity}")
-    for item in approved:
-        peers = ", ".join(str(p) for p in item["peers"])  # type: ignore[attr-defined]
-        print(f"  approved {item['study_id']!r} sha256 {item['sha256']} grids {item['grids']} peers {peers}")
+    for p in approved:
+        print(f"  approved {p.study_id!r} sha256 {p.sha256} grids {sorted({c.time_grid for c in p.cohorts})} "
+              f"peers {', '.join(sorted(p.peers))}")
     if not approved:
         print("  no approved study: the site answers nothing")

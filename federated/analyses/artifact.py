@@ -98,9 +98,7 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
             "exact_on": f"event times coarsened to the {fit.time_grid} grid"
                         + (f", administratively censored at {study.max_time:g} {study.time_unit}s"
                            if study.max_time is not None else "")
-                        + ("; covariates clipped to their declared ranges" if any(
-                            n in study.inputs and study.inputs[n].min is not None for n in study.covariates)
-                           else ""),
+                        + ("; covariates clipped to their declared ranges" if study.cohort().ranges else ""),
             "policy": study.policy.model_dump(),
             "differential_privacy": privacy,
             "consent_checkpoint": fit.consent_checkpoint,

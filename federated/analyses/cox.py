@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from federated import cox_math as cm
-from federated.analyses.discovery import check_ranges, discover
+from federated.analyses.discovery import discover, range_coverage
 from federated.disclosure.policy import DisclosurePolicy
 from federated.exceptions import ConvergenceError, DataError, SingularDesignError, SiteError
 from federated.protocol.arrays import WireArray
@@ -134,7 +134,7 @@ class _Problem:
         policy.check_saturation(disc.events, p)
         self.n, self.events = disc.n, disc.events
         self.time_grid = disc.cohort.time_grid
-        self.ranges = check_ranges(cohort, disc.range_counts)
+        self.ranges = range_coverage(cohort, disc.range_counts)
         self.center = disc.sum_x / disc.n
         variance = disc.sum_x2 / disc.n - self.center ** 2
         flat = variance <= 1e-12 * np.maximum(1.0, self.center ** 2)

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from federated.disclosure.cells import rungs_from
 from federated.disclosure.policy import DisclosurePolicy
 from federated.exceptions import DataError, SiteError
 from federated.protocol.coordinator import Coordinator, SitesDropped
 from federated.protocol.messages import ConsentGate, PrepareReply, PrepareRequest
-from federated.study import CohortSpec
+from federated.study import CohortSpec, rungs_from
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def _union_event_times(prep: dict[str, PrepareReply], labels: list[str]) -> list
     return [np.unique(np.concatenate(times[lab])) if times[lab] else np.zeros(0) for lab in labels]
 
 
-def check_ranges(cohort: CohortSpec, counts: np.ndarray | None) -> dict[str, np.ndarray]:
+def range_coverage(cohort: CohortSpec, counts: np.ndarray | None) -> dict[str, np.ndarray]:
     """Each declared range's bin counts (the coverage of the intended-use envelope).
 
     Training patients outside a declared range are allowed: the envelope is where the model will

@@ -23,7 +23,7 @@ from federated.exceptions import DataError, FederatedError
 from federated.protocol.coordinator import Coordinator
 from federated.protocol.messages import ConsentGate
 from federated.protocol.transport import InProcessTransport, Transport, as_transport
-from federated.site.handler import Site
+from federated.site.handler import Site, approve_in_process
 from federated.study import StudySpec
 
 Progress = Callable[[int, str], None] | None
@@ -67,10 +67,7 @@ def study_protocol(study: StudySpec, sites: Transport,
     members = [s for s in sites.members() if isinstance(s, Site)]
     if len(members) != len(sites.sites):
         raise DataError("every in-process site must be a federated.site.Site to approve the study")
-    made = protocol_of(study, {s.name: s.identity.public for s in members})
-    for site in members:
-        site.approve(made)
-    return made
+    return approve_in_process(members, protocol_of(study, {}))
 
 
 def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,

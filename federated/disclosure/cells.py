@@ -8,7 +8,7 @@ event status and by the interval of the time grid their time falls in. A risk-se
 is a union of atoms, a tie sum is one. If every atom holds 0 or ≥ k patients, so does every
 union, and every difference of unions: the coordinator decodes nothing about fewer than k.
 
-The grid is a rung of the public ladder (:data:`federated.disclosure.rules.LADDER`). Months, quarters and
+The grid is a rung of the public ladder (:data:`federated.study.LADDER`). Months, quarters and
 years are nested, weeks and months are not, so a site that answers on a rung checks the common
 refinement of that rung and every coarser one (a week cell minus a month cell must not isolate a
 patient either). Coarser rungs only merge atoms, so a site that accepts a rung accepts every
@@ -19,13 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from federated.disclosure.rules import LADDER
-from federated.study import DAYS_PER_UNIT, GRID_DAYS
-
-
-def rungs_from(level: str) -> tuple[str, ...]:
-    """``level`` and every coarser rung of the ladder (``exact`` has none)."""
-    return LADDER[LADDER.index(level):] if level in LADDER else ()
+from federated.study import grid_steps, rungs_from
 
 
 def small_cells(time: np.ndarray, event: np.ndarray, label: np.ndarray, level: str, unit: str,
@@ -39,9 +33,7 @@ def small_cells(time: np.ndarray, event: np.ndarray, label: np.ndarray, level: s
     if k <= 1 or time.size == 0:
         return 0
     columns = [np.asarray(label, dtype=np.float64), np.asarray(event, dtype=np.float64)]
-    for rung in rungs_from(level):
-        width = GRID_DAYS[rung] / DAYS_PER_UNIT[unit]
-        columns.append(np.ceil(np.round(np.asarray(time, dtype=np.float64) / width, 9)))
+    columns += [grid_steps(time, rung, unit) for rung in rungs_from(level)]
     _, counts = np.unique(np.column_stack(columns), axis=0, return_counts=True)
     return int(((counts > 0) & (counts < k)).sum())
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -29,12 +28,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from federated.disclosure.policy import DisclosurePolicy
-from federated.study import CohortSpec, StudySpec
+from federated.study import CohortSpec, StudySpec, rungs_from
 from ledger.canonical import canonical_json
 from ledger.files import secret_file
-
-#: the public ladder of time grids, finest first (DESIGN.md: "coarsened until every site accepts")
-LADDER: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
 
 _ROUND_KEY = b"fedprog/round-key/v1"
 
@@ -117,13 +113,6 @@ def effective_policy(protocol: StudyProtocol, floors: SiteFloors) -> DisclosureP
                                for name in DisclosurePolicy.model_fields})
 
 
-def coarser_or_equal(level: str, than: str) -> bool:
-    """Whether grid ``level`` is ``than`` or coarser on the public ladder."""
-    if than == "exact":
-        return True
-    return level != "exact" and LADDER.index(level) >= LADDER.index(than)
-
-
 def approved_cohort(protocol: StudyProtocol, asked: CohortSpec) -> CohortSpec:
     """The approved cohort ``asked`` is a permitted form of, else :class:`Refusal`.
 
@@ -139,7 +128,7 @@ def approved_cohort(protocol: StudyProtocol, asked: CohortSpec) -> CohortSpec:
             raise Refusal("not-approved", "the block is not one the study approved")
     for cohort in protocol.cohorts:
         if asked.model_copy(update={"time_grid": cohort.time_grid, "block": None}) == cohort:
-            if not coarser_or_equal(asked.time_grid, cohort.time_grid):
+            if cohort.time_grid != "exact" and asked.time_grid not in rungs_from(cohort.time_grid):
                 raise Refusal("not-approved", f"time grid {asked.time_grid!r} is finer than the "
                               f"approved {cohort.time_grid!r}")
             return cohort
@@ -194,11 +183,6 @@ def verify_round_key(identity: str, signature: str, study: str, session: str, ro
     except (InvalidSignature, ValueError):
         return False
     return True
-
-
-def protocol_digest(obj: Any) -> str:
-    """SHA-256 of canonical JSON (request digests that bind masks to one request)."""
-    return hashlib.sha256(canonical_json(obj)).hexdigest()
 
 
 def protocol_of(study: StudySpec, peers: dict[str, str]) -> StudyProtocol:

@@ -18,7 +18,7 @@ import numpy as np
 
 from federated.disclosure.rules import StudyProtocol
 from federated.exceptions import FederatedError, ProtocolError, SiteError
-from federated.protocol import secagg as secagg
+from federated.protocol import secagg
 from federated.protocol.arrays import WireArray
 from federated.protocol.messages import (
     ErrorReply,

@@ -35,7 +35,7 @@ class Budget:
     def spent(self, study: str, what: str) -> int:
         return self._spent.get(study, {}).get(what, 0)
 
-    def spend(self, study: str, what: str, limit: int) -> bool:
+    def spend(self, study: str, what: str, limit: float) -> bool:
         """Count one ``what`` for ``study`` if fewer than ``limit`` were spent; whether it was."""
         done = self.spent(study, what)
         if done >= limit:

@@ -15,7 +15,7 @@ import pandas as pd
 from pyarrow import ArrowException as ArrowError
 
 from federated.exceptions import DataError
-from federated.study import DAYS_PER_UNIT, GRID_DAYS, CohortSpec
+from federated.study import CohortSpec, grid_steps, grid_width
 
 
 def load_table(path: Path) -> pd.DataFrame:
@@ -53,8 +53,7 @@ def coarsen(times: np.ndarray, grid: str, unit: str) -> np.ndarray:
     """
     if grid == "exact":
         return times
-    width = GRID_DAYS[grid] / DAYS_PER_UNIT[unit]
-    return np.ceil(np.round(times / width, 9)) * width
+    return grid_steps(times, grid, unit) * grid_width(grid, unit)
 
 
 @dataclass(frozen=True)

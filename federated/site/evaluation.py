@@ -43,7 +43,8 @@ from federated.protocol.messages import (
 )
 from federated.site.data import Cohort
 from federated.site.performance import SCALES, Key, ModelCurve, Rows, metrics, to_scale, truncation
-from federated.study import CohortSpec
+from federated.site.statistics import InputBox
+from federated.study import CohortSpec, grid_width, rungs_from
 
 #: a CI is given only when the metric could be computed in this share of the replicates
 MIN_VALID_SHARE = 0.9
@@ -69,10 +70,10 @@ def evaluate(cohort: Cohort, req: EvaluateRequest, site: str, policy: Disclosure
              max_abs_lp: float = 30.0) -> EvaluateReply:
     """The site's reply to ``req`` computed on ``cohort`` (its consented, checked rows), under the
     site's own ``policy`` (never the coordinator's) and bound on the linear predictor."""
-    from federated.site.statistics import check_bound
-
     model = model_curve(req.model, cohort.x.shape[1])
-    check_bound(model.beta, model.center, cohort.x, req.cohort, max_abs_lp)
+    box = InputBox.of(cohort.x, req.cohort)
+    box.check_centre(model.center)
+    box.check_beta(model.beta, max_abs_lp)
     lp = model.lp(cohort.x)
     reason = _below_minimums(policy, cohort.time.size, int(cohort.event.sum()))
     if reason:
@@ -183,11 +184,9 @@ def public_km_times(cohort: CohortSpec, horizons: tuple[float, ...] | list[float
     the largest horizon, of the finest rung of the study's time ladder with at most ``intervals``
     intervals. A site answers no other times (different times per request would let a coordinator
     divide one released curve by another and isolate single event days)."""
-    from federated.disclosure.cells import rungs_from
-
     tmax = float(max(horizons))
     for rung in rungs_from(cohort.time_grid):
-        width = cohort.model_copy(update={"time_grid": rung}).bin_width()
+        width = grid_width(rung, cohort.time_unit)
         if tmax / width <= intervals:
             return np.arange(0.0, tmax + width, width)
     return np.linspace(0.0, tmax, intervals + 1)  # the exact grid: the study opted into small cells

@@ -35,8 +35,8 @@ from federated.disclosure.rules import (
     effective_policy,
     verify_round_key,
 )
-from federated.exceptions import DataError, LinearPredictorOverflow, ProtocolError
-from federated.protocol import secagg as secagg
+from federated.exceptions import DataError, ProtocolError
+from federated.protocol import secagg
 from federated.protocol.arrays import WireArray
 from federated.protocol.messages import (
     ErrorReply,
@@ -46,6 +46,7 @@ from federated.protocol.messages import (
     PrepareReply,
     PrepareRequest,
     Reply,
+    Request,
     SignedKey,
     decode_request,
     encode,
@@ -146,8 +147,7 @@ class Site:
         except ProtocolError as exc:
             reply: Reply = ErrorReply(session="-", round=0, code="bad-request", message=str(exc))
             return self._send(reply)
-        key = (request.study, request.session, request.round)
-        digest = hashlib.sha256(encode(request)).hexdigest()
+        key, digest = _round_of(request), _digest(request)
         seen = self._answered.get(key)
         if seen is not None:
             if seen[0] == digest:
@@ -176,7 +176,7 @@ class Site:
         """
         for payload in history:
             req = decode_request(payload)
-            digest = hashlib.sha256(encode(req)).hexdigest()
+            digest = _digest(req)
             if isinstance(req, EvaluateRequest):  # not recomputed: a repeat is answered afresh
                 if req.secure is not None:
                     self._next_key(req.study, req.session, req.round)
@@ -188,7 +188,7 @@ class Site:
                 self._replaying = False
             if isinstance(reply, ErrorReply):
                 raise ProtocolError(f"replaying {req.kind!r} round {req.round} failed: {reply.message}")
-            self._answered[(req.study, req.session, req.round)] = (digest, encode(reply))
+            self._answered[_round_of(req)] = (digest, encode(reply))
 
     def _answer(self, req: object, digest: str) -> Reply:
         base = {"session": req.session, "round": req.round}  # type: ignore[attr-defined]
@@ -215,7 +215,7 @@ class Site:
             return self._secure(req, protocol, reply, digest)
         except Refusal as exc:
             return self._error(req, exc)
-        except (LinearPredictorOverflow, secagg.SecAggOverflow) as exc:
+        except secagg.SecAggOverflow as exc:
             return self._error(req, Refusal("overflow", str(exc)))
         except PolicyError as exc:
             return self._error(req, Refusal("policy", str(exc)))
@@ -241,8 +241,7 @@ class Site:
         replayed request was counted when it was first answered."""
         if self._replaying:
             return
-        limit = min(protocol.max_rounds, self.floors.max_rounds)
-        if not self._budget.spend(protocol.sha256, "rounds", limit):
+        if not self._budget.spend(protocol.sha256, "rounds", self._limit(protocol, "max_rounds")):
             raise Refusal("budget", "the study's budget of rounds at this site is spent")
 
     def _cohort(self, req: PrepareRequest | EvaluateRequest) -> Cohort:
@@ -268,8 +267,8 @@ class Site:
         if req.cohort.block is None:
             self.local_summary = (n, events)
             self._record_usage(req)
-        bound = min(protocol.max_abs_lp, self.floors.max_abs_lp)
-        sess = SiteSession(cohort=cohort, spec=req.cohort, min_cell=policy.min_cell_count, max_abs_lp=bound)
+        sess = SiteSession(cohort=cohort, spec=req.cohort, min_cell=policy.min_cell_count,
+                           max_abs_lp=self._limit(protocol, "max_abs_lp"))
         self._sessions[(req.study, req.session)] = sess
         return sess.prepare_reply(req)
 
@@ -292,8 +291,11 @@ class Site:
         if not self._budget.spend(protocol.sha256, "evaluations", self.floors.max_evaluations):
             raise Refusal("budget", "the study's budget of evaluations at this site is spent")
         cohort = self._cohort(req).within_envelope()  # the population the device serves
-        bound = min(protocol.max_abs_lp, self.floors.max_abs_lp)
-        return evaluate(cohort, req, self.name, policy, bound)
+        return evaluate(cohort, req, self.name, policy, self._limit(protocol, "max_abs_lp"))
+
+    def _limit(self, protocol: StudyProtocol, name: str) -> float:
+        """The stricter of the study's and the site's own limit ``name`` (``max_rounds``, ``max_abs_lp``)."""
+        return min(getattr(protocol, name), getattr(self.floors, name))
 
     def _consented(self, req: PrepareRequest | EvaluateRequest, table: pd.DataFrame,
                    where: str) -> pd.DataFrame:
@@ -398,6 +400,16 @@ class Site:
             fh.write(json.dumps(line, sort_keys=True) + "\n")
 
 
+def _round_of(req: Request) -> tuple[str, str, int]:
+    """What a site answers once: (study, session, round)."""
+    return req.study, req.session, req.round
+
+
+def _digest(req: Request) -> str:
+    """SHA-256 of the request's wire form: binds masks and the answer-once rule to one request."""
+    return hashlib.sha256(encode(req)).hexdigest()
+
+
 _MAY_QUOTE_DATA = ("data", "overflow", "bad-request")
 _QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
 
@@ -432,7 +444,7 @@ def _masked_fields(reply: Reply, keys: secagg.KeyPair, peers: dict[str, bytes], 
 def approve_in_process(sites: Sequence[Site], protocol: StudyProtocol) -> StudyProtocol:
     """``protocol`` over the identity keys of ``sites``, approved at each of them — for sites that
     live in one process, whose operator is the caller (tests, the estimator, one-machine runs)."""
-    made = protocol.model_copy(update={"peers": {s.name: s.identity.public for s in sites}})
+    made = protocol.model_copy(update={"peers": dict(sorted((s.name, s.identity.public) for s in sites))})
     made = StudyProtocol.model_validate(made.model_dump())
     for site in sites:
         site.approve(made)

@@ -36,51 +36,53 @@ wire = WireArray.from_numpy
 _MAX_ETA = 690.0
 
 
-def input_box(x: np.ndarray, spec: CohortSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The box the site's inputs lie in, and how far the centre may lie from 0.
-
-    Each covariate's declared range (the rows are clipped to it, :func:`federated.site.data.prepare_cohort`)
-    — the centre must lie in it; else [0 or −M, M] with M the site's largest |x| (at least 1) rounded
-    up to a power of two — the centre within ±2M (a refusal tells the coordinator at most that
-    magnitude; declare ranges to tell it nothing). Returns ``(lo, hi, centre_reach)``.
-    """
-    p = len(spec.covariates)
-    lo, hi, reach = np.empty(p), np.empty(p), np.full(p, np.inf)
-    for j, name in enumerate(spec.covariates):
-        if name in spec.ranges:
-            lo[j], hi[j] = spec.ranges[name]
-        else:
-            col = x[:, j]
-            far = max(1.0, float(np.abs(col).max()) if col.size else 0.0)
-            m = 2.0 ** float(np.ceil(np.log2(far)))
-            lo[j], hi[j], reach[j] = (-m if col.size and col.min() < 0 else 0.0), m, 2.0 * m
-    return lo, hi, reach
-
-
-def _check_centre(center: np.ndarray, x: np.ndarray, spec: CohortSpec) -> None:
-    lo, hi, reach = input_box(x, spec)
-    declared = np.isinf(reach)
-    outside = np.where(declared, (center < lo) | (center > hi), np.abs(center) > reach)
-    if np.any(outside):
-        raise Refusal("bound", "the centre lies outside the inputs' ranges")
-
-
-def check_bound(beta: np.ndarray, center: np.ndarray, x: np.ndarray, spec: CohortSpec, bound: float) -> None:
-    """Refuse (code ``bound``) a centre outside the inputs' box, or coefficients with
-    Σ_j |β_j| · width_j > ``bound``. Then |β·(x − c)| ≤ bound for every patient and no two patients'
-    weights differ by more than e^bound.
+@dataclass(frozen=True)
+class InputBox:
+    """The box the site's inputs lie in, and how far the centre may lie from 0: each covariate's
+    declared range (the rows are clipped to it, :func:`federated.site.data.prepare_cohort`), the
+    centre inside it; else [0 or −M, M] with M the site's largest |x| (at least 1) rounded up to a
+    power of two, the centre within ±2M (a refusal tells the coordinator at most that magnitude;
+    declare ranges to tell it nothing). ``reach`` is infinite for declared ranges.
 
     Adversary: a malicious coordinator with extreme β, which makes one patient dominate a risk-set
-    sum, or many β along a line, to solve for the patients of a cell (Prony's method). The decision
-    depends on public things (β, the centre, the declared box), never on a patient's value. It
-    limits, but does not remove, dominance inside the box: e^30 still lets a patient isolated at the
-    edge of a range carry most of her cell's weight (a residual risk, stated in FP-CYB).
+    sum, or many β along a line, to solve for the patients of a cell (Prony's method). Every
+    decision here depends on public things (β, the centre, the declared box), never on a patient's
+    value. It limits, but does not remove, dominance inside the box: e^30 still lets a patient
+    isolated at the edge of a range carry most of her cell's weight (a residual risk, in FP-CYB).
     """
-    _check_centre(center, x, spec)
-    lo, hi, _ = input_box(x, spec)
-    span = float(np.abs(beta) @ (hi - lo))
-    if not span <= min(bound, _MAX_ETA):
-        raise Refusal("bound", f"|beta·(x − c)| can exceed {min(bound, _MAX_ETA):g} on the inputs' ranges")
+
+    lo: np.ndarray
+    hi: np.ndarray
+    reach: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, spec: CohortSpec) -> InputBox:
+        p = len(spec.covariates)
+        lo, hi, reach = np.empty(p), np.empty(p), np.full(p, np.inf)
+        for j, name in enumerate(spec.covariates):
+            if name in spec.ranges:
+                lo[j], hi[j] = spec.ranges[name]
+            else:
+                col = x[:, j]
+                far = max(1.0, float(np.abs(col).max()) if col.size else 0.0)
+                m = 2.0 ** float(np.ceil(np.log2(far)))
+                lo[j], hi[j], reach[j] = (-m if col.size and col.min() < 0 else 0.0), m, 2.0 * m
+        return cls(lo, hi, reach)
+
+    def check_centre(self, center: np.ndarray) -> None:
+        """Refuse (code ``bound``) a centre outside the box."""
+        declared = np.isinf(self.reach)
+        outside = np.where(declared, (center < self.lo) | (center > self.hi), np.abs(center) > self.reach)
+        if np.any(outside):
+            raise Refusal("bound", "the centre lies outside the inputs' ranges")
+
+    def check_beta(self, beta: np.ndarray, bound: float) -> None:
+        """Refuse (code ``bound``) coefficients with Σ_j |β_j| · width_j > ``bound`` (at most 690:
+        exp(690) · 10^9 rows is still below the float64 maximum). Then, with the centre in the box,
+        |β·(x − c)| stays bounded and no two patients' weights differ by more than e^bound."""
+        limit = min(bound, _MAX_ETA)
+        if not float(np.abs(beta) @ (self.hi - self.lo)) <= limit:
+            raise Refusal("bound", f"|beta·(x − c)| can exceed {limit:g} on the inputs' ranges")
 
 
 @dataclass
@@ -93,7 +95,7 @@ class SiteSession:
     max_abs_lp: float = 30.0
     labels: list[str] = field(default_factory=list)  # global labels, in the coordinator's order
     xc: np.ndarray | None = None  # covariates centred on the global centre
-    center: np.ndarray | None = None
+    box: InputBox | None = None   # the inputs' box, fixed with the centre by the grid round
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     blocks: list[tuple[slice, np.ndarray]] = field(default_factory=list)
 
@@ -172,8 +174,8 @@ class SiteSession:
             raise ValueError("labels and times differ in length")
         self.set_layout(req.labels, [t.to_numpy() for t in req.times])
         center = expect_shape("center", req.center.to_numpy(), (c.x.shape[1],))
-        _check_centre(center, c.x, self.spec)
-        self.center = center
+        self.box = InputBox.of(c.x, self.spec)
+        self.box.check_centre(center)
         self.xc = c.x - center
         events = np.zeros(self.size, dtype=np.int64)
         for (rows, grid), off in zip(self.blocks, self.offsets, strict=False):
@@ -182,11 +184,10 @@ class SiteSession:
                          sum_event_x=wire(self.xc[c.event == 1].sum(axis=0)))
 
     def _weights(self, beta_wire: WireArray) -> tuple[np.ndarray, np.ndarray]:
-        if self.xc is None:
+        if self.xc is None or self.box is None:
             raise ValueError("request before grid")
         beta = expect_shape("beta", beta_wire.to_numpy(), (self.xc.shape[1],))
-        center = self.center if self.center is not None else np.zeros(self.xc.shape[1])
-        check_bound(beta, center, self.cohort.x, self.spec, self.max_abs_lp)
+        self.box.check_beta(beta, self.max_abs_lp)
         return np.exp(self.xc @ beta), self.xc
 
     def risk_set(self, req: RiskSetRequest) -> RiskSetReply:
