@@ -98,3 +98,28 @@ def test_a_secure_studys_errors_name_no_file_path(gbsg2: pd.DataFrame, tmp_path:
     assert isinstance(reply, ErrorReply) and reply.code == "data"
     assert "the site's table" in reply.message and "hospital" not in reply.message
     assert not any(ch.isdigit() for ch in reply.message.replace("'age'", ""))
+
+
+@pytest.mark.req("SRS-PRIV-014")
+def test_evaluations_have_their_own_budget(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    """Each evaluation is a plaintext reply; a site gives at most max_evaluations per study."""
+    import numpy as np
+
+    from federated.protocol.arrays import WireArray
+    from federated.protocol.messages import EvaluateReply, EvaluateRequest, EvaluationModel
+    from federated.site.evaluation import public_km_times
+
+    w = WireArray.from_numpy
+    horizons = (1095.75,)
+    site = Site("h0", gbsg2, floors=SiteFloors(max_evaluations=2), budget=tmp_path / "budget.json")
+    protocol = approve_in_process([site, Site("h1", gbsg2)],
+                                  StudyProtocol(study_id="eval", cohorts=(COHORT,), horizons=horizons))
+    model = EvaluationModel(beta=w(np.array([0.01])), center=w(np.array([50.0])),
+                            baseline_times=w(np.array([365.25, 1095.75])),
+                            baseline_survival=w(np.array([0.9, 0.75])), horizons=w(np.array(horizons)))
+    replies = [decode_reply(site.handle(encode(EvaluateRequest(
+        session="e", round=r, study=protocol.sha256, cohort=COHORT, model=model, n_boot=0, seed=r,
+        km_times=w(public_km_times(COHORT, horizons)), ibs_times=w(np.array([365.0]))))))
+        for r in range(3)]
+    assert [type(r) for r in replies[:2]] == [EvaluateReply, EvaluateReply]
+    assert isinstance(replies[2], ErrorReply) and replies[2].code == "budget"
