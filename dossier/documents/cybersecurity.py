@@ -87,11 +87,12 @@ THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
 
 #: residual risk, consequence, measure required of the deployment or planned
 RESIDUAL: tuple[tuple[str, str, str], ...] = (
-    ("Dropout recovery by double masking (Bonawitz et al. 2017) is not yet part of the protocol (its "
-     "primitives are implemented and tested, SRS-SEC-005): after a dropout the fit is re-run among the "
-     "remaining sites.", "A coordinator that claims a dropout can difference the two sums and learn one "
-     "site's statistics - sums over cells of at least k of its patients (k-cells at the source), never a "
-     "patient's value.", "Planned: double masking in the protocol. Until then keep min_cell_count >= 5."),
+    ("After a dropout the fit is re-run among the remaining sites (exact Cox needs survivors-only answers "
+     "to the questions that do not depend on beta; double masking, Bonawitz et al. 2017, would decode the "
+     "round but not remove this difference, so it is not used).", "A coordinator that claims a dropout "
+     "can difference the two runs and learn one site's statistics - sums over cells of 0 or at least k of "
+     "its patients (k-cells at the source, SRS-PRIV-011), never a patient's value.", "Keep min_cell_count "
+     ">= 5; noise added at the sites (planned, issue 15) makes the difference private."),
     ("Inside the declared ranges the bound on |beta·x| (30) still lets a coordinator choose coefficients "
      "under which a patient isolated at the edge of a range carries most of her cell's weight (covariates "
      "are clipped to the ranges, so a value beyond them is never learned).", "Approximate recovery of an "

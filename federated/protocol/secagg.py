@@ -15,10 +15,12 @@ decodes to an absurdly large value, which :func:`decode` rejects instead of wrap
 
 Threat model: the coordinator relays the public keys; every key is signed by its site's
 Ed25519 identity key and checked by the peers against the approved study
-(:mod:`federated.disclosure.rules`), so a malicious coordinator cannot substitute one. There is no
-dropout recovery inside a round yet (no secret-shared seeds): if a site drops out, the sum
-does not decode and the caller re-runs among the remaining sites — the k-cell rule
-(:mod:`federated.disclosure.cells`) bounds what a difference of two such sums reveals. Masking hides
+(:mod:`federated.disclosure.rules`), so a malicious coordinator cannot substitute one. A round
+with a missing site does not decode, and the caller re-runs among the remaining sites. Bonawitz's
+double masking (self masks, Shamir-shared seeds) is deliberately not used: it would decode the
+survivors' sum of that round, but an exact fit must still ask the survivors again what it asked
+everyone (counts, grid), so it would not remove the difference between the runs; the k-cell rule
+(:mod:`federated.disclosure.cells`) bounds what that difference reveals. Masking hides
 individual vectors, not the sum itself.
 """
 
