@@ -28,29 +28,32 @@ _LOINC, _SNOMED = "http://loinc.org", "http://snomed.info/sct"
 #: the intended-use envelope: the span of the (node-positive) GBSG2 cohort whose first and last
 #: tenth hold at least k = 5 women at one hospital (coverage is k-safe at the source), so the
 #: release gate can show training patients there; women outside it are outside the study population
+#: declared inputs; ``reference`` is the reference patient the released model is centred on
+#: (a 55-year-old postmenopausal woman, grade 2 tumour of 25 mm, 3 positive nodes, receptors 30/40
+#: fmol/mg, no hormone therapy), as published prognostic models state one
 DEMO_INPUTS: dict[str, InputSpec] = {
     "age": InputSpec(code=Coding(system=_LOINC, code="30525-0", display="Age"),
-                     unit="a", min=27, max=79),
+                     unit="a", min=27, max=79, reference=55),
     "tsize": InputSpec(code=Coding(system=_LOINC, code="21889-1", display="Size Tumor"),
-                       unit="mm", min=3, max=65),
+                       unit="mm", min=3, max=65, reference=25),
     "tgrade": InputSpec(code=Coding(system=_LOINC, code="33732-9",
                                     display="Histology grade [Identifier] in Cancer specimen"),
-                        unit="1", min=1, max=3),
+                        unit="1", min=1, max=3, reference=2),
     "pnodes": InputSpec(code=Coding(system=_LOINC, code="21893-3",
                                     display="Regional lymph nodes positive [#] Specimen"),
-                        unit="1", min=1, max=21),
+                        unit="1", min=1, max=21, reference=3),
     "progrec": InputSpec(code=Coding(system=_LOINC, code="16112-5",
                                      display="Progesterone receptor [Units/volume] in Tissue"),
-                         unit="fmol/mg", min=0, max=450),
+                         unit="fmol/mg", min=0, max=450, reference=30),
     "estrec": InputSpec(code=Coding(system=_LOINC, code="16113-3",
                                     display="Estrogen receptor [Units/volume] in Tissue"),
-                        unit="fmol/mg", min=0, max=550),
+                        unit="fmol/mg", min=0, max=550, reference=40),
     "hormone_therapy": InputSpec(code=Coding(system=_SNOMED, code="169413002",
                                              display="Hormone therapy"), kind="boolean",
-                                 min=0, max=1),
+                                 min=0, max=1, reference=0),
     "postmenopausal": InputSpec(code=Coding(system=_SNOMED, code="76498008",
                                             display="Postmenopausal state"), kind="boolean",
-                                min=0, max=1),
+                                min=0, max=1, reference=1),
 }
 
 

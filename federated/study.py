@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from federated.disclosure.dp import DPSettings
 from federated.disclosure.policy import DisclosurePolicy
@@ -74,6 +74,17 @@ class CohortSpec(BaseModel):
     ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
     range_bins: int = Field(default=10, ge=1, le=1000)
     block: tuple[int, int, int] | None = None
+    #: the reference patient (declared): a released model is centred on it, never on a data mean
+    reference: dict[str, float] = Field(default_factory=dict)
+
+    def reference_point(self) -> np.ndarray:
+        """The reference value of each covariate, in ``covariates`` order (0 where none is declared).
+
+        Adversary: a reader of releases. A centre equal to the data mean (Σx / n) published beside
+        n differences to one patient's covariates when she withdraws and the model is retrained
+        (issue 15); a declared reference does not depend on the data.
+        """
+        return np.array([float(self.reference.get(name, 0.0)) for name in self.covariates])
 
     def bin_width(self) -> float:
         """Width of one grid interval in the time unit (coarse grids only)."""
@@ -113,7 +124,44 @@ class InputSpec(BaseModel):
     kind: Literal["quantity", "boolean", "category"] = "quantity"
     min: float | None = None
     max: float | None = None
+    #: the reference patient's value: the published model is centred on it, never on a data mean
+    reference: float | None = Field(default=None, allow_inf_nan=False)
     categories: list[Coding] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _reference_in_range(self) -> InputSpec:
+        ref = self.reference
+        if ref is not None and (self.min is not None and ref < self.min or self.max is not None and ref > self.max):
+            raise ValueError(f"reference {ref:g} lies outside the declared range [{self.min}, {self.max}]")
+        return self
+
+    def reference_value(self) -> float | None:
+        """The declared reference, else the middle of the declared range, else None."""
+        if self.reference is not None:
+            return self.reference
+        if self.min is not None and self.max is not None:
+            return (self.min + self.max) / 2.0
+        return None
+
+
+class RevocationPolicy(BaseModel):
+    """What a consent withdrawal does to the models trained on the patient's data.
+
+    ``window``: her data leaves every future computation at once; the models trained on it stay in
+    service flagged ``retrain due`` until a successor is trained, which is due once
+    ``min_revocations`` withdrawals have accumulated (default: the study's ``min_cell_count``) or
+    ``window_days`` after the first of them, whichever comes first. ``immediate``: such a model is
+    taken out of service at once (no risk is served until a successor is released).
+
+    Adversary: a reader of releases who differences the models before and after a withdrawal;
+    a model is retrained over at least k changes of its patients, not one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: Literal["window", "immediate"] = "window"
+    window_days: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    min_revocations: int | None = Field(default=None, ge=1)
 
 
 class SiteSource(BaseModel):
@@ -157,6 +205,7 @@ class StudySpec(BaseModel):
     range_bins: int = Field(default=10, ge=1, le=1000)
     policy: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
     dp: DPSettings = Field(default_factory=DPSettings)
+    revocation: RevocationPolicy = Field(default_factory=RevocationPolicy)
 
     @field_validator("horizons")
     @classmethod
@@ -179,6 +228,9 @@ class StudySpec(BaseModel):
             partition_by_site=False if for_km else self.strata_by_site,
             time_grid=self.time_grid, time_unit=self.time_unit, max_time=self.max_time,
             ranges=ranges, range_bins=self.range_bins,
+            reference={} if for_km else {
+                name: ref for name, spec in self.inputs.items()
+                if name in self.covariates and (ref := spec.reference_value()) is not None},
         )
 
 

@@ -78,7 +78,7 @@ def revoke(site: SiteOpt, patient: PatientOpt, workspace_dir: WorkspaceOpt = Non
 @app.command("erase")
 def erase(site: SiteOpt, patient: PatientOpt, workspace_dir: WorkspaceOpt = None,
           as_json: JsonOpt = False) -> None:
-    """Erase a patient (GDPR Art. 17): delete salt and records; ledger proofs still verify."""
+    """Erase a patient (GDPR Art. 17): delete her salts and records; ledger proofs still verify."""
     with user_errors():
         removed = _registry(workspace_dir, site).erase(patient)
     _done({"erased": True, "rows": removed}, as_json, f"erased ({removed} records); ledger untouched")

@@ -5,7 +5,7 @@ witnesses, the model registry (DESIGN.md, "The workspace").
 <workspace>/workspace.json          study id, ledger origin, sites and their data files
 <workspace>/ledger.sqlite           the shared append-only log
 <workspace>/keys/log.key            the log's checkpoint key (Ed25519 seed, 0600)
-<workspace>/sites/<name>/           data.csv, consent.sqlite, consent.key, witness.key, witness.json,
+<workspace>/sites/<name>/           data.csv, consent.sqlite (with the per-event salts), witness.key, witness.json,
                                     identity.key (Ed25519), approved/<sha256>.json (approved studies),
                                     budget.json (rounds and evaluations spent per approved study)
 <workspace>/models/<sha256>.json    model artifacts (and <sha256>.study.json: how to retrain)
@@ -146,7 +146,8 @@ class Workspace:
                             consent=self.registry(name), patient_column=info["patient_column"],
                             identity=self.identity(name), approved=self.approvals(name),
                             witnessed=lambda n=name: self.witnessed(n),  # type: ignore[misc]
-                            budget=self.root / "sites" / name / "budget.json"))
+                            budget=self.root / "sites" / name / "budget.json",
+                            privacy=self.root / "sites" / name / "privacy.json"))
         return out
 
     # -------------------------------------------------------------- approvals

@@ -69,7 +69,8 @@ THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
      "transcript and its audit.", ("SRS-PRIV-001", "SRS-PRIV-002", "SRS-PRIV-003", "SRS-PRIV-004",
                                    "RC-PRIV-002")),
     ("Information disclosure", "A patient identifier reaches the shared ledger.", "Patient identity",
-     "Only HMAC-SHA256 commitments under a site-held key; erasure by crypto-shredding.",
+     "Only HMAC-SHA256 commitments under a fresh salt per consent event (no value links two events "
+     "of one patient); erasure by crypto-shredding the salts.",
      ("SRS-CONS-003", "RC-PRIV-001")),
     ("Denial of service", "A site stops answering or answers invalidly and stalls the study.", "Training",
      "Timeout per round; the site is excluded with its reason and the fit re-run, or stopped cleanly.",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from federated.analyses.cox import CoxFit
-from federated.disclosure.policy import released_steps, suppress_small
+from federated.disclosure.policy import released_steps, round_to_k
 from federated.study import InputSpec, StudySpec
 from ledger.canonical import sealed_sha256
 
@@ -41,7 +41,7 @@ def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins:
         out["categories"] = [c.model_dump() for c in spec.categories]
     if coverage is not None and spec.min is not None and spec.max is not None:
         out["coverage"] = {"edges": np.linspace(spec.min, spec.max, bins + 1).tolist(),
-                           "counts": suppress_small(coverage, min_cell)}
+                           "counts": round_to_k(coverage, min_cell).tolist()}
     return out
 
 
@@ -66,9 +66,13 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
     """The sealed artifact of a Cox fit under ``study``'s settings.
 
     Nothing patient-level: ranges are the declared ones (with securely summed coverage
-    histograms, small cells suppressed), the baseline is released with small cells merged,
-    and only totals over sites are recorded.
+    histograms), the baseline is released with small cells merged, and only totals over sites
+    are recorded. Adversary: a reader of releases differencing two artifacts (e.g. before and
+    after a withdrawal). Counts are rounded to multiples of k (:func:`round_to_k`) and the centre
+    is the study's reference patient, never the data mean; ``training.release`` says which
+    fields are exact and which rounded.
     """
+    k = study.policy.min_cell_count
     names = list(fit.covariates)
     body = {
         "schema": SCHEMA,
@@ -90,7 +94,7 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
         "training": {
             "sites": list(fit.sites),
             "dropped": [{"site": s, "reason": r} for s, r in fit.dropped.items()],
-            "n": fit.n, "events": fit.events, "rounds": fit.rounds,
+            "n": int(round_to_k(fit.n, k)), "events": int(round_to_k(fit.events, k)), "rounds": fit.rounds,
             "iterations": fit.iterations, "converged": fit.converged,
             "loglik": fit.loglik, "loglik_null": fit.loglik_null,
             "secure_aggregation": fit.secure, "time_grid": fit.time_grid,
@@ -101,6 +105,15 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
                         + ("; covariates clipped to their declared ranges" if study.cohort().ranges else ""),
             "policy": study.policy.model_dump(),
             "differential_privacy": privacy,
+            "release": {
+                "rounded_to_multiple_of": k,
+                "rounded": ["training.n", "training.events", "inputs[].coverage.counts"],
+                "exact": ["coefficients", "standard_errors", "confidence_intervals", "p_values", "covariance",
+                          "baseline_survival (at the reference patient, steps of at least k events)",
+                          "training.loglik", "training.loglik_null"],
+                "center": "the study's reference patient (declared reference, else the middle of the "
+                          "declared range, else 0), not a data mean",
+            },
             "consent_checkpoint": fit.consent_checkpoint,
         },
     }

@@ -34,6 +34,8 @@ from federated.study import CohortSpec
 _Z95 = 1.959963984540054  # Φ⁻¹(0.975)
 #: Newton steps in a row cut by a site's bound on the linear predictor before the fit gives up
 _PRESSED = 5
+#: largest |β·(reference − mean)|: beyond it the baseline at the reference under- or overflows
+_MAX_SHIFT = 30.0
 
 
 class ConvergenceWarning(UserWarning):
@@ -42,7 +44,7 @@ class ConvergenceWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Baseline:
-    """One stratum's baseline on its global grid, at covariates equal to ``center``.
+    """One stratum's baseline on its global grid, for the reference patient (``CoxFit.center``).
 
     ``events`` are the summed event counts per grid time (used to release the curve
     with small cells merged, :func:`federated.disclosure.policy.released_steps`).
@@ -135,7 +137,10 @@ class _Problem:
         self.n, self.events = disc.n, disc.events
         self.time_grid = disc.cohort.time_grid
         self.ranges = range_coverage(cohort, disc.range_counts)
+        # numerics: the sites centre on the data mean (the coordinator knows it); a release is
+        # centred on the study's reference patient instead (:meth:`CohortSpec.reference_point`)
         self.center = disc.sum_x / disc.n
+        self.reference = cohort.reference_point()
         variance = disc.sum_x2 / disc.n - self.center ** 2
         flat = variance <= 1e-12 * np.maximum(1.0, self.center ** 2)
         if np.any(flat):
@@ -197,8 +202,8 @@ def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", pena
 
     Newton–Raphson from β = 0 with step halving whenever the penalised log partial
     likelihood would decrease; converged when max |Δβ| < ``tol``. Covariates are centred
-    on their global means internally (β is unchanged by centring; the baseline refers to
-    the centre). The covariance is the inverse observed information at β̂. A site that
+    on their global means internally (β is unchanged by centring); the baseline and
+    ``CoxFit.center`` refer to the study's reference patient (:meth:`CohortSpec.reference_point`). The covariance is the inverse observed information at β̂. A site that
     drops out (no reply in time, invalid message) is excluded and the fit re-run among the
     others while ``policy`` (default: the approved study's) still holds at the coordinator — each
     site applies its own, the stricter of the study's rules and its floors. Times are coarsened
@@ -251,7 +256,7 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
     except np.linalg.LinAlgError:
         raise SingularDesignError("information matrix is singular at the estimate") from None
     return CoxFit(covariates=prob.names, coef=state.beta, covariance=covariance,
-                  center=prob.center, baselines=_baselines(prob, state), loglik=state.loglik,
+                  center=prob.reference, baselines=_baselines(prob, state), loglik=state.loglik,
                   loglik_null=loglik_null, iterations=it, rounds=coord.rounds, converged=converged,
                   ties=ties, penalty=penalty, sites=tuple(coord.sites), n=prob.n, events=prob.events,
                   secure=coord.secure, strata=cohort.partition, dropped=dict(coord.dropped),
@@ -274,12 +279,19 @@ def baselines_at(coord: Coordinator, cohort: CohortSpec, beta: np.ndarray, *, ti
 
 
 def _baselines(prob: _Problem, state: _State) -> tuple[Baseline, ...]:
-    """Breslow's baseline per stratum at β̂ (on the stratum's own grid)."""
+    """Breslow's baseline per stratum at β̂ (on the stratum's own grid), for the reference patient:
+    H_ref(t) = H_c(t) · exp(β̂·(ref − c)), the same model as at the fit's internal centre c."""
+    exponent = float(state.beta @ (prob.reference - prob.center))
+    if abs(exponent) > _MAX_SHIFT:
+        far = prob.names[int(np.argmax(np.abs(state.beta * (prob.reference - prob.center))))]
+        raise DataError(f"the reference patient lies too far from the data for a usable baseline "
+                        f"(mostly input {far!r}): declare its reference value or range in the study's inputs")
+    shift = math.exp(exponent)
     out = []
     offset = 0
     for label, grid in zip(prob.labels, prob.grids, strict=True):
         part = slice(offset, offset + grid.size)
-        out.append(Baseline(label, grid, cm.breslow_cumulative_hazard(prob.d[part], state.s0[part]),
+        out.append(Baseline(label, grid, shift * cm.breslow_cumulative_hazard(prob.d[part], state.s0[part]),
                             prob.d[part]))
         offset += grid.size
     return tuple(out)

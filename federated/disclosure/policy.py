@@ -96,6 +96,17 @@ def released_steps(events: np.ndarray, min_cell: int, at_risk: np.ndarray | None
     return np.array(keep, dtype=np.int64)
 
 
-def suppress_small(counts: np.ndarray, min_cell: int) -> list[int | None]:
-    """Counts with every non-zero cell below ``min_cell`` replaced by ``None`` (not released)."""
-    return [None if 0 < int(c) < min_cell else int(c) for c in np.asarray(counts).ravel()]
+def round_to_k(counts: np.ndarray | int, k: int) -> np.ndarray:
+    """Counts rounded to the nearest multiple of ``k`` (halves up): what a release publishes.
+
+    Adversary: a reader of releases who differences two of them (before and after a patient's
+    withdrawal, or two overlapping cohorts). Exact counts differ by her; rounded ones differ by a
+    multiple of k or not at all, and no cell can be derived from a published total as total minus
+    the other cells (every one of them is rounded), so no complementary suppression is needed.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    c = np.asarray(counts, dtype=np.int64)
+    if np.any(c < 0):
+        raise ValueError("counts must be >= 0")
+    return ((c + k // 2) // k) * k

@@ -15,7 +15,9 @@ the length of the site's number of patients. Disclosure control (:class:`Disclos
 * risk groups are quantile groups of the linear predictor, as many as ``risk_groups`` allows
   while every group meets the minimums (fewer groups at small sites); their Kaplan–Meier
   curves are released only at public grid times where at least ``min_cell_count`` events have
-  accumulated and ``min_cell_count`` remain at risk (:func:`federated.disclosure.policy.released_steps`).
+  accumulated and ``min_cell_count`` remain at risk (:func:`federated.disclosure.policy.released_steps`);
+* every count the reply shows (patients, events of the site, a subgroup, a risk group) is rounded
+  to a multiple of ``min_cell_count``, against a reader who differences two reports.
 
 **Bootstrap**: ``n_boot`` resamples of the group's patients with replacement (Efron &
 Tibshirani 1993), seeded by the request's seed, the site's name and the group's index; the CI
@@ -26,10 +28,11 @@ only when at least 90% could), the standard error their SD on the pooling scale.
 from __future__ import annotations
 
 import zlib
+from typing import TypeVar
 
 import numpy as np
 
-from federated.disclosure.policy import DisclosurePolicy, PolicyError, released_steps
+from federated.disclosure.policy import DisclosurePolicy, PolicyError, released_steps, round_to_k
 from federated.protocol.arrays import expect_shape
 from federated.protocol.messages import (
     EvaluateReply,
@@ -86,8 +89,22 @@ def evaluate(cohort: Cohort, req: EvaluateRequest, site: str, policy: Disclosure
     overall = evaluate_block(site, rows, model, grid, req.n_boot, children[0], policy.min_cell_count)
     subgroups = _subgroups(cohort, lp, req, model, grid, children[1:], policy)
     groups = risk_groups(rows, model, req.risk_groups, req.km_times.to_numpy().astype(float), policy)
-    return EvaluateReply(session=req.session, round=req.round, overall=overall, subgroups=subgroups,
-                         risk_groups=groups)
+    k = policy.min_cell_count
+    return EvaluateReply(session=req.session, round=req.round, overall=_rounded(overall, k),
+                         subgroups=[_rounded(b, k) for b in subgroups],
+                         risk_groups=[_rounded(g, k) for g in groups])
+
+
+_Counted = TypeVar("_Counted", EvaluationBlock, RiskGroup)
+
+
+def _rounded(block: _Counted, k: int) -> _Counted:
+    """``block`` with its patient and event counts rounded to a multiple of ``k``
+    (:func:`~federated.disclosure.policy.round_to_k`): a validation report is a release, and a
+    reader who differences two of them (before and after a withdrawal) must not see one patient."""
+    update = {name: int(round_to_k(value, k)) for name in ("n", "events")
+              if (value := getattr(block, name)) is not None}
+    return block.model_copy(update=update)
 
 
 def _below_minimums(policy: DisclosurePolicy, n: int, events: int) -> str | None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from consent.commitment import commit
 from consent.registry import ConsentRegistry, ConsentRegistryError
 from federated import CohortSpec, Coordinator, InProcessTransport, PolicyError, Site, SiteError, fit_cox
 from federated.protocol.messages import ConsentGate
@@ -53,18 +54,28 @@ def test_ledger_holds_commitments_not_identifiers(registry: ConsentRegistry, led
     kinds = [k for _, k, _ in ledger.entries()]
     assert kinds == ["consent", "revocation"]
     bodies = [b for _, _, b in ledger.entries()]
-    assert bodies[0]["commitment"] == bodies[1]["commitment"] == registry.commitment("MRN-77231")
+    assert bodies[0]["commitment"] != bodies[1]["commitment"]  # one fresh commitment per event
+    openings = registry.linkage_proof("MRN-77231")
+    assert [o.ledger_index for o in openings] == [0, 1]
+    for opening, body in zip(openings, bodies, strict=True):
+        assert body["commitment"] == commit(opening.salt_bytes, "a", STUDY, "MRN-77231")
     assert b"MRN-77231" not in b"".join(p.read_bytes() for p in tmp_path.glob("ledger.sqlite*"))
     other = ConsentRegistry(tmp_path / "sites" / "b", "b", STUDY, ledger)
-    assert other.commitment("MRN-77231") != registry.commitment("MRN-77231")  # site key and salt
+    other.grant("MRN-77231", date="2026-01-01")
+    salt = other.linkage_proof("MRN-77231")[0].salt_bytes
+    assert ledger.entry(2)[1]["commitment"] == commit(salt, "b", STUDY, "MRN-77231") \
+        != commit(salt, "a", STUDY, "MRN-77231")  # the site is bound into the commitment
 
 
 @pytest.mark.req("SRS-CONS-003")
 def test_erasure_shreds_the_link_but_not_the_proofs(registry: ConsentRegistry, ledger: Ledger) -> None:
     receipt = registry.grant("p9", date="2026-01-01")
-    old = registry.commitment("p9")
+    body = ledger.entry(receipt.index)[1]
     registry.erase("p9")
-    assert registry.latest("p9") is None and registry.commitment("p9") != old  # fresh salt
+    assert registry.latest("p9") is None
+    with pytest.raises(ConsentRegistryError, match="unknown or erased"):
+        registry.linkage_proof("p9")
+    assert ledger.entry(receipt.index)[1] == body  # the commitment stays, unopenable
     receipt.verify()
     assert ledger.receipt(receipt.index).root == ledger.root()
     assert verify_ledger(ledger).ok

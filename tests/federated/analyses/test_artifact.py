@@ -41,7 +41,10 @@ def test_contract_fields(demo: dict, gbsg2: pd.DataFrame) -> None:  # type: igno
     assert {"sites", "n", "events", "rounds", "converged", "secure_aggregation", "time_grid",
             "consent_checkpoint"} <= set(t)
     rows = _contributing(split(gbsg2))
-    assert t["n"] == len(rows) and t["events"] == int(rows["event"].sum()) and t["converged"] is True
+    # counts are released rounded to a multiple of k = 5 (583 women, 242 events)
+    assert (t["n"], t["events"]) == (585, 240) and (len(rows), int(rows["event"].sum())) == (583, 242)
+    assert t["converged"] is True
+    assert t["release"]["rounded_to_multiple_of"] == 5 and "training.n" in t["release"]["rounded"]
     # k-cells at the source: the demo's smallest hospital (103 women) has a cell of fewer than 5
     # women even on the yearly grid, so it does not contribute; the others agree on "year"
     assert t["sites"] == ["hospital-a", "hospital-b", "hospital-c"]

@@ -11,7 +11,7 @@ from federated import CohortSpec, DisclosurePolicy, PolicyError, SiteError
 from federated.analyses.artifact import build_artifact
 from federated.analyses.runner import train
 from federated.demo_study import DEMO_INPUTS, write_demo_study
-from federated.disclosure.policy import released_steps, suppress_small
+from federated.disclosure.policy import released_steps, round_to_k
 from federated.disclosure.rules import SiteFloors
 from federated.exceptions import DataError
 from tests.conftest import ROSSI_COVARIATES, fed_cox, fed_km, split_frame
@@ -84,7 +84,6 @@ def test_released_steps_rule() -> None:
     assert released_steps(events, 3).tolist() == [1, 3, 4]  # 1+2, 0+3, 5; the trailing 2 withheld
     assert released_steps(events, 1).tolist() == [0, 1, 3, 4, 5, 6]
     assert released_steps(events, 3, at_risk=np.array([20, 19, 17, 16, 2, 1, 1])).tolist() == [1, 3]
-    assert suppress_small(np.array([0, 3, 5, 12]), 5) == [0, None, 5, 12]
 
 
 @pytest.mark.req("SRS-PRIV-002")
