@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -140,7 +141,17 @@ class ConsentRegistry:
 
     # ------------------------------------------------------------ commitments
     def _anchor(self, record: ConsentRecord, kind: Literal["consent", "revocation"]) -> tuple[Receipt, bytes]:
-        """Append the event under a fresh commitment; return its receipt and (secret) salt."""
+        """Append the event under a fresh commitment; return its receipt and (secret) salt.
+
+        The site's own records are a trust anchor outside the ledger file: an event of this site
+        anchored at an index the ledger no longer has means the ledger was rolled back or replaced,
+        and nothing is appended to it.
+        """
+        row = self._db.execute("SELECT MAX(ledger_index) FROM events").fetchone()
+        if row is not None and row[0] is not None and int(row[0]) >= self.ledger.size:
+            raise ConsentRegistryError(
+                f"this site anchored a consent event at ledger entry {int(row[0])}, but the ledger has only "
+                f"{self.ledger.size} entries: it was rolled back or replaced (run fedprog ledger witness)")
         salt = new_salt()
         body: dict[str, Any] = {"site": self.site, "study": self.study,
                                 "commitment": commit(salt, self.site, self.study, record.patient),
@@ -240,7 +251,10 @@ class ConsentRegistry:
             n += db.execute("DELETE FROM events WHERE patient = ?", (patient,)).rowcount
             if self._legacy_salts:
                 n += db.execute("DELETE FROM salts WHERE patient = ?", (patient,)).rowcount
-            n += db.execute("DELETE FROM usage WHERE patient = ?", (patient,)).rowcount
+            # her usage rows stay, under a random token: a site must still count her among the
+            # patients an earlier job used (:mod:`federated.site.contribution`), not forget she left
+            n += db.execute("UPDATE usage SET patient = ? WHERE patient = ?",
+                            (f"erased:{secrets.token_hex(16)}", patient)).rowcount
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -299,6 +313,14 @@ class ConsentRegistry:
         self._db.execute("BEGIN IMMEDIATE")
         self._db.executemany("INSERT OR IGNORE INTO usage VALUES (?, ?)", [(job, p) for p in patients])
         self._db.execute("COMMIT")
+
+    def usage(self) -> dict[str, frozenset[str]]:
+        """Every job this registry recorded, with the patients it used (an erased patient under a
+        random token)."""
+        out: dict[str, set[str]] = {}
+        for job, patient in self._db.execute("SELECT job, patient FROM usage"):
+            out.setdefault(job, set()).add(patient)
+        return {job: frozenset(ps) for job, ps in out.items()}
 
     def jobs_using(self, patient: str) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT job FROM usage WHERE patient = ? ORDER BY job",

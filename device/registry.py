@@ -10,17 +10,22 @@ gate moves it on, every step a ledger entry of its own::
 
 Only a model whose latest validation report passed (the report kept by its SHA-256 beside the
 ledger entry and re-hashed at release) can be released. A consent revocation whose ledger
-entry names the model's training job makes its status ``affected`` whatever its lifecycle
-state (withdrawn excepted): an affected model is never released or served — it is retrained
-under today's consent into a successor that links back to it (ISO 14971 risk control for
-"a model trained on revoked consent is served"). The state is always derived from the ledger,
-never stored elsewhere, so every hospital's witness sees the same history.
+entry names the model's training job touches the model by the study's revocation policy
+(:mod:`device.revocation`, issue 15): under ``window`` (the default) a *released* model stays
+released and served, flagged ``retrain due``, until a successor is released or its deadline
+passes; under ``immediate``, and for a model not released, its status is ``affected`` at once
+(withdrawn excepted). An affected model is never released or served — it is retrained under
+today's consent into a successor that links back to it (ISO 14971 risk control for "a model
+trained on revoked consent is served"); once a successor is released the predecessor is affected.
+The state is always derived from the ledger (and the registry's clock, for deadlines), never
+stored elsewhere, so every hospital's witness sees the same history.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,18 @@ from typing import Any
 from ledger.canonical import sealed_sha256
 from ledger.files import write_json_atomic
 from ledger.log import Ledger, Receipt
+
+from .revocation import (
+    RETRAIN_DUE,
+    RetrainDue,
+    Revocations,
+    flag_body,
+    flag_terms,
+    iso,
+    revocations_by_job,
+    terms_of,
+    window,
+)
 
 
 class RegistryError(ValueError):
@@ -43,7 +60,10 @@ class ModelEntry:
     """One registered model version, as the ledger records it.
 
     ``lifecycle`` is the release-gate state; ``status`` is what users and the server act on:
-    the lifecycle state, or ``affected`` once a consent revocation touches the training job.
+    the lifecycle state, or ``affected`` once a consent revocation touches the training job —
+    unless the model is released and inside its revocation window: then it stays ``released``
+    with ``retrain`` set (the ``retrain due`` qualifier; :mod:`device.revocation`). ``retrain`` is
+    kept after the deadline passes (``expired``), to say why the model is affected.
     ``history`` lists ``(ledger index, state)`` for every transition, oldest first.
     """
 
@@ -58,10 +78,12 @@ class ModelEntry:
     affected_by_revocation: bool
     history: tuple[tuple[int, str], ...] = ()
     validation: dict[str, Any] | None = None
+    retrain: RetrainDue | None = None
 
     @property
     def status(self) -> str:
-        if self.affected_by_revocation and self.lifecycle != "withdrawn":
+        in_window = self.retrain is not None and not self.retrain.expired
+        if self.affected_by_revocation and self.lifecycle != "withdrawn" and not in_window:
             return "affected"
         return self.lifecycle
 
@@ -76,20 +98,35 @@ class ModelEntry:
                 "job": self.job, "ledger_index": self.ledger_index, "predecessor": self.predecessor,
                 "consent_checkpoint": self.consent_checkpoint, "lifecycle": self.lifecycle,
                 "history": [{"ledger_index": i, "state": st} for i, st in self.history],
-                "validation": self.validation}
+                "validation": self.validation,
+                "retrain_due": None if self.retrain is None else self.retrain.to_dict()}
 
+
+#: listings of models and of receipts (``list`` is a method name inside :class:`ModelRegistry`)
+Models = list[ModelEntry]
+Receipts = list[Receipt]
 
 #: SHA-256 an artifact is sealed with (canonical JSON without its ``sha256`` field)
 canonical_sha256 = sealed_sha256
 
 
-class ModelRegistry:
-    """Models of a workspace: artifacts in ``<workspace>/models/<sha256>.json``, history in the ledger."""
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self, folder: Path, ledger: Ledger, reports: Path | None = None) -> None:
+
+class ModelRegistry:
+    """Models of a workspace: artifacts in ``<workspace>/models/<sha256>.json``, history in the ledger.
+
+    ``clock`` (aware UTC datetimes) times releases and windows and decides when a revocation
+    window's deadline has passed; tests inject one to simulate time.
+    """
+
+    def __init__(self, folder: Path, ledger: Ledger, reports: Path | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.folder = Path(folder)
         self.ledger = ledger
         self.reports = Path(reports) if reports is not None else self.folder.parent / "validation"
+        self.clock = clock
 
     def register(self, artifact: dict[str, Any], job: str, predecessor: str | None = None,
                  study: dict[str, Any] | None = None) -> Receipt:
@@ -109,24 +146,64 @@ class ModelRegistry:
                 "predecessor": predecessor, "status": "candidate"}
         return self.ledger.append("model", body)
 
-    def _revoked_jobs(self) -> set[str]:
-        return {job for _, _, body in self.ledger.entries("revocation")
-                for job in body.get("affects_jobs", [])}
-
     def list(self) -> list[ModelEntry]:
-        """Every registered version, oldest first, its state replayed from the ledger."""
-        revoked = self._revoked_jobs()
+        """Every registered version, oldest first, its state replayed from the ledger as of the clock."""
+        return self._list(self.clock())
+
+    def _list(self, now: datetime) -> Models:
         models: dict[str, dict[str, Any]] = {}
+        revocations: list[tuple[int, dict[str, Any]]] = []
+        flags: dict[str, tuple[int, dict[str, Any]]] = {}
         for idx, kind, b in self.ledger.entries():
             if kind == "model":
                 models[b["sha256"]] = {"body": b, "index": idx, "state": "candidate",
                                        "history": [(idx, "candidate")], "validation": None}
             elif kind in ("validation", "release", "withdrawal") and b.get("sha256") in models:
                 _replay(models[b["sha256"]], idx, kind, b)
-        return [ModelEntry(m["body"]["model_id"], m["body"]["version"], sha, m["body"]["job"], m["state"],
-                           m["index"], m["body"].get("consent_checkpoint"), m["body"].get("predecessor"),
-                           m["body"]["job"] in revoked, tuple(m["history"]), m["validation"])
-                for sha, m in models.items()]
+            elif kind == "revocation":
+                revocations.append((idx, b))
+            elif kind == RETRAIN_DUE and b.get("sha256") in models:
+                flags.setdefault(b["sha256"], (idx, b))  # the first opens the window
+        by_job = revocations_by_job(revocations)
+        entries = [ModelEntry(m["body"]["model_id"], m["body"]["version"], sha, m["body"]["job"], m["state"],
+                              m["index"], m["body"].get("consent_checkpoint"), m["body"].get("predecessor"),
+                              m["body"]["job"] in by_job, tuple(m["history"]), m["validation"])
+                   for sha, m in models.items()]
+        superseded = _superseded(entries)
+        return [self._flagged(e, by_job[e.job], flags.get(e.sha256), now)
+                if e.affected_by_revocation and e.lifecycle == "released" and e.ref not in superseded else e
+                for e in entries]
+
+    def _flagged(self, entry: ModelEntry, revocations: Revocations, flag: tuple[int, dict[str, Any]] | None,
+                 now: datetime) -> ModelEntry:
+        """A released model named by revocations, with its ``retrain due`` flag under a window
+        policy (the terms its ``retrain-due`` entry recorded, else the study's); unchanged —
+        hence ``affected`` — under ``immediate``."""
+        terms = flag_terms(flag[1]) if flag is not None else terms_of(self._study_or_none(entry))
+        if terms.policy == "immediate":
+            return entry
+        return replace(entry, retrain=window(revocations, terms, flag, now))
+
+    def _study_or_none(self, entry: ModelEntry) -> dict[str, Any] | None:
+        try:
+            return self.study_of(entry)
+        except RegistryError:
+            return None
+
+    def note_revocations(self) -> Receipts:
+        """Open the revocation window of every released model newly flagged ``retrain due``: one
+        ``retrain-due`` ledger entry each (time, deadline, terms; no patient). The ledger has no
+        clock, so the window counts from this entry: call it where revocations are recorded (and
+        the server does on the next request). Idempotent; the first entry of a model wins on replay.
+        """
+        now = self.clock()
+        return [self.ledger.append(RETRAIN_DUE, flag_body(e.ref, e.sha256, e.job, e.retrain, now))
+                for e in self._list(now) if e.retrain is not None and e.retrain.since is None]
+
+    def retrain_due(self) -> Models:
+        """Released models flagged ``retrain due`` (in their window, or past its deadline without
+        a released successor), oldest first."""
+        return [e for e in self.list() if e.retrain is not None]
 
     def get(self, ref: str) -> ModelEntry:
         """A model by ``model_id@version``, ``model_id`` (latest version) or sha256 (prefix ≥ 8)."""
@@ -206,10 +283,9 @@ class ModelRegistry:
         if report.get("passed") is not True:
             raise RegistryError(f"the validation report of {entry.ref} did not pass")
         check_envelope(self.artifact(entry.ref))
-        at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        return self.ledger.append("release", {"model": entry.ref, "sha256": entry.sha256, "at": at,
-                                              "report_sha256": entry.validation["report_sha256"]
-                                              if entry.validation else None,
+        report_sha256 = entry.validation["report_sha256"] if entry.validation else None
+        return self.ledger.append("release", {"model": entry.ref, "sha256": entry.sha256,
+                                              "at": iso(self.clock()), "report_sha256": report_sha256,
                                               "reason": reason, "by": by})
 
     def withdraw(self, ref: str, *, reason: str, by: str = "") -> Receipt:
@@ -223,7 +299,8 @@ class ModelRegistry:
                                                  "reason": reason, "by": by})
 
     def released(self, model_id: str | None = None) -> ModelEntry:
-        """The newest released (and not affected) version, of ``model_id`` if given."""
+        """The newest released (and not affected) version, of ``model_id`` if given — one flagged
+        ``retrain due`` inside its window included (it stays in service until its deadline)."""
         live = [m for m in self.list() if m.status == "released"
                 and (model_id is None or m.model_id == model_id)]
         if not live:
@@ -250,6 +327,20 @@ def check_envelope(artifact: dict[str, Any]) -> None:
                     f"input {spec['name']!r}: no training patient in the {side} tenth of its declared range "
                     f"[{edges[i]:g}, {edges[i + 1]:g}]: the intended-use envelope must not exceed the "
                     "training data; narrow the range in the study settings and retrain")
+
+
+def _superseded(entries: Models) -> set[str]:
+    """Refs of the models a released successor descends from (``predecessor`` links): a released
+    successor clears the lineage's ``retrain due`` flag, and the predecessors leave service."""
+    by_ref = {e.ref: e for e in entries}
+    out: set[str] = set()
+    for e in entries:
+        if "released" in (state for _, state in e.history):
+            ref = e.predecessor
+            while ref is not None and ref not in out:
+                out.add(ref)
+                ref = by_ref[ref].predecessor if ref in by_ref else None
+    return out
 
 
 def _replay(model: dict[str, Any], idx: int, kind: str, body: dict[str, Any]) -> None:

@@ -104,6 +104,7 @@ def withdraw_consent(ws: Workspace, patient: str, *, date: str,
         receipts = {name: registries[name].revoke(patient, date=date) for name in targets}
         records = {name: registries[name].history(patient)[-1] for name in targets}
         jobs = {job for name in targets for job in registries[name].jobs_using(patient)}
+    ws.models.note_revocations()  # open the retrain-due windows under this checkpoint (issue 15)
     affected = [m.ref for m in ws.models.list() if m.job in jobs]
     cosigned, error = _checkpoint(ws)
     return Withdrawal(receipts, records, affected, cosigned, error)

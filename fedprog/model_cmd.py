@@ -1,36 +1,67 @@
-"""``fedprog model list|show|release|withdraw|retrain``: registered model versions and the release gate."""
+"""``fedprog model list|due|show|release|withdraw|retrain``: registered model versions, the release
+gate, and the models a consent revocation flagged ``retrain due`` (issue 15)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._common import user_errors, workspace
+
+if TYPE_CHECKING:
+    from device.registry import ModelEntry
 
 app = typer.Typer(help="Registered models and their versions.", no_args_is_help=True)
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")]
 
 
+def _flag(m: ModelEntry) -> str:
+    """The consent-revocation qualifier of a model's line: ``retrain due`` (in service, with its
+    count and deadline) or ``affected``."""
+    if m.retrain is not None and not m.retrain.expired:
+        return f"  RETRAIN DUE: {m.retrain.summary()}"
+    if m.affected_by_revocation:
+        why = f" ({m.retrain.summary()})" if m.retrain is not None else ""
+        return f"  AFFECTED BY CONSENT REVOCATION{why}"
+    return ""
+
+
+def _print_models(models: list[ModelEntry], key: str, as_json: bool, empty: str) -> None:
+    if as_json:
+        print(json.dumps({key: [m.to_dict() for m in models]}, sort_keys=True))
+        return
+    for m in models:
+        succ = f" (successor of {m.predecessor})" if m.predecessor else ""
+        print(f"{m.ref}  {m.status}  {m.sha256[:16]}{succ}{_flag(m)}")
+    if not models:
+        print(empty)
+
+
 @app.command("list")
 def list_(workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """Every model version with its status and whether a consent revocation affects it."""
+    """Every model version with its status and whether a consent revocation affects it (``retrain
+    due``: still served, with the revocations counted and the deadline)."""
     from .workspace import Workspace
 
     with user_errors():
         models = Workspace(workspace(workspace_dir)).models.list()
-    if as_json:
-        print(json.dumps({"models": [m.to_dict() for m in models]}, sort_keys=True))
-        return
-    for m in models:
-        flag = "  AFFECTED BY CONSENT REVOCATION" if m.affected_by_revocation else ""
-        succ = f" (successor of {m.predecessor})" if m.predecessor else ""
-        print(f"{m.ref}  {m.status}  {m.sha256[:16]}{succ}{flag}")
-    if not models:
-        print("no models registered (fedprog demo, or fedprog train into a workspace)")
+    _print_models(models, "models", as_json,
+                  "no models registered (fedprog demo, or fedprog train into a workspace)")
+
+
+@app.command("due")
+def due(workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Released models a consent revocation flagged ``retrain due``: revocations of how many
+    needed, the deadline, and whether a successor is due now (fedprog model retrain REF)."""
+    from .workspace import Workspace
+
+    with user_errors():
+        models = Workspace(workspace(workspace_dir)).models.retrain_due()
+    _print_models(models, "due", as_json, "no model is due for retraining")
 
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger).")]

@@ -5,8 +5,9 @@ witnesses, the model registry (DESIGN.md, "The workspace").
 <workspace>/workspace.json          study id, ledger origin, sites and their data files
 <workspace>/ledger.sqlite           the shared append-only log
 <workspace>/keys/log.key            the log's checkpoint key (Ed25519 seed, 0600)
-<workspace>/sites/<name>/           data.csv, consent.sqlite (with the per-event salts), witness.key, witness.json,
-                                    identity.key (Ed25519), approved/<sha256>.json (approved studies),
+<workspace>/sites/<name>/           data.csv, consent.sqlite (with the per-event salts), witness.key,
+                                    witness.json, identity.key (Ed25519),
+                                    approved/<sha256>.json (approved studies),
                                     budget.json (rounds and evaluations spent per approved study)
 <workspace>/models/<sha256>.json    model artifacts (and <sha256>.study.json: how to retrain)
 <workspace>/validation/             validation runs <model sha256[:16]>-<n>/ (report.json, figures,

@@ -27,7 +27,7 @@ from .canonical import canonical_json
 from .checkpoint import Checkpoint, NoteSigner, NoteVerifier, format_note, open_checkpoint, parse_note
 
 ENTRY_KINDS = ("consent", "model", "validation", "release", "withdrawal", "revocation", "dossier",
-               "training")
+               "training", "retrain-due")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

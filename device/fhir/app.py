@@ -136,7 +136,8 @@ def _register_fhir(app: FastAPI) -> None:
         audit_ctx(request).interaction = "capabilities"
         negotiate(request)
         st = state(request)
-        return FhirResponse(resources.capability_statement(st.base_url, st.started, st.software_version))
+        return FhirResponse(resources.capability_statement(st.base_url, st.started, st.software_version,
+                                                           service.served_entry(st.models)))
 
     @app.get("/fhir/OperationDefinition/predict-risk", tags=["FHIR"], responses=_ERRORS,
              response_class=FhirResponse)

@@ -4,7 +4,8 @@ and ``/app/model.json``, the released model's public facts the page is built fro
 The page asks the server's own ``$predict-risk`` for every number it shows (risks, intervals,
 the curve, the contributions); ``model.json`` only says what to ask for and how to label it —
 the inputs with their codes, units and validated ranges, the horizons, the model's identity,
-release date, intended use and limitations.
+release date, intended use and limitations — and, when the model is flagged ``retrain due`` (a
+consent revocation; in service until its deadline, issue 15), the notice the page shows.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..model import InputSpec, PrognosticModel
+from ..revocation import RetrainDue
 from .cds import DAYS_PER_UNIT, horizon_text
 from .http import state
 from .resources import event, intended_use
+from .service import served_entry
 
 STATIC = Path(__file__).with_name("static") / "app"
 #: UCUM units as words on the page
@@ -77,9 +80,11 @@ def released_at(registry: Any, sha256: str) -> str | None:
     return found[-1] if found and found[-1] else None
 
 
-def model_facts(model: PrognosticModel, released: str | None) -> dict[str, Any]:
+def model_facts(model: PrognosticModel, released: str | None, retrain: RetrainDue | None = None
+                ) -> dict[str, Any]:
     """What the page needs to know of the model in service (no patient data, no secrets)."""
     return {
+        "retrain_due": None if retrain is None else {**retrain.to_dict(), "notice": retrain.notice()},
         "ref": model.ref, "model_id": model.model_id, "version": model.version, "sha256": model.sha256,
         "kind": f"{model.artifact.kind} model", "outcome": model.outcome,
         "event": f"an {event(model)}", "released": released, "time_unit": model.time_unit,
@@ -97,7 +102,9 @@ def page_router() -> APIRouter:
         st = state(request)
         model = st.models.current()
         registry = getattr(st.models, "registry", None)
-        return JSONResponse(model_facts(model, released_at(registry, model.sha256)),
+        entry = served_entry(st.models)
+        retrain = entry.retrain if entry is not None and entry.sha256 == model.sha256 else None
+        return JSONResponse(model_facts(model, released_at(registry, model.sha256), retrain),
                             headers={"Cache-Control": "no-store"})
 
     return router

@@ -17,6 +17,8 @@ from fhir.resources.R4B.operationdefinition import OperationDefinition
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from ..model import PrognosticModel
+from ..registry import ModelEntry
+from ..revocation import iso
 from ..scoring import Scores
 from .smart import origin
 
@@ -32,6 +34,9 @@ SHA256_SYSTEM = "urn:fedprog:model-sha256"
 RA_STATUSES = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
                          "entered-in-error", "unknown"})
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+#: CapabilityStatement extension: the model in service is flagged ``retrain due`` (issue 15):
+#: ``model`` (ref), ``revocations``, ``needed``, ``deadline``, ``due`` (a successor is due now)
+RETRAIN_DUE_URL = "urn:fedprog:fhir:StructureDefinition:retrain-due"
 #: model time units → UCUM
 TIME_UCUM = {"day": "d", "week": "wk", "month": "mo", "year": "a"}
 
@@ -177,14 +182,36 @@ OPERATION = {
 }
 
 
-def capability_statement(base: str, date: str, software_version: str) -> dict[str, Any]:
-    """The server's CapabilityStatement (R4 4.0.1, JSON, SMART bearer tokens)."""
+def _served(served: ModelEntry | None) -> tuple[str, list[dict[str, Any]]]:
+    """The implementation description naming the model in service and, when it is flagged
+    ``retrain due`` (in service until its deadline), the flag as text and as an extension."""
+    if served is None:
+        return "fedprog prognostic risk device (no model in service)", []
+    text = f"fedprog prognostic risk device serving {served.ref} (sha256 {served.sha256})"
+    flag = served.retrain
+    if flag is None:
+        return text, []
+    ext = [{"url": RETRAIN_DUE_URL, "extension": [
+        {"url": "model", "valueString": served.ref},
+        {"url": "revocations", "valueInteger": flag.revocations},
+        {"url": "needed", "valueInteger": flag.needed},
+        {"url": "deadline", "valueDateTime": iso(flag.deadline)},
+        {"url": "due", "valueBoolean": flag.due}]}]
+    return f"{text}; RETRAIN DUE: {flag.summary()}", ext
+
+
+def capability_statement(base: str, date: str, software_version: str,
+                         served: ModelEntry | None = None) -> dict[str, Any]:
+    """The server's CapabilityStatement (R4 4.0.1, JSON, SMART bearer tokens); the implementation
+    names the model in service (``served``) and its ``retrain due`` flag, if any."""
     read = [{"code": "read"}, {"code": "search-type"}]
+    description, extension = _served(served)
     return {
         "resourceType": "CapabilityStatement", "status": "active", "date": date, "kind": "instance",
+        **({"extension": extension} if extension else {}),
         "publisher": "fedprog", "fhirVersion": FHIR_VERSION, "format": ["json", "application/fhir+json"],
         "software": {"name": "fedprog", "version": software_version},
-        "implementation": {"description": "fedprog prognostic risk device", "url": base},
+        "implementation": {"description": description, "url": base},
         "rest": [{
             "mode": "server",
             "security": {

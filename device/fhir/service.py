@@ -3,6 +3,7 @@ check and store the RiskAssessment (one patient or a batch)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -13,11 +14,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..model import ModelError, PrognosticModel, load_model
-from ..registry import ModelRegistry, RegistryError
+from ..registry import ModelEntry, ModelRegistry, RegistryError
 from ..scoring import ScoringError, score
 from . import inputs
 from .errors import FhirError
 from .resources import check_risk_assessment, risk_assessment
+
+log = logging.getLogger("fedprog.fhir")
 
 
 class ModelSource(Protocol):
@@ -32,8 +35,12 @@ class ReleasedModel:
     """The newest released, unaffected version in a registry (of ``model_id`` if given).
 
     Re-read whenever the ledger grows, so a withdrawal, a consent revocation touching the model
-    or a newer release takes effect on the next request, without a restart. The artifact is
-    re-verified (sha256 and contract) each time it is loaded.
+    or a newer release takes effect on the next request, without a restart — and when the
+    revocation window of the model in service reaches its deadline (the registry's clock): the
+    model flagged ``retrain due`` is then ``affected`` and no longer served (issue 15). A refresh
+    first opens the window of any model newly flagged (:meth:`ModelRegistry.note_revocations`),
+    so a revocation recorded by another path still starts its window by the next request. The
+    artifact is re-verified (sha256 and contract) each time it is loaded.
     """
 
     def __init__(self, registry: ModelRegistry, model_id: str | None = None) -> None:
@@ -42,26 +49,51 @@ class ReleasedModel:
         self._lock = threading.Lock()
         self._size = -1
         self._model: PrognosticModel | None = None
+        self._entry: ModelEntry | None = None
         self._error = ""
 
     def current(self) -> PrognosticModel:
         with self._lock:
-            size = self.registry.ledger.size
-            if size != self._size:
+            size = self.registry.ledger.size  # read first: whatever lands during the refresh re-triggers it
+            if size != self._size or self._deadline_passed():
                 self._refresh()
                 self._size = size
             if self._model is None:
                 raise FhirError(503, "processing", self._error)
             return self._model
 
+    @property
+    def entry(self) -> ModelEntry | None:
+        """The registry entry of the model in service as of the last request (None: none)."""
+        return self._entry
+
+    def _deadline_passed(self) -> bool:
+        flag = None if self._entry is None else self._entry.retrain
+        return flag is not None and flag.since is not None and self.registry.clock() >= flag.deadline
+
     def _refresh(self) -> None:
+        try:
+            self.registry.note_revocations()
+        except ValueError as exc:  # a read-only or busy ledger: the window opens at the next writer
+            log.warning("could not record a retrain-due window: %s", exc)
         try:
             entry = self.registry.released(self.model_id)
             if self._model is None or self._model.sha256 != entry.sha256:
                 self._model = load_model(self.registry.artifact(entry.ref))
-            self._error = ""
+            self._entry, self._error = entry, ""
         except (RegistryError, ModelError) as exc:
-            self._model, self._error = None, f"no model in service: {exc}"
+            self._model, self._entry, self._error = None, None, f"no model in service: {exc}"
+
+
+def served_entry(models: ModelSource) -> ModelEntry | None:
+    """The registry entry of the model in service (None: none, or not served from a registry)."""
+    if not isinstance(models, ReleasedModel):
+        return None
+    try:
+        models.current()
+    except FhirError:
+        return None
+    return models.entry
 
 
 class FixedModel:

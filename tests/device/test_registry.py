@@ -99,8 +99,11 @@ def test_a_tampered_artifact_blocks_release(registry: ModelRegistry) -> None:
         registry.release(r)
 
 
-@pytest.mark.req("SRS-REG-003", "SRS-CONS-005", "RC-CONS-001")
-def test_a_consent_revocation_makes_a_model_affected_never_served(registry: ModelRegistry) -> None:
+@pytest.mark.req("SRS-REG-003", "SRS-CONS-005", "SRS-CONS-009", "RC-CONS-001")
+def test_under_the_immediate_policy_a_revocation_makes_a_model_affected_never_served(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
+    registry = ModelRegistry(tmp_path / "models", ledger)
+    registry.register(demo_artifact(), JOB, study={"revocation": {"policy": "immediate"}})
     r = ref(registry)
     registry.record_validation(r, report(True))
     registry.release(r)
@@ -108,6 +111,7 @@ def test_a_consent_revocation_makes_a_model_affected_never_served(registry: Mode
     assert server.current().sha256 == registry.get(r).sha256
     registry.ledger.append("revocation", {"affects_jobs": [JOB], "commitment": "00" * 32})
     assert registry.get(r).status == "affected" and registry.get(r).lifecycle == "released"
+    assert registry.get(r).retrain is None and registry.note_revocations() == []  # no window to open
     with pytest.raises(FhirError) as exc:
         server.current()  # takes effect at once: the ledger grew
     assert exc.value.status == 503 and "no released model" in exc.value.diagnostics

@@ -168,9 +168,12 @@ def test_same_risk_farther_from_the_centre_gives_a_wider_risk_interval(continuou
     m = continuous
     lo = np.array([s.min for s in m.inputs], dtype=float)
     hi = np.array([s.max for s in m.inputs], dtype=float)
-    u = np.random.default_rng(14).standard_normal(len(m.beta)) * (hi - lo)
-    v = u - (u @ m.beta) / (m.beta @ m.beta) * m.beta
+    inner = (m.center > lo) & (m.center < hi)  # a reference patient may sit at a boolean's edge: move inside
+    u = np.random.default_rng(14).standard_normal(len(m.beta)) * (hi - lo) * inner
+    b = m.beta * inner
+    v = u - (u @ b) / (b @ b) * b
     room = np.where(v > 0, (hi - m.center) / np.where(v > 0, v, 1), (lo - m.center) / np.where(v < 0, v, -1))
+    room = np.where(v == 0, np.inf, room)  # the inputs not moved set no limit
     X = m.center + np.linspace(0.0, 0.9 * room.min(), 8)[:, None] * v
     s = score(m, X)
     np.testing.assert_allclose(s.risk, np.broadcast_to(s.risk[0], s.risk.shape), rtol=1e-12)

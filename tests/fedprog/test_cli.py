@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from federated.disclosure.policy import round_to_k
 from tests.conftest import split_frame
 
 FEDPROG = [sys.executable, "-m", "fedprog"]
@@ -196,7 +197,8 @@ def test_demo_runs_and_prints_the_summary(tmp_path: Path) -> None:
         assert text in res.stdout
     art = json.loads(next((tmp_path / "ws" / "models").glob("*[0-9a-f].json")).read_text())
     assert art["model_id"] == "gbsg2-recurrence" and np.isfinite(art["coefficients"]["pnodes"])
-    assert art["training"]["n"] == sum(kept.values()) and art["training"]["consent_checkpoint"]["size"] == 686
+    assert art["training"]["n"] == round_to_k(sum(kept.values()), 5)  # released rounded to a multiple of k
+    assert art["training"]["consent_checkpoint"]["size"] == 686
     assert art["training"]["sites"] == list(kept)
     assert [d["site"] for d in art["training"]["dropped"]] == dropped
     assert art["training"]["time_grid"] == "year" and art["outcome"]["horizons"] == [1095.75, 1826.25]

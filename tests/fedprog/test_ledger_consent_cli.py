@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from federated.disclosure.policy import round_to_k
 from tests.conftest import copy_workspace
 from tests.fedprog.test_cli import demo_training, run
 
@@ -77,7 +78,7 @@ def test_consent_status_shape(demo_ws: Path) -> None:
     assert sum(r["status"] == "declined" for r in rows) == 20
 
 
-@pytest.mark.req("SRS-CONS-005", "SRS-REG-002", "SRS-REG-003", "RC-CONS-001")
+@pytest.mark.req("SRS-CONS-005", "SRS-REG-002", "SRS-REG-003", "RC-CONS-001", "SRS-CONS-007", "SRS-CONS-009")
 def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path) -> None:
     model = cli_json("model", "list", "--workspace", ws)["models"]
     assert [(m["model_id"], m["version"], m["status"], m["affected_by_revocation"]) for m in model] == \
@@ -85,10 +86,11 @@ def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path)
     out = cli_json("consent", "revoke", "--site", "hospital-a", "--patient", "A-0002", "--workspace", ws)
     assert out["affected_models"] == ["gbsg2-recurrence@1"]
     first = cli_json("model", "list", "--workspace", ws)["models"][0]
-    assert first["affected_by_revocation"] is True and first["status"] == "affected"
+    assert first["affected_by_revocation"] is True and first["status"] == "released"  # the window policy
+    assert first["retrain_due"]["revocations"] == 1 and first["retrain_due"]["since"] is not None
     successor = cli_json("model", "retrain", "gbsg2-recurrence@1", "--workspace", ws)
     kept, _ = demo_training(revoked=("A-0002",))  # hospital-d still cannot answer on the year grid
-    assert successor["version"] == "2" and successor["training"]["n"] == sum(kept.values())
+    assert successor["version"] == "2" and successor["training"]["n"] == round_to_k(sum(kept.values()), 5)
     models = cli_json("model", "list", "--workspace", ws)["models"]
     assert models[1]["predecessor"] == "gbsg2-recurrence@1" and models[1]["affected_by_revocation"] is False
     early = run("model", "release", "gbsg2-recurrence@2", "--workspace", ws)
@@ -97,6 +99,8 @@ def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path)
                     "--bootstrap", "20")["passed"] is True
     released = cli_json("model", "release", "gbsg2-recurrence@2", "--workspace", ws, "--reason", "successor")
     assert released["status"] == "released" and released["history"][-1]["state"] == "released"
+    assert cli_json("model", "due", "--workspace", ws)["due"] == []  # the released successor clears it
+    assert cli_json("model", "list", "--workspace", ws)["models"][0]["status"] == "affected"
     refused = run("model", "release", "gbsg2-recurrence@1", "--workspace", ws)
     assert refused.returncode == 2 and "affected by a consent revocation" in refused.stderr
     gone = cli_json("model", "withdraw", "gbsg2-recurrence@1", "--reason", "revoked", "--workspace", ws)
@@ -153,7 +157,11 @@ def test_a_witness_detects_a_rewritten_history(ws: Path) -> None:
     db.execute("DELETE FROM checkpoints")
     db.commit()
     db.close()
-    for i in range(10):
-        cli_json("consent", "grant", "--site", "hospital-d", "--patient", f"D-{i + 1:04d}", "--workspace", ws)
+    # hospital-d anchored consents at the removed entries: its registry notices and appends nothing
+    refused = run("consent", "grant", "--site", "hospital-d", "--patient", "D-9001", "--workspace", ws)
+    assert refused.returncode == 2 and "rolled back or replaced" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    for i in range(10):  # hospital-a's last consent lies before the cut: its registry cannot tell
+        cli_json("consent", "grant", "--site", "hospital-a", "--patient", f"A-9{i + 1:03d}", "--workspace", ws)
     res = run("ledger", "witness", "--workspace", ws)
     assert res.returncode == 2 and "fork" in res.stderr.lower()

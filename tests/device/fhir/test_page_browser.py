@@ -214,3 +214,17 @@ def test_stand_alone_the_page_takes_a_pasted_token(server: tuple[Path, str], bro
     by_h = {p["whenRange"]["high"]["value"]: p["probabilityDecimal"]
             for p in stored(ws, base, "stand-alone-1")["prediction"]}
     assert float(card.get_attribute("data-risk")) == by_h[float(card.get_attribute("data-horizon"))]
+
+
+@pytest.mark.req("SRS-DEV-007", "SRS-PAGE-001")
+def test_a_model_flagged_retrain_due_shows_a_notice_and_stays_usable(demo_workspace: Path, tmp_path: Path,
+                                                                     browser: Any) -> None:
+    ws = copy_workspace(demo_workspace, tmp_path / "ws")
+    res = run("consent", "revoke", "--site", "hospital-a", "--patient", "A-0002", "--workspace", ws)
+    assert res.returncode == 0, res.stderr
+    with serving(ws, tmp_path / "serve.log") as base:
+        browser.get(base.removesuffix("/fhir") + "/app/")
+        notice = wait_for(browser, "#retrain-notice")
+        assert "Retraining due" in notice.text and "withdrawn consent" in notice.text
+        wait_for(browser, "#inputs")  # the model is still in service: the form is offered
+        screenshot(browser, "risk-page-retrain-due")

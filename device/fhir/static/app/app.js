@@ -274,6 +274,9 @@ function describeModel(m) {
   $("about-use").textContent = m.intended_use;
   $("about-limits").replaceChildren(...m.limitations.map((t) => el("li", {}, t)));
   show("about", true);
+  // a consent revocation flagged the model "retrain due": still in service until its deadline
+  $("retrain-text").textContent = m.retrain_due ? m.retrain_due.notice : "";
+  show("retrain-notice", Boolean(m.retrain_due));
 }
 
 async function main() {
