@@ -13,8 +13,8 @@ Determinism (the same workspace and commit give the same bytes):
   timestamp is that date at 00:00 UTC.
 * ``revision`` is the model version: a new revision of the file documents a new model version.
 * The ledger is summarised *as of* the first signed checkpoint that covers every anchor of the
-  model (its ``model``, ``validation``, ``release``, ``withdrawal`` entries and revocations naming
-  its training job), so the dossier's own anchor and later checkpoints do not change it;
+  model (its ``model``, ``validation``, ``release``, ``withdrawal`` and ``retrain-due`` entries and
+  revocations naming its training job), so the dossier's own anchor and later checkpoints do not change it;
   ``history`` lists the model versions registered up to that point.
 * ``commit`` is ``git rev-parse HEAD`` without a dirty suffix; ``dirty`` goes to the manifest.
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from device.registry import ModelEntry, ModelRegistry, RegistryError
+from device.revocation import RETRAIN_DUE, RevocationTerms, terms_of
 from ledger.canonical import sealed_sha256
 from ledger.checkpoint import CheckpointError, open_checkpoint
 from ledger.files import sha256_file
@@ -43,11 +44,12 @@ SBOM_FILE = "sbom.cdx.json"
 #: where ``make test`` writes its JUnit evidence, relative to the source checkout
 DEFAULT_JUNIT = Path("build/test-results/junit.xml")
 #: ledger kinds that record a model's life (its anchors)
-ANCHOR_KINDS = ("model", "validation", "release", "withdrawal")
+ANCHOR_KINDS = ("model", "validation", "release", "withdrawal", RETRAIN_DUE)
 #: the fields of each anchor's body the dossier shows (aggregates and hashes only, no patient data)
 _ANCHOR_FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("job", "predecessor"), "validation": ("report_sha256", "passed"),
-    "release": ("reason", "by"), "withdrawal": ("reason", "by"), "revocation": ()}
+    "release": ("reason", "by"), "withdrawal": ("reason", "by"), "revocation": (),
+    RETRAIN_DUE: ("policy", "deadline", "revocations", "min_revocations")}
 
 
 def gather(workspace: Path, *, model: str | None = None, junit: Path | None = None,
@@ -69,6 +71,7 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
         validation, folder = _validation(registry, entry, workspace)
         summary = summarise_ledger(ledger, entry)
         history = [m for m in registry.list() if m.ledger_index < summary.size]
+        revocation = _revocation(registry, entry)
     finally:
         ledger.close()
     date = str(validation["date"])[:10] if validation else "undated"
@@ -77,6 +80,7 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
     return DossierInputs(
         workspace=workspace, date=date, revision=entry.version, device=DEVICE,
         device_version=package_version(), commit=commit, model=entry, artifact=artifact, history=history,
+        revocation=revocation,
         validation=validation, validation_dir=folder, ledger=summary, requirements=_requirements(),
         test_run=_test_run(junit, validation, folder, source), safety=_safety(), soup=_soup(),
         sbom=sbom_summary(sbom_json), git=git_log(source), source=source, dirty=dirty, sbom_json=sbom_json)
@@ -89,6 +93,14 @@ def _model(registry: ModelRegistry, ref: str | None) -> tuple[ModelEntry, dict[s
         return entry, registry.artifact(entry.ref)
     except RegistryError as exc:
         raise DossierError(f"the dossier needs a model: {exc}") from None
+
+
+def _revocation(registry: ModelRegistry, entry: ModelEntry) -> RevocationTerms | None:
+    """The revocation policy of the model's study settings (None: none kept beside the model)."""
+    try:
+        return terms_of(registry.study_of(entry))
+    except RegistryError:
+        return None
 
 
 def _validation(registry: ModelRegistry, entry: ModelEntry, workspace: Path

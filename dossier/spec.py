@@ -64,6 +64,9 @@ class DossierInputs:
     model: Any | None = None  # device.registry.ModelEntry of the documented model
     artifact: dict[str, Any] | None = None
     history: list[Any] = field(default_factory=list)  # every ModelEntry, oldest first
+    #: device.revocation.RevocationTerms the model's study declares (None: no study settings kept
+    #: beside the model, the registry's defaults apply)
+    revocation: Any | None = None
     validation: dict[str, Any] | None = None  # report.json of the model's latest validation
     validation_dir: Path | None = None  # its folder (PNG plots)
     ledger: LedgerSummary | None = None

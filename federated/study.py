@@ -131,7 +131,8 @@ class InputSpec(BaseModel):
     @model_validator(mode="after")
     def _reference_in_range(self) -> InputSpec:
         ref = self.reference
-        if ref is not None and (self.min is not None and ref < self.min or self.max is not None and ref > self.max):
+        below = ref is not None and self.min is not None and ref < self.min
+        if below or ref is not None and self.max is not None and ref > self.max:
             raise ValueError(f"reference {ref:g} lies outside the declared range [{self.min}, {self.max}]")
         return self
 

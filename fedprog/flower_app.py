@@ -151,9 +151,17 @@ class NodeSettings(_FlowerConfig):
             return self.workspace / "sites" / self.site / "budget.json"
         return self.data_path.with_name(f"{self.data_path.stem}.fedprog-budget.json")
 
+    def privacy_file(self) -> Path:
+        """The site's differential-privacy accountant over all studies, beside its budget file
+        (``<workspace>/sites/<site>/privacy.json`` in a workspace)."""
+        budget = self.budget_file()
+        name = budget.name.replace("budget", "privacy") if "budget" in budget.name \
+            else f"{budget.stem}.privacy.json"
+        return budget.with_name(name)
+
     def site_factory(self) -> flower_site.SiteFactory:
         identity, approved, floors = self.identity(), self.approvals(), self.site_floors()
-        budget = self.budget_file()
+        budget, privacy = self.budget_file(), self.privacy_file()
 
         def make(keygen: flower_site.KeyGen, append_transcript: bool, transcript: bool = True) -> Site:
             consent, witnessed = None, None
@@ -165,7 +173,7 @@ class NodeSettings(_FlowerConfig):
             return Site(self.site, self.data_path, transcript_dir=self.transcript_dir if transcript else None,
                         consent=consent, patient_column=self.patient_column, keygen=keygen,
                         append_transcript=append_transcript, identity=identity, approved=approved,
-                        floors=floors, witnessed=witnessed, budget=budget)
+                        floors=floors, witnessed=witnessed, budget=budget, privacy=privacy)
         return make
 
 

@@ -231,15 +231,21 @@ def print_km_summary(result: KMFit, out: Path | None) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Kaplan–Meier — {result.n} patients, {result.events} events "
+    dp = result.privacy
+    # a private release: every count is noisy (no exact count beside the private curve), marked "≈"
+    about = "≈" if dp is not None else ""
+    table = Table(title=f"Kaplan–Meier — {about}{result.n} patients, {about}{result.events} events "
                         f"(rows with < {result.min_cell_count} events merged)")
     for col in ("curve", "at risk (first event)", "events", "median survival"):
         table.add_column(col, justify="left" if col == "curve" else "right")
     curves = {"all": result.overall, **result.groups}
     for name, c in curves.items():
-        table.add_row(name, str(int(c.at_risk[0]) if c.at_risk.size else 0), str(int(c.events.sum())),
-                      _median(c.times, c.survival))
+        table.add_row(name, about + (str(int(c.at_risk[0])) if c.at_risk.size else "0"),
+                      about + str(int(c.events.sum())), _median(c.times, c.survival))
     console.print(table)
+    if dp is not None:
+        console.print(f"differentially private (epsilon = {dp['epsilon']:g}, delta = {dp['delta']:g}, "
+                      f"{dp['mechanism']} noise added by the sites): all counts, curves and tests are noisy")
     if result.logrank is not None:
         lr = result.logrank
         console.print(f"log-rank: chi2 = {lr.statistic:.4f} on {lr.df} df, p = {lr.p_value:.4g}")

@@ -68,10 +68,17 @@ THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
      "Patient data", "Shapes fixed by public parameters; disclosure policy; small cells suppressed; outbound "
      "transcript and its audit.", ("SRS-PRIV-001", "SRS-PRIV-002", "SRS-PRIV-003", "SRS-PRIV-004",
                                    "RC-PRIV-002")),
-    ("Information disclosure", "A patient identifier reaches the shared ledger.", "Patient identity",
+    ("Information disclosure", "A reader of releases differences two artifacts or validation reports (a "
+     "model and its successor retrained without a withdrawn patient) to recover her covariates and event.",
+     "Patient data", "Released counts rounded to multiples of k (artifact: n, events, coverage bins; "
+     "validation: per site, subgroup, risk group); the model centred on the study's declared reference "
+     "patient, never a data mean; each site pads a withdrawal so that its patient set differs from every "
+     "earlier job's by 0 or at least k.", ("SRS-PRIV-020", "SRS-PRIV-021", "SRS-PRIV-022", "RC-PRIV-004")),
+    ("Information disclosure", "A patient identifier reaches the shared ledger, or a reader of the ledger "
+     "links one patient's consent events.", "Patient identity",
      "Only HMAC-SHA256 commitments under a fresh salt per consent event (no value links two events "
-     "of one patient); erasure by crypto-shredding the salts.",
-     ("SRS-CONS-003", "RC-PRIV-001")),
+     "of one patient); the site proves linkage to an auditor with the openings; erasure by "
+     "crypto-shredding every salt of the patient.", ("SRS-CONS-003", "SRS-CONS-010", "RC-PRIV-001")),
     ("Denial of service", "A site stops answering or answers invalidly and stalls the study.", "Training",
      "Timeout per round; the site is excluded with its reason and the fit re-run, or stopped cleanly.",
      ("SRS-FED-009",)),
@@ -106,8 +113,13 @@ RESIDUAL: tuple[tuple[str, str, str], ...] = (
     ("Which rung of the time ladder a site accepts, and which sites refused (by code), is visible to the "
      "coordinator; the coordinator also decides when consent checkpoints are published.",
      "One bit per rung and site; two trainings at consecutive checkpoints differ by the patients whose "
-     "consent changed between them.", "Publish checkpoints on a schedule the sites agree to (issue 15 "
-     "addresses releases that difference to one patient)."),
+     "consent changed between them.", "Publish checkpoints on a schedule the sites agree to; each site "
+     "pads its contribution so two jobs differ by 0 or at least k of its patients (RC-PRIV-004)."),
+    ("Rounding, the reference centre and padding make two releases differ by 0 or at least k of a site's "
+     "patients, not by one; they are not differential privacy: coefficients, baseline survival and "
+     "covariance stay exact.", "A reader who knows the k - 1 other patients of a difference (drawn at "
+     "random by the site, never published) could isolate the withdrawn patient.",
+     "Keep min_cell_count >= 5; keep each site's contribution key secret."),
     ("Sites keep session state (cohort and key pairs per session) in memory, never evicted while the "
      "process runs; there is no dropout recovery inside a round.",
      "A site restart loses its sessions and the round is re-run or the study stops; memory grows with the "

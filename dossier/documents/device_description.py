@@ -197,7 +197,9 @@ def _operation(model: PrognosticModel) -> list[Flowable]:
         *section("5.4 Release and service", 2),
         para("A version is served only after it passed every validation acceptance criterion and was "
              "released; release, withdrawal and consent revocations are entries in the witnessed ledger, "
-             "and the server re-reads the ledger at every request, so a withdrawal takes effect at once."),
+             "and the server re-reads the ledger at every request, so a withdrawal of the model takes "
+             "effect at once; a consent revocation takes effect by the study's revocation policy (FP-PMS "
+             "section 2.3)."),
     ]
 
 

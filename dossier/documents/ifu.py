@@ -10,16 +10,27 @@ from the device code, so this document and the device cannot drift apart.
 from __future__ import annotations
 
 import math
+import re
+from datetime import UTC, datetime
 
 from reportlab.platypus import Flowable
 
 from device.fhir.cds import RISK_BANDS, SERVICE_ID, prefetch_templates
-from device.fhir.resources import CONTRIBUTION_URL, INTERVAL_URL, MODEL_SYSTEM, SHA256_SYSTEM, intended_use
+from device.fhir.page import STATIC
+from device.fhir.resources import (
+    CONTRIBUTION_URL,
+    INTERVAL_URL,
+    MODEL_SYSTEM,
+    RETRAIN_DUE_URL,
+    SHA256_SYSTEM,
+    intended_use,
+)
 from device.model import PrognosticModel
+from device.revocation import RetrainDue
 from dossier.documents._layout import code, section
 from dossier.documents.device_description import horizon_label, input_table, prognostic
-from dossier.spec import DocumentSpec, DossierInputs
-from dossier.style import esc, para, table
+from dossier.spec import DocumentSpec, DossierError, DossierInputs
+from dossier.style import STYLES, esc, para, table
 
 
 def _bands() -> str:
@@ -34,6 +45,45 @@ def _bands() -> str:
             out.append(f"{low:.0%} to below {bound:.0%}: {name}")
         low = bound
     return "; ".join(out)
+
+
+MONO = STYLES["mono"].fontName
+
+
+def retrain_notice() -> tuple[str, str]:
+    """(heading, text) of the notice the risk page shows while the model in service is flagged
+    ``retrain due``: the heading from the page itself, the text from the device code for one
+    withdrawal, its deadline replaced by a placeholder."""
+    found = re.search(r'id="retrain-title">([^<]+)<', (STATIC / "index.html").read_text(encoding="utf-8"))
+    when = datetime(2000, 1, 1, tzinfo=UTC)
+    text = RetrainDue(1, 1, 30.0, 0, when, when, True, False, None).notice()
+    shown = when.strftime("%Y-%m-%d %H:%M UTC")
+    if found is None or shown not in text:
+        raise DossierError("FP-IFU cannot quote the risk page's retrain-due notice: its heading or "
+                           "deadline changed in the device code")
+    return found.group(1).strip(), text.replace(shown, "[deadline, UTC]")
+
+
+def _notice() -> list[Flowable]:
+    title, text = retrain_notice()
+    return [
+        *section("3.4 The retraining-due notice", 2),
+        para("When a patient whose data trained the model in service withdraws her consent, her data leave "
+             "every future computation at once; what happens to the model is the study's revocation policy "
+             "(FP-PMS section 2.3). Under the default policy, <i>window</i>, the model stays in service, "
+             f"flagged <i>retrain due</i>, and the risk page shows above the result a notice headed "
+             f"“{esc(title)}”: <i>{esc(text)}</i>"),
+        para("<b>What it means for you.</b> The notice concerns consent, not performance: the model is "
+             "still the released, validated version (FP-CVR) and remains valid for use within its intended "
+             "use; no action is needed. A successor, retrained without the withdrawn patients' data and "
+             "passing the same validation and release gate, is due to replace it by the deadline at the "
+             "latest; results then name the successor's version (section 5, model version). If no "
+             "successor is released by the deadline, the device stops serving the model (section 5, "
+             "HTTP 503)."),
+        para("The notice is shown on the risk page only: the CDS card and the RiskAssessment do not carry "
+             "it. Integrators read the flag in the server's CapabilityStatement (section 6); the hospital's "
+             "QA lead lists flagged models with fedprog model due."),
+    ]
 
 
 def _reading(model: PrognosticModel) -> list[Flowable]:
@@ -81,6 +131,7 @@ def _reading(model: PrognosticModel) -> list[Flowable]:
              "this patient. Read it together with the inputs it was based on: if an input shown does not "
              "match the record, do not use the estimate. Use the contributions to see which inputs drive the "
              "estimate, not as causal effects of a treatment."),
+        *_notice(),
     ]
 
 
@@ -98,10 +149,13 @@ def _warnings(model: PrognosticModel) -> list[Flowable]:
         f"Model version. Every result names its model version and SHA-256. The version described here is "
         f"{model.ref}, SHA-256 {model.sha256}. A result naming another version is described by the "
         "instructions for use of that version.",
-        "No model in service (HTTP 503) or withdrawn model. When the released version is withdrawn or "
-        "affected by a consent revocation, the device stops serving it at the next request and returns 503 "
-        "until a successor is released. Do not use results previously obtained from a withdrawn version; "
-        "contact the hospital's responsible person (QA) and decide without the device meanwhile.",
+        "No model in service (HTTP 503) or withdrawn model. The device stops serving the released version "
+        "at the next request and, having no other released version, answers 503 until a successor is "
+        "released, when: the version is withdrawn; or a consent revocation names its training job and "
+        "either the study's revocation policy is immediate or the deadline of its revocation window has "
+        "passed without a released successor. A version flagged retrain due (section 3.4) is still served. "
+        "Do not use results previously obtained from a withdrawn version; contact the hospital's "
+        "responsible person (QA) and decide without the device meanwhile.",
         "Horizons. Risks are given only for the released horizons: "
         f"{', '.join(horizon_label(model, h) for h in model.horizons)}. The device does not extrapolate "
         "beyond its released follow-up.",
@@ -123,7 +177,8 @@ def _integration(model: PrognosticModel) -> list[Flowable]:
          "Configure both prefetch keys."],
         ["422", "Business rule: missing input, out of range, unit not convertible", "Correct the record; the "
          "issue expression names every offending element."],
-        ["503", "No released model in service (e.g. just withdrawn)", "Do not retry in a loop; inform QA."],
+        ["503", "No released model in service: withdrawn, or affected by a consent revocation (immediate "
+         "policy, or the revocation window's deadline passed)", "Do not retry in a loop; inform QA."],
     ]
     return [
         *section("6 For integrators: token and call"),
@@ -139,6 +194,11 @@ def _integration(model: PrognosticModel) -> list[Flowable]:
              "patient-view, scope user/RiskAssessment.c), with the prefetch templates:"),
         *[para(esc(f"{key}: {value}"), "mono") for key, value in prefetch.items()],
         table(errors, widths=[18, 72, 80]),
+        para("While the model in service is flagged retrain due (section 3.4), the public "
+             "CapabilityStatement (GET /fhir/metadata) says RETRAIN DUE in its implementation description "
+             f"and carries the extension <font name='{MONO}'>{esc(RETRAIN_DUE_URL)}</font> "
+             "with the model, the revocations, the number needed, the deadline and whether a successor is "
+             "due now."),
     ]
 
 

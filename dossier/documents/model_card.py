@@ -19,6 +19,8 @@ from reportlab.platypus import Flowable, Paragraph
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import STYLES, esc, heading, para, table
 
+from . import _revocation
+
 #: how each metric of the validation report is named, in the order the documents list them
 METRICS: dict[str, str] = {
     "harrell_c": "Harrell's C", "uno_c": "Uno's C", "td_auc": "Time-dependent AUC", "e_o_ratio": "E/O ratio",
@@ -230,18 +232,36 @@ def _analyses(inputs: DossierInputs) -> list[Flowable]:
             table(rows, widths=[50, *[40] * len(cols)])]
 
 
+def _rounded(training: dict[str, Any]) -> str:
+    """How exact the training counts are, as ``training.release`` states it (older artifacts: exact)."""
+    rel = training.get("release") or {}
+    if "training.n" not in rel.get("rounded", []):
+        return ""
+    return f" (counts rounded to a multiple of {rel.get('rounded_to_multiple_of')}, training.release)"
+
+
+def _release(training: dict[str, Any]) -> str:
+    """The artifact's protection against differencing two releases (RC-PRIV-004), if it records one."""
+    rel = training.get("release") or {}
+    if not rel:
+        return ""
+    return (f" Against a reader differencing two releases (RC-PRIV-004): counts rounded to multiples of "
+            f"{esc(rel.get('rounded_to_multiple_of'))}; centre: {esc(rel.get('center', 'not recorded'))}; "
+            "coefficients, covariance and baseline survival are exact (training.release).")
+
+
 def _ethics_and_caveats(inputs: DossierInputs) -> list[Flowable]:
     art, entry, rep = inputs.artifact or {}, present(inputs.model), inputs.validation or {}
     tr, ver = art["training"], rep.get("verification", {})
     rules = ", ".join(f"{k} {v:g}" for k, v in sorted((tr.get("policy") or {}).items()))
-    revoked = ("A consent revocation names this model's training job: the model is AFFECTED and is neither "
-               "released nor served until a retrained successor is validated." if entry.affected_by_revocation
-               else "No consent revocation recorded in the ledger names this model's training job.")
+    revoked = (f"A withdrawal after training is handled by the study's revocation policy, "
+               f"{esc(_revocation.policy(inputs.revocation))} (FP-PMS section 2.3). At this release the "
+               f"model is {esc(_revocation.state(entry, inputs.history))}.")
     sites = ", ".join(tr.get("sites", []))
     return [heading("7 Training data"),
             para(f"{tr.get('n')} patients with {tr.get('events')} events at {len(tr.get('sites', []))} sites "
-                 f"({esc(sites)}); only aggregates left the sites. Per-site counts at training are not part "
-                 "of the artifact; section 6 gives them at validation."),
+                 f"({esc(sites)}){_rounded(tr)}; only aggregates left the sites. Per-site counts at training "
+                 "are not part of the artifact; section 6 gives them at validation."),
             *_analyses(inputs),
             heading("9 Ethical considerations"),
             para(f"<b>Consent.</b> Each site trained only on patients whose consent was active at the "
@@ -250,7 +270,8 @@ def _ethics_and_caveats(inputs: DossierInputs) -> list[Flowable]:
             para(f"<b>Privacy.</b> Secure aggregation {'on' if tr.get('secure_aggregation') else 'OFF'}; "
                  f"disclosure policy: {esc(rules) or 'not recorded'}; differential privacy "
                  f"{'off' if not tr.get('differential_privacy') else 'on'}. The ledger holds keyed "
-                 "commitments, never identifiers (RC-PRIV-001)."),
+                 "commitments under a fresh salt per consent event, never identifiers (RC-PRIV-001)."
+                 f"{_release(tr)}"),
             heading("10 Caveats and recommendations"),
             para("• Apparent performance overstates performance at new hospitals; the leave-one-site-out "
                  "column is the better guide, and neither replaces external validation (HAZ-VAL-001)."),

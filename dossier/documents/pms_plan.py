@@ -16,6 +16,7 @@ from reportlab.platypus import Flowable
 from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
+from . import _revocation
 from .clinical_validation import rule
 from .model_card import fmt, present, sig, unit_of
 
@@ -78,7 +79,6 @@ def _indicators(inputs: DossierInputs) -> list[Flowable]:
     cover: list[list[object]] = [["Input", "Declared range", "Training coverage (unit of the input)"]]
     cover += [[s["name"], f"{sig(s.get('min'))} to {sig(s.get('max'))} {s['unit']}", _sparse(s, min_cell)]
               for s in art.get("inputs", [])]
-    state = "AFFECTED" if inputs.model and inputs.model.affected_by_revocation else "not affected"
     return [heading("2 Indicators and thresholds"),
             para("<b>2.1 Clinical performance.</b> Each acceptance criterion of the requirements is a "
                  "post-market threshold, evaluated by periodic re-validation at the sites (section 3) "
@@ -91,10 +91,7 @@ def _indicators(inputs: DossierInputs) -> list[Flowable]:
                  "monthly, and a sustained shift triggers an unscheduled re-validation, whose acceptance "
                  "criteria decide."),
             table(cover, widths=[26, 40, 104]),
-            para("<b>2.3 Consent revocation.</b> Any revocation naming the training job makes the model "
-                 "<i>affected</i> at once (RC-CONS-001): it is no longer served, and a successor is "
-                 "retrained (fedprog model retrain) and must pass validation and the release gate. The "
-                 f"revocation rate per site and month is reported. At this release the model is {state}."),
+            *_revocations(inputs),
             para("<b>2.4 Complaints and incidents.</b> Every complaint, user report and malfunction is "
                  "recorded and triaged within the complaint-handling process; any suspected serious incident "
                  "is reported under EU MDR Art. 87 (at the latest 15 days after awareness; 10 days for a "
@@ -106,6 +103,31 @@ def _indicators(inputs: DossierInputs) -> list[Flowable]:
                  "(FP-SOUP, FP-CYB) is a signal in itself.")]
 
 
+def _revocations(inputs: DossierInputs) -> list[Flowable]:
+    """Section 2.3: the revocation policy, its deadline, the monitoring of flagged models, the state."""
+    entry = present(inputs.model)
+    return [para("<b>2.3 Consent revocation.</b> A withdrawal takes the patient's data out of every "
+                 "future computation at once (RC-CONS-002). What it does to a released model trained on "
+                 "them is the study's revocation policy (RC-CONS-001, RC-CONS-003). Under <i>window</i> "
+                 "(the default) the model stays in service, flagged <i>retrain due</i> (in fedprog model "
+                 "list and model due, the CapabilityStatement and the risk page); a successor is due once "
+                 "min_revocations withdrawals name its training job (default: the study's minimum cell "
+                 "count) or at the deadline, window_days (default 30) after the window opened, whichever "
+                 "comes first. If the deadline passes without a released successor the model becomes "
+                 "<i>affected</i> and the server answers 503. Under <i>immediate</i> the model is affected "
+                 "at once and the server answers 503 until a successor is released. A released successor "
+                 "(fedprog model retrain, then validation and the release gate) clears the flag; its "
+                 "predecessor is then affected and never served again. The choice between the two "
+                 "policies is the manufacturer's (FP-RMF); the study of this model declares "
+                 f"<b>{esc(_revocation.policy(inputs.revocation))}</b>."),
+            para("<b>Monitoring.</b> fedprog model due lists every flagged model with its revocations, the "
+                 "number needed and the deadline; it is run at every revocation and in the weekly review. "
+                 "A model whose successor is due is retrained at once; a deadline that passes without a "
+                 "released successor (an outage of the device) is a signal (section 5). The revocation "
+                 "rate per site and month is reported. At this release the model is "
+                 f"<b>{esc(_revocation.state(entry, inputs.history))}</b>.")]
+
+
 _SOURCES = [
     ("Audit trail", "AuditEvent per request (who, patient, model SHA-256, outcome), incl. refusals 401/403/"
                     "422", "GET /fhir/AuditEvent (system/AuditEvent.rs)", "monthly"),
@@ -114,7 +136,8 @@ _SOURCES = [
     ("Re-validation", "Performance at each site on newly consented patients with follow-up, pooled, "
                       "leave-one-site-out; every criterion of section 2.1",
      "fedprog validate MODEL (report anchored in the ledger)", "yearly, and on any signal"),
-    ("Consent", "Revocations and affected models", "fedprog consent status; fedprog model list",
+    ("Consent", "Revocations; models flagged retrain due (revocations, number needed, deadline); affected "
+                "models", "fedprog consent status; fedprog model due; fedprog model list",
      "at every revocation; weekly review"),
     ("Ledger", "Integrity of the shared record, witness cosignatures", "fedprog ledger verify; fedprog "
                                                                        "ledger show", "daily"),

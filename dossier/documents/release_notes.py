@@ -16,6 +16,7 @@ from reportlab.platypus import Flowable
 from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
+from . import _revocation
 from .model_card import present
 
 
@@ -30,6 +31,7 @@ def _release(inputs: DossierInputs) -> list[Flowable]:
             ("Model", f"{entry.ref} ({(inputs.artifact or {}).get('kind', '—')})"),
             ("Model SHA-256", entry.sha256),
             ("Status", f"{entry.status} (lifecycle {entry.lifecycle})"),
+            ("Consent revocation", _revocation.state(entry, inputs.history)),
             ("Release", rel),
             ("Validation", f"report SHA-256 {val.get('report_sha256', '—')}, ledger entry "
                            f"{val.get('ledger_index', '—')}, "
@@ -56,8 +58,10 @@ def _anomalies(inputs: DossierInputs) -> list[Flowable]:
     for c in (inputs.validation or {}).get("criteria", []):
         if not c.get("passed"):
             items.append(f"Acceptance criterion {esc(c['id'])} failed (FP-CVR).")
-    if present(inputs.model).affected_by_revocation:
-        items.append("A consent revocation names the training job: the model is affected, never served.")
+    entry = present(inputs.model)
+    if entry.affected_by_revocation:
+        items.append(f"A consent revocation names the training job: the model is "
+                     f"{esc(_revocation.state(entry, inputs.history))}.")
     return [heading("Known anomalies", 2),
             *([para(f"• {i}") for i in items] or [para("None known: every test of the run passed, every "
                                                        "acceptance criterion was met and no revocation "
@@ -67,19 +71,22 @@ def _anomalies(inputs: DossierInputs) -> list[Flowable]:
 def _history(inputs: DossierInputs) -> list[Flowable]:
     doc = present(inputs.model).sha256
     rows: list[list[object]] = [["Version", "Status", "Lifecycle", "Registered at", "Predecessor",
-                                 "Affected by revocation"]]
+                                 "Consent revocation"]]
     hashes: list[list[object]] = [["Version", "Artifact SHA-256"]]
     steps: list[list[object]] = [["Version", "Ledger entry", "State reached"]]
     for m in inputs.history:
         mark = " (this file)" if m.sha256 == doc else ""
         rows.append([f"{m.ref}{mark}", m.status, m.lifecycle, m.ledger_index, m.predecessor or "—",
-                     "YES" if m.affected_by_revocation else "no"])
+                     _revocation.short(m)])
         hashes.append([m.ref, m.sha256])
         steps += [[m.ref, index, state] for index, state in m.history]
     return [heading("3 Model version history"),
             para(f"{len(inputs.history)} model version(s) registered, oldest first, each state replayed from "
-                 "the ledger: candidate → validated → released → withdrawn; <i>affected</i> overrides any "
-                 "state but withdrawn once a consent revocation names the training job."),
+                 "the ledger: candidate → validated → released → withdrawn. A consent revocation naming the "
+                 "training job makes a model <i>affected</i> (never released or served) in any state but "
+                 "withdrawn, except a released model under the window policy: it stays released and served, "
+                 "flagged <i>retrain due</i>, until a successor is released (it is then affected) or the "
+                 "window's deadline passes (affected)."),
             table(rows, widths=[38, 20, 20, 20, 38, 24]), table(hashes, widths=[38, 132]),
             para("<b>Lifecycle transitions.</b>"), table(steps, widths=[50, 40, 80])]
 

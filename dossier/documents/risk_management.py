@@ -18,6 +18,7 @@ from reportlab.platypus import Flowable, KeepTogether, TableStyle
 from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
+from . import _revocation
 from .model_card import present
 from .trace_matrix import function, results
 
@@ -176,6 +177,74 @@ def _residual(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
             *(justify or [para("None: every residual risk lies in the acceptable region.")])]
 
 
+#: the hazards a study's revocation policy trades against each other (hazards.yaml)
+POLICY_HAZARDS = ("HAZ-CONS-001", "HAZ-CONS-002", "HAZ-PRIV-004")
+#: what each of them becomes under each policy (device.revocation; federated.site.contribution)
+_UNDER = {
+    "HAZ-CONS-001": ("Present by design: her data stay in the served model until a successor is released, "
+                     "at most window_days (30 by default) after the window opened; every future computation "
+                     "excludes them at once.",
+                     "The model leaves service at the next request: her data are in no served model; every "
+                     "future computation excludes them at once."),
+    "HAZ-CONS-002": ("Only when the deadline passes without a released successor (RC-CONS-003); the QA lead "
+                     "sees the deadline in fedprog model due.",
+                     "After every withdrawal naming the served model's training job: 503 for every clinician "
+                     "until a successor is trained, validated and released."),
+    "HAZ-PRIV-004": ("RC-PRIV-004 (counts rounded to k, reference centre, each site's contribution padded to "
+                     "differ by 0 or at least k patients); a successor may also follow several withdrawals.",
+                     "RC-PRIV-004 alone: a successor follows every withdrawal, padded by each site to differ "
+                     "by 0 or at least k patients."),
+}
+
+
+def _estimate(inputs: DossierInputs, hazard: str, residual: bool = True) -> str:
+    """``P1 improbable``: a hazard's residual (or initial) probability as hazards.yaml states it."""
+    reqs, safety = present(inputs.requirements), present(inputs.safety)
+    if hazard not in reqs:
+        return "not in hazards.yaml"
+    h = reqs.get(hazard)
+    p = h.residual_probability if residual else h.probability
+    return "not stated" if p is None else f"P{p} {_word(dict(safety.probability_scale), p)}"
+
+
+def _revocation_policy(inputs: DossierInputs) -> list[Flowable]:
+    """The revocation policy weighed: HAZ-CONS-001 against HAZ-CONS-002 and HAZ-PRIV-004 (a draft
+    until the manufacturer decides)."""
+    reqs = present(inputs.requirements)
+    found = [reqs.get(h) for h in POLICY_HAZARDS if h in reqs]
+    rows: list[list[object]] = [["Hazard", "Residual (hazards.yaml)", "Under window (default)",
+                                 "Under immediate"]]
+    rows += [[f"{h.id} {h.title}", risk(h.severity, h.residual_probability), *_UNDER[h.id]] for h in found]
+    return [heading("6 Consent revocation policy: a decision for the manufacturer (draft)"),
+            para("A study declares what a consent withdrawal does to a released model trained on the "
+                 "patient's data (RC-CONS-001, RC-CONS-003): <i>window</i>, the default, keeps the model in "
+                 "service flagged retrain due until a successor is released or the window's deadline passes; "
+                 "<i>immediate</i> takes it out of service at once. The two policies trade these hazards "
+                 "against each other:"),
+            table(rows, widths=[34, 22, 57, 57]),
+            para("<b>The weighing.</b> The window keeps a withdrawn patient's data in a served model for up "
+                 "to window_days (30 by default). Whether that is compatible with GDPR Art. 7(3) (withdrawal "
+                 "of consent) and Art. 17 (erasure without undue delay) is a legal question that the "
+                 "manufacturer and the data-protection officer must decide; this file does not answer it. "
+                 "The immediate policy removes that question but takes the device out of service for every "
+                 "clinician after a single withdrawal naming the served model's training job, until a "
+                 "successor is released: a clinical hazard (HAZ-CONS-002), since clinicians then decide "
+                 "without the estimate."),
+            para("<b>Residual estimates.</b> Under the window the hazardous situation of HAZ-CONS-001 occurs "
+                 "by design after every withdrawal naming the served model's training job, for up to "
+                 "window_days; its residual estimate in section 5 "
+                 f"({esc(_estimate(inputs, 'HAZ-CONS-001'))}) therefore rests on the judgement that this "
+                 "is acceptable, not on a risk control that prevents it, and must be re-examined with the "
+                 "decision. Under immediate the outage of HAZ-CONS-002 follows every such withdrawal, as its "
+                 "probability before control "
+                 f"({esc(_estimate(inputs, 'HAZ-CONS-002', residual=False))}) assumes."),
+            para("<b>Decision (DRAFT). The choice of revocation policy is the manufacturer's</b>, with the "
+                 "data-protection officer; this section remains a draft until that decision, its legal basis "
+                 "and the resulting residual estimates are recorded here. The study of this model declares "
+                 f"{esc(_revocation.policy(inputs.revocation))}; that is the study's setting, not a "
+                 "documented decision of the manufacturer.")]
+
+
 def _overall(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
     safety, rep = present(inputs.safety), inputs.validation or {}
     count = Counter(region(h.severity, h.residual_probability) for h in hazards)
@@ -196,8 +265,9 @@ def _overall(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
                   f"({esc('; '.join(why))})." if why else
                   "<b>Conclusion:</b> no residual risk is unacceptable and every risk control is verified; "
                   "the overall residual risk is acceptable in relation to the benefit, subject to the "
-                  "justifications of section 5 and the post-market follow-up of FP-PMS.")
-    return [heading("6 Overall residual risk and benefit-risk"),
+                  "justifications of section 5, the manufacturer's decision on the revocation policy "
+                  "(section 6, draft) and the post-market follow-up of FP-PMS.")
+    return [heading("7 Overall residual risk and benefit-risk"),
             para(f"Residual risks: {count['acceptable']} acceptable, {count['justify']} acceptable only with "
                  f"justification (section 5), {count['unacceptable']} unacceptable, {count['unknown']} not "
                  f"estimated.{benefit}"),
@@ -205,14 +275,16 @@ def _overall(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
             para(f"The software safety class is {esc(safety.safety_class)} ({esc(safety.standard)}), resting "
                  "on these risk control measures external to the software:"),
             *ext,
-            heading("7 Information for safety and disclosure of residual risks"),
+            heading("8 Information for safety and disclosure of residual risks"),
             para("Residual risks are disclosed to users in the instructions for use (FP-IFU) and on every "
                  "result: the intended use and the 95% interval stated as a lower bound on the uncertainty "
                  "(the interval ignores the baseline-hazard variance, HAZ-DEV-001); apparent and "
-                 "leave-one-site-out performance are distinguished in FP-CVR. Production and post-production "
+                 "leave-one-site-out performance are distinguished in FP-CVR; a model kept in service after "
+                 "a consent withdrawal is flagged retrain due on the risk page, in the CapabilityStatement "
+                 "and in fedprog model list (FP-IFU section 3.4). Production and post-production "
                  "information is collected as planned in FP-PMS and fed back into this file (ISO 14971 "
                  "§10)."),
-            heading("8 Limitations of this analysis"),
+            heading("9 Limitations of this analysis"),
             para("Probabilities are ordinal estimates by the development team, not measured frequencies; "
                  "residual probabilities are claims the tests support but do not measure. The analysis "
                  "covers the software and its interfaces; the hosting IT environment is the operator's "
@@ -229,7 +301,7 @@ def build(inputs: DossierInputs) -> list[Flowable]:
                  "entry comes from the traceability data (hazards.yaml, risk_controls.yaml, safety.yaml) "
                  "and the test run; the links are traced in FP-TM."),
             *_policy(inputs), *_analysis(inputs, hazards), *_controls(inputs), *_residual(inputs, hazards),
-            *_overall(inputs, hazards)]
+            *_revocation_policy(inputs), *_overall(inputs, hazards)]
 
 
 SPEC = DocumentSpec(id="FP-RMF", title="Risk management file", file="FP-RMF-risk-management.pdf",

@@ -182,8 +182,9 @@ def _problems() -> list[Flowable]:
              "(\u00a79.7)."),
         para("(c) Field action. A released model version with a safety problem is withdrawn "
              "(fedprog model withdraw, recorded in the ledger; the server stops serving it at the next "
-             "request) and users are advised (\u00a79.3); a consent revocation flags affected versions "
-             "automatically. Problem reports are reviewed for trends (\u00a79.6)."),
+             "request) and users are advised (\u00a79.3); a consent revocation flags the versions trained on "
+             "the patient automatically (retrain due or affected, by the study's revocation policy: FP-PMS "
+             "section 2.3). Problem reports are reviewed for trends (\u00a79.6)."),
         *section("9 Documentation and maintenance"),
         para("The documents of the technical file are generated from the controlled records by fedprog "
              "dossier build; each carries this document-control block and is listed with its SHA-256 in the "

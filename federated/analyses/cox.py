@@ -203,8 +203,9 @@ def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", pena
     Newton–Raphson from β = 0 with step halving whenever the penalised log partial
     likelihood would decrease; converged when max |Δβ| < ``tol``. Covariates are centred
     on their global means internally (β is unchanged by centring); the baseline and
-    ``CoxFit.center`` refer to the study's reference patient (:meth:`CohortSpec.reference_point`). The covariance is the inverse observed information at β̂. A site that
-    drops out (no reply in time, invalid message) is excluded and the fit re-run among the
+    ``CoxFit.center`` refer to the study's reference patient (:meth:`CohortSpec.reference_point`).
+    The covariance is the inverse observed information at β̂. A site that drops out (no reply in
+    time, invalid message) is excluded and the fit re-run among the
     others while ``policy`` (default: the approved study's) still holds at the coordinator — each
     site applies its own, the stricter of the study's rules and its floors. Times are coarsened
     along the public ladder until every site's cells hold 0 or at least k patients

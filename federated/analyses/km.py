@@ -8,6 +8,12 @@ estimates are functions of the summed counts only, so they equal the pooled esti
   v(t) = Σ_{g_k ≤ t} d_k / (n_k (n_k − d_k)) / log(S(t))²,
   CI = S(t)^exp(∓ z √v(t))  — the interval lifelines reports.
 * Log-rank (Mantel 1966; Peto & Peto 1972), k groups: χ² = (O − E)ᵀ V⁻ (O − E) on k − 1 df.
+
+With differential privacy approved for the study (:attr:`StudyProtocol.dp
+<federated.disclosure.rules.StudyProtocol>`), every site adds its share of Skellam noise to its
+event and censoring counts before masking (:mod:`federated.site.privacy`): the coordinator decodes
+noisy counts only, and everything released (curves, numbers at risk, totals, log-rank) is
+post-processing of them. Adversary: the coordinator and a reader of releases.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from federated.analyses.discovery import discover
-from federated.disclosure.dp import DPSettings
+from federated.disclosure.dp import km_from_noisy, release_record
 from federated.disclosure.policy import DisclosurePolicy, released_steps
 from federated.exceptions import DataError
 from federated.protocol.arrays import WireArray
@@ -99,7 +105,8 @@ class KMFit:
     """Result of :func:`fit_km`: released curves (small cells merged), and the log-rank test.
 
     ``sites`` contributed; ``dropped`` were excluded during the run, with the reason;
-    ``privacy`` records the differential-privacy accounting when it was on.
+    ``privacy`` records the differential privacy (ε, δ, mechanism) when it was on — then ``n``,
+    ``events`` and every count are noisy (no exact count is released beside a private curve).
     """
 
     overall: KMCurve
@@ -144,20 +151,22 @@ def release(curve: KMCurve, min_cell: int) -> KMCurve:
 
 
 def fit_km(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy | None = None,
-           dp: DPSettings | None = None, consent: ConsentGate | None = None) -> KMFit:
+           consent: ConsentGate | None = None) -> KMFit:
     """Kaplan–Meier (per group if ``cohort.partition``) and log-rank over the sites.
 
     Sites send (masked) at-risk and event counts on the global grid; released curves
-    merge small cells (``policy.min_cell_count``). With ``dp`` enabled, event and censoring
-    counts are noised before anything is computed from them (the log-rank test included).
+    merge small cells (``policy.min_cell_count``). When the approved study has differential
+    privacy (``coord.protocol.dp``), the sites noise their event and censoring counts before
+    masking, and everything is computed from the noisy sums (the log-rank test included).
     """
     rules = policy or coord.protocol.policy
-    return with_dropouts(coord, lambda: _fit_once(coord, cohort, rules, dp, consent))
+    return with_dropouts(coord, lambda: _fit_once(coord, cohort, rules, consent))
 
 
 def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
-              dp: DPSettings | None, consent: ConsentGate | None) -> KMFit:
-    private = dp is not None and dp.enabled
+              consent: ConsentGate | None) -> KMFit:
+    dp = coord.protocol.dp
+    private = dp is not None
     if private and cohort.time_grid == "exact":
         raise DataError("differential privacy needs a public time grid: use --time-grid "
                         "day|week|month|year (and a max_time for the study)")
@@ -172,9 +181,11 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
     shape = (len(labels), grid.size)
     n_gk = coord.total(counts, "at_risk", shape).round().astype(np.int64)
     d_gk = coord.total(counts, "events", shape).round().astype(np.int64)
-    privacy = None
-    if private:
-        n_gk, d_gk, privacy = _noised(n_gk, d_gk, dp)  # type: ignore[arg-type]
+    privacy, n, events = None, disc.n, disc.events
+    if dp is not None:  # the sums carry the sites' noise: valid counts by post-processing only
+        n_gk, d_gk = km_from_noisy(n_gk, d_gk)
+        privacy = release_record(dp, len(coord.sites))
+        n, events = int(n_gk[:, 0].sum()), int(d_gk.sum())
     grouped = cohort.partition is not None or cohort.partition_by_site
     mc = policy.min_cell_count
     return KMFit(
@@ -182,18 +193,6 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
         groups={lab: release(kaplan_meier(grid, n_gk[i], d_gk[i]), mc) for i, lab in enumerate(labels)}
         if grouped else {},
         logrank=logrank(n_gk, d_gk) if grouped and len(labels) > 1 else None,
-        n=disc.n, events=disc.events, sites=tuple(coord.sites), secure=coord.secure,
+        n=n, events=events, sites=tuple(coord.sites), secure=coord.secure,
         min_cell_count=mc, dropped=dict(coord.dropped), privacy=privacy, time_grid=cohort.time_grid)
 
-
-def _noised(n_gk: np.ndarray, d_gk: np.ndarray,
-            dp: DPSettings) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
-    """Differentially private event and at-risk counts (sensitivity 1 per patient)."""
-    from federated.disclosure.dp import PrivacyAccountant, km_counts_from_at_risk, noisy_km_counts
-
-    # patients censored before the first event time do not enter any released count
-    censored, before = km_counts_from_at_risk(n_gk, d_gk, n_gk[:, 0])
-    accountant = PrivacyAccountant(dp)
-    rng = np.random.default_rng(dp.seed)
-    d_noisy, n_noisy = noisy_km_counts(d_gk, censored, before, dp.epsilon, dp, accountant, rng)
-    return n_noisy, d_noisy, accountant.to_dict()

@@ -7,19 +7,15 @@ hospitals swaps the transport and keeps everything else.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from federated.analyses.artifact import build_artifact
-from federated.analyses.cox import ConvergenceWarning, CoxFit, baselines_at, fit_cox
+from federated.analyses.cox import CoxFit, fit_cox
 from federated.analyses.km import KMFit, fit_km
 from federated.disclosure.rules import StudyProtocol, protocol_of
-from federated.exceptions import DataError, FederatedError
+from federated.exceptions import DataError
 from federated.protocol.coordinator import Coordinator
 from federated.protocol.messages import ConsentGate
 from federated.protocol.transport import InProcessTransport, Transport, as_transport
@@ -27,6 +23,8 @@ from federated.site.handler import Site, approve_in_process
 from federated.study import StudySpec
 
 Progress = Callable[[int, str], None] | None
+DP_COX_UNAVAILABLE = ("differential privacy for Cox models is not available yet: set dp.enabled = false "
+                      "to train, or fit Kaplan-Meier curves (fedprog km) with it")
 
 
 def make_sites(study: StudySpec, transcript_dir: Path | None = None) -> list[Site]:
@@ -78,69 +76,25 @@ def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Pro
     ``sites`` are in-process :class:`Site` objects or any :class:`Transport` that reaches them
     (Flower: :class:`federated.protocol.flower_transport.FlowerTransport`); by default the study's own
     tables in this process. With ``consent``, every site uses only patients whose consent was
-    active at that ledger checkpoint, and the artifact records the checkpoint.
+    active at that ledger checkpoint, and the artifact records the checkpoint. A study with
+    differential privacy on is refused: DP for Cox models is not available yet.
     """
+    if study.dp.enabled:  # sample-and-aggregate showed the coordinator exact block fits (issue 15)
+        raise DataError(DP_COX_UNAVAILABLE)
     sites = _reach(study, sites, transcript_dir)
     protocol = study_protocol(study, sites, protocol)
     coord = _coordinator(study, "cox", sites, on_round, protocol)
     fit = fit_cox(coord, study.cohort(), ties=study.ties, penalty=study.penalty, tol=study.tol,
                   max_iter=study.max_iter, policy=study.policy, consent=consent)
-    privacy = None
-    if study.dp.enabled:
-        fit, privacy = _private_coefficients(study, fit, sites, consent, protocol)
-    return fit, build_artifact(fit, study, privacy=privacy)
-
-
-def _private_coefficients(study: StudySpec, fit: CoxFit, sites: Transport, consent: ConsentGate | None,
-                          protocol: StudyProtocol) -> tuple[CoxFit, dict[str, Any]]:
-    """Sample-and-aggregate: fit on ``dp.blocks`` disjoint random blocks of patients, clip the
-    standardised coefficients, average and add noise (:func:`federated.disclosure.dp.sample_and_aggregate`).
-
-    The covariate scales are the declared ranges (public), so every covariate needs one.
-    Block fits are internal and unreleased; one that fails contributes zeros (clipping and
-    the fixed fallback keep the sensitivity bound).
-    """
-    from federated.disclosure.dp import PrivacyAccountant, sample_and_aggregate
-
-    dp = study.dp
-    scales = []
-    for name in study.covariates:
-        spec = study.inputs.get(name)
-        if spec is None or spec.min is None or spec.max is None or not spec.max > spec.min:
-            raise DataError(f"differential privacy needs a declared range for covariate {name!r} "
-                            "(its public scale)")
-        scales.append(spec.max - spec.min)
-    seed = dp.seed if dp.seed is not None else 0
-    inner = study.policy.model_copy(update={"min_patients_per_site": 0, "min_events_per_site": 0,
-                                            "min_events_per_covariate": 0.0})
-    estimates = np.zeros((dp.blocks, len(study.covariates)))
-    for b in range(dp.blocks):
-        cohort = study.cohort().model_copy(update={"block": (b, dp.blocks, seed)})
-        coord = _coordinator(study, f"dp-block-{b}", sites, None, protocol)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                estimates[b] = fit_cox(coord, cohort, ties=study.ties, penalty=study.penalty,
-                                       tol=study.tol, max_iter=study.max_iter, policy=inner,
-                                       consent=consent).coef
-        except FederatedError:
-            estimates[b] = 0.0
-    accountant = PrivacyAccountant(dp)
-    noisy = sample_and_aggregate(estimates, np.array(scales), dp.epsilon, dp, accountant,
-                                 np.random.default_rng(dp.seed))
-    privacy = {**accountant.to_dict(), "covers": ["coefficients"], "blocks": dp.blocks, "clip": dp.clip,
-               "not_covered": ["baseline_survival", "covariance", "standard_errors"]}
-    # the released baseline must belong to the released coefficients (else scores mix two fits)
-    baselines = baselines_at(_coordinator(study, "dp-baseline", sites, None, protocol), study.cohort(), noisy,
-                             ties=study.ties, policy=study.policy, consent=consent)
-    return replace(fit, coef=noisy, baselines=baselines), privacy
+    return fit, build_artifact(fit, study, privacy=None)
 
 
 def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
                  sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None,
                  protocol: StudyProtocol | None = None) -> KMFit:
     """Federated Kaplan–Meier (and log-rank with a group column) over the study's sites
-    (in-process :class:`Site` objects or a :class:`Transport`, as for :func:`train`)."""
+    (in-process :class:`Site` objects or a :class:`Transport`, as for :func:`train`); with the
+    study's differential privacy when its approved protocol has it (noise added by the sites)."""
     sites = _reach(study, sites, transcript_dir)
     coord = _coordinator(study, "km", sites, on_round, study_protocol(study, sites, protocol))
-    return fit_km(coord, study.cohort(for_km=True), policy=study.policy, dp=study.dp, consent=consent)
+    return fit_km(coord, study.cohort(for_km=True), policy=study.policy, consent=consent)

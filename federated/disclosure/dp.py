@@ -1,50 +1,89 @@
-"""Optional differential privacy (off by default) for the released outputs of a study.
+"""Differential privacy against the coordinator: distributed Skellam noise, added at the sites.
 
-Two releases are covered: the Kaplan–Meier event/censoring counts per grid time, and the
-final Cox coefficients through sample-and-aggregate (Nissim, Raskhodnikova & Smith 2007,
-STOC; Smith 2011, STOC). Noise is Laplace (pure ε) or the analytic Gaussian mechanism
-(Balle & Wang 2018, ICML, Algorithm 1). Budgets add up by basic sequential composition and
-disjoint data by parallel composition (Dwork & Roth 2014, *The Algorithmic Foundations of
-Differential Privacy*, Thm 3.6, 3.16 and §3.3 for the Laplace mechanism); rounding,
-clipping and rebuilding counts from noisy values are post-processing and cost no privacy
-(ibid., Prop. 2.1). Neighbouring data sets differ by adding or removing one patient.
+Adversary: an **honest-but-curious or malicious coordinator**, which decodes every masked sum, and
+a **reader of releases**. The noise is therefore added by the sites, to integer statistics, before
+masking (:mod:`federated.site.privacy`): the coordinator decodes sum + noise and never a sum
+without it. Neighbouring data sets differ by adding or removing one patient at one site.
 
-Everything here is pure: no I/O, and all randomness comes from the ``numpy.random.Generator``
-the caller passes (build it from :attr:`DPSettings.seed`). The caller decides, from
-:attr:`DPSettings.enabled`, whether to call these functions at all, and writes
-:meth:`PrivacyAccountant.to_dict` into the model artifact.
+**Mechanism** (Agarwal, Kairouz & Liu 2021, "The Skellam Mechanism for Differentially Private
+Federated Learning", NeurIPS). ``Sk(μ) = P₁ − P₂`` with ``P₁, P₂ ~ Poisson(μ)`` independent:
+mean 0, variance 2μ. Poisson laws add, so n sites each adding ``Sk(μ/n)`` to every cell give a
+sum carrying exactly ``Sk(μ)`` per cell, whatever the split. A site missing from a round leaves its
+masks uncancelled: nothing under-noised is ever decoded (:mod:`federated.protocol.secagg`).
+
+**Accounting** in Rényi DP (Mironov 2017, CSF): for an integer vector of L1 sensitivity Δ₁ and
+L2 sensitivity Δ₂ with independent ``Sk(μ)`` in every coordinate, for α > 1 (Agarwal et al. 2021,
+§3, the multi-dimensional Skellam RDP theorem, stated with μ the Poisson rate)::
+
+    ε(α) ≤ α Δ₂² / (4μ) + min( ((2α − 1) Δ₂² + 6 Δ₁) / (16 μ²),  3 Δ₁ / (4μ) ).
+
+RDP adds up over releases at every order α (Mironov 2017, Prop. 1) and converts to (ε, δ)-DP by
+(Canonne, Kamath & Steinke 2020, "The Discrete Gaussian for DP", Prop. 12; Balle et al. 2020,
+AISTATS, Thm 21)::
+
+    ε = min_α  ε(α) + log((α − 1)/α) − (log δ + log α) / (α − 1).
+
+Only integer orders α ∈ :data:`ORDERS` are used (valid for either statement of the theorem).
+Rebuilding counts from noisy values, rounding and clipping are post-processing (Dwork & Roth 2014,
+Prop. 2.1) and cost nothing.
+
+Everything here is pure except :func:`fresh_generator`, which reads the OS's CSPRNG: no noise
+is ever drawn from a stored or configured seed.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from federated.exceptions import FederatedError
+#: Rényi orders the accountant evaluates (integers only)
+ORDERS: tuple[int, ...] = (*range(2, 65), 80, 96, 128, 192, 256)
+
+_RETIRED = {
+    "seed": "dp.seed is no longer accepted: sites draw noise from fresh OS randomness, never from a "
+            "stored seed; remove it from the study file",
+    "blocks": "dp.blocks (Cox sample-and-aggregate) was removed: it showed the coordinator exact block "
+              "fits; remove it from the study file",
+    "clip": "dp.clip (Cox sample-and-aggregate) was removed: it showed the coordinator exact block "
+            "fits; remove it from the study file",
+}
 
 
 class DPSettings(BaseModel):
-    """Differential-privacy settings of a study; ``epsilon``/``delta`` are the TOTAL budget."""
+    """Differential privacy of a study, as the sites' operators approve it
+    (:attr:`federated.disclosure.rules.StudyProtocol.dp`), never as a request states it.
+
+    ``epsilon`` and ``delta`` are the cost of ONE release: one Kaplan–Meier fit (its ``prepare``
+    and ``counts`` rounds composed). Each site's accountant composes every release over every
+    study against the budget its operator set (:class:`federated.disclosure.rules.SiteFloors`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
-    mechanism: Literal["gaussian", "laplace"] = "gaussian"
+    mechanism: Literal["skellam"] = "skellam"
     epsilon: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    delta: float = Field(default=1e-6, gt=0, lt=1)  # gaussian only; laplace spends δ = 0
-    clip: float = Field(default=5.0, gt=0, allow_inf_nan=False)
-    blocks: int = Field(default=10, ge=2)
-    seed: int | None = None
+    delta: float = Field(default=1e-6, gt=0, lt=1)
 
-
-class BudgetExceeded(FederatedError, ValueError):
-    """A release would spend more ε or δ than the study's budget has left."""
-
-
-_REL_TOL = 1e-12  # relative float tolerance when a spend exactly exhausts the budget
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        """Old study files: one clear line instead of a silently different mechanism."""
+        if isinstance(data, dict):
+            for key, why in _RETIRED.items():
+                if key in data:
+                    raise ValueError(why)
+            if data.get("mechanism") in ("gaussian", "laplace"):
+                raise ValueError(f"dp.mechanism {data['mechanism']!r} added noise at the coordinator "
+                                 "after decoding exact sums and was removed; use 'skellam' (noise added "
+                                 "by the sites)")
+        return data
 
 
 def _positive(name: str, value: float) -> float:
@@ -54,197 +93,178 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
-class PrivacyAccountant:
-    """Basic sequential composition: total ε = Σ ε_i, total δ = Σ δ_i; refuses to spend beyond the budget."""
+# ------------------------------------------------------------------------------ accounting
+def skellam_rdp(alpha: float, mu: float, l1: float, l2: float) -> float:
+    """RDP ε(α) of adding ``Sk(mu)`` to each coordinate of a vector with sensitivities ``l1``, ``l2``.
 
-    def __init__(self, settings: DPSettings) -> None:
-        self.settings = settings
-        self.epsilon_budget = float(settings.epsilon)
-        self.delta_budget = float(settings.delta) if settings.mechanism == "gaussian" else 0.0
-        self._releases: list[tuple[str, float, float]] = []
-
-    @property
-    def spent(self) -> tuple[float, float]:
-        """``(ε, δ)`` spent so far."""
-        return (math.fsum(r[1] for r in self._releases), math.fsum(r[2] for r in self._releases))
-
-    @property
-    def remaining(self) -> tuple[float, float]:
-        """``(ε, δ)`` left, never negative."""
-        eps, dlt = self.spent
-        return max(self.epsilon_budget - eps, 0.0), max(self.delta_budget - dlt, 0.0)
-
-    def spend(self, what: str, epsilon: float, delta: float = 0.0) -> None:
-        """Record a release of ``what`` costing ``(epsilon, delta)``; :class:`BudgetExceeded` if over."""
-        epsilon = _positive("epsilon", epsilon)
-        delta = float(delta)
-        if not (math.isfinite(delta) and 0.0 <= delta < 1.0):
-            raise ValueError(f"delta must be in [0, 1), got {delta!r}")
-        eps, dlt = self.spent
-        if (eps + epsilon > self.epsilon_budget * (1 + _REL_TOL)
-                or dlt + delta > self.delta_budget * (1 + _REL_TOL)):
-            rem_e, rem_d = self.remaining
-            raise BudgetExceeded(f"{what!r}: requested epsilon={epsilon!r}, delta={delta!r} but only "
-                                 f"epsilon={rem_e!r}, delta={rem_d!r} remain of the study budget "
-                                 f"(epsilon={self.epsilon_budget!r}, delta={self.delta_budget!r})")
-        self._releases.append((what, epsilon, delta))
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready summary for the model artifact."""
-        eps, dlt = self.spent
-        return {"mechanism": self.settings.mechanism, "epsilon_budget": self.epsilon_budget,
-                "delta_budget": self.delta_budget, "epsilon_spent": eps, "delta_spent": dlt,
-                "releases": [{"what": w, "epsilon": e, "delta": d} for w, e, d in self._releases]}
-
-
-def laplace_scale(sensitivity_l1: float, epsilon: float) -> float:
-    """Scale ``b = Δ1/ε`` of the Laplace mechanism (Dwork & Roth 2014, Thm 3.6)."""
-    return _positive("sensitivity", sensitivity_l1) / _positive("epsilon", epsilon)
-
-
-def _analytic_delta(s: float, epsilon: float) -> float:
-    """δ(σ) of the Gaussian mechanism at ``s = σ/Δ`` (Balle & Wang 2018, Thm 8), overflow-safe."""
-    a, b = 0.5 / s, epsilon * s
-    from scipy.special import log_ndtr, ndtr  # imported on use, as brentq below
-
-    return float(ndtr(a - b) - math.exp(epsilon + float(log_ndtr(-a - b))))
-
-
-def gaussian_sigma(sensitivity_l2: float, epsilon: float, delta: float) -> float:
-    """Smallest σ making N(0, σ²) noise (ε, δ)-DP for L2 sensitivity Δ (analytic Gaussian mechanism).
-
-    Solves ``Φ(Δ/(2σ) − εσ/Δ) − e^ε Φ(−Δ/(2σ) − εσ/Δ) = δ`` with Brent's method; the left side
-    decreases in σ. Valid for every ε > 0 (the classic ``Δ√(2 ln(1.25/δ))/ε`` needs ε < 1).
+    ``α Δ₂²/(4μ) + min(((2α − 1)Δ₂² + 6Δ₁)/(16μ²), 3Δ₁/(4μ))`` (Agarwal, Kairouz & Liu 2021, §3;
+    μ is the Poisson rate, the variance is 2μ). The first term is the RDP of the Gaussian
+    mechanism of equal variance (Mironov 2017, Prop. 7).
     """
-    sens, epsilon = _positive("sensitivity", sensitivity_l2), _positive("epsilon", epsilon)
+    if not alpha > 1:
+        raise ValueError(f"alpha must be > 1, got {alpha!r}")
+    mu = _positive("mu", mu)
+    l1, l2 = float(l1), float(l2)
+    if not (l1 >= 0 and l2 >= 0 and math.isfinite(l1) and math.isfinite(l2)):
+        raise ValueError(f"sensitivities must be finite and >= 0, got {l1!r}, {l2!r}")
+    return alpha * l2**2 / (4 * mu) + min(((2 * alpha - 1) * l2**2 + 6 * l1) / (16 * mu**2),
+                                          3 * l1 / (4 * mu))
+
+
+def rdp_curve(mu: float, l1: float, l2: float) -> np.ndarray:
+    """:func:`skellam_rdp` at every order of :data:`ORDERS`."""
+    return np.array([skellam_rdp(a, mu, l1, l2) for a in ORDERS])
+
+
+def rdp_to_dp(rdp: np.ndarray, delta: float) -> float:
+    """The ε of (ε, δ)-DP implied by RDP ``rdp[i]`` at order ``ORDERS[i]``.
+
+    ``min_α ε(α) + log((α − 1)/α) − (log δ + log α)/(α − 1)``, never below 0 (Canonne, Kamath &
+    Steinke 2020, Prop. 12; Balle et al. 2020, Thm 21).
+    """
     delta = float(delta)
-    if not (0.0 < delta < 1.0):
+    if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    a = np.array(ORDERS, dtype=float)
+    eps = np.asarray(rdp, dtype=float) + np.log((a - 1) / a) - (math.log(delta) + np.log(a)) / (a - 1)
+    return max(float(np.min(eps)), 0.0)
 
-    def excess(s: float) -> float:
-        return _analytic_delta(s, epsilon) - delta
 
+@dataclass(frozen=True)
+class Release:
+    """One noised reply: its sensitivities and its share ``weight`` of the fit's noise (μ·weight)."""
+
+    kind: str
+    l1: float
+    l2: float
+    weight: float
+
+
+#: A Kaplan–Meier fit releases two noised replies. ``prepare``: [patients, events], which one patient
+#: changes by at most (1, 1): Δ₁ = 2, Δ₂ = √2, noised 8 times harder (these two totals are
+#: nuisance; their RDP is 1/4 of the counts'). ``counts``: events and censorings per interval and
+#: group, where one patient is one count in one cell: Δ₁ = Δ₂ = 1.
+KM_RELEASES: tuple[Release, ...] = (Release("prepare", 2.0, math.sqrt(2.0), 8.0),
+                                    Release("counts", 1.0, 1.0, 1.0))
+
+
+def fit_epsilon(mu: float, delta: float, releases: tuple[Release, ...] = KM_RELEASES) -> float:
+    """ε at ``delta`` of one fit whose releases carry ``Sk(mu · weight)`` (composed in RDP)."""
+    total = sum((rdp_curve(mu * r.weight, r.l1, r.l2) for r in releases), np.zeros(len(ORDERS)))
+    return rdp_to_dp(total, delta)
+
+
+@lru_cache(maxsize=256)
+def calibrate_mu(epsilon: float, delta: float, releases: tuple[Release, ...] = KM_RELEASES) -> float:
+    """The smallest μ (to 1e-9 relative) with :func:`fit_epsilon` ≤ ``epsilon`` (ε decreases in μ)."""
+    epsilon = _positive("epsilon", epsilon)
     lo = hi = 1.0
-    for _ in range(2000):
-        if excess(lo) > 0:
-            break
+    while fit_epsilon(hi, delta, releases) > epsilon:
+        lo, hi = hi, hi * 2
+        if hi > 1e15:
+            raise ValueError(f"no noise level reaches epsilon={epsilon!r} at delta={delta!r}")
+    while fit_epsilon(lo, delta, releases) <= epsilon and lo > 1e-12:
         lo /= 2
-    for _ in range(2000):
-        if excess(hi) <= 0:
+    for _ in range(200):
+        if hi / lo - 1 < 1e-9:
             break
-        hi *= 2
-    if not (excess(lo) > 0 >= excess(hi)):
-        raise ValueError(f"cannot bracket sigma for epsilon={epsilon!r}, delta={delta!r}")
-    from scipy.optimize import brentq  # here: scipy.optimize costs 0.4 s to import, sites never need it
-
-    s = float(brentq(excess, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500))
-    step = s * np.finfo(float).eps
-    while excess(s) > 0:  # land on the feasible side of the root (a few ulps at most)
-        s, step = s + step, 2 * step
-    return s * sens
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if fit_epsilon(mid, delta, releases) <= epsilon else (mid, hi)
+    return hi
 
 
-def add_noise(values: np.ndarray, sensitivity: float, epsilon: float, settings: DPSettings,
-              rng: np.random.Generator) -> np.ndarray:
-    """``values`` plus Laplace(0, Δ1/ε) or N(0, σ²) noise, by ``settings.mechanism``.
+def release_mu(settings: DPSettings, kind: str) -> float:
+    """μ (Poisson rate of the total noise per cell) of the reply ``kind`` of a fit under ``settings``."""
+    base = calibrate_mu(settings.epsilon, settings.delta)
+    for r in KM_RELEASES:
+        if r.kind == kind:
+            return base * r.weight
+    raise ValueError(f"no differentially private release of kind {kind!r}")
 
-    ``sensitivity`` is the L1 sensitivity for Laplace and the L2 sensitivity for Gaussian.
+
+# ------------------------------------------------------------------------------ sampling
+def fresh_generator() -> np.random.Generator:
+    """A generator (PCG64DXSM) seeded with 256 bits from the OS's CSPRNG (:mod:`secrets`), for
+    one release; the seed is neither stored nor returned."""
+    return np.random.Generator(np.random.PCG64DXSM(np.random.SeedSequence(secrets.randbits(256))))
+
+
+def skellam_share(shape: tuple[int, ...], mu: float, n_sites: int, rng: np.random.Generator) -> np.ndarray:
+    """One site's share ``Sk(mu / n_sites)`` per cell (int64): n shares sum to exactly ``Sk(mu)``.
+
+    Poisson variates come from NumPy's sampler (PTRS transformed rejection, Hörmann 1993), exact
+    up to floating-point arithmetic; an exact integer sampler (Duchon & Duvignau 2016) is not used.
+    Sites that collude with the coordinator can subtract their own shares: against t of them the
+    noise left is ``Sk(mu (n − t)/n)``, which this accounting does not cover.
     """
-    arr = np.asarray(values, dtype=float)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("values must be finite")
-    if settings.mechanism == "laplace":
-        return arr + rng.laplace(0.0, laplace_scale(sensitivity, epsilon), size=arr.shape)
-    sigma = gaussian_sigma(sensitivity, epsilon, settings.delta)
-    return arr + rng.normal(0.0, sigma, size=arr.shape)
+    if n_sites < 1:
+        raise ValueError(f"n_sites must be >= 1, got {n_sites}")
+    lam = _positive("mu", mu) / n_sites
+    return rng.poisson(lam, shape).astype(np.int64) - rng.poisson(lam, shape).astype(np.int64)
 
 
-def _delta_cost(settings: DPSettings) -> float:
-    return float(settings.delta) if settings.mechanism == "gaussian" else 0.0
-
-
+# ------------------------------------------------------------------------------ kaplan–meier cells
 def _counts(name: str, values: np.ndarray, ndim: int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and arr.min() >= 0):
-        raise ValueError(f"{name} must hold non-negative integers, got {arr!r}")
+        raise ValueError(f"{name} must hold non-negative integers")
     return arr.astype(np.int64)
 
 
-def noisy_km_counts(events: np.ndarray, censored: np.ndarray, n_before: np.ndarray, epsilon: float,
-                    settings: DPSettings, accountant: PrivacyAccountant, rng: np.random.Generator
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Differentially private Kaplan–Meier counts ``(events (G, K), at_risk (G, K))``.
+def km_cells(at_risk: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """Censorings per interval ``c_k = n_k − d_k − n_{k+1}`` (``n_K = 0``), shape (G, K).
 
-    ``events[g, k]`` are the events at grid time k, ``censored[g, k]`` those leaving the risk set in
-    ``[t_k, t_{k+1})`` without an event, ``n_before[g]`` those censored before the first grid time.
-    The grid must be public (fixed before seeing the data). One patient changes exactly one cell by 1,
-    so L1 = L2 sensitivity = 1 over all groups together (parallel composition): one spend of
-    ``epsilon`` (and δ for gaussian) as ``"kaplan-meier counts"``. Every cell, ``n_before`` included,
-    is noised. Post-processing (free of privacy cost): ``at_risk_k = Σ_{j≥k} (d̃_j + c̃_j)`` from the
-    *unclipped* noisy cells (so the noise stays mean-zero instead of piling up a positive bias from
-    clipping every cell at 0), then made non-increasing and non-negative, rounded; events rounded and
-    clipped to ``[0, at_risk]``. The noisy ``n_before`` (released total ``n = at_risk_0 + n_before``)
-    is not returned.
-    """
-    d, c = _counts("events", events, 2), _counts("censored", censored, 2)
-    nb = _counts("n_before", n_before, 1)
-    if d.shape != c.shape or nb.shape != d.shape[:1]:
-        raise ValueError(f"shapes disagree: events {d.shape}, censored {c.shape}, n_before {nb.shape}")
-    epsilon = _positive("epsilon", epsilon)
-    accountant.spend("kaplan-meier counts", epsilon, _delta_cost(settings))
-    flat = np.concatenate([d.ravel(), c.ravel(), nb]).astype(float)
-    noisy = add_noise(flat, 1.0, epsilon, settings, rng)
-    nd, nc = noisy[:d.size].reshape(d.shape), noisy[d.size:2 * d.size].reshape(d.shape)
-    at_risk = np.cumsum((nd + nc)[:, ::-1], axis=1)[:, ::-1]
-    at_risk = np.maximum.accumulate(np.clip(at_risk, 0, None)[:, ::-1], axis=1)[:, ::-1]
-    at_risk = np.rint(at_risk).astype(np.int64)
-    events_out = np.clip(np.rint(nd), 0, at_risk).astype(np.int64)
-    return events_out, np.ascontiguousarray(at_risk)
-
-
-def km_counts_from_at_risk(at_risk: np.ndarray, events: np.ndarray, n_total: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """``(censored (G, K), n_before (G,))`` from exact ``at_risk``, ``events`` and group totals.
-
-    ``c_k = n_k − d_k − n_{k+1}`` (with ``n_K = 0``) and ``n_before = n_total − n_0``.
+    Every patient with a time at or after the first grid time lies in exactly one interval
+    ``[g_k, g_{k+1})`` (the last one open), where she is an event (``d_k``, at ``g_k``) or not
+    (``c_k``): the pair (d, c) has L1 = L2 sensitivity 1 over all groups, for any grid.
     """
     n, d = _counts("at_risk", at_risk, 2), _counts("events", events, 2)
-    total = _counts("n_total", n_total, 1)
-    if n.shape != d.shape or total.shape != n.shape[:1] or n.shape[1] < 1:
-        raise ValueError(f"shapes disagree: at_risk {n.shape}, events {d.shape}, n_total {total.shape}")
+    if n.shape != d.shape:
+        raise ValueError(f"shapes disagree: at_risk {n.shape}, events {d.shape}")
     nxt = np.concatenate([n[:, 1:], np.zeros((n.shape[0], 1), dtype=np.int64)], axis=1)
-    censored, n_before = n - d - nxt, total - n[:, 0]
-    if censored.min() < 0 or n_before.min() < 0:
-        raise ValueError("at_risk, events and n_total are inconsistent (negative censoring count)")
-    return censored, n_before
+    censored = n - d - nxt
+    if censored.size and censored.min() < 0:
+        raise ValueError("at_risk and events are inconsistent (negative censoring count)")
+    return censored
 
 
-def sample_and_aggregate(estimates: np.ndarray, scales: np.ndarray, epsilon: float, settings: DPSettings,
-                         accountant: PrivacyAccountant, rng: np.random.Generator) -> np.ndarray:
-    """Noisy clipped mean of Cox coefficients fitted on m disjoint blocks of patients, shape (p,).
+def km_wire(events: np.ndarray, censored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What a site sends for noisy cells: ``(Σ_{j≥k} (d_j + c_j), d)`` per group.
 
-    ``z_bj = clip(estimates_bj · scales_j, −C, C)`` with ``C = settings.clip``; one patient changes
-    one block's row, so the mean over blocks has L1 sensitivity ``2Cp/m`` and L2 ``2C√p/m``. Spends
-    ``epsilon`` (and δ for gaussian) as ``"cox coefficients"`` and returns the noisy mean ÷ ``scales``.
-    ``scales`` must be public (e.g. declared covariate ranges) and the block assignment must not
-    depend on other patients' data; replace a failed block fit by a fixed value (e.g. 0) beforehand.
+    A linear map of the cells, so the sum over sites is the same map of the summed (noisy) cells;
+    the coordinator reads at-risk counts directly (post-processing, :func:`km_from_noisy`).
     """
-    est = np.asarray(estimates, dtype=float)
-    sc = np.asarray(scales, dtype=float)
-    if est.ndim != 2 or est.shape[0] < 2 or est.shape[1] < 1:
-        raise ValueError(f"estimates must have shape (m >= 2, p >= 1), got {est.shape}")
-    if sc.shape != est.shape[1:]:
-        raise ValueError(f"scales must have shape {est.shape[1:]}, got {sc.shape}")
-    if not (np.all(np.isfinite(sc)) and np.all(sc > 0)):
-        raise ValueError(f"scales must be finite and > 0, got {sc!r}")
-    if not np.all(np.isfinite(est)):
-        raise ValueError("estimates must be finite (replace a failed block fit by a fixed value)")
-    epsilon = _positive("epsilon", epsilon)
-    m, p = est.shape
-    bound = float(settings.clip)
-    mean = np.clip(est * sc, -bound, bound).mean(axis=0)
-    sens = 2 * bound * (p if settings.mechanism == "laplace" else math.sqrt(p)) / m
-    accountant.spend("cox coefficients", epsilon, _delta_cost(settings))
-    return add_noise(mean, sens, epsilon, settings, rng) / sc
+    total = events + censored
+    return np.cumsum(total[:, ::-1], axis=1)[:, ::-1], events
+
+
+def km_from_noisy(at_risk: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Valid counts from decoded noisy ``(Σ_{j≥k}(d̃_j + c̃_j), d̃)``: post-processing only.
+
+    At-risk: rounded, clipped at 0 and made non-increasing in time (each value raised to the
+    largest later one); events: rounded and clipped to ``[0, at_risk]``. The at-risk sums are of
+    *unclipped* cells, so their noise stays mean-zero.
+    """
+    n = np.asarray(at_risk, dtype=float)
+    d = np.asarray(events, dtype=float)
+    if n.ndim != 2 or n.shape != d.shape or not (np.all(np.isfinite(n)) and np.all(np.isfinite(d))):
+        raise ValueError(f"noisy counts must be finite (G, K) arrays, got {n.shape} and {d.shape}")
+    n = np.maximum.accumulate(np.clip(np.rint(n), 0, None)[:, ::-1], axis=1)[:, ::-1].astype(np.int64)
+    return np.ascontiguousarray(n), np.clip(np.rint(d), 0, n).astype(np.int64)
+
+
+def release_record(settings: DPSettings, n_sites: int) -> dict[str, object]:
+    """What a private Kaplan–Meier release states about its privacy (JSON-ready)."""
+    return {"mechanism": "skellam", "epsilon": settings.epsilon, "delta": settings.delta,
+            "noise_added_by": "each site, to integer counts, before masking (distributed Skellam)",
+            "sites": n_sites,
+            "mu": {r.kind: release_mu(settings, r.kind) for r in KM_RELEASES},
+            "accounting": "Renyi DP (Mironov 2017) with the Skellam bound of Agarwal, Kairouz & Liu "
+                          "2021, converted by Canonne, Kamath & Steinke 2020, Prop. 12",
+            "charged": "by each site's own accountant, once per answered attempt",
+            "noisy": ["n", "n_events", "at_risk", "events", "survival", "ci_lower", "ci_upper",
+                      "logrank"],
+            "not_covered": ["refusals at the source (k-cells, site minimums) tell whether a count "
+                            "is below a threshold"]}

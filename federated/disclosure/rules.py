@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from federated.disclosure.dp import DPSettings
 from federated.disclosure.policy import DisclosurePolicy
 from federated.study import CohortSpec, StudySpec, rungs_from
 from ledger.canonical import canonical_json
@@ -43,11 +46,16 @@ class SiteFloors(DisclosurePolicy):
     (a budget against a coordinator that asks many questions); ``max_abs_lp`` bounds |β·(x − c)|
     over the declared input ranges (extreme β make one patient dominate a risk-set sum);
     ``max_evaluations`` the evaluations (plaintext validation replies) per approved study.
+    ``dp_epsilon`` and ``dp_delta`` are the site's total differential-privacy budget over every
+    differentially private release of every study (:mod:`federated.site.privacy`): a release whose
+    composition would exceed it is refused.
     """
 
     max_rounds: int = Field(default=2000, ge=1)
     max_abs_lp: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     max_evaluations: int = Field(default=20, ge=0)
+    dp_epsilon: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    dp_delta: float = Field(default=1e-5, gt=0, lt=1)
 
 
 class StudyProtocol(BaseModel):
@@ -56,8 +64,10 @@ class StudyProtocol(BaseModel):
     ``cohorts`` are the analyses' cohorts (columns, partition, declared ranges, the *finest*
     approved time grid, ``max_time``); ``peers`` every participating site's Ed25519 identity key
     (raw, base64). ``allow_small_time_cells`` is the loud opt-in to per-interval exactness on data
-    too thin for k-cells; ``dp_blocks`` = (blocks, seed) approves differentially private
-    sample-and-aggregate blocks.
+    too thin for k-cells; ``dp`` the study's differential privacy (ε and δ of one release, the
+    mechanism), which the sites apply (:mod:`federated.site.privacy`) — it is part of the hash, so
+    no request can change it. Differential privacy needs secure aggregation (each site adds only
+    its share of the noise).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,16 +82,38 @@ class StudyProtocol(BaseModel):
     max_rounds: int = Field(default=2000, ge=1)
     max_abs_lp: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     horizons: tuple[float, ...] = ()
-    dp_blocks: tuple[int, int] | None = None
+    dp: DPSettings | None = None
     max_n_boot: int = Field(default=1000, ge=0)
     #: groups of predicted risk an evaluation reports (fixed: no request can pick another number)
     risk_groups: int = Field(default=5, ge=0, le=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("dp_blocks") is not None:
+            raise ValueError("dp_blocks (Cox sample-and-aggregate) was removed: it showed the coordinator "
+                             "exact block fits; approve the study again without it")
+        if isinstance(data, dict) and "dp_blocks" in data:
+            data = {k: v for k, v in data.items() if k != "dp_blocks"}
+        return data
+
+    @model_validator(mode="after")
+    def _dp_needs_masking(self) -> StudyProtocol:
+        if self.dp is not None and not self.secure:
+            raise ValueError("differential privacy against the coordinator needs secure aggregation "
+                             "(each site adds only its share of the noise)")
+        return self
+
+    @field_validator("dp")
+    @classmethod
+    def _dp_on(cls, dp: DPSettings | None) -> DPSettings | None:
+        return dp if dp is not None and dp.enabled else None
 
     @field_validator("cohorts")
     @classmethod
     def _no_blocks(cls, cohorts: tuple[CohortSpec, ...]) -> tuple[CohortSpec, ...]:
         if any(c.block is not None for c in cohorts):
-            raise ValueError("an approved cohort names no block (blocks come from dp_blocks)")
+            raise ValueError("an approved cohort names no block")
         return cohorts
 
     @field_validator("peers")
@@ -116,16 +148,11 @@ def effective_policy(protocol: StudyProtocol, floors: SiteFloors) -> DisclosureP
 def approved_cohort(protocol: StudyProtocol, asked: CohortSpec) -> CohortSpec:
     """The approved cohort ``asked`` is a permitted form of, else :class:`Refusal`.
 
-    Permitted: an approved cohort as it is, on its own or a coarser ladder grid, and — only when
-    the study approved differentially private sample-and-aggregate — one of its ``dp_blocks``.
+    Permitted: an approved cohort as it is, on its own or a coarser ladder grid. Blocks of
+    patients are never answered (sample-and-aggregate showed the coordinator exact block fits).
     """
     if asked.block is not None:
-        if protocol.dp_blocks is None:
-            raise Refusal("not-approved", "the study approved no sample-and-aggregate blocks")
-        blocks, seed = protocol.dp_blocks
-        b, m, s = asked.block
-        if (m, s) != (blocks, seed) or not 0 <= b < m:
-            raise Refusal("not-approved", "the block is not one the study approved")
+        raise Refusal("not-approved", "this site answers for no block of its patients")
     for cohort in protocol.cohorts:
         if asked.model_copy(update={"time_grid": cohort.time_grid, "block": None}) == cohort:
             if cohort.time_grid != "exact" and asked.time_grid not in rungs_from(cohort.time_grid):
@@ -169,6 +196,12 @@ class SiteIdentity:
         raw = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return base64.b64encode(raw).decode("ascii")
 
+    def derive(self, label: str) -> bytes:
+        """A 32-byte secret for ``label`` derived from the identity key (HMAC-SHA256, RFC 2104): the
+        site's own randomness for things it must redo identically (e.g. which patients it withholds)."""
+        seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return hmac.new(seed, f"fedprog/identity-derive/v1|{label}".encode(), hashlib.sha256).digest()
+
     def sign_round_key(self, study: str, session: str, round_: int, key: bytes) -> str:
         sig = self._private.sign(round_key_message(study, session, round_, key))
         return base64.b64encode(sig).decode("ascii")
@@ -197,9 +230,7 @@ def protocol_of(study: StudySpec, peers: dict[str, str]) -> StudyProtocol:
                                                                      "partition_by_site": False,
                                                                      "levels": None})]
     unique = tuple(c for i, c in enumerate(cohorts) if c not in cohorts[:i])
-    dp_blocks = (study.dp.blocks, study.dp.seed if study.dp.seed is not None else 0) if study.dp.enabled \
-        else None
     return StudyProtocol(study_id=study.model_id, cohorts=unique, policy=study.policy,
                          secure=study.secure_aggregation, peers=dict(sorted(peers.items())),
-                         horizons=tuple(study.horizons), dp_blocks=dp_blocks,
+                         horizons=tuple(study.horizons), dp=study.dp if study.dp.enabled else None,
                          allow_small_time_cells=study.allow_small_time_cells)

@@ -25,9 +25,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from typing import AbstractSet
+from collections.abc import Set as AbstractSet
 
 import numpy as np
+
+from federated.site.data import Cohort, coverage_bins
+from federated.study import CohortSpec
 
 _MAX_PASSES = 64
 
@@ -37,7 +40,7 @@ class ContributionError(ValueError):
 
 
 def contribution(active: Iterable[str], earlier: Mapping[str, AbstractSet[str]], k: int,
-                 key: bytes) -> frozenset[str]:
+                 key: bytes, prefer: AbstractSet[str] = frozenset()) -> frozenset[str]:
     """The largest set this greedy rule finds of ``active`` patients to contribute.
 
     Parameters
@@ -50,6 +53,9 @@ def contribution(active: Iterable[str], earlier: Mapping[str, AbstractSet[str]],
         The smallest difference allowed besides 0.
     key : bytes
         Seeds the draw of the withheld patients (secret to the site, bound to the job).
+    prefer : set of str, optional
+        Patients to withhold first, while enough of them are eligible (:func:`robust`): those whose
+        withholding cannot shrink a cell the site sends below k.
 
     Returns
     -------
@@ -74,6 +80,8 @@ def contribution(active: Iterable[str], earlier: Mapping[str, AbstractSet[str]],
             if short <= 0 or short == k:  # a difference of 0 or of at least k
                 continue
             pool = sorted(chosen & used)  # withholding one of them widens the difference by one
+            preferred = [p for p in pool if p in prefer]
+            pool = preferred if len(preferred) >= short else pool
             if len(pool) < short:
                 raise ContributionError("withholding cannot make this job differ from an earlier one "
                                         "by 0 or at least k patients")
@@ -89,3 +97,17 @@ def job_key(secret: bytes, study: str, job: str) -> bytes:
     """HMAC-SHA256 (RFC 2104) of the study and job under the site's ``secret``: the draw of the
     withheld patients is the site's own and the same for every run of one job."""
     return hmac.new(secret, f"fedprog/contribution/v1|{study}|{job}".encode(), hashlib.sha256).digest()
+
+
+def robust(cohort: Cohort, spec: CohortSpec, k: int) -> np.ndarray:
+    """Rows whose every cell holds at least 2k of the site's rows: the time atom (label × event ×
+    interval of the requested grid, :mod:`federated.disclosure.cells`) and the coverage bin of every
+    declared range. Withholding up to k − 1 of them leaves each such cell at k or more, so the
+    padding never turns an answerable cohort into one that k-cells refuse."""
+    keys = [cohort.label, cohort.event, np.unique(cohort.time, return_inverse=True)[1]]
+    bins = coverage_bins(cohort, spec)
+    ok = np.ones(cohort.time.size, dtype=bool)
+    for cell in [np.column_stack(keys), *(bins[:, [i]] for i in range(bins.shape[1]))]:
+        _, inverse, counts = np.unique(cell, axis=0, return_inverse=True, return_counts=True)
+        ok &= counts[inverse.ravel()] >= 2 * k
+    return ok

@@ -63,7 +63,8 @@ class Cohort:
     ``x`` is ``(n, p)`` float64; ``time`` on the study grid; ``event`` 0/1; ``label`` the
     stratum or group index into ``labels``; ``raw_time`` the times before coarsening (after
     administrative censoring at ``max_time``), for the k-cell check (:mod:`federated.disclosure.cells`);
-    ``outside`` marks covariates that lay outside their declared range and were clipped into it.
+    ``outside`` marks covariates that lay outside their declared range and were clipped into it;
+    ``rows`` the position of each row in the table it was prepared from.
     """
 
     labels: tuple[str, ...]
@@ -73,12 +74,33 @@ class Cohort:
     x: np.ndarray
     raw_time: np.ndarray
     outside: np.ndarray  # (n, p): the covariate lay outside its declared range (clipped into it)
+    rows: np.ndarray
+
+    def take(self, keep: np.ndarray) -> Cohort:
+        """The rows where the boolean mask ``keep`` holds (order kept)."""
+        return Cohort(self.labels, self.label[keep], self.time[keep], self.event[keep], self.x[keep],
+                      self.raw_time[keep], self.outside[keep], self.rows[keep])
 
     def within_envelope(self) -> Cohort:
         """The rows whose every covariate lies in its declared range (the intended-use population)."""
-        keep = ~self.outside.any(axis=1)
-        return Cohort(self.labels, self.label[keep], self.time[keep], self.event[keep], self.x[keep],
-                      self.raw_time[keep], self.outside[keep])
+        return self.take(np.asarray(~self.outside.any(axis=1)))
+
+
+def coverage_bins(cohort: Cohort, spec: CohortSpec) -> np.ndarray:
+    """Each row's bin of every declared range, shape ``(n, inputs with a range)``: 0 below the
+    range (clipped up into it), 1 … ``range_bins`` inside it (``numpy.histogram``'s bins, the last
+    one closed), ``range_bins + 1`` above it."""
+    names = [n for n in spec.covariates if n in spec.ranges]
+    out = np.empty((cohort.x.shape[0], len(names)), dtype=np.int64)
+    for i, name in enumerate(names):
+        lo, hi = spec.ranges[name]
+        j = spec.covariates.index(name)
+        x, clipped = cohort.x[:, j], cohort.outside[:, j]
+        edges = np.linspace(lo, hi, spec.range_bins + 1)
+        inside = np.clip(np.searchsorted(edges, x, side="right"), 1, spec.range_bins)
+        above = np.where(clipped & (x >= hi), spec.range_bins + 1, inside)
+        out[:, i] = np.where(clipped & (x <= lo), 0, above)
+    return out
 
 
 def _numeric(df: pd.DataFrame, col: str, where: str) -> np.ndarray:
@@ -176,9 +198,10 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
             lo, hi = spec.ranges[name]
             outside[:, j] = (x[:, j] < lo) | (x[:, j] > hi)
             x[:, j] = np.clip(x[:, j], lo, hi)
+    rows = np.arange(time.size)
     if spec.block is not None:
         rank = _block_rows(spec.block, time.size)
-        time, event, x, outside = time[rank], event[rank], x[rank], outside[rank]
+        time, event, x, outside, rows = time[rank], event[rank], x[rank], outside[rank], rows[rank]
         text = [text[i] for i in np.flatnonzero(rank)]
     if spec.max_time is not None:  # administrative censoring at the study's public horizon
         event = np.where(time > spec.max_time, 0.0, event)
@@ -190,4 +213,4 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
     order = np.lexsort((time, label))
     return Cohort(labels=labels, label=label[order].astype(np.int64), time=time[order],
                   event=event[order].astype(np.int64), x=np.ascontiguousarray(x[order]),
-                  raw_time=raw[order], outside=outside[order])
+                  raw_time=raw[order], outside=outside[order], rows=rows[order])

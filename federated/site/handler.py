@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from federated.disclosure.cells import small_cells
+from federated.disclosure.dp import fresh_generator
 from federated.disclosure.policy import DisclosurePolicy, PolicyError
 from federated.disclosure.rules import (
     Refusal,
@@ -51,22 +50,13 @@ from federated.protocol.messages import (
     decode_request,
     encode,
 )
+from federated.site import privacy as site_dp
 from federated.site.budget import Budget
 from federated.site.data import Cohort, load_table, prepare_cohort
 from federated.site.evaluation import evaluate, public_km_times
+from federated.site.patients import ConsentSource, PatientGate
 from federated.site.statistics import SiteSession, answer
-
-
-class ConsentSource(Protocol):
-    """What a site needs from its consent registry (:class:`consent.registry.ConsentRegistry`)."""
-
-    def ledger_root(self, size: int) -> bytes: ...
-
-    def newest_checkpoint(self) -> int: ...
-
-    def active_patients(self, as_of: int) -> set[str]: ...
-
-    def record_usage(self, job: str, patients: Iterable[str]) -> None: ...
+from federated.site.transcript import Transcript
 
 
 class Site:
@@ -102,6 +92,9 @@ class Site:
     budget : path, optional
         The site's record of rounds and evaluations spent per study (:mod:`federated.site.budget`),
         so that the budget survives the process; default in memory only.
+    privacy : path, optional
+        The site's differential-privacy accountant over all studies (:mod:`federated.site.privacy`,
+        ``sites/<name>/privacy.json`` in a workspace); default in memory only.
     """
 
     def __init__(self, name: str, data: pd.DataFrame | Path | str,
@@ -110,23 +103,25 @@ class Site:
                  keygen: Callable[[str, int], secagg.KeyPair] | None = None,
                  append_transcript: bool = False, *, identity: SiteIdentity | None = None,
                  approved: Sequence[StudyProtocol] = (), floors: SiteFloors | None = None,
-                 witnessed: Callable[[], int] | None = None, budget: Path | None = None) -> None:
+                 witnessed: Callable[[], int] | None = None, budget: Path | None = None,
+                 privacy: Path | None = None) -> None:
         self.name = name
         self.consent = consent
         self.patient_column = patient_column
         self.identity = identity or SiteIdentity.generate()
         self.floors = floors or SiteFloors()
         self._approved = {p.sha256: p for p in approved}
-        self._witnessed = witnessed
+        self._patients = None if consent is None else \
+            PatientGate(consent, patient_column, witnessed, self.identity.derive("contribution"))
         self._source = data
         self._table: pd.DataFrame | None = data if isinstance(data, pd.DataFrame) else None
         self._sessions: dict[tuple[str, str], SiteSession] = {}
         self._keys: dict[tuple[str, str], secagg.KeyPair] = {}
         self._answered: dict[tuple[str, str, int], tuple[str, bytes]] = {}
         self._budget = Budget(budget)
+        self._privacy = site_dp.PrivacyAccountant(privacy)
         self._replaying = False
-        self._transcript = Path(transcript_dir) / f"{name}.jsonl" if transcript_dir else None
-        self._transcript_started = append_transcript
+        self._transcript = Transcript(transcript_dir, name, append_transcript)
         self._keygen = keygen or (lambda session, round_: secagg.KeyPair.generate())
         self.local_summary: tuple[int, int] | None = None  # (patients, events), never sent as such
 
@@ -140,7 +135,9 @@ class Site:
         """Answer one request (JSON bytes) with one reply (JSON bytes).
 
         A request is answered at most once per (study, session, round): the same request again
-        gets the same bytes, a different one under a used round is refused (``replayed``).
+        gets the same bytes, a different one under a used round is refused (``replayed``). A
+        differentially private round rebuilt by :meth:`replay` has no bytes to resend: asked again,
+        it is answered with fresh noise, charged again.
         """
         try:
             request = decode_request(payload)
@@ -149,7 +146,7 @@ class Site:
             return self._send(reply)
         key, digest = _round_of(request), _digest(request)
         seen = self._answered.get(key)
-        if seen is not None:
+        if seen is not None and (seen[0] != digest or seen[1]):
             if seen[0] == digest:
                 return seen[1]
             return self._send(self._error(request, Refusal("replayed", "this round was already answered "
@@ -162,7 +159,7 @@ class Site:
 
     def _send(self, reply: Reply) -> bytes:
         out = encode(reply)
-        self._record(reply, out)
+        self._transcript.record(reply, out)
         return out
 
     def replay(self, history: Sequence[bytes]) -> None:
@@ -188,7 +185,9 @@ class Site:
                 self._replaying = False
             if isinstance(reply, ErrorReply):
                 raise ProtocolError(f"replaying {req.kind!r} round {req.round} failed: {reply.message}")
-            self._answered[_round_of(req)] = (digest, encode(reply))
+            protocol = self._approved.get(req.study)
+            private = protocol is not None and protocol.dp is not None and not isinstance(req, KeysRequest)
+            self._answered[_round_of(req)] = (digest, b"" if private else encode(reply))
 
     def _answer(self, req: object, digest: str) -> Reply:
         base = {"session": req.session, "round": req.round}  # type: ignore[attr-defined]
@@ -201,17 +200,12 @@ class Site:
                 return self._secure(req, protocol, KeysReply(**base), digest)
             if protocol.secure and req.secure is None and not isinstance(req, EvaluateRequest):  # type: ignore[attr-defined]
                 raise Refusal("plaintext", "the study asks for secure aggregation")
+            if protocol.dp is not None:
+                site_dp.gate(req)
             self._spend(protocol)
-            reply: Reply
-            if isinstance(req, PrepareRequest):
-                reply = self._prepare(req, protocol, policy)
-            elif isinstance(req, EvaluateRequest):
-                reply = self._evaluate(req, protocol, policy)
-            else:
-                sess = self._sessions.get((req.study, req.session))  # type: ignore[attr-defined]
-                if sess is None:
-                    raise Refusal("bad-request", "unknown session (no prepare)")
-                reply = answer(sess, req)
+            reply = self._statistics(req, protocol, policy)
+            if protocol.dp is not None:
+                reply = self._noised(req, protocol, reply, digest)
             return self._secure(req, protocol, reply, digest)
         except Refusal as exc:
             return self._error(req, exc)
@@ -223,6 +217,17 @@ class Site:
             return self._error(req, Refusal("data", str(exc)))
         except ValueError as exc:  # shape or grid mismatch in a well-formed request
             return self._error(req, Refusal("bad-request", str(exc)))
+
+    def _statistics(self, req: object, protocol: StudyProtocol, policy: DisclosurePolicy) -> Reply:
+        """The reply to a statistic-bearing request, before noise and masking."""
+        if isinstance(req, PrepareRequest):
+            return self._prepare(req, protocol, policy)
+        if isinstance(req, EvaluateRequest):
+            return self._evaluate(req, protocol, policy)
+        sess = self._sessions.get((req.study, req.session))  # type: ignore[attr-defined]
+        if sess is None:
+            raise Refusal("bad-request", "unknown session (no prepare)")
+        return answer(sess, req)
 
     def _error(self, req: object, exc: Refusal) -> ErrorReply:
         """The refusal as it travels: in a secure (or unknown) study without counts or values."""
@@ -244,12 +249,39 @@ class Site:
         if not self._budget.spend(protocol.sha256, "rounds", self._limit(protocol, "max_rounds")):
             raise Refusal("budget", "the study's budget of rounds at this site is spent")
 
+    def _noised(self, req: object, protocol: StudyProtocol, reply: Reply, digest: str) -> Reply:
+        """``reply`` with this site's share of the study's Skellam noise, charged to the site's
+        accountant first (``budget`` refusal beyond the operator's ε, δ); the round's peers are
+        checked before. Each of the n peers adds Sk(μ/n): the round decodes only if all of them
+        answer, and then carries Sk(μ). A replayed request rebuilds state only: its reply is never
+        sent, so it is neither noised nor charged.
+
+        Adversary: a malicious coordinator (it decodes sum + noise, never the sum alone).
+        """
+        if self._replaying:
+            return reply
+        dp = protocol.dp
+        assert dp is not None and req.secure is not None  # type: ignore[attr-defined]  # gate and plaintext rule
+        peers, _ = self._round_peers(req, protocol)  # checked before anything is charged
+        noisy, kind, mu = site_dp.noised(reply, dp, len(peers), fresh_generator())
+        if not self._privacy.charge(req.study, digest, kind, mu, self.floors.dp_epsilon,  # type: ignore[attr-defined]
+                                    self.floors.dp_delta):
+            raise Refusal("budget", "this site's differential-privacy budget is spent")
+        return noisy
+
     def _cohort(self, req: PrepareRequest | EvaluateRequest) -> Cohort:
         """The checked rows of the patients this request may use."""
         if self._table is None:
             self._table = load_table(Path(self._source))
         where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
-        return prepare_cohort(self._consented(req, self._table, where), req.cohort, self.name, where=where)
+        if self._patients is None:
+            if req.consent is not None:
+                raise Refusal("consent", "this site has no consent registry to check the request against")
+            return prepare_cohort(self._table, req.cohort, self.name, where=where)
+        table = self._patients.consented(req, self._table, where)
+        cohort = prepare_cohort(table, req.cohort, self.name, where=where)
+        k = effective_policy(self._approved[req.study], self.floors).min_cell_count
+        return self._patients.contribute(req, table, cohort, k)
 
     def _prepare(self, req: PrepareRequest, protocol: StudyProtocol,
                  policy: DisclosurePolicy) -> PrepareReply:
@@ -266,7 +298,8 @@ class Site:
                           f"{policy.min_cell_count} of this site's patients")
         if req.cohort.block is None:
             self.local_summary = (n, events)
-            self._record_usage(req)
+            if self._patients is not None:
+                self._patients.record_usage(req)
         sess = SiteSession(cohort=cohort, spec=req.cohort, min_cell=policy.min_cell_count,
                            max_abs_lp=self._limit(protocol, "max_abs_lp"))
         self._sessions[(req.study, req.session)] = sess
@@ -297,39 +330,6 @@ class Site:
         """The stricter of the study's and the site's own limit ``name`` (``max_rounds``, ``max_abs_lp``)."""
         return min(getattr(protocol, name), getattr(self.floors, name))
 
-    def _consented(self, req: PrepareRequest | EvaluateRequest, table: pd.DataFrame,
-                   where: str) -> pd.DataFrame:
-        """The rows this request may use: patients with active consent at the freshest checkpoint.
-
-        Adversary: a malicious coordinator naming an old checkpoint (bringing revoked patients
-        back) or stepping through checkpoints to isolate one patient's entry: only the newest
-        checkpoint this site's witness cosigned is accepted.
-        """
-        if self.consent is None:
-            if req.consent is not None:
-                raise Refusal("consent", "this site has no consent registry to check the request against")
-            return table
-        gate = req.consent
-        if gate is None:
-            raise Refusal("consent", "this site answers only requests that name a consent checkpoint")
-        fresh = self._witnessed() if self._witnessed is not None else self.consent.newest_checkpoint()
-        if gate.size != fresh:
-            raise Refusal("consent", "the request does not name the newest witnessed checkpoint")
-        if self.consent.ledger_root(gate.size).hex() != gate.root:
-            raise Refusal("consent", "the checkpoint does not match this site's ledger")
-        if self.patient_column not in table.columns:
-            raise DataError(f"{where}: unknown patient id column {self.patient_column!r}")
-        ids = table[self.patient_column].astype(str)
-        return table[ids.isin(self.consent.active_patients(gate.size))]
-
-    def _record_usage(self, req: PrepareRequest) -> None:
-        """Remember (privately) the patients a training job used, once the site has accepted it."""
-        if self.consent is None or req.consent is None or self._table is None:
-            return
-        ids = self._table[self.patient_column].astype(str)
-        used = ids[ids.isin(self.consent.active_patients(req.consent.size))]
-        self.consent.record_usage(req.consent.job, used)
-
     # --------------------------------------------------- secure aggregation
     def _secure(self, req: object, protocol: StudyProtocol, reply: Reply, digest: str) -> Reply:
         """Mask the reply's summed statistics for this round and attach the next signed key."""
@@ -339,10 +339,7 @@ class Site:
         study, session, round_ = req.study, req.session, req.round  # type: ignore[attr-defined]
         updates: dict[str, object] = {}
         if secure is not None:
-            peers = self._verified_peers(protocol, secure.peers, study, session, round_)
-            keys = self._keys.get((study, session))
-            if keys is None or peers.get(self.name) != keys.public_bytes():
-                raise Refusal("peers", "secure round without this site's current key")
+            peers, keys = self._round_peers(req, protocol)
             updates = _masked_fields(reply, keys, peers, me=self.name, session=session, round_=round_,
                                      context=f"{study}|{digest}".encode())
         nxt = self._next_key(study, session, round_)
@@ -350,6 +347,15 @@ class Site:
         signature = self.identity.sign_round_key(study, session, round_ + 1, key)
         updates["next_key"] = SignedKey(key=base64.b64encode(key).decode("ascii"), signature=signature)
         return reply.model_copy(update=updates)
+
+    def _round_peers(self, req: object, protocol: StudyProtocol) -> tuple[dict[str, bytes], secagg.KeyPair]:
+        """The verified peers of a secure round and this site's key for it (``peers`` refusal)."""
+        study, session, round_ = req.study, req.session, req.round  # type: ignore[attr-defined]
+        peers = self._verified_peers(protocol, req.secure.peers, study, session, round_)  # type: ignore[attr-defined]
+        keys = self._keys.get((study, session))
+        if keys is None or peers.get(self.name) != keys.public_bytes():
+            raise Refusal("peers", "secure round without this site's current key")
+        return peers, keys
 
     def _verified_peers(self, protocol: StudyProtocol, peers: dict[str, SignedKey], study: str,
                         session: str, round_: int) -> dict[str, bytes]:
@@ -376,28 +382,6 @@ class Site:
         """The key this site announces after ``round_`` (kept to mask the session's next round)."""
         self._keys[(study, session)] = self._keygen(session, round_)
         return self._keys[(study, session)]
-
-    # ----------------------------------------------------------- transcript
-    def _record(self, reply: Reply, raw: bytes) -> None:
-        """One transcript line: the message's form, its hash, and the message itself (an auditor
-        re-checks the masking on the bytes, :mod:`federated.disclosure.audit`)."""
-        if self._transcript is None:
-            return
-        shapes: dict[str, object] = {}
-        for key, value in reply:
-            if isinstance(value, WireArray):
-                shapes[key] = list(value.shape)
-            elif isinstance(value, list) and value and isinstance(value[0], WireArray):
-                shapes[key] = [list(v.shape) for v in value]
-        plaintext = reply.plaintext_fields()
-        line = {"round": reply.round, "kind": reply.kind, "bytes": len(raw), "shapes": shapes,
-                "sha256": hashlib.sha256(raw).hexdigest(), "masked": not plaintext,
-                "plaintext": plaintext, "message": json.loads(raw)}
-        mode = "a" if self._transcript_started else "w"  # a fresh transcript per Site
-        self._transcript.parent.mkdir(parents=True, exist_ok=True)
-        self._transcript_started = True
-        with self._transcript.open(mode, encoding="utf-8") as fh:
-            fh.write(json.dumps(line, sort_keys=True) + "\n")
 
 
 def _round_of(req: Request) -> tuple[str, str, int]:

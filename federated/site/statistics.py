@@ -29,7 +29,7 @@ from federated.protocol.messages import (
     RiskSetRequest,
 )
 from federated.site import local_stats as ls
-from federated.site.data import Cohort
+from federated.site.data import Cohort, coverage_bins
 from federated.study import CohortSpec
 
 wire = WireArray.from_numpy
@@ -154,18 +154,10 @@ class SiteSession:
         """Per declared range (the intended-use envelope): patients below it, in each of
         ``range_bins`` bins, above it — every cell of fewer than k sent as 0 (coverage is
         descriptive; k-cells at the source)."""
-        c, spec = self.cohort, self.spec
-        rows = []
-        for name in [n for n in spec.covariates if n in spec.ranges]:
-            lo, hi = spec.ranges[name]
-            j = spec.covariates.index(name)
-            x, clipped = c.x[:, j], c.outside[:, j]  # clipped values count below/above, not at the edge
-            edges = np.linspace(lo, hi, spec.range_bins + 1)
-            inside = np.histogram(x[~clipped], bins=edges)[0]
-            below, above = int((clipped & (x <= lo)).sum()), int((clipped & (x >= hi)).sum())
-            row = np.concatenate(([below], inside, [above]))
-            rows.append(safe_counts(row, self.min_cell))
-        return wire(np.array(rows, dtype=np.int64))
+        bins = coverage_bins(self.cohort, self.spec)  # clipped values count below/above, not at the edge
+        rows = [safe_counts(np.bincount(col, minlength=self.spec.range_bins + 2), self.min_cell)
+                for col in bins.T]
+        return wire(np.array(rows, dtype=np.int64).reshape(len(rows), self.spec.range_bins + 2))
 
     # ------------------------------------------------------------------- cox
     def grid(self, req: GridRequest) -> GridReply:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
+from device.fhir.resources import RETRAIN_DUE_URL
 from dossier.build import DOCUMENTS
 from dossier.documents import architecture, cybersecurity, device_description, ifu, sdp, soup, srs
 from dossier.inputs import gather
@@ -122,6 +123,21 @@ def test_device_description_and_ifu_carry_every_input(inputs: DossierInputs,
 
 
 @pytest.mark.req("SRS-DOS-002")
+def test_ifu_states_the_retrain_due_notice_and_when_the_device_answers_503(
+        rendered: dict[str, list[str]]) -> None:
+    title, notice = ifu.retrain_notice()
+    assert "[deadline, UTC]" in notice and "withdrawn consent" in notice
+    text = flat(rendered["FP-IFU"])
+    assert flat([title]) in text and flat([notice]) in text
+    for words in ("3.4 The retraining-due notice", "remains valid for use", "is due to replace it",
+                  "A version flagged retrain due (section 3.4) is still served",
+                  "revocation policy is immediate",
+                  "deadline of its revocation window has passed", "fedprog model due", RETRAIN_DUE_URL,
+                  "the CDS card and the RiskAssessment do not carry it"):
+        assert flat([words]) in text, words
+
+
+@pytest.mark.req("SRS-DOS-002")
 def test_srs_lists_every_requirement_with_its_parents(inputs: DossierInputs,
                                                       rendered: dict[str, list[str]]) -> None:
     reqs = inputs.requirements
@@ -189,7 +205,8 @@ def test_cybersecurity_cites_existing_requirements_and_states_residual_risks(
     assert all(i in text for i in cited)
     for words in ("Spoofing", "Tampering", "Repudiation", "Information disclosure", "Denial of service",
                   "Elevation of privilege", "double masking", "session state", "baseline hazard",
-                  "malicious coordinator", "k-cells at the source"):
+                  "malicious coordinator", "k-cells at the source", "differences two artifacts",
+                  "declared reference patient", "fresh salt per consent event", "proves linkage"):
         assert words.replace(" ", "") in text, words
 
 

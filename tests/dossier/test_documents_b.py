@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ import pytest
 from pypdf import PdfReader
 
 from device.registry import ModelEntry
+from device.revocation import RetrainDue
 from dossier.build import DOCUMENTS, control
 from dossier.documents import (
+    _revocation,
     clinical_validation,
     gspr,
     model_card,
@@ -234,6 +237,77 @@ def test_pms_plan_takes_its_thresholds_from_the_requirements(inputs: DossierInpu
         for k, _ in enumerate(item.acceptance, start=1):
             assert f"{item.id}#{k}" in text
     assert "[0.8, 1.25]" in text and "[0.5, 2]" in text and "Art. 87" in text
+    said = words(text)
+    assert inputs.revocation is not None and inputs.revocation.policy == "window"
+    assert _revocation.policy(inputs.revocation) in said and "fedprog model due" in said
+    assert "At this release the model is not affected" in said
+
+
+DEADLINE = datetime(2026, 7, 1, 12, tzinfo=UTC)
+
+
+def flagged(entry: ModelEntry, *, expired: bool = False, recorded: bool = True) -> ModelEntry:
+    """``entry`` as the registry shows a released model a revocation named under the window policy:
+    2 of 5 revocations, deadline :data:`DEADLINE` (passed when ``expired``; ``recorded``: the window's
+    ledger entry exists)."""
+    flag = RetrainDue(2, 5, 30.0, 90, DEADLINE - timedelta(days=30) if recorded else None, DEADLINE,
+                      expired, expired, 91 if recorded else None)
+    return dataclasses.replace(entry, affected_by_revocation=True, retrain=flag)
+
+
+@pytest.mark.req("SRS-DOS-002")
+@pytest.mark.parametrize("expired", [False, True], ids=["in-window", "deadline-passed"])
+def test_pms_release_notes_and_model_card_state_the_revocation_flag(inputs: DossierInputs, rendered: Render,
+                                                                     expired: bool) -> None:
+    assert inputs.model is not None
+    entry = flagged(inputs.model, expired=expired)
+    history = [entry if m.sha256 == entry.sha256 else m for m in inputs.history]
+    changed = dataclasses.replace(inputs, model=entry, history=history)
+    for spec in (pms_plan.SPEC, release_notes.SPEC, model_card.SPEC):
+        text = words(flat(rendered(spec, changed)))
+        if expired:
+            assert "AFFECTED and not served: the deadline of its revocation window (2026-07-01 12:00 UTC) " \
+                   "passed without a released successor" in text, spec.id
+            assert "RETRAIN DUE" not in text, spec.id
+        else:
+            assert "flagged RETRAIN DUE and still served: 2 of 5 revocations name its training job, " \
+                   "deadline 2026-07-01 12:00 UTC" in text, spec.id
+            assert "AFFECTED" not in text, spec.id
+    notes = words(flat(rendered(release_notes.SPEC, changed)))
+    assert ("AFFECTED; not served" if expired else "retrain due (2 of 5); served") in notes
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_revocation_state_follows_the_registry_entry(inputs: DossierInputs) -> None:
+    entry = inputs.model
+    assert entry is not None and entry.lifecycle == "released"
+    state = _revocation.state
+    assert state(entry, []).startswith("not affected")
+    assert "deadline not yet recorded" in state(flagged(entry, recorded=False), [])
+    immediate = dataclasses.replace(entry, affected_by_revocation=True)
+    assert "immediate revocation policy" in state(immediate, [])
+    successor = ModelEntry(entry.model_id, "2", "cd" * 32, "job-2", "released", 9999, None, entry.ref, False,
+                           ((9998, "candidate"), (9999, "released")))
+    assert "a released successor" in state(immediate, [successor])
+    withdrawn = dataclasses.replace(immediate, lifecycle="withdrawn")
+    assert state(withdrawn, []).startswith("withdrawn") and _revocation.short(withdrawn) == "named; withdrawn"
+    validated = dataclasses.replace(immediate, lifecycle="validated")
+    assert "can be neither released nor served" in state(validated, [])
+    assert _revocation.policy(None).startswith("not recorded")
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_risk_file_weighs_the_revocation_policies_as_a_draft(inputs: DossierInputs, rendered: Render) -> None:
+    text = words(flat(rendered(risk_management.SPEC, inputs)))
+    section = text.split("6 Consent revocation policy: a decision for the manufacturer (draft)")[-1]
+    section = section.split("7 Overall residual risk")[0]
+    for hazard in risk_management.POLICY_HAZARDS:
+        assert hazard in section
+    for said in ("Under window (default)", "Under immediate", "GDPR Art. 7(3)", "Art. 17",
+                 "data-protection officer", "Decision (DRAFT). The choice of revocation policy is the "
+                 "manufacturer's", "takes the device out of service for every clinician"):
+        assert said in section, said
+    assert "the manufacturer's decision on the revocation policy (section 6, draft)" in text
 
 
 @pytest.mark.req("SRS-DOS-002")

@@ -59,7 +59,7 @@ def retrain_extension(cap: dict[str, Any]) -> dict[str, Any]:
     return {sub["url"]: next(v for k, v in sub.items() if k.startswith("value")) for sub in ext["extension"]}
 
 
-@pytest.mark.req("SRS-CONS-007", "SRS-DEV-007")
+@pytest.mark.req("SRS-CONS-007", "SRS-DEV-007", "RC-CONS-003")
 def test_a_withdrawal_flags_the_model_which_stays_served_and_says_so(ws: Path, tmp_path: Path) -> None:
     k = needed(ws)
     with serving(ws, tmp_path / "serve.log") as base:
@@ -99,7 +99,7 @@ def test_a_withdrawal_flags_the_model_which_stays_served_and_says_so(ws: Path, t
     assert cli_json("ledger", "verify", "--workspace", ws)["ok"] is True
 
 
-@pytest.mark.req("SRS-CONS-009", "SRS-DEV-007")
+@pytest.mark.req("SRS-CONS-009", "SRS-DEV-007", "RC-CONS-003")
 def test_past_its_deadline_the_flagged_model_is_out_of_service(ws: Path, tmp_path: Path) -> None:
     workspace = Workspace(ws)
     site = workspace.registry("hospital-a")

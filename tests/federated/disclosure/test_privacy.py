@@ -11,7 +11,7 @@ from federated import CohortSpec, DisclosurePolicy, PolicyError, SiteError
 from federated.analyses.artifact import build_artifact
 from federated.analyses.runner import train
 from federated.demo_study import DEMO_INPUTS, write_demo_study
-from federated.disclosure.policy import released_steps, round_to_k
+from federated.disclosure.policy import released_steps
 from federated.disclosure.rules import SiteFloors
 from federated.exceptions import DataError
 from tests.conftest import ROSSI_COVARIATES, fed_cox, fed_km, split_frame

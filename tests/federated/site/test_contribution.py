@@ -68,3 +68,32 @@ def test_a_job_that_cannot_be_padded_is_refused() -> None:
         contribution(["p001"], {"job-1": frozenset({"p000", "p001"})}, 5, KEY)
     with pytest.raises(ValueError, match="k must be"):
         contribution(PATIENTS, {}, 0, KEY)
+
+
+@pytest.mark.req("SRS-PRIV-022")
+def test_padding_withholds_patients_whose_cells_stay_at_k_first() -> None:
+    """Rows in cells of at least 2k are withheld first, so padding cannot make k-cells refuse."""
+    import numpy as np
+    import pandas as pd
+
+    from federated.site.contribution import robust
+    from federated.site.data import prepare_cohort
+    from federated.study import CohortSpec
+
+    rng = np.random.default_rng(3)
+    n = 120
+    table = pd.DataFrame({"t": rng.integers(1, 4, n) * 365.0, "e": rng.integers(0, 2, n),
+                          "age": np.where(np.arange(n) < 6, 95.0, rng.uniform(40, 60, n))})
+    spec = CohortSpec(time="t", event="e", covariates=("age",), time_grid="year",
+                      ranges={"age": (20.0, 100.0)}, range_bins=4)
+    cohort = prepare_cohort(table, spec, "s", where="table")
+    ok = robust(cohort, spec, 5)
+    ids = np.array([f"p{r:03d}" for r in cohort.rows])
+    assert not ok[np.isin(cohort.rows, np.arange(6))].any()  # the six oldest share a bin of 6 < 2k
+    assert ok.sum() > 50
+    earlier = {"job-1": frozenset(ids.tolist())}
+    for seed in range(20):  # whatever the draw, only robust patients are withheld
+        active = [i for i in ids.tolist() if i != "p010"]
+        chosen = contribution(active, earlier, 5, job_key(bytes([seed]) * 32, "s", "job-2"),
+                              prefer=frozenset(ids[ok].tolist()))
+        assert set(active) - chosen <= set(ids[ok].tolist()) and len(set(active) - chosen) == 4
