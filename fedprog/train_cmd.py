@@ -146,7 +146,8 @@ def train(
     if as_json:
         print(json.dumps(artifact, sort_keys=True))
     else:
-        print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
+        print_cox_summary(fit, out, artifact["sha256"], local_counts(sites),
+                          privacy=artifact["training"]["differential_privacy"])
 
 
 def local_counts(sites: list[Any]) -> dict[str, tuple[int, int] | None]:
@@ -154,15 +155,18 @@ def local_counts(sites: list[Any]) -> dict[str, tuple[int, int] | None]:
     return {s.name: s.local_summary for s in sites}
 
 
-def print_cox_summary(fit: CoxFit, out: Path, sha256: str,
-                      local: dict[str, tuple[int, int] | None]) -> None:
-    """Hazard ratios with 95% CIs, rounds and per-site sizes, as rich tables."""
+def print_cox_summary(fit: CoxFit, out: Path, sha256: str, local: dict[str, tuple[int, int] | None],
+                      privacy: dict[str, Any] | None = None) -> None:
+    """Hazard ratios with 95% CIs, rounds and per-site sizes, as rich tables; a private fit shows
+    its noisy totals marked "≈" and no exact count beside it."""
     import numpy as np
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Cox PH ({fit.ties} ties) — {fit.n} patients, {fit.events} events")
+    about = "≈" if privacy is not None else ""
+    kind = "piecewise-exponential, noisy Newton" if privacy is not None else f"{fit.ties} ties"
+    table = Table(title=f"Cox PH ({kind}) — {about}{fit.n} patients, {about}{fit.events} events")
     for col in ("covariate", "coef", "HR", "HR 95% CI", "SE", "p"):
         table.add_column(col, justify="left" if col == "covariate" else "right")
     for name, b, (lo, hi), se, p in zip(fit.covariates, fit.coef, fit.ci, fit.se, fit.p_value,
@@ -176,12 +180,17 @@ def print_cox_summary(fit: CoxFit, out: Path, sha256: str,
         sites.add_column(col, justify="left" if col in ("site", "status") else "right")
     for name, counts in local.items():
         status = f"dropped: {fit.dropped[name]}" if name in fit.dropped else "contributed"
-        n, ev = counts if counts is not None else ("?", "?")
+        n, ev = counts if counts is not None and privacy is None else ("?", "?")
         sites.add_row(name, str(n), str(ev), status)
     console.print(sites)
     state = "converged" if fit.converged else "NOT converged"
+    if privacy is not None:
+        eps, delta = privacy["epsilon"], privacy["delta"]
+        console.print(f"differentially private (epsilon = {eps:g}, delta = {delta:g}, "
+                      f"{privacy['mechanism']} noise added by the sites): coefficients, errors and the "
+                      "baseline are noisy; the covariance omits the noise's own variance")
     console.print(f"{fit.iterations} Newton iterations, {fit.rounds} rounds, {state}; "
-                  f"log partial likelihood {fit.loglik:.4f}")
+                  f"log {'profile' if privacy is not None else 'partial'} likelihood {fit.loglik:.4f}")
     console.print(f"model artifact: {out} (sha256 {sha256})")
 
 

@@ -62,6 +62,17 @@ def _baseline(fit: CoxFit, study: StudySpec) -> dict[str, Any]:
     return baseline
 
 
+def _exact_on(fit: CoxFit, study: StudySpec, privacy: dict[str, Any] | None) -> str:
+    """What the fit is exact on: k-cells at the source coarsen the times, so an exact fit is exact
+    on the coarsened times; a private fit states its own (a noisy likelihood, exact on nothing)."""
+    if privacy is not None and "exact_on" in privacy:
+        return str(privacy["exact_on"])
+    return (f"event times coarsened to the {fit.time_grid} grid"
+            + (f", administratively censored at {study.max_time:g} {study.time_unit}s"
+               if study.max_time is not None else "")
+            + ("; covariates clipped to their declared ranges" if study.cohort().ranges else ""))
+
+
 def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None = None) -> dict[str, Any]:
     """The sealed artifact of a Cox fit under ``study``'s settings.
 
@@ -98,19 +109,17 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
             "iterations": fit.iterations, "converged": fit.converged,
             "loglik": fit.loglik, "loglik_null": fit.loglik_null,
             "secure_aggregation": fit.secure, "time_grid": fit.time_grid,
-            # k-cells at the source coarsen the times: the fit is exact on the coarsened times
-            "exact_on": f"event times coarsened to the {fit.time_grid} grid"
-                        + (f", administratively censored at {study.max_time:g} {study.time_unit}s"
-                           if study.max_time is not None else "")
-                        + ("; covariates clipped to their declared ranges" if study.cohort().ranges else ""),
+            "exact_on": _exact_on(fit, study, privacy),
             "policy": study.policy.model_dump(),
             "differential_privacy": privacy,
             "release": {
                 "rounded_to_multiple_of": k,
                 "rounded": ["training.n", "training.events", "inputs[].coverage.counts"],
-                "exact": ["coefficients", "standard_errors", "confidence_intervals", "p_values", "covariance",
-                          "baseline_survival (at the reference patient, steps of at least k events)",
-                          "training.loglik", "training.loglik_null"],
+                "exact": [] if privacy is not None else
+                ["coefficients", "standard_errors", "confidence_intervals", "p_values", "covariance",
+                 "baseline_survival (at the reference patient, steps of at least k events)",
+                 "training.loglik", "training.loglik_null"],
+                "noisy": [] if privacy is None else privacy.get("noisy", []),
                 "center": "the study's reference patient (declared reference, else the middle of the "
                           "declared range, else 0), not a data mean",
             },

@@ -13,7 +13,9 @@ on times coarsened to the rung every site accepted, which the result records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from federated.protocol.coordinator import Coordinator, SitesDropped
 from federated.protocol.messages import ConsentGate, PrepareReply, PrepareRequest
 from federated.study import CohortSpec, rungs_from
 
+T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Discovery:
@@ -55,10 +58,17 @@ def global_labels(cohort: CohortSpec, sites: list[str], secure: bool) -> list[st
 def discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
              consent: ConsentGate | None = None) -> Discovery:
     """Run the ``prepare`` round on the finest rung every site accepts; derive the global grid."""
+    return climb(coord, cohort, lambda rung: _discover(coord, rung, policy, consent))
+
+
+def climb(coord: Coordinator, cohort: CohortSpec, attempt: Callable[[CohortSpec], T]) -> T:
+    """``attempt(cohort)`` on the finest rung of the time ladder every site accepts: one rung up
+    after each ``cells`` refusal; any other refusal is raised, and sites that refuse even on the top
+    rung are dropped (:class:`SitesDropped`)."""
     rungs = rungs_from(cohort.time_grid) or (cohort.time_grid,)
     for i, rung in enumerate(rungs):
         try:
-            return _discover(coord, cohort.model_copy(update={"time_grid": rung}), policy, consent)
+            return attempt(cohort.model_copy(update={"time_grid": rung}))
         except SiteError as exc:
             thin = {s for s, (code, _) in exc.refusals.items() if code == "cells"}
             other = [s for s in exc.refusals if s not in thin]

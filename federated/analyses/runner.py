@@ -13,6 +13,7 @@ from typing import Any
 
 from federated.analyses.artifact import build_artifact
 from federated.analyses.cox import CoxFit, fit_cox
+from federated.analyses.dp_cox import fit_dp_cox, privacy_record
 from federated.analyses.km import KMFit, fit_km
 from federated.disclosure.rules import StudyProtocol, protocol_of
 from federated.exceptions import DataError
@@ -23,8 +24,6 @@ from federated.site.handler import Site, approve_in_process
 from federated.study import StudySpec
 
 Progress = Callable[[int, str], None] | None
-DP_COX_UNAVAILABLE = ("differential privacy for Cox models is not available yet: set dp.enabled = false "
-                      "to train, or fit Kaplan-Meier curves (fedprog km) with it")
 
 
 def make_sites(study: StudySpec, transcript_dir: Path | None = None) -> list[Site]:
@@ -76,14 +75,21 @@ def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Pro
     ``sites`` are in-process :class:`Site` objects or any :class:`Transport` that reaches them
     (Flower: :class:`federated.protocol.flower_transport.FlowerTransport`); by default the study's own
     tables in this process. With ``consent``, every site uses only patients whose consent was
-    active at that ledger checkpoint, and the artifact records the checkpoint. A study with
-    differential privacy on is refused: DP for Cox models is not available yet.
+    active at that ledger checkpoint, and the artifact records the checkpoint. When the approved
+    study has differential privacy, the fit is the noisy-Newton piecewise-exponential fit of
+    :mod:`federated.analyses.dp_cox` (noise added by the sites) and the artifact records its ε, δ.
     """
-    if study.dp.enabled:  # sample-and-aggregate showed the coordinator exact block fits (issue 15)
-        raise DataError(DP_COX_UNAVAILABLE)
+    if study.dp.enabled and study.penalty > 0:
+        raise DataError("a differentially private Cox fit takes no penalty: set penalty = 0")
     sites = _reach(study, sites, transcript_dir)
     protocol = study_protocol(study, sites, protocol)
     coord = _coordinator(study, "cox", sites, on_round, protocol)
+    if protocol.dp is not None:
+        private = fit_dp_cox(coord, study.cohort(), policy=study.policy, consent=consent)
+        return private, build_artifact(private, study, privacy=privacy_record(protocol.dp, private,
+                                                                              study.cohort()))
+    if study.dp.enabled:
+        raise DataError("the study enables differential privacy but the sites' approved protocol does not")
     fit = fit_cox(coord, study.cohort(), ties=study.ties, penalty=study.penalty, tol=study.tol,
                   max_iter=study.max_iter, policy=study.policy, consent=consent)
     return fit, build_artifact(fit, study, privacy=None)

@@ -59,9 +59,13 @@ class DPSettings(BaseModel):
     """Differential privacy of a study, as the sites' operators approve it
     (:attr:`federated.disclosure.rules.StudyProtocol.dp`), never as a request states it.
 
-    ``epsilon`` and ``delta`` are the cost of ONE release: one Kaplan–Meier fit (its ``prepare``
-    and ``counts`` rounds composed). Each site's accountant composes every release over every
-    study against the budget its operator set (:class:`federated.disclosure.rules.SiteFloors`).
+    ``epsilon`` and ``delta`` are the cost of ONE fit: one Kaplan–Meier fit (its ``prepare``
+    and ``counts`` rounds composed), or one Cox fit (its β-free release and its
+    ``cox_iterations`` Newton rounds composed, :mod:`federated.disclosure.dp_cox`). Each site's
+    accountant composes every release over every study against the budget its operator set
+    (:class:`federated.disclosure.rules.SiteFloors`). ``cox_bound`` is the largest
+    ``Σ_j |β_j|`` on the standardised scale a site answers a Cox round for: it bounds every
+    patient's weight by ``e^cox_bound`` and so the rounds' sensitivity.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,6 +74,8 @@ class DPSettings(BaseModel):
     mechanism: Literal["skellam"] = "skellam"
     epsilon: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     delta: float = Field(default=1e-6, gt=0, lt=1)
+    cox_iterations: int = Field(default=4, ge=1, le=30)
+    cox_bound: float = Field(default=3.0, gt=0, le=5, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

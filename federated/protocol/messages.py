@@ -17,6 +17,8 @@ request          the site answers with                      summed (masked when 
 ``risk-set``     S0, S1 (Efron: T0, T1) per grid time at β   all
 ``information``  Σ_i w_i (A(t_i) − δ_i b_k(i)) x_i x_iᵀ        all
 ``counts``       at-risk and event counts per label, time    all
+``pwe-events``   DP Cox: patients, events per interval, Σδx̃  all (quantised, noised by the site)
+``pwe-round``    DP Cox: Σ e u (1, x̃, x̃x̃ᵀ) per interval at β  all (quantised, noised by the site)
 ``evaluate``     a model's performance on the site's rows    — (plaintext by design: per-site
                  (metrics with bootstrap CIs, subgroups,       results, aggregates only, small
                  risk groups)                                  groups suppressed)
@@ -145,6 +147,22 @@ class CountsRequest(_Request):
     times: WireArray
 
 
+class PweEventsRequest(_Request):
+    """Differentially private Cox (:mod:`federated.analyses.dp_cox`): load the cohort; patients,
+    events per interval of the public grid and Σ δ x̃ (noised by the site)."""
+
+    kind: Literal["pwe-events"] = "pwe-events"
+    cohort: CohortSpec
+    consent: ConsentGate | None = None
+
+
+class PweRoundRequest(_Request):
+    """One noisy Newton round at ``beta`` (standardised covariates, :mod:`federated.pwe_math`)."""
+
+    kind: Literal["pwe-round"] = "pwe-round"
+    beta: WireArray
+
+
 class EvaluationModel(BaseModel):
     """The model a site evaluates: S(t | x) = S0(t) ** exp(β·(x − c)) at its released baseline."""
 
@@ -208,7 +226,7 @@ class EvaluateRequest(_Request):
 
 Request = Annotated[
     KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest
-    | EvaluateRequest,
+    | PweEventsRequest | PweRoundRequest | EvaluateRequest,
     Field(discriminator="kind"),
 ]
 
@@ -281,6 +299,21 @@ class CountsReply(_Reply):
     kind: Literal["counts"] = "counts"
     at_risk: WireArray
     events: WireArray
+
+
+class PweEventsReply(_Reply):
+    SUMMED = ("counts", "sum_event_x")
+
+    kind: Literal["pwe-events"] = "pwe-events"
+    counts: WireArray       # [patients, events per interval k = 1…K]
+    sum_event_x: WireArray  # Σ δ x̃
+
+
+class PweRoundReply(_Reply):
+    SUMMED = ("sums",)
+
+    kind: Literal["pwe-round"] = "pwe-round"
+    sums: WireArray  # (K, P): Σ e_ik u_i φ(x̃_i)
 
 
 _FINITE = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -372,7 +405,7 @@ class ErrorReply(_Reply):
 
 Reply = Annotated[
     KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply
-    | EvaluateReply | ErrorReply,
+    | PweEventsReply | PweRoundReply | EvaluateReply | ErrorReply,
     Field(discriminator="kind"),
 ]
 

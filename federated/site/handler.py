@@ -44,6 +44,8 @@ from federated.protocol.messages import (
     KeysRequest,
     PrepareReply,
     PrepareRequest,
+    PweEventsRequest,
+    PweRoundRequest,
     Reply,
     Request,
     SignedKey,
@@ -224,6 +226,11 @@ class Site:
             return self._prepare(req, protocol, policy)
         if isinstance(req, EvaluateRequest):
             return self._evaluate(req, protocol, policy)
+        if isinstance(req, (PweEventsRequest, PweRoundRequest)) and protocol.dp is None:
+            raise Refusal("not-approved", "pwe rounds are answered only in a differentially private study")
+        if isinstance(req, PweEventsRequest):
+            assert protocol.dp is not None
+            return self._open(req, protocol, policy).pwe_events(req, protocol.dp.cox_bound)
         sess = self._sessions.get((req.study, req.session))  # type: ignore[attr-defined]
         if sess is None:
             raise Refusal("bad-request", "unknown session (no prepare)")
@@ -263,13 +270,13 @@ class Site:
         dp = protocol.dp
         assert dp is not None and req.secure is not None  # type: ignore[attr-defined]  # gate and plaintext rule
         peers, _ = self._round_peers(req, protocol)  # checked before anything is charged
-        noisy, kind, mu = site_dp.noised(reply, dp, len(peers), fresh_generator())
-        if not self._privacy.charge(req.study, digest, kind, mu, self.floors.dp_epsilon,  # type: ignore[attr-defined]
+        noisy, _, mu, release = site_dp.noised(reply, dp, len(peers), fresh_generator())
+        if not self._privacy.charge(req.study, digest, release, mu, self.floors.dp_epsilon,  # type: ignore[attr-defined]
                                     self.floors.dp_delta):
             raise Refusal("budget", "this site's differential-privacy budget is spent")
         return noisy
 
-    def _cohort(self, req: PrepareRequest | EvaluateRequest) -> Cohort:
+    def _cohort(self, req: PrepareRequest | PweEventsRequest | EvaluateRequest) -> Cohort:
         """The checked rows of the patients this request may use."""
         if self._table is None:
             self._table = load_table(Path(self._source))
@@ -285,6 +292,11 @@ class Site:
 
     def _prepare(self, req: PrepareRequest, protocol: StudyProtocol,
                  policy: DisclosurePolicy) -> PrepareReply:
+        return self._open(req, protocol, policy).prepare_reply(req)
+
+    def _open(self, req: PrepareRequest | PweEventsRequest, protocol: StudyProtocol,
+              policy: DisclosurePolicy) -> SiteSession:
+        """Check the cohort against the study and the rules, and start the fit's session."""
         approved_cohort(protocol, req.cohort)
         if req.cohort.time_grid == "exact" and not protocol.allow_small_time_cells:
             raise Refusal("not-approved", "exact event times need the study's allow_small_time_cells opt-in")
@@ -303,7 +315,7 @@ class Site:
         sess = SiteSession(cohort=cohort, spec=req.cohort, min_cell=policy.min_cell_count,
                            max_abs_lp=self._limit(protocol, "max_abs_lp"))
         self._sessions[(req.study, req.session)] = sess
-        return sess.prepare_reply(req)
+        return sess
 
     def _evaluate(self, req: EvaluateRequest, protocol: StudyProtocol,
                   policy: DisclosurePolicy) -> Reply:

@@ -17,9 +17,12 @@ import pandas as pd
 
 from federated.disclosure.rules import Refusal
 from federated.exceptions import DataError
-from federated.protocol.messages import EvaluateRequest, PrepareRequest
+from federated.protocol.messages import EvaluateRequest, PrepareRequest, PweEventsRequest
 from federated.site.contribution import ContributionError, contribution, job_key, robust
 from federated.site.data import Cohort
+
+#: the requests that name a cohort and a consent checkpoint
+Asked = PrepareRequest | PweEventsRequest | EvaluateRequest
 
 
 class ConsentSource(Protocol):
@@ -60,7 +63,7 @@ class PatientGate:
         self._secret = secret
         self._contributed: dict[tuple[str, str], frozenset[str]] = {}  # (study, job) → patients used
 
-    def consented(self, req: PrepareRequest | EvaluateRequest, table: pd.DataFrame,
+    def consented(self, req: Asked, table: pd.DataFrame,
                   where: str) -> pd.DataFrame:
         """The rows of patients with active consent at the checkpoint the request names, which must
         be the newest one this site's witness cosigned."""
@@ -77,7 +80,7 @@ class PatientGate:
         ids = table[self.patient_column].astype(str)
         return table[ids.isin(self.consent.active_patients(gate.size))]
 
-    def contribute(self, req: PrepareRequest | EvaluateRequest, table: pd.DataFrame, cohort: Cohort,
+    def contribute(self, req: Asked, table: pd.DataFrame, cohort: Cohort,
                    k: int) -> Cohort:
         """``cohort`` (prepared from the consented ``table``) without the patients this job withholds:
         its set differs from every earlier job's of the study by 0 or at least ``k``, withholding
@@ -94,7 +97,7 @@ class PatientGate:
         self._contributed[(req.study, gate.job)] = chosen
         return cohort.take(np.isin(ids, list(chosen)))
 
-    def record_usage(self, req: PrepareRequest) -> None:
+    def record_usage(self, req: PrepareRequest | PweEventsRequest) -> None:
         """Remember (privately) the patients a job used, once the site has accepted it."""
         if req.consent is None:
             return

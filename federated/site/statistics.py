@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from federated import pwe_math as pwe
 from federated.disclosure.cells import safe_counts
 from federated.disclosure.rules import Refusal
 from federated.exceptions import DataError
@@ -24,6 +25,10 @@ from federated.protocol.messages import (
     InformationRequest,
     PrepareReply,
     PrepareRequest,
+    PweEventsReply,
+    PweEventsRequest,
+    PweRoundReply,
+    PweRoundRequest,
     Reply,
     RiskSetReply,
     RiskSetRequest,
@@ -98,6 +103,8 @@ class SiteSession:
     box: InputBox | None = None   # the inputs' box, fixed with the centre by the grid round
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     blocks: list[tuple[slice, np.ndarray]] = field(default_factory=list)
+    pwe: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # exposure, event interval, x̃
+    pwe_bound: float = 0.0  # the approved bound on Σ|β_j| (standardised) for pwe rounds
 
     @property
     def size(self) -> int:
@@ -211,6 +218,34 @@ class SiteSession:
                                         a[part], b[part])
         return InformationReply(session=req.session, round=req.round, matrix=wire(total))
 
+    # --------------------------------------------- piecewise exponential (dp)
+    def pwe_events(self, req: PweEventsRequest, bound: float) -> PweEventsReply:
+        """Patients, events per interval of the public grid and Σ δ x̃ (:mod:`federated.pwe_math`):
+        covariates standardised on the study's reference patient and declared ranges, exposure
+        from the times before coarsening (administratively censored at ``max_time``)."""
+        c, spec = self.cohort, self.spec
+        lo = np.array([spec.ranges[n][0] for n in spec.covariates])
+        hi = np.array([spec.ranges[n][1] for n in spec.covariates])
+        center = spec.reference_point()
+        xt = pwe.standardise(c.x, center, pwe.scales(lo, hi, center))
+        k = spec.n_bins() - 1
+        e, idx = pwe.exposure(c.raw_time, c.event, spec.bin_width(), k)
+        self.pwe, self.pwe_bound = (e, idx, xt), bound
+        sums = pwe.event_sums(idx, xt, k)
+        return PweEventsReply(session=req.session, round=req.round, counts=wire(sums[:k + 1]),
+                              sum_event_x=wire(sums[k + 1:]))
+
+    def pwe_round(self, req: PweRoundRequest) -> PweRoundReply:
+        """``Σ_i e_ik u_i φ(x̃_i)`` per interval at β; refused (``bound``) when Σ_j |β_j| exceeds the
+        approved bound (a public decision on the request alone)."""
+        if self.pwe is None:
+            raise ValueError("pwe-round before pwe-events")
+        e, _, xt = self.pwe
+        beta = expect_shape("beta", req.beta.to_numpy(), (xt.shape[1],))
+        if not float(np.abs(beta).sum()) <= self.pwe_bound:
+            raise Refusal("bound", f"sum of |beta| exceeds the study's bound {self.pwe_bound:g}")
+        return PweRoundReply(session=req.session, round=req.round, sums=wire(pwe.round_sums(e, xt, beta)))
+
     # -------------------------------------------------------- kaplan–meier
     def counts(self, req: CountsRequest) -> CountsReply:
         c = self.cohort
@@ -234,4 +269,6 @@ def answer(sess: SiteSession, req: object) -> Reply:
         return sess.information(req)
     if isinstance(req, CountsRequest):
         return sess.counts(req)
+    if isinstance(req, PweRoundRequest):
+        return sess.pwe_round(req)
     raise ValueError(f"unsupported request {type(req).__name__}")

@@ -207,7 +207,7 @@ def test_a_private_study_refuses_cox_rounds_evaluations_and_double_labels(gbsg2:
     reply = decode_reply(sites[0].handle(encode(PrepareRequest(session="c", round=1, study=study, cohort=cox,
                                                                labels=[""], secure=secure))))
     assert isinstance(reply, ErrorReply) and reply.code == "not-approved"
-    assert "not available yet" in reply.message
+    assert "not available for exact Cox rounds" in reply.message
     for bad in ({"labels": None}, {"cohort": KM.model_copy(update={"time_grid": "exact"}), "labels": [""]}):
         fields = {"cohort": KM, **bad}
         reply = decode_reply(sites[0].handle(encode(PrepareRequest(session="c", round=2, study=study,
