@@ -32,11 +32,13 @@ PACKAGES: tuple[tuple[str, str, str, str], ...] = (
     ("federated", "sites and coordinator",
      "Split by where code runs. site/: reads its table, applies the consent filter and the rules of the "
      "study its operator approved (its own floors, k-cells at the source, a bound on the linear predictor, "
-     "a budget), answers with masked aggregates. protocol/: versioned wire messages (fedprog.msg/v1), "
+     "a budget of rounds; under a study's differential privacy, its share of the noise and its privacy "
+     "accountant), answers with masked aggregates. protocol/: versioned wire messages (fedprog.msg/v1), "
      "authenticated secure aggregation, the coordinator, transports (in-process, or Flower's Deployment "
      "Engine between hospitals). analyses/: discovery on the time-grid ladder, Newton-Raphson for Cox PH, "
      "Kaplan-Meier, log-rank, dropout handling, the model artifact. disclosure/: the approved-study "
-     "protocol and site floors, k-cells, the policy, DP, the transcript audit.", "ledger"),
+     "protocol and site floors, k-cells, the policy, the differential-privacy mechanism and its accounting, "
+     "the transcript audit.", "ledger"),
     ("device", "hospital server",
      "The certified run-time part: artifact loading with hash and contract checks, intended-use envelope, "
      "UCUM conversion, scoring with the 95% interval, model registry and release gate, FHIR R4 server, "

@@ -12,6 +12,7 @@ from typing import Any
 
 from reportlab.platypus import Flowable
 
+from dossier.documents import _privacy
 from dossier.documents._layout import ids, section
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import esc, para, table
@@ -64,6 +65,15 @@ THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
      "k-cells at the source on a public time ladder: every atom of a site's patients is 0 or at least k; "
      "errors in a secure study carry no counts or values; a malicious-coordinator harness asserts on "
      "what it decodes.", ("SRS-PRIV-011", "SRS-PRIV-013", "SRS-PRIV-015", "RC-PRIV-003")),
+    ("Information disclosure", "The coordinator, or a reader of releases, learns about one patient from "
+     "aggregate Kaplan-Meier counts (a count of one, the difference of two sums or of two fits, a re-run "
+     "after a dropout).", "Patient data",
+     "Optional differential privacy (off by default; \u03b5, \u03b4 per fit pinned in the approved study): "
+     "each site adds its share of distributed Skellam noise to its integer counts before masking, so no "
+     "exact sum is decoded; a persistent accountant per site over all studies refuses beyond its "
+     "operator's budget; a private release states \u03b5, \u03b4 and shows noisy counts only. Cox models: "
+     "section 4.7; what it does not cover: residual risks R1, R2, R8, R9.",
+     ("SRS-PRIV-016", "SRS-PRIV-017", "SRS-PRIV-018", "SRS-PRIV-019", "SRS-PRIV-023")),
     ("Information disclosure", "Patient-level values leave a site in messages, errors or small cells.",
      "Patient data", "Shapes fixed by public parameters; disclosure policy; small cells suppressed; outbound "
      "transcript and its audit.", ("SRS-PRIV-001", "SRS-PRIV-002", "SRS-PRIV-003", "SRS-PRIV-004",
@@ -93,19 +103,30 @@ THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
      ("SRS-SOUP-001", "SRS-SOUP-002")),
 )
 
-#: residual risk, consequence, measure required of the deployment or planned
-RESIDUAL: tuple[tuple[str, str, str], ...] = (
+def residual_risks() -> tuple[tuple[str, str, str], ...]:
+    """Residual risk, consequence, measure required of the deployment or planned; the Cox part of
+    differential privacy as the code stands (:func:`dossier.documents._privacy.cox_brief`)."""
+    cox = _privacy.cox_brief()
+    private = _privacy.cox_private()
+    return (
     ("After a dropout the fit is re-run among the remaining sites (exact Cox needs survivors-only answers "
      "to the questions that do not depend on beta; double masking, Bonawitz et al. 2017, would decode the "
      "round but not remove this difference, so it is not used).", "A coordinator that claims a dropout "
      "can difference the two runs and learn one site's statistics - sums over cells of 0 or at least k of "
      "its patients (k-cells at the source, SRS-PRIV-011), never a patient's value.", "Keep min_cell_count "
-     ">= 5; noise added at the sites (planned, issue 15) makes the difference private."),
+     ">= 5. In a Kaplan-Meier study with differential privacy both runs carry the sites' noise and each is "
+     "charged to every answering site's accountant, so the difference is covered. For Cox studies, "
+     + ("the same holds when the study enables differential privacy (SRS-PRIV-023)" if private else cox)
+     + "; without it the bound is k-cells only."),
     ("Inside the declared ranges the bound on |beta·x| (30) still lets a coordinator choose coefficients "
      "under which a patient isolated at the edge of a range carries most of her cell's weight (covariates "
      "are clipped to the ranges, so a value beyond them is never learned).", "Approximate recovery of an "
-     "isolated patient's other covariates from a cell of at least k.", "Planned: a dominance rule (effective "
-     "cell size under the weights) or noise at the source (issue 15); keep the budget of rounds small."),
+     "isolated patient's other covariates from a cell of at least k.",
+     ("Planned: a dominance rule (effective cell size under the weights); keep the budget of rounds small. "
+      "A study that enables differential privacy is fitted by noisy Newton (SRS-PRIV-023), and its sites "
+      "refuse the exact Cox rounds (SRS-PRIV-019)." if private else
+      "Planned: a dominance rule (effective cell size under the weights) or differential privacy for Cox "
+      f"models; keep the budget of rounds small. Today {cox}.")),
     ("The bound on |beta·x| makes solving a cell for its patients (Prony's method) harder, not impossible; "
      "the site's budget of rounds (kept in a file, so it survives a restart) limits how many questions "
      "are asked.", "A patient inside a cell of k could be approached by a long series of coefficient "
@@ -117,20 +138,39 @@ RESIDUAL: tuple[tuple[str, str, str], ...] = (
      "pads its contribution so two jobs differ by 0 or at least k of its patients (RC-PRIV-004)."),
     ("Rounding, the reference centre and padding make two releases differ by 0 or at least k of a site's "
      "patients, not by one; they are not differential privacy: coefficients, baseline survival and "
-     "covariance stay exact.", "A reader who knows the k - 1 other patients of a difference (drawn at "
-     "random by the site, never published) could isolate the withdrawn patient.",
+     + ("covariance stay exact unless the study enables differential privacy (then they are noisy, "
+        "SRS-PRIV-023)." if private else f"covariance stay exact ({cox})."),
+     "A reader who knows the k - 1 other patients of a difference (drawn at random by the site, never "
+     "published) could isolate the withdrawn patient.",
      "Keep min_cell_count >= 5; keep each site's contribution key secret."),
     ("Sites keep session state (cohort and key pairs per session) in memory, never evicted while the "
      "process runs; there is no dropout recovery inside a round.",
      "A site restart loses its sessions and the round is re-run or the study stops; memory grows with the "
      "number of sessions.", "Run each site under a supervisor and restart it between studies."),
     ("Masking hides each site's contribution, not the sum; the coordinator colluding with all sites but "
-     "one learns that site's statistics.", "Disclosure of one hospital's aggregates (not of patient rows).",
+     "one learns that site's statistics (under differential privacy, carrying only that site's own share "
+     "of the noise).", "Disclosure of one hospital's aggregates (not of patient rows).",
      "min_sites (default 3) and the disclosure policy; contracts between the hospitals."),
-    ("Differential privacy is optional and off by default; when on it covers the Kaplan-Meier counts and "
-     "the Cox coefficients only, not the baseline hazard nor the covariance.",
-     "Released baseline survival and covariance are protected by the disclosure policy only.",
-     "Keep min_cell_count; enable DP where the data protection assessment requires it."),
+    ("Differential privacy is optional and off by default; the guarantee this file states covers the "
+     + ("Kaplan-Meier counts and the sums of a private Cox fit (section 4.7), not the accuracy of a private "
+        "Cox model." if private else f"Kaplan-Meier counts only, and {cox}.")
+     + " The plaintext evaluations of validation and every study without it are outside the sites' "
+     "accountants.",
+     "Cox models (coefficients, covariance, baseline hazard) trained without it, validation results and "
+     "studies without differential privacy are protected by the disclosure policy, k-cells, rounding to "
+     "k and padding only (no formal bound on what one patient changes).",
+     "Enabling differential privacy and choosing \u03b5 is the study's decision, with the "
+     "data protection assessment (the default is off); each site's operator sets its own budget "
+     "(dp_epsilon, dp_delta). Keep min_cell_count."),
+    ("Within a differentially private study: refusals at the source (k-cells, site minimums) are not "
+     "noised; sites colluding with the coordinator can subtract their own noise shares; the noise comes "
+     "from NumPy's Poisson sampler, exact only up to floating-point arithmetic.",
+     "A refusal tells whether a count is below a threshold; against t colluding sites of n the noise left "
+     "is Sk(\u03bc(n - t)/n), weaker than the stated (\u03b5, \u03b4); the floating-point sampler may "
+     "deviate from the exact Poisson law in ways the accounting does not model.",
+     "min_sites (default 3) and contracts between the hospitals against collusion; the site minimums "
+     "are public study parameters; an exact integer sampler (Duchon & Duvignau 2016) is a candidate for a "
+     "later version."),
     ("Per-hospital validation results are plaintext by design; --time-grid exact sends distinct event times "
      "in plaintext.", "Aggregates attributable to one hospital.",
      "Suppression below the disclosure minimums; the transcript marks plaintext and its audit fails on it."),
@@ -164,7 +204,7 @@ def _threats() -> Flowable:
 
 
 def _controls(inputs: DossierInputs) -> list[Flowable]:
-    sbom = inputs.sbom
+    sbom, floors = inputs.sbom, _privacy.defaults()[1]
     bom = (f" The SBOM of this build is CycloneDX {esc(sbom.get('spec_version'))} with "
            f"{esc(sbom.get('components'))} components, SHA-256 {esc(sbom.get('sha256'))}." if sbom else "")
     return [
@@ -192,6 +232,19 @@ def _controls(inputs: DossierInputs) -> list[Flowable]:
              "pickle is used on any wire or disk."),
         para("4.6 <b>SOUP and SBOM.</b> Every third-party component is listed with version, licence and risk "
              f"note (FP-SOUP) and in a machine-readable CycloneDX SBOM delivered with this file.{bom}"),
+        para("4.7 <b>Differential privacy (optional, off by default).</b> When the approved study enables "
+             f"it ([dp] enabled, epsilon, delta of {_privacy.fit_cost()}), {_privacy.MECHANISM}. Each site "
+             "keeps a R\u00e9nyi-DP accountant over every study in its own folder (privacy.json) and refuses "
+             "(budget) a release that would exceed the budget its operator set (dp_epsilon, dp_delta; "
+             f"defaults {floors.dp_epsilon:g} and {floors.dp_delta:g}). A private release records \u03b5, "
+             "\u03b4 and the mechanism, and every count it shows is noisy (SRS-PRIV-016, SRS-PRIV-017, "
+             f"SRS-PRIV-018). <i>Guarantee:</i> {_privacy.GUARANTEE} <i>Not covered</i> (residual risks R8, "
+             f"R9): {_privacy.sentence(_privacy.not_covered())} <i>Cox models:</i> "
+             f"{_privacy.cox_quoted()}."),
+        *([para(f"<i>Private Cox models (SRS-PRIV-023).</i> {esc(_privacy.cox_guarantee())} "
+                f"{esc(_privacy.cox_model())} {esc(_privacy.COX_SE)} <i>Limitations:</i> "
+                f"{esc(_privacy.sentence(_privacy.cox_limits()))} The utility measured is in FP-RMF section "
+                f"7 and FP-IFU section 7. {esc(_privacy.COX_DECISION)}")] if _privacy.cox_private() else []),
     ]
 
 
@@ -199,7 +252,7 @@ def build(inputs: DossierInputs) -> list[Flowable]:
     inputs.require(SPEC.needs, SPEC.id)
     _checked(inputs.requirements, (i for t in THREATS for i in t[4]))
     residual: list[list[object]] = [["#", "Residual risk", "Consequence", "Measure"]]
-    residual += [[f"R{n}", *r] for n, r in enumerate(RESIDUAL, start=1)]
+    residual += [[f"R{n}", *r] for n, r in enumerate(residual_risks(), start=1)]
     threats = _threats()
     return [
         *section("1 Scope"),

@@ -15,6 +15,7 @@ from reportlab.platypus import Flowable
 
 from device.fhir.cds import horizon_text
 from device.model import InputSpec, ModelError, PrognosticModel, load_model
+from dossier.documents import _privacy
 from dossier.documents._layout import code, fit, section
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import MARGIN, PAGE, esc, para, table
@@ -172,6 +173,11 @@ def _classification(inputs: DossierInputs) -> list[Flowable]:
 
 def _operation(model: PrognosticModel) -> list[Flowable]:
     t = model.artifact.training
+    record = _privacy.cox_record(t)
+    pooled = ("The federated fit equals the fit on the pooled data (verified against lifelines and "
+              "scikit-survival)." if not t.get("differential_privacy") else
+              "This model was trained with differential privacy, so it is not the fit on the pooled data.")
+    where = "" if "FP-CYB" in record else " (FP-CYB section 4.7)"
     return [
         *section("5 Principles of operation"),
         *section("5.1 Federated training", 2),
@@ -180,8 +186,8 @@ def _operation(model: PrognosticModel) -> list[Flowable]:
              "patients only, aggregate statistics (risk-set sums, information matrices); with secure "
              f"aggregation (on for this model: {'yes' if t.get('secure_aggregation') else 'no'}) each "
              "statistic is masked with pairwise masks that cancel only in the sum over all sites, so the "
-             "coordinator learns the sum and no single hospital's contribution. The federated fit equals "
-             "the fit on the pooled data (verified against lifelines and scikit-survival)."),
+             f"coordinator learns the sum and no single hospital's contribution. {pooled} Differential "
+             f"privacy for this model: {esc(record)}{where}."),
         *section("5.2 The model", 2),
         para("For a patient with inputs x (in the units of section 6), coefficients \u03b2, centre c and "
              "released baseline survival S0: S(t | x) = S0(t)<super>exp(\u03b2\u00b7(x \u2212 c))</super>; "

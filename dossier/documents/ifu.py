@@ -13,7 +13,7 @@ import math
 import re
 from datetime import UTC, datetime
 
-from reportlab.platypus import Flowable
+from reportlab.platypus import Flowable, KeepTogether
 
 from device.fhir.cds import RISK_BANDS, SERVICE_ID, prefetch_templates
 from device.fhir.page import STATIC
@@ -27,6 +27,7 @@ from device.fhir.resources import (
 )
 from device.model import PrognosticModel
 from device.revocation import RetrainDue
+from dossier.documents import _privacy
 from dossier.documents._layout import code, section
 from dossier.documents.device_description import horizon_label, input_table, prognostic
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
@@ -202,6 +203,72 @@ def _integration(model: PrognosticModel) -> list[Flowable]:
     ]
 
 
+def _privacy_for_studies(model: PrognosticModel) -> list[Flowable]:
+    """For the people who run a study: what differential privacy does to the curves, the noisy counts,
+    and each hospital's budget (SRS-PRIV-016 to SRS-PRIV-019)."""
+    study, floors = _privacy.defaults()
+    sd = ", ".join(f"{_privacy.noise_sd(e):.1f} at \u03b5 = {e}" for e in _privacy.EPSILONS)
+    return [
+        *section("7 For study operators and statisticians: differential privacy"),
+        para("This section is for the hospital staff who set up and run a federated study (fedprog km, "
+             "fedprog train); it does not concern the clinical use of sections 1 to 5. The model these "
+             "instructions describe records differential privacy "
+             f"{esc(_privacy.cox_record(model.artifact.training))}."),
+        para("<b>What it is.</b> A study may enable differential privacy in study.toml ([dp] enabled = true, "
+             f"epsilon and delta: the privacy cost of {_privacy.fit_cost()}; defaults \u03b5 = "
+             f"{study.epsilon:g}, \u03b4 = {study.delta:g}); it is off unless the study enables it, and it "
+             "is part of the study every hospital's operator approves. The sites then add random noise to "
+             "their counts before anything leaves the hospital, so that what the curves reveal about any one "
+             "patient is bounded by \u03b5 and \u03b4, even to the coordinator (the precise guarantee and "
+             "its limits are in FP-CYB section 4.7). This section describes it for Kaplan\u2013Meier "
+             "curves and the log-rank test (fedprog km) on a public time grid (month or year). For Cox "
+             f"models (fedprog train), {_privacy.cox_quoted()}. In a private study the sites refuse the "
+             "evaluations of validation."),
+        para("<b>What it does to the curves.</b> Every point of a private curve is estimated from noisy "
+             f"counts: each event or censoring count carries noise of standard deviation about {sd}. The "
+             "curve deviates from the exact one the more, the smaller \u03b5, the finer the time grid and "
+             "the smaller the cohort."),
+        KeepTogether([para("Largest deviation of a private curve from the exact one, measured (survival "
+                           "probability, 0 to 1):"),
+                      _privacy.utility_table(), para(_privacy.UTILITY_METHOD, "small")]),
+        para("<b>The counts shown beside a private curve are noisy.</b> Numbers of patients, events and "
+             "patients at risk, the curves, their intervals and the log-rank test are all computed from the "
+             "noisy counts; fedprog km marks the counts with \u201c\u2248\u201d and states \u03b5, "
+             "\u03b4 and the mechanism, and the JSON output records them under differential_privacy. Do "
+             "not report them as exact counts, and do not compare them with exact counts of the same "
+             "cohort."),
+        para("<b>Each hospital's budget can be spent.</b> Every hospital keeps its own account of the "
+             "privacy spent by every private fit of every study on its data "
+             "(sites/&lt;name&gt;/privacy.json) and refuses, with the code budget, a fit that would "
+             f"exceed the budget its operator set (dp_epsilon = {floors.dp_epsilon:g}, dp_delta = "
+             f"{floors.dp_delta:g} by default). "
+             f"{_privacy.budget_sentence()} Spent budget is not restored: plan the private analyses of a "
+             "hospital's data as a whole, and do not delete or replace privacy.json: the hospital would "
+             "forget what it spent and could answer beyond the budget it set."),
+        *(_private_cox() if _privacy.cox_private() else []),
+    ]
+
+
+def _private_cox() -> list[Flowable]:
+    """For study operators and statisticians: a Cox model trained with differential privacy (fedprog
+    train with [dp] enabled), while the training code fits one (SRS-PRIV-023)."""
+    dp = _privacy.defaults()[0]
+    return [
+        para("<b>Cox models with differential privacy.</b> With [dp] enabled, fedprog train fits the model "
+             "privately and the \u03b5 and \u03b4 are the cost of the whole fit. "
+             f"{esc(_privacy.cox_model())} The study sets T (dp.cox_iterations, default "
+             f"{dp.cox_iterations}) and the bound (dp.cox_bound, default {dp.cox_bound:g}). The artifact "
+             "records \u03b5, \u03b4, the mechanism, T, the bound and that the model is not the exact Cox "
+             f"fit. {esc(_privacy.COX_SE)}"),
+        KeepTogether([para("Utility of a private Cox model, measured (mean absolute error of the "
+                           "standardised coefficients / Harrell's C; 0.5 is chance):"),
+                      _privacy.cox_utility_table(), para(_privacy.COX_UTILITY_METHOD, "small")]),
+        para("<b>Limitations.</b> " + esc(_privacy.sentence(_privacy.cox_limits()))),
+        para(f"<b>Before clinical use.</b> {esc(_privacy.COX_RISK)} {esc(_privacy.COX_DECISION)} On a cohort "
+             "of a few hundred patients, expect discrimination close to chance at every \u03b5 measured."),
+    ]
+
+
 def build(inputs: DossierInputs) -> list[Flowable]:
     inputs.require(SPEC.needs, SPEC.id)
     model = prognostic(inputs, SPEC.id)
@@ -215,7 +282,8 @@ def build(inputs: DossierInputs) -> list[Flowable]:
         *section("2 Users and training"),
         para("Clinical users are physicians treating the patient, trained in the interpretation of "
              "prognostic estimates and familiar with these instructions. The result is shown inside the EHR "
-             "(CDS card) or in a system that calls the FHIR endpoint; no other user interface exists."),
+             "(CDS card) or in a system that calls the FHIR endpoint; no other user interface exists. "
+             "Section 6 addresses integrators, section 7 the staff who run federated studies."),
         *_reading(model),
         *section("4 Inputs, codes, units and ranges"),
         para("An Observation counts for an input when one of its codings equals the code below, its status "
@@ -223,7 +291,7 @@ def build(inputs: DossierInputs) -> list[Flowable]:
              "Quantities in another UCUM unit of the same dimension are converted to the unit below; "
              "age may come from Patient.birthDate. Values outside the range are refused."),
         input_table(model),
-        *_warnings(model), *_integration(model),
+        *_warnings(model), *_integration(model), *_privacy_for_studies(model),
     ]
 
 

@@ -19,7 +19,7 @@ from reportlab.platypus import Flowable, Paragraph
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import STYLES, esc, heading, para, table
 
-from . import _revocation
+from . import _privacy, _revocation
 
 #: how each metric of the validation report is named, in the order the documents list them
 METRICS: dict[str, str] = {
@@ -128,7 +128,7 @@ def training_summary(artifact: dict[str, Any]) -> list[tuple[str, str]]:
     """The artifact's training record as (field, value) pairs — aggregates only."""
     tr = artifact["training"]
     cp = tr.get("consent_checkpoint") or {}
-    dp, dropped = tr.get("differential_privacy"), tr.get("dropped") or []
+    dropped = tr.get("dropped") or []
     fit = (f"{tr.get('iterations')} Newton iterations in {tr.get('rounds')} rounds, "
            f"{'converged' if tr.get('converged') else 'NOT converged'}; ties {artifact.get('ties')}, "
            f"L2 penalty {artifact.get('penalty') or 0:g}")
@@ -137,7 +137,7 @@ def training_summary(artifact: dict[str, Any]) -> list[tuple[str, str]]:
             ("Log partial likelihood",
              f"{sig(tr.get('loglik'), 8)} (null model {sig(tr.get('loglik_null'), 8)})"),
             ("Secure aggregation", "on" if tr.get("secure_aggregation") else "OFF"),
-            ("Differential privacy", "off" if not dp else str(dp)), ("Time grid", str(tr.get("time_grid"))),
+            ("Differential privacy", _privacy.cox_record(tr)), ("Time grid", str(tr.get("time_grid"))),
             ("Consent checkpoint", f"ledger size {cp.get('size')}, root {cp.get('root')}"),
             ("Sites dropped", "none" if not dropped else str(dropped))]
 
@@ -269,7 +269,7 @@ def _ethics_and_caveats(inputs: DossierInputs) -> list[Flowable]:
                  f"(RC-CONS-002). {revoked}"),
             para(f"<b>Privacy.</b> Secure aggregation {'on' if tr.get('secure_aggregation') else 'OFF'}; "
                  f"disclosure policy: {esc(rules) or 'not recorded'}; differential privacy "
-                 f"{'off' if not tr.get('differential_privacy') else 'on'}. The ledger holds keyed "
+                 f"{esc(_privacy.cox_record(tr))}. The ledger holds keyed "
                  "commitments under a fresh salt per consent event, never identifiers (RC-PRIV-001)."
                  f"{_release(tr)}"),
             heading("10 Caveats and recommendations"),

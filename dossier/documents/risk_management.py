@@ -18,7 +18,7 @@ from reportlab.platypus import Flowable, KeepTogether, TableStyle
 from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
-from . import _revocation
+from . import _privacy, _revocation
 from .model_card import present
 from .trace_matrix import function, results
 
@@ -245,6 +245,122 @@ def _revocation_policy(inputs: DossierInputs) -> list[Flowable]:
                  "documented decision of the manufacturer.")]
 
 
+#: the privacy hazards differential privacy bears on, and what it changes for each (federated.site.privacy)
+PRIVACY_HAZARDS = ("HAZ-PRIV-002", "HAZ-PRIV-003", "HAZ-PRIV-004")
+#: the requirements that specify the option (SRS-PRIV-016 to 019, and SRS-PRIV-023 for Cox models)
+DP_REQUIREMENTS = ("SRS-PRIV-016", "SRS-PRIV-017", "SRS-PRIV-018", "SRS-PRIV-019", "SRS-PRIV-023")
+
+
+def with_dp() -> dict[str, tuple[str, str]]:
+    """For each hazard of :data:`PRIVACY_HAZARDS`: what differential privacy changes, and what it does
+    not cover, as the training code stands (a private Cox fit or its refusal, :mod:`._privacy`)."""
+    if not _privacy.cox_private():
+        return {
+            "HAZ-PRIV-002": ("Every Kaplan-Meier count the coordinator decodes or a release shows "
+                             "carries the sites' noise: what one patient changes is bounded by "
+                             "(\u03b5, \u03b4).",
+                             "Refusals at the source (a count below a threshold); Cox models; the plaintext "
+                             "evaluations of validation."),
+            "HAZ-PRIV-003": ("Whatever Kaplan-Meier questions a malicious coordinator asks, under any number "
+                             "of studies, sessions, retries and dropouts, each answer is charged to the "
+                             "site's accountant, which refuses beyond its operator's budget.",
+                             "Cox rounds (the Cox statement above; without differential privacy, RC-PRIV-003 "
+                             "alone); sites colluding with the coordinator (noise left "
+                             "Sk(\u03bc(n \u2212 t)/n))."),
+            "HAZ-PRIV-004": ("Two private Kaplan-Meier releases (before and after a withdrawal) are both "
+                             "noisy and both charged: their difference is covered.",
+                             "A model and its successor (Cox models: the statement above; without "
+                             "differential privacy, RC-PRIV-004 alone)."),
+        }
+    return {
+        "HAZ-PRIV-002": ("Every Kaplan-Meier count and every sum of a private Cox fit that the coordinator "
+                         "decodes or a release shows carries the sites' noise: what one patient changes is "
+                         "bounded by (\u03b5, \u03b4).",
+                         "Refusals at the source (a count below a threshold); the plaintext evaluations of "
+                         "validation; studies without differential privacy."),
+        "HAZ-PRIV-003": ("Whatever Kaplan-Meier questions or Cox rounds (within the bound on the "
+                         "coefficients) a malicious coordinator asks, under any number of studies, "
+                         "sessions, retries and dropouts, each answer is charged to the site's accountant, "
+                         "which refuses beyond its operator's budget; exact Cox rounds are refused "
+                         "(SRS-PRIV-019).",
+                         "Cox rounds of studies without differential privacy (RC-PRIV-003 alone); sites "
+                         "colluding with the coordinator (noise left Sk(\u03bc(n \u2212 t)/n))."),
+        "HAZ-PRIV-004": ("Two private releases, Kaplan-Meier curves or Cox models (before and after a "
+                         "withdrawal), are both noisy and both charged: their difference is covered.",
+                         "A model and its successor trained without differential privacy (RC-PRIV-004 "
+                         "alone)."),
+    }
+
+
+def _differential_privacy(inputs: DossierInputs) -> list[Flowable]:
+    """The optional differential privacy of a study: what it guarantees, against whom, what it costs
+    (the measured utility) and who decides to use it."""
+    reqs = present(inputs.requirements)
+    found = [reqs.get(h) for h in PRIVACY_HAZARDS if h in reqs]
+    rows: list[list[object]] = [["Hazard", "Residual (hazards.yaml)", "With differential privacy on",
+                                 "Not covered"]]
+    rows += [[f"{h.id} {h.title}", risk(h.severity, h.residual_probability), *with_dp()[h.id]] for h in found]
+    controls = sorted(rc.id for rc in reqs.of_type("risk-control")
+                      if set(rc.parents) & set(DP_REQUIREMENTS))
+    relied = (f"Risk controls citing them: {', '.join(controls)}." if controls else
+              "No risk control of risk_controls.yaml cites them: the residual estimates of section 5 do not "
+              "rely on differential privacy, which is off unless a study enables it.")
+    study, floors = _privacy.defaults()
+    private_cox = _privacy.cox_private()
+    scope = ("The guarantee below holds for Kaplan\u2013Meier fits and for Cox models: "
+             f"{_privacy.cox_quoted()}." if private_cox else
+             f"The guarantee below is stated for Kaplan\u2013Meier fits; {_privacy.cox_quoted()}.")
+    cox_guarantee = f" {esc(_privacy.cox_guarantee())}" if private_cox else ""
+    record = _privacy.cox_record(inputs.artifact["training"]) if inputs.artifact else None
+    model = ("" if record is None else f" The model this file covers records differential privacy "
+             f"{esc(record)}" + (", so no risk estimate the device serves from it depends on it."
+                                 if record.startswith("off") else "."))
+    return [heading("7 Differential privacy: an option of the study (a decision for the manufacturer)"),
+            para("<b>The option.</b> A study may enable differential privacy ([dp] in study.toml: enabled, "
+                 f"epsilon and delta of {_privacy.fit_cost()}, part of the study each site's operator "
+                 f"approves, so no request can change them); the default is off (enabled = "
+                 f"{str(study.enabled).lower()}). When it is on, {_privacy.MECHANISM} (SRS-PRIV-016). Each "
+                 "site keeps an accountant over every study in its own folder and refuses beyond the budget "
+                 f"its operator set (dp_epsilon {floors.dp_epsilon:g}, dp_delta {floors.dp_delta:g} by "
+                 "default; SRS-PRIV-017); a private release states \u03b5, \u03b4 and the mechanism and "
+                 f"shows only noisy counts (SRS-PRIV-018). {scope}{model} {esc(relied)}"),
+            para(f"<b>Guarantee, and against whom.</b> {_privacy.GUARANTEE}{cox_guarantee}"),
+            para("<b>Not covered.</b> " + _privacy.sentence(_privacy.not_covered())),
+            para("<b>What it changes for the privacy hazards</b> (residual risks as section 5 states them, "
+                 "without differential privacy):"),
+            table(rows, widths=[34, 22, 62, 52]),
+            KeepTogether([
+                para("<b>What it costs: the utility measured.</b> The noise makes the curves less accurate, "
+                     "the more so the smaller \u03b5, the finer the time grid and the smaller the cohort. "
+                     "Largest deviation of a private Kaplan\u2013Meier survival curve from the exact one:"),
+                _privacy.utility_table(), para(_privacy.UTILITY_METHOD, "small")]),
+            para("Each event or censoring count carries noise of standard deviation "
+                 + ", ".join(f"{_privacy.noise_sd(e):.1f} at \u03b5 = {e}" for e in _privacy.EPSILONS)
+                 + f" (\u03b4 = {study.delta:g}). {_privacy.budget_sentence()}"),
+            *(_private_cox() if private_cox else []),
+            para("<b>Decision (open). Whether a study enables differential privacy, and with which \u03b5 "
+                 "and \u03b4, is the manufacturer's and the study's decision</b>, with the data-protection "
+                 "officer's assessment, weighing the utility above against the disclosure it bounds; each "
+                 "hospital's operator decides its own budget. This file chooses no \u03b5 and does not "
+                 "recommend enabling it; the default is off."
+                 + (f" {esc(_privacy.COX_DECISION)}" if private_cox else ""))]
+
+
+def _private_cox() -> list[Flowable]:
+    """A private Cox model: what it is, its limits, its standard errors, the clinical hazard of poor
+    utility and its controls, and the utility measured (while the training code fits one)."""
+    return [
+        para(f"<b>A private Cox model.</b> {esc(_privacy.cox_model())} {esc(_privacy.COX_SE)} "
+             "<i>Limitations:</i> " + esc(_privacy.sentence(_privacy.cox_limits()))),
+        para(f"<b>Clinical risk of a private Cox model.</b> {esc(_privacy.COX_RISK)}"),
+        KeepTogether([
+            para("<b>What it costs a Cox model: the utility measured.</b> Mean absolute error of the "
+                 "standardised coefficients caused by the noise, and Harrell's C of the private model, "
+                 "against the exact Cox model's:"),
+            _privacy.cox_utility_table(), para(_privacy.COX_UTILITY_METHOD, "small")]),
+    ]
+
+
 def _overall(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
     safety, rep = present(inputs.safety), inputs.validation or {}
     count = Counter(region(h.severity, h.residual_probability) for h in hazards)
@@ -267,7 +383,7 @@ def _overall(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
                   "the overall residual risk is acceptable in relation to the benefit, subject to the "
                   "justifications of section 5, the manufacturer's decision on the revocation policy "
                   "(section 6, draft) and the post-market follow-up of FP-PMS.")
-    return [heading("7 Overall residual risk and benefit-risk"),
+    return [heading("8 Overall residual risk and benefit-risk"),
             para(f"Residual risks: {count['acceptable']} acceptable, {count['justify']} acceptable only with "
                  f"justification (section 5), {count['unacceptable']} unacceptable, {count['unknown']} not "
                  f"estimated.{benefit}"),
@@ -275,16 +391,21 @@ def _overall(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
             para(f"The software safety class is {esc(safety.safety_class)} ({esc(safety.standard)}), resting "
                  "on these risk control measures external to the software:"),
             *ext,
-            heading("8 Information for safety and disclosure of residual risks"),
+            heading("9 Information for safety and disclosure of residual risks"),
             para("Residual risks are disclosed to users in the instructions for use (FP-IFU) and on every "
                  "result: the intended use and the 95% interval stated as a lower bound on the uncertainty "
                  "(the interval ignores the baseline-hazard variance, HAZ-DEV-001); apparent and "
                  "leave-one-site-out performance are distinguished in FP-CVR; a model kept in service after "
                  "a consent withdrawal is flagged retrain due on the risk page, in the CapabilityStatement "
-                 "and in fedprog model list (FP-IFU section 3.4). Production and post-production "
+                 "and in fedprog model list (FP-IFU section 3.4); a private Kaplan\u2013Meier release states "
+                 "its \u03b5 and \u03b4 and shows only noisy counts"
+                 + (", a private Cox model's artifact records its \u03b5, \u03b4, T and bound and states "
+                    "that it is not the exact Cox fit" if _privacy.cox_private() else "")
+                 + ", and the study operator's instructions "
+                 "give the utility and the budget (FP-IFU section 7). Production and post-production "
                  "information is collected as planned in FP-PMS and fed back into this file (ISO 14971 "
                  "§10)."),
-            heading("9 Limitations of this analysis"),
+            heading("10 Limitations of this analysis"),
             para("Probabilities are ordinal estimates by the development team, not measured frequencies; "
                  "residual probabilities are claims the tests support but do not measure. The analysis "
                  "covers the software and its interfaces; the hosting IT environment is the operator's "
@@ -301,7 +422,7 @@ def build(inputs: DossierInputs) -> list[Flowable]:
                  "entry comes from the traceability data (hazards.yaml, risk_controls.yaml, safety.yaml) "
                  "and the test run; the links are traced in FP-TM."),
             *_policy(inputs), *_analysis(inputs, hazards), *_controls(inputs), *_residual(inputs, hazards),
-            *_revocation_policy(inputs), *_overall(inputs, hazards)]
+            *_revocation_policy(inputs), *_differential_privacy(inputs), *_overall(inputs, hazards)]
 
 
 SPEC = DocumentSpec(id="FP-RMF", title="Risk management file", file="FP-RMF-risk-management.pdf",

@@ -117,8 +117,10 @@ def privacy_record(dp: DPSettings, n_sites: int, k: int, p: int) -> dict[str, ob
         "accounting": "Renyi DP (Mironov 2017) with the Skellam bound of Agarwal, Kairouz & Liu 2021 over "
                       "the 1 + T releases, converted by Canonne, Kamath & Steinke 2020, Prop. 12",
         "charged": "by each site's own accountant, once per answered release",
-        "covariance": "inverse of the noisy information, eigenvalues floored: it omits the variance the "
-                      "privacy noise adds",
+        "covariance": "inverse of the noisy information plus the variance the privacy noise adds to the "
+                      "estimate (a parametric bootstrap of the damped Newton steps under the known noise "
+                      "law; refits with fresh noise scatter by at most 1.5 times the released standard "
+                      "errors in the tests)",
         "noisy": ["coefficients", "standard_errors", "confidence_intervals", "p_values", "covariance",
                   "baseline_survival", "training.n", "training.events", "training.loglik",
                   "training.loglik_null"],

@@ -14,10 +14,22 @@ from pypdf import PdfReader
 
 from device.fhir.resources import RETRAIN_DUE_URL
 from dossier.build import DOCUMENTS
-from dossier.documents import architecture, cybersecurity, device_description, ifu, sdp, soup, srs
+from dossier.documents import (
+    _privacy,
+    architecture,
+    cybersecurity,
+    device_description,
+    ifu,
+    risk_management,
+    sdp,
+    soup,
+    srs,
+)
 from dossier.inputs import gather
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import Control, render
+from federated.analyses import runner
+from federated.disclosure import dp_cox
 from tests.conftest import copy_workspace
 
 SPECS: list[DocumentSpec] = [m.SPEC for m in (device_description, sdp, srs, architecture, soup, cybersecurity,
@@ -225,3 +237,176 @@ def test_cross_references_name_documents_of_the_file(rendered: dict[str, list[st
     for doc, texts in rendered.items():
         cited = set(re.findall(r"\bFP-[A-Z]+\b", " ".join(texts)))
         assert cited - known == set(), f"{doc} cites {sorted(cited - known)}"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+#: what the dossier once said of differential privacy and no longer may (coordinator-side noise, planned
+#: noise, sample-and-aggregate Cox)
+RETIRED_DP = ("issue 15", "sample-and-aggregate", "noise at the source", "the Cox coefficients only")
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_cybersecurity_states_the_dp_guarantee_against_whom_and_what_it_does_not_cover(
+        rendered: dict[str, list[str]]) -> None:
+    threat = [t for t in cybersecurity.THREATS if "SRS-PRIV-016" in t[4]]
+    assert len(threat) == 1 and threat[0][0] == "Information disclosure"
+    assert {"SRS-PRIV-016", "SRS-PRIV-017", "SRS-PRIV-018"} <= set(threat[0][4])
+    assert "coordinator" in threat[0][1] and "reader of releases" in threat[0][1]
+    text = flat(rendered["FP-CYB"])
+    for words in ("4.7 Differential privacy (optional, off by default)", "before masking",
+                  "adding or removing one patient at one site",
+                  "honest-but-curious or malicious coordinator", "every reader of the releases",
+                  "refusals at the source", "plaintext evaluations of validation",
+                  "colluding with the coordinator",
+                  "Poisson sampler", "exact only up to floating-point arithmetic", "refuses (budget)",
+                  "dp_epsilon, dp_delta; defaults 10 and 1e-05", "choosing \u03b5 is the study's decision"):
+        assert flat([words]) in text, words
+    for words in RETIRED_DP:
+        assert flat([words]).lower() not in text.lower(), words
+    risks = cybersecurity.residual_risks()
+    assert "dropout" in risks[0][0] and "|beta·x|" in risks[1][0]  # R1, R2 as section 4.7 cites them
+    assert "covers the Kaplan-Meier counts and the sums of a private Cox fit" in risks[7][0]  # R8
+    assert "not the accuracy of a private Cox model" in risks[7][0] and "colluding" in risks[8][0]  # R8, R9
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_cybersecurity_describes_the_private_cox_fit_the_code_performs(
+        rendered: dict[str, list[str]]) -> None:
+    """The training code fits Cox with differential privacy (SRS-PRIV-023): FP-CYB states its guarantee,
+    its model, its standard errors and its limits, and no longer calls it undescribed."""
+    assert _privacy.cox_private()
+    threat = [t for t in cybersecurity.THREATS if "SRS-PRIV-016" in t[4]]
+    assert "SRS-PRIV-023" in threat[0][4]
+    text = flat(rendered["FP-CYB"])
+    for words in ("Private Cox models (SRS-PRIV-023).", "A Cox study with differential privacy has the same "
+                  "guarantee", "chooses every \u03b2 it asks about", "refuse (bound) a round",
+                  f"\u03b3 = {dp_cox.SCALE}",
+                  "the 1 + T releases together cost the study's \u03b5 and \u03b4",
+                  "is not the exact (pooled) Cox fit", "piecewise-exponential likelihood",
+                  "include the variance the privacy noise adds", "parametric bootstrap",
+                  "no more than 1.5 times the mean released standard error", "close to useless",
+                  "only 3 of 10 fits completed", "converged means only that the last noisy step",
+                  "no coverage histogram", "has nothing to check",
+                  "is the manufacturer's decision (the default is off)", "epsilon, delta of one fit"):
+        assert flat([words]) in text, words
+    assert "notyetdescribed" not in text
+    assert flat(["differential privacy for Cox models is not available"]) not in text
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_the_cox_statement_follows_the_training_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    refusal = "differential privacy for Cox models is not available yet"
+    monkeypatch.setattr(runner, "DP_COX_UNAVAILABLE", refusal, raising=False)
+    assert "not available in this version" in _privacy.cox_short()
+    assert "not available yet" in _privacy.cox_quoted()
+    assert _privacy.cox_record({"differential_privacy": None}).startswith("off (not available")
+    record = {"mechanism": "skellam", "epsilon": 2.0, "delta": 1e-6, "iterations": 4,
+              "bound_sum_abs_beta_standardised": 3.0}
+    refused_on = _privacy.cox_record({"differential_privacy": record})
+    assert "not available" in refused_on and "not the exact Cox fit" not in refused_on
+    assert not _privacy.cox_private() and _privacy.fit_cost() == "one Kaplan\u2013Meier fit"
+    assert "covers the Kaplan-Meier counts only" in cybersecurity.residual_risks()[7][0]
+    assert "every Cox model" in _privacy.sentence(_privacy.not_covered())
+    assert "private Cox fit" not in risk_management.with_dp()["HAZ-PRIV-002"][0]
+    monkeypatch.delattr(runner, "DP_COX_UNAVAILABLE")
+    assert _privacy.cox_refusal() is None and _privacy.cox_private()
+    for said in (_privacy.cox_short(), _privacy.cox_brief()):
+        assert "not available" not in said and "not yet described" not in said and "SRS-PRIV-023" in said
+    assert "not the exact Cox fit" in _privacy.cox_short()
+    assert _privacy.cox_record({"differential_privacy": None}) == "off"
+    on = _privacy.cox_record({"differential_privacy": record})
+    assert on.startswith("on: mechanism skellam, \u03b5 2, \u03b4 1e-06, T 4, bound 3")
+    for words in ("not the exact Cox fit", "standard errors include the privacy noise",
+                  "\u201cconverged\u201d means only that the last noisy step was small",
+                  "FP-CYB section 4.7"):
+        assert words in on, words
+    assert "Cox" not in _privacy.sentence(_privacy.not_covered())
+    assert "every sum of a private Cox fit" in risk_management.with_dp()["HAZ-PRIV-002"][0]
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_a_refusal_coming_back_takes_the_private_cox_text_out_of_the_documents(
+        inputs: DossierInputs, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Should the training code refuse Cox with differential privacy again, FP-CYB and FP-IFU say it is
+    not available and describe no private Cox model."""
+    monkeypatch.setattr(runner, "DP_COX_UNAVAILABLE", "differential privacy for Cox models is not available",
+                        raising=False)
+    for spec in (cybersecurity.SPEC, ifu.SPEC):
+        text = flat(pages(render_doc(inputs, spec, tmp_path)))
+        assert flat(["differential privacy for Cox models is not available in this version"]) in text
+        for words in ("Private Cox models", "Cox models with differential privacy.", "parametric bootstrap",
+                      _privacy.COX_UTILITY[0][1]):
+            assert flat([words]) not in text, (spec.id, words)
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_the_dp_utility_table_is_the_readmes() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("**Differential privacy**", 1)[1]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in readme.splitlines() if line.startswith("| ") and not line.startswith("| data")]
+    assert [tuple(r) for r in rows[:len(_privacy.UTILITY)]] == list(_privacy.UTILITY)
+    assert "4 sites, 20 fits" in readme and "δ = 1e-6" in readme and "5 years" in readme
+    cox = [tuple(r) for r in rows if "mean abs. error / C" in r[0]]
+    assert cox == list(_privacy.COX_UTILITY)
+    gbsg2, synthetic = _privacy.COX_EXACT_C
+    assert f"{gbsg2} on GBSG2, {synthetic} on the synthetic cohort" in " ".join(readme.split())
+    for words in ("4 sites, 10 fits per cell, 8 inputs", "yearly grid to 5 years", "against the noise-free "
+                  "fit with the same T and bound"):
+        assert words in " ".join(readme.split()), words
+    assert _privacy.DPSettings().cox_iterations == 4 and _privacy.DPSettings().cox_bound == 3.0
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_a_sites_default_budget_is_computed_from_the_accounting() -> None:
+    fits = [_privacy.fits_within_budget(e) for e in _privacy.EPSILONS]
+    assert fits[0] > fits[1] >= fits[2] >= 1
+    assert f"{fits[0]} Kaplan\u2013Meier fits at \u03b5 = 1" in _privacy.budget_sentence()
+    sd = [_privacy.noise_sd(e) for e in _privacy.EPSILONS]
+    assert 5 < sd[0] < 6 and sd[2] < sd[1] < sd[0]
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_ifu_tells_study_operators_what_dp_does_to_curves_counts_and_budgets(
+        rendered: dict[str, list[str]]) -> None:
+    text = flat(rendered["FP-IFU"])
+    section = text.split(flat(["7 For study operators and statisticians: differential privacy"]))[-1]
+    assert section != text
+    for row in _privacy.UTILITY:
+        assert flat([" ".join(row)]) in section, row
+    for words in ("it is off unless the study enables it",
+                  "The counts shown beside a private curve are noisy",
+                  "Do not report them as exact counts", "Each hospital's budget can be spent",
+                  "refuses, with the code budget", "Spent budget is not restored", _privacy.budget_sentence(),
+                  "evaluations of validation"):
+        assert flat([words]) in section, words
+    assert flat(["Section 6 addresses integrators, section 7 the staff who run federated studies"]) in text
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_ifu_tells_study_operators_what_a_private_cox_model_is_and_costs(
+        rendered: dict[str, list[str]]) -> None:
+    text = flat(rendered["FP-IFU"])
+    section = text.split(flat(["7 For study operators and statisticians: differential privacy"]))[-1]
+    parts = section.split(flat(["Cox models with differential privacy."]))
+    assert len(parts) == 2
+    cox = parts[1]
+    for row, exact in zip(_privacy.COX_UTILITY, _privacy.COX_EXACT_C, strict=True):
+        assert flat([" ".join((*row, exact))]) in cox, row
+    for words in ("the \u03b5 and \u03b4 are the cost of the whole fit", "is not the exact (pooled) Cox fit",
+                  "dp.cox_iterations, default 4", "dp.cox_bound, default 3",
+                  "include the variance the privacy noise adds", "close to useless",
+                  "no coverage histogram", "converged means only", "RC-VAL-001", "at least 0.60",
+                  "is a clinical hazard if released", "is the manufacturer's decision (the default is off)",
+                  "expect discrimination close to chance", "0.13 on GBSG2"):
+        assert flat([words]) in cox, words
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_no_document_repeats_a_retired_dp_statement(rendered: dict[str, list[str]]) -> None:
+    """FP-SRS prints the requirements verbatim (SRS-PRIV-019 names sample-and-aggregate as removed)."""
+    for doc, texts in rendered.items():
+        if doc == "FP-SRS":
+            continue
+        text = flat(texts).lower()
+        for words in RETIRED_DP:
+            assert flat([words]).lower() not in text, (doc, words)

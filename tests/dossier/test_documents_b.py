@@ -18,6 +18,7 @@ from device.registry import ModelEntry
 from device.revocation import RetrainDue
 from dossier.build import DOCUMENTS, control
 from dossier.documents import (
+    _privacy,
     _revocation,
     clinical_validation,
     gspr,
@@ -300,7 +301,7 @@ def test_revocation_state_follows_the_registry_entry(inputs: DossierInputs) -> N
 def test_risk_file_weighs_the_revocation_policies_as_a_draft(inputs: DossierInputs, rendered: Render) -> None:
     text = words(flat(rendered(risk_management.SPEC, inputs)))
     section = text.split("6 Consent revocation policy: a decision for the manufacturer (draft)")[-1]
-    section = section.split("7 Overall residual risk")[0]
+    section = section.split("7 Differential privacy")[0]
     for hazard in risk_management.POLICY_HAZARDS:
         assert hazard in section
     for said in ("Under window (default)", "Under immediate", "GDPR Art. 7(3)", "Art. 17",
@@ -322,3 +323,76 @@ def test_gspr_checklist_cites_existing_requirements_and_documents(inputs: Dossie
     for ref in ("17.1", "17.2", "17.3", "17.4", "14.2 (d)", "23.4"):
         assert ref in text
     assert "N/A" in text and "NOT IN THE REQUIREMENTS" not in text and "not in this dossier" not in text
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_risk_file_states_the_dp_option_its_guarantee_utility_and_who_decides(inputs: DossierInputs,
+                                                                             rendered: Render) -> None:
+    text = words(flat(rendered(risk_management.SPEC, inputs)))
+    title = "7 Differential privacy: an option of the study (a decision for the manufacturer)"
+    section = text.split(title)[-1]
+    section = section.split("8 Overall residual risk")[0]
+    assert section != text
+    for hazard in risk_management.PRIVACY_HAZARDS:
+        assert hazard in section
+    for said in ("the default is off (enabled = false)", "before masking", "SRS-PRIV-016", "SRS-PRIV-017",
+                 "SRS-PRIV-018", "honest-but-curious or malicious coordinator",
+                 "every reader of the releases",
+                 "adding or removing one patient at one site", "Not covered.", "Refusals at the source",
+                 "colluding with the coordinator", "What it costs: the utility measured",
+                 "Decision (open). Whether a study enables differential privacy, and with which \u03b5 and "
+                 "\u03b4, is the manufacturer's and the study's decision", "This file chooses no \u03b5",
+                 words(_privacy.budget_sentence()), "the residual estimates of section 5 do not rely on "
+                 "differential privacy"):
+        assert said in section, said
+    for data, grid, *errors in _privacy.UTILITY:
+        assert " ".join((data, grid, *errors)) in section, (data, grid)
+    assert words(_privacy.cox_short().split(":")[0]) in section
+    assert _privacy.cox_private()
+    for row, exact in zip(_privacy.COX_UTILITY, _privacy.COX_EXACT_C, strict=True):
+        assert " ".join((*row, exact)) in section, row
+    for said in ("epsilon and delta of one fit (a Kaplan\u2013Meier fit, or the 1 + T releases of a Cox fit",
+                 "The guarantee below holds for Kaplan\u2013Meier fits and for Cox models",
+                 "A Cox study with differential privacy has the same guarantee", "SRS-PRIV-023",
+                 "A private Cox model. A private Cox model is not the exact (pooled) Cox fit",
+                 "include the variance the privacy noise adds", "Limitations:", "close to useless",
+                 "no coverage histogram", "has nothing to check", "converged means only",
+                 "Clinical risk of a private Cox model.", "is a clinical hazard if released",
+                 "RC-VAL-001", "pooled Harrell's C with a lower 95% limit of at least 0.60",
+                 "What it costs a Cox model: the utility measured", "0.13 on GBSG2",
+                 "Whether a clinical Cox model is trained with differential privacy, and at which \u03b5, is "
+                 "the manufacturer's decision (the default is off)"):
+        assert said in section, said
+    assert "a private Cox model's artifact records its \u03b5, \u03b4, T and bound" in text
+    assert "sample-and-aggregate" not in text and "noise at the source" not in text
+    assert "9 Information for safety" in text and "FP-IFU section 7" in text
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_model_card_states_the_differential_privacy_the_artifact_records(inputs: DossierInputs,
+                                                                          rendered: Render) -> None:
+    assert inputs.artifact is not None
+    recorded = _privacy.cox_record(inputs.artifact["training"])
+    assert inputs.artifact["training"].get("differential_privacy") is None and recorded.startswith("off")
+    text = words(flat(rendered(model_card.SPEC, inputs)))
+    assert f"Differential privacy {recorded}" in text and f"differential privacy {recorded}." in text
+    private = copy.deepcopy(inputs.artifact)
+    private["training"]["differential_privacy"] = {"mechanism": "skellam", "epsilon": 3.0, "delta": 1e-6}
+    summary = dict(model_card.training_summary(private))
+    assert summary["Differential privacy"].startswith("on: mechanism skellam, \u03b5 3, \u03b4 1e-06")
+    assert "not the exact Cox fit" in summary["Differential privacy"]
+
+
+@pytest.mark.req("SRS-DOS-002")
+def test_the_risk_file_describes_no_private_cox_model_while_the_code_refuses_one(
+        inputs: DossierInputs, rendered: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    from federated.analyses import runner
+
+    monkeypatch.setattr(runner, "DP_COX_UNAVAILABLE", "differential privacy for Cox models is not available",
+                        raising=False)
+    text = words(flat(rendered(risk_management.SPEC, inputs)))
+    assert "differential privacy for Cox models is not available in this version" in text
+    assert "epsilon and delta of one Kaplan\u2013Meier fit" in text
+    for said in ("A private Cox model.", "Clinical risk of a private Cox model", _privacy.COX_UTILITY[0][1],
+                 "sums of a private Cox fit", "a private Cox model's artifact"):
+        assert said not in text, said
