@@ -43,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ledger.anchors import TrustAnchors
 from ledger.log import Ledger, Receipt
+from ledger.trusted import VerifiedLog, read_verified
 
 from .commitment import Opening, commit, new_salt
 from .fhir import ConsentRecord, build_consent, parse_consent, revoke, with_version
@@ -123,10 +125,18 @@ class ConsentRegistry:
         This site's name and the study the consents are for.
     ledger : Ledger
         The shared log in which every consent event is anchored.
+    anchors : TrustAnchors, optional
+        Keys pinned outside the ledger file and the witnesses' states. What this registry reads
+        from the ledger (checkpoint sizes and roots, its own revocations) comes only from a log
+        whose leaves and root were recomputed and checked against them
+        (:func:`ledger.trusted.read_verified`): the adversary is someone with write access to
+        ``ledger.sqlite`` (an insider, or malware on the coordinator host), not the witnesses.
     """
 
-    def __init__(self, folder: Path, site: str, study: str, ledger: Ledger) -> None:
+    def __init__(self, folder: Path, site: str, study: str, ledger: Ledger,
+                 anchors: TrustAnchors | None = None) -> None:
         self.folder, self.site, self.study, self.ledger = Path(folder), site, study, ledger
+        self.anchors = anchors
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "consent.sqlite"
         # used from the site's worker thread in-process; one site, one request at a time
@@ -166,8 +176,9 @@ class ConsentRegistry:
         If these were named again, her two revocations would share a value.
         """
         named: set[str] = set()
+        log = self._verified()
         for (index,) in self._db.execute("SELECT ledger_index FROM consents WHERE patient = ?", (patient,)):
-            kind, body = self.ledger.entry(int(index))
+            kind, body = log.entry(int(index))
             if kind == "revocation":
                 named.update(body.get("affects_jobs", []))
         return [job for job in self.jobs_using(patient) if job not in named]
@@ -298,15 +309,28 @@ class ConsentRegistry:
                                 (patient,))
         return [parse_consent(r[0]) for r in rows]
 
+    def _verified(self) -> VerifiedLog:
+        """The ledger, its leaves and root recomputed and checked against the anchors
+        (:class:`ledger.trusted.UntrustedLedger` if it fails)."""
+        return read_verified(self.ledger, self.anchors)
+
     def newest_checkpoint(self) -> int:
-        """Size of the newest signed checkpoint of the ledger (0 if none): the only consent state
-        a site accepts when it has no witness of its own to ask."""
+        """Size of the newest checkpoint of the ledger (0 if none): the only consent state a site
+        accepts when it has no witness of its own to ask — with anchors, the newest one a quorum
+        of pinned witnesses cosigned, else the newest signed one."""
+        log = self._verified()
+        if self.anchors is not None:
+            return 0 if log.witnessed is None else log.witnessed.size
         latest = self.ledger.latest_checkpoint()
         return 0 if latest is None else latest[0]
 
     def ledger_root(self, size: int) -> bytes:
-        """Root of the shared ledger at ``size`` entries (to check a request's consent checkpoint)."""
-        return self.ledger.root(size)
+        """Root of the shared ledger at ``size`` entries (to check a request's consent checkpoint),
+        recomputed from the entries, never read from the stored tree."""
+        log = self._verified()
+        if not 0 <= size <= log.size:
+            raise ConsentRegistryError(f"the ledger has {log.size} entries, not {size}")
+        return log.root_at(size)
 
     def record_usage(self, job: str, patients: Iterable[str]) -> None:
         """Remember (privately) which patients a training job used."""

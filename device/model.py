@@ -70,14 +70,16 @@ class InputSpec(BaseModel):
     """One covariate: its code, UCUM unit, kind and intended-use envelope ``[min, max]``.
 
     A ``boolean`` is 0 or 1; a ``category`` is the 0-based index of one of ``categories``
-    (or, in :meth:`accepts`, that category's code string). Bounds given as ``null`` are open.
+    (or, in :meth:`accepts`, that category's code string); an ``integer`` is a quantity that can
+    only be a whole number in its unit (a count, a grade): 2.5 positive nodes or a grade of 3.7
+    are impossible values, refused rather than scored. Bounds given as ``null`` are open.
     """
 
     model_config = _STRICT
     name: str = Field(min_length=1)
     code: Coding
     unit: str = Field(min_length=1)
-    kind: Literal["quantity", "boolean", "category"]
+    kind: Literal["quantity", "integer", "boolean", "category"]
     min: float | None
     max: float | None
     categories: list[Coding] | None = None
@@ -103,6 +105,8 @@ class InputSpec(BaseModel):
             ok &= (v == 0.0) | (v == 1.0)
         elif self.kind == "category":
             ok &= (v == np.floor(v)) & (v >= 0) & (v < len(self.categories or []))
+        elif self.kind == "integer":
+            ok &= v == np.floor(v)
         if self.min is not None:
             ok &= v >= self.min
         if self.max is not None:
@@ -130,6 +134,8 @@ class InputSpec(BaseModel):
             return f"{self.name}: {v} is not a finite number"
         if self.kind == "boolean" and v not in (0.0, 1.0):
             return f"{self.name}: {_num(v)} is not a boolean (0 = false, 1 = true)"
+        if self.kind == "integer" and not v.is_integer():
+            return f"{self.name}: {_num(v)} is not a whole number ({self.name} is a count or grade)"
         if self.kind == "category" and not (v.is_integer() and 0 <= v < len(self.categories or [])):
             last = len(self.categories or []) - 1
             return f"{self.name}: {_num(v)} is not the index of a listed category (0…{last})"

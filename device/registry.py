@@ -19,6 +19,15 @@ today's consent into a successor that links back to it (ISO 14971 risk control f
 trained on revoked consent is served"); once a successor is released the predecessor is affected.
 The state is always derived from the ledger (and the registry's clock, for deadlines), never
 stored elsewhere, so every hospital's witness sees the same history.
+
+The replay trusts no cell of the ledger file on its own (issue 16, H2). The adversary is
+someone with write access to ``ledger.sqlite`` (an insider, or malware on the coordinator
+host) who is not the witnesses: editing one character of a withdrawal's ``kind`` would
+otherwise put a withdrawn model back in service. Every replay goes through
+:func:`ledger.trusted.read_verified`: each entry's leaf is recomputed from its kind and body,
+the root from those leaves, and — given the workspace's :class:`~ledger.anchors.TrustAnchors`
+— checked against the latest checkpoint a quorum of pinned witnesses cosigned and each
+witness's own state. A ledger that fails is not replayed: :class:`LedgerUntrusted`.
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ledger.anchors import TrustAnchors
 from ledger.canonical import sealed_sha256
 from ledger.files import write_json_atomic
 from ledger.log import Ledger, Receipt
+from ledger.trusted import UntrustedLedger, read_verified
 
 from .revocation import (
     RETRAIN_DUE,
@@ -49,6 +60,11 @@ from .revocation import (
 
 class RegistryError(ValueError):
     """Unknown model, tampered artifact, or an artifact that is not a model."""
+
+
+class LedgerUntrusted(RegistryError):
+    """The ledger fails its check (entries against their leaves, the recomputed root against the
+    witnessed checkpoint and the trust anchors): the registry refuses to replay it."""
 
 
 #: lifecycle states in order; ``affected`` overrides any but ``withdrawn``
@@ -105,6 +121,7 @@ class ModelEntry:
 #: listings of models and of receipts (``list`` is a method name inside :class:`ModelRegistry`)
 Models = list[ModelEntry]
 Receipts = list[Receipt]
+Entries = list[tuple[int, str, dict[str, Any]]]
 
 #: SHA-256 an artifact is sealed with (canonical JSON without its ``sha256`` field)
 canonical_sha256 = sealed_sha256
@@ -118,15 +135,26 @@ class ModelRegistry:
     """Models of a workspace: artifacts in ``<workspace>/models/<sha256>.json``, history in the ledger.
 
     ``clock`` (aware UTC datetimes) times releases and windows and decides when a revocation
-    window's deadline has passed; tests inject one to simulate time.
+    window's deadline has passed; tests inject one to simulate time. ``anchors`` (keys pinned
+    outside the ledger file, the witnesses' states) are what the replayed ledger is checked
+    against; without them only its leaves, root and own checkpoints are.
     """
 
     def __init__(self, folder: Path, ledger: Ledger, reports: Path | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, anchors: TrustAnchors | None = None) -> None:
         self.folder = Path(folder)
         self.ledger = ledger
         self.reports = Path(reports) if reports is not None else self.folder.parent / "validation"
         self.clock = clock
+        self.anchors = anchors
+
+    def entries(self, kind: str | None = None) -> Entries:
+        """The ledger's entries (of ``kind``) as ``(index, kind, body)``, only from a ledger that
+        passes :func:`ledger.trusted.read_verified`; else :class:`LedgerUntrusted`."""
+        try:
+            return read_verified(self.ledger, self.anchors).entries(kind)
+        except UntrustedLedger as exc:
+            raise LedgerUntrusted(f"refusing to replay the ledger: {exc}") from exc
 
     def register(self, artifact: dict[str, Any], job: str, predecessor: str | None = None,
                  study: dict[str, Any] | None = None) -> Receipt:
@@ -154,7 +182,7 @@ class ModelRegistry:
         models: dict[str, dict[str, Any]] = {}
         revocations: list[tuple[int, dict[str, Any]]] = []
         flags: dict[str, tuple[int, dict[str, Any]]] = {}
-        for idx, kind, b in self.ledger.entries():
+        for idx, kind, b in self.entries():
             if kind == "model":
                 models[b["sha256"]] = {"body": b, "index": idx, "state": "candidate",
                                        "history": [(idx, "candidate")], "validation": None}

@@ -10,6 +10,12 @@ Supported (UCUM, case-sensitive, http://unitsofmeasure.org):
   annotation after a unit is ignored (``mg{creat}`` = ``mg``);
 * products with ``.``, one ``/`` and integer exponents of these atoms (``fmol/mg``, ``kg/m2``).
 
+Bounded grammar: a unit is at most :data:`MAX_LENGTH` printable ASCII characters with at most
+:data:`MAX_TERMS` factors and exponents within ±:data:`MAX_EXPONENT`; a factor that does not fit a
+finite double is refused. At the FHIR edge a value may only be sent in the :func:`vocabulary` of
+its input's declared unit (that unit's atoms, the table atoms of the same dimension, their
+prefixes). Every refusal is a :class:`UnitError`, never an arithmetic error.
+
 Not supported (:class:`UnitError`): offset units (``Cel``, ``[degF]``), ``10*n`` powers, arbitrary
 units (``[IU]``, ``U``), nested ``/``. Conversion factors are exact rationals, so e.g. 170 cm is
 exactly 1700 mm.
@@ -17,6 +23,7 @@ exactly 1700 mm.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime
 from fractions import Fraction
@@ -52,52 +59,96 @@ PREFIXES: dict[str, Fraction] = {
 }
 
 _NAMES = ("length", "mass", "time", "amount")
-_TERM = re.compile(r"^(?P<atom>.*?)(?P<exp>[+-]?\d+)?$")
+
+#: longest unit string read (UCUM codes clinicians send are a few characters; annotations included)
+MAX_LENGTH = 64
+#: most factors in one unit (numerator and denominator together)
+MAX_TERMS = 6
+#: largest absolute integer exponent of one factor (UCUM ``m2``, ``s-1``; ``m998`` is refused)
+MAX_EXPONENT = 6
+_TERM = re.compile(r"^(?P<atom>.*?)(?P<exp>[+-]?\d+)?$", re.ASCII)
+_ANNOTATION = re.compile(r"\{[!-z|~]*\}", re.ASCII)  # UCUM §2.4: printable ASCII but braces
 
 
 class UnitError(ValueError):
     """An unknown unit, an unsupported UCUM expression, or units of different dimensions."""
 
 
-def _atom(text: str, unit: str) -> tuple[Fraction, Dimension]:
+def _atom(text: str, unit: str) -> tuple[str, Fraction, Dimension]:
+    """The table atom of ``text`` (prefix removed), its factor to the base unit and its dimension."""
     if text in ATOMS:
-        return ATOMS[text][:2]
+        return (text, *ATOMS[text][:2])
     if len(text) > 1 and text[0] in PREFIXES and ATOMS.get(text[1:], (Fraction(0), _ONE, False))[2]:
         factor, dim, _ = ATOMS[text[1:]]
-        return PREFIXES[text[0]] * factor, dim
+        return text[1:], PREFIXES[text[0]] * factor, dim
     raise UnitError(f"unknown unit {unit!r} (atom {text!r} is not supported; see device.units)")
 
 
-def _term(text: str, unit: str) -> tuple[Fraction, Dimension]:
+def _term(text: str, unit: str) -> tuple[str, Fraction, Dimension]:
     if text in ("", "1") or text in ATOMS:
         return _atom(text or "1", unit)
     match = _TERM.match(text)
     assert match is not None  # the pattern matches every string
-    factor, dim = _atom(match["atom"], unit)
+    atom, factor, dim = _atom(match["atom"], unit)
+    digits = (match["exp"] or "1").lstrip("+-")
+    if len(digits) > len(str(MAX_EXPONENT)) or int(digits) > MAX_EXPONENT:
+        raise UnitError(f"unsupported unit {unit!r} (exponent of {match['atom']!r} beyond ±{MAX_EXPONENT})")
     exp = int(match["exp"] or 1)
-    return factor**exp, (dim[0] * exp, dim[1] * exp, dim[2] * exp, dim[3] * exp)
+    return atom, factor**exp, (dim[0] * exp, dim[1] * exp, dim[2] * exp, dim[3] * exp)
 
 
-def _product(text: str, unit: str) -> tuple[Fraction, Dimension]:
-    factor, dim = Fraction(1), _ONE
+def _product(text: str, unit: str) -> tuple[Fraction, Dimension, frozenset[str]]:
+    factor, dim, atoms = Fraction(1), _ONE, set()
     for part in text.split("."):
-        f, d = _term(part, unit)
+        a, f, d = _term(part, unit)
         factor, dim = factor * f, (dim[0] + d[0], dim[1] + d[1], dim[2] + d[2], dim[3] + d[3])
-    return factor, dim
+        atoms.add(a)
+    return factor, dim, frozenset(atoms)
 
 
 @lru_cache(maxsize=256)
-def parse(unit: str) -> tuple[Fraction, Dimension]:
-    """Exact factor to the base units (m, g, s, mol) and the dimension of a UCUM unit string."""
-    text = re.sub(r"\{[^{}]*\}", "", unit)  # annotations carry no dimension
-    if not unit or "{" in text or "}" in text or " " in text:
-        raise UnitError(f"unknown unit {unit!r} (empty, malformed annotation or space)")
+def _parse(unit: str) -> tuple[Fraction, Dimension, frozenset[str]]:
+    """The bounded grammar: at most :data:`MAX_LENGTH` printable ASCII characters, annotations,
+    one ``/``, at most :data:`MAX_TERMS` factors joined by ``.``, exponents within ±:data:`MAX_EXPONENT`
+    (so the exact factor stays small and parsing takes microseconds whatever the input)."""
+    if len(unit) > MAX_LENGTH:
+        raise UnitError(f"unit of {len(unit)} characters is longer than {MAX_LENGTH}")
+    if not unit or not unit.isascii() or not unit.isprintable():
+        raise UnitError(f"unknown unit {unit!r} (empty, or not printable ASCII)")
+    text = _ANNOTATION.sub("", unit)  # annotations carry no dimension
+    if "{" in text or "}" in text or " " in text:
+        raise UnitError(f"unknown unit {unit!r} (malformed annotation or space)")
     if text.count("/") > 1:
         raise UnitError(f"unsupported unit {unit!r} (more than one '/')")
+    if text.count(".") + text.count("/") + 1 > MAX_TERMS:
+        raise UnitError(f"unsupported unit {unit!r} (more than {MAX_TERMS} factors)")
     num, _, den = text.partition("/")
-    f1, d1 = _product(num, unit)
-    f2, d2 = _product(den, unit)
-    return f1 / f2, (d1[0] - d2[0], d1[1] - d2[1], d1[2] - d2[2], d1[3] - d2[3])
+    f1, d1, a1 = _product(num, unit)
+    f2, d2, a2 = _product(den, unit)
+    return f1 / f2, (d1[0] - d2[0], d1[1] - d2[1], d1[2] - d2[2], d1[3] - d2[3]), a1 | a2
+
+
+def parse(unit: str) -> tuple[Fraction, Dimension]:
+    """Exact factor to the base units (m, g, s, mol) and the dimension of a UCUM unit string."""
+    return _parse(unit)[:2]
+
+
+def vocabulary(declared: str) -> frozenset[str]:
+    """The atoms a value for an input declared in ``declared`` may be sent in: the declared unit's
+    own atoms and every table atom of the same dimension (what conversion needs: ``[in_i]`` for a
+    length, ``[lb_av]`` for a mass, …), each with the metric prefixes :data:`PREFIXES`, and unity."""
+    own = _parse(declared)[2] - {"1"} or {"1"}  # "1" stands in for an empty numerator/denominator
+    dims = {ATOMS[a][1] for a in own}
+    return frozenset({"1", *own, *(a for a, (_, d, _) in ATOMS.items() if d in dims)})
+
+
+def check_vocabulary(unit: str, declared: str) -> None:
+    """:class:`UnitError` unless every atom of ``unit`` is in :func:`vocabulary` of ``declared``."""
+    allowed = vocabulary(declared)
+    outside = sorted(_parse(unit)[2] - allowed)
+    if outside:
+        raise UnitError(f"unit {unit!r}: {outside[0]!r} is not a unit of this input (accepted atoms: "
+                        f"{', '.join(sorted(allowed))}, with metric prefixes where UCUM allows them)")
 
 
 def _describe(dim: Dimension) -> str:
@@ -119,7 +170,14 @@ def factor(from_unit: str, to_unit: str) -> float:
     f2, d2 = parse(to_unit)
     if d1 != d2:
         raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r} ({_describe(d1)} vs {_describe(d2)})")
-    return float(f1 / f2)
+    try:
+        out = float(f1 / f2)
+    except OverflowError:
+        out = math.inf
+    if not (math.isfinite(out) and out > 0):
+        raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r} (the factor is not a finite "
+                        "positive double)")
+    return out
 
 
 @overload
@@ -140,7 +198,10 @@ def convert(value: float | np.ndarray, from_unit: str, to_unit: str) -> float | 
     k = factor(from_unit, to_unit)
     if isinstance(value, np.ndarray):
         return np.asarray(value, dtype=float) * k
-    return float(value) * k
+    out = float(value) * k
+    if math.isfinite(float(value)) and not math.isfinite(out):
+        raise UnitError(f"{value!r} {from_unit} is beyond the range of a double in {to_unit!r}")
+    return out
 
 
 def age_in(unit: str, birth_date: date, at: date) -> float:

@@ -121,7 +121,7 @@ class InputSpec(BaseModel):
 
     code: Coding | None = None
     unit: str = "1"
-    kind: Literal["quantity", "boolean", "category"] = "quantity"
+    kind: Literal["quantity", "integer", "boolean", "category"] = "quantity"
     min: float | None = None
     max: float | None = None
     #: the reference patient's value: the published model is centred on it, never on a data mean

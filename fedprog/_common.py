@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ def user_errors() -> Iterator[None]:
         raise
     except OSError as exc:
         raise fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+    except sqlite3.DatabaseError as exc:  # a damaged database file: one line, never a traceback
+        raise fail(f"a database file is damaged or not a database ({exc})") from None
 
 
 #: user-facing error types of the packages, by module (checked only once a module is loaded,

@@ -163,7 +163,7 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
                       "[bold]released[/bold]")
     else:
         console.print(f"release gate: {ref} FAILED validation; not released")
-    report = verify_ledger(ws.ledger)
+    report = verify_ledger(ws.ledger, ws.anchors())
     latest_cp = ws.ledger.latest_checkpoint()
     console.print(f"ledger: {report.size} entries, {report.checkpoints} checkpoints, "
                   f"{'verified' if report.ok else 'VERIFICATION FAILED'}; latest checkpoint "

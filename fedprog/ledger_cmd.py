@@ -1,4 +1,13 @@
-"""``fedprog ledger show|verify|prove|witness``: the workspace's tamper-evident log."""
+"""``fedprog ledger show|verify|prove|witness``: the workspace's tamper-evident log.
+
+``verify`` trusts nothing in ``ledger.sqlite``: the adversary is someone with write access to
+that file (an insider, or malware on the coordinator host) who is not the witnesses. It
+recomputes every leaf, node and root from the entries, and checks them against trust anchors
+kept outside the file: the log key and site witness keys pinned in ``workspace.json`` (a quorum
+of those witnesses must have cosigned the latest witnessed checkpoint) and each site's
+``witness.json`` (the last size and root that witness cosigned). Each problem names the anchor
+that disagreed; a rollback, truncation, re-keying, reordering or fork exits 1.
+"""
 
 from __future__ import annotations
 
@@ -30,25 +39,28 @@ def _emit(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
 
 @app.command("show")
 def show(workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """Size, root, the latest checkpoint with its cosigners, and entries by kind."""
-    from ledger.checkpoint import open_checkpoint
+    """Size, root, the latest checkpoint with its cosigners, and entries by kind (from a ledger
+    that passes its check against the trust anchors; else exit 2 naming the problem)."""
+    from ledger.trusted import read_verified
 
     with user_errors():
         ws = _open(workspace_dir)
         ledger = ws.ledger
+        log = read_verified(ledger, ws.anchors())
         kinds: dict[str, int] = {}
-        for _, kind, _ in ledger.entries():
+        for _, kind, _ in log.entries():
             kinds[kind] = kinds.get(kind, 0) + 1
         latest = ledger.latest_checkpoint()
         checkpoint = None
+        quorum = ws.quorum()  # the witnesses pinned in workspace.json, named by their key names
+        names = {site: verifier.name for site, verifier in quorum.witnesses.items()}
         if latest is not None:
-            cp, cosigned = open_checkpoint(latest[1], ledger.verifier, ledger.witnesses())
-            quorum = ws.quorum()
+            cp, cosigned = quorum.cosigners(latest[1])
             checkpoint = {"size": cp.size, "root": cp.root.hex(), "note": latest[1],
-                          "cosigned_by": sorted(cosigned), "quorum": len(cosigned) >= quorum.required,
-                          "required": quorum.required}
-        data = {"size": ledger.size, "root": ledger.root().hex(), "origin": ledger.origin,
-                "checkpoint": checkpoint, "entries": kinds, "witnesses": sorted(ledger.witnesses())}
+                          "cosigned_by": sorted(names[s] for s in cosigned),
+                          "quorum": len(cosigned) >= quorum.required, "required": quorum.required}
+        data = {"size": log.size, "root": log.root.hex(), "origin": ledger.origin,
+                "checkpoint": checkpoint, "entries": kinds, "witnesses": sorted(names.values())}
     lines = [f"ledger {ledger.path}: {data['size']} entries, root {data['root']}",
              "entries: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))]
     if checkpoint:
@@ -60,15 +72,23 @@ def show(workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
 
 @app.command("verify")
 def verify(workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
-    """Recompute every leaf and root from storage; check every signature. Exit 1 on any mismatch."""
+    """Recompute every leaf and root from storage; check every signature, the log key and witness
+    keys pinned in workspace.json, a quorum of cosignatures, and each site witness's last cosigned
+    size and root. Exit 1 on any mismatch, naming the anchor that disagreed."""
     from ledger.verify import verify_ledger
 
     with user_errors():
-        report = verify_ledger(_open(workspace_dir).ledger)
+        ws = _open(workspace_dir)
+        report = verify_ledger(ws.ledger, ws.anchors())
+    witnessed = report.witnessed
     data = {"ok": report.ok, "size": report.size, "checkpoints": report.checkpoints,
-            "problems": report.problems}
+            "problems": report.problems,
+            "witnessed": None if witnessed is None else {"size": witnessed.size, "root": witnessed.root.hex(),
+                                                         "cosigned_by": list(witnessed.cosigners)}}
     verdict = "OK" if report.ok else "FAILED"
-    _emit(data, as_json, [f"{verdict}: {report.size} entries, {report.checkpoints} checkpoints",
+    seen = ("no witnessed checkpoint" if witnessed is None else
+            f"witnessed checkpoint of size {witnessed.size} cosigned by {', '.join(witnessed.cosigners)}")
+    _emit(data, as_json, [f"{verdict}: {report.size} entries, {report.checkpoints} checkpoints, {seen}",
                           *[f"- {p}" for p in report.problems]])
     if not report.ok:
         raise typer.Exit(EXIT_CHECK_FAILED)

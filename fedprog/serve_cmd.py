@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import fail, workspace
+from ._common import fail, user_errors, workspace
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -16,7 +16,8 @@ _MANIFEST = "workspace.json"
 
 
 def build_app(root: Path, *, base_url: str, model_id: str | None = None, batch_workers: int = 0) -> FastAPI:
-    """The server over workspace ``root``: the released model, the workspace's token key, its
+    """The server over workspace ``root``: the released model, the workspace's token key and
+    deny-list of revoked tokens, its
     FHIR store (``fhir.sqlite``: RiskAssessments and AuditEvents), the sites' consent registries,
     CDS Hooks. ``base_url`` is the FHIR base and the audience tokens must name; ``batch_workers``
     scoring processes share large batches (0: scored in the server process)."""
@@ -27,9 +28,10 @@ def build_app(root: Path, *, base_url: str, model_id: str | None = None, batch_w
     from device.fhir.auth import TokenVerifier, load_or_create_key, token_key_path
     from device.fhir.cds import cds_router
     from device.fhir.consent_api import consent_router
+    from device.fhir.denylist import TokenDenyList, denylist_path
     from device.fhir.http import ServerState
+    from device.fhir.ledger_guard import GuardedReleasedModel
     from device.fhir.page import mount_page, page_router
-    from device.fhir.service import ReleasedModel
     from device.fhir.smart import LaunchStore, smart_router
     from device.fhir.store import FhirStore
 
@@ -39,8 +41,9 @@ def build_app(root: Path, *, base_url: str, model_id: str | None = None, batch_w
     ws = Workspace(root)
     key = load_or_create_key(token_key_path(root))
     base = base_url.rstrip("/")
-    st = ServerState(base_url=base, verifier=TokenVerifier(key.public_key(), base),
-                     store=FhirStore(root / "fhir.sqlite"), models=ReleasedModel(ws.models, model_id),
+    verifier = TokenVerifier(key.public_key(), base, denylist=TokenDenyList(denylist_path(root)))
+    st = ServerState(base_url=base, verifier=verifier,
+                     store=FhirStore(root / "fhir.sqlite"), models=GuardedReleasedModel(ws.models, model_id),
                      software_version=version("fedprog"),
                      started=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                      consent=WorkspaceConsent(ws))
@@ -98,7 +101,8 @@ def serve(
     base = base_url or f"http://{host}:{port}/fhir"
     batch = (os.cpu_count() or 1) if batch_workers is None else batch_workers
     # with several worker processes each builds its own app (and scoring pool) from the environment
-    app = build_app(root, base_url=base, model_id=model, batch_workers=batch if workers == 1 else 0)
+    with user_errors():  # e.g. a damaged ledger file: one line, exit 2
+        app = build_app(root, base_url=base, model_id=model, batch_workers=batch if workers == 1 else 0)
     try:
         current = app.state.fedprog.models.current()
         print(f"fedprog: serving {current.ref} (sha256 {current.sha256[:16]}…) at {base}")

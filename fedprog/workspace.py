@@ -2,7 +2,8 @@
 witnesses, the model registry (DESIGN.md, "The workspace").
 
 ```
-<workspace>/workspace.json          study id, ledger origin, sites and their data files
+<workspace>/workspace.json          study id, ledger origin, sites and their data files, and the
+                                    trust anchors: the pinned log key and site witness keys ("trust")
 <workspace>/ledger.sqlite           the shared append-only log
 <workspace>/keys/log.key            the log's checkpoint key (Ed25519 seed, 0600)
 <workspace>/sites/<name>/           data.csv, consent.sqlite (with the per-event salts), witness.key,
@@ -15,6 +16,13 @@ witnesses, the model registry (DESIGN.md, "The workspace").
 ```
 In one folder for the demo and tests; in a real deployment each site folder lives at its
 hospital and only the ledger is shared.
+
+Trust anchors live outside ``ledger.sqlite``: the adversary is someone with write access to
+that file (an insider, or malware on the coordinator host) who is not the witnesses. So every
+reader of the log (:meth:`Workspace.anchors`, :mod:`ledger.trusted`) takes the log's key and the
+witnesses' keys from the ``trust`` block of ``workspace.json`` — pinned when the workspace is
+created, or on first use from the key files of an older workspace, never from the ledger's own
+``meta`` — and each site's last cosigned (size, root) from its ``witness.json``.
 """
 
 from __future__ import annotations
@@ -33,10 +41,19 @@ from federated.protocol.messages import ConsentGate
 from federated.protocol.transport import Transport
 from federated.site.handler import Site
 from federated.study import StudySpec
-from ledger.checkpoint import CosignatureSigner, NoteSignature, NoteSigner, format_note, parse_note
+from ledger.anchors import TrustAnchors
+from ledger.checkpoint import (
+    CosignatureSigner,
+    NoteSignature,
+    NoteSigner,
+    NoteVerifier,
+    format_note,
+    parse_note,
+)
 from ledger.files import secret_file, write_json_atomic
 from ledger.log import Ledger
-from ledger.witness import QuorumPolicy, Witness
+from ledger.trusted import AuditingWitness, read_verified
+from ledger.witness import QuorumPolicy
 
 if TYPE_CHECKING:
     from validation.run import Options as ValidationOptions
@@ -85,6 +102,9 @@ class Workspace:
             manifest["sites"][name] = {"data": str(data), "patient_column": patient_column}
         write_json_atomic(ws.root / MANIFEST, manifest)
         for name in sites:
+            ws._witness_signer(name)  # each new site's witness key (created on first use)
+        ws.trust()  # pin the log key and the new sites' witness keys before anything is signed
+        for name in sites:
             ws.ledger.add_witness(ws.witness(name).name, ws.witness(name).verifier.verifier_key())
         return ws
 
@@ -121,21 +141,62 @@ class Workspace:
 
     def registry(self, site: str) -> ConsentRegistry:
         self._site(site)
-        return ConsentRegistry(self.root / "sites" / site, site, self.study, self.ledger)
+        return ConsentRegistry(self.root / "sites" / site, site, self.study, self.ledger,
+                               anchors=self.anchors())
 
-    def witness(self, site: str) -> Witness:
-        folder = self.root / "sites" / site
+    def _witness_signer(self, site: str) -> CosignatureSigner:
         name = f"{site}.witness.fedprog"
-        signer = CosignatureSigner.from_seed(name, secret_file(folder / "witness.key"))
-        return Witness(name, signer, self.ledger.verifier, folder / "witness.json")
+        return CosignatureSigner.from_seed(name, secret_file(self.root / "sites" / site / "witness.key"))
+
+    def witness(self, site: str) -> AuditingWitness:
+        """The site's witness: it trusts the log key pinned in ``workspace.json`` (not the one the
+        ledger records) and recomputes the root from the entries before it cosigns."""
+        signer = self._witness_signer(site)
+        return AuditingWitness(signer.name, signer, NoteVerifier.from_vkey(self.trust()["log"]),
+                               self.root / "sites" / site / "witness.json", self.ledger)
 
     @property
     def models(self) -> ModelRegistry:
-        return ModelRegistry(self.root / "models", self.ledger)
+        return ModelRegistry(self.root / "models", self.ledger, anchors=self.anchors())
+
+    def trust(self) -> dict[str, Any]:
+        """The ``trust`` block of ``workspace.json``: ``log`` (the log's vkey), ``witnesses`` (site →
+        cosignature vkey) and ``quorum`` (None: a strict majority).
+
+        A key missing from it is pinned now from the key file it derives from, if that file
+        exists (trust on first use, for a workspace created before pinning; the ledger file is
+        never consulted). A pinned key is never replaced: a key file that no longer matches is
+        caught by the readers. A site whose witness key is not here (it lives at its hospital)
+        must be pinned in ``workspace.json`` by the operator.
+        """
+        manifest = self.manifest
+        trust = dict(manifest.get("trust") or {})
+        witnesses = dict(trust.get("witnesses") or {})
+        missing = [site for site in manifest["sites"] if site not in witnesses
+                   and (self.root / "sites" / site / "witness.key").is_file()]
+        changed = "log" not in trust or bool(missing)
+        if "log" not in trust:
+            seed = secret_file(self.root / "keys" / "log.key")
+            trust["log"] = NoteSigner.from_seed(manifest["origin"], seed).verifier_key()
+        for site in missing:
+            witnesses[site] = self._witness_signer(site).verifier_key()
+        trust["witnesses"] = witnesses
+        trust.setdefault("quorum", None)
+        if changed:
+            write_json_atomic(self.root / MANIFEST, {**manifest, "trust": trust})
+        return trust
+
+    def anchors(self) -> TrustAnchors:
+        """What readers of the ledger trust instead of the file (:mod:`ledger.anchors`)."""
+        trust = self.trust()
+        return TrustAnchors(log_vkey=trust["log"], witnesses=trust["witnesses"], threshold=trust["quorum"],
+                            origin=self.manifest["origin"], source=MANIFEST,
+                            states={site: self.root / "sites" / site / "witness.json"
+                                    for site in trust["witnesses"]})
 
     def quorum(self) -> QuorumPolicy:
-        """A strict majority of the registered site witnesses."""
-        return QuorumPolicy(self.ledger.witnesses(), log_verifier=self.ledger.verifier)
+        """A quorum (default a strict majority) of the site witnesses pinned in ``workspace.json``."""
+        return self.anchors().quorum()
 
     def site_objects(self, transcript_dir: Path | None = None) -> list[Site]:
         """In-process sites over the workspace's data, each with its own identity key, the studies
@@ -178,7 +239,9 @@ class Workspace:
 
     def witnessed(self, site: str) -> int:
         """Size of the newest checkpoint the site's own witness cosigned that carries a quorum of
-        cosignatures in the ledger (-1 if none): the only consent state the site accepts."""
+        cosignatures in the ledger (-1 if none): the only consent state the site accepts.
+        :class:`ledger.trusted.UntrustedLedger` when the ledger fails its check against the anchors."""
+        read_verified(self.ledger, self.anchors())
         size = self.witness(site).state.size
         notes = {s: note for s, _, note in self.ledger.checkpoints()}
         note = notes.get(size)

@@ -3,8 +3,17 @@ signed checkpoints.
 
 Storage (``<workspace>/ledger.sqlite``, WAL, ``synchronous=FULL`` so a commit survives a
 crash): ``entries`` (index, kind, canonical JSON body, leaf hash) and ``nodes`` (the hash
-of every *perfect* subtree, level 0 being the leaves). Triggers refuse UPDATE and DELETE;
-:meth:`Ledger.verify` does not trust them and recomputes everything from the bodies.
+of every *perfect* subtree, level 0 being the leaves). Triggers refuse UPDATE and DELETE of
+entries, nodes and ``meta`` (the origin, the log key and the witness keys), and DELETE of a
+checkpoint or a change of its size or root (only cosignatures may be added to its note).
+
+The triggers stop mistakes, not the adversary: someone with write access to the file (an
+insider, or malware on the coordinator host) can drop them. So nothing that decides what the
+log *says* trusts storage: :meth:`Ledger.checkpoint` signs only a root recomputed from the
+entries' kinds and bodies (:mod:`ledger.leaves`), the readers act only on entries whose leaves
+they recomputed under a root checked against the witnessed checkpoint and the trust anchors
+kept outside this file (:mod:`ledger.trusted`), and :func:`ledger.verify.verify_ledger`
+recomputes everything.
 
 Appending leaf i adds one node per trailing one-bit of i + 1 (O(log n), no recompute);
 roots and proofs for any size are assembled from O(log n) stored perfect subtrees
@@ -18,13 +27,14 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from . import merkle
 from .canonical import canonical_json
 from .checkpoint import Checkpoint, NoteSigner, NoteVerifier, format_note, open_checkpoint, parse_note
+from .leaves import Row, leaf_data, recompute
+from .records import Receipt, Snapshot, Transaction, VerifyReport
 
 ENTRY_KINDS = ("consent", "model", "validation", "release", "withdrawal", "revocation", "dossier",
                "training", "retrain-due")
@@ -44,6 +54,15 @@ CREATE TRIGGER IF NOT EXISTS nodes_no_update BEFORE UPDATE ON nodes
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS nodes_no_delete BEFORE DELETE ON nodes
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
+    BEGIN SELECT RAISE(ABORT, 'the ledger keys are write-once'); END;
+CREATE TRIGGER IF NOT EXISTS meta_no_delete BEFORE DELETE ON meta
+    BEGIN SELECT RAISE(ABORT, 'the ledger keys are write-once'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_same_tree BEFORE UPDATE OF size, root ON checkpoints
+    WHEN NEW.size IS NOT OLD.size OR NEW.root IS NOT OLD.root
+    BEGIN SELECT RAISE(ABORT, 'a signed checkpoint cannot change its tree'); END;
 """
 
 
@@ -51,18 +70,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _locked(method: F) -> F:
-    """Run a :class:`Ledger` method holding the ledger's lock (threads share one connection)."""
+    """Run a :class:`Ledger` method holding the ledger's lock (threads share one connection);
+    a damaged database file becomes a :class:`LedgerError` naming the file."""
 
     @functools.wraps(method)
     def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 class LedgerError(ValueError):
-    """Misuse of the log (unknown entry kind, index out of range, inconsistent checkpoint)."""
+    """Misuse of the log (unknown entry kind, index out of range, inconsistent checkpoint), or a
+    ledger file that is damaged or fails its checks."""
+
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    if isinstance(exc, sqlite3.IntegrityError) or "append-only" in str(exc) or "write-once" in str(exc):
+        return LedgerError(f"ledger {path}: {exc}")
+    return LedgerError(f"ledger {path} is damaged or not a ledger ({exc}); restore it from a copy "
+                       "the site witnesses cosigned")
 
 
 def canonical(obj: Any) -> str:
@@ -70,42 +101,8 @@ def canonical(obj: Any) -> str:
     return canonical_json(obj).decode("utf-8")
 
 
-def leaf_data(kind: str, body: dict[str, Any]) -> bytes:
-    """The bytes a leaf commits to: the canonical JSON of ``{"kind", "body"}``."""
-    return canonical({"kind": kind, "body": body}).encode("utf-8")
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """Proof that entry ``index`` is in the log of ``size`` entries with ``root``."""
-
-    index: int
-    kind: str
-    leaf_hash: bytes
-    size: int
-    root: bytes
-    proof: tuple[bytes, ...]
-
-    def verify(self) -> None:
-        """Raise :class:`ledger.merkle.InvalidProof` unless the receipt checks out."""
-        merkle.verify_inclusion(self.leaf_hash, self.index, self.size, list(self.proof), self.root)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "kind": self.kind, "leaf_hash": self.leaf_hash.hex(),
-                "size": self.size, "root": self.root.hex(), "proof": [p.hex() for p in self.proof]}
-
-
-@dataclass
-class VerifyReport:
-    """Outcome of :meth:`Ledger.verify`: ``ok`` when nothing is wrong."""
-
-    size: int
-    checkpoints: int
-    problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
+__all__ = ["ENTRY_KINDS", "Ledger", "LedgerError", "Receipt", "Snapshot", "VerifyReport", "canonical",
+           "leaf_data"]
 
 
 class Ledger:
@@ -128,15 +125,20 @@ class Ledger:
         # one connection shared by the sites' threads in-process; every use holds self._lock
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
         self.signer = signer
-        with self._tx():
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('origin', ?)", (origin,))
-            if signer is not None:
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('vkey', ?)", (signer.verifier_key(),))
-        self.origin = self._meta("origin")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            with self._tx():
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('origin', ?)", (origin,))
+                if signer is not None:
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('vkey', ?)",
+                                     (signer.verifier_key(),))
+            self.origin = self._meta("origin")
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise _damaged(self.path, exc) from None
 
     # ----------------------------------------------------------------- basics
     def close(self) -> None:
@@ -150,7 +152,7 @@ class Ledger:
 
     def _tx(self) -> sqlite3.Connection:
         """A transaction (``with self._tx():``): BEGIN IMMEDIATE … COMMIT, or ROLLBACK."""
-        return _Transaction(self._db)  # type: ignore[return-value]
+        return Transaction(self._db)  # type: ignore[return-value]
 
     def _meta(self, key: str) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -159,9 +161,41 @@ class Ledger:
         return str(row[0])
 
     @property
+    @_locked
     def verifier(self) -> NoteVerifier:
-        """The log's public checkpoint key, as recorded in the ledger."""
+        """The log's public checkpoint key, as recorded in the ledger (a reader that must not be
+        fooled by the file compares it with a pinned key: :mod:`ledger.trusted`)."""
         return NoteVerifier.from_vkey(self._meta("vkey"))
+
+    @_locked
+    def rows(self) -> list[Row]:
+        """Every stored entry as ``(index, kind, body text, stored leaf)``, in index order: the raw
+        cells, for readers that recompute the leaves (:func:`ledger.leaves.recompute`)."""
+        return [(int(i), str(k), str(b), bytes(h)) for i, k, b, h in
+                self._db.execute("SELECT idx, kind, body, leaf FROM entries ORDER BY idx")]
+
+    @_locked
+    def snapshot(self) -> Snapshot:
+        """Entries, checkpoints, the stored root and the recorded log key, read in one transaction
+        (a consistent view even while another connection appends)."""
+        self._db.execute("BEGIN")
+        try:
+            rows = self.rows()
+            try:
+                root: bytes | None = self.root(len(rows))
+            except LedgerError:  # a stored node is missing
+                root = None
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'vkey'").fetchone()
+            return Snapshot(rows, self.checkpoints(), root, None if row is None else str(row[0]))
+        finally:
+            self._db.execute("COMMIT")
+
+    @_locked
+    def change_mark(self) -> tuple[int, int, int]:
+        """A cheap token that changes whenever the file may have changed: (size, ``PRAGMA
+        data_version`` — bumped by any other connection's commit —, this connection's changes)."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        return self.size, version, self._db.total_changes
 
     @property
     @_locked
@@ -279,14 +313,19 @@ class Ledger:
     def checkpoint(self) -> str:
         """Sign a checkpoint of the current tree (C2SP tlog-checkpoint) and store it.
 
-        Refuses (LedgerError) to sign a tree that is not an extension of the last signed
-        checkpoint: the consistency proof between them, computed from storage, must verify.
+        The root signed is recomputed from every entry's kind and body (RFC 9162 §2.1.1), never
+        taken from the stored tree: refuses (LedgerError) when an entry's cells do not give its
+        stored leaf, when the stored tree disagrees with the entries, when the file records
+        another log key than the signer's, or when the tree is not an extension of the last
+        signed checkpoint (the consistency proof between them must verify).
         """
         if self.signer is None:
             raise LedgerError("no log key: cannot sign checkpoints")
+        if self._meta("vkey") != self.signer.verifier_key():
+            raise LedgerError("refusing to sign: the ledger records another log key than this signer's")
         with self._tx():
             size = self.size
-            root = self.root(size)
+            root = self._recomputed_root(size)
             last = self.latest_checkpoint()
             if last is not None:
                 prev = self._db.execute("SELECT root FROM checkpoints WHERE size = ?",
@@ -306,6 +345,18 @@ class Ledger:
             note = format_note(text, [self.signer.sign(text)])
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (size, root, note))
         return note
+
+    def _recomputed_root(self, size: int) -> bytes:
+        """The root of the first ``size`` entries recomputed from their cells, checked against the
+        stored leaves and the stored tree (LedgerError naming the first disagreement)."""
+        recomputed = recompute(self.rows()[:size])
+        if recomputed.problems:
+            raise LedgerError(f"refusing to sign: {recomputed.problems[0]}")
+        root = recomputed.root()
+        if self.root(size) != root:
+            raise LedgerError(f"refusing to sign: tree of size {size} is not consistent with its entries "
+                              "(the stored tree nodes do not give the root of the recomputed leaves)")
+        return root
 
     @_locked
     def add_cosignatures(self, size: int, note: str) -> None:
@@ -341,15 +392,3 @@ class Ledger:
     def checkpoints(self) -> list[tuple[int, bytes, str]]:
         return [(int(s), bytes(r), str(n)) for s, r, n in
                 self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,46 +1,45 @@
 """Full verification of a ledger file: trust nothing stored, recompute everything.
 
-Every leaf is recomputed from its entry's kind and body, every perfect subtree from its
-children, every checkpoint's root from the recomputed leaves; every checkpoint signature
-and cosignature is checked, and every two checkpoints must be consistent. This catches an
-entry rewritten directly in the SQLite file even by someone who dropped the triggers.
+Every leaf is recomputed from its entry's kind and body (:mod:`ledger.leaves`), every perfect
+subtree from its children, every checkpoint's root from the recomputed leaves; every checkpoint
+signature and cosignature is checked, and every two checkpoints must be consistent. This
+catches an entry rewritten directly in the SQLite file even by someone who dropped the triggers.
+
+With :class:`~ledger.anchors.TrustAnchors` it also checks what the file cannot vouch for
+itself (the adversary being someone with write access to ``ledger.sqlite`` — an insider, or
+malware on the coordinator host — who is not the witnesses): that the log key is the pinned
+one, that the latest checkpoint a quorum of the *pinned* witnesses cosigned has the recomputed
+root, and that every site witness's last cosigned (size, root) is a prefix of the file. Each
+problem names the anchor that disagreed, so a re-keyed rewrite, a truncation, a rollback, a
+reordering or a fork is reported as such.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from . import merkle
+from .anchors import TrustAnchors, all_problems, short
 from .checkpoint import CheckpointError, open_checkpoint
-from .log import Ledger, LedgerError, VerifyReport, leaf_data
+from .leaves import Recomputed, recompute
+from .log import Ledger, LedgerError, VerifyReport
 
 
-def verify_ledger(ledger: Ledger) -> VerifyReport:
-    """Recompute the log from its entries and check it against every stored hash and note."""
-    db = ledger._db  # noqa: SLF001 — verification reads storage directly, bypassing the API
-    problems: list[str] = []
-    leaves: list[bytes] = []
-    for idx, kind, body, leaf in db.execute("SELECT idx, kind, body, leaf FROM entries ORDER BY idx"):
-        if idx != len(leaves):
-            problems.append(f"entry indices jump from {len(leaves) - 1} to {idx}")
-        recomputed = _leaf(kind, body, idx, problems)
-        if recomputed != bytes(leaf):
-            problems.append(f"entry {idx}: stored leaf hash does not match its body")
-        leaves.append(recomputed)
+def verify_ledger(ledger: Ledger, anchors: TrustAnchors | None = None) -> VerifyReport:
+    """Recompute the log from its entries and check it against every stored hash and note, and
+    (given ``anchors``) against the pinned keys and the witnesses' own state."""
+    states = anchors.load_states() if anchors is not None else None  # before the ledger: see all_problems
+    snap = ledger.snapshot()
+    recomputed = recompute(snap.rows)
+    problems = list(recomputed.problems)
+    leaves = list(recomputed.leaves)
     problems += _check_nodes(ledger, leaves)
-    checkpoints = ledger.checkpoints()
-    problems += _check_checkpoints(ledger, leaves, checkpoints)
-    return VerifyReport(size=len(leaves), checkpoints=len(checkpoints), problems=problems)
-
-
-def _leaf(kind: str, body: str, idx: int, problems: list[str]) -> bytes:
-    try:
-        parsed: dict[str, Any] = json.loads(body)
-    except json.JSONDecodeError:
-        problems.append(f"entry {idx}: body is not JSON")
-        return b""
-    return merkle.leaf_hash(leaf_data(kind, parsed))
+    checkpoints = snap.checkpoints
+    problems += _check_checkpoints(ledger, recomputed, checkpoints)
+    witnessed = None
+    if anchors is not None:
+        witnessed, found = all_problems(recomputed, checkpoints, snap.vkey, anchors, states)
+        problems += [p for p in found if p not in problems]
+    return VerifyReport(size=len(leaves), checkpoints=len(checkpoints), problems=problems,
+                        witnessed=witnessed)
 
 
 def _check_nodes(ledger: Ledger, leaves: list[bytes]) -> list[str]:
@@ -59,8 +58,9 @@ def _check_nodes(ledger: Ledger, leaves: list[bytes]) -> list[str]:
     return problems
 
 
-def _check_checkpoints(ledger: Ledger, leaves: list[bytes],
+def _check_checkpoints(ledger: Ledger, recomputed: Recomputed,
                        checkpoints: list[tuple[int, bytes, str]]) -> list[str]:
+    """Every checkpoint under the file's own keys (what the file claims; the anchors decide)."""
     problems = []
     try:
         verifier = ledger.verifier
@@ -68,16 +68,17 @@ def _check_checkpoints(ledger: Ledger, leaves: list[bytes],
         return [str(exc)] if checkpoints else []
     witnesses = ledger.witnesses()
     for size, root, note in checkpoints:
-        if size > len(leaves):
-            problems.append(f"checkpoint {size} is beyond the log's {len(leaves)} entries")
+        if size > recomputed.size:
+            problems.append(f"checkpoint of size {size} is beyond the file's {recomputed.size} entries: "
+                            "the log was truncated")
             continue
         try:
-            cp, cosigned = open_checkpoint(note, verifier, witnesses)
+            cp, _ = open_checkpoint(note, verifier, witnesses)
         except CheckpointError as exc:
             problems.append(f"checkpoint {size}: {exc}")
             continue
-        actual = merkle.root(leaves[:size])
+        actual = recomputed.root(size)
         if cp.size != size or cp.root != root or root != actual:
-            problems.append(f"checkpoint {size}: signed root {cp.root.hex()[:16]}… does not match the "
-                            f"entries (recomputed {actual.hex()[:16]}…)")
+            problems.append(f"checkpoint {size}: signed root {short(cp.root)} does not match the "
+                            f"entries (recomputed {short(actual)})")
     return problems

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,15 +15,30 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import resources, service
 from .audit import AuditContext, audit_event
-from .errors import FhirError, operation_outcome
-from .http import FhirResponse, ServerState, audit_ctx, authenticate, authorize, json_body, negotiate, state
-from .pool import ScoringPool
+from .edge import BodyLimitMiddleware, SecurityHeadersMiddleware
+from .errors import FhirError, challenge, operation_outcome
+from .http import (
+    FhirResponse,
+    ServerState,
+    audit_ctx,
+    authenticate,
+    authorize,
+    json_body,
+    negotiate,
+    scoring_patient,
+    state,
+)
+from .pool import Scorer, ScoringPool
 
 log = logging.getLogger("fedprog.fhir")
+#: the status audited for a request whose client disconnected before its body was complete (the
+#: nginx convention "499 Client Closed Request"; no response is sent): a minor failure, not a 500
+CLIENT_CLOSED = 499
 
 _FHIR_BODY = {"requestBody": {"required": True, "content": {"application/fhir+json": {"schema": {
     "type": "object", "required": ["resourceType"],
@@ -34,7 +50,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _error_response(exc: FhirError) -> FhirResponse:
-    return FhirResponse(exc.outcome(), status_code=exc.status)
+    return FhirResponse(exc.outcome(), status_code=exc.status, headers=exc.headers or None)
 
 
 def _register_errors(app: FastAPI) -> None:
@@ -96,6 +112,11 @@ class AuditMiddleware:
 
         try:
             await self.app(scope, receive, audited_send)
+        except ClientDisconnect:  # the client left mid-body: nothing to answer, a client abort
+            if started:
+                raise
+            await _record(scope, ctx, CLIENT_CLOSED, "client closed the connection before the request "
+                          "body was complete; not processed")
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:
@@ -106,10 +127,10 @@ class AuditMiddleware:
             await response(scope, receive, audited_send)
 
 
-async def _record(scope: Scope, ctx: AuditContext, status: int) -> None:
+async def _record(scope: Scope, ctx: AuditContext, status: int, why: str = "") -> None:
     st: ServerState = scope["app"].state.fedprog
-    event = audit_event(ctx, id_=str(uuid.uuid4()), status=status,
-                        description=f"{scope['method']} {scope['path']} -> {status}",
+    what = f"{scope['method']} {scope['path']} -> {status}" + (f" ({why})" if why else "")
+    event = audit_event(ctx, id_=str(uuid.uuid4()), status=status, description=what,
                         recorded=service.now_iso(), method=scope["method"])
     await st.store.add_async([*ctx.stage, (event, None, event["recorded"])])
 
@@ -156,7 +177,8 @@ def _register_fhir(app: FastAPI) -> None:
               response_class=FhirResponse)
     async def batch(request: Request) -> FhirResponse:
         """A ``batch`` Bundle whose entries each POST ``Patient/$predict-risk``."""
-        body = await _scoring_request(request)
+        scoring = await _scoring_request(request)
+        body = scoring.body
         if body.get("resourceType") != "Bundle" or body.get("type") != "batch":
             raise FhirError(422, "not-supported", "POST [base] takes a Bundle of type batch", ["Bundle.type"])
         for k, entry in enumerate(service.batch_entries(body)):
@@ -166,7 +188,7 @@ def _register_fhir(app: FastAPI) -> None:
                     "Patient/$predict-risk", "/Patient/$predict-risk"):
                 raise FhirError(422, "not-supported", f"Bundle.entry[{k}].request.url must be "
                                 "Patient/$predict-risk", [f"Bundle.entry[{k}].request.url"])
-        return await _predict(request, body)
+        return await _predict(request, scoring)
 
 
 
@@ -216,32 +238,45 @@ def _register_reads(app: FastAPI) -> None:
         return FhirResponse(resources.searchset(found, total, st.base_url))
 
 
-async def _scoring_request(request: Request) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Scoring:
+    """A scoring request past its edge: the JSON body, and the one patient a ``patient/`` scope
+    allows (None: any patient)."""
+
+    body: dict[str, Any]
+    only_patient: str | None
+
+
+async def _scoring_request(request: Request) -> _Scoring:
     """The edge of both scoring routes: audited as an operation, FHIR JSON negotiated, a token
-    allowed to create RiskAssessments, and the JSON body."""
+    allowed to create RiskAssessments (for any patient, or only its own), and the JSON body."""
     audit_ctx(request).interaction = "operation"
     negotiate(request)
-    authorize(request, "RiskAssessment", "c")
+    only = scoring_patient(request)
     body, _ = await json_body(request)
-    return body
+    return _Scoring(body, only)
 
 
-async def _predict(request: Request, body: dict[str, Any]) -> FhirResponse:
-    """Score inline (CPU-bound: a thread would only add hand-offs under the GIL), a batch in a
-    worker thread so other requests keep flowing — spread over the scoring worker processes when
-    the app has a pool; the RiskAssessments are staged and stored with the request's AuditEvent,
-    in one transaction, before the response starts."""
+async def _predict(request: Request, req: _Scoring) -> FhirResponse:
+    """Score off the event loop (:class:`device.fhir.pool.Scorer`: a worker thread for one patient,
+    the scoring processes for a large batch), so no request — however costly its inputs — stalls
+    the others; the RiskAssessments are staged and stored with the request's AuditEvent, in one
+    transaction, before the response starts."""
     st, ctx = state(request), audit_ctx(request)
     model = st.models.current()
     ctx.model_sha256 = model.sha256
+    scorer: Scorer = request.app.state.scorer
+    body = req.body
     if body.get("resourceType") == "Bundle" and body.get("type") == "batch":
-        pool: ScoringPool | None = request.app.state.pool
-        assess = service.assess_batch if pool is None else pool.assess_batch
-        result = await run_in_threadpool(assess, model, body)
+        if req.only_patient is not None:
+            raise FhirError(403, "forbidden", "a patient/ scope scores only its own patient, one request "
+                            "at a time: a batch needs user/ or system/RiskAssessment.c",
+                            headers=challenge("insufficient_scope", scope="user/RiskAssessment.c"))
+        result = await scorer.assess_batch(model, body)
         ctx.patients.extend(result.patients)
         ctx.stage.extend(result.rows)
         return FhirResponse(result.bundle)
-    prediction = service.assess(model, body)
+    prediction = await scorer.assess(model, body, req.only_patient)
     ctx.patients.append(prediction.patient)
     ctx.stage.extend(prediction.rows)
     rid = prediction.resource["id"]
@@ -267,16 +302,21 @@ def create_app(st: ServerState, routers: list[Any] | None = None, batch_workers:
             if pool is not None:
                 await run_in_threadpool(pool.close)
 
+    # no interactive docs: FastAPI's load Swagger UI / ReDoc from a CDN; the schema is at /openapi.json
     app = FastAPI(title="fedprog FHIR R4 risk service", version=st.software_version, lifespan=lifespan,
-                  description="FHIR R4 $predict-risk, RiskAssessment, AuditEvent, Consent and CDS Hooks.")
+                  description="FHIR R4 $predict-risk, RiskAssessment, AuditEvent, Consent and CDS Hooks.",
+                  docs_url=None, redoc_url=None)
     app.state.fedprog = st
     app.state.pool = pool
+    app.state.scorer = Scorer(pool)
     _register_errors(app)
     _register_fhir(app)
     _register_reads(app)
     for router in routers or []:
         app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware)  # inside the audit: a 413 is audited too
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     try:
         _warm_up(st)
     except BaseException:

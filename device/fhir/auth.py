@@ -18,30 +18,35 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-import os
 import re
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .errors import FhirError
+from .denylist import TokenDenyList
+from .errors import FhirError, challenge
+from .keys import (  # noqa: F401  (re-exported: the key side of a token)
+    ALGORITHM,
+    jwk_thumbprint,
+    load_or_create_key,
+    public_jwk,
+    token_key_path,
+)
 
 #: the ``aud`` a token must carry: the server's FHIR base URL (RFC 7519 §4.1.3)
 DEFAULT_AUDIENCE = "http://127.0.0.1:8080/fhir"
 #: the ``iss`` of every token this software issues (RFC 7519 §4.1.1)
 ISSUER = "fedprog"
-#: the one signature algorithm (RFC 7518 §3.4; RFC 8725 §3.1: pinned, never read from the token)
-ALGORITHM = "ES256"
-#: longest token lifetime ``issue_token`` accepts (seconds)
-MAX_TTL_SECONDS = 86400 * 30
+#: longest token lifetime (seconds): 8 h, one clinical shift. ``issue_token`` issues no longer one
+#: and the verifier refuses a token whose ``exp - iat`` exceeds it (older 30-day tokens included):
+#: there are no refresh tokens, and a leaked bearer token (RFC 6750 §5.3: short-lived) is then
+#: usable for hours at most, or until it is revoked (:mod:`device.fhir.denylist`)
+MAX_TTL_SECONDS = 8 * 3600
 #: tokens longer than this are refused before any decoding (bounds the work a request can cause)
 MAX_TOKEN_LENGTH = 8192
 
@@ -56,92 +61,10 @@ NON_RESOURCE_SCOPES = frozenset({
 _V1_SUFFIXES = {"read": "rs", "write": "cud", "*": "cruds"}
 _SCOPE_RE = re.compile(r"(?P<context>[a-z]+)/(?P<type>[A-Z][A-Za-z]*|\*)\.(?P<what>[A-Za-z*]+)")
 _V2_RE = re.compile(r"c?r?u?d?s?")
-_REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss", "scope"]
+_REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss", "scope", "jti"]
+#: RFC 7519 §2: a NumericDate is a JSON number (a numeric string is not one)
+_NUMERIC_DATES = ("exp", "iat", "nbf")
 
-
-def token_key_path(workspace_root: Path) -> Path:
-    """Where a workspace keeps its token-signing key: ``<workspace>/keys/token-es256.pem``."""
-    return Path(workspace_root) / "keys" / "token-es256.pem"
-
-
-# --------------------------------------------------------------------------- keys
-def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """The P-256 signing key (RFC 7518 §3.4) in ``path``, created on first use.
-
-    Parameters
-    ----------
-    path : Path
-        Unencrypted PKCS#8 PEM file; created exclusively with mode 0600 (parent folders too)
-        when missing.
-
-    Returns
-    -------
-    ec.EllipticCurvePrivateKey
-        The key, on curve SECP256R1.
-
-    Raises
-    ------
-    ValueError
-        The file exists but does not hold an unencrypted P-256 private key.
-    """
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first: use theirs
-            return _load_key(path)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        return key
-    return _load_key(path)
-
-
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """The P-256 private key in ``path``; ``ValueError`` naming the file otherwise."""
-    data = path.read_bytes()
-    what = "not an unencrypted PEM private key"
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:  # encrypted, or a password given for a plain key
-        raise ValueError(f"{path}: {what} (it is encrypted); want P-256 in PKCS#8 PEM") from None
-    except Exception:  # ValueError for junk, cryptography's UnsupportedAlgorithm and the like
-        raise ValueError(f"{path}: {what}; want P-256 (ES256) in PKCS#8 PEM") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        kind = (f"an EC key on {key.curve.name}" if isinstance(key, ec.EllipticCurvePrivateKey)
-                else f"a key of type {type(key).__name__.removesuffix('PrivateKey').lstrip('_')}")
-        raise ValueError(f"{path}: holds {kind}, not a P-256 (ES256) key")
-    return key
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _public_coordinates(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    """The required members of a P-256 public JWK (RFC 7518 §6.2.1), in RFC 7638 order."""
-    if not isinstance(public_key.curve, ec.SECP256R1):
-        raise ValueError(f"ES256 needs a P-256 key, not {public_key.curve.name}")
-    numbers = public_key.public_numbers()
-    return {"crv": "P-256", "kty": "EC",
-            "x": _b64url(numbers.x.to_bytes(32, "big")), "y": _b64url(numbers.y.to_bytes(32, "big"))}
-
-
-def jwk_thumbprint(public_key: ec.EllipticCurvePublicKey) -> str:
-    """The RFC 7638 JWK thumbprint: base64url SHA-256 of ``{"crv","kty","x","y"}`` (sorted, no spaces)."""
-    canonical = json.dumps(_public_coordinates(public_key), separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
-
-
-def public_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    """The public key as a JWK (RFC 7517) for a JWKS endpoint, ``kid`` its RFC 7638 thumbprint."""
-    return {**_public_coordinates(public_key), "kid": jwk_thumbprint(public_key),
-            "alg": ALGORITHM, "use": "sig"}
 
 
 # ------------------------------------------------------------------------- scopes
@@ -250,16 +173,20 @@ class Principal:
                    for s in self.scopes)
 
     def require(self, resource_type: str, interaction: str, patient: str | None = None) -> None:
-        """:meth:`allows`, or ``FhirError`` 403 ``forbidden`` saying which scope is missing."""
+        """:meth:`allows`, or ``FhirError`` 403 ``forbidden`` saying which scope is missing (with the
+        RFC 6750 §3.1 ``insufficient_scope`` challenge); never a patient id."""
         if self.allows(resource_type, interaction, patient):
             return
+        needed = f"user|system/{resource_type}.{interaction}"
+        headers = challenge("insufficient_scope", scope=f"user/{resource_type}.{interaction}")
         if any(s.context == "patient" and s.matches(resource_type, interaction) for s in self.scopes):
+            what = ("the request names no patient" if patient is None
+                    else "the token's patient is not the requested patient")
             raise FhirError(403, "forbidden",
-                            f"token allows {resource_type}.{interaction} only for its own patient, "
-                            f"and the token's patient is not the requested patient")
+                            f"token allows {resource_type}.{interaction} only for its own patient "
+                            f"(patient/ scope), and {what}", headers=headers)
         has = " ".join(str(s) for s in self.scopes) or "no resource scopes"
-        raise FhirError(403, "forbidden",
-                        f"token lacks scope user|system/{resource_type}.{interaction} (has: {has})")
+        raise FhirError(403, "forbidden", f"token lacks scope {needed} (has: {has})", headers=headers)
 
 
 # ------------------------------------------------------------------------ issuing
@@ -279,7 +206,7 @@ def issue_token(key: ec.EllipticCurvePrivateKey, *, scopes: str, subject: str,
     audience : str
         ``aud``: the FHIR server's base URL (RFC 8725 §3.9).
     ttl_seconds : int
-        Lifetime, 1 s to 30 days.
+        Lifetime, 1 s to :data:`MAX_TTL_SECONDS` (8 h).
     patient : str, optional
         Launch-context patient; required when any scope is ``patient/``.
     now : int, optional
@@ -316,8 +243,10 @@ def issue_token(key: ec.EllipticCurvePrivateKey, *, scopes: str, subject: str,
 
 
 # ---------------------------------------------------------------------- verifying
-def _unauthorized(reason: str) -> FhirError:
-    return FhirError(401, "login", reason)
+def _unauthorized(reason: str, *, credentials: bool = True) -> FhirError:
+    """401 ``login`` with its RFC 6750 §3 challenge."""
+    return FhirError(401, "login", reason,
+                     headers=challenge("invalid_token", reason) if credentials else challenge())
 
 
 class TokenVerifier:
@@ -336,9 +265,13 @@ class TokenVerifier:
         This server's base URL; a token's ``aud`` must equal it.
     leeway : int
         Clock skew tolerated on ``exp``, ``nbf`` and ``iat``, in seconds.
+    denylist : TokenDenyList, optional
+        Revoked token ids (``jti``), consulted on every request; none when not given.
     """
 
-    def __init__(self, public_key: ec.EllipticCurvePublicKey, audience: str, leeway: int = 30) -> None:
+    def __init__(self, public_key: ec.EllipticCurvePublicKey, audience: str, leeway: int = 30,
+                 denylist: TokenDenyList | None = None) -> None:
+        self.denylist = denylist
         self.public_key = public_key
         self.audience = audience
         self.leeway = leeway
@@ -357,13 +290,13 @@ class TokenVerifier:
             wrong audience or issuer, a missing claim, or a scope that does not parse.
         """
         if authorization is None or not authorization.strip():
-            raise _unauthorized("missing bearer token")
+            raise _unauthorized("missing bearer token", credentials=False)
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer":
-            raise _unauthorized("Authorization header is not a Bearer token")
+            raise _unauthorized("Authorization header is not a Bearer token", credentials=False)
         token = token.strip()
         if not token:
-            raise _unauthorized("missing bearer token")
+            raise _unauthorized("missing bearer token", credentials=False)
         if len(token) > MAX_TOKEN_LENGTH:
             raise _unauthorized(f"token longer than {MAX_TOKEN_LENGTH} characters")
         self._check_header(token)
@@ -372,7 +305,23 @@ class TokenVerifier:
                                       audience=self.audience, issuer=ISSUER, leeway=self.leeway)
         except jwt.PyJWTError as exc:
             raise _unauthorized(self._reason(exc)) from None
-        return self._principal(claims)
+        except (OverflowError, ValueError, TypeError):  # e.g. a signed exp of Infinity
+            raise _unauthorized("token is malformed (a time claim is not a finite number)") from None
+        self._check_times(claims)
+        principal = self._principal(claims)
+        if self.denylist is not None and self.denylist.is_revoked(principal.token_id):
+            raise _unauthorized("token revoked (fedprog token revoke)")
+        return principal
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """``exp``/``iat``/``nbf`` are JSON numbers (RFC 7519 §2 NumericDate; PyJWT would accept
+        ``"exp": "1700000000"``), and the lifetime ``exp - iat`` is at most :data:`MAX_TTL_SECONDS`."""
+        for name in _NUMERIC_DATES:
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise _unauthorized(f"token {name} claim is not a NumericDate (a JSON number, RFC 7519 §2)")
+        if claims["exp"] - claims["iat"] > MAX_TTL_SECONDS + self.leeway:
+            raise _unauthorized(f"token lifetime exceeds the maximum of {MAX_TTL_SECONDS // 3600} h")
 
     def _check_header(self, token: str) -> None:
         """Refuse any ``alg`` but ES256, a ``typ`` other than JWT and a foreign ``kid`` (RFC 8725)."""

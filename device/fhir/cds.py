@@ -20,8 +20,9 @@ from fastapi.responses import JSONResponse
 from ..model import InputSpec, PrognosticModel
 from ..scoring import ScoringError, score
 from . import inputs
-from .errors import FhirError
-from .http import MAX_BODY, audit_ctx, authorize, state
+from .errors import FhirError, challenge
+from .http import MAX_BODY, OFF_LOOP_BYTES, audit_ctx, scoring_patient, state
+from .pool import Scorer
 from .resources import intended_use
 from .smart import app_url
 
@@ -231,11 +232,13 @@ async def _json(request: Request) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not ctype.endswith("json"):
         raise FhirError(415, "not-supported", f"Content-Type {ctype or 'missing'}: send application/json")
-    raw = await request.body()
+    raw = await request.body()  # bounded while it streams (device.fhir.edge.BodyLimitMiddleware)
     if len(raw) > MAX_BODY:
         raise FhirError(413, "too-costly", f"request body of {len(raw)} bytes exceeds {MAX_BODY}")
     audit_ctx(request).input_sha256 = hashlib.sha256(raw).hexdigest()
     try:
+        if len(raw) >= OFF_LOOP_BYTES:
+            return await run_in_threadpool(json.loads, raw, parse_constant=_bad)
         return json.loads(raw, parse_constant=_bad)
     except (ValueError, RecursionError) as exc:
         raise FhirError(400, "structure", f"request body is not JSON: {str(exc)[:200]}") from None
@@ -266,14 +269,19 @@ def cds_router() -> APIRouter:
         """Call the service (§"Calling a CDS Service"); needs RiskAssessment.c."""
         ctx = audit_ctx(request)
         ctx.interaction = "hook"
-        authorize(request, "RiskAssessment", "c")
+        only = scoring_patient(request)
         if service_id != SERVICE_ID:
             raise FhirError(404, "not-found", f"no CDS service {service_id!r} (this server offers "
                             f"{SERVICE_ID!r})")
         body = await _json(request)
         patient_id, prefetch = _request(body)
         ctx.patients.append(f"Patient/{patient_id}")
-        out = await run_in_threadpool(_answer, request, patient_id, prefetch, body.get("fhirServer"))
+        if only is not None and patient_id != only:
+            raise FhirError(403, "forbidden", "token allows RiskAssessment.c only for its own patient "
+                            "(patient/ scope), and context.patientId is another", ["context.patientId"],
+                            headers=challenge("insufficient_scope", scope="user/RiskAssessment.c"))
+        scorer: Scorer = request.app.state.scorer
+        out = await scorer.run(_answer, request, patient_id, prefetch, body.get("fhirServer"))
         return JSONResponse(out)
 
     return router

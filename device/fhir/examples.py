@@ -7,6 +7,7 @@ SNOMED CT coding and a UCUM unit; booleans are ``valueBoolean`` (or SNOMED CT Ye
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,7 +92,8 @@ def parameters(bundle: dict[str, Any], as_of: str | None = None, as_of_type: str
 
 def typical_values(model: PrognosticModel) -> dict[str, Any]:
     """An admissible patient for any model: each input at its training centre (the released
-    covariate mean), booleans rounded, categories at their first code, kept inside the envelope."""
+    covariate mean), booleans and integers rounded, categories at their first code, kept inside
+    the envelope."""
     out: dict[str, Any] = {}
     for spec, c in zip(model.inputs, model.center, strict=True):
         if spec.kind == "boolean":
@@ -101,7 +103,11 @@ def typical_values(model: PrognosticModel) -> dict[str, Any]:
         else:
             lo = -float("inf") if spec.min is None else spec.min
             hi = float("inf") if spec.max is None else spec.max
-            out[spec.name] = min(max(float(c), lo), hi)
+            value = min(max(float(c), lo), hi)
+            if spec.kind == "integer":  # the nearest whole number inside the envelope
+                value = float(round(value))
+                value = float(math.ceil(lo)) if value < lo else float(math.floor(hi)) if value > hi else value
+            out[spec.name] = value
     return out
 
 

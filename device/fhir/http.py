@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from .audit import AuditContext
@@ -22,6 +23,8 @@ _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fh
 _ANY = ("*/*", "application/*")
 #: largest request body accepted (a 10 000-patient batch fits comfortably)
 MAX_BODY = 64 * 1024 * 1024
+#: bodies at least this large are parsed in a worker thread, not on the event loop
+OFF_LOOP_BYTES = 256 * 1024
 
 
 class FhirResponse(Response):
@@ -81,13 +84,13 @@ async def json_body(request: Request) -> tuple[dict[str, Any], str]:
     if (_media_types(ctype) or [""])[0] not in _JSON_TYPES:
         raise FhirError(415, "not-supported",
                         f"Content-Type {ctype} is not supported: send application/fhir+json")
-    raw = await request.body()
+    raw = await request.body()  # bounded while it streams (device.fhir.edge.BodyLimitMiddleware)
     if len(raw) > MAX_BODY:
         raise FhirError(413, "too-costly", f"request body of {len(raw)} bytes exceeds {MAX_BODY}")
     digest = hashlib.sha256(raw).hexdigest()
     audit_ctx(request).input_sha256 = digest
-    try:
-        body = orjson.loads(raw)  # RFC 8259 strictly: NaN/Infinity literals are refused
+    try:  # RFC 8259 strictly: NaN/Infinity literals are refused; a large body parses off the event loop
+        body = orjson.loads(raw) if len(raw) < OFF_LOOP_BYTES else await run_in_threadpool(orjson.loads, raw)
     except orjson.JSONDecodeError as exc:
         raise FhirError(400, "structure", f"request body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
@@ -109,3 +112,17 @@ def authorize(request: Request, resource_type: str, interaction: str,
     principal = authenticate(request)
     principal.require(resource_type, interaction, patient)
     return principal
+
+
+def scoring_patient(request: Request) -> str | None:
+    """Authorise scoring, i.e. creating a RiskAssessment (SMART v2 ``RiskAssessment.c``): ``None``
+    when a ``user/`` or ``system/`` scope allows it for any patient; the id of the token's own
+    patient when only a ``patient/`` scope does (the caller then scores that patient alone,
+    :func:`device.fhir.service.assess`); 401 or 403 naming the scope otherwise."""
+    principal = authenticate(request)
+    if principal.allows("RiskAssessment", "c"):
+        return None
+    if principal.patient is not None and principal.allows("RiskAssessment", "c", principal.patient):
+        return principal.patient
+    principal.require("RiskAssessment", "c")  # raises: no scope grants it
+    raise AssertionError("unreachable")

@@ -14,8 +14,6 @@ dated one exists). Quantities are converted to the model's UCUM unit and never c
 from __future__ import annotations
 
 import calendar
-import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -23,13 +21,24 @@ from typing import Any
 import numpy as np
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.parameters import ParametersParameter
+from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from device.model import InputSpec, PrognosticModel
-from device.units import UnitError, age_in, convert
+from device.units import UnitError, age_in, check_vocabulary, convert
 
 from .errors import FhirError
+from .parameters import (  # noqa: F401  (re-exported: the request side of an extraction)
+    AS_OF_PART,
+    BUNDLE_TYPES,
+    HORIZON_PART,
+    MAX_HORIZONS,
+    PATIENT_BUNDLES,
+    PATIENT_PART,
+    bundle_type,
+    request_bundle,
+    request_horizons,
+)
 
 UCUM, SNOMED, LOINC = "http://unitsofmeasure.org", "http://snomed.info/sct", "http://loinc.org"
 YES_NO = {"373066001": 1.0, "373067005": 0.0}  # SNOMED CT Yes / No
@@ -37,15 +46,10 @@ YES_NO = {"373066001": 1.0, "373067005": 0.0}  # SNOMED CT Yes / No
 AGE_CODES = frozenset({(LOINC, "30525-0"), (LOINC, "21612-7"), (LOINC, "29553-5"), (SNOMED, "424144002"),
                        (SNOMED, "397669002")})
 TIME_UNITS = frozenset({"a", "mo", "wk", "d"})
+#: input kinds sent as a valueQuantity (an ``integer`` is a count or grade: whole numbers only)
+NUMERIC_KINDS = frozenset({"quantity", "integer"})
 USABLE = frozenset({"final", "amended", "corrected"})
 OBSERVATION_STATUS = USABLE | {"registered", "preliminary", "cancelled", "entered-in-error", "unknown"}
-PATIENT_BUNDLES = frozenset({"collection", "document", "transaction", "searchset"})
-BUNDLE_TYPES = PATIENT_BUNDLES | {"message", "transaction-response", "batch", "batch-response", "history"}
-PATIENT_PART = "Parameters.parameter.where(name='patient')"
-AS_OF_PART = "Parameters.parameter.where(name='asOf')"
-HORIZON_PART = "Parameters.parameter.where(name='horizon')"
-#: most ``horizon`` parameters one call may ask for (a survival curve needs a few dozen)
-MAX_HORIZONS = 100
 
 
 @dataclass(frozen=True)
@@ -90,98 +94,6 @@ def _fmt(v: float) -> str:
     return f"{v:g}" if float(f"{v:g}") == v else repr(v)
 
 
-def _bundle_type(bundle: dict[str, Any], where: str) -> None:
-    kind = bundle.get("type")
-    if kind == "batch":
-        raise FhirError(422, "not-supported", "a Bundle of type batch holds one request per entry: it goes "
-                        "to the batch path, not to a single patient's $predict-risk", [f"{where}.type"])
-    if isinstance(kind, str) and kind in BUNDLE_TYPES and kind not in PATIENT_BUNDLES:
-        raise FhirError(422, "not-supported", f"a Bundle of type {kind} is not a patient record; send a "
-                        f"{', '.join(sorted(PATIENT_BUNDLES))} Bundle", [f"{where}.type"])
-    if kind is not None and kind not in BUNDLE_TYPES:
-        raise FhirError(400, "value", f"{where}.type: {kind!r} is not a Bundle type (R4 bundle-type)",
-                        [f"{where}.type"])
-
-
-def request_bundle(body: Any) -> tuple[dict[str, Any], date | None]:
-    """The patient Bundle and the ``asOf`` date of a ``$predict-risk`` body (R4 parameters.html).
-
-    Raises
-    ------
-    FhirError
-        400 not a resource; 422 no ``patient`` Bundle, a batch or other unsupported Bundle type,
-        another resource type, or an ``asOf`` that is not one full date.
-    """
-    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-        raise FhirError(400, "structure", "the body is not a FHIR resource (a JSON object with resourceType)")
-    if body["resourceType"] == "Bundle":
-        _bundle_type(body, "Bundle")
-        return body, None
-    if body["resourceType"] != "Parameters":
-        raise FhirError(422, "not-supported", f"$predict-risk takes a Parameters or a Bundle, not a "
-                        f"{body['resourceType']}", ["resourceType"])
-    parts = body.get("parameter", [])
-    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
-        raise FhirError(400, "structure", "Parameters.parameter must be a list of objects",
-                        ["Parameters.parameter"])
-    patients = [p for p in parts if p.get("name") == "patient"]
-    if len(patients) > 1:
-        raise FhirError(422, "not-supported", f"{len(patients)} patient parts: one patient per call "
-                        "(send several as a batch Bundle)", [PATIENT_PART])
-    bundle = patients[0].get("resource") if patients else None
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise FhirError(422, "required", "the Parameters has no part 'patient' whose resource is a Bundle "
-                        "(Patient + Observations)", [PATIENT_PART])
-    _bundle_type(bundle, f"{PATIENT_PART}.resource")
-    return bundle, _as_of([p for p in parts if p.get("name") == "asOf"])
-
-
-def request_horizons(body: Any) -> list[float] | None:
-    """The ``horizon`` parameters of a ``$predict-risk`` Parameters (model time unit), or None.
-
-    Raises
-    ------
-    FhirError
-        422 more than :data:`MAX_HORIZONS`, or a value that is not a positive finite decimal
-        (a horizon beyond the released baseline is refused when scoring).
-    """
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        return None
-    parts = [p for p in body.get("parameter", []) if isinstance(p, dict) and p.get("name") == "horizon"]
-    if not parts:
-        return None
-    if len(parts) > MAX_HORIZONS:
-        raise FhirError(422, "too-costly", f"{len(parts)} horizons: at most {MAX_HORIZONS} per call",
-                        [HORIZON_PART])
-    out = []
-    for i, part in enumerate(parts):
-        value = part.get("valueDecimal", part.get("valueInteger"))
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                or value <= 0 or set(part) - {"name", "valueDecimal", "valueInteger"}:
-            raise FhirError(422, "value", f"horizon {i + 1}: want a positive valueDecimal in the model's "
-                            f"time unit, got {json.dumps(part)[:120]}", [f"{HORIZON_PART}[{i}]"])
-        out.append(float(value))
-    return sorted(set(out))
-
-
-def _as_of(parts: list[dict[str, Any]]) -> date | None:
-    if not parts:
-        return None
-    try:
-        if len(parts) > 1:
-            raise ValueError("asOf is given more than once")
-        part = ParametersParameter.model_validate(parts[0])
-        value = part.valueDate or part.valueDateTime
-        if value is None:
-            raise ValueError("asOf must be a valueDate or a valueDateTime")
-    except (ValueError, TypeError, KeyError) as exc:
-        msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise FhirError(422, "value", f"asOf: {msg.removeprefix('Value error, ')}", [AS_OF_PART]) from None
-    if isinstance(value, date):
-        return value.date() if isinstance(value, datetime) else value
-    raise FhirError(422, "value", f"asOf {value!r} is not a full date (YYYY-MM-DD)", [AS_OF_PART])
-
-
 def _validated(cls: Any, data: dict[str, Any], where: str) -> Any:
     try:
         return cls.model_validate(data)
@@ -203,7 +115,7 @@ def _entries(bundle: Any) -> list[_Entry]:
     shell = [{k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e for e in raw] \
         if isinstance(raw, list) else raw
     _validated(Bundle, {**bundle, "entry": shell}, "Bundle")
-    _bundle_type(bundle, "Bundle")
+    bundle_type(bundle, "Bundle")
     out = []
     for i, e in enumerate(raw):
         res, where = e.get("resource"), f"Bundle.entry[{i}].resource"
@@ -213,6 +125,8 @@ def _entries(bundle: Any) -> list[_Entry]:
             raise FhirError(400, "structure", f"{where}: not a resource (no resourceType)", [where])
         try:
             cls = get_fhir_model_class(res["resourceType"])
+            if not issubclass(cls, Resource):  # a data type (Element, Quantity, …) is no entry
+                raise ValueError(res["resourceType"])
         except (KeyError, ValueError):
             raise FhirError(400, "structure", f"{where}.resourceType: {res['resourceType']!r} is not a FHIR "
                             "resource type", [f"{where}.resourceType"]) from None
@@ -221,7 +135,10 @@ def _entries(bundle: Any) -> list[_Entry]:
 
 
 def _latest(value: Any) -> tuple[date, datetime]:
-    """Last calendar date and latest UTC instant a FHIR date/dateTime/instant may denote."""
+    """Last calendar date and latest UTC instant a FHIR date/dateTime/instant may denote.
+
+    Raises ``OverflowError``/``ValueError`` when that instant is outside what a Python
+    ``datetime`` represents (years 1–9999 in UTC), e.g. ``9999-12-31T23:59:59-14:00``."""
     if isinstance(value, datetime):
         return value.date(), (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     if isinstance(value, date):
@@ -232,12 +149,20 @@ def _latest(value: Any) -> tuple[date, datetime]:
     return last, datetime.combine(last, time.max, UTC)
 
 
-def _when(obs: Any) -> tuple[date, datetime] | None:
-    period = obs.effectivePeriod
-    for value in (obs.effectiveDateTime, obs.effectiveInstant, period and (period.end or period.start),
-                  obs.issued):
+def _when(e: _Entry) -> tuple[date, datetime] | None:
+    """When an Observation was made (R4 observation.html: effective[x], else ``issued``); 422 for a
+    date outside the representable range (years 1–9999 once in UTC), naming the element."""
+    obs, period = e.obj, e.obj.effectivePeriod
+    for name, value in (("effectiveDateTime", obs.effectiveDateTime),
+                        ("effectiveInstant", obs.effectiveInstant),
+                        ("effectivePeriod.end", period and period.end),
+                        ("effectivePeriod.start", period and period.start), ("issued", obs.issued)):
         if value is not None:
-            return _latest(value)
+            try:
+                return _latest(value)
+            except (OverflowError, ValueError):
+                raise FhirError(422, "value", f"{e.path}.{name}: {value} is outside the dates this "
+                                "device represents (years 1 to 9999, in UTC)", [f"{e.path}.{name}"]) from None
     return None
 
 
@@ -265,7 +190,7 @@ def _observations(model: PrognosticModel, entries: list[_Entry], refs: set[str],
         if not names:
             continue
         subject = (e.raw.get("subject") or {}).get("reference")
-        when = _when(e.obj)
+        when = _when(e)
         why = (f"{e.ref}, which is {status}" if status not in USABLE
                else f"{e.ref}, which is dated {when[0]}, after asOf {as_of}" if when and when[0] > as_of
                else f"{e.ref}, which has no value" if not any(k.startswith("value") for k in e.raw)
@@ -286,9 +211,13 @@ def _number(value: Any, where: str, boolean: bool = False) -> float:
     if boolean and isinstance(value, bool):
         return float(value)
     if boolean or isinstance(value, bool) or not isinstance(value, int | float):
-        raise FhirError(400, "structure", f"{where}: {value!r} is not a JSON "
+        raise FhirError(400, "structure", f"{where}: {str(value)[:40]!r} is not a JSON "
                         f"{'boolean' if boolean else 'number'}", [where])
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the range of a double (json.loads keeps it exact)
+        raise FhirError(422, "value", f"{where}: the number is beyond the range of a double",
+                        [where]) from None
 
 
 def _quantity(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
@@ -300,19 +229,22 @@ def _quantity(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
         raise _Refusal("business-rule", f"{spec.name}: {e.ref} has no valueQuantity (expected a value in "
                        f"{spec.unit})", f"{e.path}.value")
     v, unit = _number(q["value"], f"{where}.value"), q.get("code")
+    # the unit as shown in messages: never echo a long one
+    shown = unit if not isinstance(unit, str) or len(unit) <= 40 else unit[:37] + "..."
     if q.get("comparator") is not None:
         if q["comparator"] not in ("<", "<=", ">=", ">"):
             raise FhirError(400, "value", f"{where}.comparator: {q['comparator']!r} is not a "
                             "QuantityComparator", [f"{where}.comparator"])
-        raise _Refusal("business-rule", f"{spec.name}: {e.ref} is {q['comparator']} {_fmt(v)} {unit or ''}, "
+        raise _Refusal("business-rule", f"{spec.name}: {e.ref} is {q['comparator']} {_fmt(v)} {shown or ''}, "
                        "not a point value", f"{where}.comparator")
     if q.get("system", UCUM) != UCUM or not unit:
         raise _Refusal("business-rule", f"{spec.name}: {e.ref} gives no UCUM unit code (system {UCUM}); "
                        f"expected {spec.unit}", f"{where}.code")
     try:
         x = convert(v, unit, spec.unit)
+        check_vocabulary(unit, spec.unit)
     except UnitError as exc:
-        raise _Refusal("business-rule", f"{spec.name}: {e.ref} is in {unit!r}, which cannot be converted to "
+        raise _Refusal("business-rule", f"{spec.name}: {e.ref} is in {shown!r}, which cannot be converted to "
                        f"the model's unit {spec.unit!r} ({exc})", f"{where}.code") from None
     to = f" -> {_fmt(x)} {spec.unit}" if unit != spec.unit else ""
     return x, f"{e.ref} {spec.code.code} = {_fmt(v)} {unit}{to}", where
@@ -346,7 +278,8 @@ def _pick(spec: InputSpec, found: _Found) -> tuple[float, str, str, str] | None:
     if not pool:
         return None
     top = max((c[1] for c in pool), default=None, key=lambda t: t or datetime.min.replace(tzinfo=UTC))
-    best = [(e, (_quantity if spec.kind == "quantity" else _coded)(spec, e)) for e, t in pool if t == top]
+    read = _quantity if spec.kind in NUMERIC_KINDS else _coded
+    best = [(e, read(spec, e)) for e, t in pool if t == top]
     if len({r[0] for _, r in best}) > 1:
         shown = ", ".join(f"{e.ref} ({r[1].split(' = ', 1)[1]})" for e, r in best)
         raise _Refusal("business-rule", f"{spec.name}: equally recent observations disagree: {shown}",

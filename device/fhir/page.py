@@ -40,6 +40,11 @@ LIMITATIONS = (
 
 
 def _range_text(spec: InputSpec) -> str:
+    text = _span_text(spec)
+    return f"{text}, whole numbers" if spec.kind == "integer" else text
+
+
+def _span_text(spec: InputSpec) -> str:
     unit = "" if spec.unit == "1" else f" {UNIT_WORDS.get(spec.unit, spec.unit)}"
     if spec.kind == "boolean":
         return "yes or no"

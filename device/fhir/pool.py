@@ -24,11 +24,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+from fastapi.concurrency import run_in_threadpool
 
 from ..model import PrognosticModel
 from ..registry import canonical_sha256
@@ -37,6 +40,7 @@ from . import service
 from .errors import FhirError
 
 log = logging.getLogger("fedprog.fhir.pool")
+T = TypeVar("T")
 
 #: batches with fewer entries are scored in the server process (the IPC would cost more than it saves)
 MIN_BATCH = 200
@@ -333,3 +337,28 @@ class ScoringPool:
                         w, str(exc).splitlines()[0], n)
             self._replace(w)
         return None
+
+
+class Scorer:
+    """Where the CPU work of a request runs: never on the event loop, so that no request — whatever
+    its units, dates or size — stalls the others. One patient (``$predict-risk``, a CDS Hooks call)
+    in a worker thread: a few milliseconds, less than a hop to a process would cost; a batch in a
+    worker thread that hands a large one to the scoring processes of ``pool`` when there is one
+    (:meth:`ScoringPool.assess_batch`). The one way every scoring route runs its work."""
+
+    def __init__(self, pool: ScoringPool | None = None) -> None:
+        self.pool = pool
+
+    async def assess(self, model: PrognosticModel, body: dict[str, Any], only_patient: str | None = None
+                     ) -> service.Prediction:
+        """:func:`device.fhir.service.assess` off the event loop."""
+        return await run_in_threadpool(service.assess, model, body, only_patient)
+
+    async def assess_batch(self, model: PrognosticModel, bundle: dict[str, Any]) -> service.BatchResult:
+        """:func:`device.fhir.service.assess_batch` (or the pool's) off the event loop."""
+        assess = service.assess_batch if self.pool is None else self.pool.assess_batch
+        return await run_in_threadpool(assess, model, bundle)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Any other scoring work (e.g. a CDS Hooks card) off the event loop."""
+        return await run_in_threadpool(work, *args)

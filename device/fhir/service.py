@@ -17,7 +17,7 @@ from ..model import ModelError, PrognosticModel, load_model
 from ..registry import ModelEntry, ModelRegistry, RegistryError
 from ..scoring import ScoringError, score
 from . import inputs
-from .errors import FhirError
+from .errors import FhirError, challenge
 from .resources import check_risk_assessment, risk_assessment
 
 log = logging.getLogger("fedprog.fhir")
@@ -82,7 +82,31 @@ class ReleasedModel:
                 self._model = load_model(self.registry.artifact(entry.ref))
             self._entry, self._error = entry, ""
         except (RegistryError, ModelError) as exc:
-            self._model, self._entry, self._error = None, None, f"no model in service: {exc}"
+            self._model, self._entry, self._error = None, None, f"no model in service: {self._why_none(exc)}"
+
+    def _why_none(self, exc: Exception) -> str:
+        """Why no model is served: when the newest model that was ever released has left service,
+        say how (withdrawn; affected by a consent revocation, its window expired) rather than
+        the registry's advice for a model never released."""
+        if not isinstance(exc, RegistryError):
+            return str(exc)
+        try:
+            gone = [e for e in self.registry.list() if (self.model_id is None or e.model_id == self.model_id)
+                    and any(state == "released" for _, state in e.history)]
+        except (RegistryError, ValueError):
+            return str(exc)
+        if not gone:
+            return str(exc)
+        last = gone[-1]
+        if last.status == "affected":
+            flag = last.retrain
+            ended = "" if flag is None else f" (revocation window ended {flag.deadline:%Y-%m-%d %H:%M %Z})"
+            return (f"no released model: {last.ref} is affected by a consent revocation{ended} and is no "
+                    f"longer served; retrain it (fedprog model retrain {last.ref}) and release the successor")
+        if last.lifecycle == "withdrawn":
+            return (f"no released model: {last.ref} was withdrawn and is no longer served; release a "
+                    "validated successor (fedprog model release REF)")
+        return str(exc)
 
 
 def served_entry(models: ModelSource) -> ModelEntry | None:
@@ -152,11 +176,20 @@ def _score(model: PrognosticModel, extracted: list[inputs.PatientInputs],
     return out
 
 
-def assess(model: PrognosticModel, body: dict[str, Any]) -> Prediction:
-    """``$predict-risk`` for one patient (a Parameters or a patient Bundle); the caller stores it."""
+def assess(model: PrognosticModel, body: dict[str, Any], only_patient: str | None = None) -> Prediction:
+    """``$predict-risk`` for one patient (a Parameters or a patient Bundle); the caller stores it.
+
+    ``only_patient``: the id of the one patient a ``patient/RiskAssessment.c`` token may score
+    (SMART App Launch v2); a Bundle about anyone else is refused (403) before it is scored.
+    """
     bundle, as_of = inputs.request_bundle(body)
     horizons = inputs.request_horizons(body)
     extracted = inputs.extract(model, bundle, as_of)
+    if only_patient is not None and extracted.patient != f"Patient/{only_patient}":
+        raise FhirError(403, "forbidden", "token allows RiskAssessment.c only for its own patient "
+                        "(patient/ scope), and the Bundle's Patient is another",
+                        ["Bundle.entry.resource.ofType(Patient).id"],
+                        headers=challenge("insufficient_scope", scope="user/RiskAssessment.c"))
     ra = _score(model, [extracted], horizons=horizons)[0]
     return Prediction(ra, extracted.patient, model.sha256)
 

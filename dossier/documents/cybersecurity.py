@@ -177,9 +177,11 @@ def residual_risks() -> tuple[tuple[str, str, str], ...]:
     ("fedprog serve speaks plain HTTP (127.0.0.1 by default); the site transport's channel security is not "
      "provided by fedprog.", "Eavesdropping or tampering on the network if exposed.",
      "Deploy behind TLS (reverse proxy) with network segmentation; mutual TLS for site links."),
-    ("Tokens are issued locally from a key file; there is no revocation list and no link to the hospital's "
-     "identity provider.", "A leaked token is valid until it expires (default 1 hour, at most 30 days).",
-     "Short lifetimes; rotate the signing key to revoke all tokens; integrate an authorisation server."),
+    ("Tokens are issued locally from a key file, with no link to the hospital's identity provider and no "
+     "refresh tokens; a revoked token's id (fedprog token revoke) is refused by every server process of "
+     "the workspace.", "A leaked token is valid until it expires (default 1 hour, at most 8 hours) unless "
+     "someone notices and revokes it.", "Short lifetimes; revoke leaked tokens; rotate the signing key to "
+     "revoke all tokens; integrate an authorisation server."),
     ("Keys and stores at rest (log, witness, consent and token keys; SQLite stores including consent "
      "identities and the audit trail) are protected by file permissions only; the demo keeps all of them "
      "on one host.", "A host compromise exposes keys and records.",

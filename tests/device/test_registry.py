@@ -155,3 +155,37 @@ def test_a_model_whose_envelope_exceeds_its_training_data_is_not_released(regist
     with pytest.raises(RegistryError, match=r"'age': no training patient in the highest tenth"):
         registry.release(r)
     assert registry.get(r).status == "validated"
+
+
+def _edit_kind(ledger: Ledger, kind: str) -> None:
+    """Someone with write access to the file (not the witnesses) appends one character to a kind."""
+    import sqlite3
+
+    db = sqlite3.connect(ledger.path, isolation_level=None)
+    db.execute("DROP TRIGGER entries_no_update")
+    db.execute("UPDATE entries SET kind = kind || 'x' WHERE kind = ?", (kind,))
+    db.close()
+
+
+@pytest.mark.req("SRS-LEDG-008", "SRS-LEDG-011", "RC-REG-001")
+def test_an_edited_withdrawal_is_not_replayed_nor_served(registry: ModelRegistry) -> None:
+    """Issue 16, H2: the withdrawal's kind edited in the file must not put the model back in service."""
+    from device.fhir.ledger_guard import GuardedReleasedModel
+    from device.registry import LedgerUntrusted
+
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    registry.release(r)
+    server = GuardedReleasedModel(registry, interval=None)
+    assert server.current().ref == r and server.guard.reason is None
+    registry.withdraw(r, reason="field safety notice")
+    with pytest.raises(FhirError, match="withdrawn|no released model"):
+        server.current()
+    _edit_kind(registry.ledger, "withdrawal")
+    with pytest.raises(LedgerUntrusted, match="refusing to replay the ledger: .* kind 'withdrawalx'"):
+        registry.list()
+    with pytest.raises(FhirError) as exc:
+        server.current()
+    assert exc.value.status == 503
+    assert "refusing to serve: the ledger fails its consistency check" in exc.value.diagnostics
+    assert "entry 3: stored leaf hash does not match its body and kind 'withdrawalx'" in exc.value.diagnostics

@@ -35,13 +35,18 @@ def continuous() -> PrognosticModel:
 
 
 def patients(m: PrognosticModel, n: int, seed: int) -> np.ndarray:
-    """``n`` random patients inside the envelope (uniform quantities, 0/1 booleans)."""
+    """``n`` random patients inside the envelope (uniform quantities, whole counts and grades, 0/1
+    booleans)."""
     rng = np.random.default_rng(seed)
     cols = []
     for spec in m.inputs:
         assert spec.min is not None and spec.max is not None
-        cols.append(rng.integers(0, 2, n).astype(float) if spec.kind == "boolean"
-                    else rng.uniform(spec.min, spec.max, n))
+        if spec.kind == "boolean":
+            cols.append(rng.integers(0, 2, n).astype(float))
+        elif spec.kind == "integer":
+            cols.append(rng.integers(int(spec.min), int(spec.max) + 1, n).astype(float))
+        else:
+            cols.append(rng.uniform(spec.min, spec.max, n))
     return np.column_stack(cols)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 import numpy as np
 import pytest
 
-from device.units import UnitError, age_in, compatible, convert, factor
+from device.units import UnitError, age_in, check_vocabulary, compatible, convert, factor, parse, vocabulary
 
 pytestmark = pytest.mark.req("SRS-DEV-006")
 
@@ -124,3 +125,38 @@ def test_age_refuses_a_date_before_birth_and_non_time_units() -> None:
         age_in("a", date(2000, 1, 2), date(2000, 1, 1))
     with pytest.raises(UnitError, match="cannot convert 'd' to 'kg'"):
         age_in("kg", date(2000, 1, 1), date(2001, 1, 1))
+
+
+# ------------------------------------------------------------------ bounded grammar (issue 16 H1)
+@pytest.mark.req("SRS-DEV-008")
+@pytest.mark.parametrize(("unit", "why"), [
+    ("km999/m998", "beyond ±6"), ("m" + "9" * 5000, "longer than 64"), ("km999999/m999998", "beyond ±6"),
+    ("m07", "beyond ±6"), ("m+7", "beyond ±6"), ("m٣", "printable ASCII"), ("m\x00", "printable ASCII"),
+    ("m.m.m.m.m.m.m", "more than 6 factors"), ("m/s/s", "more than one '/'"), ("{a{b}}", "malformed"),
+])
+def test_the_grammar_is_bounded(unit: str, why: str) -> None:
+    """Before: ``int(exp)``, ``factor**exp`` and ``float()`` overflowed (a 500) or ran for seconds."""
+    with pytest.raises(UnitError, match=re.escape(why)):
+        parse(unit)
+
+
+@pytest.mark.req("SRS-DEV-008")
+def test_a_factor_beyond_a_double_is_a_unit_error_not_an_overflow() -> None:
+    with pytest.raises(UnitError, match="not a finite positive double"):
+        factor("fm6.fm6.fm6/km6.km6.km6", "1")
+    with pytest.raises(UnitError, match="beyond the range of a double"):
+        convert(1e300, "km6", "fm6")
+    assert parse("m6") == (1, (6, 0, 0, 0)) and factor("mm-2", "m-2") == 1e6
+
+
+@pytest.mark.req("SRS-DEV-008")
+def test_the_vocabulary_of_an_input_is_its_units_dimension_and_prefixes() -> None:
+    assert vocabulary("mm") == {"1", "m", "[in_i]", "[ft_i]"}
+    assert vocabulary("fmol/mg") == {"1", "mol", "g", "[lb_av]", "[oz_av]"}
+    assert vocabulary("1") == vocabulary("{count}") == {"1", "%"}
+    for ok in ("cm", "[in_i]", "km", "mm{tumour}"):
+        check_vocabulary(ok, "mm")
+    for foreign in ("mol.m/mol", "g.m/g", "%.mm"):  # the right dimension, spelt with foreign atoms
+        assert parse(foreign)[1] == parse("mm")[1]
+        with pytest.raises(UnitError, match="is not a unit of this input"):
+            check_vocabulary(foreign, "mm")

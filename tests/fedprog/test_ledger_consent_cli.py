@@ -152,7 +152,7 @@ def test_a_witness_detects_a_rewritten_history(ws: Path) -> None:
     """Roll the log back and grow it differently: every site's witness refuses to cosign."""
     cli_json("ledger", "witness", "--workspace", ws)
     db = sqlite3.connect(ws / "ledger.sqlite")
-    for t in ("entries_no_delete", "nodes_no_delete"):
+    for t in ("entries_no_delete", "nodes_no_delete", "checkpoints_no_delete"):
         db.execute(f"DROP TRIGGER {t}")
     db.execute("DELETE FROM entries WHERE idx >= 680")
     db.execute("DELETE FROM nodes WHERE (idx + 1) * (1 << level) > 680")

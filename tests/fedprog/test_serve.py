@@ -60,6 +60,33 @@ def test_a_withdrawal_stops_serving_at_once(served: tuple[Path, str]) -> None:
     assert "no released model" in resp.json()["issue"][0]["diagnostics"]
 
 
+@pytest.mark.req("SRS-FHIR-011", "SRS-AUTH-005", "SRS-FHIR-010")
+def test_a_withdrawal_and_a_revoked_token_say_why_on_a_real_server(served: tuple[Path, str]) -> None:
+    """Issue 16: the 503 after a withdrawal names it (not "release a validated model first"); a
+    token revoked with ``fedprog token revoke`` is refused by the running server at once."""
+    ws, base = served
+    issued = json.loads(run("token", "--workspace", ws, "--audience", base, "--scope",
+                            "user/RiskAssessment.c", "--json").stdout)
+    headers = {"Authorization": f"Bearer {issued['token']}", "Content-Type": "application/fhir+json"}
+    body = (ws / "examples" / "predict-risk.json").read_bytes()
+    first = httpx.post(f"{base}/Patient/$predict-risk", content=body, headers=headers, timeout=30)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-content-type-options"] == "nosniff"
+    page = httpx.get(base.removesuffix("/fhir") + "/app/", timeout=30)
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    res = run("model", "withdraw", "gbsg2-recurrence@1", "--reason", "test", "--workspace", ws)
+    assert res.returncode == 0, res.stderr
+    gone = httpx.post(f"{base}/Patient/$predict-risk", content=body, headers=headers, timeout=30)
+    text = gone.json()["issue"][0]["diagnostics"]
+    assert gone.status_code == 503 and "gbsg2-recurrence@1 was withdrawn" in text
+    assert "release a validated model first" not in text
+    res = run("token", "revoke", issued["jti"], "--workspace", ws)
+    assert res.returncode == 0, res.stderr
+    refused = httpx.post(f"{base}/Patient/$predict-risk", content=body, headers=headers, timeout=30)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer ")
+    assert refused.json()["issue"][0]["diagnostics"] == "token revoked (fedprog token revoke)"
+
+
 @pytest.mark.req("SRS-AUTH-003", "SRS-CLI-001")
 def test_token_command_errors_are_one_line(demo_workspace: Path, tmp_path: Path) -> None:
     bad = run("token", "--workspace", demo_workspace, "--scope", "user/RiskAssessment.x")

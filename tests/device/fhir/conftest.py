@@ -8,15 +8,24 @@ UCUM units; :func:`observation` builds a single Observation for tests that need 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from device.fhir import examples
+from device.fhir.auth import TokenVerifier, load_or_create_key
 from device.fhir.examples import SNOMED
+from device.fhir.http import ServerState
+from device.fhir.service import FixedModel
+from device.fhir.store import FhirStore
 from device.model import InputSpec, PrognosticModel, load_model
 from federated.demo_study import DEMO_INPUTS
 from tests.device.test_model import demo_artifact, reseal
+
+if TYPE_CHECKING:
+    from device.fhir.denylist import TokenDenyList
 
 #: an admissible demo patient, in the model's units
 DEMO_VALUES: dict[str, Any] = {"age": 54.0, "tsize": 25.0, "tgrade": 2, "pnodes": 3, "progrec": 120.0,
@@ -58,3 +67,29 @@ def category_model() -> PrognosticModel:
             item.update(kind="category", unit="1", min=None, max=None, categories=GRADES)
             item.pop("coverage", None)
     return load_model(reseal(art))
+
+
+#: the demo inputs that are counts or grades (kind ``integer``: whole numbers only)
+INTEGER_INPUTS = ("tgrade", "pnodes")
+
+
+@pytest.fixture(scope="session")
+def integer_model() -> PrognosticModel:
+    """The demo model with ``tgrade`` and ``pnodes`` declared ``integer`` (as the study declares them
+    once federated.study.InputSpec.kind allows it)."""
+    art = demo_artifact()
+    for item in art["inputs"]:
+        if item["name"] in INTEGER_INPUTS:
+            item["kind"] = "integer"
+    return load_model(reseal(art))
+
+
+def server_state(folder: Path, model: PrognosticModel, audience: str = "http://testserver/fhir",
+                 denylist: TokenDenyList | None = None) -> tuple[ServerState, ec.EllipticCurvePrivateKey]:
+    """A ServerState serving ``model`` (token key and FHIR store under ``folder``) and its signing key."""
+    key = load_or_create_key(folder / "token.pem")
+    verifier = TokenVerifier(key.public_key(), audience, denylist=denylist)
+    st = ServerState(base_url=audience, verifier=verifier,
+                     store=FhirStore(folder / "fhir.sqlite"), models=FixedModel(model),
+                     software_version="test", started="2026-11-29T00:00:00Z")
+    return st, key

@@ -389,7 +389,7 @@ def test_kid_is_rfc7638_thumbprint(key: ec.EllipticCurvePrivateKey) -> None:
 # -------------------------------------------------------------------- command
 def cli() -> typer.Typer:
     app = typer.Typer()
-    app.command("token")(token_cmd.token)
+    app.add_typer(token_cmd.app, name="token")
 
     @app.command("noop")
     def noop() -> None:  # typer keeps subcommand names only with ≥ 2 commands
@@ -438,7 +438,8 @@ def test_command_json(ws: Path) -> None:
         "--audience", "https://fhir.example/fhir", "--ttl", "120", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(out) == {"token", "expires_at", "scope", "audience"}
+    assert set(out) == {"token", "jti", "expires_at", "scope", "audience"}
+    assert out["jti"] == jwt.decode(out["token"], options={"verify_signature": False})["jti"]
     assert out["scope"] == "patient/RiskAssessment.rs" and out["audience"] == "https://fhir.example/fhir"
     key = load_or_create_key(token_key_path(ws))
     principal = TokenVerifier(key.public_key(), "https://fhir.example/fhir").verify(f"Bearer {out['token']}")

@@ -504,7 +504,8 @@ def patients(draw: st.DrawFn, model: PrognosticModel) -> tuple[dict[str, Any], d
             continue
         unit = draw(st.sampled_from(OTHER_UNITS[spec.name]))
         margin = 0.0 if unit == spec.unit else 1e-9 * spec.max
-        x = draw(st.floats(spec.min + margin, spec.max - margin, allow_nan=False))
+        x = float(draw(st.integers(int(spec.min), int(spec.max)))) if spec.kind == "integer" \
+            else draw(st.floats(spec.min + margin, spec.max - margin, allow_nan=False))
         values[spec.name], units[spec.name] = convert(x, spec.unit, unit), unit
         want.append(x)
     return values, units, want

@@ -12,6 +12,8 @@ const SCOPE = "launch user/RiskAssessment.cr";
 const CONTRIBUTION = "urn:fedprog:fhir:StructureDefinition:log-hazard-contribution";
 const INTERVAL = "urn:fedprog:fhir:StructureDefinition:prediction-interval-95";
 const CURVE_POINTS = 48;
+// input kinds sent as a valueQuantity ("integer": a count or grade, whole numbers only)
+const NUMERIC = new Set(["quantity", "integer"]);
 const session = { token: null, patient: null, user: null };
 let MODEL = null;
 
@@ -75,11 +77,12 @@ function buildForm() {
   for (const input of MODEL.inputs) {
     const id = `in-${input.name}`;
     const box = el("div", { class: "field" });
-    const unit = input.kind === "quantity" && input.unit_text ? ` (${input.unit_text})` : "";
+    const unit = NUMERIC.has(input.kind) && input.unit_text ? ` (${input.unit_text})` : "";
     box.append(el("label", { for: id }, `${input.display}${unit}`));
     let control;
-    if (input.kind === "quantity") {
-      control = el("input", { id, name: input.name, type: "text", inputmode: "decimal", autocomplete: "off",
+    if (NUMERIC.has(input.kind)) {
+      control = el("input", { id, name: input.name, type: "text", autocomplete: "off",
+        inputmode: input.kind === "integer" ? "numeric" : "decimal",
         "aria-describedby": `${id}-hint` });
     } else {
       control = el("select", { id, name: input.name, "aria-describedby": `${id}-hint` });
@@ -97,7 +100,7 @@ function observation(input, raw, pid, when) {
   const obs = { resourceType: "Observation", id: `${pid}-${input.name}`.replace(/_/g, "-").slice(0, 64),
     status: "final", code: { coding: [input.code], text: input.display },
     subject: { reference: `Patient/${pid}` }, effectiveDateTime: when };
-  if (input.kind === "quantity") {
+  if (NUMERIC.has(input.kind)) {
     obs.valueQuantity = { value: Number(raw), unit: input.unit, system: "http://unitsofmeasure.org", code: input.unit };
   } else if (input.kind === "boolean") {
     obs.valueBoolean = raw === "true";
@@ -116,7 +119,7 @@ function readForm() {
     const raw = $(`in-${input.name}`).value.trim();
     values[input.name] = raw;
     if (raw === "") continue;  // the server names every missing input
-    if (input.kind === "quantity" && !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(raw)) {
+    if (NUMERIC.has(input.kind) && !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(raw)) {
       problems.push(`${input.display}: "${raw}" is not a number`);
       continue;
     }
@@ -252,13 +255,15 @@ function drivers(ra, values) {
   for (const { input, c } of rows.sort((a, b) => Math.abs(b.c) - Math.abs(a.c))) {
     const tr = el("tr", { "data-input": input.name, "data-contribution": String(c) });
     const raw = values[input.name];
-    const shown = input.kind === "quantity" ? `${raw} ${input.unit_text}`.trim() : input.kind === "boolean" ? (raw === "true" ? "yes" : "no")
+    const shown = NUMERIC.has(input.kind) ? `${raw} ${input.unit_text}`.trim() : input.kind === "boolean" ? (raw === "true" ? "yes" : "no")
       : (input.categories[Number(raw)].display || raw);
     const factor = Math.exp(c);
     const word = c > 1e-12 ? ["raises", `raises the hazard ×${factor.toFixed(2)}`] : c < -1e-12
       ? ["lowers", `lowers the hazard ×${factor.toFixed(2)}`] : ["", "no effect"];
     const bar = el("div", { class: "bar", "aria-hidden": "true" });
-    bar.append(el("span", { class: c >= 0 ? "up" : "down", style: `width:${(50 * Math.abs(c)) / scale}%` }));
+    const fill = el("span", { class: c >= 0 ? "up" : "down" });
+    fill.style.width = `${(50 * Math.abs(c)) / scale}%`;  // CSSOM, which the page's CSP allows (no style attribute)
+    bar.append(fill);
     const cell = el("td"); cell.append(bar);
     tr.append(el("td", {}, input.display), el("td", {}, shown), el("td", { class: word[0] }, word[1]), cell);
     body.append(tr);
