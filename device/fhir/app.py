@@ -7,10 +7,9 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -20,19 +19,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import resources, service
 from .audit import AuditContext, audit_event
-from .edge import BodyLimitMiddleware, SecurityHeadersMiddleware
-from .errors import FhirError, challenge, operation_outcome
-from .http import (
-    FhirResponse,
-    ServerState,
-    audit_ctx,
-    authenticate,
-    authorize,
-    json_body,
-    negotiate,
-    scoring_patient,
-    state,
+from .deps import (
+    Audited,
+    Authenticated,
+    Authorized,
+    Grant,
+    Negotiated,
+    PredictRiskRequest,
+    Risk,
+    RiskService,
+    predict_risk_request,
 )
+from .edge import BodyLimitMiddleware, SecurityHeadersMiddleware
+from .errors import FhirError, operation_outcome
+from .http import FhirResponse, ServerState, audit_ctx, state
 from .pool import Scorer, ScoringPool
 
 log = logging.getLogger("fedprog.fhir")
@@ -151,53 +151,47 @@ async def _no_body() -> Message:
 
 
 def _register_fhir(app: FastAPI) -> None:
-    @app.get("/fhir/metadata", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
+    @app.get("/fhir/metadata", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse,
+             dependencies=[Depends(Audited("capabilities")), Negotiated])
     async def metadata(request: Request) -> FhirResponse:
         """The CapabilityStatement (no token needed, FHIR R4 §3.1.0.13)."""
-        audit_ctx(request).interaction = "capabilities"
-        negotiate(request)
         st = state(request)
         return FhirResponse(resources.capability_statement(st.base_url, st.started, st.software_version,
                                                            service.served_entry(st.models)))
 
     @app.get("/fhir/OperationDefinition/predict-risk", tags=["FHIR"], responses=_ERRORS,
-             response_class=FhirResponse)
-    async def operation_definition(request: Request) -> FhirResponse:
+             response_class=FhirResponse, dependencies=[Negotiated])
+    async def operation_definition() -> FhirResponse:
         """The ``$predict-risk`` OperationDefinition."""
-        negotiate(request)
         return FhirResponse(resources.OPERATION)
 
     @app.post("/fhir/Patient/$predict-risk", tags=["FHIR"], responses=_ERRORS, openapi_extra=_FHIR_BODY,
-              response_class=FhirResponse)
-    async def predict_risk(request: Request) -> FhirResponse:
+              response_class=FhirResponse, dependencies=_SCORING)
+    async def predict_risk(req: Scoring, risk: Risk) -> FhirResponse:
         """Score a patient (Parameters or Bundle) or a ``batch`` Bundle of patients."""
-        return await _predict(request, await _scoring_request(request))
+        return await _predict(risk, req)
 
     @app.post("/fhir", tags=["FHIR"], responses=_ERRORS, openapi_extra=_FHIR_BODY,
-              response_class=FhirResponse)
-    async def batch(request: Request) -> FhirResponse:
+              response_class=FhirResponse, dependencies=_SCORING)
+    async def batch(req: Scoring, risk: Risk) -> FhirResponse:
         """A ``batch`` Bundle whose entries each POST ``Patient/$predict-risk``."""
-        scoring = await _scoring_request(request)
-        body = scoring.body
-        if body.get("resourceType") != "Bundle" or body.get("type") != "batch":
+        if not req.is_batch:
             raise FhirError(422, "not-supported", "POST [base] takes a Bundle of type batch", ["Bundle.type"])
-        for k, entry in enumerate(service.batch_entries(body)):
-            req = entry.get("request") if isinstance(entry, dict) else None
-            url = req.get("url") if isinstance(req, dict) else None
+        for k, entry in enumerate(service.batch_entries(req.resource)):
+            r = entry.get("request") if isinstance(entry, dict) else None
+            url = r.get("url") if isinstance(r, dict) else None
             if not isinstance(url, str) or url.split("?")[0].rstrip("/") not in (
                     "Patient/$predict-risk", "/Patient/$predict-risk"):
                 raise FhirError(422, "not-supported", f"Bundle.entry[{k}].request.url must be "
                                 "Patient/$predict-risk", [f"Bundle.entry[{k}].request.url"])
-        return await _predict(request, scoring)
-
+        return await _predict(risk, req)
 
 
 def _register_reads(app: FastAPI) -> None:
-    @app.get("/fhir/RiskAssessment/{id_}", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
-    async def read_risk_assessment(request: Request, id_: str) -> FhirResponse:
-        """A stored RiskAssessment."""
-        negotiate(request)
-        principal = authenticate(request)
+    @app.get("/fhir/RiskAssessment/{id_}", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse,
+             dependencies=[Negotiated])
+    async def read_risk_assessment(request: Request, principal: Authenticated, id_: str) -> FhirResponse:
+        """A stored RiskAssessment (its scope checked against the patient it is about)."""
         ra = state(request).store.get("RiskAssessment", id_)
         if ra is None:  # existence is told only to a caller who could read such a resource
             principal.require("RiskAssessment", "r", principal.patient)
@@ -207,80 +201,46 @@ def _register_reads(app: FastAPI) -> None:
         principal.require("RiskAssessment", "r", subject.removeprefix("Patient/"))
         return FhirResponse(ra)
 
-    @app.get("/fhir/RiskAssessment", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
-    async def search_risk_assessment(request: Request, subject: str | None = None, patient: str | None = None,
-                               _count: int = 100) -> FhirResponse:
+    @app.get("/fhir/RiskAssessment", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse,
+             dependencies=[Depends(Audited("search-type")), Negotiated])
+    async def search_risk_assessment(
+            request: Request, grant: Annotated[Grant, Depends(Authorized("RiskAssessment", "s", "searched"))],
+            subject: str | None = None, patient: str | None = None, _count: int = 100) -> FhirResponse:
         """RiskAssessments, newest first, optionally of one patient (``subject`` or ``patient``)."""
-        ctx = audit_ctx(request)
-        ctx.interaction = "search-type"
-        negotiate(request)
-        who = subject or patient
-        ref = None if who is None else (who if who.startswith("Patient/") else f"Patient/{who}")
-        if ref:
-            ctx.patients.append(ref)
-        authorize(request, "RiskAssessment", "s", patient=ref.removeprefix("Patient/") if ref else None)
-        if not 0 <= _count <= 1000:
-            raise FhirError(400, "value", "_count must be between 0 and 1000", ["_count"])
-        st = state(request)
-        total, found = st.store.search("RiskAssessment", ref, _count)
-        return FhirResponse(resources.searchset(found, total, st.base_url))
+        ref = None if grant.patient is None else f"Patient/{grant.patient}"
+        return _search(request, "RiskAssessment", ref, _count)
 
-    @app.get("/fhir/AuditEvent", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse)
+    @app.get("/fhir/AuditEvent", tags=["FHIR"], responses=_ERRORS, response_class=FhirResponse,
+             dependencies=[Depends(Audited("search-type")), Negotiated,
+                           Depends(Authorized("AuditEvent", "s"))])
     async def search_audit(request: Request, _count: int = 100) -> FhirResponse:
         """The audit trail, newest first (needs an AuditEvent read scope, e.g. system/AuditEvent.rs)."""
-        audit_ctx(request).interaction = "search-type"
-        negotiate(request)
-        authorize(request, "AuditEvent", "s")
-        if not 0 <= _count <= 1000:
-            raise FhirError(400, "value", "_count must be between 0 and 1000", ["_count"])
-        st = state(request)
-        total, found = st.store.search("AuditEvent", None, _count)
-        return FhirResponse(resources.searchset(found, total, st.base_url))
+        return _search(request, "AuditEvent", None, _count)
 
 
-@dataclass(frozen=True)
-class _Scoring:
-    """A scoring request past its edge: the JSON body, and the one patient a ``patient/`` scope
-    allows (None: any patient)."""
-
-    body: dict[str, Any]
-    only_patient: str | None
+#: the edge of both scoring routes: audited as an operation, FHIR JSON negotiated; the body
+#: (:data:`Scoring`) is read only once a token allowed to create RiskAssessments is verified
+_SCORING = [Depends(Audited("operation")), Negotiated]
+Scoring = Annotated[PredictRiskRequest, Depends(predict_risk_request)]
 
 
-async def _scoring_request(request: Request) -> _Scoring:
-    """The edge of both scoring routes: audited as an operation, FHIR JSON negotiated, a token
-    allowed to create RiskAssessments (for any patient, or only its own), and the JSON body."""
-    audit_ctx(request).interaction = "operation"
-    negotiate(request)
-    only = scoring_patient(request)
-    body, _ = await json_body(request)
-    return _Scoring(body, only)
+def _search(request: Request, resource_type: str, ref: str | None, count: int) -> FhirResponse:
+    """A searchset of ``resource_type`` (of patient ``ref``), newest first; 400 unless 0 ≤ count ≤ 1000."""
+    if not 0 <= count <= 1000:
+        raise FhirError(400, "value", "_count must be between 0 and 1000", ["_count"])
+    st = state(request)
+    total, found = st.store.search(resource_type, ref, count)
+    return FhirResponse(resources.searchset(found, total, st.base_url))
 
 
-async def _predict(request: Request, req: _Scoring) -> FhirResponse:
-    """Score off the event loop (:class:`device.fhir.pool.Scorer`: a worker thread for one patient,
-    the scoring processes for a large batch), so no request — however costly its inputs — stalls
-    the others; the RiskAssessments are staged and stored with the request's AuditEvent, in one
-    transaction, before the response starts."""
-    st, ctx = state(request), audit_ctx(request)
-    model = st.models.current()
-    ctx.model_sha256 = model.sha256
-    scorer: Scorer = request.app.state.scorer
-    body = req.body
-    if body.get("resourceType") == "Bundle" and body.get("type") == "batch":
-        if req.only_patient is not None:
-            raise FhirError(403, "forbidden", "a patient/ scope scores only its own patient, one request "
-                            "at a time: a batch needs user/ or system/RiskAssessment.c",
-                            headers=challenge("insufficient_scope", scope="user/RiskAssessment.c"))
-        result = await scorer.assess_batch(model, body)
-        ctx.patients.extend(result.patients)
-        ctx.stage.extend(result.rows)
-        return FhirResponse(result.bundle)
-    prediction = await scorer.assess(model, body, req.only_patient)
-    ctx.patients.append(prediction.patient)
-    ctx.stage.extend(prediction.rows)
-    rid = prediction.resource["id"]
-    return FhirResponse(prediction.resource, headers={"Location": f"{st.base_url}/RiskAssessment/{rid}"})
+async def _predict(risk: RiskService, req: PredictRiskRequest) -> FhirResponse:
+    """Score through the one service path (:class:`device.fhir.deps.RiskService`: off the event
+    loop, so no request — however costly its inputs — stalls the others); the RiskAssessments
+    are stored with the request's AuditEvent, in one transaction, before the response starts."""
+    if req.is_batch:
+        return FhirResponse((await risk.assess_batch(req)).bundle)
+    prediction = await risk.assess(req.resource, req.only_patient)
+    return FhirResponse(prediction.resource, headers={"Location": risk.location(prediction)})
 
 
 def create_app(st: ServerState, routers: list[Any] | None = None, batch_workers: int = 0) -> FastAPI:

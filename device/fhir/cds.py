@@ -2,28 +2,31 @@
 released model's risk as a card. The device never queries the EHR: everything it needs must be
 prefetched (§"Prefetch"), else 412. Inputs that are missing or outside the intended use give an
 ``info`` card saying no risk is shown, never a silent empty response.
+
+A call is scored through :class:`device.fhir.deps.RiskService`, the path of ``$predict-risk``
+(issue 16): the prefetch becomes a patient Bundle, scored by :func:`device.fhir.service.assess`,
+its RiskAssessment stored with the call's AuditEvent; the card is drawn from that RiskAssessment.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 from ..model import InputSpec, PrognosticModel
-from ..scoring import ScoringError, score
-from . import inputs
+from .deps import SCORING, Audited, Grant, Risk, RiskService
 from .errors import FhirError, challenge
-from .http import MAX_BODY, OFF_LOOP_BYTES, audit_ctx, scoring_patient, state
-from .pool import Scorer
-from .resources import intended_use
+from .http import OFF_LOOP_BYTES, audit_ctx, raw_body, state
+from .resources import INTERVAL_URL, intended_use
+from .service import Prediction
 from .smart import app_url
 
 SERVICE_ID = "fedprog-risk"
@@ -158,7 +161,8 @@ def _relocated(exc: FhirError, origin: list[str]) -> FhirError:
     """``exc`` with ``Bundle.entry[i]`` of the assembled Bundle renamed to the prefetch element."""
     def move(text: str) -> str:
         return _ENTRY.sub(lambda m: origin[int(m[1])] if int(m[1]) < len(origin) else m[0], text)
-    return FhirError(exc.status, exc.code, move(exc.diagnostics), [move(x) for x in exc.expression])
+    return FhirError(exc.status, exc.code, move(exc.diagnostics), [move(x) for x in exc.expression],
+                     headers=exc.headers)
 
 
 def _value_text(spec: InputSpec, v: float) -> str:
@@ -175,19 +179,22 @@ def _card(summary: str, level: str, model: PrognosticModel, detail: str) -> dict
             "source": {"label": f"fedprog {model.ref}"}}
 
 
-def risk_card(model: PrognosticModel, got: inputs.PatientInputs) -> dict[str, Any]:
-    """The risk card: main horizon (the last default one) in the summary, every horizon in the detail."""
-    try:
-        s = score(model, got.values[None, :])
-    except ScoringError as exc:
-        raise FhirError(422, "business-rule", str(exc)) from None
-    risk, lo, hi = (float(a[0, -1]) for a in (s.risk, s.lower, s.upper))
-    tail = (f": {_pct(risk)}% risk of event within {horizon_text(model, float(s.horizons[-1]))} "
-            f"(95% CI {_pct(lo)}–{_pct(hi)}%)")
-    rows = [f"| {horizon_text(model, float(h))} ({h:g} {model.time_unit}s) | {_pct(s.risk[0, k])}% | "
-            f"{_pct(s.lower[0, k])}–{_pct(s.upper[0, k])}% |" for k, h in enumerate(s.horizons)]
+def _interval(pred: dict[str, Any]) -> tuple[float, float]:
+    rng = next(e["valueRange"] for e in pred["extension"] if e["url"] == INTERVAL_URL)
+    return float(rng["low"]["value"]), float(rng["high"]["value"])
+
+
+def risk_card(model: PrognosticModel, prediction: Prediction) -> dict[str, Any]:
+    """The risk card of a scored patient's RiskAssessment (the one ``$predict-risk`` builds): main
+    horizon (the last default one) in the summary, every horizon in the detail, every input used."""
+    preds = [(float(p["whenRange"]["high"]["value"]), float(p["probabilityDecimal"]), *_interval(p))
+             for p in prediction.resource["prediction"]]
+    h, risk, lo, hi = preds[-1]
+    tail = f": {_pct(risk)}% risk of event within {horizon_text(model, h)} (95% CI {_pct(lo)}–{_pct(hi)}%)"
+    rows = [f"| {horizon_text(model, h)} ({h:g} {model.time_unit}s) | {_pct(p)}% | {_pct(lo)}–{_pct(hi)}% |"
+            for h, p, lo, hi in preds]
     used = [f"| {_cell(spec.name)} | {_cell(spec.code.display)} | {_cell(_value_text(spec, float(v)))} |"
-            for spec, v in zip(model.inputs, got.values, strict=True)]
+            for spec, v in zip(model.inputs, prediction.inputs.values, strict=True)]
     detail = "\n".join([
         f"**{_title(model)}: risk of event** ({model.ref})", "", "| Horizon | Risk | 95% interval |",
         "|---|---|---|", *rows, "",
@@ -209,43 +216,74 @@ def cannot_score_card(model: PrognosticModel, exc: FhirError) -> dict[str, Any]:
     return _card(summary, "info", model, detail)
 
 
-def _answer(request: Request, patient_id: str, prefetch: dict[str, Any], fhir_server: Any) -> dict[str, Any]:
-    """The cards of one hook call (§"CDS Service Response")."""
-    ctx = audit_ctx(request)
-    model = state(request).models.current()
-    ctx.model_sha256 = model.sha256
-    bundle, origin = patient_bundle(patient_id, prefetch, fhir_server)
-    try:
-        got = inputs.extract(model, bundle)
-        card = risk_card(model, got)
-    except FhirError as exc:
-        if exc.status != 422:
-            raise _relocated(exc, origin) from None
-        card = cannot_score_card(model, _relocated(exc, origin))
-    card["links"] = [{"label": "Open the risk page", "url": app_url(state(request).base_url),
-                      "type": "smart"}]
-    return {"cards": [card]}
+class HookRequest(BaseModel):
+    """A ``patient-view`` call (§"Calling a CDS Service"), read and parsed once at the edge: the
+    context's patient, the prefetch, the EHR's ``fhirServer`` (None when absent or not a string),
+    the SHA-256 of the body (audited) and the one patient a ``patient/`` scope lets it score."""
+
+    model_config = ConfigDict(frozen=True)
+
+    patient_id: str
+    prefetch: dict[str, Any]
+    fhir_server: str | None = None
+    sha256: str
+    only_patient: str | None = None
 
 
-async def _json(request: Request) -> Any:
-    """The request's JSON (§"HTTP Request": application/json), its SHA-256 kept for the audit trail."""
+async def known_service(service_id: str) -> str:
+    """Dependency: the service called (404 for any but :data:`SERVICE_ID`)."""
+    if service_id != SERVICE_ID:
+        raise FhirError(404, "not-found", f"no CDS service {service_id!r} (this server offers "
+                        f"{SERVICE_ID!r})")
+    return service_id
+
+
+async def hook_request(request: Request, grant: Annotated[Grant, Depends(SCORING)],
+                       _service: Annotated[str, Depends(known_service)]) -> HookRequest:
+    """Dependency: authorised to score (:data:`device.fhir.deps.SCORING`; 401/403), a known service
+    (404), then the body (§"HTTP Request": application/json; 415, 400) — its patient audited, and
+    403 when a ``patient/`` scope's patient is not ``context.patientId``."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not ctype.endswith("json"):
         raise FhirError(415, "not-supported", f"Content-Type {ctype or 'missing'}: send application/json")
-    raw = await request.body()  # bounded while it streams (device.fhir.edge.BodyLimitMiddleware)
-    if len(raw) > MAX_BODY:
-        raise FhirError(413, "too-costly", f"request body of {len(raw)} bytes exceeds {MAX_BODY}")
-    audit_ctx(request).input_sha256 = hashlib.sha256(raw).hexdigest()
+    raw, digest = await raw_body(request)
     try:
         if len(raw) >= OFF_LOOP_BYTES:
-            return await run_in_threadpool(json.loads, raw, parse_constant=_bad)
-        return json.loads(raw, parse_constant=_bad)
+            body = await run_in_threadpool(json.loads, raw, parse_constant=_bad)
+        else:
+            body = json.loads(raw, parse_constant=_bad)
     except (ValueError, RecursionError) as exc:
         raise FhirError(400, "structure", f"request body is not JSON: {str(exc)[:200]}") from None
+    patient_id, prefetch = _request(body)
+    audit_ctx(request).patients.append(f"Patient/{patient_id}")
+    if grant.patient is not None and patient_id != grant.patient:
+        raise FhirError(403, "forbidden", "token allows RiskAssessment.c only for its own patient "
+                        "(patient/ scope), and context.patientId is another", ["context.patientId"],
+                        headers=challenge("insufficient_scope", scope="user/RiskAssessment.c"))
+    server = body.get("fhirServer")
+    return HookRequest(patient_id=patient_id, prefetch=prefetch, sha256=digest, only_patient=grant.patient,
+                       fhir_server=server if isinstance(server, str) and server else None)
 
 
 def _bad(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
+
+
+async def answer(risk: RiskService, hook: HookRequest, base_url: str) -> dict[str, Any]:
+    """The cards of one hook call (§"CDS Service Response"): the prefetch assembled into a patient
+    Bundle and scored through :class:`device.fhir.deps.RiskService` — the path of ``$predict-risk``,
+    its RiskAssessment stored and audited — or, when inputs are missing or out of range, a card
+    saying why no risk is shown."""
+    model = risk.model()
+    bundle, origin = patient_bundle(hook.patient_id, hook.prefetch, hook.fhir_server)
+    try:
+        card = risk_card(model, await risk.assess(bundle, hook.only_patient, model))
+    except FhirError as exc:
+        if exc.status != 422:
+            raise _relocated(exc, origin) from None
+        card = cannot_score_card(model, _relocated(exc, origin))
+    card["links"] = [{"label": "Open the risk page", "url": app_url(base_url), "type": "smart"}]
+    return {"cards": [card]}
 
 
 def cds_router() -> APIRouter:
@@ -264,25 +302,10 @@ def cds_router() -> APIRouter:
         ctx.model_sha256 = model.sha256
         return JSONResponse({"services": [service_description(model)]})
 
-    @router.post("/cds-services/{service_id}", response_class=JSONResponse)
-    async def call(request: Request, service_id: str) -> JSONResponse:
+    @router.post("/cds-services/{service_id}", response_class=JSONResponse,
+                 dependencies=[Depends(Audited("hook"))])
+    async def call(hook: Annotated[HookRequest, Depends(hook_request)], risk: Risk) -> JSONResponse:
         """Call the service (§"Calling a CDS Service"); needs RiskAssessment.c."""
-        ctx = audit_ctx(request)
-        ctx.interaction = "hook"
-        only = scoring_patient(request)
-        if service_id != SERVICE_ID:
-            raise FhirError(404, "not-found", f"no CDS service {service_id!r} (this server offers "
-                            f"{SERVICE_ID!r})")
-        body = await _json(request)
-        patient_id, prefetch = _request(body)
-        ctx.patients.append(f"Patient/{patient_id}")
-        if only is not None and patient_id != only:
-            raise FhirError(403, "forbidden", "token allows RiskAssessment.c only for its own patient "
-                            "(patient/ scope), and context.patientId is another", ["context.patientId"],
-                            headers=challenge("insufficient_scope", scope="user/RiskAssessment.c"))
-        scorer: Scorer = request.app.state.scorer
-        out = await scorer.run(_answer, request, patient_id, prefetch, body.get("fhirServer"))
-        return JSONResponse(out)
+        return JSONResponse(await answer(risk, hook, risk.st.base_url))
 
     return router
-

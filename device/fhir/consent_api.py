@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from .auth import Principal
+from .deps import Audited, Authenticated, Negotiated
 from .errors import FhirError
-from .http import FhirResponse, audit_ctx, authenticate, json_body, negotiate, state
+from .http import FhirResponse, audit_ctx, json_body, state
 from .resources import searchset
 
 _ID = r"[A-Za-z0-9\-.]{1,64}"
@@ -80,7 +81,8 @@ class ConsentPort(Protocol):
 
 
 # ------------------------------------------------------------------- helpers
-def _port(request: Request) -> ConsentPort:
+async def _port(request: Request) -> ConsentPort:
+    """Dependency: the consent registries (404 when this server offers no Consent API)."""
     port: ConsentPort | None = state(request).consent
     if port is None:
         raise FhirError(404, "not-found", "this server does not offer the Consent API")
@@ -184,13 +186,15 @@ def _latest(port: ConsentPort, patient: str, id_: str, fallback: dict[str, Any])
 
 
 # -------------------------------------------------------------------- routes
-async def _withdraw(request: Request, id_: str | None) -> FhirResponse:
-    """Shared by create (``id_`` None) and update: checks, scope, withdrawal, answer."""
+#: Dependency: the consent registries, checked before the token (so is the API's absence)
+Port = Annotated[ConsentPort, Depends(_port)]
+
+
+async def _withdraw(request: Request, port: ConsentPort, principal: Principal,
+                    id_: str | None) -> FhirResponse:
+    """Shared by create (``id_`` None) and update, past the edge (audited, negotiated, a Consent API
+    and a token): the body, its checks, scope, withdrawal, answer."""
     ctx = audit_ctx(request)
-    ctx.interaction = "create" if id_ is None else "update"
-    negotiate(request)
-    port = _port(request)
-    principal = authenticate(request)
     body, _ = await json_body(request)
     patient, date = _withdrawal(body, id_)
     ctx.patients.append(f"Patient/{patient}")
@@ -208,31 +212,30 @@ def consent_router() -> APIRouter:
     """The Consent routes (include with ``create_app(st, routers=[consent_router()])``)."""
     router = APIRouter(tags=["Consent"])
 
-    @router.get("/fhir/Consent", responses=_READ_ERRORS, response_class=FhirResponse)
-    def search_consent(request: Request, patient: str | None = None) -> FhirResponse:
+    @router.get("/fhir/Consent", responses=_READ_ERRORS, response_class=FhirResponse,
+                dependencies=[Depends(Audited("search-type")), Negotiated])
+    def search_consent(request: Request, port: Port, principal: Authenticated,
+                       patient: str | None = None) -> FhirResponse:
         """Every version of a patient's study consent, oldest first (scope Consent.s)."""
-        ctx = audit_ctx(request)
-        ctx.interaction = "search-type"
-        negotiate(request)
-        port = _port(request)
-        principal = authenticate(request)
         if patient is None:
             raise FhirError(400, "required", "the patient search parameter is required", ["patient"])
         pid = _query_patient(patient)
-        ctx.patients.append(f"Patient/{pid}")
+        audit_ctx(request).patients.append(f"Patient/{pid}")
         _require(principal, "s", pid)
         found = port.history(pid)
         return FhirResponse(searchset(found, len(found), state(request).base_url))
 
     @router.post("/fhir/Consent", responses=_ERRORS, openapi_extra=_BODY, response_class=FhirResponse,
-                 status_code=201)
-    async def create_consent(request: Request) -> FhirResponse:
+                 status_code=201, dependencies=[Depends(Audited("create")), Negotiated])
+    async def create_consent(request: Request, port: Port, principal: Authenticated) -> FhirResponse:
         """Withdraw the patient's consent: a Consent with status inactive (scope Consent.c)."""
-        return await _withdraw(request, None)
+        return await _withdraw(request, port, principal, None)
 
-    @router.put("/fhir/Consent/{id_}", responses=_ERRORS, openapi_extra=_BODY, response_class=FhirResponse)
-    async def update_consent(request: Request, id_: str) -> FhirResponse:
+    @router.put("/fhir/Consent/{id_}", responses=_ERRORS, openapi_extra=_BODY, response_class=FhirResponse,
+                dependencies=[Depends(Audited("update")), Negotiated])
+    async def update_consent(request: Request, port: Port, principal: Authenticated,
+                             id_: str) -> FhirResponse:
         """Withdraw the patient's consent by updating it to status inactive (scope Consent.u)."""
-        return await _withdraw(request, id_)
+        return await _withdraw(request, port, principal, id_)
 
     return router

@@ -1,5 +1,6 @@
 """The HTTP edge shared by every route: content negotiation (406/415), JSON bodies (400),
-bearer-token authorisation (401/403) and the per-request audit context."""
+bearer-token authorisation (401/403) and the per-request audit context. Routes declare them as
+FastAPI dependencies (:mod:`device.fhir.deps`) rather than calling them by hand."""
 
 from __future__ import annotations
 
@@ -76,6 +77,16 @@ def negotiate(request: Request) -> None:
                         "application/fhir+json only")
 
 
+async def raw_body(request: Request) -> tuple[bytes, str]:
+    """The request's bytes (413 over :data:`MAX_BODY`) and their SHA-256, kept for the audit trail."""
+    raw = await request.body()  # bounded while it streams (device.fhir.edge.BodyLimitMiddleware)
+    if len(raw) > MAX_BODY:
+        raise FhirError(413, "too-costly", f"request body of {len(raw)} bytes exceeds {MAX_BODY}")
+    digest = hashlib.sha256(raw).hexdigest()
+    audit_ctx(request).input_sha256 = digest
+    return raw, digest
+
+
 async def json_body(request: Request) -> tuple[dict[str, Any], str]:
     """The request's JSON object and the SHA-256 of its bytes (415 wrong type, 400 not JSON)."""
     ctype = request.headers.get("content-type")
@@ -84,11 +95,7 @@ async def json_body(request: Request) -> tuple[dict[str, Any], str]:
     if (_media_types(ctype) or [""])[0] not in _JSON_TYPES:
         raise FhirError(415, "not-supported",
                         f"Content-Type {ctype} is not supported: send application/fhir+json")
-    raw = await request.body()  # bounded while it streams (device.fhir.edge.BodyLimitMiddleware)
-    if len(raw) > MAX_BODY:
-        raise FhirError(413, "too-costly", f"request body of {len(raw)} bytes exceeds {MAX_BODY}")
-    digest = hashlib.sha256(raw).hexdigest()
-    audit_ctx(request).input_sha256 = digest
+    raw, digest = await raw_body(request)
     try:  # RFC 8259 strictly: NaN/Infinity literals are refused; a large body parses off the event loop
         body = orjson.loads(raw) if len(raw) < OFF_LOOP_BYTES else await run_in_threadpool(orjson.loads, raw)
     except orjson.JSONDecodeError as exc:
@@ -112,17 +119,3 @@ def authorize(request: Request, resource_type: str, interaction: str,
     principal = authenticate(request)
     principal.require(resource_type, interaction, patient)
     return principal
-
-
-def scoring_patient(request: Request) -> str | None:
-    """Authorise scoring, i.e. creating a RiskAssessment (SMART v2 ``RiskAssessment.c``): ``None``
-    when a ``user/`` or ``system/`` scope allows it for any patient; the id of the token's own
-    patient when only a ``patient/`` scope does (the caller then scores that patient alone,
-    :func:`device.fhir.service.assess`); 401 or 403 naming the scope otherwise."""
-    principal = authenticate(request)
-    if principal.allows("RiskAssessment", "c"):
-        return None
-    if principal.patient is not None and principal.allows("RiskAssessment", "c", principal.patient):
-        return principal.patient
-    principal.require("RiskAssessment", "c")  # raises: no scope grants it
-    raise AssertionError("unreachable")

@@ -24,12 +24,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -40,7 +39,6 @@ from . import service
 from .errors import FhirError
 
 log = logging.getLogger("fedprog.fhir.pool")
-T = TypeVar("T")
 
 #: batches with fewer entries are scored in the server process (the IPC would cost more than it saves)
 MIN_BATCH = 200
@@ -341,9 +339,10 @@ class ScoringPool:
 
 class Scorer:
     """Where the CPU work of a request runs: never on the event loop, so that no request — whatever
-    its units, dates or size — stalls the others. One patient (``$predict-risk``, a CDS Hooks call)
-    in a worker thread: a few milliseconds, less than a hop to a process would cost; a batch in a
-    worker thread that hands a large one to the scoring processes of ``pool`` when there is one
+    its units, dates or size — stalls the others. One patient (``$predict-risk`` or a CDS Hooks
+    call, both through :class:`device.fhir.deps.RiskService`) in a worker thread: a few
+    milliseconds, less than a hop to a process would cost; a batch in a worker thread that hands
+    a large one to the scoring processes of ``pool`` when there is one
     (:meth:`ScoringPool.assess_batch`). The one way every scoring route runs its work."""
 
     def __init__(self, pool: ScoringPool | None = None) -> None:
@@ -358,7 +357,3 @@ class Scorer:
         """:func:`device.fhir.service.assess_batch` (or the pool's) off the event loop."""
         assess = service.assess_batch if self.pool is None else self.pool.assess_batch
         return await run_in_threadpool(assess, model, bundle)
-
-    async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """Any other scoring work (e.g. a CDS Hooks card) off the event loop."""
-        return await run_in_threadpool(work, *args)

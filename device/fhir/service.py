@@ -141,6 +141,8 @@ class Prediction:
     resource: dict[str, Any]
     patient: str
     model_sha256: str
+    #: the patient's inputs as scored (a CDS Hooks card lists them)
+    inputs: inputs.PatientInputs
 
     @property
     def rows(self) -> list[tuple[dict[str, Any], str | None, str]]:
@@ -191,7 +193,7 @@ def assess(model: PrognosticModel, body: dict[str, Any], only_patient: str | Non
                         ["Bundle.entry.resource.ofType(Patient).id"],
                         headers=challenge("insufficient_scope", scope="user/RiskAssessment.c"))
     ra = _score(model, [extracted], horizons=horizons)[0]
-    return Prediction(ra, extracted.patient, model.sha256)
+    return Prediction(ra, extracted.patient, model.sha256, extracted)
 
 
 @dataclass

@@ -18,8 +18,7 @@ from device.fhir.auth import TokenVerifier, issue_token, load_or_create_key
 from device.fhir.cds import RISK_BANDS, SERVICE_ID, cds_router, horizon_text, indicator, risk_card
 from device.fhir.errors import FhirError
 from device.fhir.http import ServerState
-from device.fhir.inputs import extract
-from device.fhir.service import FixedModel
+from device.fhir.service import FixedModel, assess
 from device.fhir.store import FhirStore
 from device.model import PrognosticModel, load_model
 from device.scoring import score
@@ -183,7 +182,7 @@ def test_a_long_outcome_name_is_shortened_to_keep_the_summary_under_140() -> Non
     art = demo_artifact()
     art["outcome"]["name"] = "distant-metastasis-free survival after breast-conserving surgery " * 3
     model = load_model(reseal(art))
-    card = risk_card(model, extract(model, patient_bundle(HIGH)))
+    card = risk_card(model, assess(model, patient_bundle(HIGH)))
     assert len(card["summary"]) < 140 and "…: " in card["summary"]
     assert card["summary"].startswith("Distant-metastasis-free") and card["summary"].endswith("%)")
 
