@@ -24,18 +24,20 @@ test: $(STAMP) lint browser
 	$(BIN)/fedprog trace check --junit build/test-results/junit.xml; t=$$?; \
 	[ $$s -eq 0 ] && [ $$t -eq 0 ]
 
-# the risk page's tests drive Debian's Chromium (no browser download); installed here when this runs
-# as root with apt (as CI does), else those tests skip and say why
+# the risk page's tests drive Debian's Chromium (no browser download), and the README's walk scores a
+# patient with curl; installed here when this runs as root with apt (as CI does), else those tests skip
+# and say why
 browser:
-	@if [ ! -x /usr/bin/chromedriver ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	@if { [ ! -x /usr/bin/chromedriver ] || ! command -v curl >/dev/null 2>&1; } && \
+	  command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium, chromium-driver and curl for the browser and README tests"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    chromium chromium-driver fonts-dejavu-core >/dev/null \
+	    chromium chromium-driver fonts-dejavu-core curl >/dev/null \
 	  || echo "could not install Chromium: the browser tests will skip"; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check device federated consent ledger validation traceability dossier fedprog tests benchmarks
+	$(BIN)/ruff check device federated consent ledger prognosis validation traceability dossier fedprog tests benchmarks
 	$(BIN)/mypy
 
 bench: $(STAMP)

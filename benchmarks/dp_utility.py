@@ -37,6 +37,7 @@ from federated.disclosure.policy import DisclosurePolicy
 from federated.disclosure.rules import SiteFloors, StudyProtocol
 from federated.site.handler import Site, approve_in_process
 from federated.study import TimeGrid
+from prognosis import step_at
 
 FIVE_YEARS = 1826.25
 OPEN = DisclosurePolicy(min_sites=1, min_patients_per_site=0, min_events_per_site=0, min_cell_count=1,
@@ -76,8 +77,7 @@ def km(parts: list[pd.DataFrame], cohort: CohortSpec, dp: DPSettings,
 
 
 def step(times: np.ndarray, surv: np.ndarray, at: np.ndarray) -> np.ndarray:
-    idx = np.searchsorted(times, at, side="right") - 1
-    return np.where(idx >= 0, surv[np.maximum(idx, 0)], 1.0)
+    return step_at(times, surv, at)
 
 
 def errors(parts: list[pd.DataFrame], grid: TimeGrid, eps: float, repeat: int) -> np.ndarray:

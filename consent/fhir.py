@@ -130,11 +130,15 @@ def parse_consent(resource: dict[str, Any] | str, *, fhir_version: FhirVersion |
 
 def build_consent(patient: str, study: str, *, status: str, decision: str = "permit", date: str,
                   fhir_version: FhirVersion = "R4B", version: int = 1,
-                  previous: ConsentRecord | None = None) -> ConsentRecord:
+                  previous: ConsentRecord | None = None, basis: str | None = None) -> ConsentRecord:
     """A new, valid Consent for that FHIR version (R4B: scope research, LOINC 59284-0 category,
     ``policy.uri``, ``provision.type``; R5: ``decision``, ``subject``, ``date``, ``policyBasis`` —
     a ``reference`` for ``ResearchStudy/<id>``, else ``url``). With ``previous``, the resource keeps
-    its id, so the registry's history is versions (``meta.versionId``) of one Consent."""
+    its id, so the registry's history is versions (``meta.versionId``) of one Consent.
+
+    ``basis``: the legal basis under which the data are used when it is not the patient's consent
+    (e.g. a research exemption in national law, GDPR Art. 9(2)(j)), as declared by the site; recorded
+    as R4B ``policyRule.text`` / R5 ``regulatoryBasis[0].text``, so it is never silently assumed."""
     if not isinstance(patient, str) or not patient or patient != patient.strip():
         raise ConsentError("patient: the patient identifier must be a non-empty string without outer spaces")
     if not isinstance(study, str) or not _TOKEN.fullmatch(study):
@@ -161,12 +165,23 @@ def build_consent(patient: str, study: str, *, status: str, decision: str = "per
                 "category": [copy.deepcopy(CATEGORY)], "patient": subject, "dateTime": date,
                 "policy": [{"uri": study}], "provision": {"type": decision}}
     else:
-        basis = {"reference": {"reference": study}} if study.startswith("ResearchStudy/") else {"url": study}
+        policy = {"reference": {"reference": study}} if study.startswith("ResearchStudy/") else {"url": study}
         res |= {"category": [copy.deepcopy(CATEGORY)], "subject": subject, "date": date,
-                "decision": decision, "policyBasis": basis}
+                "decision": decision, "policyBasis": policy}
+    if basis is not None:
+        res |= _legal_basis(basis, fhir_version)
     if rid is None:
         del res["id"]
     return parse_consent(res, fhir_version=fhir_version)
+
+
+def _legal_basis(basis: str, fhir_version: FhirVersion) -> dict[str, Any]:
+    """The legal basis stated in words: R4B ``policyRule.text``, R5 ``regulatoryBasis[0].text``."""
+    if not basis.strip():
+        raise ConsentError("basis: the legal basis must be stated in words")
+    if fhir_version == "R4B":
+        return {"policyRule": {"text": basis.strip()}}
+    return {"regulatoryBasis": [{"text": basis.strip()}]}
 
 
 def export_consent(record: ConsentRecord) -> dict[str, Any]:

@@ -219,10 +219,12 @@ class ConsentRegistry:
     # ---------------------------------------------------------------- events
     def import_resources(self, records: Iterable[ConsentRecord]) -> list[Receipt]:
         """Store FHIR Consent versions (as parsed by :func:`consent.fhir.parse_consent`)."""
-        receipts = []
-        for record in records:
+        records = list(records)
+        for record in records:  # all checked before any is anchored: nothing half-imported
             if record.study != self.study:
                 raise ConsentRegistryError(f"a Consent is for study {record.study!r}, not {self.study!r}")
+        receipts = []
+        for record in records:
             latest = self.latest(record.patient)
             if latest is not None and record.version <= latest.version:
                 record = with_version(record, latest.version + 1)
@@ -232,11 +234,13 @@ class ConsentRegistry:
         return receipts
 
     def grant(self, patient: str, *, date: str, decision: Literal["permit", "deny"] = "permit",
-              fhir_version: Literal["R4B", "R5"] = "R4B") -> Receipt:
-        """Record a new consent (permit, or a documented refusal with ``decision='deny'``)."""
+              fhir_version: Literal["R4B", "R5"] = "R4B", basis: str | None = None) -> Receipt:
+        """Record a new consent (permit, or a documented refusal with ``decision='deny'``); with
+        ``basis``, the legal basis other than consent under which the site uses the data
+        (:func:`consent.fhir.build_consent`)."""
         latest = self.latest(patient)
         record = build_consent(patient, self.study, status="active", decision=decision, date=date,
-                               fhir_version=fhir_version,
+                               fhir_version=fhir_version, basis=basis,
                                version=1 if latest is None else latest.version + 1)
         receipt, salt = self._anchor(record, "consent")
         self._store(record, receipt, salt)

@@ -1,29 +1,12 @@
 """Vectorised scoring of a Cox model: absolute risk at horizons with a 95% interval.
 
-For a patient with covariates ``x`` (in the model's units and input order), centre ``c``,
-coefficients ``β`` with covariance ``Σ``, and released Breslow baseline survival ``S0``
-(Breslow 1974, *Biometrics* 30:89–99; the step function at the largest released time ≤ t,
-1 before the first)::
-
-    η = β·(x − c)                          linear predictor (log hazard ratio vs the centre)
-    H0(h) = −log S0(h)                      baseline cumulative hazard at horizon h
-    S(h | x) = S0(h) ** exp(η) = exp(−H0(h) e^η),   risk = 1 − S(h | x)
-
-The 95% interval is built on the complementary log-log scale, where the model is additive
-and the interval respects [0, 1] (Kalbfleisch & Prentice 2002, *The Statistical Analysis of
-Failure Time Data*, 2nd ed., Wiley)::
-
-    log(−log S(h | x)) = log H0(h) + η,      Var(η) = (x − c)ᵀ Σ (x − c)    (delta method)
-    bounds = log H0(h) + η ∓ z·sd(η),  z = Φ⁻¹(0.975),  mapped back by risk = 1 − exp(−e^(·)).
-
-LIMITATION — the interval reflects the uncertainty of β only. The artifact releases no
-variance for the baseline hazard, so Var(log H0(h)) and its covariance with β (Tsiatis 1981,
-*Ann. Statist.* 9:93–108) are ignored: the interval is too narrow, and has zero width for a
-patient exactly at the centre ``c``. It is a lower bound on the true uncertainty and must be
-labelled so wherever it is shown.
-
-Horizons past the last released baseline time are refused (never extrapolated), as are
-stratified models (not supported yet) and inputs outside the intended-use envelope.
+The maths (linear predictor, baseline step function, survival and risk with their
+complementary log-log interval, and its LIMITATION: β uncertainty only, so the interval is a
+lower bound on the true uncertainty and must be labelled so) is the model's own
+(:class:`prognosis.CoxModel`). This module is the device's gate in front of it: the input
+matrix's shape, every value inside its input's intended-use envelope, horizons that need no
+extrapolation (never past the last released baseline time), and no stratified model (not
+supported yet).
 """
 
 from __future__ import annotations
@@ -33,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prognosis import Z95
+
 from .model import PrognosticModel
 
-#: Φ⁻¹(0.975), the two-sided 95% normal quantile
-Z95 = 1.959963984540054
+__all__ = ["Z95", "Scores", "ScoringError", "baseline_cumhaz", "check_inputs", "score", "survival_curve"]
 
 
 class ScoringError(ValueError):
@@ -142,32 +126,7 @@ def _horizons(model: PrognosticModel, horizons: Sequence[float] | np.ndarray | N
 
 def baseline_cumhaz(model: PrognosticModel, times: np.ndarray) -> np.ndarray:
     """H0(t) = −log S0(t) with S0 the released step function (0 before the first released time)."""
-    idx = np.searchsorted(model.baseline_times, times, side="right") - 1
-    s0 = np.where(idx >= 0, model.baseline_survival[np.maximum(idx, 0)], 1.0)
-    return -np.log(s0)
-
-
-def _linear(model: PrognosticModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centred covariates Z = X − c, η = Zβ and sd(η) = sqrt(rowwise ZΣZᵀ)."""
-    Z = X - model.center
-    lp = Z @ model.beta
-    var = ((Z @ model.covariance) * Z).sum(axis=1)
-    return Z, lp, np.sqrt(np.maximum(var, 0.0))
-
-
-def _cumhaz_bounds(H0: np.ndarray, lp: np.ndarray, se: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative hazard H0 e^η and its log-log-scale 95% bounds, shape (n, len(H0)).
-
-    Where H0 = 0 (before the first released time) all three are 0 (risk exactly 0).
-    """
-    pos = H0 > 0
-    log_h0 = np.log(np.where(pos, H0, 1.0))
-    ll = lp[:, None] + log_h0[None, :]
-    half = (Z95 * se)[:, None]
-    with np.errstate(over="ignore"):  # unbounded envelopes: e^η may overflow to inf (risk 1)
-        out = tuple(np.where(pos[None, :], np.exp(v), 0.0) for v in (ll, ll - half, ll + half))
-    return out[0], out[1], out[2]
+    return model.cumulative_hazard_at(times)
 
 
 def score(model: PrognosticModel, X: np.ndarray,
@@ -199,10 +158,10 @@ def score(model: PrognosticModel, X: np.ndarray,
     _unstratified(model)
     arr = _checked(model, _matrix(model, X))
     hs = _horizons(model, horizons)
-    Z, lp, se = _linear(model, arr)
-    H, H_lo, H_hi = _cumhaz_bounds(baseline_cumhaz(model, hs), lp, se)
-    return Scores(names=model.names, horizons=hs, risk=-np.expm1(-H), lower=-np.expm1(-H_lo),
-                  upper=-np.expm1(-H_hi), lp=lp, se_lp=se, contributions=Z * model.beta)
+    lp, se = model.lp(arr), model.se_lp(arr)
+    risk, lower, upper = model.risk_with_interval(lp, se, hs)
+    return Scores(names=model.names, horizons=hs, risk=risk, lower=lower, upper=upper, lp=lp, se_lp=se,
+                  contributions=model.contributions(arr))
 
 
 def survival_curve(model: PrognosticModel, x: np.ndarray | Sequence[float]
@@ -217,7 +176,6 @@ def survival_curve(model: PrognosticModel, x: np.ndarray | Sequence[float]
     """
     _unstratified(model)
     arr = _checked(model, _matrix(model, x, ndim=1))
-    _, lp, se = _linear(model, arr)
     times = np.array(model.baseline_times)
-    H, H_lo, H_hi = _cumhaz_bounds(baseline_cumhaz(model, times), lp, se)
-    return times, np.exp(-H[0]), np.exp(-H_hi[0]), np.exp(-H_lo[0])
+    surv, lower, upper = model.survival_with_interval(model.lp(arr), model.se_lp(arr), times)
+    return times, surv[0], lower[0], upper[0]

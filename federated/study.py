@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from federated.disclosure.dp import DPSettings
 from federated.disclosure.policy import DisclosurePolicy
 from federated.exceptions import DataError
+from federated.table_format import TableFormat
+from prognosis import DAYS_PER_UNIT, Coding, InputSpec  # noqa: F401  (a study declares its inputs with these)
 
 TimeGrid = Literal["exact", "day", "week", "month", "quarter", "year"]
 TimeUnit = Literal["day", "week", "month", "year"]
 Ties = Literal["efron", "breslow"]
 
-#: Length of each calendar unit in days (Julian year, as in most survival software).
-DAYS_PER_UNIT: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "year": 365.25}
 #: The public ladder of time grids, finest first, and the width of each step in days (a quarter is
 #: three months); the coordinator climbs it until every site's cells hold 0 or at least k patients.
 GRID_DAYS: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "quarter": 365.25 / 4,
@@ -104,47 +104,6 @@ class CohortSpec(BaseModel):
         return cov
 
 
-class Coding(BaseModel):
-    """A code from a terminology (LOINC, SNOMED CT, …)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    system: str
-    code: str
-    display: str
-
-
-class InputSpec(BaseModel):
-    """Declared metadata of one covariate: its code, UCUM unit, kind and valid range."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    code: Coding | None = None
-    unit: str = "1"
-    kind: Literal["quantity", "integer", "boolean", "category"] = "quantity"
-    min: float | None = None
-    max: float | None = None
-    #: the reference patient's value: the published model is centred on it, never on a data mean
-    reference: float | None = Field(default=None, allow_inf_nan=False)
-    categories: list[Coding] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _reference_in_range(self) -> InputSpec:
-        ref = self.reference
-        below = ref is not None and self.min is not None and ref < self.min
-        if below or ref is not None and self.max is not None and ref > self.max:
-            raise ValueError(f"reference {ref:g} lies outside the declared range [{self.min}, {self.max}]")
-        return self
-
-    def reference_value(self) -> float | None:
-        """The declared reference, else the middle of the declared range, else None."""
-        if self.reference is not None:
-            return self.reference
-        if self.min is not None and self.max is not None:
-            return (self.min + self.max) / 2.0
-        return None
-
-
 class RevocationPolicy(BaseModel):
     """What a consent withdrawal does to the models trained on the patient's data.
 
@@ -172,6 +131,7 @@ class SiteSource(BaseModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     path: Path
+    format: TableFormat = Field(default_factory=TableFormat)
 
 
 class StudySpec(BaseModel):
@@ -199,6 +159,10 @@ class StudySpec(BaseModel):
     secure_aggregation: bool = True
     #: the loud opt-in to exactness on time cells holding fewer than min_cell_count patients
     allow_small_time_cells: bool = False
+    #: on the yearly grid (the last rung), each site censors a censored patient at the start of her year
+    #: when her cell would hold fewer than k patients, instead of refusing (data as hospitals have them:
+    #: a few patients lost to follow-up early); the artifact says so
+    shift_sparse_censoring: bool = False
     timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     max_iter: int = Field(default=100, ge=1)
     tol: float = Field(default=1e-10, gt=0.0)
@@ -207,6 +171,14 @@ class StudySpec(BaseModel):
     policy: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
     dp: DPSettings = Field(default_factory=DPSettings)
     revocation: RevocationPolicy = Field(default_factory=RevocationPolicy)
+
+    @field_validator("covariates")
+    @classmethod
+    def _once(cls, cov: list[str]) -> list[str]:
+        dup = sorted({c for c in cov if cov.count(c) > 1})
+        if dup:
+            raise ValueError(f"covariates listed twice: {', '.join(dup)}")
+        return cov
 
     @field_validator("horizons")
     @classmethod

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+from typing import Annotated
+
 import typer
 
 from . import (
@@ -10,6 +14,7 @@ from . import (
     demo_cmd,
     deploy_cmd,
     dossier_cmd,
+    init_cmd,
     ledger_cmd,
     model_cmd,
     serve_cmd,
@@ -29,6 +34,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"fedprog {version('fedprog')}")
+        except PackageNotFoundError:  # a checkout that was not installed
+            print("fedprog (not installed: version unknown)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(_: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print the version and exit.")] = False) -> None:
+    """Federated prognostic models with a tamper-evident ledger, a FHIR endpoint and the regulatory
+    dossier."""
+
+
+app.command("init")(init_cmd.init)
 app.command("train")(train_cmd.train)
 app.command("km")(train_cmd.km)
 app.command("demo")(demo_cmd.demo)
@@ -46,6 +72,38 @@ app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(dossier_cmd.app, name="dossier")
 app.add_typer(deploy_cmd.app, name="deploy")
 app.add_typer(site_cmd.app, name="site")
+
+
+def plain_help(doc: str | None) -> str | None:
+    """A docstring as a help text: reST literals (````x````) and roles unmarked, each paragraph's lines
+    joined (the terminal wraps them), paragraphs kept."""
+    if doc is None:
+        return None
+    text = inspect.cleandoc(doc)
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = text.replace("``", "").replace("`", "")
+    paragraphs = [" ".join(line.strip() for line in para.splitlines()) for para in re.split(r"\n\s*\n", text)]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def _plain_everywhere(group: typer.Typer) -> None:
+    """Plain help texts for every command and group of ``group`` (the docstrings stay reST)."""
+    for info in group.registered_commands:
+        info.help = plain_help(info.help or (info.callback.__doc__ if info.callback else None))
+    for sub in group.registered_groups:
+        sub.help = plain_help(sub.help if isinstance(sub.help, str) else None) or sub.help
+        if sub.typer_instance is not None:
+            info_help = sub.typer_instance.info.help
+            if isinstance(info_help, str):
+                sub.typer_instance.info.help = plain_help(info_help)
+            _plain_everywhere(sub.typer_instance)
+    callback = group.registered_callback
+    if callback is not None:
+        doc = callback.callback.__doc__ if callback.callback else None
+        callback.help = plain_help(callback.help or doc)
+
+
+_plain_everywhere(app)
 
 
 def main() -> None:

@@ -88,14 +88,10 @@ def erase(site: SiteOpt, patient: PatientOpt, workspace_dir: WorkspaceOpt = None
 def import_(file: Annotated[Path, typer.Argument(help="FHIR Consent JSON, Bundle or ndjson.")],
             site: SiteOpt, workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """Import FHIR Consent resources (R4B or R5) into a site's registry."""
-    from consent.fhir import from_bundle, parse_consent
+    from consent.fhir import from_bundle
 
     with user_errors():
-        text = file.read_text(encoding="utf-8")
-        stripped = text.lstrip()
-        is_single = stripped.startswith("{") and '"resourceType"' in stripped[:200] and \
-            json.loads(text).get("resourceType") == "Consent"
-        records = [parse_consent(text)] if is_single else from_bundle(text)
+        records = from_bundle(file.read_text(encoding="utf-8"))
         receipts = _registry(workspace_dir, site).import_resources(records)
     _done({"imported": len(receipts), "ledger_indices": [r.index for r in receipts]}, as_json,
           f"imported {len(receipts)} Consent resource(s)")

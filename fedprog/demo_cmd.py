@@ -133,15 +133,13 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
     from ledger.verify import verify_ledger
     from validation.run import Options as ValidationOptions
 
+    from .registration import as_successor, train_in_workspace, validate_in_workspace
     from .train_cmd import local_counts, print_cox_summary
     from .validate_cmd import print_summary
-    from .workspace import train_in_workspace, validate_in_workspace
 
-    latest = [m for m in ws.models.list() if m.model_id == study.model_id]
-    if latest:
-        study = study.model_copy(update={"version": latest[-1].version})
+    study, predecessor = as_successor(ws, study)
     sites = ws.site_objects(ws_dir / "transcripts")
-    fit, artifact = train_in_workspace(ws, study, predecessor=latest[-1] if latest else None, sites=sites)
+    fit, artifact = train_in_workspace(ws, study, predecessor=predecessor, sites=sites)
     out = ws_dir / "models" / f"{artifact['sha256']}.json"
     print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
     cp = artifact["training"]["consent_checkpoint"]

@@ -25,11 +25,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import EXIT_CHECK_FAILED, fail
+from ._common import EXIT_CHECK_FAILED, DecimalOpt, DelimiterOpt, EncodingOpt, fail, table_format
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(help="Run fedprog across hospitals on Flower (SuperLink, SuperNodes, runs).",
                   no_args_is_help=True)
@@ -65,6 +68,7 @@ sites = ""
 workspace = ""
 model = ""
 connect-timeout = 120.0
+probe-timeout = ""
 round-timeout = ""
 n-boot = 200
 """
@@ -158,6 +162,10 @@ def _toml_value(value: str | float | int | bool) -> str:
     return f"'{value}'"
 
 
+def _seconds(value: float | None) -> float | None:
+    return float(value) if value is not None else None
+
+
 def _resolved(path: Path | None) -> str | None:
     return str(path.resolve()) if path is not None else None
 
@@ -221,6 +229,9 @@ def supernode(
         help="The site's record of rounds and evaluations spent per study (default "
              "<workspace>/sites/<site>/budget.json, else beside the data file).")] = None,
     patient_column: Annotated[str, typer.Option(help="Column with the patient ids.")] = "patient_id",
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = None,
+    encoding: EncodingOpt = None,
     transcript_dir: Annotated[Path | None, typer.Option(
         help="Write DIR/<site>.jsonl, one line per message this site sends.")] = None,
     root_certificates: Annotated[Path | None, typer.Option(
@@ -236,10 +247,12 @@ def supernode(
     for flag, path in (("--approved", approved), ("--floors", floors)):
         if path is not None and not path.exists():
             raise fail(f"{flag} {path}: no such file or folder")
+    fmt = table_format(delimiter, decimal, encoding)
     config = config_string({"site": site, "data-path": str(data.resolve()), "patient-column": patient_column,
                             "workspace": _resolved(workspace), "identity-key": _resolved(identity_key),
                             "approved": _resolved(approved), "floors": _resolved(floors),
-                            "budget": _resolved(budget), "transcript-dir": _resolved(transcript_dir)})
+                            "budget": _resolved(budget), "transcript-dir": _resolved(transcript_dir),
+                            **fmt.model_dump(exclude_defaults=True)})
     tls = _given("--root-certificates", root_certificates)
     argv = ["flower-supernode", *_security(insecure, [superlink], tls), "--superlink", superlink,
             "--port", str(port), "--node-config", config, *_given("--auth-supernode-private-key", auth_key)]
@@ -262,10 +275,14 @@ def run(
         help="The coordinator's workspace: a witnessed consent checkpoint, the model registered.")] = None,
     model: Annotated[str | None, typer.Option(help="Model to validate (id@version).")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for validation.")] = 200,
-    connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for every site to connect.")]
-    = 120.0,
-    round_timeout: Annotated[float | None, typer.Option(help="Seconds to wait for each round's replies.")]
-    = None,
+    connect_timeout: Annotated[float, typer.Option(
+        help="Seconds for every site's SuperNode to join the SuperLink.")] = 120.0,
+    probe_timeout: Annotated[float | None, typer.Option(
+        help="Seconds a SuperNode that joined has to answer the request for its site (default the "
+             "connect timeout); raise it for slow or loaded machines.")] = None,
+    round_timeout: Annotated[float | None, typer.Option(
+        help="Seconds to wait for each round's replies and each witness's cosignature (default the "
+             "study's).")] = None,
     timeout: Annotated[float, typer.Option(help="Give up on the whole run after this many seconds.")]
     = 3600.0,
     root_certificates: Annotated[Path | None, typer.Option(help="CA certificate of the SuperLink.")] = None,
@@ -274,13 +291,17 @@ def run(
 ) -> None:
     """Submit a run to the SuperLink, stream its log, and exit with the ServerApp's result."""
     _security(insecure, [superlink], _given("--root-certificates", root_certificates))
+    for flag, seconds in (("--connect-timeout", connect_timeout), ("--probe-timeout", probe_timeout),
+                          ("--round-timeout", round_timeout), ("--timeout", timeout)):
+        if seconds is not None and not seconds > 0:
+            raise fail(f"{flag} {seconds:g}: want a number of seconds above 0")
     if protocol is not None and not protocol.is_file():
         raise fail(f"--protocol {protocol}: no such file")
     config = config_string({
         "study": str(study.resolve()), "protocol": _resolved(protocol), "out": str(out.resolve()),
         "jobs": jobs, "sites": sites, "workspace": _resolved(workspace), "model": model, "n-boot": n_boot,
-        "connect-timeout": float(connect_timeout),
-        "round-timeout": float(round_timeout) if round_timeout is not None else None})
+        "connect-timeout": float(connect_timeout), "probe-timeout": _seconds(probe_timeout),
+        "round-timeout": _seconds(round_timeout)})
     with tempfile.TemporaryDirectory(prefix="fedprog-flwr-") as home:
         trust: dict[str, str | bool] = {"insecure": True} if insecure else \
             {"root-certificates": str(root_certificates)}

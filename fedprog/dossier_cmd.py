@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import EXIT_CHECK_FAILED, fail, user_errors, workspace
+from ._common import EXIT_CHECK_FAILED, Progress, fail, user_errors, workspace
 
 app = typer.Typer(help="The technical file: build the PDFs and their manifest, verify a built dossier.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -49,8 +49,11 @@ def build_dossier(ws_dir: Path, out: Path, *, model: str | None = None, junit: P
     latest = ws.ledger.latest_checkpoint()
     if latest is None or latest[0] < ws.ledger.size:
         ws.publish_checkpoint()  # so the model's anchors are covered by a witnessed checkpoint
-    inputs = gather(ws.root, model=model, junit=junit)
-    manifest = build(inputs, out, anchor=ws.ledger, draft=draft)
+    with Progress("building the technical file") as progress:
+        progress.update("gathering the evidence")
+        inputs = gather(ws.root, model=model, junit=junit)
+        progress.update("writing and checking the PDFs")
+        manifest = build(inputs, out, anchor=ws.ledger, draft=draft)
     if manifest.anchored_now:
         ws.publish_checkpoint()
     return {"out": str(manifest.out), "manifest": str(manifest.path), "manifest_sha256": manifest.sha256,

@@ -6,23 +6,7 @@ Only the transport differs from an in-process run: the ServerApp runs the same c
 code (:mod:`federated.analyses.runner`, :mod:`validation.run`, :mod:`fedprog.workspace`) over a
 :class:`~federated.protocol.flower_transport.FlowerTransport`, and the ClientApp answers with the same
 :class:`~federated.site.handler.Site` (:mod:`federated.site.flower`). Settings come from Flower's
-configs, checked here with pydantic:
-
-* each SuperNode's **node config** names its site and the rules it holds: ``site``,
-  ``data-path``, optionally ``patient-column``, ``workspace`` (the hospital's fedprog workspace:
-  its consent registry ``sites/<site>/consent.sqlite``, its witness key
-  ``sites/<site>/witness.key``, its identity key, its approved studies and the ledger),
-  ``identity-key`` (the site's 32-byte Ed25519 seed file; default
-  ``<workspace>/sites/<site>/identity.key``), ``approved`` (one approved-study JSON file,
-  :class:`~federated.disclosure.rules.StudyProtocol`, or a folder of them; default the workspace's
-  ``sites/<site>/approved/``), ``floors`` (a JSON file of the operator's own
-  :class:`~federated.disclosure.rules.SiteFloors`; default the built-in floors) and ``transcript-dir``.
-  A node with no approved study refuses every request (``not-approved``);
-* the **run config** holds the study: ``study`` (study file at the coordinator), ``protocol``
-  (the approved study's JSON, as the sites approved it; default, with a ``workspace``, the
-  workspace's protocol of the study), ``out`` (folder for the results), ``jobs`` (``cox``,
-  ``km``, ``validate``, comma-separated), ``sites``, ``connect-timeout``, ``round-timeout``,
-  ``workspace``, ``model``, ``n-boot``.
+configs, checked with pydantic (:mod:`fedprog.flower_settings`).
 
 The ServerApp writes ``<out>/result.json`` — ``status`` ``ok`` or ``failed`` with the error —
 because ``flwr run`` itself reports success even when a ServerApp failed.
@@ -34,183 +18,25 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from federated.disclosure.rules import SiteFloors, SiteIdentity, StudyProtocol
+from federated.disclosure.rules import StudyProtocol
 from federated.exceptions import FederatedError
 from federated.protocol.flower_transport import FlowerTransport, discover, fields, hello_reply, record
 from federated.site import flower as flower_site
-from federated.site.handler import Site
-from federated.study import StudySpec, first_error, load_study
+from federated.study import StudySpec, load_study
 from ledger.checkpoint import NoteSignature, parse_body, parse_note
 from ledger.files import write_json_atomic
 
+from .flower_settings import NodeSettings, RunSettings, read_setting
+
 COSIGN_TYPE = "query.fedprog_cosign"
-Job = Literal["cox", "km", "validate"]
-
-
-def _kebab(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _csv(value: object) -> object:
-    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
-
-
-class _FlowerConfig(BaseModel):
-    """Settings read from a Flower config (kebab-case keys); errors are one line naming it."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=_kebab, frozen=True)
-    WHAT: ClassVar[str] = "config"
-
-    @classmethod
-    def _raw(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(config)
-
-    @classmethod
-    def of(cls, config: Mapping[str, Any]) -> Self:
-        try:
-            return cls.model_validate(cls._raw(config))
-        except ValidationError as exc:
-            raise ValueError(f"{cls.WHAT}: {first_error(exc)}") from None
-
-
-class NodeSettings(_FlowerConfig):
-    """A SuperNode's ``--node-config``: which site it serves, where that site's files are, and the
-    rules its operator set (identity key, approved studies, floors)."""
-
-    WHAT = "node config"
-
-    site: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    data_path: Path
-    patient_column: str = "patient_id"
-    workspace: Path | None = None
-    identity_key: Path | None = None
-    approved: Path | None = None
-    floors: Path | None = None
-    budget: Path | None = None
-    transcript_dir: Path | None = None
-
-    def identity(self) -> SiteIdentity | None:
-        """The site's Ed25519 identity key (``None``: neither ``identity-key`` nor a workspace)."""
-        if self.identity_key is not None:
-            return _read(self, "identity-key", self.identity_key, SiteIdentity.from_file)
-        if self.workspace is not None:
-            from .workspace import Workspace
-
-            return Workspace(self.workspace).identity(self.site)
-        return None
-
-    def approvals(self) -> list[StudyProtocol]:
-        """The studies the site's operator approved (none: the site refuses every request)."""
-        if self.approved is None:
-            if self.workspace is None:
-                return []
-            from .workspace import Workspace
-
-            return Workspace(self.workspace).approvals(self.site)
-        where = self.approved
-        files = sorted(where.glob("*.json")) if where.is_dir() else [where]
-        return [_read(self, "approved", f, lambda p: StudyProtocol.model_validate_json(p.read_bytes()))
-                for f in files]
-
-    def site_floors(self) -> SiteFloors | None:
-        if self.floors is None:
-            return None
-        return _read(self, "floors", self.floors, lambda p: SiteFloors.model_validate_json(p.read_bytes()))
-
-    def check(self) -> None:
-        """Refuse (``ValueError``, one line) a node whose rules cannot work: a file that cannot be
-        read, or an approved study that pins another identity key for this site than its own."""
-        identity = self.identity()
-        mine = identity.public if identity is not None else None
-        for protocol in self.approvals():
-            pinned = protocol.peers.get(self.site)
-            if pinned is not None and pinned != mine:
-                why = "another identity key" if mine else "an identity key, and the node has none " \
-                      "(set identity-key or workspace)"
-                raise ValueError(f"{self.WHAT}: approved study {protocol.study_id!r} "
-                                 f"({protocol.sha256[:12]}) pins {why} for site {self.site!r}")
-        self.site_floors()
-
-    def budget_file(self) -> Path:
-        """Where the site records the rounds and evaluations it spent per study: ``budget``, else in
-        the workspace's site folder, else beside the data file (a ClientApp lives for one message,
-        so a budget in memory would be no budget)."""
-        if self.budget is not None:
-            return self.budget
-        if self.workspace is not None:
-            return self.workspace / "sites" / self.site / "budget.json"
-        return self.data_path.with_name(f"{self.data_path.stem}.fedprog-budget.json")
-
-    def privacy_file(self) -> Path:
-        """The site's differential-privacy accountant over all studies, beside its budget file
-        (``<workspace>/sites/<site>/privacy.json`` in a workspace)."""
-        budget = self.budget_file()
-        name = budget.name.replace("budget", "privacy") if "budget" in budget.name \
-            else f"{budget.stem}.privacy.json"
-        return budget.with_name(name)
-
-    def site_factory(self) -> flower_site.SiteFactory:
-        identity, approved, floors = self.identity(), self.approvals(), self.site_floors()
-        budget, privacy = self.budget_file(), self.privacy_file()
-
-        def make(keygen: flower_site.KeyGen, append_transcript: bool, transcript: bool = True) -> Site:
-            consent, witnessed = None, None
-            if self.workspace is not None:  # its consent, as of its own witness's freshest checkpoint
-                from .workspace import Workspace
-
-                ws = Workspace(self.workspace)
-                consent, witnessed = ws.registry(self.site), partial(ws.witnessed, self.site)
-            return Site(self.site, self.data_path, transcript_dir=self.transcript_dir if transcript else None,
-                        consent=consent, patient_column=self.patient_column, keygen=keygen,
-                        append_transcript=append_transcript, identity=identity, approved=approved,
-                        floors=floors, witnessed=witnessed, budget=budget, privacy=privacy)
-        return make
-
-
-T = TypeVar("T")
-
-
-def _read(settings: _FlowerConfig, key: str, path: Path, load: Callable[[Path], T]) -> T:
-    """``load(path)``, its failure as one line naming the config key and the file."""
-    try:
-        return load(path)
-    except ValidationError as exc:
-        raise ValueError(f"{settings.WHAT}: {key} {path}: {first_error(exc)}") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{settings.WHAT}: {key} {path}: {exc}".splitlines()[0]) from None
-
-
-class RunSettings(_FlowerConfig):
-    """A run's ``--run-config`` (the ServerApp's settings); ``""`` means not set."""
-
-    WHAT = "run config"
-
-    study: Path
-    protocol: Path | None = None
-    out: Path
-    jobs: list[Job] = Field(default=["cox"], min_length=1)
-    sites: list[str] = Field(default_factory=list)
-    connect_timeout: float = Field(default=120.0, gt=0)
-    round_timeout: float | None = Field(default=None, gt=0)
-    workspace: Path | None = None
-    model: str | None = None
-    n_boot: int = Field(default=200, ge=0)
-
-    _split = field_validator("jobs", "sites", mode="before")(_csv)
-
-    @classmethod
-    def _raw(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items() if v != ""}
 
 
 # ---------------------------------------------------------------------------- ClientApp
@@ -271,10 +97,11 @@ class RemoteWitnesses:
 
     def cosign(self, site: str, note: str, proof: Sequence[bytes]) -> NoteSignature:
         asked = record({"note": note, "proof": list(proof)})
-        replies = self._transport.only([site]).round_trip(COSIGN_TYPE, {site: asked}, self._timeout)
-        answer = fields(replies.get(site))
+        transport = self._transport.only([site])
+        answer = fields(transport.round_trip(COSIGN_TYPE, {site: asked}, self._timeout).get(site))
         if not answer:
-            raise FederatedError(f"site {site!r}: witness did not answer within {self._timeout:g} s")
+            why = transport.failures.get(site, f"no reply in {self._timeout:g} s")
+            raise FederatedError(f"site {site!r}: witness did not answer: {why}")
         if "error" in answer:
             raise FederatedError(f"site {site!r}: witness refused to cosign: {answer['error']!s}")
         text, signatures = parse_note(note + str(answer["cosignature"]))
@@ -319,16 +146,20 @@ def _one_line(exc: BaseException) -> str:
 
 def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
     """Discover the sites, then run each job over Flower; write ``<out>/<job>.json``."""
-    from .workspace import Workspace, train_in_workspace
+    from .registration import train_in_workspace
+    from .workspace import Workspace
 
     study = load_study(settings.study)
     if settings.round_timeout is not None:
         study = study.model_copy(update={"timeout": settings.round_timeout})
     ws = Workspace(settings.workspace) if settings.workspace is not None else None
+    predecessor = None
+    if ws is not None and "cox" in settings.jobs:
+        study, predecessor = as_registered(ws, study)
     protocol = approved_protocol(settings, study, ws)
     names = settings.sites or [s.name for s in study.sites] or (ws.sites if ws is not None else []) \
         or list(protocol.peers)
-    found = discover(grid, names, settings.connect_timeout)
+    found = discover(grid, names, settings.connect_timeout, settings.probe_timeout)
     nodes = {site: node.node_id for site, node in found.items()}
     transport = FlowerTransport(grid, nodes)
     sizes = {site: int(node.hello.get("witness-size", 0)) for site, node in found.items()}
@@ -339,7 +170,8 @@ def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
     for job in settings.jobs:
         if job == "cox":
             if ws is not None:
-                fit, artifact = train_in_workspace(ws, study, sites=transport, witnesses=witnesses)
+                fit, artifact = train_in_workspace(ws, study, predecessor=predecessor, sites=transport,
+                                                   witnesses=witnesses)
             else:
                 from federated.analyses.runner import train
 
@@ -359,6 +191,16 @@ def run(grid: Grid, settings: RunSettings) -> dict[str, Any]:
     return summary
 
 
+def as_registered(ws: Any, study: StudySpec) -> tuple[StudySpec, Any]:
+    """The study as ``fedprog train --workspace`` registers its model: refused (one line) if the model
+    could not be served (:func:`fedprog.registration.check_registrable`), and the successor of the newest
+    version of the same model, if any (its version, and that entry as predecessor)."""
+    from .registration import as_successor, check_registrable
+
+    check_registrable(study)
+    return as_successor(ws, study)
+
+
 def approved_protocol(settings: RunSettings, study: StudySpec, ws: Any) -> StudyProtocol:
     """The approved study the sites answer for: the run config's ``protocol`` file, else the
     coordinator workspace's protocol of ``study`` (the one its sites' operators approved)."""
@@ -368,7 +210,7 @@ def approved_protocol(settings: RunSettings, study: StudySpec, ws: Any) -> Study
             raise ValueError("run config: `protocol` (the approved study's JSON, as the sites approved it) "
                              "is needed without a workspace")
         return own
-    protocol = _read(settings, "protocol", settings.protocol,
+    protocol = read_setting(settings, "protocol", settings.protocol,
                      lambda p: StudyProtocol.model_validate_json(p.read_bytes()))
     if own is not None and protocol.sha256 != own.sha256:
         # the workspace's jobs name the workspace's protocol of the study (fedprog.workspace)
@@ -381,7 +223,7 @@ def _validate(settings: RunSettings, ws: Any, artifact: dict[str, Any] | None, t
               witnesses: RemoteWitnesses) -> dict[str, Any]:
     from validation.run import Options
 
-    from .workspace import validate_in_workspace
+    from .registration import validate_in_workspace
 
     if ws is None:
         raise ValueError("run config: the validate job needs a workspace (its registry and consent)")

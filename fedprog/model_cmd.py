@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import user_errors, workspace
+from ._common import Progress, fail, user_errors, workspace
 
 if TYPE_CHECKING:
     from device.registry import ModelEntry
@@ -102,14 +102,67 @@ def withdraw(ref: Annotated[str, typer.Argument(help="model_id@version, model_id
 
 
 @app.command("show")
-def show(ref: Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")],
-         workspace_dir: WorkspaceOpt = None) -> None:
-    """The model artifact (its sha256 checked)."""
+def show(ref: Annotated[str, typer.Argument(
+             help="model_id@version, model_id, sha256 prefix, or a model artifact file (model.json).")],
+         workspace_dir: WorkspaceOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="The artifact itself on stdout.")] = False
+         ) -> None:
+    """A model: its status, coefficients as hazard ratios, inputs, horizons and training summary (the
+    artifact's sha256 checked); --json prints the artifact."""
+    from device.model import ModelError, load_model
+
     from .workspace import Workspace
 
+    status = "not registered (a file; fedprog train --workspace registers a model)"
     with user_errors():
-        artifact = Workspace(workspace(workspace_dir)).models.artifact(ref)
-    print(json.dumps(artifact, sort_keys=True, indent=2))
+        path = Path(ref)
+        if ref.endswith(".json") and path.is_file():
+            try:
+                artifact = json.loads(path.read_text(encoding="utf-8"))
+                load_model(artifact)
+            except (ValueError, ModelError) as exc:
+                raise fail(f"{path}: not a fedprog model artifact ({exc})") from None
+        else:
+            ws = Workspace(workspace(workspace_dir))
+            entry = ws.models.get(ref)
+            artifact = ws.models.artifact(entry.ref)
+            status = entry.status + _flag(entry)
+    if as_json:
+        print(json.dumps(artifact, sort_keys=True))
+        return
+    _print_artifact(artifact, status)
+
+
+def _print_artifact(artifact: dict[str, Any], status: str) -> None:
+    """The artifact as a clinician's or statistician's summary: hazard ratios with 95% CIs, inputs."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    training, outcome = artifact.get("training", {}), artifact.get("outcome", {})
+    console = Console()
+    console.print(f"[bold]{artifact['model_id']}@{artifact['version']}[/bold]  {status}")
+    horizons = ", ".join(f"{h:g}" for h in outcome.get("horizons", []))
+    console.print(f"sha256 {artifact['sha256']}; outcome {outcome.get('name', '?')}; risks at "
+                  f"{horizons} {outcome.get('time_unit', '')}s")
+    table = Table(title=f"Cox PH ({artifact.get('ties', '?')} ties) — {training.get('n', '?')} patients, "
+                        f"{training.get('events', '?')} events (multiples of "
+                        f"{training.get('release', {}).get('rounded_to_multiple_of', '?')})")
+    for col in ("covariate", "HR", "HR 95% CI", "p", "unit", "intended-use range", "reference"):
+        table.add_column(col, justify="left" if col in ("covariate", "unit") else "right")
+    center = artifact.get("baseline_survival", {}).get("center", [])
+    for i, spec in enumerate(artifact.get("inputs", [])):
+        name = spec["name"]
+        lo, hi = artifact["confidence_intervals"][name]
+        table.add_row(name, f"{math.exp(artifact['coefficients'][name]):.3f}",
+                      f"{math.exp(lo):.3f}–{math.exp(hi):.3f}", f"{artifact['p_values'][name]:.3g}",
+                      str(spec.get("unit", "")), f"{spec.get('min', '?')}–{spec.get('max', '?')}",
+                      f"{center[i]:g}" if i < len(center) else "")
+    console.print(table)
+    cp = training.get("consent_checkpoint") or {}
+    console.print(f"trained on {', '.join(training.get('sites', []))}; {training.get('exact_on', '')}"
+                  + (f"; consent as of ledger checkpoint {cp['size']}" if cp else ""))
 
 
 @app.command("retrain")
@@ -118,16 +171,41 @@ def retrain(ref: Annotated[str, typer.Argument(help="The model to succeed.")],
     """Train a successor under today's consent (revoked patients left out), linked to its predecessor."""
     from federated.study import StudySpec
 
-    from .workspace import Workspace, train_in_workspace
+    from .registration import train_in_workspace
+    from .workspace import Workspace
 
     with user_errors():
         ws = Workspace(workspace(workspace_dir))
         entry = ws.models.get(ref)
-        artifact = train_in_workspace(ws, StudySpec.model_validate(ws.models.study_of(entry)),
-                                      predecessor=entry)[1]
+        with Progress(f"training a successor of {entry.ref}") as progress:
+            artifact = train_in_workspace(ws, StudySpec.model_validate(ws.models.study_of(entry)),
+                                          predecessor=entry, on_round=progress)[1]
     if as_json:
         print(json.dumps(artifact, sort_keys=True))
     else:
         print(f"{artifact['model_id']}@{artifact['version']} trained under consent checkpoint "
               f"{artifact['training']['consent_checkpoint']['size']} as successor of {entry.ref}; "
               f"sha256 {artifact['sha256']}")
+
+
+@app.command("example")
+def example(ref: Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")],
+            workspace_dir: WorkspaceOpt = None,
+            patient: Annotated[str, typer.Option(
+                "--patient", help="The example patient's id.")] = "example-1",
+            ) -> None:
+    """An example $predict-risk request (FHIR R4 Parameters) for the model: a Patient and one coded
+    Observation per input, each at the model's reference value in the model's unit. Edit the values
+    and POST it to /fhir/Patient/$predict-risk."""
+    import datetime as dt
+
+    from device.fhir.examples import parameters, patient_bundle, typical_values
+    from device.model import load_model
+
+    from .workspace import Workspace
+
+    with user_errors():
+        ws = Workspace(workspace(workspace_dir))
+        model = load_model(ws.models.artifact(ws.models.get(ref).ref))
+    bundle = patient_bundle(model.inputs, typical_values(model), patient_id=patient)
+    print(json.dumps(parameters(bundle, as_of=dt.date.today().isoformat()), indent=2, sort_keys=True))

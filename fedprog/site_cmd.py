@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import user_errors, workspace
+from ._common import DecimalOpt, DelimiterOpt, EncodingOpt, table_format, user_errors, workspace
 
 app = typer.Typer(help="A site's identity key and the studies its operator approved.", no_args_is_help=True)
 
@@ -20,8 +20,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable result o
 
 @app.command("approve")
 def approve(
-    study_file: Annotated[Path, typer.Argument(help="The study (study.toml, or a workspace .study.json).")],
     site: SiteOpt,
+    study_file: Annotated[Path | None, typer.Argument(
+        help="The study (study.toml, or a workspace .study.json; default the workspace's own).")] = None,
     workspace_dir: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -34,7 +35,7 @@ def approve(
 
     with user_errors():
         ws = Workspace(workspace(workspace_dir))
-        study = ws.study_spec(load_study(study_file))
+        study = ws.study_spec(load_study(study_file)) if study_file is not None else ws.study_settings()
         protocol = ws.protocol(study)
         path = ws.approve(site, protocol)
     if as_json:
@@ -66,3 +67,44 @@ def show(site: SiteOpt, workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = F
               f"peers {', '.join(sorted(p.peers))}")
     if not approved:
         print("  no approved study: the site answers nothing")
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="The site's name (letters, digits, '.', '_', '-').")],
+    data: Annotated[Path, typer.Option("--data", help="The site's table (CSV or Parquet), as exported.")],
+    workspace_dir: WorkspaceOpt = None,
+    consent: Annotated[Path | None, typer.Option(
+        "--consent",
+        help="The patients' consent as FHIR Consent resources (JSON, Bundle or ndjson).")] = None,
+    legal_basis: Annotated[str | None, typer.Option(
+        "--legal-basis", help="The legal basis other than consent under which this site uses the data, in "
+                              "words (e.g. 'GDPR Art. 9(2)(j) and national research law'); recorded for "
+                              "every patient, who can still object.")] = None,
+    basis_date: Annotated[str | None, typer.Option(
+        "--basis-date", help="ISO date from which the legal basis applies (default: today).")] = None,
+    patient_column: Annotated[str, typer.Option(
+        "--patient-column", help="The table's column of patient identifiers.")] = "patient_id",
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = None,
+    encoding: EncodingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a hospital to the workspace: its table (checked against the study's columns), its witness
+    and identity keys, and how its patients' data may be used — their FHIR Consent resources, or a
+    legal basis the site declares. One of the two is required: consent is never assumed."""
+    from .site_setup import add_site
+
+    with user_errors():
+        result = add_site(workspace(workspace_dir), name, data, consent=consent, legal_basis=legal_basis,
+                          basis_date=basis_date, patient_column=patient_column,
+                          table_format=table_format(delimiter, decimal, encoding))
+    if as_json:
+        print(json.dumps(result, sort_keys=True))
+        return
+    counts = result["consent"]
+    print(f"{name} added: {result['patients']} patients in {result['data']}; "
+          f"{counts['permit']} may be used ({result['basis']}), {counts['deny']} refused, "
+          f"{counts['none']} without a recorded decision (left out)")
+    print(f"next: each site's operator approves the study (fedprog site approve --site {name}), "
+          "once every site is added")

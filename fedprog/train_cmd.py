@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import fail, user_errors
+from ._common import (
+    DecimalOpt,
+    DelimiterOpt,
+    EncodingOpt,
+    Progress,
+    fail,
+    table_format,
+    user_errors,
+    workspace,
+)
 
 if TYPE_CHECKING:
     from federated.analyses.cox import CoxFit
@@ -38,19 +47,26 @@ LevelsOpt = Annotated[str | None, typer.Option(
 MaxTimeOpt = Annotated[float | None, typer.Option(
     "--max-time", help="Follow-up horizon in the time unit: later follow-up is censored there "
                        "(administrative censoring); bounds the public time grid (default 100 years).")]
+ShiftOpt = Annotated[bool | None, typer.Option(
+    "--shift-sparse-censoring/--no-shift-sparse-censoring",
+    help="On the yearly grid, sites censor the censored patients of a sparse yearly cell at the start of "
+         "their year instead of refusing (a few patients lost to follow-up early).")]
 TimeoutOpt = Annotated[float | None, typer.Option(
     "--timeout", help="Seconds to wait for the sites in each round (default 120).")]
 
 
-def _sites(values: list[str] | None) -> list[dict[str, str]] | None:
+def _sites(values: list[str] | None, delimiter: str | None = None, decimal: str | None = None,
+           encoding: str | None = None) -> list[dict[str, Any]] | None:
+    """``--site NAME=PATH`` flags as the study's sites, each read with the given table format."""
     if not values:
         return None
+    fmt = table_format(delimiter, decimal, encoding).model_dump(exclude_defaults=True)
     out = []
     for v in values:
         name, sep, path = v.partition("=")
         if not sep or not name or not path:
             raise fail(f"--site {v!r}: want NAME=PATH")
-        out.append({"name": name, "path": path})
+        out.append({"name": name, "path": path, "format": fmt})
     return out
 
 
@@ -76,33 +92,16 @@ def _study(study_file: Path | None, **flags: Any) -> StudySpec:
         raise fail(first_error(exc)) from None
 
 
-class _Progress:
-    """One status line per round on stderr (rich), silent when stderr is not a terminal."""
-
-    def __init__(self, what: str) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self.status = self.console.status(f"{what}: starting") if self.console.is_terminal else None
-        self.what = what
-
-    def __enter__(self) -> _Progress:
-        if self.status is not None:
-            self.status.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.status is not None:
-            self.status.__exit__(None, None, None)
-
-    def __call__(self, round_: int, kind: str) -> None:
-        if self.status is not None:
-            self.status.update(f"{self.what}: round {round_} ({kind})")
-
-
 def train(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the model artifact (JSON).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the model artifact (JSON).")] = None,
+    workspace_dir: Annotated[Path | None, typer.Option(
+        "--workspace", help="Train the workspace's study on its sites under a witnessed consent checkpoint "
+                            "and register the model as a candidate (then fedprog validate).")] = None,
     site: SiteOpt = None,
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = None,
+    encoding: EncodingOpt = None,
     study: StudyOpt = None,
     time: TimeOpt = None,
     event: EventOpt = None,
@@ -118,36 +117,81 @@ def train(
     secure_agg: SecureOpt = None,
     levels: LevelsOpt = None,
     max_time: MaxTimeOpt = None,
+    shift_sparse_censoring: ShiftOpt = None,
     timeout: TimeoutOpt = None,
     model_id: Annotated[str | None, typer.Option("--model-id", help="Model id in the artifact.")] = None,
     version: Annotated[str | None, typer.Option(help="Model version in the artifact.")] = None,
     transcript_dir: TranscriptOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit a Cox proportional-hazards model across sites; write the model artifact."""
+    """Fit a Cox proportional-hazards model across sites and write the model artifact (--out), or
+    with --workspace train the workspace's study and register the model for validation and release."""
     from federated.analyses.runner import make_sites
     from federated.analyses.runner import train as run_train
     from ledger.files import write_json_atomic
 
+    if out is None and workspace_dir is None and not as_json:
+        raise fail("say where the model goes: --out model.json, --workspace W (registered), or --json")
     with user_errors():
         try:
             hs = [float(h) for h in horizons.split(",")] if horizons is not None else None
         except ValueError:
             raise fail(f"--horizons {horizons!r}: want comma-separated numbers") from None
-        spec = _study(study, sites=_sites(site), time=time, event=event, covariates=_csv(covariates),
-                      ties=ties, penalty=penalty, strata=strata, strata_by_site=strata_by_site,
-                      time_grid=time_grid, time_unit=time_unit, horizons=hs,
-                      secure_aggregation=secure_agg, model_id=model_id, version=version,
-                      levels=_csv(levels), max_time=max_time, timeout=timeout)
-        sites = make_sites(spec, transcript_dir)
-        with _Progress("federated Cox") as progress:
-            fit, artifact = run_train(spec, on_round=progress, sites=sites)
-        write_json_atomic(out, artifact)
+        flags = dict(time=time, event=event, covariates=_csv(covariates),
+                     ties=ties, penalty=penalty, strata=strata, strata_by_site=strata_by_site,
+                     time_grid=time_grid, time_unit=time_unit, horizons=hs,
+                     secure_aggregation=secure_agg, model_id=model_id, version=version,
+                     levels=_csv(levels), max_time=max_time, timeout=timeout,
+                     shift_sparse_censoring=shift_sparse_censoring)
+        if workspace_dir is not None:
+            if site:
+                raise fail("--site: a workspace trains on its own sites (fedprog site add)")
+            fit, artifact, sites, registered = _train_registered(workspace(workspace_dir), study, flags,
+                                                                 transcript_dir)
+        else:
+            spec = _study(study, sites=_sites(site, delimiter, decimal, encoding), **flags)
+            sites = make_sites(spec, transcript_dir)
+            with Progress("federated Cox") as progress:
+                fit, artifact = run_train(spec, on_round=progress, sites=sites)
+            registered = None
+        if out is not None:
+            write_json_atomic(out, artifact)
     if as_json:
         print(json.dumps(artifact, sort_keys=True))
-    else:
-        print_cox_summary(fit, out, artifact["sha256"], local_counts(sites),
-                          privacy=artifact["training"]["differential_privacy"])
+        return
+    print_cox_summary(fit, out, artifact["sha256"], local_counts(sites),
+                      privacy=artifact["training"]["differential_privacy"])
+    if registered is not None:
+        print(f"registered {registered} as a candidate (ledger, consent checkpoint "
+              f"{artifact['training']['consent_checkpoint']['size']}); next: fedprog validate {registered} "
+              f"--workspace {workspace(workspace_dir)}")
+
+
+def _train_registered(ws_dir: Path, study_file: Path | None, flags: dict[str, Any],
+                      transcript_dir: Path | None) -> tuple[CoxFit, dict[str, Any], list[Any], str]:
+    """``train --workspace``: the workspace's study (or ``--study``) with the flags on top, checked for
+    what serving needs, approved by every site, trained under a witnessed consent checkpoint and
+    registered (a successor of the newest version of the same model, if any)."""
+    from .registration import as_successor, check_registrable, train_in_workspace
+    from .workspace import Workspace
+
+    ws = Workspace(ws_dir)
+    path = study_file if study_file is not None else ws.study_file
+    if path is None:
+        raise fail(f"{ws_dir} keeps no study: fedprog init --study study.toml, or give --study")
+    spec = ws.study_spec(_study(path, **flags))
+    if not ws.sites:
+        raise fail(f"{ws_dir} has no sites yet: fedprog site add NAME --data PATH …")
+    check_registrable(spec)
+    pending = ws.unapproved(spec)
+    if pending:
+        raise fail(f"site(s) {', '.join(pending)} have not approved this study: each site's operator runs "
+                   f"fedprog site approve --site NAME --workspace {ws_dir}")
+    spec, predecessor = as_successor(ws, spec)
+    sites = ws.site_objects(transcript_dir)
+    with Progress("federated Cox") as progress:
+        fit, artifact = train_in_workspace(ws, spec, predecessor=predecessor, sites=sites, on_round=progress)
+    return fit, artifact, sites, f"{artifact['model_id']}@{artifact['version']}"
 
 
 def local_counts(sites: list[Any]) -> dict[str, tuple[int, int] | None]:
@@ -155,7 +199,7 @@ def local_counts(sites: list[Any]) -> dict[str, tuple[int, int] | None]:
     return {s.name: s.local_summary for s in sites}
 
 
-def print_cox_summary(fit: CoxFit, out: Path, sha256: str, local: dict[str, tuple[int, int] | None],
+def print_cox_summary(fit: CoxFit, out: Path | None, sha256: str, local: dict[str, tuple[int, int] | None],
                       privacy: dict[str, Any] | None = None) -> None:
     """Hazard ratios with 95% CIs, rounds and per-site sizes, as rich tables; a private fit shows
     its noisy totals marked "≈" and no exact count beside it."""
@@ -191,12 +235,15 @@ def print_cox_summary(fit: CoxFit, out: Path, sha256: str, local: dict[str, tupl
                       "baseline are noisy; the covariance omits the noise's own variance")
     console.print(f"{fit.iterations} Newton iterations, {fit.rounds} rounds, {state}; "
                   f"log {'profile' if privacy is not None else 'partial'} likelihood {fit.loglik:.4f}")
-    console.print(f"model artifact: {out} (sha256 {sha256})")
+    console.print(f"model artifact: {out if out is not None else 'in the workspace'} (sha256 {sha256})")
 
 
 def km(
     out: Annotated[Path | None, typer.Option("--out", help="Where to write the KM result (JSON).")] = None,
     site: SiteOpt = None,
+    delimiter: DelimiterOpt = None,
+    decimal: DecimalOpt = None,
+    encoding: EncodingOpt = None,
     study: StudyOpt = None,
     time: TimeOpt = None,
     event: EventOpt = None,
@@ -207,6 +254,7 @@ def km(
     time_unit: UnitOpt = None,
     max_time: MaxTimeOpt = None,
     secure_agg: SecureOpt = None,
+    shift_sparse_censoring: ShiftOpt = None,
     timeout: TimeoutOpt = None,
     transcript_dir: TranscriptOpt = None,
     as_json: JsonOpt = False,
@@ -216,10 +264,12 @@ def km(
     from ledger.files import write_json_atomic
 
     with user_errors():
-        spec = _study(study, sites=_sites(site), time=time, event=event, group=group,
+        spec = _study(study, sites=_sites(site, delimiter, decimal, encoding), time=time, event=event,
+                      group=group,
                       levels=_csv(levels), time_grid=time_grid, time_unit=time_unit, max_time=max_time,
-                      secure_aggregation=secure_agg, timeout=timeout)
-        with _Progress("federated Kaplan–Meier") as progress:
+                      secure_aggregation=secure_agg, timeout=timeout,
+                      shift_sparse_censoring=shift_sparse_censoring)
+        with Progress("federated Kaplan–Meier") as progress:
             result = kaplan_meier(spec, transcript_dir=transcript_dir, on_round=progress)
         body = result.to_dict()
         if out is not None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import EXIT_CHECK_FAILED, fail, user_errors, workspace
+from ._common import EXIT_CHECK_FAILED, Progress, fail, user_errors, workspace
 
 RefArg = Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")]
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", help="Workspace folder.")]
@@ -40,7 +40,8 @@ def validate(
     from validation.exceptions import ValidationRunError
     from validation.run import Options
 
-    from .workspace import Workspace, validate_in_workspace
+    from .registration import validate_in_workspace
+    from .workspace import Workspace
 
     try:
         extra = tuple(shlex.split(verification_args)) if verification_args is not None else None
@@ -51,7 +52,10 @@ def validate(
                       requirements=requirements)
     with user_errors():
         try:
-            report = validate_in_workspace(Workspace(workspace(workspace_dir)), ref, options)
+            with Progress(f"validating {ref} at every site (performance, leave-one-site-out, "
+                          f"{bootstrap} bootstrap resamples per site"
+                          f"{'' if skip_verification else ', the test suite'})"):
+                report = validate_in_workspace(Workspace(workspace(workspace_dir)), ref, options)
         except ValidationRunError as exc:
             raise fail(str(exc)) from None
     if as_json:
@@ -88,7 +92,11 @@ def _checks(checks: list[dict[str, Any]]) -> str:
         return "; ".join(f"{x['where']} " + (f"{x['value']:.3f}" if isinstance(x["value"], float)
                                              else str(x.get("reason") or x["value"])) for x in shown)
     values = [x["value"] for x in shown]
-    return f"{len(shown)} sites {min(values):.3f}–{max(values):.3f}"
+    places = sorted({x["where"] for x in shown})
+    horizons = len({x.get("horizon") for x in shown})
+    where = "pooled" if places == ["pooled"] else f"{len(places)} sites"
+    at = f" at {horizons} horizons" if horizons > 1 else ""
+    return f"{where}{at} {min(values):.3f}–{max(values):.3f}"
 
 
 def print_summary(report: dict[str, Any], say: Any) -> None:

@@ -31,15 +31,14 @@ import json
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from consent.registry import ConsentRegistry
-from device.registry import ModelEntry, ModelRegistry
-from federated.analyses.cox import CoxFit
+from device.registry import ModelRegistry
 from federated.disclosure.rules import SiteIdentity, StudyProtocol, protocol_of
 from federated.protocol.messages import ConsentGate
-from federated.protocol.transport import Transport
 from federated.site.handler import Site
+from federated.site.tables import TableFormat
 from federated.study import StudySpec
 from ledger.anchors import TrustAnchors
 from ledger.checkpoint import (
@@ -54,9 +53,6 @@ from ledger.files import secret_file, write_json_atomic
 from ledger.log import Ledger
 from ledger.trusted import AuditingWitness, read_verified
 from ledger.witness import QuorumPolicy
-
-if TYPE_CHECKING:
-    from validation.run import Options as ValidationOptions
 
 MANIFEST = "workspace.json"
 
@@ -90,29 +86,79 @@ class Workspace:
     def create(cls, root: Path, study: str, sites: dict[str, Path],
                patient_column: str = "patient_id") -> Workspace:
         """Lay out a new workspace (or extend one for the same study) and register witnesses."""
+        ws = cls.init(root, study, exist_ok=True)
+        for name, data in sites.items():
+            ws.add_site(name, data, patient_column=patient_column)
+        return ws
+
+    @classmethod
+    def init(cls, root: Path, study: str, *, study_file: str | None = None, exist_ok: bool = False
+             ) -> Workspace:
+        """A new workspace for ``study`` (its consent scope, a URI): the ledger's origin, its log key
+        pinned in the ``trust`` block, and optionally the study settings kept as ``study_file``
+        (relative to the workspace). ``exist_ok``: an existing workspace of the same study is reused."""
         ws = cls(root)
         ws.root.mkdir(parents=True, exist_ok=True)
+        if (ws.root / MANIFEST).exists():
+            held = ws.manifest["study"]
+            if held != study:
+                raise WorkspaceError(f"{ws.root} holds study {held!r}, not {study!r}")
+            if not exist_ok:
+                raise WorkspaceError(f"{ws.root} is already a fedprog workspace (study {study!r})")
+            return ws
         manifest: dict[str, Any] = {"study": study, "origin": f"fedprog.local/{secrets.token_hex(4)}",
                                     "sites": {}}
-        if (ws.root / MANIFEST).exists():
-            manifest = ws.manifest
-            if manifest["study"] != study:
-                raise WorkspaceError(f"{ws.root} holds study {manifest['study']!r}, not {study!r}")
-        for name, data in sites.items():
-            manifest["sites"][name] = {"data": str(data), "patient_column": patient_column}
+        if study_file is not None:
+            manifest["study_file"] = study_file
         write_json_atomic(ws.root / MANIFEST, manifest)
-        for name in sites:
-            ws._witness_signer(name)  # each new site's witness key (created on first use)
-        ws.trust()  # pin the log key and the new sites' witness keys before anything is signed
-        for name in sites:
-            ws.ledger.add_witness(ws.witness(name).name, ws.witness(name).verifier.verifier_key())
+        ws.trust()  # pin the log key before anything is signed
         return ws
+
+    def add_site(self, name: str, data: Path, *, patient_column: str = "patient_id",
+                 table_format: dict[str, Any] | None = None, basis: dict[str, Any] | None = None) -> None:
+        """Add (or update) a site: its table, how the table is written (``table_format``: the fields
+        of :class:`federated.site.tables.TableFormat`), how its patients' data may be used (``basis``),
+        and its witness, pinned in the ``trust`` block and registered in the ledger."""
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise WorkspaceError(f"site name {name!r}: letters, digits, '.', '_' and '-' only, "
+                                 "starting with a letter or digit")
+        manifest = self.manifest
+        entry: dict[str, Any] = {"data": str(data), "patient_column": patient_column}
+        if table_format:
+            entry["format"] = table_format
+        if basis is not None:
+            entry["basis"] = basis
+        manifest["sites"][name] = entry
+        write_json_atomic(self.root / MANIFEST, manifest)
+        self._witness_signer(name)  # the new site's witness key (created on first use)
+        self.trust()  # pin its witness key before it cosigns anything
+        witness = self.witness(name)
+        self.ledger.add_witness(witness.name, witness.verifier.verifier_key())
+
+    @property
+    def study_file(self) -> Path | None:
+        """The study settings kept in the workspace by ``fedprog init`` (None if none)."""
+        name = self.manifest.get("study_file")
+        return None if name is None else self.root / str(name)
+
+    def study_settings(self) -> StudySpec:
+        """The workspace's study (``fedprog init --study``), its sites taken from the workspace."""
+        from federated.study import load_study
+
+        path = self.study_file
+        if path is None:
+            raise WorkspaceError(f"{self.root} keeps no study file (fedprog init --study study.toml, "
+                                 "or give --study)")
+        return self.study_spec(load_study(path))
 
     @property
     def manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST
         if not path.is_file():
-            raise WorkspaceError(f"{self.root} is not a fedprog workspace (no {MANIFEST}; run fedprog demo)")
+            raise WorkspaceError(f"{self.root} is not a fedprog workspace (no {MANIFEST}): run fedprog init "
+                                 "--study study.toml, or fedprog demo")
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return data
 
@@ -205,12 +251,17 @@ class Workspace:
         for name in self.sites:
             info = self._site(name)
             out.append(Site(name, Path(info["data"]), transcript_dir=transcript_dir,
+                            table_format=self.table_format(name),
                             consent=self.registry(name), patient_column=info["patient_column"],
                             identity=self.identity(name), approved=self.approvals(name),
                             witnessed=lambda n=name: self.witnessed(n),  # type: ignore[misc]
                             budget=self.root / "sites" / name / "budget.json",
                             privacy=self.root / "sites" / name / "privacy.json"))
         return out
+
+    def table_format(self, site: str) -> TableFormat:
+        """How the site's table is written (delimiter, decimal mark, encoding; detected if unset)."""
+        return TableFormat.model_validate(self._site(site).get("format") or {})
 
     # -------------------------------------------------------------- approvals
     def identity(self, site: str) -> SiteIdentity:
@@ -232,6 +283,11 @@ class Workspace:
         write_json_atomic(path, protocol.model_dump(mode="json"))
         return path
 
+    def unapproved(self, study: StudySpec) -> list[str]:
+        """The sites whose operator has not approved ``study`` as this workspace's sites would run it."""
+        sha = self.protocol(self.study_spec(study)).sha256
+        return [site for site in self.sites if sha not in {p.sha256 for p in self.approvals(site)}]
+
     def approvals(self, site: str) -> list[StudyProtocol]:
         folder = self.root / "sites" / site / "approved"
         return [StudyProtocol.model_validate_json(p.read_text(encoding="utf-8"))
@@ -251,7 +307,8 @@ class Workspace:
         """``study`` with its sites taken from the workspace."""
         from federated.study import SiteSource
 
-        return study.model_copy(update={"sites": [SiteSource(name=n, path=Path(self._site(n)["data"]))
+        return study.model_copy(update={"sites": [SiteSource(name=n, path=Path(self._site(n)["data"]),
+                                                             format=self.table_format(n))
                                                   for n in self.sites]})
 
     # ------------------------------------------------------------ checkpoints
@@ -294,62 +351,3 @@ class LocalWitnesses:
 
     def cosign(self, site: str, note: str, proof: Sequence[bytes]) -> NoteSignature:
         return self._ws.witness(site).cosign(note, proof)
-
-
-def next_version(version: str) -> str:
-    """``"3"`` → ``"4"``; a non-numeric version gets ``".1"`` appended."""
-    return str(int(version) + 1) if version.isdigit() else f"{version}.1"
-
-
-def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEntry | None = None,
-                       sites: list[Site] | Transport | None = None, witnesses: Witnesses | None = None
-                       ) -> tuple[CoxFit, dict[str, Any]]:
-    """Train under a fresh, witnessed consent checkpoint and register the model in the ledger.
-
-    Every site uses only patients whose consent is active at that checkpoint and remembers,
-    privately, which it used (so that a later revocation flags this model). A successor
-    links to its predecessor. ``sites`` and ``witnesses`` reach the sites (default: in this
-    process; a Flower deployment passes its transport and remote witnesses).
-    """
-    from federated.analyses.runner import train
-
-    if predecessor is not None:
-        study = study.model_copy(update={"version": next_version(predecessor.version)})
-    job = f"{study.model_id}@{study.version}"
-    gate = ws.consent_gate(job, witnesses)
-    study = ws.study_spec(study)
-    fit, artifact = train(study, sites=sites if sites is not None else ws.site_objects(), consent=gate,
-                          protocol=ws.protocol(study))
-    ws.models.register(artifact, job, predecessor=None if predecessor is None else predecessor.ref,
-                       study=json.loads(study.model_dump_json(exclude={"sites"})))
-    ws.publish_checkpoint(witnesses)
-    return fit, artifact
-
-
-def validate_in_workspace(ws: Workspace, ref: str, options: ValidationOptions | None = None, *,
-                          sites: list[Site] | Transport | None = None, witnesses: Witnesses | None = None
-                          ) -> dict[str, Any]:
-    """Validate a registered model on the sites' consented data (:mod:`validation.run`) and record
-    the verdict at the release gate: the report is kept by its hash and anchored in the ledger as a
-    ``validation`` entry. A released or withdrawn model is validated all the same (its report is
-    written) but its state cannot change, so nothing is recorded; ``recorded`` says which.
-
-    The report folder is ``<workspace>/validation/<model sha256[:16]>-<n>/``.
-    """
-    from ledger.canonical import sealed_sha256
-    from validation.run import run_validation
-
-    entry = ws.models.get(ref)
-    model = ws.models.artifact(entry.ref)
-    study = StudySpec.model_validate(ws.models.study_of(entry))
-    gate = ws.consent_gate(f"validation:{entry.ref}", witnesses)
-    report = run_validation(model, study, sites if sites is not None else ws.site_objects(), gate,
-                            ws.root / "validation", options, protocol=ws.protocol(study))
-    recorded: dict[str, Any] = {"recorded": False, "report_sha256": sealed_sha256(report)}
-    if entry.lifecycle in ("released", "withdrawn"):
-        recorded["reason"] = (f"{entry.ref} is {entry.lifecycle}: its state cannot change (validate a new "
-                              "version to release)")
-    else:
-        recorded.update(recorded=True, ledger_index=ws.models.record_validation(entry.ref, report).index)
-    ws.publish_checkpoint(witnesses)
-    return {**report, "registry": recorded}

@@ -35,12 +35,17 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON via a temporary file in the same folder,
-    fsync and rename (then fsync the folder): a crash leaves the old file or the new one,
-    never half of either. ``ValueError`` (nothing written) for NaN or infinities."""
+    """Write ``obj`` as indented, key-sorted JSON atomically (:func:`write_text_atomic`).
+    ``ValueError`` (nothing written) for NaN or infinities."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False,
+                                       allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) via a temporary file in the same folder, fsync and rename (then fsync
+    the folder): a crash leaves the old file or the new one, never half of either."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

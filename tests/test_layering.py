@@ -10,16 +10,18 @@ import pytest
 pytestmark = pytest.mark.req("SRS-ARCH-001")
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = ("ledger", "consent", "federated", "device", "validation", "traceability", "dossier", "fedprog")
+OURS = ("ledger", "prognosis", "consent", "federated", "device", "validation", "traceability", "dossier",
+        "fedprog")
 #: package → the other packages of ours it may import
 ALLOWED: dict[str, set[str]] = {
     "ledger": set(),
     "traceability": set(),
-    "consent": {"ledger"},
-    "federated": {"ledger"},
-    "device": {"ledger"},
-    "validation": {"federated", "device", "ledger", "traceability"},
-    "dossier": {"ledger", "consent", "federated", "device", "validation", "traceability"},
+    "prognosis": {"ledger"},  # the released model: pure, sealed with ledger.canonical
+    "consent": {"ledger", "prognosis"},
+    "federated": {"ledger", "prognosis"},
+    "device": {"ledger", "prognosis"},
+    "validation": {"federated", "device", "ledger", "traceability", "prognosis"},
+    "dossier": {"ledger", "consent", "federated", "device", "validation", "traceability", "prognosis"},
     "fedprog": set(OURS) - {"fedprog"},
 }
 

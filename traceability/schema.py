@@ -54,7 +54,8 @@ class Acceptance(BaseModel):
     statistic: Literal["estimate", "ci_lower", "ci_upper"] = "estimate"
     op: Literal[">=", "<=", "between"]
     threshold: float | tuple[float, float]
-    horizon: float | None = None
+    #: a horizon (in the model's time unit), ``"each"`` (every horizon the model reports), or none
+    horizon: float | Literal["each"] | None = None
     scope: Literal["each-site", "pooled"] = "pooled"
 
     @model_validator(mode="after")

@@ -6,8 +6,10 @@ bound of its 95% CI), an operator and threshold, an optional horizon, and whethe
 value or every site must meet it. Judging rules:
 
 * a per-horizon metric (``td_auc``, ``brier``, ``e_o_ratio``, ``calibration_intercept``) without a
-  horizon must hold at every horizon of the model; ``calibration_slope`` without a horizon is the
-  slope on all follow-up, with one the slope with follow-up censored at it;
+  horizon, or with ``horizon: each``, must hold at every horizon of the model; ``calibration_slope``
+  without a horizon is the slope on all follow-up, with one the slope with follow-up censored at it,
+  and with ``each`` the slope censored at every horizon of the model (so a criterion holds for any
+  study's horizons, not one model's);
 * ``harrell_c``, ``uno_c`` and ``integrated_brier`` have no horizon (a stated one is ignored);
 * a value that could not be computed (suppressed site, horizon beyond follow-up, too few sites to
   pool) fails the check, with the reason: a criterion passes only on evidence.
@@ -61,10 +63,12 @@ def load_criteria(folder: Path | None = None) -> list[Criterion]:
     return out
 
 
-def _horizons(metric: str, horizon: float | None, horizons: list[float]) -> list[float | None]:
+def _horizons(metric: str, horizon: float | str | None, horizons: list[float]) -> list[float | None]:
     if metric not in PER_HORIZON:
         return [None]
-    if horizon is not None:
+    if horizon == "each":
+        return list(horizons)
+    if isinstance(horizon, float | int):
         return [horizon]
     return [None] if metric == "calibration_slope" else list(horizons)
 
@@ -110,7 +114,8 @@ def judge(criteria: list[Criterion], pooled: Table, sites: dict[str, Table | str
                 checks.append(check)
         threshold = list(a.threshold) if isinstance(a.threshold, tuple) else a.threshold
         out.append({"id": c.id, "requirement": c.requirement, "title": c.title, "metric": a.metric,
-                    "statistic": a.statistic, "op": a.op, "threshold": threshold, "horizon": a.horizon,
+                    "statistic": a.statistic, "op": a.op, "threshold": threshold,
+                    "horizon": a.horizon,
                     "scope": a.scope, "checks": checks,
                     "passed": bool(checks) and all(x["passed"] for x in checks)})
     return out

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from federated.site.performance import from_scale, to_scale
-
-Z95 = 1.959963984540054  # Φ⁻¹(0.975)
+from prognosis import Z95
 
 
 def inverse_variance(estimates: Sequence[float], ses: Sequence[float], scale: str) -> dict[str, Any]:

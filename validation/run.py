@@ -38,6 +38,7 @@ from federated.protocol.transport import Transport, as_transport
 from federated.site.evaluation import public_km_times
 from federated.site.handler import Site
 from federated.study import StudySpec
+from prognosis import CoxModel, ModelError
 
 from . import report as rep
 from . import verification
@@ -66,21 +67,17 @@ class Options:
 
 
 def evaluation_model(artifact: dict[str, Any]) -> EvaluationModel:
-    """What a site needs of the artifact to evaluate it (coefficients, centre, baseline, horizons)."""
-    base = artifact["baseline_survival"]
-    if base.get("strata") is not None or not base["times"]:
-        raise ValidationRunError(f"{artifact['model_id']}@{artifact['version']} is stratified: the "
-                                 "validation needs one shared baseline")
-    horizons = artifact["outcome"]["horizons"]
-    if not horizons:
+    """What a site is sent to evaluate: the sealed artifact itself, at its own horizons."""
+    try:
+        model = CoxModel.from_artifact(artifact)
+    except ModelError as exc:
+        raise ValidationRunError(f"the model cannot be validated: {exc}") from None
+    if model.stratified:
+        raise ValidationRunError(f"{model.ref} is stratified: the validation needs one shared baseline")
+    if not model.horizons:
         raise ValidationRunError("the model states no horizons to validate at")
-    names = [i["name"] for i in artifact["inputs"]]
-    w = WireArray.from_numpy
-    return EvaluationModel(beta=w(np.array([artifact["coefficients"][n] for n in names], dtype=float)),
-                           center=w(np.array(base["center"], dtype=float)),
-                           baseline_times=w(np.array(base["times"], dtype=float)),
-                           baseline_survival=w(np.array(base["survival"], dtype=float)),
-                           horizons=w(np.array(horizons, dtype=float)))
+    return EvaluationModel(artifact=model.to_artifact(),
+                           horizons=WireArray.from_numpy(np.array(model.horizons, dtype=float)))
 
 
 def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], study: StudySpec,

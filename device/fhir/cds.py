@@ -36,7 +36,6 @@ HOOK = "patient-view"
 RISK_BANDS: tuple[tuple[float, str], ...] = ((0.10, "info"), (0.30, "warning"), (math.inf, "critical"))
 SUMMARY_MAX = 139  # CDS Hooks 2.0 §"Card Attributes": summary "<140 characters"
 #: days in one model time unit (a month is a twelfth of the mean Julian year)
-DAYS_PER_UNIT = {"day": 1.0, "week": 7.0, "month": 30.4375, "year": 365.25}
 _ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
 
 
@@ -46,13 +45,8 @@ def indicator(risk: float) -> str:
 
 
 def horizon_text(model: PrognosticModel, h: float) -> str:
-    """A horizon in words: in years once it is at least a year long (``1826`` days → ``5 years``)."""
-    days = h * DAYS_PER_UNIT[model.time_unit]
-    if model.time_unit != "year" and days < 365:
-        return f"{h:g} {model.time_unit}{'' if h == 1 else 's'}"
-    years = days / 365.25
-    shown = f"{round(years)}" if abs(years - round(years)) < 0.05 else f"{years:.1f}"
-    return f"{shown} year{'' if shown == '1' else 's'}"
+    """A horizon in words (:meth:`prognosis.CoxModel.horizon_text`: ``1826`` days → ``5 years``)."""
+    return model.horizon_text(h)
 
 
 def _pct(p: float) -> str:

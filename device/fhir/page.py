@@ -17,9 +17,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from prognosis import DAYS_PER_UNIT
+
 from ..model import InputSpec, PrognosticModel
 from ..revocation import RetrainDue
-from .cds import DAYS_PER_UNIT, horizon_text
 from .http import state
 from .resources import event, intended_use
 from .service import served_entry
@@ -72,7 +73,7 @@ def _ticks(model: PrognosticModel) -> list[dict[str, Any]]:
     last = max(model.horizons)
     step = per_year if last >= per_year else max(1.0, last / 5)
     count = int(last / step + 0.01)  # 1826 days is 5 years, give or take the leap days
-    return [{"value": min(k * step, last), "label": horizon_text(model, k * step) if k else "0"}
+    return [{"value": min(k * step, last), "label": model.horizon_text(k * step) if k else "0"}
             for k in range(count + 1)]
 
 
@@ -93,7 +94,7 @@ def model_facts(model: PrognosticModel, released: str | None, retrain: RetrainDu
         "ref": model.ref, "model_id": model.model_id, "version": model.version, "sha256": model.sha256,
         "kind": f"{model.artifact.kind} model", "outcome": model.outcome,
         "event": f"an {event(model)}", "released": released, "time_unit": model.time_unit,
-        "horizons": [{"value": h, "label": horizon_text(model, h)} for h in model.horizons],
+        "horizons": [{"value": h, "label": model.horizon_text(h)} for h in model.horizons],
         "ticks": _ticks(model), "inputs": [_input(s) for s in model.inputs],
         "intended_use": intended_use(model), "limitations": list(LIMITATIONS),
     }

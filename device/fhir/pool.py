@@ -54,9 +54,9 @@ _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the ``dev
 
 
 def artifact_json(model: PrognosticModel) -> dict[str, Any] | None:
-    """The artifact JSON a worker loads ``model`` from — the fields as given, hashing to
-    ``model.sha256`` as :func:`device.model.load_model` will verify — or ``None`` if it would not."""
-    art = model.artifact.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    """The artifact JSON a worker loads ``model`` from — the object the model was read from, hashing
+    to ``model.sha256`` as :func:`device.model.load_model` will verify — or ``None`` if it would not."""
+    art = model.to_artifact()
     return art if canonical_sha256(art) == model.sha256 else None
 
 

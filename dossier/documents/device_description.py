@@ -13,7 +13,6 @@ from typing import Any
 
 from reportlab.platypus import Flowable
 
-from device.fhir.cds import horizon_text
 from device.model import InputSpec, ModelError, PrognosticModel, load_model
 from dossier.documents import _privacy
 from dossier.documents._layout import code, fit, section
@@ -35,7 +34,7 @@ def prognostic(inputs: DossierInputs, doc_id: str) -> PrognosticModel:
 
 def horizon_label(model: PrognosticModel, h: float) -> str:
     """``1095 days (3 years)``: the artifact's value and the wording of the CDS card."""
-    return f"{h:g} {model.time_unit}s ({horizon_text(model, h)})"
+    return f"{h:g} {model.time_unit}s ({model.horizon_text(h)})"
 
 
 def horizons_text(model: PrognosticModel) -> str:

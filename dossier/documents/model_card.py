@@ -18,6 +18,7 @@ from reportlab.platypus import Flowable, Paragraph
 
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import STYLES, esc, heading, para, table
+from prognosis import Z95
 
 from . import _privacy, _revocation
 
@@ -66,9 +67,12 @@ def ci_cell(entry: Entry | None) -> Paragraph:
     return Paragraph(esc(text).replace(" (", "<br/>("), STYLES["cell"])
 
 
-def horizon_label(horizon: float | None, unit: str) -> str:
+def horizon_label(horizon: float | str | None, unit: str) -> str:
+    """``1095.75 days (3.0 y)``; ``each horizon`` for a criterion stated at every horizon of the model."""
     if horizon is None:
         return ""
+    if isinstance(horizon, str):
+        return "each horizon"
     years = f" ({horizon / 365.25:.1f} y)" if unit == "day" else ""
     return f"{horizon:g} {unit}s{years}"
 
@@ -106,7 +110,7 @@ def coefficient_table(artifact: dict[str, Any]) -> Flowable:
     for i, spec in enumerate(artifact["inputs"]):
         name = spec["name"]
         beta, se = artifact["coefficients"][name], artifact["standard_errors"][name]
-        low, high = cis.get(name) or (beta - 1.959964 * se, beta + 1.959964 * se)
+        low, high = cis.get(name) or (beta - Z95 * se, beta + Z95 * se)
         rows.append([name, sig(beta), sig(se), f"{math.exp(beta):#.4g}",
                      f"{math.exp(low):#.4g}–{math.exp(high):#.4g}", sig(pvals.get(name), 2),
                      sig(center[i]) if i < len(center) else "—"])

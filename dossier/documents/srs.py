@@ -33,7 +33,8 @@ def _criterion(a: Any) -> str:
     """One acceptance criterion in words: ``pooled harrell_c ci_lower ≥ 0.6``."""
     value = (f"between {a.threshold[0]:g} and {a.threshold[1]:g}" if a.op == "between"
              else f"{_OPS.get(a.op, a.op)} {a.threshold:g}")
-    at = f" at {a.horizon:g}" if a.horizon is not None else ""
+    at = (" at each horizon the model reports" if a.horizon == "each"
+          else f" at {a.horizon:g}" if a.horizon is not None else "")
     return f"{a.scope} {a.metric} ({a.statistic}){at} {value}"
 
 

@@ -1,8 +1,10 @@
-"""The model artifact (``fedprog.model/v1``): canonical JSON sealed by its SHA-256.
+"""The model artifact (``fedprog.model/v1``) of a federated Cox fit: what is released, and how.
 
-``sha256`` is the hex digest of the canonical JSON (sorted keys, no whitespace, UTF-8,
-no NaN) of every other field, so the same fit always gives the same hash, and any edit
-to the file is detected by :func:`verify_sha256`.
+The writer decides the content (baseline steps of at least k events, counts rounded to k, the
+declared ranges, the training record); the model object and its file format are
+:class:`prognosis.CoxModel`'s, which seals (``sha256`` over the canonical JSON of every other field:
+the same fit always gives the same hash, any edit is detected by :func:`verify_sha256`) and
+validates the result against the one schema the device reads.
 """
 
 from __future__ import annotations
@@ -13,21 +15,10 @@ import numpy as np
 
 from federated.analyses.cox import CoxFit
 from federated.disclosure.policy import released_steps, round_to_k
-from federated.study import InputSpec, StudySpec
-from ledger.canonical import sealed_sha256
+from federated.study import StudySpec
+from prognosis import SCHEMA, CoxModel, InputSpec, seal, verify_sha256
 
-SCHEMA = "fedprog.model/v1"
-
-
-def seal(body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` plus its ``sha256`` (any existing ``sha256`` is recomputed)."""
-    rest = {k: v for k, v in body.items() if k != "sha256"}
-    return {**rest, "sha256": sealed_sha256(rest)}
-
-
-def verify_sha256(artifact: dict[str, Any]) -> bool:
-    """True when ``artifact['sha256']`` matches its content."""
-    return sealed_sha256(artifact) == artifact.get("sha256")
+__all__ = ["SCHEMA", "build_artifact", "build_model", "seal", "verify_sha256"]
 
 
 def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins: int,
@@ -38,7 +29,7 @@ def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins:
     out: dict[str, Any] = {"name": name, "code": code, "unit": spec.unit, "kind": spec.kind,
                            "min": spec.min, "max": spec.max}
     if spec.kind == "category":
-        out["categories"] = [c.model_dump() for c in spec.categories]
+        out["categories"] = [c.model_dump() for c in spec.categories or []]
     if coverage is not None and spec.min is not None and spec.max is not None:
         out["coverage"] = {"edges": np.linspace(spec.min, spec.max, bins + 1).tolist(),
                            "counts": round_to_k(coverage, min_cell).tolist()}
@@ -70,11 +61,21 @@ def _exact_on(fit: CoxFit, study: StudySpec, privacy: dict[str, Any] | None) -> 
     return (f"event times coarsened to the {fit.time_grid} grid"
             + (f", administratively censored at {study.max_time:g} {study.time_unit}s"
                if study.max_time is not None else "")
-            + ("; covariates clipped to their declared ranges" if study.cohort().ranges else ""))
+            + ("; covariates clipped to their declared ranges" if study.cohort().ranges else "")
+            + (_SHIFTED if study.shift_sparse_censoring and fit.time_grid == "year" else ""))
+
+
+_SHIFTED = ("; at each site, censored patients of a yearly cell holding fewer than k censored at the "
+            "start of their year (censored earlier: unbiased under non-informative censoring)")
 
 
 def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The sealed artifact of a Cox fit under ``study``'s settings.
+    """The sealed artifact (JSON object) of :func:`build_model`."""
+    return build_model(fit, study, privacy=privacy).to_artifact()
+
+
+def build_model(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None = None) -> CoxModel:
+    """The released model of a Cox fit under ``study``'s settings, sealed and validated.
 
     Nothing patient-level: ranges are the declared ones (with securely summed coverage
     histograms), the baseline is released with small cells merged, and only totals over sites
@@ -126,4 +127,4 @@ def build_artifact(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | N
             "consent_checkpoint": fit.consent_checkpoint,
         },
     }
-    return seal(body)
+    return CoxModel.from_artifact(seal(body))

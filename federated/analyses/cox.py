@@ -30,8 +30,8 @@ from federated.protocol.messages import (
     RiskSetRequest,
 )
 from federated.study import CohortSpec
+from prognosis import wald
 
-_Z95 = 1.959963984540054  # Φ⁻¹(0.975)
 #: Newton steps in a row cut by a site's bound on the linear predictor before the fit gives up
 _PRESSED = 5
 #: largest |β·(reference − mean)|: beyond it the baseline at the reference under- or overflows
@@ -93,7 +93,7 @@ class CoxFit:
 
     @property
     def se(self) -> np.ndarray:
-        return np.sqrt(np.diag(self.covariance))
+        return wald(self.coef, self.covariance)[0]
 
     @property
     def z(self) -> np.ndarray:
@@ -101,14 +101,13 @@ class CoxFit:
 
     @property
     def p_value(self) -> np.ndarray:
-        # two-sided Wald p-value 2(1 − Φ(|z|)) = erfc(|z| / √2), exact in double precision
-        return np.array([math.erfc(abs(z) / math.sqrt(2.0)) for z in self.z])
+        """Two-sided Wald p-values (:func:`prognosis.wald`)."""
+        return wald(self.coef, self.covariance)[2]
 
     @property
     def ci(self) -> np.ndarray:
-        """Wald 95% interval of each coefficient, shape (p, 2)."""
-        half = _Z95 * self.se
-        return np.column_stack((self.coef - half, self.coef + half))
+        """Wald 95% interval of each coefficient, shape (p, 2) (:func:`prognosis.wald`)."""
+        return wald(self.coef, self.covariance)[1]
 
 
 @dataclass

@@ -77,7 +77,9 @@ def climb(coord: Coordinator, cohort: CohortSpec, attempt: Callable[[CohortSpec]
                 raise SiteError(other[0], message, code=code, refusals=exc.refusals) from None
             if i + 1 == len(rungs):
                 raise SitesDropped({s: f"fewer than k patients in a cell of every time grid up to "
-                                       f"{rung!r} (k-cells at the source)" for s in sorted(thin)}) from None
+                                       f"{rung!r} (k-cells at the source; a few patients lost to follow-up "
+                                       "early? the study may set shift_sparse_censoring = true)"
+                                    for s in sorted(thin)}) from None
             coord.restart()
     raise AssertionError("unreachable")  # pragma: no cover
 

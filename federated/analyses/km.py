@@ -7,7 +7,8 @@ estimates are functions of the summed counts only, so they equal the pooled esti
 * Greenwood (1926) with the log-log transform (Kalbfleisch & Prentice 2002, §1.4):
   v(t) = Σ_{g_k ≤ t} d_k / (n_k (n_k − d_k)) / log(S(t))²,
   CI = S(t)^exp(∓ z √v(t))  — the interval lifelines reports.
-* Log-rank (Mantel 1966; Peto & Peto 1972), k groups: χ² = (O − E)ᵀ V⁻ (O − E) on k − 1 df.
+* Log-rank (Mantel 1966; Peto & Peto 1972), k groups: χ² = (O − E)ᵀ V⁻ (O − E) on k − 1 df,
+  k counting the groups with anyone at risk (as lifelines' ``multivariate_logrank_test``).
 
 With differential privacy approved for the study (:attr:`StudyProtocol.dp
 <federated.disclosure.rules.StudyProtocol>`), every site adds its share of Skellam noise to its
@@ -18,6 +19,7 @@ post-processing of them. Adversary: the coordinator and a reader of releases.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,8 +32,7 @@ from federated.protocol.arrays import WireArray
 from federated.protocol.coordinator import Coordinator, with_dropouts
 from federated.protocol.messages import ConsentGate, CountsReply, CountsRequest
 from federated.study import CohortSpec
-
-_Z95 = 1.959963984540054  # Φ⁻¹(0.975)
+from prognosis import Z95
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class LogRank:
 
 
 def kaplan_meier(times: np.ndarray, at_risk: np.ndarray, events: np.ndarray,
-                 z: float = _Z95) -> KMCurve:
+                 z: float = Z95) -> KMCurve:
     """Kaplan–Meier estimate and Greenwood log-log interval from counts per time.
 
     Times with nobody at risk are dropped. Where S = 1 the interval is [1, 1]; where S
@@ -81,9 +82,27 @@ def kaplan_meier(times: np.ndarray, at_risk: np.ndarray, events: np.ndarray,
                    lower, upper)
 
 
-def logrank(at_risk: np.ndarray, events: np.ndarray) -> LogRank:
-    """k-group log-rank test from counts of shape (groups, times)."""
-    n_gk, d_gk = at_risk.astype(float), events.astype(float)
+def logrank(at_risk: np.ndarray, events: np.ndarray, labels: Sequence[str] | None = None) -> LogRank:
+    """k-group log-rank test from counts of shape (groups, times).
+
+    A group with nobody at risk at any time (a declared level no site holds) carries no
+    information and is left out, so ``df`` = (groups with anyone at risk) − 1, the test
+    lifelines' ``multivariate_logrank_test`` runs on the groups present in the data.
+    ``labels`` (one per row) name the empty groups in the error when fewer than two remain.
+
+    Raises
+    ------
+    DataError
+        Fewer than two groups declared, or fewer than two with anyone at risk.
+    """
+    if at_risk.shape[0] < 2:
+        raise DataError("the log-rank test needs at least two groups")
+    present = (at_risk > 0).any(axis=1)
+    if int(present.sum()) < 2:
+        names = list(labels) if labels is not None else [str(i) for i in range(at_risk.shape[0])]
+        empty = ", ".join(names[i] for i in np.flatnonzero(~present))
+        raise DataError(f"log-rank needs at least two non-empty groups; level(s) {empty} hold no patients")
+    n_gk, d_gk = at_risk[present].astype(float), events[present].astype(float)
     n, d = n_gk.sum(0), d_gk.sum(0)
     use = n > 0
     n_gk, d_gk, n, d = n_gk[:, use], d_gk[:, use], n[use], d[use]
@@ -91,9 +110,7 @@ def logrank(at_risk: np.ndarray, events: np.ndarray) -> LogRank:
     observed_minus_expected = (d_gk - frac * d).sum(1)
     scale = np.where(n > 1, d * (n - d) / np.maximum(n - 1, 1), 0.0)
     v = np.diag((scale * frac).sum(1)) - (scale * frac) @ frac.T
-    k = at_risk.shape[0] - 1
-    if k < 1:
-        raise DataError("the log-rank test needs at least two groups")
+    k = n_gk.shape[0] - 1
     stat = float(observed_minus_expected[:k] @ np.linalg.pinv(v[:k, :k]) @ observed_minus_expected[:k])
     from scipy.special import chdtrc  # χ² survival function; imported here to keep start-up fast
 
@@ -159,6 +176,8 @@ def fit_km(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy | No
     privacy (``coord.protocol.dp``), the sites noise their event and censoring counts before
     masking, and everything is computed from the noisy sums (the log-rank test included).
     """
+    if not isinstance(coord, Coordinator):
+        raise TypeError("fit_km takes a Coordinator; for in-process sites use FederatedKaplanMeier.fit_sites")
     rules = policy or coord.protocol.policy
     return with_dropouts(coord, lambda: _fit_once(coord, cohort, rules, consent))
 
@@ -192,7 +211,7 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
         overall=release(kaplan_meier(grid, n_gk.sum(0), d_gk.sum(0)), mc),
         groups={lab: release(kaplan_meier(grid, n_gk[i], d_gk[i]), mc) for i, lab in enumerate(labels)}
         if grouped else {},
-        logrank=logrank(n_gk, d_gk) if grouped and len(labels) > 1 else None,
+        logrank=logrank(n_gk, d_gk, labels) if grouped and len(labels) > 1 else None,
         n=n, events=events, sites=tuple(coord.sites), secure=coord.secure,
         min_cell_count=mc, dropped=dict(coord.dropped), privacy=privacy, time_grid=cohort.time_grid)
 

@@ -37,7 +37,7 @@ def make_sites(study: StudySpec, transcript_dir: Path | None = None) -> list[Sit
     missing = [s.path for s in study.sites if not Path(s.path).is_file()]
     if missing:  # the caller's own files: said here, since a site's errors never name its path
         raise DataError(f"{missing[0]}: file not found")
-    return [Site(s.name, s.path, transcript_dir=transcript_dir) for s in study.sites]
+    return [Site(s.name, s.path, transcript_dir=transcript_dir, table_format=s.format) for s in study.sites]
 
 
 def _coordinator(study: StudySpec, kind: str, transport: Transport, on_round: Progress,

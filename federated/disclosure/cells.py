@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from federated.study import grid_steps, rungs_from
+from federated.study import DAYS_PER_UNIT, GRID_DAYS, grid_steps, rungs_from
 
 
 def small_cells(time: np.ndarray, event: np.ndarray, label: np.ndarray, level: str, unit: str,
@@ -44,3 +44,47 @@ def safe_counts(counts: np.ndarray, k: int) -> np.ndarray:
     out = np.asarray(counts, dtype=np.int64).copy()
     out[(out > 0) & (out < k)] = 0
     return out
+
+
+def shift_sparse_censoring(time: np.ndarray, event: np.ndarray, label: np.ndarray, level: str, unit: str,
+                           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Censor earlier the censored patients of sparse cells, so that every censored atom holds 0 or
+    ≥ k patients: ``(times, kept)``.
+
+    Repeatedly, the censored atom with 1 to k − 1 patients that ends latest is moved to the end of the
+    previous interval of ``level`` (its patients are censored there, i.e. followed up a little less);
+    a sparse atom in the first interval is left out (``kept`` False: censored at time 0, a patient adds
+    nothing to a Cox or Kaplan–Meier fit). Event atoms are never moved: an event time is the
+    estimate's information, and a sparse event atom still makes the site refuse the rung.
+
+    Censoring earlier is non-informative when censoring is (the patient was at risk at least that
+    long), so the estimates stay unbiased; the fit equals the pooled fit on the shifted times.
+    A site applies it only on the last rung of the ladder, and only when the approved study's policy
+    says so (``shift_sparse_censoring``); the coordinator learns nothing it would not learn from
+    the k-safe cells. ``time`` in ``unit`` (not coarsened), ``event`` 0/1, ``label`` codes, shape (n,).
+    """
+    times = np.asarray(time, dtype=np.float64).copy()
+    kept = np.ones(times.shape, dtype=bool)
+    if k <= 1 or times.size == 0:
+        return times, kept
+    censored = np.asarray(event) == 0
+    width = GRID_DAYS[level] / DAYS_PER_UNIT[unit]
+    labels = np.asarray(label, dtype=np.float64)
+    while True:
+        rows = np.flatnonzero(censored & kept)
+        if rows.size == 0:
+            return times, kept
+        steps = grid_steps(times[rows], level, unit)
+        columns = [labels[rows], steps] + [grid_steps(times[rows], r, unit) for r in rungs_from(level)[1:]]
+        atoms, inverse, counts = np.unique(np.column_stack(columns), axis=0, return_inverse=True,
+                                           return_counts=True)
+        sparse = np.flatnonzero(counts < k)
+        if sparse.size == 0:
+            return times, kept
+        latest = sparse[np.argmax(atoms[sparse, 1])]
+        members = rows[inverse.ravel() == latest]
+        step = atoms[latest, 1]
+        if step <= 0:
+            kept[members] = False
+        else:
+            times[members] = (step - 1) * width

@@ -79,6 +79,9 @@ class StudyProtocol(BaseModel):
     secure: bool = True
     peers: dict[str, str] = Field(default_factory=dict)
     allow_small_time_cells: bool = False
+    #: on the yearly grid, sites censor earlier the censored patients of sparse cells instead of refusing
+    #: (:func:`federated.disclosure.cells.shift_sparse_censoring`)
+    shift_sparse_censoring: bool = False
     max_rounds: int = Field(default=2000, ge=1)
     max_abs_lp: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     horizons: tuple[float, ...] = ()
@@ -233,4 +236,5 @@ def protocol_of(study: StudySpec, peers: dict[str, str]) -> StudyProtocol:
     return StudyProtocol(study_id=study.model_id, cohorts=unique, policy=study.policy,
                          secure=study.secure_aggregation, peers=dict(sorted(peers.items())),
                          horizons=tuple(study.horizons), dp=study.dp if study.dp.enabled else None,
-                         allow_small_time_cells=study.allow_small_time_cells)
+                         allow_small_time_cells=study.allow_small_time_cells,
+                         shift_sparse_censoring=study.shift_sparse_censoring)

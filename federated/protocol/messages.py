@@ -34,11 +34,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
 from federated.exceptions import ProtocolError
 from federated.protocol.arrays import WireArray
 from federated.study import CohortSpec
+from prognosis import CoxModel
 
 SCHEMA: Literal["fedprog.msg/v1"] = "fedprog.msg/v1"
 
@@ -164,15 +165,24 @@ class PweRoundRequest(_Request):
 
 
 class EvaluationModel(BaseModel):
-    """The model a site evaluates: S(t | x) = S0(t) ** exp(β·(x − c)) at its released baseline."""
+    """The model a site evaluates, and at which horizons: ``artifact`` is the model's sealed
+    ``fedprog.model/v1`` JSON object itself, validated on receipt by the one schema and seal check
+    (:meth:`prognosis.CoxModel.from_artifact`); :meth:`cox` is the loaded model."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    beta: WireArray
-    center: WireArray
-    baseline_times: WireArray
-    baseline_survival: WireArray
+    artifact: dict[str, Any]
     horizons: WireArray
+    _cox: CoxModel = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _load(self) -> EvaluationModel:
+        self._cox = CoxModel.from_artifact(self.artifact)
+        return self
+
+    def cox(self) -> CoxModel:
+        """The verified model (:class:`prognosis.CoxModel`)."""
+        return self._cox
 
 
 class Subgroup(BaseModel):

@@ -12,36 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyarrow import ArrowException as ArrowError
 
 from federated.exceptions import DataError
+from federated.site.tables import TableFormat, read_table
 from federated.study import CohortSpec, grid_steps, grid_width
 
 
-def load_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file (chosen by suffix) into a DataFrame.
-
-    Arrow parses both (decimals rounded correctly), on the calling thread only: sites
-    already load in parallel, and Arrow's own thread pool must not outlive a site's thread
-    (a pool still running at interpreter exit aborts the process).
-    """
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pa_parquet
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in {".parquet", ".pq"}:
-            table = pa_parquet.read_table(path, use_threads=False)
-        elif suffix in {".csv", ".txt"}:
-            table = pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(use_threads=False))
-        else:
-            raise DataError(f"{path}: unsupported file type {suffix!r} (want .csv or .parquet)")
-        return table.to_pandas(use_threads=False)
-    except (ValueError, OSError, ArrowError) as exc:
-        raise DataError(f"{path}: cannot read table: {str(exc).splitlines()[0]}") from None
+def load_table(path: Path, fmt: TableFormat | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file (chosen by suffix): :func:`federated.site.tables.read_table`."""
+    return read_table(path, fmt)
 
 
 def coarsen(times: np.ndarray, grid: str, unit: str) -> np.ndarray:
@@ -117,6 +96,14 @@ def _numeric(df: pd.DataFrame, col: str, where: str) -> np.ndarray:
     return arr
 
 
+def _delimiter_hint(df: pd.DataFrame) -> str:
+    """A hint when the header looks like one delimited string (the table was split on the wrong character)."""
+    for mark, shown, flag in ((";", ";", "';'"), ("\t", "tab", "tab")):
+        if any(mark in str(c) for c in df.columns):
+            return f" (the file looks {shown}-separated: give --delimiter {flag})"
+    return ""
+
+
 def _is_number(v: object) -> bool:
     try:
         float(v)  # type: ignore[arg-type]
@@ -173,7 +160,7 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         known = ", ".join(map(str, df.columns))
-        raise DataError(f"{where}: unknown column {missing[0]!r} (columns: {known})")
+        raise DataError(f"{where}: unknown column {missing[0]!r} (columns: {known}){_delimiter_hint(df)}")
     if len(df) == 0:
         raise DataError(f"{where}: table has no rows")
     time = _numeric(df, spec.time, where)

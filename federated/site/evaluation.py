@@ -33,7 +33,6 @@ from typing import TypeVar
 import numpy as np
 
 from federated.disclosure.policy import DisclosurePolicy, PolicyError, released_steps, round_to_k
-from federated.protocol.arrays import expect_shape
 from federated.protocol.messages import (
     EvaluateReply,
     EvaluateRequest,
@@ -45,35 +44,40 @@ from federated.protocol.messages import (
     Unavailable,
 )
 from federated.site.data import Cohort
-from federated.site.performance import SCALES, Key, ModelCurve, Rows, metrics, to_scale, truncation
+from federated.site.performance import SCALES, Key, Rows, metrics, to_scale, truncation
 from federated.site.statistics import InputBox
 from federated.study import CohortSpec, grid_width, rungs_from
+from prognosis import CoxModel, step_at
 
 #: a CI is given only when the metric could be computed in this share of the replicates
 MIN_VALID_SHARE = 0.9
 
 
-def model_curve(m: EvaluationModel, p: int) -> ModelCurve:
-    """Check the model's arrays (shapes, a proper baseline, positive horizons)."""
-    times, surv = m.baseline_times.to_numpy(), m.baseline_survival.to_numpy()
+def evaluated_model(m: EvaluationModel, covariates: tuple[str, ...] | list[str]
+                    ) -> tuple[CoxModel, tuple[float, ...]]:
+    """The model under evaluation (sealed and validated on receipt) and the horizons asked, sorted.
+
+    Refused (``ValueError``): a stratified model (no shared baseline), inputs other than the
+    cohort's covariates, or a horizon that is not positive or lies past the released baseline.
+    """
+    model = m.cox()
+    if model.stratified:
+        raise ValueError(f"{model.ref} is stratified: an evaluation needs one shared baseline")
+    if model.names != tuple(covariates):
+        raise ValueError(f"the model's inputs ({', '.join(model.names)}) are not the cohort's covariates "
+                         f"({', '.join(covariates)})")
     horizons = m.horizons.to_numpy()
-    if times.ndim != 1 or times.shape != surv.shape or times.size == 0 or np.any(np.diff(times) <= 0):
-        raise ValueError("baseline times must be a non-empty increasing vector matching survival")
-    if np.any((surv <= 0) | (surv > 1)) or np.any(np.diff(surv) > 0):
-        raise ValueError("baseline survival must be non-increasing in (0, 1]")
-    if horizons.ndim != 1 or horizons.size == 0 or np.any(horizons <= 0) or horizons.max() > times[-1]:
+    if horizons.ndim != 1 or horizons.size == 0 or np.any(horizons <= 0) \
+            or horizons.max() > model.baseline_times[-1]:
         raise ValueError("horizons must be positive and within the released baseline")
-    return ModelCurve(beta=expect_shape("beta", m.beta.to_numpy().astype(float), (p,)),
-                      center=expect_shape("center", m.center.to_numpy().astype(float), (p,)),
-                      times=times.astype(float), survival=surv.astype(float),
-                      horizons=tuple(float(h) for h in np.sort(horizons)))
+    return model, tuple(float(h) for h in np.sort(horizons))
 
 
 def evaluate(cohort: Cohort, req: EvaluateRequest, site: str, policy: DisclosurePolicy,
              max_abs_lp: float = 30.0) -> EvaluateReply:
     """The site's reply to ``req`` computed on ``cohort`` (its consented, checked rows), under the
     site's own ``policy`` (never the coordinator's) and bound on the linear predictor."""
-    model = model_curve(req.model, cohort.x.shape[1])
+    model, horizons = evaluated_model(req.model, req.cohort.covariates)
     box = InputBox.of(cohort.x, req.cohort)
     box.check_centre(model.center)
     box.check_beta(model.beta, max_abs_lp)
@@ -86,10 +90,11 @@ def evaluate(cohort: Cohort, req: EvaluateRequest, site: str, policy: Disclosure
     grid = req.ibs_times.to_numpy().astype(float)
     seeds = np.random.SeedSequence(req.seed, spawn_key=(zlib.crc32(site.encode("utf-8")),))
     children = seeds.spawn(1 + len(req.subgroups))
-    overall = evaluate_block(site, rows, model, grid, req.n_boot, children[0], policy.min_cell_count)
-    subgroups = _subgroups(cohort, lp, req, model, grid, children[1:], policy)
-    groups = risk_groups(rows, model, req.risk_groups, req.km_times.to_numpy().astype(float), policy)
     k = policy.min_cell_count
+    overall = evaluate_block(site, rows, model, horizons, grid, req.n_boot, children[0], k)
+    subgroups = _subgroups(cohort, lp, req, model, horizons, grid, children[1:], policy)
+    km_times = req.km_times.to_numpy().astype(float)
+    groups = risk_groups(rows, model, horizons, req.risk_groups, km_times, policy)
     return EvaluateReply(session=req.session, round=req.round, overall=_rounded(overall, k),
                          subgroups=[_rounded(b, k) for b in subgroups],
                          risk_groups=[_rounded(g, k) for g in groups])
@@ -115,12 +120,13 @@ def _below_minimums(policy: DisclosurePolicy, n: int, events: int) -> str | None
     return None
 
 
-def evaluate_block(name: str, rows: Rows, model: ModelCurve, grid: np.ndarray, n_boot: int,
-                   seed: np.random.SeedSequence, min_cell: int = 5) -> EvaluationBlock:
-    """Every metric on ``rows`` with its bootstrap CI and standard error."""
-    tau = truncation(rows, model.horizons, min_cell)
-    values, reasons = metrics(rows, model, grid, tau, min_cell)
-    reps = _bootstrap(rows, model, grid, tau, n_boot, np.random.default_rng(seed), list(values), min_cell)
+def evaluate_block(name: str, rows: Rows, model: CoxModel, horizons: tuple[float, ...], grid: np.ndarray,
+                   n_boot: int, seed: np.random.SeedSequence, min_cell: int = 5) -> EvaluationBlock:
+    """Every metric at ``horizons`` on ``rows`` with its bootstrap CI and standard error."""
+    tau = truncation(rows, horizons, min_cell)
+    values, reasons = metrics(rows, model, horizons, grid, tau, min_cell)
+    reps = _bootstrap(rows, model, horizons, grid, tau, n_boot, np.random.default_rng(seed), list(values),
+                      min_cell)
     results = [_result(key, est, reps.get(key), n_boot) for key, est in values.items()]
     return EvaluationBlock(
         name=name, n=rows.n, events=rows.events, metrics=results,
@@ -128,13 +134,14 @@ def evaluate_block(name: str, rows: Rows, model: ModelCurve, grid: np.ndarray, n
             reasons.items(), key=lambda kv: (kv[0][0], -1.0 if kv[0][1] is None else kv[0][1]))])
 
 
-def _bootstrap(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None, n_boot: int,
-               rng: np.random.Generator, keys: list[Key], min_cell: int = 5) -> dict[Key, np.ndarray]:
+def _bootstrap(rows: Rows, model: CoxModel, horizons: tuple[float, ...], grid: np.ndarray, tau: float | None,
+               n_boot: int, rng: np.random.Generator, keys: list[Key], min_cell: int = 5
+               ) -> dict[Key, np.ndarray]:
     """Replicates of each metric (NaN where a replicate could not compute it)."""
     reps = {k: np.full(n_boot, np.nan) for k in keys}
     for b in range(n_boot):
         sample = rows.take(np.sort(rng.integers(0, rows.n, rows.n)))
-        values, _ = metrics(sample, model, grid, tau, min_cell)
+        values, _ = metrics(sample, model, horizons, grid, tau, min_cell)
         for k in keys:
             reps[k][b] = values.get(k, np.nan)
     return reps
@@ -224,8 +231,8 @@ def member(x: np.ndarray, names: tuple[str, ...] | list[str], sub: Subgroup) -> 
     return keep
 
 
-def _subgroups(cohort: Cohort, lp: np.ndarray, req: EvaluateRequest, model: ModelCurve,
-               grid: np.ndarray, seeds: list[np.random.SeedSequence],
+def _subgroups(cohort: Cohort, lp: np.ndarray, req: EvaluateRequest, model: CoxModel,
+               horizons: tuple[float, ...], grid: np.ndarray, seeds: list[np.random.SeedSequence],
                policy: DisclosurePolicy) -> list[EvaluationBlock]:
     check_subgroups(cohort.x, req.cohort.covariates, req.subgroups)
     blocks = []
@@ -237,7 +244,7 @@ def _subgroups(cohort: Cohort, lp: np.ndarray, req: EvaluateRequest, model: Mode
             blocks.append(EvaluationBlock(name=sub.name, n=n, events=events, suppressed=reason))
         else:
             rows = Rows.sorted(cohort.time[keep], cohort.event[keep], lp[keep])
-            blocks.append(evaluate_block(sub.name, rows, model, grid, req.n_boot, seed,
+            blocks.append(evaluate_block(sub.name, rows, model, horizons, grid, req.n_boot, seed,
                                          policy.min_cell_count))
     return _withhold_counts(blocks, req.subgroups, policy.min_cell_count)
 
@@ -260,7 +267,7 @@ def _withhold_counts(blocks: list[EvaluationBlock], subs: list[Subgroup], min_ce
     return out
 
 
-def risk_groups(rows: Rows, model: ModelCurve, wanted: int, km_times: np.ndarray,
+def risk_groups(rows: Rows, model: CoxModel, horizons: tuple[float, ...], wanted: int, km_times: np.ndarray,
                 policy: DisclosurePolicy) -> list[RiskGroup]:
     """Quantile groups of predicted risk (as many as ``wanted`` while each meets the minimums)."""
     min_n = max(policy.min_patients_per_site, policy.min_cell_count)
@@ -269,12 +276,13 @@ def risk_groups(rows: Rows, model: ModelCurve, wanted: int, km_times: np.ndarray
     for g in range(min(wanted, rows.n // max(min_n, 1)), 0, -1):
         parts = [np.sort(p) for p in np.array_split(order, g)]
         if all(p.size >= min_n and int(rows.event[p].sum()) >= min_events for p in parts):
-            return [_risk_group(k + 1, rows.take(p), model, km_times, policy.min_cell_count)
+            return [_risk_group(k + 1, rows.take(p), model, horizons, km_times, policy.min_cell_count)
                     for k, p in enumerate(parts)]
     return []
 
 
-def _risk_group(k: int, rows: Rows, model: ModelCurve, km_times: np.ndarray, min_cell: int) -> RiskGroup:
+def _risk_group(k: int, rows: Rows, model: CoxModel, horizons: tuple[float, ...], km_times: np.ndarray,
+                min_cell: int) -> RiskGroup:
     from sksurv.nonparametric import kaplan_meier_estimator
 
     times, surv, (lo, hi) = kaplan_meier_estimator(rows.event.astype(bool), rows.time, conf_type="log-log")
@@ -286,17 +294,14 @@ def _risk_group(k: int, rows: Rows, model: ModelCurve, km_times: np.ndarray, min
     keep = released_steps(events, min_cell, at_risk)
     released = grid[keep]
     # horizons up to the last released step: decided from what the reply releases anyway
-    hs = np.array([h for h in model.horizons if released.size and h <= released[-1]])
+    hs = np.array([h for h in horizons if released.size and h <= released[-1]])
     predicted = (1.0 - model.survival_at(rows.lp, hs)).mean(axis=0)
-    idx = np.searchsorted(times, released, side="right") - 1
-    km = np.where(idx >= 0, surv[np.maximum(idx, 0)], 1.0)
+    km = step_at(times, surv, released)
 
     def risk_at(curve: np.ndarray, t: np.ndarray) -> list[float]:
         """1 − the curve at the last RELEASED step ≤ t: the observed risk at a horizon reveals no
         more than the disclosure-controlled KM curve does (never an individual event time)."""
-        at = np.where(idx >= 0, curve[np.maximum(idx, 0)], 1.0)
-        j = np.searchsorted(released, t, side="right") - 1
-        return (1.0 - np.where(j >= 0, at[np.maximum(j, 0)], 1.0)).tolist()
+        return (1.0 - step_at(released, step_at(times, curve, released), t)).tolist()
 
     # the log-log CI of S gives the CI of the risk 1 − S: (1 − upper, 1 − lower)
     return RiskGroup(group=k, n=rows.n, events=rows.events, horizons=hs.tolist(),

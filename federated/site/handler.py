@@ -57,7 +57,9 @@ from federated.site.budget import Budget
 from federated.site.data import Cohort, load_table, prepare_cohort
 from federated.site.evaluation import evaluate, public_km_times
 from federated.site.patients import ConsentSource, PatientGate
+from federated.site.sparse import censor_sparse
 from federated.site.statistics import SiteSession, answer
+from federated.site.tables import TableFormat
 from federated.site.transcript import Transcript
 
 
@@ -97,6 +99,9 @@ class Site:
     privacy : path, optional
         The site's differential-privacy accountant over all studies (:mod:`federated.site.privacy`,
         ``sites/<name>/privacy.json`` in a workspace); default in memory only.
+    table_format : TableFormat, optional
+        How the site's CSV file is written (delimiter, decimal mark, encoding); default UTF-8
+        with the delimiter detected (:func:`federated.site.tables.read_table`).
     """
 
     def __init__(self, name: str, data: pd.DataFrame | Path | str,
@@ -106,7 +111,7 @@ class Site:
                  append_transcript: bool = False, *, identity: SiteIdentity | None = None,
                  approved: Sequence[StudyProtocol] = (), floors: SiteFloors | None = None,
                  witnessed: Callable[[], int] | None = None, budget: Path | None = None,
-                 privacy: Path | None = None) -> None:
+                 privacy: Path | None = None, table_format: TableFormat | None = None) -> None:
         self.name = name
         self.consent = consent
         self.patient_column = patient_column
@@ -116,6 +121,7 @@ class Site:
         self._patients = None if consent is None else \
             PatientGate(consent, patient_column, witnessed, self.identity.derive("contribution"))
         self._source = data
+        self._table_format = table_format
         self._table: pd.DataFrame | None = data if isinstance(data, pd.DataFrame) else None
         self._sessions: dict[tuple[str, str], SiteSession] = {}
         self._keys: dict[tuple[str, str], secagg.KeyPair] = {}
@@ -279,16 +285,19 @@ class Site:
     def _cohort(self, req: PrepareRequest | PweEventsRequest | EvaluateRequest) -> Cohort:
         """The checked rows of the patients this request may use."""
         if self._table is None:
-            self._table = load_table(Path(self._source))
+            self._table = load_table(Path(self._source), self._table_format)
         where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
+        protocol = self._approved[req.study]
+        k = effective_policy(protocol, self.floors).min_cell_count
         if self._patients is None:
             if req.consent is not None:
                 raise Refusal("consent", "this site has no consent registry to check the request against")
-            return prepare_cohort(self._table, req.cohort, self.name, where=where)
-        table = self._patients.consented(req, self._table, where)
-        cohort = prepare_cohort(table, req.cohort, self.name, where=where)
-        k = effective_policy(self._approved[req.study], self.floors).min_cell_count
-        return self._patients.contribute(req, table, cohort, k)
+            cohort = prepare_cohort(self._table, req.cohort, self.name, where=where)
+        else:
+            table = self._patients.consented(req, self._table, where)
+            cohort = prepare_cohort(table, req.cohort, self.name, where=where)
+            cohort = self._patients.contribute(req, table, cohort, k)
+        return censor_sparse(cohort, req.cohort, k) if protocol.shift_sparse_censoring else cohort
 
     def _prepare(self, req: PrepareRequest, protocol: StudyProtocol,
                  policy: DisclosurePolicy) -> PrepareReply:
@@ -408,13 +417,15 @@ def _digest(req: Request) -> str:
 
 _MAY_QUOTE_DATA = ("data", "overflow", "bad-request")
 _QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
+_NUMBER = re.compile(r"(?<![A-Za-z0-9.])(?<![A-Za-z]-)\d+(\.\d+)?(e[-+]?\d+)?")
 
 
 def scrub(message: str) -> str:
     """``message`` with every number outside a quoted name replaced by ``#`` (an error in a secure
-    study must not carry a count, a value or a threshold the coordinator could choose)."""
+    study must not carry a count, a value or a threshold the coordinator could choose); digits that
+    are part of a name (``cp1252``, ``UTF-8``) stay."""
     parts = _QUOTED.split(message)
-    return "".join(p if i % 2 else re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", p) for i, p in enumerate(parts))
+    return "".join(p if i % 2 else _NUMBER.sub("#", p) for i, p in enumerate(parts))
 
 
 def _masked_fields(reply: Reply, keys: secagg.KeyPair, peers: dict[str, bytes], *, me: str,

@@ -44,6 +44,7 @@ import numpy as np
 
 from federated import cox_math as cm
 from federated.site import local_stats as ls
+from prognosis import CoxModel, step_at
 
 #: metric → the scale its bootstrap standard error (and any pooling) is on (Debray et al. 2017,
 #: BMJ 356:i6460: logit for C statistics, log for O:E ratios, the slope as it is)
@@ -59,30 +60,6 @@ PER_HORIZON = ("td_auc", "brier", "e_o_ratio", "calibration_intercept", "calibra
 Key = tuple[str, float | None]
 #: errors scikit-survival and the slope fit raise for rows a metric cannot use
 METRIC_ERRORS = (ValueError, ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError)
-
-
-@dataclass(frozen=True)
-class ModelCurve:
-    """The model under evaluation: coefficients, centre and released baseline S0 (step function)."""
-
-    beta: np.ndarray
-    center: np.ndarray
-    times: np.ndarray
-    survival: np.ndarray
-    horizons: tuple[float, ...]
-
-    def lp(self, x: np.ndarray) -> np.ndarray:
-        """Linear predictor η = β·(x − c), shape (n,)."""
-        return np.asarray((x - self.center) @ self.beta, dtype=float)
-
-    def baseline(self, t: np.ndarray) -> np.ndarray:
-        """S0 at ``t``: the released value at the largest time ≤ t, 1 before the first."""
-        idx = np.searchsorted(self.times, t, side="right") - 1
-        return np.where(idx >= 0, self.survival[np.maximum(idx, 0)], 1.0)
-
-    def survival_at(self, lp: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """S(t | x) = S0(t) ** exp(η), shape (n, len(t))."""
-        return np.power(self.baseline(np.asarray(t, dtype=float))[None, :], np.exp(lp)[:, None])
 
 
 @dataclass(frozen=True)
@@ -126,9 +103,10 @@ def truncation(rows: Rows, horizons: Sequence[float], min_cell: int = 5) -> floa
     return max(inside) if inside else None
 
 
-def metrics(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None, min_cell: int = 5
-            ) -> tuple[dict[Key, float], dict[Key, str]]:
-    """Every metric on ``rows``: finite values by (metric, horizon), and reasons for the rest.
+def metrics(rows: Rows, model: CoxModel, horizons: Sequence[float], grid: np.ndarray, tau: float | None,
+            min_cell: int = 5) -> tuple[dict[Key, float], dict[Key, str]]:
+    """Every metric of ``model`` at ``horizons`` on ``rows``: finite values by (metric, horizon), and
+    reasons for the rest.
 
     ``tau`` (see :func:`truncation`) is fixed by the caller so that bootstrap replicates use the
     same truncation as the estimate; ``grid`` is the public integrated-Brier grid.
@@ -147,8 +125,8 @@ def metrics(rows: Rows, model: ModelCurve, grid: np.ndarray, tau: float | None, 
     ev = rows.event.astype(bool)
     y = Surv.from_arrays(ev, rows.time)
     t_min, t_max = float(rows.time.min()), float(rows.time.max())
-    inside = inside_followup(rows, model.horizons, min_cell)
-    for h in model.horizons:
+    inside = inside_followup(rows, horizons, min_cell)
+    for h in horizons:
         if h not in inside:
             for m in PER_HORIZON:
                 reasons[(m, h)] = f"horizon {h:g} is outside the follow-up"
@@ -218,8 +196,7 @@ def observed_risk(rows: Rows, horizons: np.ndarray) -> np.ndarray:
     from sksurv.nonparametric import kaplan_meier_estimator
 
     times, surv = kaplan_meier_estimator(rows.event.astype(bool), rows.time)
-    at = np.searchsorted(times, horizons, side="right") - 1
-    return np.asarray(1.0 - np.where(at >= 0, surv[np.maximum(at, 0)], 1.0))
+    return np.asarray(1.0 - step_at(times, surv, horizons))
 
 
 def _slope_at(rows: Rows, horizon: float) -> list[float]:
@@ -227,7 +204,7 @@ def _slope_at(rows: Rows, horizon: float) -> list[float]:
     return [cox_slope(np.minimum(rows.time, horizon), rows.event * (rows.time <= horizon), rows.lp)]
 
 
-def _calibration(rows: Rows, model: ModelCurve, horizons: np.ndarray) -> list[float]:
+def _calibration(rows: Rows, model: CoxModel, horizons: np.ndarray) -> list[float]:
     """E/O and log(O/E) at each horizon (interleaved); refused when O or E is 0."""
     observed = observed_risk(rows, horizons)
     expected = np.mean(1.0 - model.survival_at(rows.lp, horizons), axis=0)

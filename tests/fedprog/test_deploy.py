@@ -3,21 +3,14 @@ SuperNodes as separate processes (started with ``fedprog deploy``), each holding
 identity key, the study its operator approved and its floors, a run submitted with
 ``fedprog deploy run`` (``flwr run``) under that approved protocol, results compared with the
 in-process run, and one SuperNode stopped in the middle of the run. Every process is stopped by
-the test, by group.
+the test, by group (:mod:`tests.fedprog.flower_deployment`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,9 +19,7 @@ from federated.analyses.runner import kaplan_meier, train
 from federated.demo_study import write_demo_study
 from federated.disclosure.rules import SiteFloors
 from federated.site.handler import Site
-from federated.study import StudySpec
-from tests.federated.protocol.flower_grid import approved_nodes
-from tests.fedprog.serving import free_port
+from tests.fedprog.flower_deployment import Deployment, deployed
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
 
@@ -39,54 +30,9 @@ SITES = ("hospital-a", "hospital-b", "hospital-c")
 COVARIATES = ["tsize", "tgrade", "hormone_therapy", "postmenopausal"]
 #: the study allows two sites (SRS-PRIV-001), and so do the sites' operators (their own floor)
 FLOORS = SiteFloors(min_sites=2)
-START_TIMEOUT = 60.0
 #: seconds for the whole Cox + KM run: about 35 Flower rounds (the ladder of time grids adds the
 #: refused prepares), 5–10 s each on a loaded two-core machine
 RUN_TIMEOUT = 600
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@dataclass
-class Deployment:
-    root: Path
-    study: StudySpec
-    superlink: str
-    env: dict[str, str]
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def fedprog(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """``python -m fedprog ARGS`` in its own process group (setsid), logging to ``<name>.log``."""
-        with (self.root / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "fedprog", *args], stdout=log,
-                                    stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
-                                    cwd=self.root)
-        self.procs[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")[-4000:]
-
-    def stop(self, name: str, sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
-        """Signal the whole process group (the daemon and the Flower processes it started)."""
-        proc = self.procs[name]
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=wait)
-        try:  # children that outlived their parent (flower-superexec, flwr-clientapp)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -98,39 +44,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                                      "policy": study.policy.model_copy(update={"min_sites": 2}),
                                      "covariates": COVARIATES,
                                      "inputs": {k: v for k, v in study.inputs.items() if k in COVARIATES}})
-    (root / "study.json").write_text(study.model_dump_json(exclude={"sites"}), encoding="utf-8")
-    # each hospital's operator: an identity key, the study approved (its protocol file), floors
-    _, _, configs = approved_nodes(study, root / "rules", FLOORS)
-    home = root / "flwr-home"
-    home.mkdir()
-    env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    port = free_port()
-    dep = Deployment(root, study, f"127.0.0.1:{port}", env)
-    try:
-        dep.fedprog("superlink", "deploy", "superlink", "--insecure", "--port", str(port))
-        for s in study.sites:
-            dep.fedprog(s.name, "deploy", "supernode", "--insecure", "--superlink", dep.superlink,
-                        "--site", s.name, "--data", str(s.path), "--port", str(free_port()),
-                        "--identity-key", configs[s.name]["identity-key"],
-                        "--approved", configs[s.name]["approved"], "--floors", configs[s.name]["floors"])
-        deadline = time.monotonic() + START_TIMEOUT
-        while not listening(port):
-            assert dep.procs["superlink"].poll() is None, dep.log("superlink")
-            assert time.monotonic() < deadline, "the SuperLink did not listen within 60 s"
-            time.sleep(0.2)
-        assert subprocess.run([sys.executable, "-m", "fedprog", "deploy", "app", str(root / "app")],
-                              capture_output=True, env=env).returncode == 0
+    with deployed(root, study, FLOORS) as dep:
         yield dep
-    finally:
-        for name in list(dep.procs):
-            dep.stop(name)
-
-
-def submit(dep: Deployment, out: Path, *args: str) -> subprocess.Popen[bytes]:
-    return dep.fedprog(f"run-{out.name}", "deploy", "run", str(dep.root / "app"), "--superlink",
-                       dep.superlink, "--insecure", "--study", str(dep.root / "study.json"), "--out",
-                       str(out), "--sites", ",".join(SITES), "--protocol",
-                       str(dep.root / "rules" / "protocol.json"), *args)
 
 
 @pytest.mark.req("SRS-DEP-001", "SRS-DEP-003", "SRS-FED-010")
@@ -138,7 +53,7 @@ def test_cox_and_km_over_flower_equal_in_process_and_a_stopped_supernode_is_a_dr
         deployment: Deployment) -> None:
     dep = deployment
     out = dep.root / "out"
-    run = submit(dep, out, "--jobs", "cox,km", "--round-timeout", "60", "--timeout", str(RUN_TIMEOUT))
+    run = dep.submit(out, "--jobs", "cox,km", "--round-timeout", "60", "--timeout", str(RUN_TIMEOUT))
     # the in-process runs, under the same floors, while the deployment works
     _, reference = train(dep.study, sites=[Site(s.name, s.path, floors=FLOORS) for s in dep.study.sites])
     two = [Site(s.name, s.path, floors=FLOORS) for s in dep.study.sites if s.name != "hospital-c"]
@@ -187,9 +102,14 @@ def test_a_failed_run_ends_deploy_run_with_exit_1_and_the_servers_one_line_reaso
                       "--insecure", "--study", str(dep.root / "study.json"), "--out", str(out),
                       "--protocol", str(dep.root / "rules" / "protocol.json"),
                       "--sites", ",".join([*SITES, "hospital-x"]), "--connect-timeout", "3",
-                      "--timeout", "120")
+                      "--probe-timeout", "60", "--timeout", "120")
     assert run.wait(timeout=150) == 1  # `flwr run` itself exits 0 here
+    # the running nodes answered (each had 60 s); no node of hospital-x ever joined, nor of
+    # hospital-c once the test above stopped it
+    gone = ", ".join(s for s in (*SITES, "hospital-x")
+                     if s not in dep.procs or dep.procs[s].poll() is not None)
     last = dep.log("run-failed").strip().splitlines()[-1]
-    assert last.startswith("fedprog: error: run failed: DeploymentError: site(s) ")
-    assert last.endswith("did not connect within 3 s")
+    assert last == (f"fedprog: error: run failed: DeploymentError: site(s) {gone} did not connect within "
+                    "3 s (no SuperNode of theirs joined the SuperLink: is it running, and pointed at this "
+                    "SuperLink?)")
     assert json.loads((out / "result.json").read_text())["status"] == "failed"

@@ -10,18 +10,25 @@ import json
 import shlex
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from flwr.common.config import parse_config_args
 
+from federated.analyses.runner import train
+from federated.demo_study import write_demo_study
 from federated.disclosure.rules import SiteFloors
+from federated.exceptions import FederatedError
+from federated.protocol.flower_transport import FlowerTransport, discover
 from federated.protocol.secagg import KeyPair
+from federated.site.handler import Site
+from federated.site.tables import TableFormat
 from federated.study import StudySpec, load_study
 from fedprog.deploy_cmd import config_string
-from fedprog.flower_app import NodeSettings, RunSettings, approved_protocol, client, run
-from fedprog.workspace import Workspace, train_in_workspace
+from fedprog.flower_app import NodeSettings, RunSettings, approved_protocol, as_registered, client, run
+from fedprog.workspace import Workspace
 from ledger.checkpoint import parse_note
 from tests.conftest import copy_workspace
-from tests.federated.protocol.flower_grid import LoopbackGrid
+from tests.federated.protocol.flower_grid import LoopbackGrid, approved_nodes
 from tests.fedprog.test_cli import run as fedprog
 
 
@@ -53,13 +60,20 @@ def test_a_workspace_run_is_witnessed_by_the_sites_and_registered(demo_workspace
                                "workspace": str(ws), "n-boot": 50})  # as the demo validates
     summary = run(grid, settings)
 
-    # the same consent state gives the same patients, hence the same model as the embedded run
-    _, embedded = train_in_workspace(Workspace(twin), StudySpec.model_validate_json(study.read_bytes()))
+    # the same consent state gives the same patients, hence the same model as `fedprog train
+    # --workspace`, registered the same way: the same version, successor of the released one
+    trained = fedprog("train", "--workspace", twin, "--study", study, "--json")
+    assert trained.returncode == 0, trained.stderr
+    embedded = json.loads(trained.stdout)
     artifact = json.loads((tmp_path / "out" / "cox.json").read_text())
     assert artifact["sha256"] == embedded["sha256"] == summary["jobs"]["cox"]["sha256"]
     w = Workspace(ws)
     entry = w.models.get("gbsg2-recurrence@2")
     assert entry.sha256 == artifact["sha256"] and entry.lifecycle == "validated"
+    registered = Workspace(twin).models.get("gbsg2-recurrence@2")
+    assert (entry.job, entry.predecessor, registered.lifecycle) == (registered.job, "gbsg2-recurrence@1",
+                                                                     "candidate")
+    assert registered.predecessor == entry.predecessor
     assert summary["jobs"]["validate"]["recorded"] is True
 
     # every site's witness cosigned, in its own ClientApp, the checkpoint the ledger keeps
@@ -77,6 +91,29 @@ def test_a_workspace_run_is_witnessed_by_the_sites_and_registered(demo_workspace
     (c_index,) = [m for m in report["pooled"]["metrics"] if m["metric"] == "harrell_c"]
     assert c_index["sites"] == w.sites and 0.5 < c_index["estimate"] < 1
     assert summary["jobs"]["validate"]["passed"] is report["passed"]
+
+
+@pytest.mark.req("SRS-DEP-005")
+def test_a_workspace_run_registers_as_train_does_and_refuses_a_model_that_could_not_be_served(
+        demo_workspace: Path, tmp_path: Path) -> None:
+    ws = Workspace(demo_workspace)
+    study = load_study(next_study(demo_workspace, tmp_path))
+    # the successor of the newest version of the model, as `fedprog train --workspace` registers it
+    spec, predecessor = as_registered(ws, study)
+    assert spec.version == "1" and predecessor is not None and predecessor.ref == "gbsg2-recurrence@1"
+    fresh, none = as_registered(ws, study.model_copy(update={"model_id": "other-model", "version": "7"}))
+    assert fresh.version == "7" and none is None
+    # a covariate without its declared input: refused before any site is asked, nothing registered
+    size = ws.ledger.size
+    bare = tmp_path / "bare.json"
+    inputs = {k: v for k, v in study.inputs.items() if k != "tsize"}
+    bare.write_text(study.model_copy(update={"inputs": inputs}).model_dump_json(exclude={"sites"}),
+                    encoding="utf-8")
+    settings = RunSettings.of({"study": str(bare), "out": str(tmp_path / "out"),
+                               "workspace": str(demo_workspace), "connect-timeout": 1})
+    with pytest.raises(ValueError, match=r"^study: covariate 'tsize' has no declared input"):
+        run(LoopbackGrid(client, {}), settings)
+    assert Workspace(demo_workspace).ledger.size == size
 
 
 @pytest.mark.req("SRS-DEP-005")
@@ -280,3 +317,49 @@ def test_the_app_folder_names_the_fedprog_components(tmp_path: Path) -> None:
     assert ok, errors
     assert config["tool"]["flwr"]["app"]["components"] == {"serverapp": "fedprog.flower_app:server",
                                                           "clientapp": "fedprog.flower_app:client"}
+
+
+@pytest.mark.req("SRS-DEP-007", "SRS-DEP-001")
+def test_a_node_reads_its_table_as_its_hospital_exported_it(tmp_path: Path) -> None:
+    spec = write_demo_study(tmp_path)
+    sites = ("hospital-a", "hospital-b", "hospital-c")
+    study = spec.model_copy(update={"sites": [s for s in spec.sites if s.name in sites],
+                                    "policy": spec.policy.model_copy(update={"min_sites": 2})})
+    floors = SiteFloors(min_sites=2)
+    protocol, _, configs = approved_nodes(study, tmp_path / "rules", floors)
+    # hospital-b's table as German Excel writes it: ';' between fields, decimal commas, Windows-1252
+    # (a note column in it), and its operator says so on the command line
+    plain = study.sites[1].path
+    excel = tmp_path / "hospital-b-excel.csv"
+    pd.read_csv(plain).assign(note="Größe geprüft").to_csv(excel, sep=";", decimal=",", index=False,
+                                                           encoding="cp1252")
+    res = fedprog("deploy", "supernode", "--superlink", "127.0.0.1:9093", "--site", "hospital-b", "--data",
+                  excel, "--port", "9100", "--delimiter", ";", "--decimal", ",", "--encoding", "windows-1252",
+                  "--insecure", "--dry-run")
+    assert res.returncode == 0, res.stderr
+    node = parse_config_args([shlex.split(res.stdout)[-1]])
+    assert (node["delimiter"], node["decimal"], node["encoding"]) == (";", ",", "cp1252")
+    assert NodeSettings.of(node).table_format() == TableFormat(delimiter=";", decimal=",", encoding="cp1252")
+
+    def fit(config_b: dict[str, str]) -> dict[str, object]:
+        grid = LoopbackGrid(client, {10 + i: {**configs[s], **(config_b if s == "hospital-b" else {})}
+                                     for i, s in enumerate(sites)})
+        found = discover(grid, list(sites), timeout=5)
+        transport = FlowerTransport(grid, {site: n.node_id for site, n in found.items()})
+        return train(study, sites=transport, protocol=protocol)[1]
+
+    # the Flower site reads it under that format: the same model, bit for bit, as from the plain table
+    _, reference = train(study, sites=[Site(s.name, s.path, floors=floors) for s in study.sites])
+    assert fit({k: node[k] for k in ("data-path", "delimiter", "decimal", "encoding")})["sha256"] \
+        == reference["sha256"]
+    # without the format the node cannot read it, and says so: the fit stops
+    with pytest.raises(FederatedError, match="^site 'hospital-b': the site's table: not UTF-.* --encoding"):
+        fit({"data-path": node["data-path"]})
+    bad = fedprog("deploy", "supernode", "--superlink", "127.0.0.1:9093", "--site", "hospital-b", "--data",
+                  excel, "--port", "9100", "--delimiter", ",", "--decimal", ",", "--insecure", "--dry-run")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == ("fedprog: error: --delimiter/--decimal: delimiter and decimal mark are "
+                                  "both ',': ambiguous (a table with decimal commas is usually "
+                                  "';'-separated)")
+    with pytest.raises(ValueError, match=r"^node config: encoding: .*unknown text encoding 'klingon'"):
+        NodeSettings.of({**node, "encoding": "klingon"})

@@ -38,7 +38,7 @@ def test_the_demo_curl_line_gets_a_risk_score_from_a_real_server(served: tuple[P
     ra = resp.json()
     assert ra["resourceType"] == "RiskAssessment" and len(ra["prediction"]) == 2
     assert all(0 < p["probabilityDecimal"] < 1 for p in ra["prediction"])
-    model = json.loads(run("model", "show", "gbsg2-recurrence", "--workspace", ws).stdout)
+    model = json.loads(run("model", "show", "gbsg2-recurrence", "--workspace", ws, "--json").stdout)
     assert {"system": "urn:fedprog:model-sha256", "code": model["sha256"]} in ra["method"]["coding"]
     again = httpx.get(resp.headers["location"], headers=headers, timeout=30)
     assert again.status_code == 200 and again.json() == ra

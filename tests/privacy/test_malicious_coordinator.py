@@ -34,6 +34,7 @@ from federated.protocol.messages import (
 from federated.site.evaluation import public_km_times
 from federated.site.handler import Site, approve_in_process
 from federated.study import CohortSpec
+from prognosis import CoxModel
 from tests.conftest import split_frame
 from tests.privacy.wire import Wire
 
@@ -218,9 +219,9 @@ def test_fine_kaplan_meier_times_and_unapproved_horizons_are_refused(gbsg2: pd.D
     monthly = COHORT.model_copy(update={"time_grid": "month"})
     sites = [Site(f"h{i}", part) for i, part in enumerate(split_frame(gbsg2, 3, seed=1))]
     proto = approve_in_process(sites, StudyProtocol(study_id="eval", cohorts=(monthly,), horizons=(1095.75,)))
-    model = EvaluationModel(beta=w(np.array([0.0, 0.0, 0.05])), center=w(np.array([50.0, 30.0, 5.0])),
-                            baseline_times=w(np.array([365.25, 1095.75, 1826.25])),
-                            baseline_survival=w(np.array([0.9, 0.7, 0.6])), horizons=w(np.array([1095.75])))
+    cox = CoxModel.from_arrays(monthly.covariates, [0.0, 0.0, 0.05], [50.0, 30.0, 5.0],
+                               [365.25, 1095.75, 1826.25], [0.9, 0.7, 0.6], [1095.75])
+    model = EvaluationModel(artifact=cox.to_artifact(), horizons=w(np.array([1095.75])))
     base = dict(session="ev", round=0, study=proto.sha256, cohort=monthly, model=model, n_boot=0, seed=1,
                 ibs_times=w(np.array([365.25, 730.5])))
     daily = EvaluateRequest(**base, km_times=w(np.arange(0.0, 200.0)))  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from federated.site.data import prepare_cohort
 from federated.site.evaluation import public_km_times
 from federated.site.handler import Site, approve_in_process
 from federated.study import CohortSpec
+from prognosis import CoxModel
 from tests.privacy.wire import Wire  # noqa: E402
 
 w = WireArray.from_numpy
@@ -153,13 +154,13 @@ def test_F1_an_outlier_beyond_the_envelope_no_longer_dominates_a_sum(demo: Any) 
 
 
 def _model(sites: list[Site]) -> EvaluationModel:
-    return EvaluationModel(
-        beta=w(np.array([0.01, 0.001, 0.2, 0.05, -0.002, 0.0, -0.3, 0.2])),
-        center=w(np.array([53.0, 28.0, 2.0, 5.0, 100.0, 90.0, 0.0, 1.0])),
-        baseline_times=w(np.array([365.25, 730.5, 1095.75, 1461.0, 1826.25])),
-        baseline_survival=w(np.array([0.95, 0.85, 0.75, 0.68, 0.6])),
-        horizons=w(np.array(HORIZONS)),
+    cox = CoxModel.from_arrays(
+        COV, beta=[0.01, 0.001, 0.2, 0.05, -0.002, 0.0, -0.3, 0.2],
+        center=[53.0, 28.0, 2.0, 5.0, 100.0, 90.0, 0.0, 1.0],
+        times=[365.25, 730.5, 1095.75, 1461.0, 1826.25],
+        survival=[0.95, 0.85, 0.75, 0.68, 0.6], horizons=HORIZONS,
     )
+    return EvaluationModel(artifact=cox.to_artifact(), horizons=w(np.array(HORIZONS)))
 
 
 def _evaluate(study: str, **over: Any) -> EvaluateRequest:

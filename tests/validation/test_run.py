@@ -90,7 +90,8 @@ def test_leave_one_site_out_models_never_see_the_held_out_site(validated: Valida
             assert entry == {"possible": False, "reason": (
                 "refused by rule min_sites: 2 site(s) taking part, at least 3 required (with 2, each site "
                 f"could subtract its own share of a secure sum); dropped site '{cannot}': fewer than k "
-                "patients in a cell of every time grid up to 'year' (k-cells at the source)")}
+                "patients in a cell of every time grid up to 'year' (k-cells at the source; a few patients "
+                "lost to follow-up early? the study may set shift_sparse_censoring = true)")}
             continue
         assert entry["possible"] is True
         assert held not in entry["training"]["sites"] and entry["training"]["sites"] == trainable

@@ -108,15 +108,15 @@ def test_evaluations_have_their_own_budget(gbsg2: pd.DataFrame, tmp_path: Path) 
     from federated.protocol.arrays import WireArray
     from federated.protocol.messages import EvaluateReply, EvaluateRequest, EvaluationModel
     from federated.site.evaluation import public_km_times
+    from prognosis import CoxModel
 
     w = WireArray.from_numpy
     horizons = (1095.75,)
     site = Site("h0", gbsg2, floors=SiteFloors(max_evaluations=2), budget=tmp_path / "budget.json")
     protocol = approve_in_process([site, Site("h1", gbsg2)],
                                   StudyProtocol(study_id="eval", cohorts=(COHORT,), horizons=horizons))
-    model = EvaluationModel(beta=w(np.array([0.01])), center=w(np.array([50.0])),
-                            baseline_times=w(np.array([365.25, 1095.75])),
-                            baseline_survival=w(np.array([0.9, 0.75])), horizons=w(np.array(horizons)))
+    cox = CoxModel.from_arrays(COHORT.covariates, [0.01], [50.0], [365.25, 1095.75], [0.9, 0.75], horizons)
+    model = EvaluationModel(artifact=cox.to_artifact(), horizons=w(np.array(horizons)))
     replies = [decode_reply(site.handle(encode(EvaluateRequest(
         session="e", round=r, study=protocol.sha256, cohort=COHORT, model=model, n_boot=0, seed=r,
         km_times=w(public_km_times(COHORT, horizons)), ibs_times=w(np.array([365.0]))))))

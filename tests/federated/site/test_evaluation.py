@@ -39,6 +39,7 @@ from federated.protocol.messages import (
 from federated.site.evaluation import public_km_times
 from federated.site.performance import cox_slope
 from federated.study import StudySpec
+from prognosis import CoxModel
 
 pytestmark = pytest.mark.req("SRS-VAL-005")
 
@@ -83,10 +84,7 @@ def request(artifact: dict[str, Any], *, n_boot: int = 20, seed: int = 7,
             subgroups: list[Subgroup] | None = None, protocol: StudyProtocol | None = None,
             horizons: list[float] = HORIZONS) -> bytes:
     w = WireArray.from_numpy
-    base = artifact["baseline_survival"]
-    model = EvaluationModel(beta=w(np.array([artifact["coefficients"][n] for n in NAMES])),
-                            center=w(np.array(base["center"])), baseline_times=w(np.array(base["times"])),
-                            baseline_survival=w(np.array(base["survival"])), horizons=w(np.array(horizons)))
+    model = EvaluationModel(artifact=artifact, horizons=w(np.array(horizons)))
     protocol = protocol or approved()
     km_times = public_km_times(STUDY.cohort(), protocol.horizons)  # fixed by the study alone
     req = EvaluateRequest(session="eval", round=0, study=protocol.sha256, cohort=STUDY.cohort(),
@@ -342,6 +340,22 @@ def test_a_bad_model_is_refused_with_a_reason(demo: Demo) -> None:
     reply = decode_reply(site("h0", parts[0], beyond).handle(request(artifact, horizons=[last + 100.0],
                                                                        protocol=beyond)))
     assert reply.kind == "error" and reply.code == "bad-request" and "horizons" in reply.message
+
+
+@pytest.mark.req("SRS-DEV-010")
+def test_the_site_evaluates_the_sealed_artifact_itself(demo: Demo) -> None:
+    """The request carries the model's own artifact, checked by the one schema and its seal: an edited
+    coefficient or a model of other inputs is refused before any row is read."""
+    parts, artifact = demo
+    with pytest.raises(ValueError, match="sha256 mismatch"):  # an honest coordinator cannot even send it
+        request({**artifact, "version": "edited"})
+    wire = json.loads(request(artifact))
+    wire["model"]["artifact"]["coefficients"]["age"] += 0.5  # a malicious one edits the bytes
+    reply = decode_reply(site("h0", parts[0]).handle(json.dumps(wire).encode()))
+    assert reply.kind == "error" and "sha256 mismatch" in reply.message  # type: ignore[union-attr]
+    other = CoxModel.from_arrays(["age"], [0.01], [50.0], [365.25, 1826.25], [0.9, 0.7], HORIZONS)
+    reply = decode_reply(site("h0", parts[0]).handle(request(other.to_artifact())))
+    assert reply.kind == "error" and "not the cohort's covariates" in reply.message  # type: ignore[union-attr]
 
 
 def test_the_transcript_shows_the_plaintext_results(tmp_path: Path,

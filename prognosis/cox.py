@@ -1,0 +1,345 @@
+"""The one Cox model object: a released ``fedprog.model/v1`` model, its predictions and its file.
+
+A Cox proportional-hazards model with a Breslow baseline (Breslow 1974, *Biometrics* 30:89–99)
+released at the covariate centre ``c`` (the study's reference patient). For covariates ``x``
+(the model's units, ``inputs`` order), coefficients ``β`` with covariance ``Σ`` and the released
+baseline survival step function ``S0`` (:func:`prognosis.steps.step_at`: the value at the last
+released time ≤ t, 1 before the first)::
+
+    η = β·(x − c)                      linear predictor (log hazard ratio against the centre)
+    H0(t) = −log S0(t)                  baseline cumulative hazard
+    S(t | x) = S0(t) ** exp(η) = exp(−H0(t) e^η),     risk = 1 − S(t | x)
+
+The 95% interval is built on the complementary log-log scale, where the model is additive and
+the interval respects [0, 1] (Kalbfleisch & Prentice 2002, *The Statistical Analysis of Failure
+Time Data*, 2nd ed., Wiley, §5.2)::
+
+    log(−log S(t | x)) = log H0(t) + η,     Var(η) = (x − c)ᵀ Σ (x − c)     (delta method)
+    bounds = log H0(t) + η ∓ z·sd(η),  z = Φ⁻¹(0.975),  mapped back by S = exp(−e^(·)).
+
+LIMITATION — the interval reflects the uncertainty of β only: the artifact releases no variance
+of the baseline hazard (Tsiatis 1981, *Ann. Statist.* 9:93–108), so the interval is too narrow,
+with zero width at the centre. It is a lower bound on the uncertainty and labelled so.
+
+Reading (:meth:`CoxModel.from_artifact`, :func:`load_model`) never trusts a file: the SHA-256 of
+the canonical JSON of every field but ``sha256`` (:func:`ledger.canonical.sealed_sha256`) must
+match, then the whole contract is validated (:class:`prognosis.schema.Artifact`); any refusal
+is a :class:`ModelError` whose one-line message names the file and the field. Writing
+(:meth:`CoxModel.to_artifact`) gives back the very JSON object read (same bytes, same hash).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from ledger.canonical import sealed_sha256
+
+from .inputs import ModelInput
+from .schema import SCHEMA, Artifact
+from .steps import Z95, step_at
+
+#: Length of each time unit in days (Julian year, as in most survival software).
+DAYS_PER_UNIT: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "year": 365.25}
+
+ArrayLike = np.ndarray | Sequence[float] | float
+
+
+class ModelError(ValueError):
+    """A model artifact that is unreadable, tampered with, or outside the contract."""
+
+
+def seal(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` plus its ``sha256`` over the canonical JSON of the rest (an existing one is recomputed)."""
+    rest = {k: v for k, v in body.items() if k != "sha256"}
+    return {**rest, "sha256": sealed_sha256(rest)}
+
+
+def verify_sha256(artifact: Mapping[str, Any]) -> bool:
+    """True when ``artifact['sha256']`` matches its content."""
+    return sealed_sha256(dict(artifact)) == artifact.get("sha256")
+
+
+def wald(beta: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Standard errors, 95% Wald intervals (p, 2) and two-sided p-values 2(1 − Φ(|β/se|)) of ``beta``.
+
+    The p-value is computed as erfc(|z| / √2), exact in double precision in both tails.
+    """
+    se = np.sqrt(np.diag(np.asarray(covariance, dtype=float)))
+    b = np.asarray(beta, dtype=float)
+    half = Z95 * se
+    p = np.array([math.erfc(abs(z) / math.sqrt(2.0)) for z in b / se])
+    return se, np.column_stack((b - half, b + half)), p
+
+
+def _readonly(values: Any) -> np.ndarray:
+    arr = np.array(values, dtype=float)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class BaselineCurve:
+    """One released baseline survival step function (a stratum's, or the model's when ``label`` is None)."""
+
+    label: str | None
+    times: np.ndarray
+    survival: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class CoxModel:
+    """A loaded, verified Cox model: the arrays prediction needs, all read-only, in ``inputs`` order.
+
+    ``horizons`` and baseline times are in ``time_unit``. A stratified model has empty
+    ``baseline_times``/``baseline_survival`` and one curve per stratum in ``strata``. ``artifact``
+    is the validated contract (every released field); :meth:`to_artifact` its exact JSON object.
+    """
+
+    model_id: str
+    version: str
+    sha256: str
+    outcome: str
+    time_unit: str
+    horizons: tuple[float, ...]
+    inputs: list[ModelInput]
+    beta: np.ndarray
+    covariance: np.ndarray
+    center: np.ndarray
+    baseline_times: np.ndarray
+    baseline_survival: np.ndarray
+    stratified: bool
+    artifact: Artifact
+    strata: tuple[BaselineCurve, ...] = ()
+    _json: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------ reading and writing
+    @classmethod
+    def from_artifact(cls, source: str | Path | Mapping[str, Any]) -> CoxModel:
+        """Read, hash-check and validate a ``fedprog.model/v1`` artifact (a path or the parsed JSON).
+
+        Raises
+        ------
+        ModelError
+            ``"<file>: sha256 mismatch: file says …, content hashes to …"`` when the content was
+            edited, or ``"<file>: <field>: <rule>"`` for the first contract violation.
+        """
+        name, data = _read(source)
+        if not isinstance(data, dict):
+            raise ModelError(f"{name}: not a JSON object")
+        claimed = data.get("sha256")
+        try:
+            actual: str | None = sealed_sha256(data)
+        except (TypeError, ValueError):  # NaN/Infinity or non-JSON values: let validation name the field
+            actual = None
+        if actual is not None and isinstance(claimed, str) and claimed != actual:
+            raise ModelError(f"{name}: sha256 mismatch: file says {claimed}, content hashes to {actual}")
+        try:
+            art = Artifact.model_validate(data)
+        except ValidationError as exc:
+            raise ModelError(f"{name}: {_first_error(exc, data)}") from None
+        if actual is None:
+            raise ModelError(f"{name}: training: not canonical JSON (NaN, Infinity or a non-JSON value)")
+        return cls._of(art, copy.deepcopy(data))
+
+    @classmethod
+    def _of(cls, art: Artifact, data: dict[str, Any]) -> CoxModel:
+        names = [i.name for i in art.inputs]
+        base = art.baseline_survival
+        strata = tuple(BaselineCurve(s.label, _readonly(s.times), _readonly(s.survival))
+                       for s in base.strata or [])
+        return cls(model_id=art.model_id, version=art.version, sha256=art.sha256, outcome=art.outcome.name,
+                   time_unit=art.outcome.time_unit, horizons=tuple(art.outcome.horizons),
+                   inputs=list(art.inputs), beta=_readonly([art.coefficients[n] for n in names]),
+                   covariance=_readonly(art.covariance), center=_readonly(base.center),
+                   baseline_times=_readonly(base.times), baseline_survival=_readonly(base.survival),
+                   stratified=base.strata is not None, artifact=art, strata=strata, _json=data)
+
+    @classmethod
+    def from_arrays(cls, names: Sequence[str], beta: ArrayLike, center: ArrayLike, times: ArrayLike,
+                    survival: ArrayLike, horizons: Sequence[float], *, covariance: ArrayLike | None = None,
+                    model_id: str = "model", version: str = "1", outcome: str = "event",
+                    time_unit: str = "day", ties: str = "efron", min_cell_count: int = 1) -> CoxModel:
+        """A sealed minimal model from its arrays (inputs coded ``urn:fedprog:covariate``, open
+        ranges; covariance zero unless given). For a model with a study behind it, see
+        :func:`federated.analyses.artifact.build_artifact`."""
+        b = np.atleast_1d(np.asarray(beta, dtype=float))
+        cov = np.zeros((b.size, b.size)) if covariance is None else np.asarray(covariance, dtype=float)
+        se = np.sqrt(np.diag(cov))
+        body = {"schema": SCHEMA, "model_id": model_id, "version": version, "kind": "cox-ph",
+                "outcome": {"name": outcome, "time_unit": time_unit,
+                            "horizons": [float(h) for h in horizons]},
+                "inputs": [{"name": n, "code": {"system": "urn:fedprog:covariate", "code": n, "display": n},
+                            "unit": "1", "kind": "quantity", "min": None, "max": None} for n in names],
+                "coefficients": dict(zip(names, b.tolist(), strict=True)),
+                "standard_errors": dict(zip(names, se.tolist(), strict=True)), "covariance": cov.tolist(),
+                "baseline_survival": {"times": np.asarray(times, dtype=float).tolist(),
+                                      "survival": np.asarray(survival, dtype=float).tolist(),
+                                      "center": np.atleast_1d(np.asarray(center, dtype=float)).tolist(),
+                                      "min_cell_count": min_cell_count},
+                "ties": ties, "training": {}}
+        return cls.from_artifact(seal(body))
+
+    def to_artifact(self) -> dict[str, Any]:
+        """The artifact's JSON object, exactly as read or built (same canonical bytes, same ``sha256``)."""
+        return copy.deepcopy(self._json)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Input names, the column order of every ``X`` the model takes."""
+        return tuple(i.name for i in self.inputs)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model_id}@{self.version}"
+
+    def horizon_text(self, h: float) -> str:
+        """A horizon in words: in years once it is at least a year long (``1826`` days → ``5 years``)."""
+        days = h * DAYS_PER_UNIT[self.time_unit]
+        if self.time_unit != "year" and days < 365:
+            return f"{h:g} {self.time_unit}{'' if h == 1 else 's'}"
+        years = days / 365.25
+        shown = f"{round(years)}" if abs(years - round(years)) < 0.05 else f"{years:.1f}"
+        return f"{shown} year{'' if shown == '1' else 's'}"
+
+    # ------------------------------------------------------------------ baseline
+    def baseline(self, stratum: str | None = None) -> BaselineCurve:
+        """The released baseline curve (of ``stratum`` in a stratified model)."""
+        if stratum is None:
+            if self.stratified:
+                raise ValueError(f"{self.ref} is stratified: name one of its strata "
+                                 f"({', '.join(str(s.label) for s in self.strata)})")
+            return BaselineCurve(None, self.baseline_times, self.baseline_survival)
+        for curve in self.strata:
+            if curve.label == stratum:
+                return curve
+        raise ValueError(f"{self.ref} has no stratum {stratum!r}")
+
+    def baseline_at(self, t: ArrayLike, stratum: str | None = None) -> np.ndarray:
+        """S0(t): the released value at the last baseline time ≤ t, 1 before the first."""
+        curve = self.baseline(stratum)
+        return step_at(curve.times, curve.survival, t)
+
+    def cumulative_hazard_at(self, t: ArrayLike, stratum: str | None = None) -> np.ndarray:
+        """H0(t) = −log S0(t) (0 before the first released time)."""
+        return np.asarray(-np.log(self.baseline_at(t, stratum)))
+
+    # ------------------------------------------------------------ linear predictor
+    def lp(self, X: np.ndarray) -> np.ndarray:
+        """Linear predictor η = β·(x − c) of each row of ``X`` (n, p), shape (n,)."""
+        return np.asarray((np.asarray(X, dtype=float) - self.center) @ self.beta, dtype=float)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """β_j (x_j − c_j) of each row (n, p): the log hazard ratio of each input; rows sum to η."""
+        return np.asarray((np.asarray(X, dtype=float) - self.center) * self.beta)
+
+    def se_lp(self, X: np.ndarray) -> np.ndarray:
+        """Standard error of η by the delta method, sqrt((x − c)ᵀ Σ (x − c)), shape (n,)."""
+        Z = np.asarray(X, dtype=float) - self.center
+        return np.sqrt(np.maximum(((Z @ self.covariance) * Z).sum(axis=1), 0.0))
+
+    # ------------------------------------------------------------------ predictions
+    def survival_at(self, lp: np.ndarray, t: ArrayLike, stratum: str | None = None) -> np.ndarray:
+        """S(t | x) = S0(t) ** exp(η) for linear predictors ``lp`` (n,), shape (n, len(t)).
+
+        The contract's formula, evaluated as written; the interval methods work on the log(−log)
+        scale instead (equal to within a few ulp).
+        """
+        s0 = self.baseline_at(np.atleast_1d(np.asarray(t, dtype=float)), stratum)
+        return np.asarray(np.power(s0[None, :], np.exp(np.asarray(lp, dtype=float))[:, None]))
+
+    def survival_with_interval(self, lp: np.ndarray, se_lp: np.ndarray, t: ArrayLike,
+                               stratum: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """S(t | x) with its 95% log(−log) interval (β uncertainty only), each (n, len(t))."""
+        H, lo, hi = self._bounds(lp, se_lp, t, stratum)
+        return np.exp(-H), np.exp(-hi), np.exp(-lo)
+
+    def risk_with_interval(self, lp: np.ndarray, se_lp: np.ndarray, t: ArrayLike,
+                           stratum: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Absolute risk 1 − S(t | x) with its 95% interval (β uncertainty only), each (n, len(t))."""
+        H, lo, hi = self._bounds(lp, se_lp, t, stratum)
+        return -np.expm1(-H), -np.expm1(-lo), -np.expm1(-hi)
+
+    def predict_survival(self, X: np.ndarray, t: ArrayLike, stratum: str | None = None) -> np.ndarray:
+        """S(t | x) for each row of ``X`` (n, p), shape (n, len(t))."""
+        return self.survival_at(self.lp(X), t, stratum)
+
+    def predict_risk(self, X: np.ndarray, t: ArrayLike, stratum: str | None = None) -> np.ndarray:
+        """1 − S(t | x) for each row of ``X`` (n, p), shape (n, len(t))."""
+        H0 = self.cumulative_hazard_at(np.atleast_1d(np.asarray(t, dtype=float)), stratum)
+        return -np.expm1(-_cumhaz(H0, self.lp(X)))
+
+    def _bounds(self, lp: np.ndarray, se_lp: np.ndarray, t: ArrayLike, stratum: str | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        H0 = self.cumulative_hazard_at(np.atleast_1d(np.asarray(t, dtype=float)), stratum)
+        return _cumhaz_bounds(H0, np.asarray(lp, dtype=float), np.asarray(se_lp, dtype=float))
+
+
+def _cumhaz_bounds(H0: np.ndarray, lp: np.ndarray, se: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative hazard H0 e^η and its log-log-scale 95% bounds, shape (n, len(H0)).
+
+    Where H0 = 0 (before the first released time) all three are 0 (risk exactly 0).
+    """
+    pos = H0 > 0
+    ll = lp[:, None] + np.log(np.where(pos, H0, 1.0))[None, :]
+    half = (Z95 * se)[:, None]
+    with np.errstate(over="ignore"):  # unbounded envelopes: e^η may overflow to inf (risk 1)
+        out = tuple(np.where(pos[None, :], np.exp(v), 0.0) for v in (ll, ll - half, ll + half))
+    return out[0], out[1], out[2]
+
+
+def _cumhaz(H0: np.ndarray, lp: np.ndarray) -> np.ndarray:
+    """H0 e^η = exp(η + log H0), shape (n, len(H0)); 0 where H0 = 0 (the first of :func:`_cumhaz_bounds`)."""
+    pos = H0 > 0
+    with np.errstate(over="ignore"):
+        return np.where(pos[None, :], np.exp(lp[:, None] + np.log(np.where(pos, H0, 1.0))[None, :]), 0.0)
+
+
+def load_model(source: str | Path | Mapping[str, Any]) -> CoxModel:
+    """:meth:`CoxModel.from_artifact`: read, hash-check and validate a ``fedprog.model/v1`` artifact."""
+    return CoxModel.from_artifact(source)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ModelError("a key appears twice in one JSON object")
+    return out
+
+
+def _read(source: str | Path | Mapping[str, Any]) -> tuple[str, Any]:
+    if isinstance(source, Mapping):
+        return f"artifact {source.get('model_id', '?')}@{source.get('version', '?')}", dict(source)
+    path = Path(source)
+    try:
+        return str(path), json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model file: {exc.strerror or exc}") from None
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON: {exc}") from None
+
+
+def _first_error(exc: ValidationError, data: dict[str, Any]) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    if err["loc"][:1] == ("inputs",) and len(err["loc"]) > 1 and isinstance(err["loc"][1], int):
+        item = data["inputs"][err["loc"][1]]
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            loc += f" (input {item['name']!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"

@@ -1,0 +1,176 @@
+"""A model's inputs: the one ``Coding`` and ``InputSpec``, as a study declares them and a model releases them.
+
+:class:`InputSpec` is the declaration a study makes of one covariate (code, UCUM unit, kind,
+intended-use range, reference value); :class:`ModelInput` is the same input as the artifact
+``fedprog.model/v1`` releases it: named, coded, with both bounds written out (``null`` = open)
+and an optional securely summed coverage histogram. Both check one set of rules and judge a value
+the same way (:meth:`InputSpec.accepts`): values are never clamped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: strict, frozen, finite: no type coercion but int → float, unknown fields refused
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, protected_namespaces=())
+
+Kind = Literal["quantity", "integer", "boolean", "category"]
+
+
+class Coding(BaseModel):
+    """A code from a terminology (LOINC, SNOMED CT, …)."""
+
+    model_config = STRICT
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    display: str
+
+
+def increasing(v: list[float], what: str = "") -> list[float]:
+    """``v`` unchanged if strictly increasing, else ``ValueError`` naming the first offending index."""
+    bad = [i for i in range(1, len(v)) if not v[i] > v[i - 1]]
+    if bad:
+        i = bad[0]
+        raise ValueError(f"{what}must be strictly increasing (index {i}: {v[i]:g} after {v[i - 1]:g})")
+    return v
+
+
+class Coverage(BaseModel):
+    """Securely summed training histogram of one input; ``None`` counts are suppressed small cells."""
+
+    model_config = STRICT
+    edges: list[float] = Field(min_length=2)
+    counts: list[Annotated[int, Field(ge=0)] | None]
+
+    @model_validator(mode="after")
+    def _bins(self) -> Coverage:
+        increasing(self.edges, "edges: ")
+        if len(self.counts) != len(self.edges) - 1:
+            raise ValueError(f"counts has {len(self.counts)} bins but edges define {len(self.edges) - 1}")
+        return self
+
+
+def _num(v: float) -> str:
+    """Short form of a number unless that would hide the difference (150.000000001 is not 150)."""
+    return f"{v:g}" if float(f"{v:g}") == v else repr(v)
+
+
+class InputSpec(BaseModel):
+    """One covariate: its code, UCUM unit, kind and intended-use envelope ``[min, max]``.
+
+    A ``boolean`` is 0 or 1; a ``category`` is the 0-based index of one of ``categories``
+    (or, in :meth:`accepts`, that category's code string); an ``integer`` is a quantity that can
+    only be a whole number in its unit (a count, a grade): 2.5 positive nodes or a grade of 3.7
+    are impossible values, refused rather than scored. Bounds given as ``None`` are open.
+    ``reference`` is the reference patient's value (a study declares it; the released model is
+    centred on it, never on a data mean).
+    """
+
+    model_config = STRICT
+    code: Coding | None = None
+    unit: str = Field(default="1", min_length=1)
+    kind: Kind = "quantity"
+    min: float | None = None
+    max: float | None = None
+    reference: float | None = None
+    categories: list[Coding] | None = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InputSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} > max {self.max:g}")
+        ref = self.reference
+        below = ref is not None and self.min is not None and ref < self.min
+        if below or ref is not None and self.max is not None and ref > self.max:
+            raise ValueError(f"reference {ref:g} lies outside the declared range [{self.min}, {self.max}]")
+        if self.kind == "category":
+            codes = [c.code for c in self.categories or []]
+            if not codes or len(set(codes)) != len(codes):
+                raise ValueError("categories: a category input needs distinct category codes")
+        elif self.categories:
+            raise ValueError(f"categories: only a category input lists categories, not a {self.kind}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How messages name the input (a declaration has no name of its own)."""
+        return "input"
+
+    def reference_value(self) -> float | None:
+        """The declared reference, else the middle of the declared range, else None."""
+        if self.reference is not None:
+            return self.reference
+        if self.min is not None and self.max is not None:
+            return (self.min + self.max) / 2.0
+        return None
+
+    def accepts_array(self, values: np.ndarray) -> np.ndarray:
+        """Boolean mask of the values inside the envelope (the vectorised form of :meth:`accepts`)."""
+        v = np.asarray(values, dtype=float)
+        ok = np.isfinite(v)
+        if self.kind == "boolean":
+            ok &= (v == 0.0) | (v == 1.0)
+        elif self.kind == "category":
+            ok &= (v == np.floor(v)) & (v >= 0) & (v < len(self.categories or []))
+        elif self.kind == "integer":
+            ok &= v == np.floor(v)
+        if self.min is not None:
+            ok &= v >= self.min
+        if self.max is not None:
+            ok &= v <= self.max
+        return ok
+
+    def accepts(self, value: object) -> str | None:
+        """``None`` when ``value`` is admissible, otherwise a one-line reason naming the input.
+
+        Values are never clamped: a value outside ``[min, max]`` is outside the intended use.
+        """
+        name = self.label
+        if self.kind == "category" and isinstance(value, str):
+            codes = [c.code for c in self.categories or []]
+            if value not in codes:
+                return f"{name}: {value!r} is not a listed category ({', '.join(codes)})"
+            value = codes.index(value)
+        if isinstance(value, bool | np.bool_):
+            value = float(value)
+        if not isinstance(value, int | float | np.integer | np.floating):
+            return f"{name}: {value!r} is not a number"
+        v = float(value)
+        if self.accepts_array(np.array([v]))[0]:
+            return None
+        if not math.isfinite(v):
+            return f"{name}: {v} is not a finite number"
+        if self.kind == "boolean" and v not in (0.0, 1.0):
+            return f"{name}: {_num(v)} is not a boolean (0 = false, 1 = true)"
+        if self.kind == "integer" and not v.is_integer():
+            return f"{name}: {_num(v)} is not a whole number ({name} is a count or grade)"
+        if self.kind == "category" and not (v.is_integer() and 0 <= v < len(self.categories or [])):
+            last = len(self.categories or []) - 1
+            return f"{name}: {_num(v)} is not the index of a listed category (0…{last})"
+        lo, hi = ("−∞" if b is None else _num(b) for b in (self.min, self.max))
+        unit = "" if self.unit == "1" else f" {self.unit}"
+        return f"{name} = {_num(v)}{unit} is outside the intended-use range [{lo}, {hi}]{unit}"
+
+
+class ModelInput(InputSpec):
+    """An input as a released model states it (``inputs[]`` of ``fedprog.model/v1``).
+
+    Unlike a declaration, ``name``, ``code``, ``unit``, ``min`` and ``max`` must be written out
+    (bounds as ``null`` when open); the reference patient lives in the model's centre instead.
+    """
+
+    name: str = Field(min_length=1)
+    code: Coding
+    unit: str = Field(min_length=1)
+    min: float | None
+    max: float | None
+    reference: None = None
+    coverage: Coverage | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name

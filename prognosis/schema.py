@@ -1,0 +1,150 @@
+"""The ``fedprog.model/v1`` contract as strict pydantic models: the one schema of a Cox model artifact.
+
+Strict (no type coercion but int → float), finite numbers only, unknown fields refused except the
+optional ones the contract lists; ``training`` is kept as an opaque JSON object. Checked here:
+the shapes (covariance p × p in ``inputs`` order, centre of length p, keyed blocks naming exactly
+the inputs), a symmetric positive semi-definite covariance whose diagonal the standard errors
+are the square roots of, and proper baseline curves (times ≥ 0 strictly increasing, survival
+non-increasing in (0, 1]). The seal (``sha256``) is checked by :func:`prognosis.cox.load_model`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from .inputs import STRICT, ModelInput, increasing
+
+SCHEMA = "fedprog.model/v1"
+
+
+class _Curve(BaseModel):
+    """A released baseline step curve: times ≥ 0 strictly increasing, survival non-increasing in (0, 1]."""
+
+    model_config = STRICT
+    times: list[float]
+    survival: list[float]
+
+    @field_validator("times")
+    @classmethod
+    def _times(cls, v: list[float]) -> list[float]:
+        if v and v[0] < 0:
+            raise ValueError(f"must be ≥ 0, got {v[0]:g}")
+        return increasing(v)
+
+    @field_validator("survival")
+    @classmethod
+    def _survival(cls, v: list[float]) -> list[float]:
+        out = [s for s in v if not 0.0 < s <= 1.0]
+        if out:
+            raise ValueError(f"must lie in (0, 1], got {out[0]!r}")
+        up = [i for i in range(1, len(v)) if v[i] > v[i - 1]]
+        if up:
+            raise ValueError(f"must be non-increasing (index {up[0]}: {v[up[0]]!r} after {v[up[0] - 1]!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _lengths(self) -> _Curve:
+        if len(self.times) != len(self.survival):
+            raise ValueError(f"times and survival differ in length ({len(self.times)} vs "
+                             f"{len(self.survival)})")
+        return self
+
+
+class Stratum(_Curve):
+    """The baseline of one stratum of a stratified model."""
+
+    label: str
+
+
+class BaselineSurvival(_Curve):
+    """Baseline survival at ``center``; a stratified model has empty ``times`` and one curve per stratum."""
+
+    center: list[float]
+    min_cell_count: int = Field(ge=1)
+    strata: list[Stratum] | None = None
+    strata_column: str | None = None
+    strata_by_site: bool | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> BaselineSurvival:
+        if self.strata is None and not self.times:
+            raise ValueError("times: an unstratified model needs a released baseline (times is empty)")
+        if self.strata is not None and (self.times or not self.strata):
+            raise ValueError("strata: a stratified model has empty times/survival and ≥ 1 stratum")
+        return self
+
+
+class Outcome(BaseModel):
+    """What is predicted, in which time unit, at which default horizons."""
+
+    model_config = STRICT
+    name: str = Field(min_length=1)
+    time_unit: Literal["day", "week", "month", "year"]
+    horizons: list[Annotated[float, Field(gt=0)]]
+
+    @field_validator("horizons")
+    @classmethod
+    def _sorted(cls, v: list[float]) -> list[float]:
+        return increasing(v)
+
+
+class Artifact(BaseModel):
+    """The whole ``fedprog.model/v1`` contract (``training`` is kept as an opaque JSON object)."""
+
+    model_config = STRICT
+    schema_: Literal["fedprog.model/v1"] = Field(alias="schema")
+    model_id: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    kind: Literal["cox-ph"]
+    outcome: Outcome
+    inputs: list[ModelInput] = Field(min_length=1)
+    coefficients: dict[str, float]
+    standard_errors: dict[str, Annotated[float, Field(ge=0)]]
+    confidence_intervals: dict[str, Annotated[list[float], Field(min_length=2, max_length=2)]] | None = None
+    p_values: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = None
+    penalty: float | None = Field(default=None, ge=0)
+    covariance: list[list[float]]
+    baseline_survival: BaselineSurvival
+    ties: Literal["efron", "breslow"]
+    training: dict[str, Any]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Artifact:
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"inputs: input {dup[0]!r} listed twice")
+        for field in ("coefficients", "standard_errors", "confidence_intervals", "p_values"):
+            keyed = getattr(self, field)
+            if keyed is not None and set(keyed) != set(names):
+                missing, extra = sorted(set(names) - set(keyed)), sorted(set(keyed) - set(names))
+                raise ValueError(f"{field}: " + (f"no entry for input {missing[0]!r}" if missing
+                                                 else f"{extra[0]!r} is not an input"))
+        self._check_covariance(names)
+        p, center = len(names), self.baseline_survival.center
+        if len(center) != p:
+            raise ValueError(f"baseline_survival.center: {len(center)} values for {p} inputs")
+        return self
+
+    def _check_covariance(self, names: list[str]) -> None:
+        p = len(names)
+        wrong = [len(r) for r in self.covariance if len(r) != p]
+        if len(self.covariance) != p or wrong:
+            cols = wrong[0] if wrong else p
+            raise ValueError(f"covariance: expected {p}×{p} (inputs order), "
+                             f"got {len(self.covariance)}×{cols}")
+        cov = np.array(self.covariance)
+        scale = float(np.abs(cov).max(initial=0.0))
+        if not np.allclose(cov, cov.T, rtol=0.0, atol=1e-9 * scale):
+            raise ValueError("covariance: not symmetric")
+        if p and float(np.linalg.eigvalsh(cov).min()) < -1e-9 * scale:
+            raise ValueError("covariance: not positive semi-definite")
+        se = np.array([self.standard_errors[n] for n in names])
+        off = np.flatnonzero(~np.isclose(se, np.sqrt(np.diag(cov)), rtol=1e-6, atol=1e-12))
+        if off.size:
+            raise ValueError(f"standard_errors: {names[off[0]]!r} is not the square root of the "
+                             "covariance diagonal")
