@@ -51,6 +51,21 @@ def test_a_per_horizon_metric_without_a_horizon_must_hold_at_every_horizon() -> 
     assert v["checks"][1]["value"] == 1.30
 
 
+def test_horizon_each_judges_every_horizon_of_the_model_even_the_calibration_slope() -> None:
+    pooled: Table = {**POOLED, ("calibration_slope", 1095.0): {"estimate": 1.0},
+                     ("calibration_slope", 1826.0): {"estimate": 1.4}}
+    v = judge([criterion(metric="calibration_slope", op="between", threshold=[0.7, 1.3], horizon="each")],
+              pooled, SITES, HORIZONS)[0]
+    assert [(c["horizon"], c["value"], c["passed"]) for c in v["checks"]] == [(1095.0, 1.0, True),
+                                                                            (1826.0, 1.4, False)]
+    assert v["passed"] is False and v["horizon"] == "each"
+    # another model's horizons: the same criterion judges those, and a horizon without a value fails
+    v = judge([criterion(metric="e_o_ratio", op="between", threshold=[0.8, 1.25], horizon="each")],
+              POOLED, SITES, [1095.0, 3652.5])[0]
+    assert [c["horizon"] for c in v["checks"]] == [1095.0, 3652.5]
+    assert [c["passed"] for c in v["checks"]] == [True, False] and "not available" in v["checks"][1]["reason"]
+
+
 def test_each_site_scope_fails_on_one_site_and_on_a_missing_value() -> None:
     v = verdict(metric="harrell_c", op=">=", threshold=0.55, scope="each-site")
     assert [(c["where"], c["passed"]) for c in v["checks"]] == [("a", True), ("b", False)]
