@@ -1,8 +1,9 @@
 """Vectorised scoring of a Cox model: absolute risk at horizons with a 95% interval.
 
 The maths (linear predictor, baseline step function, survival and risk with their
-complementary log-log interval, and its LIMITATION: β uncertainty only, so the interval is a
-lower bound on the true uncertainty and must be labelled so) is the model's own
+complementary log-log interval carrying the variance of both β and the baseline hazard, as
+``survival::survfit.coxph`` does; for an older artifact without the baseline's variance, β
+uncertainty only — not a bound either way, flagged by ``Scores.includes_baseline``) is the model's own
 (:class:`prognosis.CoxModel`). This module is the device's gate in front of it: the input
 matrix's shape, every value inside its input's intended-use envelope, horizons that need no
 extrapolation (never past the last released baseline time), and no stratified model (not
@@ -38,13 +39,19 @@ class Scores:
     horizons : ndarray (H,)
         The horizons scored.
     risk, lower, upper : ndarray (n, H)
-        Absolute risk 1 − S(h | x) and its 95% delta-method interval (β uncertainty only).
+        Absolute risk 1 − S(h | x) and its 95% delta-method interval on the log(−log) scale.
     lp : ndarray (n,)
         Linear predictor η = β·(x − c).
     se_lp : ndarray (n,)
-        Standard error of η, sqrt((x − c)ᵀ Σ (x − c)).
+        Standard error of η, sqrt((x − c)ᵀ Σ (x − c)) (β uncertainty only).
     contributions : ndarray (n, p)
         β_j (x_j − c_j), log hazard ratio of each input against the centre; rows sum to ``lp``.
+    se_loglog : ndarray (n, H)
+        Standard error of log(−log S(h | x)) the interval is built from
+        (:meth:`prognosis.CoxModel.se_loglog`).
+    includes_baseline : bool
+        True when the interval includes the baseline hazard's variance; False for an older
+        artifact without it (β uncertainty only, to be labelled so).
     """
 
     names: tuple[str, ...]
@@ -55,6 +62,8 @@ class Scores:
     lp: np.ndarray
     se_lp: np.ndarray
     contributions: np.ndarray
+    se_loglog: np.ndarray
+    includes_baseline: bool
 
 
 def _unstratified(model: PrognosticModel) -> None:
@@ -146,8 +155,8 @@ def score(model: PrognosticModel, X: np.ndarray,
     Returns
     -------
     Scores
-        ``risk = 1 − S0(h)^exp(η)`` with a 95% interval on the log(−log S) scale (β uncertainty
-        only; see the module docstring for the limitation).
+        ``risk = 1 − S0(h)^exp(η)`` with a 95% interval on the log(−log S) scale (β and baseline
+        uncertainty; β only for an older artifact, see ``Scores.includes_baseline``).
 
     Raises
     ------
@@ -158,10 +167,11 @@ def score(model: PrognosticModel, X: np.ndarray,
     _unstratified(model)
     arr = _checked(model, _matrix(model, X))
     hs = _horizons(model, horizons)
-    lp, se = model.lp(arr), model.se_lp(arr)
+    lp, se = model.lp(arr), model.se_loglog(arr, hs)
     risk, lower, upper = model.risk_with_interval(lp, se, hs)
-    return Scores(names=model.names, horizons=hs, risk=risk, lower=lower, upper=upper, lp=lp, se_lp=se,
-                  contributions=model.contributions(arr))
+    return Scores(names=model.names, horizons=hs, risk=risk, lower=lower, upper=upper, lp=lp,
+                  se_lp=model.se_lp(arr), contributions=model.contributions(arr), se_loglog=se,
+                  includes_baseline=model.interval_includes_baseline)
 
 
 def survival_curve(model: PrognosticModel, x: np.ndarray | Sequence[float]
@@ -172,10 +182,10 @@ def survival_curve(model: PrognosticModel, x: np.ndarray | Sequence[float]
     -------
     times, survival, lower, upper : ndarray (K,)
         ``times`` in the model's time unit; ``lower ≤ survival ≤ upper`` (same interval as
-        :func:`score`, β uncertainty only).
+        :func:`score`).
     """
     _unstratified(model)
     arr = _checked(model, _matrix(model, x, ndim=1))
     times = np.array(model.baseline_times)
-    surv, lower, upper = model.survival_with_interval(model.lp(arr), model.se_lp(arr), times)
+    surv, lower, upper = model.survival_with_interval(model.lp(arr), model.se_loglog(arr, times), times)
     return times, surv[0], lower[0], upper[0]

@@ -42,8 +42,8 @@ MANIFEST = "manifest.json"
 #: and information supplied (§1–2), design and manufacturing (§3), GSPR (§4), benefit-risk and risk
 #: management (§5), verification and validation (§6), then Annex III post-market surveillance;
 #: documents not listed follow, by id
-ORDER = ("FP-DD", "FP-IFU", "FP-SDP", "FP-SRS", "FP-ARCH", "FP-GSPR", "FP-RMF", "FP-CYB", "FP-VER", "FP-TM",
-         "FP-CVR", "FP-MC", "FP-SOUP", "FP-REL", "FP-PMS")
+ORDER = ("FP-DD", "FP-IFU", "FP-SDP", "FP-SRS", "FP-ARCH", "FP-GSPR", "FP-RMP", "FP-RMF", "FP-RMR", "FP-UEF",
+         "FP-CYB", "FP-VER", "FP-TM", "FP-CVR", "FP-MC", "FP-SOUP", "FP-REL", "FP-PMS")
 
 
 def discover() -> list[DocumentSpec]:

@@ -84,3 +84,24 @@ def information(site_sum: np.ndarray, s1: np.ndarray, t1: np.ndarray | None, ter
 def breslow_cumulative_hazard(d: np.ndarray, s0: np.ndarray) -> np.ndarray:
     """Breslow's (1972) estimator H0(g_k) = Σ_{k' ≤ k} d_k' / S0_k'(β̂) for one stratum."""
     return np.cumsum(d / s0)
+
+
+def breslow_variance_increments(d: np.ndarray, s0: np.ndarray, s1: np.ndarray, shift: float,
+                                offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid time, the two sums the variance of Breslow's hazard at a reference patient r needs.
+
+    The sites centre covariates on m (``s0``, ``s1`` are the risk-set sums of e^{β·(x−m)} and
+    (x − m) e^{β·(x−m)}); the baseline is released at r, with ``shift`` = e^{β·(r−m)} and
+    ``offset`` = m − r. Then dH_r = shift · d/S0 and (Tsiatis 1981, *Ann. Statist.* 9:93–108;
+    Andersen et al. 1993, *Statistical Models Based on Counting Processes*, §VII.2.2; Therneau &
+    Grambsch 2000, *Modeling Survival Data*, §10.2; ``survival::agsurv`` with ``ctype = 1``)::
+
+        v_k = d_k / S0_r,k²  = shift² d_k / S0_k²         (the "varhaz" increment)
+        w_k = (x̄_k − r) dH_r,k = (S1_k/S0_k + m − r) dH_r,k   (the "xbar" increment, p-vector)
+
+    Returns
+    -------
+    v : ndarray (K,), w : ndarray (K, p)
+    """
+    dh = shift * d / s0
+    return shift * shift * d / (s0 * s0), (s1 / s0[:, None] + offset[None, :]) * dh[:, None]

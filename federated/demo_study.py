@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from federated.study import Coding, InputSpec, SiteSource, StudySpec
+from federated.study import Coding, InputSpec, IntendedUse, SiteSource, StudySpec
 
 SEED = 20261129
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c", "hospital-d")
@@ -31,30 +31,44 @@ _LOINC, _SNOMED = "http://loinc.org", "http://snomed.info/sct"
 #: declared inputs; ``reference`` is the reference patient the released model is centred on
 #: (a 55-year-old postmenopausal woman, grade 2 tumour of 25 mm, 3 positive nodes, receptors 30/40
 #: fmol/mg, no hormone therapy), as published prognostic models state one
+#: (``title`` is each input's name on the page and in refusals; ``below`` words a node count under 1)
+NODE_NEGATIVE = "this model was developed for node-positive patients; {value} positive nodes is outside it"
 DEMO_INPUTS: dict[str, InputSpec] = {
     "age": InputSpec(code=Coding(system=_LOINC, code="30525-0", display="Age"),
-                     unit="a", min=27, max=79, reference=55),
+                     unit="a", min=27, max=79, reference=55, title="Age"),
     "tsize": InputSpec(code=Coding(system=_LOINC, code="21889-1", display="Size Tumor"),
-                       unit="mm", min=3, max=65, reference=25),
+                       unit="mm", min=3, max=65, reference=25, title="Tumour size"),
     "tgrade": InputSpec(code=Coding(system=_LOINC, code="33732-9",
                                     display="Histology grade [Identifier] in Cancer specimen"),
-                        unit="1", kind="integer", min=1, max=3, reference=2),
+                        unit="1", kind="integer", min=1, max=3, reference=2, title="Tumour grade"),
     "pnodes": InputSpec(code=Coding(system=_LOINC, code="21893-3",
                                     display="Regional lymph nodes positive [#] Specimen"),
-                        unit="1", kind="integer", min=1, max=21, reference=3),
+                        unit="1", kind="integer", min=1, max=21, reference=3,
+                        title="Positive lymph nodes", below=NODE_NEGATIVE),
     "progrec": InputSpec(code=Coding(system=_LOINC, code="16112-5",
                                      display="Progesterone receptor [Units/volume] in Tissue"),
-                         unit="fmol/mg", min=0, max=450, reference=30),
+                         unit="fmol/mg", min=0, max=450, reference=30,
+                         title="Progesterone receptor"),
     "estrec": InputSpec(code=Coding(system=_LOINC, code="16113-3",
                                     display="Estrogen receptor [Units/volume] in Tissue"),
-                        unit="fmol/mg", min=0, max=550, reference=40),
+                        unit="fmol/mg", min=0, max=550, reference=40,
+                        title="Oestrogen receptor"),
     "hormone_therapy": InputSpec(code=Coding(system=_SNOMED, code="169413002",
                                              display="Hormone therapy"), kind="boolean",
-                                 min=0, max=1, reference=0),
+                                 min=0, max=1, reference=0, title="Hormone therapy"),
     "postmenopausal": InputSpec(code=Coding(system=_SNOMED, code="76498008",
                                             display="Postmenopausal state"), kind="boolean",
-                                min=0, max=1, reference=1),
+                                min=0, max=1, reference=1, title="Postmenopausal"),
 }
+
+
+#: what the device enforces of the intended purpose (regulatory/manufacturer.yaml states all of it):
+#: women only (GBSG2 enrolled women), results at most a year old at the assessment (the model predicts
+#: from primary treatment), and the event named as a clinician says it (GBSG2's endpoint: recurrence
+#: or death, whichever came first)
+DEMO_INTENDED_USE = IntendedUse(
+    population="adult women with primary, non-metastatic, node-positive invasive breast cancer after surgery",
+    sex="female", max_observation_age_days=365, event="recurrence or death")
 
 
 def gbsg2_table() -> pd.DataFrame:
@@ -102,4 +116,4 @@ def write_demo_study(folder: Path) -> StudySpec:
     return StudySpec(model_id="gbsg2-recurrence", version="1", sites=sites, time="time",
                      event="event", covariates=list(DEMO_INPUTS), ties="efron", time_unit="day",
                      outcome="recurrence-free survival", horizons=[1095.75, 1826.25],
-                     max_time=1826.25, inputs=DEMO_INPUTS)
+                     max_time=1826.25, inputs=DEMO_INPUTS, intended_use=DEMO_INTENDED_USE)

@@ -20,6 +20,7 @@ from federated.disclosure.policy import DisclosurePolicy
 from federated.exceptions import DataError
 from federated.table_format import TableFormat
 from prognosis import DAYS_PER_UNIT, Coding, InputSpec  # noqa: F401  (a study declares its inputs with these)
+from prognosis.schema import IntendedUse  # noqa: F401  (a study declares its intended use with it)
 
 TimeGrid = Literal["exact", "day", "week", "month", "quarter", "year"]
 TimeUnit = Literal["day", "week", "month", "year"]
@@ -167,6 +168,8 @@ class StudySpec(BaseModel):
     max_iter: int = Field(default=100, ge=1)
     tol: float = Field(default=1e-10, gt=0.0)
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    #: what the device enforces of the intended purpose (sex, Observation age); released in the artifact
+    intended_use: IntendedUse | None = None
     range_bins: int = Field(default=10, ge=1, le=1000)
     policy: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
     dp: DPSettings = Field(default_factory=DPSettings)

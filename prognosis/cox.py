@@ -12,14 +12,25 @@ released time ≤ t, 1 before the first)::
 
 The 95% interval is built on the complementary log-log scale, where the model is additive and
 the interval respects [0, 1] (Kalbfleisch & Prentice 2002, *The Statistical Analysis of Failure
-Time Data*, 2nd ed., Wiley, §5.2)::
+Time Data*, 2nd ed., Wiley, §5.2): with L = log(−log S(t | x)) = log H0(t) + η,
+bounds = L ∓ z·se(L), z = Φ⁻¹(0.975), mapped back by S = exp(−e^(·)).
 
-    log(−log S(t | x)) = log H0(t) + η,     Var(η) = (x − c)ᵀ Σ (x − c)     (delta method)
-    bounds = log H0(t) + η ∓ z·sd(η),  z = Φ⁻¹(0.975),  mapped back by S = exp(−e^(·)).
+se(L) carries the baseline hazard's variance as well as β's (:meth:`CoxModel.se_loglog`), as
+R's ``survival::survfit.coxph`` does with ``ctype = 1``: the Breslow hazard d/S0, which the
+artifact releases whatever its ``ties`` (survfit's default for an Efron fit, ctype 2, would
+change the hazard too) (Tsiatis 1981, *Ann. Statist.* 9:93–108; Andersen et al. 1993,
+*Statistical Models Based on Counting Processes*, §VII.2.2; Therneau & Grambsch 2000, §10.2)::
 
-LIMITATION — the interval reflects the uncertainty of β only: the artifact releases no variance
-of the baseline hazard (Tsiatis 1981, *Ann. Statist.* 9:93–108), so the interval is too narrow,
-with zero width at the centre. It is a lower bound on the uncertainty and labelled so.
+    Var(Λ̂(t | x)) = e^{2η} [ V(t) + q(t)ᵀ Σ q(t) ],   q(t) = (x − c) H0(t) − M(t)
+    V(t) = Σ_{t_k ≤ t} d_k / S0_k²,                     M(t) = Σ_{t_k ≤ t} (x̄_k − c) dH0_k
+    Var(L) = Var(Λ̂)/Λ̂² = V(t)/H0(t)² + aᵀ Σ a,          a = (x − c) − M(t)/H0(t)
+
+with S0 and x̄ = S1/S0 the risk-set sums at the centre and V, M the running sums of the
+artifact's ``variance_increments``/``xbar_increments`` at the released times (the same step
+function as S0(t)). An older artifact without them gives the β-only interval
+Var(L) = (x − c)ᵀ Σ (x − c), and :attr:`CoxModel.interval_includes_baseline` is False: it omits
+V and the covariance of β̂ with Ĥ0 (M), so it is too narrow near the centre (zero width at it)
+and may be too wide for patients nearer the data's hazard-weighted mean — not a bound.
 
 Reading (:meth:`CoxModel.from_artifact`, :func:`load_model`) never trusts a file: the SHA-256 of
 the canonical JSON of every field but ``sha256`` (:func:`ledger.canonical.sealed_sha256`) must
@@ -93,6 +104,9 @@ class BaselineCurve:
     label: str | None
     times: np.ndarray
     survival: np.ndarray
+    #: V(t) and M(t) (K, p) at each released time (running sums of the artifact's increments), or None
+    variance: np.ndarray | None = None
+    xbar: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,6 +133,9 @@ class CoxModel:
     stratified: bool
     artifact: Artifact
     strata: tuple[BaselineCurve, ...] = ()
+    #: V(t) (K,) and M(t) (K, p) of the unstratified baseline (see the module docstring), or None
+    baseline_variance: np.ndarray | None = None
+    baseline_xbar: np.ndarray | None = None
     _json: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ reading and writing
@@ -154,14 +171,17 @@ class CoxModel:
     def _of(cls, art: Artifact, data: dict[str, Any]) -> CoxModel:
         names = [i.name for i in art.inputs]
         base = art.baseline_survival
-        strata = tuple(BaselineCurve(s.label, _readonly(s.times), _readonly(s.survival))
+        strata = tuple(BaselineCurve(s.label, _readonly(s.times), _readonly(s.survival),
+                                     *_running(s.variance_increments, s.xbar_increments, len(base.center)))
                        for s in base.strata or [])
+        variance, xbar = _running(base.variance_increments, base.xbar_increments, len(base.center))
         return cls(model_id=art.model_id, version=art.version, sha256=art.sha256, outcome=art.outcome.name,
                    time_unit=art.outcome.time_unit, horizons=tuple(art.outcome.horizons),
                    inputs=list(art.inputs), beta=_readonly([art.coefficients[n] for n in names]),
                    covariance=_readonly(art.covariance), center=_readonly(base.center),
                    baseline_times=_readonly(base.times), baseline_survival=_readonly(base.survival),
-                   stratified=base.strata is not None, artifact=art, strata=strata, _json=data)
+                   stratified=base.strata is not None, artifact=art, strata=strata,
+                   baseline_variance=variance, baseline_xbar=xbar, _json=data)
 
     @classmethod
     def from_arrays(cls, names: Sequence[str], beta: ArrayLike, center: ArrayLike, times: ArrayLike,
@@ -218,7 +238,8 @@ class CoxModel:
             if self.stratified:
                 raise ValueError(f"{self.ref} is stratified: name one of its strata "
                                  f"({', '.join(str(s.label) for s in self.strata)})")
-            return BaselineCurve(None, self.baseline_times, self.baseline_survival)
+            return BaselineCurve(None, self.baseline_times, self.baseline_survival,
+                                 self.baseline_variance, self.baseline_xbar)
         for curve in self.strata:
             if curve.label == stratum:
                 return curve
@@ -247,6 +268,35 @@ class CoxModel:
         Z = np.asarray(X, dtype=float) - self.center
         return np.sqrt(np.maximum(((Z @ self.covariance) * Z).sum(axis=1), 0.0))
 
+    @property
+    def interval_includes_baseline(self) -> bool:
+        """True when the artifact carries the baseline hazard's variance (every curve): the full
+        interval; False for an older artifact (β uncertainty only, see the module docstring)."""
+        curves = self.strata if self.stratified else (self.baseline(),)
+        return all(c.variance is not None for c in curves)
+
+    def se_loglog(self, X: np.ndarray, t: ArrayLike, stratum: str | None = None) -> np.ndarray:
+        """Standard error of L = log(−log S(t | x)) = log Λ̂(t | x), shape (n, len(t)).
+
+        ``sqrt(V/H0² + aᵀ Σ a)``, a = (x − c) − M/H0, at the released step ≤ t (module
+        docstring); without the baseline's variance in the artifact, :meth:`se_lp` at every t.
+        0 before the first released time (where the risk is exactly 0).
+        """
+        tt = np.atleast_1d(np.asarray(t, dtype=float))
+        curve = self.baseline(stratum)
+        if curve.variance is None or curve.xbar is None:
+            return np.repeat(self.se_lp(X)[:, None], tt.size, axis=1)
+        Z = np.asarray(X, dtype=float) - self.center
+        H0 = -np.log(step_at(curve.times, curve.survival, tt))
+        pos = H0 > 0
+        H = np.where(pos, H0, 1.0)
+        V = step_at(curve.times, curve.variance, tt, before=0.0)
+        M = np.column_stack([step_at(curve.times, curve.xbar[:, j], tt, before=0.0)
+                             for j in range(curve.xbar.shape[1])])
+        A = Z[:, None, :] - (M / H[:, None])[None, :, :]
+        var = ((A @ self.covariance) * A).sum(axis=2) + (V / (H * H))[None, :]
+        return np.where(pos[None, :], np.sqrt(np.maximum(var, 0.0)), 0.0)
+
     # ------------------------------------------------------------------ predictions
     def survival_at(self, lp: np.ndarray, t: ArrayLike, stratum: str | None = None) -> np.ndarray:
         """S(t | x) = S0(t) ** exp(η) for linear predictors ``lp`` (n,), shape (n, len(t)).
@@ -259,13 +309,15 @@ class CoxModel:
 
     def survival_with_interval(self, lp: np.ndarray, se_lp: np.ndarray, t: ArrayLike,
                                stratum: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """S(t | x) with its 95% log(−log) interval (β uncertainty only), each (n, len(t))."""
+        """S(t | x) with its 95% log(−log) interval, each (n, len(t)); ``se_lp``, the standard error of
+        log(−log S), is (n, len(t)) from :meth:`se_loglog` or (n,) from :meth:`se_lp` (β only)."""
         H, lo, hi = self._bounds(lp, se_lp, t, stratum)
         return np.exp(-H), np.exp(-hi), np.exp(-lo)
 
     def risk_with_interval(self, lp: np.ndarray, se_lp: np.ndarray, t: ArrayLike,
                            stratum: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Absolute risk 1 − S(t | x) with its 95% interval (β uncertainty only), each (n, len(t))."""
+        """Absolute risk 1 − S(t | x) with its 95% interval, each (n, len(t)) (``se_lp`` as in
+        :meth:`survival_with_interval`)."""
         H, lo, hi = self._bounds(lp, se_lp, t, stratum)
         return -np.expm1(-H), -np.expm1(-lo), -np.expm1(-hi)
 
@@ -286,13 +338,13 @@ class CoxModel:
 
 def _cumhaz_bounds(H0: np.ndarray, lp: np.ndarray, se: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative hazard H0 e^η and its log-log-scale 95% bounds, shape (n, len(H0)).
+    """Cumulative hazard H0 e^η and its log-log-scale 95% bounds, shape (n, len(H0)); ``se`` (n[, T]).
 
     Where H0 = 0 (before the first released time) all three are 0 (risk exactly 0).
     """
     pos = H0 > 0
     ll = lp[:, None] + np.log(np.where(pos, H0, 1.0))[None, :]
-    half = (Z95 * se)[:, None]
+    half = Z95 * (se[:, None] if se.ndim == 1 else se)
     with np.errstate(over="ignore"):  # unbounded envelopes: e^η may overflow to inf (risk 1)
         out = tuple(np.where(pos[None, :], np.exp(v), 0.0) for v in (ll, ll - half, ll + half))
     return out[0], out[1], out[2]
@@ -303,6 +355,15 @@ def _cumhaz(H0: np.ndarray, lp: np.ndarray) -> np.ndarray:
     pos = H0 > 0
     with np.errstate(over="ignore"):
         return np.where(pos[None, :], np.exp(lp[:, None] + np.log(np.where(pos, H0, 1.0))[None, :]), 0.0)
+
+
+def _running(increments: list[float] | None, xbar: list[list[float]] | None, p: int
+             ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """V(t) and M(t) (K, p) at the released times: running sums of the artifact's per-step increments."""
+    if increments is None or xbar is None:
+        return None, None
+    return (_readonly(np.cumsum(np.asarray(increments, dtype=float))),
+            _readonly(np.cumsum(np.asarray(xbar, dtype=float).reshape(-1, p), axis=0)))
 
 
 def load_model(source: str | Path | Mapping[str, Any]) -> CoxModel:

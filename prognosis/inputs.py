@@ -1,7 +1,8 @@
 """A model's inputs: the one ``Coding`` and ``InputSpec``, as a study declares them and a model releases them.
 
 :class:`InputSpec` is the declaration a study makes of one covariate (code, UCUM unit, kind,
-intended-use range, reference value); :class:`ModelInput` is the same input as the artifact
+intended-use range, reference value, and the words a clinician reads: ``title``, ``below``);
+:class:`ModelInput` is the same input as the artifact
 ``fedprog.model/v1`` releases it: named, coded, with both bounds written out (``null`` = open)
 and an optional securely summed coverage histogram. Both check one set of rules and judge a value
 the same way (:meth:`InputSpec.accepts`): values are never clamped.
@@ -54,6 +55,18 @@ class Coverage(BaseModel):
         return self
 
 
+#: UCUM time units in words (refusals a clinician reads)
+UNIT_WORDS = {"a": "years", "mo": "months", "wk": "weeks", "d": "days"}
+
+
+def _template(text: str) -> str | None:
+    """``text`` with ``{value}`` filled in, or None when it holds no or other placeholders."""
+    try:
+        return text.format(value="0") if "{value}" in text else None
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
 def _num(v: float) -> str:
     """Short form of a number unless that would hide the difference (150.000000001 is not 150)."""
     return f"{v:g}" if float(f"{v:g}") == v else repr(v)
@@ -67,7 +80,10 @@ class InputSpec(BaseModel):
     only be a whole number in its unit (a count, a grade): 2.5 positive nodes or a grade of 3.7
     are impossible values, refused rather than scored. Bounds given as ``None`` are open.
     ``reference`` is the reference patient's value (a study declares it; the released model is
-    centred on it, never on a data mean).
+    centred on it, never on a data mean). ``title`` is the input's name for a clinician ("Positive
+    lymph nodes"); with it, refusals are worded clinically, and ``below`` (a template with
+    ``{value}``) words a value under ``min`` as the intended purpose puts it ("this model was
+    developed for node-positive patients; {value} positive nodes is outside it").
     """
 
     model_config = STRICT
@@ -78,9 +94,14 @@ class InputSpec(BaseModel):
     max: float | None = None
     reference: float | None = None
     categories: list[Coding] | None = Field(default_factory=list)
+    title: str | None = Field(default=None, min_length=1)
+    below: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:
+        if self.below is not None and (self.min is None or _template(self.below) is None):
+            raise ValueError("below: words a value under min, so it needs min and exactly the "
+                             "placeholder {value}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min:g} > max {self.max:g}")
         ref = self.reference
@@ -97,8 +118,8 @@ class InputSpec(BaseModel):
 
     @property
     def label(self) -> str:
-        """How messages name the input (a declaration has no name of its own)."""
-        return "input"
+        """How messages name the input: its ``title`` (a declaration has no name of its own)."""
+        return self.title or "input"
 
     def reference_value(self) -> float | None:
         """The declared reference, else the middle of the declared range, else None."""
@@ -151,9 +172,21 @@ class InputSpec(BaseModel):
         if self.kind == "category" and not (v.is_integer() and 0 <= v < len(self.categories or [])):
             last = len(self.categories or []) - 1
             return f"{name}: {_num(v)} is not the index of a listed category (0…{last})"
+        return self._outside(v)
+
+    def _outside(self, v: float) -> str:
+        """The refusal of a value outside ``[min, max]``: clinical words when the input has a title."""
         lo, hi = ("−∞" if b is None else _num(b) for b in (self.min, self.max))
-        unit = "" if self.unit == "1" else f" {self.unit}"
-        return f"{name} = {_num(v)}{unit} is outside the intended-use range [{lo}, {hi}]{unit}"
+        if self.title is None:
+            unit = "" if self.unit == "1" else f" {self.unit}"
+            return f"{self.label} = {_num(v)}{unit} is outside the intended-use range [{lo}, {hi}]{unit}"
+        if self.below is not None and self.min is not None and v < self.min:
+            return f"{self.title}: {self.below.format(value=_num(v))}"
+        unit = "" if self.unit == "1" else f" {UNIT_WORDS.get(self.unit, self.unit)}"
+        lo = "no lower limit" if self.min is None else lo
+        hi = "no upper limit" if self.max is None else hi
+        return (f"{self.title}: {_num(v)}{unit} is outside the range this model was developed and "
+                f"validated for ({lo} to {hi}{unit})")
 
 
 class ModelInput(InputSpec):
@@ -173,4 +206,4 @@ class ModelInput(InputSpec):
 
     @property
     def label(self) -> str:
-        return self.name
+        return self.title or self.name

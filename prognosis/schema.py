@@ -26,6 +26,10 @@ class _Curve(BaseModel):
     model_config = STRICT
     times: list[float]
     survival: list[float]
+    #: optional (absent in older artifacts): per released step, Σ d/S0² and Σ (x̄ − center) dH0
+    #: over the grid times merged into it — what the variance of the hazard needs (Tsiatis 1981)
+    variance_increments: list[Annotated[float, Field(ge=0)]] | None = None
+    xbar_increments: list[list[float]] | None = None
 
     @field_validator("times")
     @classmethod
@@ -51,6 +55,18 @@ class _Curve(BaseModel):
             raise ValueError(f"times and survival differ in length ({len(self.times)} vs "
                              f"{len(self.survival)})")
         return self
+
+    def check_increments(self, p: int, where: str) -> None:
+        """The optional variance increments: both or neither, one per time, rows of ``p`` values."""
+        var, xbar = self.variance_increments, self.xbar_increments
+        if (var is None) != (xbar is None):
+            raise ValueError(f"{where}variance_increments, xbar_increments: give both or neither")
+        for name, v in (("variance_increments", var), ("xbar_increments", xbar)):
+            if v is not None and len(v) != len(self.times):
+                raise ValueError(f"{where}{name}: {len(v)} values for {len(self.times)} times")
+        wrong = [len(r) for r in xbar or [] if len(r) != p]
+        if wrong:
+            raise ValueError(f"{where}xbar_increments: rows of {wrong[0]} values for {p} inputs")
 
 
 class Stratum(_Curve):
@@ -91,6 +107,22 @@ class Outcome(BaseModel):
         return increasing(v)
 
 
+class IntendedUse(BaseModel):
+    """The part of the intended purpose the device can enforce on each request (optional block).
+
+    ``population`` names who the model is for, in words; ``sex`` is the one administrative sex
+    (FHIR ``Patient.gender``) the model was developed for, if any; ``max_observation_age_days``
+    the oldest an input Observation may be at ``asOf``; ``event`` how the predicted event is
+    named to a clinician ("recurrence or death"), when the outcome's name does not say it.
+    """
+
+    model_config = STRICT
+    population: str = Field(min_length=1)
+    sex: Literal["female", "male"] | None = None
+    max_observation_age_days: int | None = Field(default=None, ge=1)
+    event: str | None = Field(default=None, min_length=1)
+
+
 class Artifact(BaseModel):
     """The whole ``fedprog.model/v1`` contract (``training`` is kept as an opaque JSON object)."""
 
@@ -110,6 +142,7 @@ class Artifact(BaseModel):
     baseline_survival: BaselineSurvival
     ties: Literal["efron", "breslow"]
     training: dict[str, Any]
+    intended_use: IntendedUse | None = None
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
@@ -128,6 +161,9 @@ class Artifact(BaseModel):
         p, center = len(names), self.baseline_survival.center
         if len(center) != p:
             raise ValueError(f"baseline_survival.center: {len(center)} values for {p} inputs")
+        self.baseline_survival.check_increments(p, "baseline_survival.")
+        for s in self.baseline_survival.strata or []:
+            s.check_increments(p, f"baseline_survival.strata ({s.label!r}).")
         return self
 
     def _check_covariance(self, names: list[str]) -> None:

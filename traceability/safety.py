@@ -2,9 +2,10 @@
 
 ``safety.yaml`` beside this module holds the classification (IEC 62304:2006+A1:2015 §4.3: the
 class, its rationale, the hazards and the external risk control measures it rests on, and the
-severity and probability scales the hazards use) and, as data, the applicability of every
-clause of IEC 62304 to classes A, B and C as the standard's Table A.1 states it. Clause 4
-(general requirements) carries no class marking and applies to every class.
+severity and probability scales the hazards use), the risk acceptability matrix of the risk
+management plan (ISO 14971:2019 §4.4 d: a region for every severity × probability cell) and,
+as data, the applicability of every clause of IEC 62304 to classes A, B and C as the standard's
+Table A.1 states it. Clause 4 (general requirements) carries no class marking and applies to every class.
 
 >>> load_safety().safety_class
 'B'
@@ -54,8 +55,99 @@ class Clause(BaseModel):
         return want
 
 
+class Region(BaseModel):
+    """One region of the risk acceptability matrix: its name and what a residual risk in it means."""
+
+    model_config = _STRICT
+    name: str = Field(pattern=r"^[a-z][a-z-]*$")
+    meaning: str = Field(min_length=10)
+    #: fill colour of the region's cells in the documents (#rrggbb)
+    shade: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
+
+
+class Acceptability(BaseModel):
+    """The manufacturer's risk acceptability policy (ISO 14971:2019 §4.2 c, §4.4 d): a region for
+    every cell of the 5 × 5 severity × probability matrix, as data the documents read.
+
+    ``matrix[s]`` lists the regions of severity ``s`` at probabilities 1 to 5. A region may not
+    improve as severity or probability rises (a worse cell is never more acceptable)."""
+
+    model_config = _STRICT
+    #: the regions from most to least acceptable
+    regions: tuple[Region, ...] = Field(min_length=2)
+    matrix: dict[int, tuple[str, str, str, str, str]]
+    #: the policy in words: how the matrix is used, and who may accept a residual risk
+    policy: str = Field(min_length=50)
+
+    @model_validator(mode="after")
+    def _complete_and_monotone(self) -> Acceptability:
+        names = [r.name for r in self.regions]
+        if len(set(names)) != len(names):
+            raise ValueError("a region is named twice")
+        if sorted(self.matrix) != [1, 2, 3, 4, 5]:
+            raise ValueError(f"the matrix has a row for severities 1 to 5, not {sorted(self.matrix)}")
+        rank = {n: i for i, n in enumerate(names)}
+        for s, row in self.matrix.items():
+            unknown = [c for c in row if c not in rank]
+            if unknown:
+                raise ValueError(f"severity {s}: region {unknown[0]!r} is not one of {names}")
+            for p in range(1, 5):
+                if rank[row[p]] < rank[row[p - 1]]:
+                    raise ValueError(f"severity {s}: probability {p + 1} is more acceptable than {p}")
+            if s > 1 and any(rank[a] < rank[b] for a, b in zip(row, self.matrix[s - 1], strict=True)):
+                raise ValueError(f"severity {s} is more acceptable than severity {s - 1} somewhere")
+        return self
+
+    def region(self, severity: int, probability: int | None) -> str:
+        """The region of a risk, ``unknown`` without a probability."""
+        return "unknown" if probability is None else self.matrix[severity][probability - 1]
+
+    def named(self, name: str) -> Region:
+        return next(r for r in self.regions if r.name == name)
+
+
+class Role(BaseModel):
+    """A role of the risk management process (ISO 14971 §4.4 b) and who holds it (``None``: not named
+    yet, a decision of the manufacturer)."""
+
+    model_config = _STRICT
+    role: str = Field(min_length=3)
+    responsibilities: str = Field(min_length=20)
+    name: str | None = None
+
+
+class Approval(BaseModel):
+    """A named person's approval of the risk management report (ISO 14971 §8, §9)."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=3)
+    role: str
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    decision: str = Field(min_length=20)
+
+
+class RiskManagement(BaseModel):
+    """Who does what in risk management, and the approval of the report (none: the report is a draft)."""
+
+    model_config = _STRICT
+    roles: tuple[Role, ...] = Field(min_length=1)
+    #: the role whose holder approves the risk management plan and report
+    approver: str
+    approval: Approval | None = None
+
+    @model_validator(mode="after")
+    def _approver_is_a_role(self) -> RiskManagement:
+        roles = [r.role for r in self.roles]
+        if self.approver not in roles:
+            raise ValueError(f"approver {self.approver!r} is not one of the roles {roles}")
+        if self.approval is not None and self.approval.role != self.approver:
+            raise ValueError(f"the approval is by {self.approval.role!r}, not the approver {self.approver!r}")
+        return self
+
+
 class SafetyClassification(BaseModel):
-    """The software safety classification (IEC 62304 §4.3) and the clause applicability table."""
+    """The software safety classification (IEC 62304 §4.3), the scales and acceptability matrix of
+    risk management (ISO 14971 §4.4), and the clause applicability table."""
 
     model_config = _STRICT
     standard: str
@@ -68,6 +160,8 @@ class SafetyClassification(BaseModel):
     external_risk_controls: tuple[str, ...]
     severity_scale: dict[int, str]
     probability_scale: dict[int, str]
+    acceptability: Acceptability
+    risk_management: RiskManagement
     clauses: tuple[Clause, ...] = Field(min_length=1)
 
     @field_validator("hazards")

@@ -25,7 +25,7 @@ from ..model import InputSpec, PrognosticModel
 from .deps import SCORING, Audited, Grant, Risk, RiskService
 from .errors import FhirError, challenge
 from .http import OFF_LOOP_BYTES, audit_ctx, raw_body, state
-from .resources import INTERVAL_URL, intended_use
+from .resources import INTERVAL_URL, intended_use, interval_note
 from .service import Prediction
 from .smart import app_url
 
@@ -192,19 +192,30 @@ def risk_card(model: PrognosticModel, prediction: Prediction) -> dict[str, Any]:
     detail = "\n".join([
         f"**{_title(model)}: risk of event** ({model.ref})", "", "| Horizon | Risk | 95% interval |",
         "|---|---|---|", *rows, "",
-        "The interval reflects coefficient uncertainty only: a lower bound on the true uncertainty.", "",
+        interval_note(model), "",
         "**Inputs used**", "", "| Input | Meaning | Value |", "|---|---|---|", *used, "",
         intended_use(model), "", f"Model sha256: `{model.sha256}`"])
     return _card(_fit(_title(model), tail), indicator(risk), model, detail)
 
 
+def _reasons(model: PrognosticModel) -> re.Pattern[str]:
+    """Where one refusal of a joined diagnostics line ends: "; " before an input's label or name or a
+    patient-level reason ("; " inside a clinical sentence, "…patients; 0 positive nodes…", stays)."""
+    starts = {s.label for s in model.inputs} | {s.name for s in model.inputs} | {"The patient's", "Results"}
+    alternatives = "|".join(re.escape(w) for w in sorted(starts, key=len, reverse=True))
+    return re.compile(f"; (?=(?:{alternatives})[ :=(])")
+
+
 def cannot_score_card(model: PrognosticModel, exc: FhirError) -> dict[str, Any]:
     """The ``info`` card shown instead of a risk when inputs are missing or out of range."""
-    reasons = [r for r in exc.diagnostics.split("; ") if r]
-    names = [s.name for s in model.inputs
-             if any(r.startswith((f"{s.name} ", f"{s.name}:")) for r in reasons)]
+    reasons = [r for r in _reasons(model).split(exc.diagnostics) if r]
+    names = [s.label for s in model.inputs  # refusals open with the input's clinical label
+             if any(r.startswith((f"{s.label} ", f"{s.label}:"))
+                    or r.startswith("Results too old") and f" {s.label} (" in r for r in reasons)]
     which = f": {', '.join(names)}" if names else ""
-    summary = _fit(f"{_title(model)} risk not shown: missing or out-of-range input{which}", "")
+    what = ("patient outside the intended use" if any(r.startswith("The patient's") for r in reasons)
+            else f"missing or out-of-range input{which}")
+    summary = _fit(f"{_title(model)} risk not shown: {what}", "")
     detail = "\n".join(["No risk is shown: the model cannot score this patient because", "",
                         *(f"- {r}" for r in reasons), "", intended_use(model)])
     return _card(summary, "info", model, detail)

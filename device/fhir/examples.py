@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from ..model import InputSpec, PrognosticModel
@@ -16,6 +17,8 @@ from ..model import InputSpec, PrognosticModel
 UCUM, SNOMED = "http://unitsofmeasure.org", "http://snomed.info/sct"
 YES, NO = "373066001", "373067005"
 EFFECTIVE = "2024-01-15T09:30:00Z"
+#: ``effective`` meaning "today" (UTC): a result as recent as a model with a maximum result age accepts
+TODAY = "today"
 #: the EHR base URL of the example resources (RFC 2606 example domain)
 BASE = "http://example.org/fhir"
 
@@ -47,29 +50,33 @@ def value_element(spec: InputSpec, value: Any, unit: str | None = None,
 
 
 def observation(spec: InputSpec, oid: str, value: dict[str, Any] | None = None, *, patient_id: str = "p1",
-                effective: str | None = EFFECTIVE, status: str = "final") -> dict[str, Any]:
-    """One Observation of input ``spec``; ``value`` is its ``value[x]`` element(s)."""
+                effective: str | None = TODAY, status: str = "final") -> dict[str, Any]:
+    """One Observation of input ``spec``; ``value`` is its ``value[x]`` element(s); ``effective`` its
+    ``effectiveDateTime`` (:data:`TODAY`: today's date in UTC; None: undated)."""
     res: dict[str, Any] = {"resourceType": "Observation", "id": oid, "status": status,
                            "code": {"coding": [spec.code.model_dump()], "text": spec.code.display},
                            "subject": {"reference": f"Patient/{patient_id}"}}
     if effective is not None:
-        res["effectiveDateTime"] = effective
+        res["effectiveDateTime"] = datetime.now(UTC).date().isoformat() if effective == TODAY else effective
     res.update(value or {})
     return res
 
 
 def patient_bundle(inputs: Sequence[InputSpec], values: dict[str, Any], *, patient_id: str = "p1",
                    birth_date: str | None = None, units: dict[str, str] | None = None,
-                   effective: str | None = EFFECTIVE, status: str = "final", boolean_as: str = "valueBoolean",
-                   bundle_type: str = "collection") -> dict[str, Any]:
+                   effective: str | None = TODAY, status: str = "final", boolean_as: str = "valueBoolean",
+                   bundle_type: str = "collection", gender: str | None = "female") -> dict[str, Any]:
     """A FHIR R4 Bundle: one Patient (entry 0) and one Observation per entry of ``values``.
 
     Quantities are sent as given, in ``units[name]`` or else the model's unit; booleans as
     ``valueBoolean`` or, with ``boolean_as="snomed"``, SNOMED CT Yes/No; a category as its code
-    or 0-based index.
+    or 0-based index. Observations are dated today unless ``effective`` says otherwise; the Patient's
+    ``gender`` is ``female`` unless given (None: not recorded).
     """
     specs = {s.name: s for s in inputs}
-    patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_id, "gender": "female"}
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_id}
+    if gender is not None:
+        patient["gender"] = gender
     if birth_date is not None:
         patient["birthDate"] = birth_date
     entries = [{"fullUrl": f"{BASE}/Patient/{patient_id}", "resource": patient}]
@@ -117,5 +124,5 @@ def demo_request(model: PrognosticModel, patient_id: str = "example-1") -> dict[
     names = {s.name for s in model.inputs}
     values = {k: v for k, v in DEMO_PATIENT.items() if k in names}
     bundle = patient_bundle(model.inputs, values, patient_id=patient_id, birth_date="1970-03-02",
-                            units={"tsize": "cm"} if "tsize" in names else None)
+                            units={"tsize": "cm"} if "tsize" in names else None, effective=EFFECTIVE)
     return parameters(bundle, as_of="2024-06-01")

@@ -8,7 +8,9 @@ and the JSON types of the values read (R4 json.html: numbers and booleans are ne
 An input is matched by any ``Observation.code.coding`` equal to its (system, code); of the
 patient's final/amended/corrected observations dated on or before ``asOf`` the most recent wins
 (by the latest instant its effective[x], else ``issued``, may denote; undated ones only if no
-dated one exists). Quantities are converted to the model's UCUM unit and never clamped.
+dated one exists). Quantities are converted to the model's UCUM unit and never clamped. A model that
+carries an intended use refuses a patient of another sex and results older than it allows
+(:mod:`device.fhir.intended`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from device.model import InputSpec, PrognosticModel
 from device.units import UnitError, age_in, check_vocabulary, convert
 
 from .errors import FhirError
+from .intended import check_sex, max_age, stale_reason, too_old
 from .parameters import (  # noqa: F401  (re-exported: the request side of an extraction)
     AS_OF_PART,
     BUNDLE_TYPES,
@@ -178,6 +181,7 @@ def _observations(model: PrognosticModel, entries: list[_Entry], refs: set[str],
                   problems: list[_Refusal]) -> dict[str, _Found]:
     found = {s.name: _Found([], []) for s in model.inputs}
     keys = {(s.code.system, s.code.code): s.name for s in model.inputs}
+    labels = {s.name: s.label for s in model.inputs}
     for e in entries:
         if e.raw["resourceType"] != "Observation":
             continue
@@ -197,7 +201,7 @@ def _observations(model: PrognosticModel, entries: list[_Entry], refs: set[str],
                else None)
         for name in sorted(names):
             if subject not in refs:
-                problems.append(_Refusal("business-rule", f"{name}: {e.ref} is about "
+                problems.append(_Refusal("business-rule", f"{labels[name]}: {e.ref} is about "
                                          f"{subject or 'no subject'}, not the Bundle's Patient",
                                          f"{e.path}.subject"))
             elif why:
@@ -226,7 +230,7 @@ def _quantity(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
         v = _number(e.raw["valueInteger"], f"{e.path}.valueInteger")
         return v, f"{e.ref} {spec.code.code} = {_fmt(v)}", f"{e.path}.valueInteger"
     if not isinstance(q, dict) or q.get("value") is None:
-        raise _Refusal("business-rule", f"{spec.name}: {e.ref} has no valueQuantity (expected a value in "
+        raise _Refusal("business-rule", f"{spec.label}: {e.ref} has no valueQuantity (expected a value in "
                        f"{spec.unit})", f"{e.path}.value")
     v, unit = _number(q["value"], f"{where}.value"), q.get("code")
     # the unit as shown in messages: never echo a long one
@@ -235,17 +239,17 @@ def _quantity(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
         if q["comparator"] not in ("<", "<=", ">=", ">"):
             raise FhirError(400, "value", f"{where}.comparator: {q['comparator']!r} is not a "
                             "QuantityComparator", [f"{where}.comparator"])
-        raise _Refusal("business-rule", f"{spec.name}: {e.ref} is {q['comparator']} {_fmt(v)} {shown or ''}, "
-                       "not a point value", f"{where}.comparator")
+        raise _Refusal("business-rule", f"{spec.label}: {e.ref} is {q['comparator']} {_fmt(v)} "
+                       f"{shown or ''}, not a point value", f"{where}.comparator")
     if q.get("system", UCUM) != UCUM or not unit:
-        raise _Refusal("business-rule", f"{spec.name}: {e.ref} gives no UCUM unit code (system {UCUM}); "
+        raise _Refusal("business-rule", f"{spec.label}: {e.ref} gives no UCUM unit code (system {UCUM}); "
                        f"expected {spec.unit}", f"{where}.code")
     try:
         x = convert(v, unit, spec.unit)
         check_vocabulary(unit, spec.unit)
     except UnitError as exc:
-        raise _Refusal("business-rule", f"{spec.name}: {e.ref} is in {shown!r}, which cannot be converted to "
-                       f"the model's unit {spec.unit!r} ({exc})", f"{where}.code") from None
+        raise _Refusal("business-rule", f"{spec.label}: {e.ref} is in {shown!r}, which cannot be converted "
+                       f"to the model's unit {spec.unit!r} ({exc})", f"{where}.code") from None
     to = f" -> {_fmt(x)} {spec.unit}" if unit != spec.unit else ""
     return x, f"{e.ref} {spec.code.code} = {_fmt(v)} {unit}{to}", where
 
@@ -266,9 +270,15 @@ def _coded(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
     hits = {options[k] for k in given if k in options}
     if len(hits) != 1:
         what = "several different answers" if hits else "no accepted code"
-        raise _Refusal("business-rule", f"{spec.name}: {e.ref} has {what}; expected {expected}", where)
+        raise _Refusal("business-rule", f"{spec.label}: {e.ref} has {what}; expected {expected}", where)
     (v, label), = hits
     return v, f"{e.ref} {spec.code.code} = {label}" + ("" if spec.kind == "boolean" else f" -> {v:g}"), where
+
+
+def _newest(found: _Found) -> tuple[_Entry, datetime | None] | None:
+    """The most recent usable observation and its instant (undated ones only if none is dated)."""
+    pool = [c for c in found.candidates if c[1] is not None] or found.candidates
+    return max(pool, key=lambda c: c[1] or datetime.min.replace(tzinfo=UTC)) if pool else None
 
 
 def _pick(spec: InputSpec, found: _Found) -> tuple[float, str, str, str] | None:
@@ -282,7 +292,7 @@ def _pick(spec: InputSpec, found: _Found) -> tuple[float, str, str, str] | None:
     best = [(e, read(spec, e)) for e, t in pool if t == top]
     if len({r[0] for _, r in best}) > 1:
         shown = ", ".join(f"{e.ref} ({r[1].split(' = ', 1)[1]})" for e, r in best)
-        raise _Refusal("business-rule", f"{spec.name}: equally recent observations disagree: {shown}",
+        raise _Refusal("business-rule", f"{spec.label}: equally recent observations disagree: {shown}",
                        *(r[2] for _, r in best))
     e, (v, text, where) = best[0]
     return v, text, where, e.ref
@@ -294,18 +304,18 @@ def _age(spec: InputSpec, patient: _Entry, as_of: date) -> tuple[float, str, str
         return None
     born, where = patient.obj.birthDate, f"{patient.path}.birthDate"
     if not isinstance(born, date):
-        raise _Refusal("business-rule", f"{spec.name}: {patient.ref} birthDate {born!r} is not a full date, "
+        raise _Refusal("business-rule", f"{spec.label}: {patient.ref} birthDate {born!r} is not a full date, "
                        f"so the age would be a guess; send a full birthDate or an age Observation", where)
     try:
         v = age_in(spec.unit, born, as_of)
     except ValueError as exc:
-        raise _Refusal("business-rule", f"{spec.name}: {exc}", where) from None
+        raise _Refusal("business-rule", f"{spec.label}: {exc}", where) from None
     return v, f"{patient.ref} birthDate {born} -> age {_fmt(v)} {spec.unit} at {as_of}", where, patient.ref
 
 
 def _missing(spec: InputSpec, found: _Found, patient: _Entry, as_of: date) -> _Refusal:
     c = spec.code
-    text = (f"{spec.name} ({c.system}|{c.code} {c.display!r}) is missing: no final, amended or corrected "
+    text = (f"{spec.label} ({c.system}|{c.code} {c.display!r}) is missing: no final, amended or corrected "
             f"Observation of the patient with this code dated on or before {as_of}")
     if found.ignored:
         text += f" (found only {' and '.join(found.ignored)})"
@@ -346,11 +356,18 @@ def extract(model: PrognosticModel, bundle: dict[str, Any], as_of: date | None =
         raise FhirError(422, "value", f"asOf {as_of} is in the future", [AS_OF_PART])
     entries = _entries(bundle)
     patient, refs = _patient(entries)
+    check_sex(model, patient.raw.get("gender"), patient.ref, patient.path)
     problems: list[_Refusal] = []
+    limit, old, old_at = max_age(model), [], []  # results older than the intended use allows
     found = _observations(model, entries, refs, as_of, problems)
     got: dict[str, tuple[float, str, str, str]] = {}
     for spec in model.inputs:
         try:
+            newest = _newest(found[spec.name])
+            if newest and limit is not None and too_old(newest[1], as_of, limit):
+                old.append((spec.label, newest[0].ref, newest[1]))
+                old_at.append(f"{newest[0].path}.effective")
+                continue
             one = _pick(spec, found[spec.name]) or _age(spec, patient, as_of)
             if one is None:
                 raise _missing(spec, found[spec.name], patient, as_of)
@@ -359,6 +376,8 @@ def extract(model: PrognosticModel, bundle: dict[str, Any], as_of: date | None =
             got[spec.name] = one
         except _Refusal as refusal:
             problems.append(refusal)
+    if old:
+        problems.insert(0, _Refusal("business-rule", stale_reason(old, as_of, limit or 0), *old_at))
     if problems:
         where = list(dict.fromkeys(x for p in problems for x in p.expression))
         raise FhirError(422, problems[0].code, "; ".join(p.reason for p in problems), where)

@@ -3,9 +3,10 @@ and ``/app/model.json``, the released model's public facts the page is built fro
 
 The page asks the server's own ``$predict-risk`` for every number it shows (risks, intervals,
 the curve, the contributions); ``model.json`` only says what to ask for and how to label it —
-the inputs with their codes, units and validated ranges, the horizons, the model's identity,
-release date, intended use and limitations — and, when the model is flagged ``retrain due`` (a
-consent revocation; in service until its deadline, issue 15), the notice the page shows.
+the inputs with their clinical labels, codes, units and validated ranges (and which one is the age the
+server computes from the date of birth), the event in words, the horizons, the model's identity,
+release date, intended use and its caveats, each stated once — and, when the model is flagged
+``retrain due`` (a consent revocation; in service until its deadline, issue 15), the notice the page shows.
 """
 
 from __future__ import annotations
@@ -22,22 +23,51 @@ from prognosis import DAYS_PER_UNIT
 from ..model import InputSpec, PrognosticModel
 from ..revocation import RetrainDue
 from .http import state
-from .resources import event, intended_use
+from .inputs import AGE_CODES, TIME_UNITS
+from .resources import event, intended_use, interval_note
 from .service import served_entry
 
 STATIC = Path(__file__).with_name("static") / "app"
 #: UCUM units as words on the page
 UNIT_WORDS = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "1": ""}
 
+#: the caveats of every model, stated once on the page (after those of its intended use, :func:`limitations`)
 LIMITATIONS = (
-    "For adults inside the validated input ranges shown beside each input; a value outside them is refused.",
-    "The 95% interval reflects coefficient uncertainty only (not the baseline hazard): a lower bound on the "
-    "true uncertainty.",
-    "Risks are for patients like those the model was trained on; they support, and do not replace, clinical "
-    "judgement.",
+    "Risks are estimated from patients like those the model was trained on; they are not a certainty for "
+    "this patient.",
     "The contributions compare this patient with the model's average patient on the log-hazard scale; "
     "they are associations, not causes.",
 )
+
+
+def limitations(model: PrognosticModel) -> list[str]:
+    """The page's caveats, each once: who the model is for and what it refuses, then :data:`LIMITATIONS`."""
+    use = model.artifact.intended_use
+    who = "adults" if use is None else use.population
+    checked = "every input is" if use is None or use.sex is None else "the patient's sex and every input are"
+    first = (f"Only for {who}: {checked} checked, and a value outside the validated range "
+             "shown beside each input is refused, never guessed.")
+    age = None if use is None else use.max_observation_age_days
+    fresh = [] if age is None else [f"Results older than {age} days on the day of the assessment are "
+                                    "refused."]
+    return [first, *fresh, interval_note(model), *LIMITATIONS]
+
+
+def purpose(model: PrognosticModel) -> str:
+    """What the model is for, in one sentence without caveats (those are :func:`limitations`)."""
+    use = model.artifact.intended_use
+    n, sites = model.artifact.training.get("n"), model.artifact.training.get("sites") or []
+    within = " and ".join(model.horizon_text(h) for h in model.horizons)
+    return (f"Estimates the absolute risk of {event(model)} within {within}"
+            + (f" for {use.population}" if use is not None else "")
+            + f", to support, not replace, clinical judgement. Cox proportional-hazards model fitted "
+            f"across {len(sites)} hospitals on {n} patients without their data leaving any of them.")
+
+
+def from_birth_date(spec: InputSpec) -> bool:
+    """True for an age input the server computes from ``Patient.birthDate`` (the page asks for the date)."""
+    return (spec.kind == "quantity" and spec.unit in TIME_UNITS
+            and (spec.code.system, spec.code.code) in AGE_CODES)
 
 
 def _range_text(spec: InputSpec) -> str:
@@ -61,7 +91,8 @@ def _span_text(spec: InputSpec) -> str:
 
 
 def _input(spec: InputSpec) -> dict[str, Any]:
-    return {"name": spec.name, "display": spec.code.display or spec.name, "code": spec.code.model_dump(),
+    return {"name": spec.name, "display": spec.title or spec.code.display or spec.name,
+            "from_birth_date": from_birth_date(spec), "code": spec.code.model_dump(),
             "unit": spec.unit, "unit_text": UNIT_WORDS.get(spec.unit, spec.unit), "kind": spec.kind,
             "min": spec.min, "max": spec.max, "range_text": _range_text(spec),
             "categories": [c.model_dump() for c in spec.categories or []]}
@@ -93,10 +124,11 @@ def model_facts(model: PrognosticModel, released: str | None, retrain: RetrainDu
         "retrain_due": None if retrain is None else {**retrain.to_dict(), "notice": retrain.notice()},
         "ref": model.ref, "model_id": model.model_id, "version": model.version, "sha256": model.sha256,
         "kind": f"{model.artifact.kind} model", "outcome": model.outcome,
-        "event": f"an {event(model)}", "released": released, "time_unit": model.time_unit,
+        "event": event(model), "released": released, "time_unit": model.time_unit,
         "horizons": [{"value": h, "label": model.horizon_text(h)} for h in model.horizons],
         "ticks": _ticks(model), "inputs": [_input(s) for s in model.inputs],
-        "intended_use": intended_use(model), "limitations": list(LIMITATIONS),
+        "intended_use": intended_use(model), "purpose": purpose(model), "limitations": limitations(model),
+        "sex": None if model.artifact.intended_use is None else model.artifact.intended_use.sex,
     }
 
 

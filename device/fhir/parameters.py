@@ -34,7 +34,7 @@ def bundle_type(bundle: dict[str, Any], where: str) -> None:
     if isinstance(kind, str) and kind in BUNDLE_TYPES and kind not in PATIENT_BUNDLES:
         raise FhirError(422, "not-supported", f"a Bundle of type {kind} is not a patient record; send a "
                         f"{', '.join(sorted(PATIENT_BUNDLES))} Bundle", [f"{where}.type"])
-    if kind is not None and kind not in BUNDLE_TYPES:
+    if kind is not None and (not isinstance(kind, str) or kind not in BUNDLE_TYPES):  # a list is unhashable
         raise FhirError(400, "value", f"{where}.type: {kind!r} is not a Bundle type (R4 bundle-type)",
                         [f"{where}.type"])
 

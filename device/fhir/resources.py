@@ -46,19 +46,31 @@ class ResourceError(ValueError):
 
 
 def event(model: PrognosticModel) -> str:
-    """What the risk is the probability of: 1 − S(h | x), an event ending the model's outcome."""
-    return f"event ending {model.outcome}"
+    """What the risk is the probability of (1 − S(h | x)), with its article: the event as the intended
+    use names it ("recurrence or death"), else "an event ending <the model's outcome>"."""
+    use = model.artifact.intended_use
+    return use.event if use is not None and use.event else f"an event ending {model.outcome}"
+
+
+def interval_note(model: PrognosticModel) -> str:
+    """What the 95% interval includes, for this model (RC-DEV-001, SRS-DEV-012): the baseline hazard's
+    variance with the coefficients', or, for an artifact that predates it, the coefficients' only."""
+    if model.interval_includes_baseline:
+        return "The 95% interval includes the uncertainty of the coefficients and of the baseline hazard."
+    return ("The 95% interval reflects coefficient uncertainty only (this model's artifact does not carry "
+            "the baseline hazard's variance), so it may be too narrow or too wide.")
 
 
 def intended_use(model: PrognosticModel) -> str:
-    """The intended-use note every RiskAssessment carries."""
+    """The intended-use note every RiskAssessment carries (the population, when the model states it)."""
     n = model.artifact.training.get("n")
     sites = model.artifact.training.get("sites") or []
-    return (f"Intended use: estimated absolute risk of an {event(model)} by each horizon, for adults inside "
-            f"the model's input ranges, to support (not replace) clinical judgement. Model {model.ref} "
+    use = model.artifact.intended_use
+    who = (f"for {use.population}" if use is not None else "for adults") + " inside the model's input ranges"
+    return (f"Intended use: estimated absolute risk of {event(model)} by each horizon, {who}, "
+            f"to support (not replace) clinical judgement. Model {model.ref} "
             f"(Cox proportional hazards, federated fit on {n} patients at {len(sites)} sites). "
-            "The 95% interval reflects coefficient uncertainty only (baseline-hazard variance is not "
-            "included) and is therefore a lower bound on the true uncertainty. Not for use outside the "
+            f"{interval_note(model)} Not for use outside the "
             "documented input ranges or for patients unlike the training population.")
 
 
@@ -81,7 +93,7 @@ def _prediction(model: PrognosticModel, scores: Scores, i: int, h: int) -> dict[
         "probabilityDecimal": float(scores.risk[i, h]),
         "relativeRisk": float(math.exp(scores.lp[i])),
         "whenRange": {"low": _quantity(0, unit), "high": _quantity(float(scores.horizons[h]), unit)},
-        "rationale": f"probability of an {event(model)} within {scores.horizons[h]:g} {model.time_unit}s",
+        "rationale": f"probability of {event(model)} within {scores.horizons[h]:g} {model.time_unit}s",
         "extension": [{"url": INTERVAL_URL, "valueRange": {
             "low": {"value": float(scores.lower[i, h])}, "high": {"value": float(scores.upper[i, h])}}}],
     }
@@ -108,7 +120,7 @@ def risk_assessment(model: PrognosticModel, scores: Scores, i: int, *, id_: str,
     return {
         "resourceType": "RiskAssessment", "id": id_, "status": "final",
         "method": method(model),
-        "code": {"text": f"risk of an {event(model)}"},
+        "code": {"text": f"risk of {event(model)}"},
         "subject": {"reference": patient},
         "occurrenceDateTime": occurrence,
         "basis": _basis(scores, i, references),

@@ -20,6 +20,7 @@ from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import esc, figure, heading, para, table
 from ledger.files import sha256_file
 
+from ._interval import includes_baseline, interval_statement
 from .model_card import (
     METRICS,
     Entry,
@@ -268,8 +269,7 @@ def _limitations(inputs: DossierInputs) -> list[Flowable]:
              "validation has been performed (HAZ-VAL-001; residual risk in FP-RMF).",
              f"{rep.get('settings', {}).get('n_boot')} bootstrap resamples per site: the CI limits carry "
              "Monte Carlo error, the larger the fewer resamples; the pooled CIs assume independent sites.",
-             "The device's 95% risk interval reflects coefficient uncertainty only; the baseline-hazard "
-             "variance is ignored, so the interval is a lower bound on the true uncertainty (HAZ-DEV-001).",
+             interval_statement(includes_baseline(art)),
              f"The baseline survival is released only where at least "
              f"{art['baseline_survival'].get('min_cell_count')} events have accumulated: a step function "
              "on a coarsened grid; horizons beyond its last time are refused, not extrapolated (RC-DEV-002).",

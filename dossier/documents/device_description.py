@@ -13,8 +13,10 @@ from typing import Any
 
 from reportlab.platypus import Flowable
 
+from device.fhir.resources import event
 from device.model import InputSpec, ModelError, PrognosticModel, load_model
 from dossier.documents import _privacy
+from dossier.documents._interval import interval_statement
 from dossier.documents._layout import code, fit, section
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import MARGIN, PAGE, esc, para, table
@@ -97,7 +99,7 @@ def _purpose(inputs: DossierInputs, model: PrognosticModel) -> list[Flowable]:
     out: list[Flowable] = [
         *section("3 Intended purpose"), *section("3.1 Medical purpose", 2),
         para(f"{esc(inputs.device)} estimates, for one adult patient whose inputs lie inside the model's "
-             f"intended-use ranges (section 6), the absolute risk of an event ending {esc(model.outcome)} "
+             f"intended-use ranges (section 6), the absolute risk of {esc(event(model))} "
              f"by each horizon of the released model ({esc(horizons_text(model))}), with a 95% interval, "
              "the hazard ratio against the model's centre and each input's contribution. The estimate "
              "supports, and does not replace, the clinician's judgement in planning adjuvant treatment "
@@ -194,9 +196,9 @@ def _operation(model: PrognosticModel) -> list[Flowable]:
              "\u03b2, their covariance, c and S0 released only at times where enough events accumulated."),
         *section("5.3 What a RiskAssessment means", 2),
         para("For each horizon the RiskAssessment gives <i>probabilityDecimal</i>, the estimated "
-             "probability (a fraction) that the event occurs within that time; a 95% interval that "
-             "reflects the uncertainty of the coefficients only and is therefore a lower bound on the "
-             "true uncertainty; <i>relativeRisk</i>, the hazard ratio against a patient at the centre; "
+             "probability (a fraction) that the event occurs within that time; a 95% interval ("
+             + interval_statement(model.interval_includes_baseline)
+             + "); <i>relativeRisk</i>, the hazard ratio against a patient at the centre; "
              "and, per input, its log-hazard contribution \u03b2<sub>j</sub>(x<sub>j</sub> \u2212 "
              "c<sub>j</sub>). <i>method</i> names the model id, version and artifact SHA-256."),
         *section("5.4 Release and service", 2),

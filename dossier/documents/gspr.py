@@ -43,7 +43,7 @@ CHAPTER_I = [
          "risks disclosed", True,
          "Safety by design first (inputs refused outside the intended use, UCUM conversion, release gate), "
          "protective refusals (422, 503, a card without a risk), then information for safety (interval "
-         "labelled as a lower bound); residual risks disclosed in the IFU.",
+         "stated with what it includes); residual risks disclosed in the IFU.",
          ("FP-RMF", "FP-IFU"), ("RC-INPUT-001", "RC-UNIT-001", "RC-REG-001", "RC-DEV-001")),
     Gspr("5", "Use error: ergonomics, use environment, users' knowledge and training", True,
          "Risk shown inside the EHR workflow with the inputs it rests on; every refusal names the element; "
@@ -98,7 +98,7 @@ CHAPTER_II = [
     Gspr("15.1", "Accuracy, precision and stability of a diagnostic function; limits of accuracy stated",
          True, "The prognostic estimate's discrimination and calibration are validated per site and "
          "pooled; the federated fit equals the pooled fit; the limits (apparent vs held-out performance, "
-         "interval a lower bound) are stated.", ("FP-CVR", "FP-MC", "FP-IFU"),
+         "what the risk interval includes) are stated.", ("FP-CVR", "FP-MC", "FP-IFU"),
          ("SRS-VAL-*", "SRS-FED-001", "SRS-DEV-003", "SRS-DEV-004")),
     Gspr("15.2", "Measurements in legal units", True,
          "Inputs in UCUM units (SI-compatible), time in days, the risk a fraction.",

@@ -23,11 +23,13 @@ from device.fhir.resources import (
     MODEL_SYSTEM,
     RETRAIN_DUE_URL,
     SHA256_SYSTEM,
+    event,
     intended_use,
 )
 from device.model import PrognosticModel
 from device.revocation import RetrainDue
 from dossier.documents import _privacy
+from dossier.documents._interval import interval_statement
 from dossier.documents._layout import code, section
 from dossier.documents.device_description import horizon_label, input_table, prognostic
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
@@ -92,11 +94,10 @@ def _reading(model: PrognosticModel) -> list[Flowable]:
     rows: list[list[object]] = [
         ["Element", "What it means"],
         ["prediction[].probabilityDecimal", "The estimated absolute risk, as a fraction (0.25 = 25%), that "
-         f"an event ending {model.outcome} occurs within the horizon. One prediction per horizon."],
+         f"{event(model)} occurs within the horizon. One prediction per horizon."],
         ["prediction[].whenRange", "From 0 to the horizon, in UCUM time units (d = days)."],
-        [code(INTERVAL_URL), "The 95% interval of the risk. It reflects the uncertainty of the model's "
-         "coefficients only and is therefore a lower bound on the true uncertainty (narrowest for a patient "
-         "near the model's centre)."],
+        [code(INTERVAL_URL),
+         "The 95% interval of the risk. " + interval_statement(model.interval_includes_baseline)],
         ["prediction[].relativeRisk", "The hazard ratio of this patient against a patient at the model's "
          "centre (FP-DD section 7): above 1 means a higher hazard than that reference patient."],
         [code(CONTRIBUTION_URL), "On each basis reference: the input's log-hazard contribution "
@@ -141,7 +142,7 @@ def _warnings(model: PrognosticModel) -> list[Flowable]:
         "Not for patients outside the input ranges of section 4, nor for patients unlike the training "
         "population. The device refuses such a patient; it never clamps or extrapolates. Do not enter "
         "approximate or substitute values to obtain an estimate.",
-        "The 95% interval is a lower bound on the uncertainty (coefficient uncertainty only).",
+        interval_statement(model.interval_includes_baseline),
         "The estimate supports, and does not replace, clinical judgement; the treatment decision rests on "
         "established prognostic factors reviewed independently of the device.",
         "Refusals. A request with a missing, conflicting or out-of-range input, or a unit that cannot be "

@@ -21,6 +21,7 @@ from dossier.style import STYLES, esc, heading, para, table
 from prognosis import Z95
 
 from . import _privacy, _revocation
+from ._interval import includes_baseline, interval_statement
 
 #: how each metric of the validation report is named, in the order the documents list them
 METRICS: dict[str, str] = {
@@ -279,8 +280,7 @@ def _ethics_and_caveats(inputs: DossierInputs) -> list[Flowable]:
             heading("10 Caveats and recommendations"),
             para("• Apparent performance overstates performance at new hospitals; the leave-one-site-out "
                  "column is the better guide, and neither replaces external validation (HAZ-VAL-001)."),
-            para("• The 95% risk interval reflects coefficient uncertainty only, not the baseline-hazard "
-                 "variance: a lower bound on the true uncertainty (HAZ-DEV-001)."),
+            para("• " + interval_statement(includes_baseline(art))),
             para(f"• Software verification in the validation run: {esc(ver.get('status', '—'))}"
                  + (f" ({esc(ver['reason'])})" if ver.get("reason") else "") + "; see FP-VER."),
             para("• The model supports, never replaces, clinical judgement; its population is that of the "

@@ -3,8 +3,9 @@
 From the traceability data only: the hazards with their severity and probability before control
 (``hazards.yaml``), the risk controls that reduce them (``risk_controls.yaml``), the verification of
 each control by the tests carrying its id in the test run, the residual probability each hazard
-states and the resulting residual risk, judged against the acceptability policy below on the
-scales of the safety classification (``safety.yaml``).
+states and the resulting residual risk, judged against the acceptability matrix of the risk
+management plan (FP-RMP), which ``safety.yaml`` holds as data. The overall evaluation of residual
+risk and benefit-risk is the risk management report's (FP-RMR), not a verdict computed here.
 """
 
 from __future__ import annotations
@@ -12,105 +13,36 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from reportlab.lib import colors
-from reportlab.platypus import Flowable, KeepTogether, TableStyle
+from reportlab.platypus import Flowable, KeepTogether
 
 from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
 from . import _privacy, _revocation
+from ._risk import control_status, evidence, grid, matrix, policy_of, region, risk, verified, word
 from .model_card import present
 from .trace_matrix import function, results
 
-#: the manufacturer's risk acceptability policy (ISO 14971 §4.2 c): the risk index is
-#: severity × probability on the 1–5 scales of safety.yaml, and falls into one of three regions
-REGIONS = (("acceptable", 4), ("justify", 9), ("unacceptable", 25))
-_SHADE = {"acceptable": colors.HexColor("#dcefdc"), "justify": colors.HexColor("#fbf0c9"),
-          "unacceptable": colors.HexColor("#f6d5d5")}
-_MEANING = {"acceptable": "acceptable; reduced as far as possible without further justification",
-            "justify": "acceptable only with a documented benefit-risk justification once reduced as far "
-                       "as possible (ISO 14971 §7.4)",
-            "unacceptable": "not acceptable: further risk control is required"}
+__all__ = ["SPEC", "control_status", "region", "risk", "verified"]
 
-
-def region(severity: int, probability: int | None) -> str:
-    """The acceptability region of a risk (``unknown`` without a probability)."""
-    if probability is None:
-        return "unknown"
-    index = severity * probability
-    return next(name for name, top in REGIONS if index <= top)
-
-
-def risk(severity: int, probability: int | None) -> str:
-    return "—" if probability is None else f"{severity * probability} ({region(severity, probability)})"
-
-
-def _word(scale: dict[int, str], level: int) -> str:
-    return scale.get(level, "").split(" - ")[0]
-
-
-def control_status(rc: Any, tests: list[Any]) -> str:
-    """verified, FAILED, SKIPPED, NOT VERIFIED, or by inspection/analysis."""
-    outcomes = {t.outcome for t in tests}
-    if outcomes & {"failed", "error"}:
-        return "FAILED"
-    if outcomes:
-        return "verified" if "passed" in outcomes and outcomes <= {"passed", "skipped"} else "SKIPPED"
-    return f"by {rc.verification}" if rc.verification != "test" else "NOT VERIFIED"
-
-
-def verified(states: dict[str, str]) -> str:
-    """Whether a hazard's controls are verified: ``yes``, or ``NO`` naming each open control."""
-    if not states:
-        return "NO: no risk control"
-    bad = [f"{rc} {st}" for rc, st in states.items() if st in ("FAILED", "SKIPPED", "NOT VERIFIED")]
-    if bad:
-        return "NO: " + ", ".join(bad)
-    other = [f"{rc} {st}" for rc, st in states.items() if st != "verified"]
-    return "yes" + (f" ({', '.join(other)})" if other else "")
-
-
-def _grid(inputs: DossierInputs, hazards: list[Any], residual: bool) -> Flowable:
-    """Severity rows × probability columns, hazard ids in their cell, the region shaded."""
-    safety = present(inputs.safety)
-    prob, sev = dict(safety.probability_scale), dict(safety.severity_scale)
-    cells: dict[tuple[int, int | None], list[str]] = {}
-    for h in hazards:
-        cells.setdefault((h.severity, h.residual_probability if residual else h.probability), []).append(h.id)
-    rows: list[list[object]] = [["Severity \\ probability", *[f"P{p} {_word(prob, p)}" for p in range(1, 6)]]]
-    style: list[tuple[Any, ...]] = []
-    for r, s in enumerate(range(5, 0, -1), start=1):
-        rows.append([f"S{s} {_word(sev, s)}", *[", ".join(cells.get((s, p), [])) for p in range(1, 6)]])
-        style += [("BACKGROUND", (p, r), (p, r), _SHADE[region(s, p)]) for p in range(1, 6)]
-    t = table(rows, widths=[30, 28, 28, 28, 28, 28])
-    t.setStyle(TableStyle(style))
-    return t
 
 
 def _policy(inputs: DossierInputs) -> list[Flowable]:
-    safety = present(inputs.safety)
-    scale: list[list[object]] = [["Level", "Severity", "Probability"]]
-    scale += [[lvl, safety.severity_scale.get(lvl, ""), safety.probability_scale.get(lvl, "")]
-              for lvl in range(1, 6)]
-    bands: list[list[object]] = [["Region", "Risk index S × P", "Meaning"]]
-    low = 1
-    for name, top in REGIONS:
-        bands.append([name, f"{low}–{top}", _MEANING[name]])
-        low = top + 1
-    return [heading("2 Risk acceptability policy"),
-            para("Severity of harm and probability of occurrence are estimated on the scales of the software "
-                 "safety classification (safety.yaml); the risk index is their product. Every risk is "
-                 "reduced as far as possible (EU MDR Annex I §2) whatever its region; the regions decide "
-                 "whether a residual risk may be accepted and on what justification."),
-            table(scale, widths=[12, 79, 79]), table(bands, widths=[25, 30, 115])]
+    policy = policy_of(inputs)
+    return [heading("2 Risk acceptability"),
+            para("The scales, the acceptability matrix and the policy for accepting residual risk are those "
+                 "of the risk management plan (FP-RMP), read from the safety classification data "
+                 "(safety.yaml): " + ", ".join(f"<b>{esc(r.name)}</b>: {esc(r.meaning)}"
+                                              for r in policy.regions) + "."),
+            KeepTogether([para("<b>Acceptability matrix.</b>"), matrix(inputs)])]
 
 
 def _analysis(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
-    reqs = present(inputs.requirements)
+    reqs, policy = present(inputs.requirements), policy_of(inputs)
     rows: list[list[object]] = [["Hazard", "Title", "S", "P", "Risk before control", "Risk controls"]]
     for h in hazards:
         rcs = [c.id for c in reqs.children(h.id) if c.type == "risk-control"]
-        rows.append([h.id, h.title, h.severity, h.probability, risk(h.severity, h.probability),
+        rows.append([h.id, h.title, h.severity, h.probability, risk(h.severity, h.probability, policy),
                      ", ".join(rcs) or "NONE"])
     details: list[Flowable] = []
     for h in hazards:
@@ -120,9 +52,10 @@ def _analysis(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
     return [heading("3 Hazard analysis and risk estimation"),
             para(f"{len(hazards)} hazards, each a sequence of events from a software or use failure to a "
                  "hazardous situation and harm (ISO 14971 §5.4–5.5), traced to the requirements whose "
-                 "failure causes it. S severity, P probability before risk control."),
+                 "failure causes it. S severity (the worst credible harm, rated without credit for "
+                 "clinician oversight, FP-RMP), P probability before risk control."),
             table(rows, widths=[24, 58, 8, 8, 30, 42]),
-            KeepTogether([para("<b>Risk before control.</b>"), _grid(inputs, hazards, residual=False)]),
+            KeepTogether([para("<b>Risk before control.</b>"), grid(inputs, hazards, residual=False)]),
             heading("Hazards in detail", 2), *details]
 
 
@@ -157,22 +90,23 @@ def _controls(inputs: DossierInputs) -> list[Flowable]:
 
 def _residual(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
     reqs, by_req = present(inputs.requirements), present(inputs.test_run).by_requirement()
+    policy = policy_of(inputs)
     rows: list[list[object]] = [["Hazard", "S", "Residual P", "Residual risk", "Controls verified"]]
     justify: list[Flowable] = []
     for h in hazards:
         states = {c.id: control_status(c, by_req.get(c.id, [])) for c in reqs.children(h.id)
                   if c.type == "risk-control"}
         rows.append([h.id, h.severity, h.residual_probability or "not stated",
-                     risk(h.severity, h.residual_probability), verified(states)])
-        if region(h.severity, h.residual_probability) != "acceptable":
+                     risk(h.severity, h.residual_probability, policy), verified(states)])
+        if region(h.severity, h.residual_probability, policy) != "acceptable":
             justify.append(para(f"<b>{esc(h.id)}</b> (residual risk "
-                                f"{risk(h.severity, h.residual_probability)}): "
+                                f"{risk(h.severity, h.residual_probability, policy)}): "
                                 f"{esc(h.rationale or 'no justification recorded')}"))
     return [heading("5 Residual risk evaluation"),
             para("Residual probability as each hazard states it after its risk controls (ISO 14971 §7.3); "
                  "the residual risk holds only if every control of the hazard is verified."),
             table(rows, widths=[30, 10, 22, 50, 58]),
-            KeepTogether([para("<b>Residual risk.</b>"), _grid(inputs, hazards, residual=True)]),
+            KeepTogether([para("<b>Residual risk.</b>"), grid(inputs, hazards, residual=True)]),
             heading("Residual risks needing justification", 2),
             *(justify or [para("None: every residual risk lies in the acceptable region.")])]
 
@@ -204,7 +138,7 @@ def _estimate(inputs: DossierInputs, hazard: str, residual: bool = True) -> str:
         return "not in hazards.yaml"
     h = reqs.get(hazard)
     p = h.residual_probability if residual else h.probability
-    return "not stated" if p is None else f"P{p} {_word(dict(safety.probability_scale), p)}"
+    return "not stated" if p is None else f"P{p} {word(dict(safety.probability_scale), p)}"
 
 
 def _revocation_policy(inputs: DossierInputs) -> list[Flowable]:
@@ -214,7 +148,8 @@ def _revocation_policy(inputs: DossierInputs) -> list[Flowable]:
     found = [reqs.get(h) for h in POLICY_HAZARDS if h in reqs]
     rows: list[list[object]] = [["Hazard", "Residual (hazards.yaml)", "Under window (default)",
                                  "Under immediate"]]
-    rows += [[f"{h.id} {h.title}", risk(h.severity, h.residual_probability), *_UNDER[h.id]] for h in found]
+    rows += [[f"{h.id} {h.title}", risk(h.severity, h.residual_probability, policy_of(inputs)), *_UNDER[h.id]]
+             for h in found]
     return [heading("6 Consent revocation policy: a decision for the manufacturer (draft)"),
             para("A study declares what a consent withdrawal does to a released model trained on the "
                  "patient's data (RC-CONS-001, RC-CONS-003): <i>window</i>, the default, keeps the model in "
@@ -299,7 +234,8 @@ def _differential_privacy(inputs: DossierInputs) -> list[Flowable]:
     found = [reqs.get(h) for h in PRIVACY_HAZARDS if h in reqs]
     rows: list[list[object]] = [["Hazard", "Residual (hazards.yaml)", "With differential privacy on",
                                  "Not covered"]]
-    rows += [[f"{h.id} {h.title}", risk(h.severity, h.residual_probability), *with_dp()[h.id]] for h in found]
+    rows += [[f"{h.id} {h.title}", risk(h.severity, h.residual_probability, policy_of(inputs)),
+              *with_dp()[h.id]] for h in found]
     controls = sorted(rc.id for rc in reqs.of_type("risk-control")
                       if set(rc.parents) & set(DP_REQUIREMENTS))
     relied = (f"Risk controls citing them: {', '.join(controls)}." if controls else
@@ -362,39 +298,25 @@ def _private_cox() -> list[Flowable]:
 
 
 def _overall(inputs: DossierInputs, hazards: list[Any]) -> list[Flowable]:
-    safety, rep = present(inputs.safety), inputs.validation or {}
-    count = Counter(region(h.severity, h.residual_probability) for h in hazards)
-    pooled = {(e["metric"], e.get("horizon")): e for e in rep.get("pooled", {}).get("metrics", [])}
-    c = pooled.get(("harrell_c", None))
-    benefit = (" The clinical benefit is an individual, validated estimate of the risk of recurrence: "
-               f"pooled Harrell's C {c['estimate']:.3f} (95% CI {c['ci_lower']:.3f}–{c['ci_upper']:.3f}), "
-               "calibration and per-site results in FP-CVR." if c else " Clinical performance: FP-CVR.")
-    ext = [para(f"• {esc(x)}") for x in safety.external_risk_controls]
-    by_req = present(inputs.test_run).by_requirement()
-    open_ = [rc.id for rc in present(inputs.requirements).of_type("risk-control")
-             if control_status(rc, by_req.get(rc.id, [])) in ("FAILED", "SKIPPED", "NOT VERIFIED")]
-    why = [f"{count['unacceptable']} unacceptable residual risk(s)" if count["unacceptable"] else "",
-           f"{count['unknown']} hazard(s) without a residual estimate" if count["unknown"] else "",
-           f"risk controls not verified: {', '.join(open_)}" if open_ else ""]
-    why = [w for w in why if w]
-    conclusion = (f"<b>Conclusion: the overall residual risk is NOT acceptable in this state</b> "
-                  f"({esc('; '.join(why))})." if why else
-                  "<b>Conclusion:</b> no residual risk is unacceptable and every risk control is verified; "
-                  "the overall residual risk is acceptable in relation to the benefit, subject to the "
-                  "justifications of section 5, the manufacturer's decision on the revocation policy "
-                  "(section 6, draft) and the post-market follow-up of FP-PMS.")
-    return [heading("8 Overall residual risk and benefit-risk"),
+    count, why = evidence(inputs, hazards)
+    state = (f"On this evidence the <b>overall residual risk is NOT acceptable in this state</b> "
+             f"({esc('; '.join(why))})." if why else
+             "No residual risk lies in the unacceptable region and every risk control verified by test "
+             "passed; that is a precondition of accepting the overall residual risk, not the acceptance.")
+    return [heading("8 Overall residual risk: the state of the evidence"),
             para(f"Residual risks: {count['acceptable']} acceptable, {count['justify']} acceptable only with "
                  f"justification (section 5), {count['unacceptable']} unacceptable, {count['unknown']} not "
-                 f"estimated.{benefit}"),
-            para(conclusion),
-            para(f"The software safety class is {esc(safety.safety_class)} ({esc(safety.standard)}), resting "
-                 "on these risk control measures external to the software:"),
-            *ext,
+                 f"estimated. {state}"),
+            para("The evaluation of the overall residual risk and the benefit-risk (ISO 14971 §8), its open "
+                 "items and its approval are the risk management report's (FP-RMR), subject to the "
+                 "justifications of section 5, the manufacturer's decision on the revocation policy "
+                 "(section 6, draft) and the post-market follow-up of FP-PMS; this file computes no "
+                 "conclusion from test outcomes."),
             heading("9 Information for safety and disclosure of residual risks"),
             para("Residual risks are disclosed to users in the instructions for use (FP-IFU) and on every "
-                 "result: the intended use and the 95% interval stated as a lower bound on the uncertainty "
-                 "(the interval ignores the baseline-hazard variance, HAZ-DEV-001); apparent and "
+                 "result: the intended use, and what the 95% interval includes (labelled coefficient "
+                 "uncertainty only when the artifact does not carry the baseline hazard's variance, "
+                 "HAZ-DEV-001); apparent and "
                  "leave-one-site-out performance are distinguished in FP-CVR; a model kept in service after "
                  "a consent withdrawal is flagged retrain due on the risk page, in the CapabilityStatement "
                  "and in fedprog model list (FP-IFU section 3.4); a private Kaplan\u2013Meier release states "

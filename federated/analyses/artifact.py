@@ -30,23 +30,47 @@ def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins:
                            "min": spec.min, "max": spec.max}
     if spec.kind == "category":
         out["categories"] = [c.model_dump() for c in spec.categories or []]
+    out.update({k: v for k, v in (("title", spec.title), ("below", spec.below)) if v is not None})
     if coverage is not None and spec.min is not None and spec.max is not None:
         out["coverage"] = {"edges": np.linspace(spec.min, spec.max, bins + 1).tolist(),
                            "counts": round_to_k(coverage, min_cell).tolist()}
     return out
 
 
+def _step_sums(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Sums of ``values`` (K, …) over each released step: grid times after the previous released
+    time up to and including this one (the cells merged into it); trailing cells are not released."""
+    if keep.size == 0:
+        return values[:0]
+    starts = np.concatenate(([0], keep[:-1] + 1))
+    return np.add.reduceat(values[: keep[-1] + 1], starts, axis=0)
+
+
 def _baseline(fit: CoxFit, study: StudySpec) -> dict[str, Any]:
-    """Baseline survival released only where ≥ ``min_cell_count`` events accumulated."""
+    """Baseline survival released only where ≥ ``min_cell_count`` events accumulated.
+
+    With it, when the fit has them, the increments of the hazard's variance over each released
+    step (:func:`federated.cox_math.breslow_variance_increments`): ``variance_increments`` Σ d/S0²
+    and ``xbar_increments`` Σ (x̄ − c) dH0, summed over the same merged cells as the released
+    step function, so that their running sums at a released time are the exact pooled ones there.
+    Not a new disclosure: both are functions of the per-time totals d, S0 and S1 at β̂ that the
+    coordinator already decodes for the baseline itself (which releases Σ d/S0 per step), summed
+    over the same steps of at least k events; no patient-level value, and no finer time
+    resolution than the released curve.
+    """
     mc = study.policy.min_cell_count
     strata = []
     for b in fit.baselines:
         keep = released_steps(b.events, mc)
-        strata.append({"label": b.label, "times": b.times[keep].tolist(),
-                       "survival": b.survival[keep].tolist()})
+        curve: dict[str, Any] = {"label": b.label, "times": b.times[keep].tolist(),
+                                 "survival": b.survival[keep].tolist()}
+        if b.variance is not None and b.xbar is not None:
+            curve.update(variance_increments=_step_sums(b.variance, keep).tolist(),
+                         xbar_increments=_step_sums(b.xbar, keep).tolist())
+        strata.append(curve)
     baseline: dict[str, Any] = {"center": fit.center.tolist(), "min_cell_count": mc}
     if fit.strata is None and not study.strata_by_site and len(strata) == 1:
-        baseline.update(times=strata[0]["times"], survival=strata[0]["survival"])
+        baseline.update({k: v for k, v in strata[0].items() if k != "label"})
     else:  # stratified: one baseline per stratum, none shared
         baseline.update(times=[], survival=[], strata=strata,
                         strata_column=fit.strata, strata_by_site=study.strata_by_site)
@@ -127,4 +151,6 @@ def build_model(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None
             "consent_checkpoint": fit.consent_checkpoint,
         },
     }
+    if study.intended_use is not None:  # only when declared: other studies' artifacts keep their bytes
+        body["intended_use"] = study.intended_use.model_dump()
     return CoxModel.from_artifact(seal(body))

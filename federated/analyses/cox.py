@@ -47,13 +47,18 @@ class Baseline:
     """One stratum's baseline on its global grid, for the reference patient (``CoxFit.center``).
 
     ``events`` are the summed event counts per grid time (used to release the curve
-    with small cells merged, :func:`federated.disclosure.policy.released_steps`).
+    with small cells merged, :func:`federated.disclosure.policy.released_steps`). ``variance``
+    (K,) and ``xbar`` (K, p) are the per-time increments Tsiatis' variance of the hazard needs
+    (:func:`federated.cox_math.breslow_variance_increments`); None when the fit has no risk-set
+    sums (a private fit).
     """
 
     label: str
     times: np.ndarray
     cumulative_hazard: np.ndarray
     events: np.ndarray
+    variance: np.ndarray | None = None
+    xbar: np.ndarray | None = None
 
     @property
     def survival(self) -> np.ndarray:
@@ -280,7 +285,8 @@ def baselines_at(coord: Coordinator, cohort: CohortSpec, beta: np.ndarray, *, ti
 
 def _baselines(prob: _Problem, state: _State) -> tuple[Baseline, ...]:
     """Breslow's baseline per stratum at β̂ (on the stratum's own grid), for the reference patient:
-    H_ref(t) = H_c(t) · exp(β̂·(ref − c)), the same model as at the fit's internal centre c."""
+    H_ref(t) = H_c(t) · exp(β̂·(ref − c)), the same model as at the fit's internal centre c, with
+    the increments of its variance from the same decoded sums S0, S1 (nothing more is asked)."""
     exponent = float(state.beta @ (prob.reference - prob.center))
     if abs(exponent) > _MAX_SHIFT:
         far = prob.names[int(np.argmax(np.abs(state.beta * (prob.reference - prob.center))))]
@@ -291,8 +297,10 @@ def _baselines(prob: _Problem, state: _State) -> tuple[Baseline, ...]:
     offset = 0
     for label, grid in zip(prob.labels, prob.grids, strict=True):
         part = slice(offset, offset + grid.size)
+        v, w = cm.breslow_variance_increments(prob.d[part], state.s0[part], state.s1[part], shift,
+                                              prob.center - prob.reference)
         out.append(Baseline(label, grid, shift * cm.breslow_cumulative_hazard(prob.d[part], state.s0[part]),
-                            prob.d[part]))
+                            prob.d[part], v, w))
         offset += grid.size
     return tuple(out)
 

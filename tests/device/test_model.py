@@ -244,12 +244,14 @@ def test_input_spec_accepts_inside_and_explains_outside() -> None:
     model = load_model(demo_artifact())
     age, tsize, hormone = model.inputs[0], model.inputs[1], model.inputs[6]
     assert age.accepts(27) is None and age.accepts(79.0) is None and age.accepts(np.float64(50)) is None
-    assert age.accepts(79.5) == "age = 79.5 a is outside the intended-use range [27, 79] a"
-    assert tsize.accepts(0.5) == "tsize = 0.5 mm is outside the intended-use range [3, 65] mm"
-    assert age.accepts(math.nan) == "age: nan is not a finite number"
-    assert age.accepts("fifty") == "age: 'fifty' is not a number"
+    assert age.accepts(79.5) == ("Age: 79.5 years is outside the range this model was developed and "
+                                 "validated for (27 to 79 years)")
+    assert tsize.accepts(0.5) == ("Tumour size: 0.5 mm is outside the range this model was developed and "
+                                  "validated for (3 to 65 mm)")
+    assert age.accepts(math.nan) == "Age: nan is not a finite number"
+    assert age.accepts("fifty") == "Age: 'fifty' is not a number"
     assert hormone.accepts(1) is None and hormone.accepts(True) is None and hormone.accepts(0.0) is None
-    assert hormone.accepts(0.5) == "hormone_therapy: 0.5 is not a boolean (0 = false, 1 = true)"
+    assert hormone.accepts(0.5) == "Hormone therapy: 0.5 is not a boolean (0 = false, 1 = true)"
     assert hormone.accepts(2) is not None
     np.testing.assert_array_equal(age.accepts_array(np.array([26.9, 27, 50, 79, 79.1, np.nan])),
                                   [False, True, True, True, False, False])

@@ -1,7 +1,10 @@
-"""Scoring equals the contract's formula; the 95% interval is the delta method on the log-log scale."""
+"""Scoring equals the contract's formula; the 95% interval is the delta method on the log-log scale,
+with the baseline hazard's variance (SRS-DEV-012) or, for an older artifact without it, β's only
+(SRS-DEV-004, the ``legacy`` models)."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -25,13 +28,27 @@ def model() -> PrognosticModel:
     return load_model(demo_artifact())
 
 
+def without_baseline_variance(art: dict[str, Any]) -> dict[str, Any]:
+    """``art`` as an older artifact: no ``variance_increments``/``xbar_increments`` (resealed)."""
+    for key in ("variance_increments", "xbar_increments"):
+        del art["baseline_survival"][key]
+    return reseal(art)
+
+
+@pytest.fixture(scope="module")
+def legacy() -> PrognosticModel:
+    """The demo model as an older artifact would carry it: the interval is β's only."""
+    return load_model(without_baseline_variance(demo_artifact()))
+
+
 @pytest.fixture(scope="module")
 def continuous() -> PrognosticModel:
-    """The demo model with its boolean inputs declared as quantities in [0, 1]: the centre is admissible."""
+    """The demo model with its boolean inputs declared as quantities in [0, 1] (the centre is
+    admissible), as an older artifact (β-only interval)."""
     art = demo_artifact()
     for item in art["inputs"]:
         item["kind"] = "quantity"
-    return load_model(reseal(art))
+    return load_model(without_baseline_variance(art))
 
 
 def patients(m: PrognosticModel, n: int, seed: int) -> np.ndarray:
@@ -134,20 +151,43 @@ def test_interval_contains_the_point_estimate(model: PrognosticModel) -> None:
     assert inner.mean() > 0.9 and np.all(s.lower[inner] < s.upper[inner])
 
 
-@pytest.mark.req("SRS-DEV-004")
-def test_interval_is_the_delta_method_on_the_log_log_scale(model: PrognosticModel) -> None:
+def contract_se_loglog(art: dict[str, Any], x: np.ndarray, h: float) -> float:
+    """se of log(−log S(h | x)) written out from the JSON: sqrt(V/H0² + aᵀ Σ a), a = (x − c) − M/H0,
+    V and M the sums of the increments up to the last released time ≤ h (Tsiatis 1981)."""
+    base = art["baseline_survival"]
+    names = [item["name"] for item in art["inputs"]]
+    z = np.array(x) - np.array(base["center"])
+    cov = np.array(art["covariance"])
+    if "variance_increments" not in base:
+        return math.sqrt(float(z @ cov @ z))
+    i = max(j for j, t in enumerate(base["times"]) if t <= h)
+    h0 = -math.log(base["survival"][i])
+    v = math.fsum(base["variance_increments"][: i + 1])
+    m = np.array([math.fsum(r[j] for r in base["xbar_increments"][: i + 1]) for j in range(len(names))])
+    a = z - m / h0
+    return math.sqrt(v / h0 ** 2 + float(a @ cov @ a))
+
+
+@pytest.mark.req("SRS-DEV-004", "SRS-DEV-012")
+@pytest.mark.parametrize("full", [True, False], ids=["with-baseline-variance", "older-artifact"])
+def test_interval_is_the_delta_method_on_the_log_log_scale(raw: dict[str, Any], full: bool) -> None:
+    art = raw if full else without_baseline_variance(json.loads(json.dumps(raw)))
+    model = load_model(art)
+    assert model.interval_includes_baseline is full
     X = patients(model, 200, seed=7)
     s = score(model, X)
+    assert s.includes_baseline is full
     Z = X - model.center
-    se = np.sqrt(np.einsum("ij,jk,ik->i", Z, model.covariance, Z))
-    np.testing.assert_allclose(s.se_lp, se, rtol=1e-12)
+    np.testing.assert_allclose(s.se_lp, np.sqrt(np.einsum("ij,jk,ik->i", Z, model.covariance, Z)), rtol=1e-12)
+    se = np.array([[contract_se_loglog(art, x, h) for h in model.horizons] for x in X])
+    np.testing.assert_allclose(s.se_loglog, se, rtol=1e-10)
     ok = np.all(s.upper < 0.999, axis=1)  # away from 1, where log(−log(1 − r)) is well conditioned
     assert ok.sum() > 100
 
     def loglog(r: np.ndarray) -> np.ndarray:
         return np.log(-np.log1p(-r[ok]))
 
-    half = np.repeat(Z95 * se[ok, None], 2, axis=1)
+    half = Z95 * se[ok]
     np.testing.assert_allclose(loglog(s.upper) - loglog(s.risk), half, rtol=1e-8)
     np.testing.assert_allclose(loglog(s.risk) - loglog(s.lower), half, rtol=1e-8)
 
@@ -187,8 +227,10 @@ def test_same_risk_farther_from_the_centre_gives_a_wider_risk_interval(continuou
 
 
 @pytest.mark.req("SRS-DEV-004")
-def test_delta_method_agrees_with_monte_carlo_over_beta(model: PrognosticModel) -> None:
-    """β ~ N(β̂, Σ): the spread of log(−log S) and the 2.5/97.5 % risk quantiles match the interval."""
+def test_delta_method_agrees_with_monte_carlo_over_beta(legacy: PrognosticModel) -> None:
+    """β ~ N(β̂, Σ): the spread of log(−log S) and the 2.5/97.5 % risk quantiles match the β-only
+    interval (of an older artifact; the full interval is checked against its formula above)."""
+    model = legacy
     x = np.array([[30.0, 60.0, 3.0, 20.0, 5.0, 500.0, 0.0, 0.0]])  # far from the centre, inside the envelope
     s = score(model, x)
     rng = np.random.default_rng(2026)
@@ -218,13 +260,15 @@ def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: Prognos
     X[5, 1] = np.nan
     reasons = check_inputs(model, X)
     assert reasons[0] is None and reasons[1] is None and reasons[3] is None
-    assert reasons[2] == "age = 95 a is outside the intended-use range [27, 79] a"
-    assert reasons[4] == ("pnodes = -1 is outside the intended-use range [1, 21]; "
-                          "hormone_therapy: 0.5 is not a boolean (0 = false, 1 = true)")
-    assert reasons[5] == "tsize: nan is not a finite number"
-    with pytest.raises(ScoringError, match=r"^row 2: age = 95 a is outside .* \(and 2 more rows; see"):
+    assert reasons[2] == ("Age: 95 years is outside the range this model was developed and validated for "
+                          "(27 to 79 years)")
+    assert reasons[4] == ("Positive lymph nodes: this model was developed for node-positive patients; -1 "
+                          "positive nodes is outside it; Hormone therapy: 0.5 is not a boolean "
+                          "(0 = false, 1 = true)")
+    assert reasons[5] == "Tumour size: nan is not a finite number"
+    with pytest.raises(ScoringError, match=r"^row 2: Age: 95 years is outside .* \(and 2 more rows; see"):
         score(model, X)
-    with pytest.raises(ScoringError, match="age = 95 a"):
+    with pytest.raises(ScoringError, match="Age: 95 years"):
         survival_curve(model, X[2])
     ok = [i for i, r in enumerate(reasons) if r is None]
     assert score(model, X[ok]).risk.shape == (3, 2)  # the rest of the batch still scores
@@ -235,7 +279,7 @@ def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: Prognos
 def test_values_are_never_clamped(model: PrognosticModel) -> None:
     x = patients(model, 1, seed=10)
     x[0, 1] = 65.0 + 1e-9
-    with pytest.raises(ScoringError, match=r"tsize = 65\.000000001 mm is outside .* \[3, 65\] mm"):
+    with pytest.raises(ScoringError, match=r"Tumour size: 65\.000000001 mm is outside .* \(3 to 65 mm\)"):
         score(model, x)
 
 

@@ -135,6 +135,7 @@ def test_acceptance_criteria_sit_on_validation_requirements(items: dict[str, Ite
     assert ("calibration_slope", "each", "pooled") in criteria
     assert ("e_o_ratio", "each", "pooled") in criteria
     assert ("e_o_ratio", "each", "each-site") in criteria
+    assert ("calibration_slope", "each", "each-site") in criteria  # a site's spread of risks is judged too
     assert all(items[i].rationale for i in stating)
 
 

@@ -69,6 +69,15 @@ def category_model() -> PrognosticModel:
     return load_model(reseal(art))
 
 
+@pytest.fixture(scope="session")
+def unlimited_model() -> PrognosticModel:
+    """The demo model without its intended-use block (no sex, no maximum result age), as a model of
+    a study that declares none is."""
+    art = demo_artifact()
+    del art["intended_use"]
+    return load_model(reseal(art))
+
+
 #: the demo inputs that are counts or grades (kind ``integer``: whole numbers only)
 INTEGER_INPUTS = ("tgrade", "pnodes")
 

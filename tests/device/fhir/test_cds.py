@@ -193,8 +193,8 @@ def test_a_missing_input_gives_a_cannot_score_info_card(client: TestClient,
     values = {k: v for k, v in DEMO_VALUES.items() if k != "tsize"}
     card = one_card(post(client, key, hook(values)))
     assert card["indicator"] == "info" and "%" not in card["summary"]
-    assert "not shown" in card["summary"] and "tsize" in card["summary"]
-    assert "No risk is shown" in card["detail"] and "tsize (http://loinc.org|21889-1" in card["detail"]
+    assert "not shown" in card["summary"] and "Tumour size" in card["summary"]
+    assert "No risk is shown" in card["detail"] and "Tumour size (http://loinc.org|21889-1" in card["detail"]
 
 
 @pytest.mark.req("SRS-CDS-003", "RC-CDS-001", "RC-INPUT-001")
@@ -203,8 +203,9 @@ def test_an_out_of_range_input_gives_a_cannot_score_card_naming_it(client: TestC
     card = one_card(post(client, key, hook({**DEMO_VALUES, "age": 95.0, "pnodes": 70})))
     assert card["indicator"] == "info"
     assert card["summary"] == ("Recurrence-free survival risk not shown: missing or out-of-range input: "
-                               "age, pnodes")
-    assert "age = 95 a is outside the intended-use range [27, 79] a" in card["detail"]
+                               "Age, Positive lymph nodes")
+    assert ("Age: 95 years is outside the range this model was developed and validated for (27 to 79 years)"
+            in card["detail"])
 
 
 @pytest.mark.req("SRS-CDS-002")

@@ -53,7 +53,7 @@ def test_an_unbounded_or_foreign_unit_is_a_422_naming_the_code(client: Any, unit
     body = outcome(resp, 422)
     issue = body["issue"][0]
     assert issue["expression"] == ["Bundle.entry[2].resource.valueQuantity.code"]
-    assert issue["diagnostics"].startswith("tsize: Observation/p1-tsize is in ")
+    assert issue["diagnostics"].startswith("Tumour size: Observation/p1-tsize is in ")
     assert len(issue["diagnostics"]) < 400  # a long unit is never echoed whole
 
 
@@ -114,14 +114,17 @@ def test_in_a_batch_an_extreme_date_fails_only_its_entry(client: Any) -> None:
 
 # ------------------------------------------------------------------- M3: integers
 @pytest.mark.req("SRS-DEV-009")
-@pytest.mark.parametrize(("name", "value"), [("tgrade", 2.5), ("pnodes", 3.7), ("pnodes", 1.000001)])
-def test_a_count_or_grade_that_is_not_whole_is_refused(integer_client: Any, name: str, value: float) -> None:
+@pytest.mark.parametrize(("name", "label", "value"), [("tgrade", "Tumour grade", 2.5),
+                                                      ("pnodes", "Positive lymph nodes", 3.7),
+                                                      ("pnodes", "Positive lymph nodes", 1.000001)])
+def test_a_count_or_grade_that_is_not_whole_is_refused(integer_client: Any, name: str, label: str,
+                                                       value: float) -> None:
     """Before: a grade of 2.5 or 3.7 positive nodes was scored (the envelope checked ranges only)."""
     http, key = integer_client
     body = parameters(patient_bundle({**DEMO_VALUES, name: value}))
     resp = http.post(PREDICT, json=body, headers=bearer(key))
     issue = outcome(resp, 422)["issue"][0]
-    assert issue["diagnostics"].startswith(f"{name}: {value} is not a whole number")
+    assert issue["diagnostics"].startswith(f"{label}: {value} is not a whole number")
     assert issue["expression"][0].endswith("valueQuantity")
 
 

@@ -11,16 +11,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from device.fhir import examples
 from device.fhir.errors import FhirError
-from device.fhir.examples import NO, SNOMED, YES, obs_id, observation, parameters, value_element
+from device.fhir.examples import EFFECTIVE, NO, SNOMED, YES, obs_id, parameters, value_element
 from device.fhir.inputs import PatientInputs, extract, request_bundle
 from device.model import PrognosticModel
 from device.units import age_in, convert
-from tests.device.fhir.conftest import DEMO_VALUES, GRADES, patient_bundle
+from tests.device.fhir import conftest
+from tests.device.fhir.conftest import DEMO_VALUES, GRADES
 
 pytestmark = pytest.mark.req("SRS-FHIR-005")
 
 AS_OF = date(2024, 6, 1)
+
+
+def patient_bundle(values: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    """The demo Bundle with results dated 2024-01-15 (138 days before :data:`AS_OF`) unless told."""
+    return conftest.patient_bundle(values, **{"effective": EFFECTIVE, **kw})
+
+
+def observation(*args: Any, **kw: Any) -> dict[str, Any]:
+    """One Observation dated 2024-01-15 unless told."""
+    return examples.observation(*args, **{"effective": EFFECTIVE, **kw})
 
 
 def refusal(call: Any, *args: Any, **kwargs: Any) -> FhirError:
@@ -62,7 +74,8 @@ def test_a_bare_bundle_and_a_parameters_give_the_same_vector(demo_model: Prognos
 
 
 def test_the_default_as_of_is_today_utc(demo_model: PrognosticModel) -> None:
-    assert extract(demo_model, patient_bundle(DEMO_VALUES)).as_of == datetime.now(UTC).date()
+    bundle = patient_bundle(DEMO_VALUES, effective=examples.TODAY)
+    assert extract(demo_model, bundle).as_of == datetime.now(UTC).date()
 
 
 @pytest.mark.parametrize("kind", ["searchset", "transaction", "document"])
@@ -132,10 +145,14 @@ def test_other_bundle_types_are_not_supported(kind: str) -> None:
     assert refusal(request_bundle, patient_bundle(DEMO_VALUES, bundle_type=kind)).code == "not-supported"
 
 
-def test_a_bundle_type_outside_the_value_set_is_invalid_fhir(demo_model: PrognosticModel) -> None:
-    bundle = patient_bundle(DEMO_VALUES, bundle_type="colection")
-    for err in (refusal(request_bundle, bundle), refusal(extract, demo_model, bundle, AS_OF)):
-        assert (err.status, err.code, err.expression) == (400, "value", ["Bundle.type"])
+@pytest.mark.parametrize(("kind", "codes"), [("colection", ("value", "value")),
+                                             (["collection"], ("value", "structure")),  # once a 500 (fuzzing)
+                                             ({"code": "collection"}, ("value", "structure"))])
+def test_a_bundle_type_outside_the_value_set_is_invalid_fhir(demo_model: PrognosticModel, kind: Any,
+                                                             codes: tuple[str, str]) -> None:
+    bundle = {**patient_bundle(DEMO_VALUES), "type": kind}
+    errors = (refusal(request_bundle, bundle), refusal(extract, demo_model, bundle, AS_OF))
+    assert [(e.status, e.code, e.expression) for e in errors] == [(400, c, ["Bundle.type"]) for c in codes]
 
 
 @pytest.mark.parametrize("body", [
@@ -231,7 +248,7 @@ def test_a_boolean_with_an_unknown_or_contradictory_code_is_refused(demo_model: 
     err = refusal(extract, demo_model, bundle, AS_OF)
     assert err.code == "business-rule"
     assert err.expression == [f"Bundle.entry[{i}].resource.valueCodeableConcept"]
-    assert "hormone_therapy" in err.diagnostics and YES in err.diagnostics
+    assert "Hormone therapy" in err.diagnostics and YES in err.diagnostics
     obs["valueCodeableConcept"]["coding"] = [{"system": SNOMED, "code": YES}, {"system": SNOMED, "code": NO}]
     assert "several different answers" in refusal(extract, demo_model, bundle, AS_OF).diagnostics
 
@@ -258,7 +275,7 @@ def test_a_missing_input_is_named_with_its_code(demo_model: PrognosticModel) -> 
     values = {k: v for k, v in DEMO_VALUES.items() if k != "estrec"}
     err = refusal(extract, demo_model, patient_bundle(values), AS_OF)
     assert (err.status, err.code) == (422, "required")
-    assert err.diagnostics.startswith("estrec (http://loinc.org|16113-3 'Estrogen receptor")
+    assert err.diagnostics.startswith("Oestrogen receptor (http://loinc.org|16113-3 'Estrogen receptor")
     assert err.expression == ["Bundle.entry.resource.ofType(Observation).where(code.coding.where("
                               "system = 'http://loinc.org' and code = '16113-3').exists())"]
 
@@ -270,9 +287,10 @@ def test_every_problem_is_reported_at_once(demo_model: PrognosticModel) -> None:
     err = refusal(extract, demo_model, bundle, AS_OF)
     reasons = err.diagnostics.split("; ")
     assert len(reasons) == 3 and err.code == "required"
-    assert reasons[0].startswith("age (") and reasons[0].endswith("and Patient/p1 has no birthDate")
-    assert reasons[1] == "tsize = 200 mm is outside the intended-use range [3, 65] mm"
-    assert reasons[2].startswith("estrec (")
+    assert reasons[0].startswith("Age (") and reasons[0].endswith("and Patient/p1 has no birthDate")
+    assert reasons[1] == ("Tumour size: 200 mm is outside the range this model was developed and validated "
+                          "for (3 to 65 mm)")
+    assert reasons[2].startswith("Oestrogen receptor (")
     assert err.expression[1:3] == ["Bundle.entry[0].resource.birthDate",
                                    f"Bundle.entry[{entry_of(bundle, 'tsize')[0]}].resource.valueQuantity"]
     assert len(err.expression) == 4
@@ -284,7 +302,8 @@ def test_a_value_outside_the_envelope_is_refused_not_clamped(demo_model: Prognos
     i, _ = entry_of(bundle, "tsize")
     err = refusal(extract, demo_model, bundle, AS_OF)
     assert (err.status, err.code) == (422, "business-rule")
-    assert err.diagnostics == "tsize = 65.001 mm is outside the intended-use range [3, 65] mm"
+    assert err.diagnostics == ("Tumour size: 65.001 mm is outside the range this model was developed and "
+                               "validated for (3 to 65 mm)")
     assert err.expression == [f"Bundle.entry[{i}].resource.valueQuantity"]
     edge = extract(demo_model, patient_bundle({**DEMO_VALUES, "tsize": 6.5}, units={"tsize": "cm"}), AS_OF)
     assert edge.values[1] == 65.0
@@ -298,7 +317,7 @@ def test_an_inconvertible_unit_is_refused(demo_model: PrognosticModel, unit: str
     i, _ = entry_of(bundle, "tsize")
     err = refusal(extract, demo_model, bundle, AS_OF)
     assert (err.status, err.code) == (422, "business-rule")
-    assert err.diagnostics.startswith(f"tsize: Observation/p1-tsize is in {unit!r}, which cannot be "
+    assert err.diagnostics.startswith(f"Tumour size: Observation/p1-tsize is in {unit!r}, which cannot be "
                                       "converted to the model's unit 'mm'")
     assert why in err.diagnostics
     assert err.expression == [f"Bundle.entry[{i}].resource.valueQuantity.code"]
@@ -312,7 +331,7 @@ def test_a_quantity_needs_a_ucum_point_value(demo_model: PrognosticModel, quanti
     bundle = patient_bundle(DEMO_VALUES)
     entry_of(bundle, "tsize")[1]["valueQuantity"] = quantity
     err = refusal(extract, demo_model, bundle, AS_OF)
-    assert (err.status, err.code) == (422, "business-rule") and err.diagnostics.startswith("tsize: ")
+    assert (err.status, err.code) == (422, "business-rule") and err.diagnostics.startswith("Tumour size: ")
 
 
 def test_a_value_of_the_wrong_type_is_refused(demo_model: PrognosticModel) -> None:
@@ -353,7 +372,8 @@ def test_an_observation_about_someone_else_is_refused(demo_model: PrognosticMode
     if subject is not None:
         obs["subject"] = subject
     err = refusal(extract, demo_model, bundle, AS_OF)
-    assert (err.status, err.code) == (422, "business-rule") and err.diagnostics.startswith("estrec: ")
+    assert (err.status, err.code) == (422, "business-rule")
+    assert err.diagnostics.startswith("Oestrogen receptor: ")
     assert f"Bundle.entry[{i}].resource.subject" in err.expression
 
 
@@ -417,14 +437,14 @@ def test_equally_recent_observations_must_agree(demo_model: PrognosticModel) -> 
     assert len(err.expression) == 2
 
 
-def test_undated_observations_count_only_without_dated_ones(demo_model: PrognosticModel) -> None:
-    bundle = patient_bundle(DEMO_VALUES, effective=None)
-    assert extract(demo_model, bundle, AS_OF).values[1] == 25.0
-    spec = spec_of(demo_model, "tsize")
+def test_undated_observations_count_only_without_dated_ones(unlimited_model: PrognosticModel) -> None:
+    bundle = patient_bundle(DEMO_VALUES, effective=None)  # a model without a maximum result age
+    assert extract(unlimited_model, bundle, AS_OF).values[1] == 25.0
+    spec = spec_of(unlimited_model, "tsize")
     issued = observation(spec, "issued", value_element(spec, 12.0), effective=None)
     issued["issued"] = "2023-03-01T12:00:00Z"  # no effective[x]: the issue time ranks it
     bundle["entry"].append({"resource": issued})
-    assert extract(demo_model, bundle, AS_OF).values[1] == 12.0
+    assert extract(unlimited_model, bundle, AS_OF).values[1] == 12.0
 
 
 # --- invalid FHIR -----------------------------------------------------------------------

@@ -125,3 +125,26 @@ def test_the_capability_statement_names_the_smart_endpoints(page: Any) -> None:
     (uris,) = security["extension"]
     assert {e["url"]: e["valueUri"] for e in uris["extension"]} == {
         "authorize": "http://testserver/auth/authorize", "token": "http://testserver/auth/token"}
+
+
+@pytest.mark.req("SRS-PAGE-007", "SRS-PAGE-006")
+def test_model_json_gives_clinical_labels_the_event_in_words_and_each_caveat_once(page: Any) -> None:
+    client, _ = page
+    facts = client.get("/app/model.json").json()
+    labels = {i["name"]: i["display"] for i in facts["inputs"]}
+    assert labels == {"age": "Age", "tsize": "Tumour size", "tgrade": "Tumour grade",
+                      "pnodes": "Positive lymph nodes", "progrec": "Progesterone receptor",
+                      "estrec": "Oestrogen receptor",
+                      "hormone_therapy": "Hormone therapy", "postmenopausal": "Postmenopausal"}
+    assert [i["name"] for i in facts["inputs"] if i["from_birth_date"]] == ["age"]  # asked as a date of birth
+    assert facts["event"] == "recurrence or death" and facts["sex"] == "female"
+    assert facts["purpose"].startswith("Estimates the absolute risk of recurrence or death within 3 years "
+                                       "and 5 years for adult women with primary, non-metastatic")
+    assert facts["limitations"][:2] == [
+        "Only for adult women with primary, non-metastatic, node-positive invasive breast cancer after "
+        "surgery: the patient's sex and every input are checked, and a value outside the validated range "
+        "shown beside each input is refused, never guessed.",
+        "Results older than 365 days on the day of the assessment are refused."]
+    shown = [facts["purpose"], *facts["limitations"]]  # what the page's About panel shows
+    for caveat in ("95% interval", "support", "associations", "validated range", "older than"):
+        assert sum(caveat in text for text in shown) == 1, caveat

@@ -11,6 +11,7 @@ import base64
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,19 @@ WAIT = 20.0
 #: demo patients (GBSG2 inputs in the model's units; tumour size in mm), inside the intended-use envelope
 #: (age 27-79 a, tsize 3-65 mm, pnodes 1-21, progrec 0-450, estrec 0-550): LOW is under 10 % at 5 years
 #: (the "info" band of the CDS card), HIGH far above 30 % (the "critical" band)
+#: (the age is not entered: the server computes it from the date of birth, born 1 January so that she
+#: is the age shown plus less than a year)
 LOW = {"age": 76, "tsize": 5, "tgrade": 1, "pnodes": 1, "progrec": 450, "estrec": 10,
        "hormone_therapy": True, "postmenopausal": True}
 HIGH = {"age": 38, "tsize": 60, "tgrade": 3, "pnodes": 20, "progrec": 2, "estrec": 1,
         "hormone_therapy": False, "postmenopausal": False}
+#: the clinical labels the page shows instead of the LOINC / SNOMED CT display names
+LABELS = {"tsize": "Tumour size", "tgrade": "Tumour grade", "pnodes": "Positive lymph nodes",
+          "progrec": "Progesterone receptor", "estrec": "Oestrogen receptor",
+          "hormone_therapy": "Hormone therapy", "postmenopausal": "Postmenopausal"}
+LOINC_DISPLAYS = ("Regional lymph nodes positive [#] Specimen", "Size Tumor",
+                  "Histology grade [Identifier] in Cancer specimen",
+                  "Progesterone receptor [Units/volume] in Tissue")
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
@@ -87,11 +97,23 @@ def launch(driver: Any, ws: Path, base: str, patient: str) -> None:
     assert driver.current_url == base.removesuffix("/fhir") + "/app/"  # code and state gone from the URL
 
 
-def enter(driver: Any, values: dict[str, Any]) -> None:
+def born(age: int) -> str:
+    """The date of birth (1 January) of a woman ``age`` whole years old today."""
+    return f"{datetime.now(UTC).year - age:04d}-01-01"
+
+
+def enter(driver: Any, values: dict[str, Any], name: str = "Anna Example", sex: str = "female") -> None:
+    """Fill the identity (name, date of birth from ``values["age"]``, sex) and the inputs; submit."""
     from selenium.webdriver.support.ui import Select
 
-    for name, value in values.items():
-        field = driver.find_element("id", f"in-{name}")
+    identity = {"patient-name": name, "patient-birth": born(values["age"]) if "age" in values else ""}
+    for field_id, text in identity.items():
+        field = driver.find_element("id", field_id)
+        field.clear()
+        field.send_keys(text)
+    Select(driver.find_element("id", "patient-sex")).select_by_value(sex)
+    for key, value in ((k, v) for k, v in values.items() if k != "age"):
+        field = driver.find_element("id", f"in-{key}")
         if field.tag_name == "select":
             choice = "true" if value is True else "false" if value is False else str(value)
             Select(field).select_by_value(choice)
@@ -122,7 +144,7 @@ def stored(ws: Path, base: str, patient: str) -> dict[str, Any]:
     return max((e["resource"] for e in found["entry"]), key=lambda r: r["occurrenceDateTime"])
 
 
-@pytest.mark.req("SRS-PAGE-001", "SRS-PAGE-002", "SRS-PAGE-004")
+@pytest.mark.req("SRS-PAGE-001", "SRS-PAGE-002", "SRS-PAGE-004", "SRS-PAGE-006", "SRS-PAGE-007")
 @pytest.mark.parametrize("label, values", [("low-risk", LOW), ("high-risk", HIGH)])
 def test_the_page_shows_the_stored_risk_assessment(server: tuple[Path, str], browser: Any, label: str,
                                                    values: dict[str, Any]) -> None:
@@ -144,7 +166,7 @@ def test_the_page_shows_the_stored_risk_assessment(server: tuple[Path, str], bro
         assert float(card.get_attribute("data-lower")) == interval["low"]["value"]
         assert float(card.get_attribute("data-upper")) == interval["high"]["value"]
         n = round(100 * pred["probabilityDecimal"])
-        assert f"{n} of 100 patients like this one" in card.text
+        assert f"{n} of 100 patients like this one have recurrence or death within" in card.text
         assert "95% interval" in card.text
     contributions = {r.get_attribute("data-input"): float(r.get_attribute("data-contribution"))
                      for r in browser.find_elements("css selector", "#drivers tbody tr")}
@@ -152,8 +174,20 @@ def test_the_page_shows_the_stored_risk_assessment(server: tuple[Path, str], bro
                 if b.get("extension")}
     assert sorted(contributions.values()) == sorted(expected.values())
     assert len(contributions) == len(model["inputs"])
+    who = browser.find_element("id", "result-patient").text  # the identity, to confirm the right patient
+    age = values["age"]
+    assert who == f"For Anna Example · born {born(age)} ({age} years) · female · Patient/{patient}"
+    form, drivers = browser.find_element("id", "fields").text, browser.find_element("id", "drivers").text
+    assert all(label in form and label in drivers for label in LABELS.values())
+    assert not any(display in form or display in drivers for display in LOINC_DISPLAYS)
+    assert f"{values['age']} years (from the date of birth)" in drivers
+    assert browser.find_element("id", "curve-title").text == "Free of recurrence or death over time"
     about = browser.find_element("id", "about").text
     assert model["sha256"] in about and model["ref"] in about and "Intended use" in about
+    assert "adult women with primary, non-metastatic, node-positive invasive breast cancer" in about
+    page = browser.find_element("tag name", "body").text  # each caveat stated once, in one place
+    assert model["limitations"] and all(page.count(caveat) == 1 for caveat in model["limitations"])
+    assert "event ending" not in page
     assert browser.find_element("id", "about-released").text not in ("", "not recorded")
     assert browser.find_element("css selector", "#curve svg polygon")  # the interval band
     assert not browser.find_element("id", "refusal").is_displayed()
@@ -162,14 +196,16 @@ def test_the_page_shows_the_stored_risk_assessment(server: tuple[Path, str], bro
     assert screenshot(browser, f"risk-page-{label}").stat().st_size > 20_000
 
 
-@pytest.mark.req("SRS-PAGE-003")
+@pytest.mark.req("SRS-PAGE-003", "SRS-PAGE-007", "SRS-DEV-014")
 def test_an_out_of_range_input_is_refused_by_name_and_no_number_is_shown(server: tuple[Path, str],
                                                                          browser: Any) -> None:
     ws, base = server
     launch(browser, ws, base, "page-refused")
     enter(browser, {**LOW, "pnodes": 0})  # the model was validated from 1 positive node
     refusal = wait_for(browser, "#refusal")
-    assert "Regional lymph nodes positive [#] Specimen: pnodes = 0 is outside" in refusal.text
+    assert ("Positive lymph nodes: this model was developed for node-positive patients; 0 positive nodes "
+            "is outside it") in refusal.text
+    assert "pnodes" not in refusal.text and "Regional lymph nodes" not in refusal.text
     assert browser.find_element("id", "in-pnodes").get_attribute("aria-invalid") == "true"
     assert not browser.find_element("id", "result").is_displayed()
     assert not browser.find_elements("css selector", "#result:not([hidden]) .headline")
@@ -228,3 +264,24 @@ def test_a_model_flagged_retrain_due_shows_a_notice_and_stays_usable(demo_worksp
         assert "Retraining due" in notice.text and "withdrawn consent" in notice.text
         wait_for(browser, "#inputs")  # the model is still in service: the form is offered
         screenshot(browser, "risk-page-retrain-due")
+
+
+@pytest.mark.req("SRS-PAGE-006", "SRS-DEV-011")
+@pytest.mark.parametrize("sex, reason", [
+    ("male", "The patient's recorded sex is male; this model was developed for women (adult women with "
+             "primary, non-metastatic, node-positive invasive breast cancer after surgery), so no risk is "
+             "given"),
+    ("", "The patient's sex is not recorded (Patient/page-sex- has no gender); this model was developed for "
+         "women")])
+def test_a_patient_of_another_or_no_recorded_sex_is_refused_in_words(server: tuple[Path, str], browser: Any,
+                                                                    sex: str, reason: str) -> None:
+    ws, base = server
+    patient = f"page-sex-{sex}"
+    launch(browser, ws, base, patient)
+    enter(browser, LOW, name="Adam Example", sex=sex)
+    refusal = wait_for(browser, "#refusal")
+    assert reason.replace("page-sex-", patient) in refusal.text
+    assert browser.find_element("id", "patient-sex").get_attribute("aria-invalid") == "true"
+    assert not browser.find_element("id", "result").is_displayed()
+    if sex == "male":
+        screenshot(browser, "risk-page-refused-sex")

@@ -75,6 +75,7 @@ function buildForm() {
   const fields = $("fields");
   fields.replaceChildren();
   for (const input of MODEL.inputs) {
+    if (input.from_birth_date) continue;  // the server computes the age from the date of birth
     const id = `in-${input.name}`;
     const box = el("div", { class: "field" });
     const unit = NUMERIC.has(input.kind) && input.unit_text ? ` (${input.unit_text})` : "";
@@ -111,11 +112,32 @@ function observation(input, raw, pid, when) {
   return obs;
 }
 
+function identity() {
+  // who the clinician confirms this is: sent as the Patient (the server checks the sex and computes
+  // the age from the date of birth) and shown with the result
+  return { name: $("patient-name").value.trim(), birthDate: $("patient-birth").value.trim(),
+    gender: $("patient-sex").value };
+}
+
+function patientResource(pid, who, problems) {
+  const patient = { resourceType: "Patient", id: pid };
+  if (who.name) patient.name = [{ text: who.name }];
+  if (who.gender) patient.gender = who.gender;
+  if (/^\d{4}-\d{2}-\d{2}$/.test(who.birthDate)) patient.birthDate = who.birthDate;
+  else if (who.birthDate) {
+    problems.push(`Date of birth: "${who.birthDate}" is not a date (YYYY-MM-DD)`);
+    $("patient-birth").setAttribute("aria-invalid", "true");
+  }
+  return patient;
+}
+
 function readForm() {
   const pid = session.patient, when = new Date().toISOString(), problems = [], entries = [];
-  entries.push({ fullUrl: `${BASE}/Patient/${pid}`, resource: { resourceType: "Patient", id: pid } });
+  const who = identity();
+  entries.push({ fullUrl: `${BASE}/Patient/${pid}`, resource: patientResource(pid, who, problems) });
   const values = {};
   for (const input of MODEL.inputs) {
+    if (input.from_birth_date) { values[input.name] = ageFrom(who.birthDate); continue; }
     const raw = $(`in-${input.name}`).value.trim();
     values[input.name] = raw;
     if (raw === "") continue;  // the server names every missing input
@@ -126,7 +148,23 @@ function readForm() {
     const obs = observation(input, raw, pid, when);
     entries.push({ fullUrl: `${BASE}/Observation/${obs.id}`, resource: obs });
   }
-  return { problems, values, bundle: { resourceType: "Bundle", type: "collection", entry: entries } };
+  return { problems, values, who, bundle: { resourceType: "Bundle", type: "collection", entry: entries } };
+}
+
+function ageFrom(birthDate) {
+  // whole years on today's date, for display only (the server computes the age it scores)
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(birthDate || "");
+  if (!m) return "";
+  const now = new Date(), y = now.getUTCFullYear() - Number(m[1]);
+  const before = now.getUTCMonth() + 1 < Number(m[2]) || (now.getUTCMonth() + 1 === Number(m[2]) && now.getUTCDate() < Number(m[3]));
+  return String(before ? y - 1 : y);
+}
+
+const SEX_WORDS = { female: "female", male: "male", other: "other", unknown: "unknown" };
+function whoText(who) {
+  const age = ageFrom(who.birthDate);
+  return [who.name || "name not entered", who.birthDate ? `born ${who.birthDate}${age ? ` (${age} years)` : ""}` : "date of birth not entered",
+    SEX_WORDS[who.gender] || "sex not recorded", `Patient/${session.patient}`].join(" · ");
 }
 
 function horizons() {
@@ -140,7 +178,7 @@ async function submit(event) {
   if (!session.token) session.token = $("token").value.trim();
   if (!session.patient) session.patient = $("patient-id").value.trim() || "demo-patient";
   for (const field of $("fields").querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
-  const { problems, values, bundle } = readForm();
+  const { problems, values, who, bundle } = readForm();
   if (problems.length) return refuse(problems);
   const parameters = { resourceType: "Parameters", parameter: [{ name: "patient", resource: bundle },
     ...horizons().map((h) => ({ name: "horizon", valueDecimal: h }))] };
@@ -153,16 +191,19 @@ async function submit(event) {
     const issues = (r.body && r.body.issue) || [];
     return refuse(issues.length ? issues.map((i) => i.diagnostics || i.code) : [`the server answered ${r.status}`]);
   }
-  render(r.body, values);
+  render(r.body, values, who);
 }
 
 function named(line) {
-  // the server names an input by its model name ("pnodes = 0 is outside …"): give the clinician's
-  // label too, and mark that field invalid for assistive technology
-  const input = MODEL.inputs.find((i) => line.startsWith(`${i.name} `) || line.startsWith(`${i.name}:`));
+  // the server opens a refusal with the input's clinical label ("Positive lymph nodes: …"), or with its
+  // model name when the model declares no label: mark that field invalid for assistive technology
+  if (/sex/i.test(line) && line.startsWith("The patient's")) $("patient-sex").setAttribute("aria-invalid", "true");
+  const starts = (word) => line.startsWith(`${word} `) || line.startsWith(`${word}:`);
+  const input = MODEL.inputs.find((i) => starts(i.display) || starts(i.name));
   if (!input) return line;
-  $(`in-${input.name}`).setAttribute("aria-invalid", "true");
-  return `${input.display}: ${line}`;
+  const field = input.from_birth_date ? $("patient-birth") : $(`in-${input.name}`);
+  field.setAttribute("aria-invalid", "true");
+  return starts(input.display) ? line : `${input.display}: ${line}`;
 }
 
 function refuse(lines) {
@@ -181,8 +222,9 @@ function predictions(ra) {
   });
 }
 
-function render(ra, values) {
+function render(ra, values, who) {
   show("refusal", false);
+  $("result-patient").textContent = `For ${whoText(who)}`;
   const preds = predictions(ra);
   const heads = $("headlines");
   heads.replaceChildren();
@@ -220,7 +262,7 @@ function drawCurve(preds) {
   svg.setAttribute("role", "img");
   const end = preds[preds.length - 1];
   const lastLabel = MODEL.horizons[MODEL.horizons.length - 1].label;  // the curve ends at the last horizon
-  svg.setAttribute("aria-label", `Event-free survival falls from 100% to ${pct(1 - end.risk)}% at ${lastLabel}`);
+  svg.setAttribute("aria-label", `The proportion free of ${MODEL.event} falls from 100% to ${pct(1 - end.risk)}% at ${lastLabel}`);
   for (let s = floor; s <= 1.0001; s += 0.1) {
     shape("line", { x1: L, x2: W - R, y1: y(s), y2: y(s), stroke: "#e1e6eb" });
     shape("text", { x: L - 8, y: y(s) + 4, "text-anchor": "end", "font-size": 12, fill: "#4a5562" }).textContent = `${Math.round(s * 100)}%`;
@@ -237,12 +279,14 @@ function drawCurve(preds) {
     shape("line", { x1: x(h.value), x2: x(h.value), y1: T, y2: H - B, stroke: "#1b1f24", "stroke-dasharray": "4 4" });
   }
   $("curve").replaceChildren(svg);
-  $("curve-caption").textContent = "Estimated proportion free of the event (line) with its 95% interval (band), "
+  $("curve-caption").textContent = `Estimated proportion free of ${MODEL.event} (line) with its 95% interval (band), `
     + `at ${preds.length} times up to ${lastLabel}; dashed lines mark the model's horizons.`;
 }
 
 function drivers(ra, values) {
-  const byId = Object.fromEntries(MODEL.inputs.map((i) => [`${session.patient}-${i.name}`.replace(/_/g, "-"), i]));
+  // an input's Observation, or the Patient herself for the age computed from her date of birth
+  const byId = Object.fromEntries(MODEL.inputs.map((i) => [i.from_birth_date ? session.patient
+    : `${session.patient}-${i.name}`.replace(/_/g, "-"), i]));
   const rows = [];
   for (const b of ra.basis || []) {
     const ext = (b.extension || []).find((e) => e.url === CONTRIBUTION);
@@ -255,7 +299,8 @@ function drivers(ra, values) {
   for (const { input, c } of rows.sort((a, b) => Math.abs(b.c) - Math.abs(a.c))) {
     const tr = el("tr", { "data-input": input.name, "data-contribution": String(c) });
     const raw = values[input.name];
-    const shown = NUMERIC.has(input.kind) ? `${raw} ${input.unit_text}`.trim() : input.kind === "boolean" ? (raw === "true" ? "yes" : "no")
+    const shown = input.from_birth_date ? `${raw} ${input.unit_text} (from the date of birth)`
+      : NUMERIC.has(input.kind) ? `${raw} ${input.unit_text}`.trim() : input.kind === "boolean" ? (raw === "true" ? "yes" : "no")
       : (input.categories[Number(raw)].display || raw);
     const factor = Math.exp(c);
     const word = c > 1e-12 ? ["raises", `raises the hazard ×${factor.toFixed(2)}`] : c < -1e-12
@@ -276,7 +321,8 @@ function describeModel(m) {
   $("about-model").textContent = `${m.ref} (${m.kind}, ${m.outcome})`;
   $("about-released").textContent = m.released || "not recorded";
   $("about-sha").textContent = m.sha256;
-  $("about-use").textContent = m.intended_use;
+  $("about-use").textContent = m.purpose;
+  $("curve-title").textContent = `Free of ${m.event} over time`;
   $("about-limits").replaceChildren(...m.limitations.map((t) => el("li", {}, t)));
   show("about", true);
   // a consent revocation flagged the model "retrain due": still in service until its deadline

@@ -1,0 +1,104 @@
+"""The manufacturer's file (regulatory/manufacturer.yaml): the intended purpose as checked data and the
+decisions only the manufacturer can take, listed while they are open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dossier.manufacturer import MARKER, load_manufacturer
+from dossier.spec import DossierError
+from federated.demo_study import DEMO_INTENDED_USE
+
+pytestmark = pytest.mark.req("SRS-DOS-004")
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "regulatory" / "manufacturer.yaml"
+#: every decision the shipped file leaves to the manufacturer, in file order
+OPEN = ["device.software_version", "device.basic_udi_di", "manufacturer.name", "manufacturer.address",
+        "manufacturer.srn", "manufacturer.person_responsible_for_regulatory_compliance",
+        "manufacturer.authorised_representative", "classification.decided_class",
+        "classification.conformity_assessment_route", "label.udi_carrier", "label.manufacturer",
+        "label.ce_marking", "declaration_of_conformity.signatory", "declaration_of_conformity.date"]
+
+
+def raw() -> dict:
+    return dict(yaml.safe_load(SHIPPED.read_text(encoding="utf-8")))
+
+
+def written(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "manufacturer.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_the_shipped_file_states_the_indication_and_lists_every_open_decision() -> None:
+    mf = load_manufacturer(source=ROOT)
+    assert load_manufacturer() == mf  # found from the checkout this package runs from
+    ind = mf.intended_purpose.indication
+    assert (ind.population, ind.sex) == ("adult women", "female")
+    assert ind.condition == "primary invasive breast cancer"
+    assert ind.stage.startswith("non-metastatic (M0), node-positive")
+    assert "men (the model was developed on women only)" in mf.intended_purpose.contraindications
+    assert "node-negative disease (0 positive lymph nodes)" in mf.intended_purpose.contraindications
+    assert mf.classification.rule == "MDR Annex VIII, Rule 11"
+    assert mf.classification.candidate_classes == ["IIa", "IIb"] and mf.classification.decided_class is None
+    assert [path for path, _ in mf.missing_decisions()] == OPEN
+    assert dict(mf.missing_decisions())["device.basic_udi_di"] == ("the Basic UDI-DI (MDR Art. 27, Annex VI "
+                                                                   "Part C)")
+    assert mf.is_draft
+
+
+def test_the_file_agrees_with_what_the_demo_model_enforces() -> None:
+    mf = load_manufacturer(SHIPPED)
+    assert mf.disagreements(DEMO_INTENDED_USE) == []
+    assert mf.disagreements(DEMO_INTENDED_USE.model_copy(update={"sex": None})) == [
+        "sex: the model enforces no sex, the indication says female"]
+    assert mf.disagreements(None) == [
+        "the model carries no intended_use block, so the device enforces none of the indication"]
+
+
+def test_a_decided_file_is_no_longer_a_draft(tmp_path: Path) -> None:
+    data = raw()
+    data["device"].update(software_version="1.0.0", basic_udi_di="++G123FEDPROG1A")
+    data["manufacturer"] = {k: f"decided {k}" for k in data["manufacturer"]}
+    data["classification"].update(decided_class="IIb", conformity_assessment_route="Annex IX")
+    data["label"].update(udi_carrier="(01)0123(8012)1.0.0", manufacturer="Example Med GmbH",
+                         ce_marking="CE 0123")
+    data["declaration_of_conformity"] = {"signatory": "A. Person, CEO", "date": "2027-01-31"}
+    mf = load_manufacturer(written(tmp_path, data))
+    assert mf.missing_decisions() == [] and not mf.is_draft
+    data["label"]["statements"].append(MARKER)  # the marker anywhere is an open decision
+    data["manufacturer"]["name"] = None
+    assert load_manufacturer(written(tmp_path, data)).missing_decisions() == [
+        ("manufacturer.name", "the legal manufacturer's name"),
+        ("label.statements[4]", "a value the manufacturer must state")]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["classification"].update(decided_class="III"),
+     "classification: decided_class: III is not one of the candidate classes IIa, IIb"),
+    (lambda d: d["intended_purpose"]["indication"].update(sex="woman"), "intended_purpose.indication.sex: "),
+    (lambda d: d["device"].update(colour="blue"), "device.colour: Extra inputs are not permitted"),
+    (lambda d: d.pop("label"), "label: Field required"),
+    (lambda d: d["intended_purpose"].update(contraindications=[]), "intended_purpose.contraindications: ")])
+def test_a_file_outside_the_contract_is_refused_naming_the_field(tmp_path: Path, edit: object, message: str
+                                                                 ) -> None:
+    data = raw()
+    edit(data)  # type: ignore[operator]
+    path = written(tmp_path, data)
+    with pytest.raises(DossierError) as info:
+        load_manufacturer(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_or_broken_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DossierError, match=r"manufacturer.yaml: the manufacturer's file is missing$"):
+        load_manufacturer(source=tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("device: [unclosed\n", encoding="utf-8")
+    with pytest.raises(DossierError, match=r"bad.yaml: not valid YAML \("):
+        load_manufacturer(bad)
