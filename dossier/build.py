@@ -33,6 +33,7 @@ from ledger.log import Ledger
 from ledger.verify import verify_ledger
 
 from . import documents as _documents_pkg
+from .inputs import open_decisions
 from .spec import _WHAT, DocumentSpec, DossierError, DossierInputs
 from .style import Control, render
 
@@ -146,8 +147,10 @@ def _manifest(inputs: DossierInputs, entries: list[dict[str, Any]], sbom_sha: st
               not_issued: list[dict[str, Any]]) -> dict[str, Any]:
     model = inputs.model
     assert model is not None and inputs.sbom is not None  # checked by check()
+    decisions = open_decisions(inputs)
     return {"schema": SCHEMA, "documents": entries,
-            "status": "draft" if not_issued else "issued", "not_issued": not_issued,
+            "status": "draft" if not_issued or decisions else "issued", "not_issued": not_issued,
+            "open_decisions": decisions,
             "model": {"ref": model.ref, "sha256": model.sha256, "status": model.status,
                       "validation_report_sha256": (model.validation or {}).get("report_sha256")},
             "date": inputs.date, "revision": inputs.revision,

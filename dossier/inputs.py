@@ -77,13 +77,15 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
     date = str(validation["date"])[:10] if validation else "undated"
     sbom_json = _sbom(date)
     commit, dirty = git_state(source)
+    manufacturer = _manufacturer(source, artifact)
     return DossierInputs(
         workspace=workspace, date=date, revision=entry.version, device=DEVICE,
         device_version=package_version(), commit=commit, model=entry, artifact=artifact, history=history,
         revocation=revocation,
         validation=validation, validation_dir=folder, ledger=summary, requirements=_requirements(),
         test_run=_test_run(junit, validation, folder, source), safety=_safety(), soup=_soup(),
-        sbom=sbom_summary(sbom_json), git=git_log(source), source=source, dirty=dirty, sbom_json=sbom_json)
+        sbom=sbom_summary(sbom_json), git=git_log(source), source=source, dirty=dirty, sbom_json=sbom_json,
+        manufacturer=manufacturer)
 
 
 # ---------------------------------------------------------------- the model
@@ -189,6 +191,33 @@ def _requirements() -> Any:
         return load_requirements()
     except RequirementsError as exc:
         raise DossierError(f"requirements: {exc}") from None
+
+
+def _manufacturer(source: Path | None, artifact: dict[str, Any] | None) -> Any:
+    """The manufacturer's file of the checkout, checked against the intended use the model enforces
+    (DossierError when they disagree: the file and the device would say different things)."""
+    from prognosis.schema import IntendedUse
+
+    from .manufacturer import load_manufacturer
+
+    mf = load_manufacturer(source=source)
+    raw = (artifact or {}).get("intended_use")
+    disagree = mf.disagreements(IntendedUse.model_validate(raw) if raw is not None else None)
+    if raw is not None and disagree:
+        raise DossierError(f"regulatory/manufacturer.yaml and the model disagree: {'; '.join(disagree)}")
+    return mf
+
+
+def open_decisions(inputs: DossierInputs) -> list[dict[str, str]]:
+    """Decisions only the manufacturer can take that are still open (the manufacturer's file, and the
+    approval of the risk management report): while any is, the technical file is a draft."""
+    out = [{"field": f"regulatory/manufacturer.yaml: {where}", "decision": what}
+           for where, what in (inputs.manufacturer.missing_decisions() if inputs.manufacturer else [])]
+    risk = getattr(inputs.safety, "risk_management", None)
+    if risk is not None and risk.approval is None:
+        out.append({"field": "traceability/safety.yaml: risk_management.approval",
+                    "decision": f"the approval of the risk management report by the {risk.approver}"})
+    return out
 
 
 def _safety() -> Any:

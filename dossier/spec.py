@@ -80,6 +80,8 @@ class DossierInputs:
     #: manifest records it; it is not printed, so editing does not change the documents)
     source: Path | None = None
     dirty: bool | None = None
+    #: dossier.manufacturer.ManufacturerFile: the intended purpose and the manufacturer's decisions
+    manufacturer: Any | None = None
     #: the CycloneDX JSON the ``sbom`` summary describes (the builder writes it as ``sbom["file"]``)
     sbom_json: str | None = field(default=None, repr=False)
 

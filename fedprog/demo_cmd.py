@@ -37,9 +37,10 @@ def _build_dossier(ws_dir: Path, console: Console) -> None:
         console.print(f"dossier not built: {exc}")
         return
     print_result(result)
-    if result["status"] == "draft":
+    if result["not_issued"]:
         print(f"  (run `make test`, then `{_command()} dossier build --workspace {ws_dir} --out "
-              f"{ws_dir / 'dossier'}` to issue the complete file)")
+              f"{ws_dir / 'dossier'}` to build every document; the file stays a draft until the "
+              "manufacturer's decisions listed above are taken)")
 
 
 def _command() -> str:

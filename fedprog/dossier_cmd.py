@@ -61,7 +61,7 @@ def build_dossier(ws_dir: Path, out: Path, *, model: str | None = None, junit: P
             "documents": [{**d, "seconds": manifest.timings.get(d["id"])}
                           for d in manifest.data["documents"]],
             "sbom": manifest.data["sbom"], "status": manifest.data["status"],
-            "not_issued": manifest.data["not_issued"],
+            "not_issued": manifest.data["not_issued"], "open_decisions": manifest.data["open_decisions"],
             "ledger": {"index": manifest.ledger_index, "new": manifest.anchored_now},
             "seconds": round(time.perf_counter() - started, 2)}
 
@@ -78,8 +78,13 @@ def print_result(result: dict[str, Any]) -> None:
     print(f"built in {result['seconds']:.2f} s: {result['manifest']} (sha256 {result['manifest_sha256']})")
     for doc in result["not_issued"]:
         print(f"  NOT ISSUED {doc['id']} {doc['title']}: needs {'; '.join(doc['missing'])}")
-    if result["status"] == "draft":
+    for decision in result["open_decisions"]:
+        print(f"  OPEN DECISION {decision['field']}: {decision['decision']}")
+    if result["not_issued"]:
         print("DRAFT dossier: the documents above are not issued until their inputs exist")
+    elif result["status"] == "draft":
+        print(f"DRAFT dossier: {len(result['open_decisions'])} decision(s) only the manufacturer can take "
+              "are open (above); the file cannot be issued before they are taken")
     ledger = result["ledger"]
     how = "anchored in the ledger as" if ledger["new"] else "already anchored (identical dossier) at"
     print(f"manifest {how} entry {ledger['index']}")

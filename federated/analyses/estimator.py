@@ -52,6 +52,7 @@ from federated.protocol.transport import Transport, as_transport
 from federated.site.handler import Site
 from federated.study import InputSpec, StudySpec
 from prognosis import step_at
+from prognosis.schema import IntendedUse
 
 
 class FederatedCoxPH(BaseEstimator):
@@ -90,6 +91,9 @@ class FederatedCoxPH(BaseEstimator):
         Differential privacy (off by default): the noisy-Newton fit of :mod:`federated.analyses.dp_cox`.
     inputs : dict of str to InputSpec or dict, optional
         Declared inputs (code, UCUM unit, range, reference patient) for the artifact and the centre.
+    intended_use : IntendedUse or dict, optional
+        What the device enforces of the intended purpose (population, sex, maximum result age, the event
+        in words), carried by the artifact.
     range_bins : int, default 10
         Bins of the securely summed coverage histogram of each declared range.
     horizons : list of float, optional
@@ -123,7 +127,8 @@ class FederatedCoxPH(BaseEstimator):
                  shift_sparse_censoring: bool = False,
                  policy: DisclosurePolicy | Mapping[str, Any] | None = None,
                  dp: DPSettings | Mapping[str, Any] | None = None,
-                 inputs: Mapping[str, InputSpec | Mapping[str, Any]] | None = None, range_bins: int = 10,
+                 inputs: Mapping[str, InputSpec | Mapping[str, Any]] | None = None,
+                 intended_use: IntendedUse | Mapping[str, Any] | None = None, range_bins: int = 10,
                  horizons: Sequence[float] | None = None, model_id: str = "fedprog-cox",
                  version: str = "1", outcome: str = "event", tol: float = 1e-10, max_iter: int = 100,
                  timeout: float = 120.0) -> None:
@@ -141,6 +146,7 @@ class FederatedCoxPH(BaseEstimator):
         self.policy = policy
         self.dp = dp
         self.inputs = inputs
+        self.intended_use = intended_use
         self.range_bins = range_bins
         self.horizons = horizons
         self.model_id = model_id

@@ -27,6 +27,7 @@ from federated.exceptions import DataError
 from federated.protocol.transport import Transport
 from federated.site.handler import Site, approve_in_process
 from federated.study import InputSpec, StudySpec, first_error
+from prognosis.schema import IntendedUse
 
 #: column names of a local table's outcome (kept clear of any covariate's name)
 EVENT, TIME = "__fedprog_event__", "__fedprog_time__"
@@ -92,7 +93,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "timeout": (_is_number(0.0, strict=True), "a finite number > 0"),
 }
 #: settings that are pydantic models (a dict is validated into one)
-MODELS: dict[str, type[BaseModel]] = {"policy": DisclosurePolicy, "dp": DPSettings}
+MODELS: dict[str, type[BaseModel]] = {"policy": DisclosurePolicy, "dp": DPSettings,
+                                      "intended_use": IntendedUse}
+#: model settings whose absence means "none declared" (not the model's defaults)
+OPTIONAL_MODELS = frozenset({"intended_use"})
 
 
 def checked_settings(est: BaseEstimator) -> dict[str, Any]:
@@ -111,7 +115,7 @@ def checked_settings(est: BaseEstimator) -> dict[str, Any]:
 
 def _model(name: str, value: Any) -> Any:
     if value is None:
-        return {} if name == "inputs" else MODELS[name]()
+        return {} if name == "inputs" else None if name in OPTIONAL_MODELS else MODELS[name]()
     try:
         if name == "inputs":
             if not isinstance(value, Mapping):

@@ -102,3 +102,40 @@ def test_a_missing_or_broken_file_is_one_line(tmp_path: Path) -> None:
     bad.write_text("device: [unclosed\n", encoding="utf-8")
     with pytest.raises(DossierError, match=r"bad.yaml: not valid YAML \("):
         load_manufacturer(bad)
+
+
+@pytest.mark.req("SRS-DOS-004")
+def test_open_decisions_keep_the_technical_file_a_draft(dossier_ws: Path, tmp_path: Path,
+                                                        junit: Path) -> None:
+    """Every input present: the file is still a draft while the manufacturer's decisions (the file's
+    open fields, the risk management report's approval) are open; with them taken it is issued."""
+    import dataclasses
+
+    from dossier.build import build
+    from dossier.inputs import gather, open_decisions
+    from tests.dossier.conftest import DUMMY
+    from traceability.safety import Approval
+
+    inputs = gather(dossier_ws, junit=junit)
+    open_now = open_decisions(inputs)
+    fields = [d["field"] for d in open_now]
+    assert "traceability/safety.yaml: risk_management.approval" in fields
+    assert "regulatory/manufacturer.yaml: device.basic_udi_di" in fields
+    assert len(fields) == len(inputs.manufacturer.missing_decisions()) + 1
+    manifest = build(inputs, tmp_path / "draft", anchor=None, documents=[DUMMY])
+    assert manifest.data["status"] == "draft" and manifest.data["not_issued"] == []
+    assert manifest.data["open_decisions"] == open_now
+
+    class Decided:
+        def missing_decisions(self) -> list[tuple[str, str]]:
+            return []
+
+    risk = inputs.safety.risk_management
+    approval = Approval(name="A. Person", role=risk.approver, date="2026-12-01",
+                        decision="overall residual risk acceptable, benefit outweighs it")
+    approved = inputs.safety.model_copy(update={"risk_management": risk.model_copy(
+        update={"approval": approval})})
+    decided = dataclasses.replace(inputs, manufacturer=Decided(), safety=approved)
+    assert open_decisions(decided) == []
+    manifest = build(decided, tmp_path / "issued", anchor=None, documents=[DUMMY])
+    assert manifest.data["status"] == "issued" and manifest.data["open_decisions"] == []
