@@ -359,7 +359,9 @@ def check_envelope(artifact: dict[str, Any]) -> None:
 
 def _superseded(entries: Models) -> set[str]:
     """Refs of the models a released successor descends from (``predecessor`` links): a released
-    successor clears the lineage's ``retrain due`` flag, and the predecessors leave service."""
+    successor clears the lineage's ``retrain due`` flag (the server serves the newest released
+    version, :meth:`ModelRegistry.released`, so a predecessor is served again only if its successor is
+    withdrawn and no revocation affects it)."""
     by_ref = {e.ref: e for e in entries}
     out: set[str] = set()
     for e in entries:

@@ -152,10 +152,12 @@ def _warnings(model: PrognosticModel) -> list[Flowable]:
         f"{model.ref}, SHA-256 {model.sha256}. A result naming another version is described by the "
         "instructions for use of that version.",
         "No model in service (HTTP 503) or withdrawn model. The device stops serving the released version "
-        "at the next request and, having no other released version, answers 503 until a successor is "
-        "released, when: the version is withdrawn; or a consent revocation names its training job and "
-        "either the study's revocation policy is immediate or the deadline of its revocation window has "
-        "passed without a released successor. A version flagged retrain due (section 3.4) is still served. "
+        "at the next request when: the version is withdrawn; or a consent revocation names its training "
+        "job and either the study's revocation policy is immediate or the deadline of its revocation window "
+        "has passed without a released successor. It then serves the newest remaining released version "
+        "that no revocation affects (normally the version the withdrawn one succeeded; every result names "
+        "its version), and answers 503 when there is none, until a successor is released. A version "
+        "flagged retrain due (section 3.4) is still served. "
         "Do not use results previously obtained from a withdrawn version; contact the hospital's "
         "responsible person (QA) and decide without the device meanwhile.",
         "Horizons. Risks are given only for the released horizons: "
@@ -270,6 +272,23 @@ def _private_cox() -> list[Flowable]:
     ]
 
 
+def _freshness(model: PrognosticModel) -> str:
+    """What the device does with an old result (the model's intended use, SRS-DEV-013)."""
+    use = model.artifact.intended_use
+    days = None if use is None else use.max_observation_age_days
+    return "" if days is None else (f", and it is refused when it is more than {days} days old on the day "
+                                    "of the assessment (or undated)")
+
+
+def _sex(model: PrognosticModel) -> str:
+    """What the device does with the patient's sex (SRS-DEV-011)."""
+    use = model.artifact.intended_use
+    if use is None or use.sex is None:
+        return ""
+    return (f" A patient whose recorded sex (Patient.gender) is not {use.sex}, or is not recorded, is "
+            "refused.")
+
+
 def build(inputs: DossierInputs) -> list[Flowable]:
     inputs.require(SPEC.needs, SPEC.id)
     model = prognostic(inputs, SPEC.id)
@@ -283,14 +302,16 @@ def build(inputs: DossierInputs) -> list[Flowable]:
         *section("2 Users and training"),
         para("Clinical users are physicians treating the patient, trained in the interpretation of "
              "prognostic estimates and familiar with these instructions. The result is shown inside the EHR "
-             "(CDS card) or in a system that calls the FHIR endpoint; no other user interface exists. "
-             "Section 6 addresses integrators, section 7 the staff who run federated studies."),
+             "(CDS card), on the risk page the EHR launches as a SMART app, or in a system that calls the "
+             "FHIR endpoint. Section 6 addresses integrators, section 7 the staff who run federated "
+             "studies."),
         *_reading(model),
         *section("4 Inputs, codes, units and ranges"),
         para("An Observation counts for an input when one of its codings equals the code below, its status "
-             "is final, amended or corrected, and it belongs to the patient; the most recent one counts. "
-             "Quantities in another UCUM unit of the same dimension are converted to the unit below; "
-             "age may come from Patient.birthDate. Values outside the range are refused."),
+             "is final, amended or corrected, and it belongs to the patient; the most recent one counts"
+             + _freshness(model) + ". Quantities in another UCUM unit of the same dimension are converted to "
+             "the unit below; age may come from Patient.birthDate. Values outside the range are refused."
+             + _sex(model)),
         input_table(model),
         *_warnings(model), *_integration(model), *_privacy_for_studies(model),
     ]

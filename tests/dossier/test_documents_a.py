@@ -67,9 +67,16 @@ def pages(path: Path) -> list[str]:
     return [page.extract_text() or "" for page in PdfReader(path).pages]
 
 
+#: the running footer's lines (checked on every page by test_every_page_states_model_and_software)
+FOOTER = re.compile(r"^(FP-[A-Z]+ {2}.*|fedprog \S+ · rev .*|model \S+ · sha256 [0-9a-f]{64}"
+                    r"|Page \d+ of \d+)$")
+
+
 def flat(texts: list[str]) -> str:
-    """All pages' text without any whitespace (table cells may wrap a long identifier)."""
-    return re.sub(r"\s+", "", "".join(texts))
+    """All pages' text without the running footer and without any whitespace (a sentence may run
+    across a page break; table cells may wrap a long identifier)."""
+    body = ["\n".join(line for line in page.splitlines() if not FOOTER.match(line.strip())) for page in texts]
+    return re.sub(r"\s+", "", "".join(body))
 
 
 @pytest.fixture(scope="module")
