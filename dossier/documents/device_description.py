@@ -58,13 +58,15 @@ def value_range(spec: InputSpec) -> str:
 
 
 def input_table(model: PrognosticModel) -> Flowable:
-    """Name, code (system|code), display, UCUM unit and range of every model input."""
-    head: list[object] = ["Input", "Code (system|code)", "Display", "Unit", "Intended-use range"]
+    """Name, code (system|code), clinical label and code display, UCUM unit and range of every input
+    (the label is what the risk page and the refusals call the input)."""
+    head: list[object] = ["Input", "Code (system|code)", "Label (code display)", "Unit", "Intended-use range"]
     rows: list[list[object]] = [head]
     tokens = [f"{s.code.system}|{s.code.code}" for s in model.inputs]
     for s, token in zip(model.inputs, tokens, strict=True):
         system = CODE_SYSTEMS.get(s.code.system, s.code.system)
-        rows.append([s.name, code(token, f"({esc(system)})"), s.code.display, s.unit, value_range(s)])
+        label = f"{s.title} ({s.code.display})" if s.title else s.code.display
+        rows.append([s.name, code(token, f"({esc(system)})"), label, s.unit, value_range(s)])
     name = max(fit(s.name for s in model.inputs), fit(head[:1], "head"))
     unit = max(fit(s.unit for s in model.inputs), fit(head[3:4], "head"))
     token = min(fit(tokens, mono=True), 0.4 * (PAGE[0] - 2 * MARGIN))

@@ -83,3 +83,12 @@ def test_the_ifu_names_every_user_interface(text: str) -> None:
     assert re.search(r"on the risk page the EHR launches as a SMART app", text)
     page = Path(__file__).resolve().parents[2] / "device" / "fhir" / "static" / "app" / "index.html"
     assert page.is_file()  # the risk page the IFU names is the one the server serves at /app/
+
+
+@pytest.mark.req("SRS-DEV-014", "SRS-DOS-003")
+def test_the_ifu_names_each_input_by_the_label_the_device_uses(text: str, inputs: DossierInputs) -> None:
+    titled = [(i["title"], i["code"]["display"]) for i in (inputs.artifact or {})["inputs"] if i.get("title")]
+    assert titled, "the demo model labels its inputs"
+    flat = text.replace(" ", "")
+    for title, display in titled:  # the table: the label the page and refusals use, then the code's
+        assert f"{title}({display})".replace(" ", "") in flat, title
