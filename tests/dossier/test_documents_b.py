@@ -90,7 +90,14 @@ def words(text: str) -> str:
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
 def test_rendering_is_byte_identical_and_every_page_names_the_model(spec: DocumentSpec, inputs: DossierInputs,
                                                                      tmp_path: Path) -> None:
-    a, b = tmp_path / "a.pdf", tmp_path / "b.pdf"
+    assert_renders_identically_naming_the_model(spec, inputs, tmp_path)
+
+
+def assert_renders_identically_naming_the_model(spec: DocumentSpec, inputs: DossierInputs,
+                                                folder: Path) -> int:
+    """``spec`` rendered twice gives the same bytes, and every page names the model, the software and
+    its page number; the number of pages."""
+    a, b = folder / "a.pdf", folder / "b.pdf"
     pages = render(a, control(inputs, spec), spec.build(inputs), toc=spec.toc)
     render(b, control(inputs, spec), spec.build(inputs), toc=spec.toc)
     assert a.read_bytes() == b.read_bytes()
@@ -100,6 +107,7 @@ def test_rendering_is_byte_identical_and_every_page_names_the_model(spec: Docume
     for n, text in enumerate(texts, start=1):
         assert inputs.model.sha256 in text and f"Page {n} of {pages}" in text
         assert f"{inputs.device} {inputs.device_version}" in text
+    return pages
 
 
 @pytest.mark.req("SRS-DOS-001")

@@ -13,10 +13,11 @@ from pypdf import PdfReader
 from device.fhir.errors import FhirError
 from device.fhir.service import ReleasedModel
 from device.registry import ModelRegistry
+from dossier.build import control
 from dossier.documents import ifu
 from dossier.inputs import gather
 from dossier.spec import DossierInputs
-from dossier.style import Control, render
+from dossier.style import render
 from ledger.checkpoint import NoteSigner
 from ledger.log import Ledger
 from tests.conftest import copy_workspace
@@ -33,11 +34,7 @@ def inputs(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Do
 def text(inputs: DossierInputs, tmp_path_factory: pytest.TempPathFactory) -> str:
     """FP-IFU of the demo model as rendered, whitespace collapsed."""
     path = tmp_path_factory.mktemp("ifu-pdf") / ifu.SPEC.file
-    assert inputs.model is not None
-    control = Control(doc_id=ifu.SPEC.id, title=ifu.SPEC.title, revision=inputs.revision, date=inputs.date,
-                      device=inputs.device, device_version=inputs.device_version, model=inputs.model.ref,
-                      model_sha256=inputs.model.sha256, commit=inputs.commit)
-    render(path, control, ifu.SPEC.build(inputs), toc=ifu.SPEC.toc)
+    render(path, control(inputs, ifu.SPEC), ifu.SPEC.build(inputs), toc=ifu.SPEC.toc)
     return " ".join(" ".join(page.extract_text() or "" for page in PdfReader(path).pages).split())
 
 
