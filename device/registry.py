@@ -283,6 +283,37 @@ class ModelRegistry:
                 "passed": report["passed"], "criteria": report["criteria"]}
         return self.ledger.append("validation", body)
 
+    def record_external(self, ref: str, report: dict[str, Any]) -> Receipt:
+        """Keep an external validation report (``setting: external``) by its SHA-256 and anchor its
+        verdict in the ledger as an ``external-validation`` entry. It is clinical evidence about the
+        model (for the clinical evaluation report and post-market follow-up), not a gate: the
+        model's release state does not change, so a released model can be validated externally."""
+        entry = self.get(ref)
+        if report.get("setting") != "external" or not isinstance(report.get("passed"), bool):
+            raise RegistryError("an external validation report says setting 'external' and 'passed'")
+        report = {**report, "model": entry.ref, "sha256": entry.sha256}
+        digest = sealed_sha256(report)
+        write_json_atomic(self.reports / f"{digest}.json", report)
+        body = {"model": entry.ref, "sha256": entry.sha256, "report_sha256": digest,
+                "sites": sorted(report.get("sites") or {}), "passed": report["passed"],
+                "criteria": report.get("criteria", [])}
+        return self.ledger.append("external-validation", body)
+
+    def external_reports(self, entry: ModelEntry) -> tuple[dict[str, Any], ...]:
+        """Every external validation report of ``entry``, oldest first, each checked against the
+        hash its ledger entry anchors (a report that does not match is refused)."""
+        out = []
+        for _, kind, body in self.entries():
+            if kind != "external-validation" or body.get("sha256") != entry.sha256:
+                continue
+            path = self.reports / f"{body['report_sha256']}.json"
+            report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            if sealed_sha256(report) != body["report_sha256"]:
+                raise RegistryError(f"external validation report {body['report_sha256'][:16]}… of "
+                                    f"{entry.ref} is missing or does not match its ledger hash: refusing it")
+            out.append(report)
+        return tuple(out)
+
     def report(self, entry: ModelEntry) -> dict[str, Any]:
         """The latest validation report of a model, its hash checked against the ledger."""
         if entry.validation is None:

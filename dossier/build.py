@@ -44,7 +44,8 @@ MANIFEST = "manifest.json"
 #: management (§5), verification and validation (§6), then Annex III post-market surveillance;
 #: documents not listed follow, by id
 ORDER = ("FP-DD", "FP-IFU", "FP-SDP", "FP-SRS", "FP-ARCH", "FP-GSPR", "FP-RMP", "FP-RMF", "FP-RMR", "FP-UEF",
-         "FP-CYB", "FP-VER", "FP-TM", "FP-CVR", "FP-MC", "FP-SOUP", "FP-REL", "FP-PMS")
+         "FP-CYB", "FP-VER", "FP-TM", "FP-CVR", "FP-CEP", "FP-CER", "FP-MC", "FP-SOUP", "FP-REL", "FP-PMS",
+         "FP-PMCF")
 
 
 def discover() -> list[DocumentSpec]:

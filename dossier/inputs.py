@@ -37,6 +37,9 @@ from ledger.files import sha256_file
 from ledger.log import Ledger
 from ledger.verify import verify_ledger
 
+from .clinical import load_clinical_evaluation
+from .clinical_gaps import clinical_gaps
+from .evidence import INTERNAL, ClinicalEvidence, gather_evidence, setting
 from .spec import DossierError, DossierInputs, GitCommit, LedgerSummary
 
 DEVICE = "fedprog"
@@ -44,10 +47,11 @@ SBOM_FILE = "sbom.cdx.json"
 #: where ``make test`` writes its JUnit evidence, relative to the source checkout
 DEFAULT_JUNIT = Path("build/test-results/junit.xml")
 #: ledger kinds that record a model's life (its anchors)
-ANCHOR_KINDS = ("model", "validation", "release", "withdrawal", RETRAIN_DUE)
+ANCHOR_KINDS = ("model", "validation", "external-validation", "release", "withdrawal", RETRAIN_DUE)
 #: the fields of each anchor's body the dossier shows (aggregates and hashes only, no patient data)
 _ANCHOR_FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("job", "predecessor"), "validation": ("report_sha256", "passed"),
+    "external-validation": ("report_sha256", "passed"),
     "release": ("reason", "by"), "withdrawal": ("reason", "by"), "revocation": (),
     RETRAIN_DUE: ("policy", "deadline", "revocations", "min_revocations")}
 
@@ -68,7 +72,8 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
     try:
         registry = ModelRegistry(workspace / "models", ledger)
         entry, artifact = _model(registry, model)
-        validation, folder = _validation(registry, entry, workspace)
+        evidence = gather_evidence(registry, entry)
+        validation, folder = _validation(registry, entry, workspace, evidence)
         summary = summarise_ledger(ledger, entry)
         history = [m for m in registry.list() if m.ledger_index < summary.size]
         revocation = _revocation(registry, entry)
@@ -85,7 +90,8 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
         validation=validation, validation_dir=folder, ledger=summary, requirements=_requirements(),
         test_run=_test_run(junit, validation, folder, source), safety=_safety(), soup=_soup(),
         sbom=sbom_summary(sbom_json), git=git_log(source), source=source, dirty=dirty, sbom_json=sbom_json,
-        manufacturer=manufacturer)
+        manufacturer=manufacturer, clinical_evaluation=load_clinical_evaluation(source=source),
+        evidence=evidence)
 
 
 # ---------------------------------------------------------------- the model
@@ -105,9 +111,10 @@ def _revocation(registry: ModelRegistry, entry: ModelEntry) -> RevocationTerms |
         return None
 
 
-def _validation(registry: ModelRegistry, entry: ModelEntry, workspace: Path
+def _validation(registry: ModelRegistry, entry: ModelEntry, workspace: Path, evidence: ClinicalEvidence
                 ) -> tuple[dict[str, Any] | None, Path | None]:
-    """The model's latest validation report (None if it has none) and its folder of figures."""
+    """The model's latest internal validation report (None if it has none) and its folder of figures:
+    the release gate's report, or when that one is external, the latest internal one anchored."""
     if entry.validation is None:
         return None, None
     try:
@@ -115,6 +122,10 @@ def _validation(registry: ModelRegistry, entry: ModelEntry, workspace: Path
     except RegistryError as exc:
         raise DossierError(str(exc)) from None
     digest = entry.validation["report_sha256"]
+    if setting(report) != INTERNAL:
+        if not evidence.internal:
+            return None, None
+        report, digest = evidence.internal[-1].report, evidence.internal[-1].sha256
     folder = report_folder(workspace, report, digest)
     if folder is None:
         raise DossierError(f"the folder of the validation report of {entry.ref} (report.json sealed "
@@ -209,15 +220,17 @@ def _manufacturer(source: Path | None, artifact: dict[str, Any] | None) -> Any:
 
 
 def open_decisions(inputs: DossierInputs) -> list[dict[str, str]]:
-    """Decisions only the manufacturer can take that are still open (the manufacturer's file, and the
-    approval of the risk management report): while any is, the technical file is a draft."""
+    """Decisions only the manufacturer can take that are still open (the manufacturer's file, the
+    approval of the risk management report, the gaps of the clinical evaluation): while any is, the
+    technical file is a draft."""
     out = [{"field": f"regulatory/manufacturer.yaml: {where}", "decision": what}
            for where, what in (inputs.manufacturer.missing_decisions() if inputs.manufacturer else [])]
     risk = getattr(inputs.safety, "risk_management", None)
     if risk is not None and risk.approval is None:
         out.append({"field": "traceability/safety.yaml: risk_management.approval",
                     "decision": f"the approval of the risk management report by the {risk.approver}"})
-    return out
+    gaps = clinical_gaps(inputs.clinical_evaluation, inputs.evidence, inputs.validation, inputs.artifact)
+    return out + [{"field": where, "decision": what} for where, what in gaps]
 
 
 def _safety() -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -180,14 +180,23 @@ def load_manufacturer(path: Path | None = None, *, source: Path | None = None) -
         from .inputs import checkout
 
         path = manufacturer_path(source if source is not None else checkout())
+    return read_checked(Path(path), ManufacturerFile, "the manufacturer's file")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_checked(path: Path, model: type[M], what: str) -> M:
+    """``path`` read as YAML and validated as ``model``; :class:`DossierError` in one line naming the
+    file and, for a contract violation, the field (``what`` names the file when it is missing)."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DossierError(f"{path}: the manufacturer's file is missing") from None
+        raise DossierError(f"{path}: {what} is missing") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DossierError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     try:
-        return ManufacturerFile.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "(root)"

@@ -19,7 +19,7 @@ from reportlab.platypus import Flowable
 
 #: inputs a document can declare it needs
 Need = Literal["model", "validation", "ledger", "requirements", "test_run", "safety", "soup", "sbom", "git",
-               "history"]
+               "history", "clinical_evaluation"]
 
 
 class DossierError(ValueError):
@@ -82,6 +82,11 @@ class DossierInputs:
     dirty: bool | None = None
     #: dossier.manufacturer.ManufacturerFile: the intended purpose and the manufacturer's decisions
     manufacturer: Any | None = None
+    #: dossier.clinical.ClinicalEvaluationFile: the clinical evaluation's data (literature, discussions, PMCF)
+    clinical_evaluation: Any | None = None
+    #: dossier.evidence.ClinicalEvidence: every anchored validation report of the model by setting, and
+    #: the models recalibrated from it (None: not gathered, read as no evidence)
+    evidence: Any | None = None
     #: the CycloneDX JSON the ``sbom`` summary describes (the builder writes it as ``sbom["file"]``)
     sbom_json: str | None = field(default=None, repr=False)
 
@@ -91,7 +96,8 @@ class DossierInputs:
                    "validation": self.validation is None, "ledger": self.ledger is None,
                    "requirements": self.requirements is None, "test_run": self.test_run is None,
                    "safety": self.safety is None, "soup": not self.soup, "sbom": self.sbom is None,
-                   "git": not self.git, "history": not self.history}
+                   "git": not self.git, "history": not self.history,
+                   "clinical_evaluation": self.clinical_evaluation is None}
         for need in needs:
             if missing[need]:
                 raise DossierError(f"{doc_id} needs {_WHAT[need]}, which is missing")
@@ -104,6 +110,7 @@ _WHAT: dict[str, str] = {
     "test_run": "a test run with JUnit evidence (make test, or fedprog validate without --skip-verification)",
     "safety": "the software safety classification", "soup": "the SOUP list", "sbom": "the SBOM",
     "git": "the git history of the source checkout", "history": "the model version history",
+    "clinical_evaluation": "the clinical evaluation's data (regulatory/clinical_evaluation.yaml)",
 }
 
 

@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 
 from federated.study import Coding, InputSpec, IntendedUse, SiteSource, StudySpec
+from prognosis import Bands
 
 SEED = 20261129
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c", "hospital-d")
 SHARES = (0.40, 0.25, 0.20, 0.15)
 
 _LOINC, _SNOMED = "http://loinc.org", "http://snomed.info/sct"
+_SIZE, _GRADE = "urn:fedprog:code:tumour-size-band", "urn:fedprog:code:histological-grade-band"
 #: Declared intended-use envelope and codes of each demo input.
 #: the intended-use envelope: the span of the (node-positive) GBSG2 cohort whose first and last
 #: tenth hold at least k = 5 women at one hospital (coverage is k-safe at the source), so the
@@ -59,6 +61,27 @@ DEMO_INPUTS: dict[str, InputSpec] = {
     "postmenopausal": InputSpec(code=Coding(system=_SNOMED, code="76498008",
                                             display="Postmenopausal state"), kind="boolean",
                                 min=0, max=1, reference=1, title="Postmenopausal"),
+}
+
+
+#: the coding the Rotterdam tumour bank shares with GBSG2 (it records tumour size only in three bands
+#: and grade only as 2 or 3): tumour size is its band (0: ≤ 20 mm, 1: > 20–50 mm, 2: > 50 mm), grade is
+#: 0 for grade 1–2 and 1 for grade 3 — the coding Royston & Altman (2013, BMC Med Res Methodol 13:33)
+#: used for these two cohorts; a site's table holds the band's index, the device takes the measured
+#: value (a size up to 120 mm, the largest in GBSG2; a whole grade 1–3) and puts it in its band
+BANDED_INPUTS: dict[str, InputSpec] = {
+    **DEMO_INPUTS,
+    "tsize": InputSpec(code=DEMO_INPUTS["tsize"].code, unit="mm", kind="category", min=0, max=2, reference=1,
+                       title="Tumour size",
+                       categories=[Coding(system=_SIZE, code="<=20", display="20 mm or less"),
+                                   Coding(system=_SIZE, code="20-50", display="over 20 to 50 mm"),
+                                   Coding(system=_SIZE, code=">50", display="over 50 mm")],
+                       bands=Bands(cuts=[20, 50], min=1, max=120)),
+    "tgrade": InputSpec(code=DEMO_INPUTS["tgrade"].code, unit="1", kind="category", min=0, max=1, reference=0,
+                        title="Tumour grade",
+                        categories=[Coding(system=_GRADE, code="1-2", display="grade 1 or 2"),
+                                    Coding(system=_GRADE, code="3", display="grade 3")],
+                        bands=Bands(cuts=[2], min=1, max=3, whole=True)),
 }
 
 
@@ -117,3 +140,40 @@ def write_demo_study(folder: Path) -> StudySpec:
                      event="event", covariates=list(DEMO_INPUTS), ties="efron", time_unit="day",
                      outcome="recurrence-free survival", horizons=[1095.75, 1826.25],
                      max_time=1826.25, inputs=DEMO_INPUTS, intended_use=DEMO_INTENDED_USE)
+
+
+EXTERNAL_SITE = "rotterdam"
+#: where the external cohort is kept in the repository (with its provenance and licence note)
+ROTTERDAM_CSV = Path(__file__).resolve().parents[1] / "data" / "rotterdam.csv"
+#: the legal basis the external hospital declares for the retrospective use of its tumour bank
+EXTERNAL_BASIS = ("retrospective use of the tumour bank for research (GDPR Art. 9(2)(j) and national "
+                  "research law); demo declaration")
+
+
+def rotterdam_table(path: Path = ROTTERDAM_CSV) -> pd.DataFrame:
+    """The Rotterdam tumour bank (2982 women operated 1978–1993; ``data/rotterdam.csv``, provenance in
+    ``data/README.md``) as an external hospital's table: the demo study's columns, tumour size and
+    grade coded as :data:`BANDED_INPUTS`, and its outcome coded as GBSG2's — recurrence-free survival,
+    the time to recurrence (``rtime``) for a recurrence, else to death or last follow-up (``dtime``),
+    the event a recurrence or a death (as the R package ``survival`` documents this data set)."""
+    r = pd.read_csv(path)
+    bands = [c.code for c in BANDED_INPUTS["tsize"].categories or []]
+    size = r["size"].map({code: i for i, code in enumerate(bands)})
+    if size.isna().any():
+        raise ValueError(f"{path}: tumour size bands other than {bands}")
+    recurred = r["recur"] == 1
+    return pd.DataFrame({
+        "patient_id": [f"R-{int(p):04d}" for p in r["pid"]],
+        "age": r["age"].astype(float), "tsize": size.astype(int), "tgrade": (r["grade"] == 3).astype(int),
+        "pnodes": r["nodes"].astype(float), "progrec": r["pgr"].astype(float),
+        "estrec": r["er"].astype(float), "hormone_therapy": r["hormon"].astype(int),
+        "postmenopausal": r["meno"].astype(int),
+        "time": np.where(recurred, r["rtime"], r["dtime"]).astype(float),
+        "event": (recurred | (r["death"] == 1)).astype(int),
+    })
+
+
+def banded_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`gbsg2_table`'s rows, tumour size (mm) and grade (1–3) put in :data:`BANDED_INPUTS`' bands."""
+    return table.assign(tsize=table["tsize"].map(BANDED_INPUTS["tsize"].band).astype(int),
+                        tgrade=table["tgrade"].map(BANDED_INPUTS["tgrade"].band).astype(int))

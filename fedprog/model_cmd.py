@@ -1,5 +1,6 @@
-"""``fedprog model list|due|show|release|withdraw|retrain``: registered model versions, the release
-gate, and the models a consent revocation flagged ``retrain due`` (issue 15)."""
+"""``fedprog model list|due|show|release|withdraw|retrain|recalibrate``: registered model versions,
+the release gate, the models a consent revocation flagged ``retrain due`` (issue 15), and a model
+recalibrated at one site (issue 18)."""
 
 from __future__ import annotations
 
@@ -209,3 +210,33 @@ def example(ref: Annotated[str, typer.Argument(help="model_id@version, model_id 
         model = load_model(ws.models.artifact(ws.models.get(ref).ref))
     bundle = patient_bundle(model.inputs, typical_values(model), patient_id=patient)
     print(json.dumps(parameters(bundle, as_of=dt.date.today().isoformat()), indent=2, sort_keys=True))
+
+
+@app.command("recalibrate")
+def recalibrate(ref: Annotated[str, typer.Argument(help="The model to recalibrate (model_id@version, …).")],
+                site: Annotated[str, typer.Option("--site", help="The site whose data recalibrate it.")],
+                workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Recalibrate a model at one site — the calibration slope of its linear predictor and a new
+    baseline hazard, from that site's consented patients inside the intended use only (aggregates:
+    baseline steps of at least k events) — and register it as a new model
+    ``<model_id>-recalibrated-<site>`` (predecessor: REF), to validate and release like any other."""
+    from .recalibration import recalibrate_in_workspace
+    from .workspace import Workspace
+
+    with user_errors():
+        ws = Workspace(workspace(workspace_dir))
+        with Progress(f"recalibrating {ref} at {site}"):
+            artifact = recalibrate_in_workspace(ws, ref, site)
+    if as_json:
+        print(json.dumps(artifact, sort_keys=True))
+        return
+    rec = artifact["training"]["recalibration"]
+    lo, hi = rec["slope_ci"]
+    new, old = f"{artifact['model_id']}@{artifact['version']}", rec["predecessor"]
+    print(f"{new} recalibrated from {old['model_id']}@{old['version']} at {site}: "
+          f"calibration slope {rec['slope']:.3f} (95% CI {lo:.3f}–{hi:.3f}); {rec['n']} patients, "
+          f"{rec['events']} events (multiples of {artifact['baseline_survival']['min_cell_count']}); "
+          f"{len(artifact['baseline_survival']['times'])} baseline steps")
+    print(f"registered as a candidate; sha256 {artifact['sha256']}")
+    where = f" --workspace {workspace_dir}" if workspace_dir is not None else ""
+    print(f"next: fedprog validate {new}{where}  then  fedprog model release {new}{where}")

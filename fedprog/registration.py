@@ -90,6 +90,49 @@ def validate_in_workspace(ws: Workspace, ref: str, options: ValidationOptions | 
     return {**report, "registry": recorded}
 
 
+def registered_study(ws: Workspace, entry: ModelEntry) -> StudySpec:
+    """The study ``entry`` was trained under (as registered), its sites taken from the workspace."""
+    return ws.study_spec(StudySpec.model_validate(ws.models.study_of(entry)))
+
+
+def validate_external_in_workspace(ws: Workspace, ref: str, sites: Sequence[str],
+                                   options: ValidationOptions | None = None) -> dict[str, Any]:
+    """Validate a registered (typically released) model at hospitals that did not train it
+    (:func:`validation.run.run_external_validation`), each on its own data under its own consent or
+    legal basis and its own approval of the study with itself as the only peer; the report is kept
+    by its hash and anchored in the ledger as an ``external-validation`` entry (evidence, not a gate).
+
+    Raises
+    ------
+    WorkspaceError
+        A named site is not an external site of the workspace, or its operator has not approved
+        the study for it (``fedprog site approve --site NAME``).
+    """
+    from ledger.canonical import sealed_sha256
+    from validation.run import run_external_validation
+
+    unknown = [s for s in sites if s not in ws.external_sites]
+    if not sites or unknown:
+        known = ", ".join(ws.external_sites) or "none: fedprog site add NAME --data PATH --external …"
+        raise WorkspaceError(f"--external-site {unknown[0] if unknown else ''}: not an external site of this "
+                             f"workspace (external sites: {known})")
+    entry = ws.models.get(ref)
+    model = ws.models.artifact(entry.ref)
+    study = registered_study(ws, entry)
+    protocol = ws.protocol(study, sites)
+    unapproved = [s for s in sites if protocol.sha256 not in {p.sha256 for p in ws.approvals(s)}]
+    if unapproved:
+        raise WorkspaceError(f"site {unapproved[0]!r} has not approved this study for its external "
+                             f"validation (fedprog site approve --site {unapproved[0]} --model {entry.ref})")
+    gate = ws.consent_gate(f"external-validation:{entry.ref}")
+    report = run_external_validation(model, study, [ws.site_object(s) for s in sites], gate,
+                                     ws.root / "validation", options, protocol=protocol)
+    receipt = ws.models.record_external(entry.ref, report)
+    ws.publish_checkpoint()
+    return {**report, "registry": {"recorded": True, "report_sha256": sealed_sha256(
+        {**report, "model": entry.ref, "sha256": entry.sha256}), "ledger_index": receipt.index}}
+
+
 def check_registrable(study: StudySpec) -> None:
     """Refuse (WorkspaceError, one line) a study whose model could not be served safely: every
     covariate needs its declared input — a code (LOINC, SNOMED CT, …), a UCUM unit, a kind and the

@@ -24,19 +24,29 @@ def approve(
     study_file: Annotated[Path | None, typer.Argument(
         help="The study (study.toml, or a workspace .study.json; default the workspace's own).")] = None,
     workspace_dir: WorkspaceOpt = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Approve the study this registered model (model_id@version) was trained "
+                        "under, e.g. at an external site before it validates the model.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Approve a study at a site: pin its SHA-256 (cohorts, covariates, ranges, grid, horizons, rules,
     peers and their identity keys). The site answers nothing else, under the stricter of the study's
-    rules and its own floors."""
+    rules and its own floors. An external site (``site add --external``) approves the study with
+    itself as the only peer: it evaluates models, it never trains with the others."""
     from federated.study import load_study
 
-    from .workspace import Workspace
+    from .registration import registered_study
+    from .workspace import Workspace, WorkspaceError
 
     with user_errors():
         ws = Workspace(workspace(workspace_dir))
-        study = ws.study_spec(load_study(study_file)) if study_file is not None else ws.study_settings()
-        protocol = ws.protocol(study)
+        if model is not None and study_file is not None:
+            raise WorkspaceError("give the study file or --model, not both")
+        if model is not None:
+            study = registered_study(ws, ws.models.get(model))
+        else:
+            study = ws.study_spec(load_study(study_file)) if study_file is not None else ws.study_settings()
+        protocol = ws.protocol(study, [site] if site in ws.external_sites else None)
         path = ws.approve(site, protocol)
     if as_json:
         print(json.dumps({"site": site, "study": protocol.sha256, "file": str(path),
@@ -88,6 +98,9 @@ def add(
     delimiter: DelimiterOpt = None,
     decimal: DecimalOpt = None,
     encoding: EncodingOpt = None,
+    external: Annotated[bool, typer.Option(
+        "--external", help="A hospital that does not train: it only validates (fedprog validate "
+                           "--external-site) and recalibrates released models on its own data.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a hospital to the workspace: its table (checked against the study's columns), its witness
@@ -98,7 +111,7 @@ def add(
     with user_errors():
         result = add_site(workspace(workspace_dir), name, data, consent=consent, legal_basis=legal_basis,
                           basis_date=basis_date, patient_column=patient_column,
-                          table_format=table_format(delimiter, decimal, encoding))
+                          table_format=table_format(delimiter, decimal, encoding), external=external)
     if as_json:
         print(json.dumps(result, sort_keys=True))
         return
@@ -106,5 +119,10 @@ def add(
     print(f"{name} added: {result['patients']} patients in {result['data']}; "
           f"{counts['permit']} may be used ({result['basis']}), {counts['deny']} refused, "
           f"{counts['none']} without a recorded decision (left out)")
-    print(f"next: each site's operator approves the study (fedprog site approve --site {name}), "
-          "once every site is added")
+    if external:
+        print(f"next: its operator approves the study of the model to validate (fedprog site approve "
+              f"--site {name} --model MODEL@VERSION), then fedprog validate MODEL@VERSION "
+              f"--external-site {name}")
+    else:
+        print(f"next: each site's operator approves the study (fedprog site approve --site {name}), "
+              "once every site is added")

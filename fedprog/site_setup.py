@@ -74,7 +74,8 @@ def _consents(path: Path, study: str) -> list[ConsentRecord]:
 
 
 def add_site(ws_dir: Path, name: str, data: Path, *, consent: Path | None, legal_basis: str | None,
-             basis_date: str | None, patient_column: str, table_format: TableFormat) -> dict[str, Any]:
+             basis_date: str | None, patient_column: str, table_format: TableFormat,
+             external: bool = False) -> dict[str, Any]:
     """Check everything, then add the site and record its patients' consent or legal basis in its
     registry (anchored in the ledger as commitments) under a checkpoint its witness cosigns."""
     from federated.site.tables import read_table
@@ -96,7 +97,7 @@ def add_site(ws_dir: Path, name: str, data: Path, *, consent: Path | None, legal
     basis = ({"kind": "consent", "file": str(consent.resolve())} if consent is not None
              else {"kind": "legal", "text": legal_basis.strip() if legal_basis else "", "from": date})
     ws.add_site(name, data.resolve(), patient_column=patient_column,
-                table_format=fmt.model_dump(exclude_defaults=True), basis=basis)
+                table_format=fmt.model_dump(exclude_defaults=True), basis=basis, external=external)
     registry = ws.registry(name)
     try:
         if records:

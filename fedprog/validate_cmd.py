@@ -31,16 +31,22 @@ def validate(
         help='Extra pytest arguments for the verification, e.g. "-k test_units".')] = None,
     verification_timeout: Annotated[float, typer.Option(
         "--verification-timeout", min=1.0, help="Seconds the test suite may take.")] = 3600.0,
+    external_site: Annotated[list[str] | None, typer.Option(
+        "--external-site", help="External validation instead: at this hospital that did not train the "
+                                "model (fedprog site add NAME --external …); repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The report on stdout.")] = False,
 ) -> None:
     """Software verification (the test suite, with JUnit evidence), clinical performance computed at
     each site on its own data (plus leave-one-site-out), pooled across sites, judged against the
     acceptance criteria of the requirements. Writes <workspace>/validation/<sha>-<n>/report.json and
-    figures; a passing report makes the model ``validated`` (exit 0), a failing one exits 1."""
+    figures; a passing report makes the model ``validated`` (exit 0), a failing one exits 1.
+
+    With ``--external-site``, the model is evaluated only at those hospitals, judged against the
+    external acceptance criteria and anchored as evidence (its release state does not change)."""
     from validation.exceptions import ValidationRunError
     from validation.run import Options
 
-    from .registration import validate_in_workspace
+    from .registration import validate_external_in_workspace, validate_in_workspace
     from .workspace import Workspace
 
     try:
@@ -52,10 +58,16 @@ def validate(
                       requirements=requirements)
     with user_errors():
         try:
-            with Progress(f"validating {ref} at every site (performance, leave-one-site-out, "
-                          f"{bootstrap} bootstrap resamples per site"
-                          f"{'' if skip_verification else ', the test suite'})"):
-                report = validate_in_workspace(Workspace(workspace(workspace_dir)), ref, options)
+            ws = Workspace(workspace(workspace_dir))
+            if external_site:
+                with Progress(f"validating {ref} externally at {', '.join(external_site)} ({bootstrap} "
+                              "bootstrap resamples)"):
+                    report = validate_external_in_workspace(ws, ref, external_site, options)
+            else:
+                with Progress(f"validating {ref} at every site (performance, leave-one-site-out, "
+                              f"{bootstrap} bootstrap resamples per site"
+                              f"{'' if skip_verification else ', the test suite'})"):
+                    report = validate_in_workspace(ws, ref, options)
         except ValidationRunError as exc:
             raise fail(str(exc)) from None
     if as_json:
@@ -75,7 +87,11 @@ def _ci(e: dict[str, Any] | None, digits: int = 3) -> str:
 
 
 def _pooled(report: dict[str, Any], metric: str, horizon: float | None = None) -> dict[str, Any] | None:
-    for e in report["pooled"]["metrics"]:
+    """The pooled estimate of ``metric``, or the one site's own when a single site answered."""
+    entries = report["pooled"]["metrics"]
+    if not entries and len(report["pooled"]["sites"]) == 1:
+        entries = report["sites"][report["pooled"]["sites"][0]]["metrics"]
+    for e in entries:
         if e["metric"] == metric and e["horizon"] == horizon:
             return dict(e)
     return None
@@ -110,8 +126,17 @@ def print_summary(report: dict[str, Any], say: Any) -> None:
         say(f"software verification: {ver['status']} — {ver.get('tests', 0)} tests, {ver.get('failures')} "
             f"failures, {ver.get('errors')} errors; JUnit evidence {report['folder']}/junit.xml")
     sites = report["pooled"]["sites"]
-    say(f"clinical performance at {len(sites)} sites ({', '.join(sites)}), computed at each site on its own "
-        f"data, pooled by inverse variance (95% CI, {settings['n_boot']} bootstrap resamples per site):")
+    if report.get("setting") == "external":
+        say(f"external validation at {', '.join(sites) or 'no site'} (hospitals that did not train "
+            "the model):")
+    if len(sites) == 1:
+        n, events = (report["sites"][sites[0]][k] for k in ("n", "events"))
+        say(f"clinical performance at {sites[0]} on its own data ({n} patients, {events} events inside the "
+            f"intended use; 95% CI, {settings['n_boot']} bootstrap resamples):")
+    else:
+        say(f"clinical performance at {len(sites)} sites ({', '.join(sites)}), computed at each site on its "
+            f"own data, pooled by inverse variance (95% CI, {settings['n_boot']} bootstrap resamples per "
+            "site):")
     say(f"  Harrell's C {_ci(_pooled(report, 'harrell_c'))}   Uno's C {_ci(_pooled(report, 'uno_c'))}   "
         f"integrated Brier {_ci(_pooled(report, 'integrated_brier'))}")
     say(f"  calibration slope {_ci(_pooled(report, 'calibration_slope'), 2)}")
@@ -131,7 +156,11 @@ def print_summary(report: dict[str, Any], say: Any) -> None:
     say(f"report: {report['folder']}/report.json (+ calibration.png, km_risk_groups.png, td_auc.png)")
     reg = report.get("registry", {})
     met = "every acceptance criterion met" if report["passed"] else "FAILED"
-    if reg.get("recorded"):
+    if report.get("setting") == "external":
+        digest = str(reg.get("report_sha256", ""))[:16]
+        say(f"{report['model']}: external validation — {met}; report sha256 {digest}… "
+            f"anchored in the ledger (entry {reg.get('ledger_index')}); its release state is unchanged")
+    elif reg.get("recorded"):
         state = "validated" if report["passed"] else "not validated"
         say(f"{report['model']}: {met} — {state}; report sha256 {reg['report_sha256'][:16]}… anchored in "
             f"the ledger (entry {reg['ledger_index']})")

@@ -115,10 +115,15 @@ class Workspace:
         return ws
 
     def add_site(self, name: str, data: Path, *, patient_column: str = "patient_id",
-                 table_format: dict[str, Any] | None = None, basis: dict[str, Any] | None = None) -> None:
+                 table_format: dict[str, Any] | None = None, basis: dict[str, Any] | None = None,
+                 external: bool = False) -> None:
         """Add (or update) a site: its table, how the table is written (``table_format``: the fields
         of :class:`federated.site.tables.TableFormat`), how its patients' data may be used (``basis``),
-        and its witness, pinned in the ``trust`` block and registered in the ledger."""
+        and its witness, pinned in the ``trust`` block and registered in the ledger.
+
+        An ``external`` site is a hospital that does not train: it never appears in :attr:`sites`
+        (training, the study's peers) and only evaluates released models on its own data
+        (:attr:`external_sites`; external validation and recalibration), but it witnesses the ledger."""
         import re
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
@@ -130,6 +135,8 @@ class Workspace:
             entry["format"] = table_format
         if basis is not None:
             entry["basis"] = basis
+        if external:
+            entry["role"] = "external"
         manifest["sites"][name] = entry
         write_json_atomic(self.root / MANIFEST, manifest)
         self._witness_signer(name)  # the new site's witness key (created on first use)
@@ -168,7 +175,13 @@ class Workspace:
 
     @property
     def sites(self) -> list[str]:
-        return sorted(self.manifest["sites"])
+        """The training sites (the study's peers)."""
+        return sorted(n for n, e in self.manifest["sites"].items() if e.get("role") != "external")
+
+    @property
+    def external_sites(self) -> list[str]:
+        """The hospitals that only validate (``fedprog site add --external``)."""
+        return sorted(n for n, e in self.manifest["sites"].items() if e.get("role") == "external")
 
     def _site(self, name: str) -> dict[str, Any]:
         sites = self.manifest["sites"]
@@ -245,19 +258,20 @@ class Workspace:
         return self.anchors().quorum()
 
     def site_objects(self, transcript_dir: Path | None = None) -> list[Site]:
-        """In-process sites over the workspace's data, each with its own identity key, the studies
-        its operator approved, its consent registry and its witness's freshest checkpoint."""
-        out = []
-        for name in self.sites:
-            info = self._site(name)
-            out.append(Site(name, Path(info["data"]), transcript_dir=transcript_dir,
-                            table_format=self.table_format(name),
-                            consent=self.registry(name), patient_column=info["patient_column"],
-                            identity=self.identity(name), approved=self.approvals(name),
-                            witnessed=lambda n=name: self.witnessed(n),  # type: ignore[misc]
-                            budget=self.root / "sites" / name / "budget.json",
-                            privacy=self.root / "sites" / name / "privacy.json"))
-        return out
+        """In-process training sites over the workspace's data (:meth:`site_object`)."""
+        return [self.site_object(name, transcript_dir) for name in self.sites]
+
+    def site_object(self, name: str, transcript_dir: Path | None = None) -> Site:
+        """One in-process site (training or external) over its table, with its own identity key, the
+        studies its operator approved, its consent registry and its witness's freshest checkpoint."""
+        info = self._site(name)
+        return Site(name, Path(info["data"]), transcript_dir=transcript_dir,
+                    table_format=self.table_format(name),
+                    consent=self.registry(name), patient_column=info["patient_column"],
+                    identity=self.identity(name), approved=self.approvals(name),
+                    witnessed=lambda: self.witnessed(name),
+                    budget=self.root / "sites" / name / "budget.json",
+                    privacy=self.root / "sites" / name / "privacy.json")
 
     def table_format(self, site: str) -> TableFormat:
         """How the site's table is written (delimiter, decimal mark, encoding; detected if unset)."""
@@ -269,9 +283,11 @@ class Workspace:
         self._site(site)
         return SiteIdentity.from_file(self.root / "sites" / site / "identity.key")
 
-    def protocol(self, study: StudySpec) -> StudyProtocol:
-        """The approvable form of ``study`` over this workspace's sites and their identity keys."""
-        return protocol_of(study, {name: self.identity(name).public for name in self.sites})
+    def protocol(self, study: StudySpec, sites: Sequence[str] | None = None) -> StudyProtocol:
+        """The approvable form of ``study`` over this workspace's training sites (or ``sites``, e.g.
+        one external site for its validation) and their identity keys."""
+        return protocol_of(study, {name: self.identity(name).public
+                                   for name in (self.sites if sites is None else sites)})
 
     def approve(self, site: str, protocol: StudyProtocol) -> Path:
         """The site's operator approves ``protocol``: kept as ``approved/<sha256>.json``."""
@@ -325,7 +341,7 @@ class Workspace:
         note = format_note(text, signed)
         size = ledger.size
         cosignatures = []
-        for site in self.sites:
+        for site in sorted(self.manifest["sites"]):  # external sites witness too
             last = reach.last_size(site)
             proof = ledger.consistency_proof(last, size) if 0 < last < size else []
             cosignatures.append(reach.cosign(site, note, proof))

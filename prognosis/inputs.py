@@ -72,11 +72,35 @@ def _num(v: float) -> str:
     return f"{v:g}" if float(f"{v:g}") == v else repr(v)
 
 
+class Bands(BaseModel):
+    """How a banded category input is measured: a value in the input's ``unit``, from ``min`` to
+    ``max`` (whole numbers only when ``whole``), falls in category ``i`` when ``cuts[i-1] < value ≤
+    cuts[i]`` — right-closed bands ``[min, c₁], (c₁, c₂], …, (cₘ, max]``, as the Rotterdam tumour
+    bank records tumour size (≤ 20, 20–50, > 50 mm). The model's covariate is the category's index.
+    """
+
+    model_config = STRICT
+    cuts: list[float] = Field(min_length=1)
+    min: float
+    max: float
+    whole: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bands:
+        increasing([self.min, *self.cuts, self.max], "min, cuts and max ")
+        return self
+
+    def index(self, value: float) -> int:
+        """The number of cuts below ``value``: its band's 0-based index."""
+        return int(np.searchsorted(np.asarray(self.cuts, dtype=float), value, side="left"))
+
+
 class InputSpec(BaseModel):
     """One covariate: its code, UCUM unit, kind and intended-use envelope ``[min, max]``.
 
     A ``boolean`` is 0 or 1; a ``category`` is the 0-based index of one of ``categories``
-    (or, in :meth:`accepts`, that category's code string); an ``integer`` is a quantity that can
+    (or, in :meth:`accepts`, that category's code string); a category with ``bands`` is a banded
+    measurement (:class:`Bands`, :meth:`band`); an ``integer`` is a quantity that can
     only be a whole number in its unit (a count, a grade): 2.5 positive nodes or a grade of 3.7
     are impossible values, refused rather than scored. Bounds given as ``None`` are open.
     ``reference`` is the reference patient's value (a study declares it; the released model is
@@ -96,9 +120,13 @@ class InputSpec(BaseModel):
     categories: list[Coding] | None = Field(default_factory=list)
     title: str | None = Field(default=None, min_length=1)
     below: str | None = Field(default=None, min_length=1)
+    bands: Bands | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:
+        if self.bands is not None and (self.kind != "category"
+                                       or len(self.bands.cuts) != len(self.categories or []) - 1):
+            raise ValueError("bands: a banded category input has one cut fewer than categories")
         if self.below is not None and (self.min is None or _template(self.below) is None):
             raise ValueError("below: words a value under min, so it needs min and exactly the "
                              "placeholder {value}")
@@ -128,6 +156,20 @@ class InputSpec(BaseModel):
         if self.min is not None and self.max is not None:
             return (self.min + self.max) / 2.0
         return None
+
+    def band(self, value: float) -> int | str:
+        """The category (0-based) of a value measured in ``unit`` (:meth:`Bands.index`), or the
+        one-line refusal of a value the bands do not cover, worded like :meth:`accepts`'."""
+        if self.bands is None:
+            raise ValueError(f"{self.label} is not a banded category input")
+        b, value = self.bands, float(value)
+        if not math.isfinite(value):
+            return f"{self.label}: {value} is not a finite number"
+        if b.whole and not value.is_integer():
+            return f"{self.label}: {_num(value)} is not a whole number ({self.label} is a count or grade)"
+        if not b.min <= value <= b.max:
+            return InputSpec(unit=self.unit, min=b.min, max=b.max, title=self.title)._outside(value)
+        return b.index(value)
 
     def accepts_array(self, values: np.ndarray) -> np.ndarray:
         """Boolean mask of the values inside the envelope (the vectorised form of :meth:`accepts`)."""

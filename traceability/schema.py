@@ -44,8 +44,9 @@ class Acceptance(BaseModel):
     """A validation acceptance criterion a requirement states (read by the validation run).
 
     ``statistic`` says which number is compared: the point ``estimate`` or a bound of its
-    95% CI (``ci_lower``/``ci_upper``); ``scope`` whether every site must meet it or the
-    pooled (inverse-variance) value.
+    95% CI (``ci_lower``/``ci_upper``); ``scope`` whether every site must meet it, the
+    pooled (inverse-variance) value, or every external site (a hospital that did not train the
+    model: judged only by an external validation, :func:`validation.run.run_external_validation`).
     """
 
     model_config = _STRICT
@@ -56,7 +57,7 @@ class Acceptance(BaseModel):
     threshold: float | tuple[float, float]
     #: a horizon (in the model's time unit), ``"each"`` (every horizon the model reports), or none
     horizon: float | Literal["each"] | None = None
-    scope: Literal["each-site", "pooled"] = "pooled"
+    scope: Literal["each-site", "pooled", "external"] = "pooled"
 
     @model_validator(mode="after")
     def _threshold_shape(self) -> Acceptance:

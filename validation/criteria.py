@@ -63,6 +63,12 @@ def load_criteria(folder: Path | None = None) -> list[Criterion]:
     return out
 
 
+def for_setting(criteria: list[Criterion], setting: str) -> list[Criterion]:
+    """The criteria a validation in ``setting`` judges: ``external`` ones only at hospitals that did
+    not train the model, the others (each-site, pooled) only at the training sites."""
+    return [c for c in criteria if (c.acceptance.scope == "external") == (setting == "external")]
+
+
 def _horizons(metric: str, horizon: float | str | None, horizons: list[float]) -> list[float | None]:
     if metric not in PER_HORIZON:
         return [None]

@@ -95,8 +95,11 @@ def _verification_verdict(evidence: dict[str, Any]) -> list[dict[str, Any]]:
 def assemble(artifact: dict[str, Any], study: StudySpec, options: Options,
              per_site: dict[str, dict[str, Any]], dropped: dict[str, str], loso: dict[str, dict[str, Any]],
              subgroups: list[Subgroup], criteria: list[Criterion], evidence: dict[str, Any],
-             consent: ConsentGate | None) -> dict[str, Any]:
-    """The report: settings, per-site, pooled, subgroups, LOSO, verification and verdicts."""
+             consent: ConsentGate | None, setting: str = "internal") -> dict[str, Any]:
+    """The report: settings, per-site, pooled, subgroups, LOSO, verification and verdicts.
+
+    ``setting`` is ``internal`` (the training sites) or ``external`` (hospitals that did not train
+    the model: no leave-one-site-out, only the ``external`` criteria)."""
     horizons = [float(h) for h in artifact["outcome"]["horizons"]]
     pooled = pool_metrics({n: s["metrics"] for n, s in per_site.items() if s["suppressed"] is None})
     loso_done = {n: e for n, e in loso.items() if e.get("possible") and e.get("suppressed") is None}
@@ -109,6 +112,7 @@ def assemble(artifact: dict[str, Any], study: StudySpec, options: Options,
     software = {k: evidence.get(k) for k in ("commit", "dirty", "environment_sha256", "python")}
     return {
         "schema": SCHEMA,
+        "setting": setting,
         "model": f"{artifact['model_id']}@{artifact['version']}",
         "model_sha256": artifact["sha256"],
         "sha256": artifact["sha256"],  # as the registry records it (not covered by the report's seal)

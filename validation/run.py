@@ -42,8 +42,8 @@ from prognosis import CoxModel, ModelError
 
 from . import report as rep
 from . import verification
-from .criteria import load_criteria
-from .exceptions import ValidationRunError
+from .criteria import Criterion, for_setting, load_criteria
+from .exceptions import CriteriaError, ValidationRunError
 from .subgroups import default_subgroups
 
 #: points of the public integrated-Brier grid on (0, largest horizon]
@@ -176,7 +176,7 @@ def run_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[S
     options = options or Options()
     if options.n_boot < 0:
         raise ValidationRunError(f"the bootstrap size must be ≥ 0, got {options.n_boot}")
-    criteria = load_criteria(options.requirements)
+    criteria = _criteria(options, "internal")
     subgroups = default_subgroups(artifact["inputs"])
     with rep.ReportFolder(Path(root), artifact["sha256"]) as folder:
         evidence = _verify(folder.path, options)
@@ -188,6 +188,46 @@ def run_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[S
         per_site = {name: rep.site_entry(r) for name, r in replies.items()}
         report = rep.assemble(artifact, study, options, per_site, dropped, loso, subgroups, criteria,
                               evidence, consent)
+        report["plots"] = folder.plots(report)
+        report["folder"] = folder.relative
+        folder.write(report)
+    return report
+
+
+def _criteria(options: Options, setting: str) -> list[Criterion]:
+    criteria = for_setting(load_criteria(options.requirements), setting)
+    if not criteria:
+        raise CriteriaError(f"no requirement states an acceptance criterion for an {setting} validation"
+                            + (" (scope: external)" if setting == "external" else ""))
+    return criteria
+
+
+def run_external_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[Site] | Transport,
+                            consent: ConsentGate | None, root: Path, options: Options | None = None,
+                            protocol: StudyProtocol | None = None) -> dict[str, Any]:
+    """External validation: ``artifact`` evaluated at hospitals that did not train it (``sites``),
+    each on its own consented rows inside the model's intended-use envelope — discrimination,
+    calibration-in-the-large, calibration slope and the calibration plot at every horizon, with
+    bootstrap CIs — judged against the ``scope: external`` acceptance criteria (Royston & Altman
+    2013, BMC Med Res Methodol 13:33; Collins et al. 2014, BMC Med Res Methodol 14:40).
+
+    The report (``setting: external``) has no leave-one-site-out and no software verification
+    (that is the internal report's); it is written under ``root`` like :func:`run_validation`'s.
+    ``protocol`` is the study as the external sites approved it (they are its only peers).
+    """
+    options = options or Options()
+    criteria = _criteria(options, "external")
+    subgroups = default_subgroups(artifact["inputs"])
+    evidence = verification.skipped("an external validation measures clinical performance only; the "
+                                    "software verification is the internal validation's")
+    with rep.ReportFolder(Path(root), artifact["sha256"]) as folder:
+        reach = as_transport(sites, parallel=False)
+        protocol = study_protocol(study, reach, protocol)
+        replies, dropped = evaluate_at(reach, artifact, study, consent, options, subgroups,
+                                       session=f"external-{artifact['sha256'][:12]}", protocol=protocol)
+        per_site = {name: rep.site_entry(r) for name, r in replies.items()}
+        report = rep.assemble(artifact, study, options, per_site, dropped, {}, subgroups, criteria,
+                              evidence, consent, setting="external")
         report["plots"] = folder.plots(report)
         report["folder"] = folder.relative
         folder.write(report)

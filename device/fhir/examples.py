@@ -34,14 +34,17 @@ def obs_id(patient_id: str, name: str) -> str:
 
 def value_element(spec: InputSpec, value: Any, unit: str | None = None,
                   boolean_as: str = "valueBoolean") -> dict[str, Any]:
-    """The ``value[x]`` of an Observation for ``spec`` (a quantity in ``unit``, default the model's)."""
+    """The ``value[x]`` of an Observation for ``spec`` (a quantity in ``unit``, default the model's).
+
+    A category is given by its code or 0-based index, except a banded one: a number is then its
+    measured value (a quantity, as a pathology report gives a tumour size), a string its code."""
     if spec.kind == "boolean":
         if boolean_as == "valueBoolean":
             return {"valueBoolean": bool(value)}
         yes = bool(value)
         return {"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": YES if yes else NO,
                                                      "display": "Yes" if yes else "No"}]}}
-    if spec.kind == "category":
+    if spec.kind == "category" and not (spec.bands is not None and not isinstance(value, str)):
         cats = spec.categories or []
         cat = cats[value] if isinstance(value, int) else next(c for c in cats if c.code == value)
         return {"valueCodeableConcept": {"coding": [cat.model_dump()], "text": cat.display}}
@@ -106,7 +109,7 @@ def typical_values(model: PrognosticModel) -> dict[str, Any]:
         if spec.kind == "boolean":
             out[spec.name] = bool(round(float(c)))
         elif spec.kind == "category":
-            out[spec.name] = 0
+            out[spec.name] = 0 if spec.bands is None else (spec.categories or [])[0].code
         else:
             lo = -float("inf") if spec.min is None else spec.min
             hi = float("inf") if spec.max is None else spec.max

@@ -275,6 +275,25 @@ def _coded(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
     return v, f"{e.ref} {spec.code.code} = {label}" + ("" if spec.kind == "boolean" else f" -> {v:g}"), where
 
 
+def _banded(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
+    """A banded category measured as a number (``valueQuantity`` in the input's unit, or
+    ``valueInteger``): the band it falls in (:meth:`prognosis.InputSpec.band`); a value the bands do
+    not cover is refused in the input's words."""
+    v, text, where = _quantity(spec, e)
+    band = spec.band(v)
+    if isinstance(band, str):
+        raise _Refusal("business-rule", band, where)
+    return float(band), f"{text} -> {(spec.categories or [])[band].display}", where
+
+
+def _reader(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
+    if spec.kind in NUMERIC_KINDS:
+        return _quantity(spec, e)
+    if spec.bands is not None and ("valueQuantity" in e.raw or "valueInteger" in e.raw):
+        return _banded(spec, e)
+    return _coded(spec, e)
+
+
 def _newest(found: _Found) -> tuple[_Entry, datetime | None] | None:
     """The most recent usable observation and its instant (undated ones only if none is dated)."""
     pool = [c for c in found.candidates if c[1] is not None] or found.candidates
@@ -288,8 +307,7 @@ def _pick(spec: InputSpec, found: _Found) -> tuple[float, str, str, str] | None:
     if not pool:
         return None
     top = max((c[1] for c in pool), default=None, key=lambda t: t or datetime.min.replace(tzinfo=UTC))
-    read = _quantity if spec.kind in NUMERIC_KINDS else _coded
-    best = [(e, read(spec, e)) for e, t in pool if t == top]
+    best = [(e, _reader(spec, e)) for e, t in pool if t == top]
     if len({r[0] for _, r in best}) > 1:
         shown = ", ".join(f"{e.ref} ({r[1].split(' = ', 1)[1]})" for e, r in best)
         raise _Refusal("business-rule", f"{spec.label}: equally recent observations disagree: {shown}",

@@ -30,6 +30,7 @@ from device.model import PrognosticModel
 from device.revocation import RetrainDue
 from dossier.documents import _privacy
 from dossier.documents._interval import interval_statement
+from dossier.documents._it_environment import it_environment
 from dossier.documents._layout import code, section
 from dossier.documents.device_description import horizon_label, input_table, prognostic
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
@@ -304,7 +305,7 @@ def build(inputs: DossierInputs) -> list[Flowable]:
              "prognostic estimates and familiar with these instructions. The result is shown inside the EHR "
              "(CDS card), on the risk page the EHR launches as a SMART app, or in a system that calls the "
              "FHIR endpoint. Section 6 addresses integrators, section 7 the staff who run federated "
-             "studies."),
+             "studies, section 8 the hospital's IT operators."),
         *_reading(model),
         *section("4 Inputs, codes, units and ranges"),
         para("An Observation counts for an input when one of its codings equals the code below, its status "
@@ -313,7 +314,7 @@ def build(inputs: DossierInputs) -> list[Flowable]:
              "the unit below; age may come from Patient.birthDate. Values outside the range are refused."
              + _sex(model)),
         input_table(model),
-        *_warnings(model), *_integration(model), *_privacy_for_studies(model),
+        *_warnings(model), *_integration(model), *_privacy_for_studies(model), *it_environment(),
     ]
 
 

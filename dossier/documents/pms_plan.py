@@ -86,10 +86,7 @@ def _indicators(inputs: DossierInputs) -> list[Flowable]:
             table(_criteria(inputs), widths=[28, 80, 38, 24]),
             para("<b>2.2 Input drift against the training coverage.</b> A value outside the declared range "
                  "is refused (RC-INPUT-001) and counted from the audit trail; inputs falling where training "
-                 "data were absent or too few to release are tracked per site. The requirements state no "
-                 "numerical drift threshold: any refusal pattern or any use in the gaps below is reviewed "
-                 "monthly, and a sustained shift triggers an unscheduled re-validation, whose acceptance "
-                 "criteria decide."),
+                 "data were absent or too few to release are tracked per site. " + _drift(inputs)),
             table(cover, widths=[26, 40, 104]),
             *_revocations(inputs),
             para("<b>2.4 Complaints and incidents.</b> Every complaint, user report and malfunction is "
@@ -101,6 +98,19 @@ def _indicators(inputs: DossierInputs) -> list[Flowable]:
             para("<b>2.5 Integrity and security.</b> A failed <i>fedprog ledger verify</i>, a witness "
                  "reporting a fork, an artifact refused for its SHA-256, or a vulnerability in a SOUP item "
                  "(FP-SOUP, FP-CYB) is a signal in itself.")]
+
+
+def _drift(inputs: DossierInputs) -> str:
+    """The input-drift thresholds: FP-PMCF's (regulatory/clinical_evaluation.yaml), when stated."""
+    cef = inputs.clinical_evaluation
+    if cef is None:
+        return ("No numerical drift threshold is stated: any refusal pattern or any use in the gaps below is "
+                "reviewed monthly, and a sustained shift triggers an unscheduled re-validation, whose "
+                "acceptance criteria decide.")
+    d = cef.pmcf.input_drift
+    return (f"Signals (FP-PMCF section 2): more than {d.refused_share_per_month:.0%} of a site's requests "
+            f"in a month refused, or an input's monthly mean more than {d.mean_shift_sd:g} SD from its "
+            "training mean; either triggers an unscheduled re-validation, whose acceptance criteria decide.")
 
 
 def _revocations(inputs: DossierInputs) -> list[Flowable]:
@@ -173,7 +183,7 @@ def build(inputs: DossierInputs) -> list[Flowable]:
             table([("Role", "Responsibility"), *_ROLES], widths=[40, 130]),
             para("A periodic safety update report (Art. 86) is issued yearly, which meets class IIa (every "
                  "two years) and class IIb (yearly) alike (classification: FP-DD); post-market clinical "
-                 "follow-up (Annex XIV part B) is the re-validation of section 3."),
+                 "follow-up (Annex XIV part B) is planned in FP-PMCF, with the re-validation of section 3."),
             heading("5 Actions on a signal"),
             para("1. Record and investigate; 2. assess the risk in FP-RMF; 3. if a criterion fails or safety "
                  "is in doubt, withdraw the version (fedprog model withdraw: the server stops serving it at "
@@ -183,8 +193,8 @@ def build(inputs: DossierInputs) -> list[Flowable]:
             heading("6 Limitations"),
             para("Re-validation needs follow-up: a drift in the 5-year risk shows only years after the "
                  "patients were scored, so the earlier signals (inputs, predicted-risk distribution, "
-                 "complaints) matter. Thresholds for input drift and complaint rates are not stated in the "
-                 "requirements; until they are, these signals are judged case by case.")]
+                 "complaints) matter. No complaint rate threshold is set: complaints are judged case by "
+                 "case and trended (section 2.4).")]
 
 
 SPEC = DocumentSpec(id="FP-PMS", title="Post-market surveillance plan",

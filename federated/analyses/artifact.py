@@ -30,6 +30,8 @@ def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins:
                            "min": spec.min, "max": spec.max}
     if spec.kind == "category":
         out["categories"] = [c.model_dump() for c in spec.categories or []]
+        if spec.bands is not None:
+            out["bands"] = spec.bands.model_dump()
     out.update({k: v for k, v in (("title", spec.title), ("below", spec.below)) if v is not None})
     if coverage is not None and spec.min is not None and spec.max is not None:
         out["coverage"] = {"edges": np.linspace(spec.min, spec.max, bins + 1).tolist(),

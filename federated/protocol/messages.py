@@ -22,6 +22,9 @@ request          the site answers with                      summed (masked when 
 ``evaluate``     a model's performance on the site's rows    — (plaintext by design: per-site
                  (metrics with bootstrap CIs, subgroups,       results, aggregates only, small
                  risk groups)                                  groups suppressed)
+``recalibrate``  a model updated on the site's rows: its    — (plaintext by design: one site;
+                 calibration slope with SE, the baseline       baseline steps of ≥ k events only,
+                 hazard at offset slope × η                    counts rounded to k)
 ===============  =========================================  ==================================
 
 Every request names the approved study (``study``, its SHA-256); a site answers nothing else
@@ -38,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, Val
 
 from federated.exceptions import ProtocolError
 from federated.protocol.arrays import WireArray
-from federated.study import CohortSpec
+from federated.study import CohortSpec, TimeGrid
 from prognosis import CoxModel
 
 SCHEMA: Literal["fedprog.msg/v1"] = "fedprog.msg/v1"
@@ -234,9 +237,20 @@ class EvaluateRequest(_Request):
         return self
 
 
+class RecalibrateRequest(_Request):
+    """Update ``model`` on the site's consented rows inside the intended-use envelope
+    (:mod:`federated.site.recalibration`): the calibration slope of its linear predictor and the
+    Breslow baseline hazard at the offset slope × η, on ``cohort``'s time grid (Steyerberg 2019, ch. 20)."""
+
+    kind: Literal["recalibrate"] = "recalibrate"
+    cohort: CohortSpec
+    consent: ConsentGate | None = None
+    model: EvaluationModel
+
+
 Request = Annotated[
     KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest
-    | PweEventsRequest | PweRoundRequest | EvaluateRequest,
+    | PweEventsRequest | PweRoundRequest | EvaluateRequest | RecalibrateRequest,
     Field(discriminator="kind"),
 ]
 
@@ -397,6 +411,36 @@ class EvaluateReply(_Reply):
     risk_groups: list[RiskGroup] = Field(default_factory=list)
 
 
+class RecalibrateReply(_Reply):
+    """A model updated at one site (:mod:`federated.site.recalibration`): the slope γ̂ of the model's
+    linear predictor η with its standard error (inverse observed information) and the log partial
+    likelihoods at γ̂ and at 0; the Breslow baseline at the offset γ̂η released only at ``times`` where
+    at least ``min_cell_count`` events accumulated since the previous one: ``cumulative_hazard`` H0
+    there, and per released step the variance terms Σ d/S0² (``variance_increments``) and
+    Σ (x̄ − c) dH0 (``xbar_increments``, steps × inputs). ``n`` and ``events`` are rounded to
+    multiples of ``min_cell_count`` (the site's effective k); ``time_grid`` is the rung used."""
+
+    #: plaintext by design: aggregates of one site (the transcript shows them)
+    DISCLOSED = ("slope", "slope_se", "loglik", "loglik_null", "n", "events", "times", "cumulative_hazard",
+                 "variance_increments", "xbar_increments")
+
+    model_config = _FINITE
+    kind: Literal["recalibrate"] = "recalibrate"
+    slope: float
+    slope_se: float = Field(gt=0)
+    loglik: float
+    loglik_null: float
+    iterations: int = Field(ge=0)
+    n: int = Field(ge=0)
+    events: int = Field(ge=0)
+    min_cell_count: int = Field(ge=1)
+    time_grid: TimeGrid
+    times: WireArray
+    cumulative_hazard: WireArray
+    variance_increments: WireArray
+    xbar_increments: WireArray
+
+
 ErrorCode = Literal["bad-request", "data", "overflow", "policy", "not-approved", "cells", "bound",
                     "budget", "plaintext", "peers", "replayed", "consent"]
 
@@ -415,7 +459,7 @@ class ErrorReply(_Reply):
 
 Reply = Annotated[
     KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply
-    | PweEventsReply | PweRoundReply | EvaluateReply | ErrorReply,
+    | PweEventsReply | PweRoundReply | EvaluateReply | RecalibrateReply | ErrorReply,
     Field(discriminator="kind"),
 ]
 

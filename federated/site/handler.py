@@ -46,6 +46,7 @@ from federated.protocol.messages import (
     PrepareRequest,
     PweEventsRequest,
     PweRoundRequest,
+    RecalibrateRequest,
     Reply,
     Request,
     SignedKey,
@@ -53,6 +54,7 @@ from federated.protocol.messages import (
     encode,
 )
 from federated.site import privacy as site_dp
+from federated.site import recalibration
 from federated.site.budget import Budget
 from federated.site.data import Cohort, load_table, prepare_cohort
 from federated.site.evaluation import evaluate, public_km_times
@@ -61,6 +63,7 @@ from federated.site.sparse import censor_sparse
 from federated.site.statistics import SiteSession, answer
 from federated.site.tables import TableFormat
 from federated.site.transcript import Transcript
+from federated.study import CohortSpec
 
 
 class Site:
@@ -182,7 +185,7 @@ class Site:
         for payload in history:
             req = decode_request(payload)
             digest = _digest(req)
-            if isinstance(req, EvaluateRequest):  # not recomputed: a repeat is answered afresh
+            if isinstance(req, (EvaluateRequest, RecalibrateRequest)):  # not recomputed: answered afresh
                 if req.secure is not None:
                     self._next_key(req.study, req.session, req.round)
                 continue
@@ -206,7 +209,7 @@ class Site:
             policy = effective_policy(protocol, self.floors)
             if isinstance(req, KeysRequest):
                 return self._secure(req, protocol, KeysReply(**base), digest)
-            if protocol.secure and req.secure is None and not isinstance(req, EvaluateRequest):  # type: ignore[attr-defined]
+            if protocol.secure and req.secure is None and not isinstance(req, _PLAINTEXT):  # type: ignore[attr-defined]
                 raise Refusal("plaintext", "the study asks for secure aggregation")
             if protocol.dp is not None:
                 site_dp.gate(req)
@@ -232,6 +235,8 @@ class Site:
             return self._prepare(req, protocol, policy)
         if isinstance(req, EvaluateRequest):
             return self._evaluate(req, protocol, policy)
+        if isinstance(req, RecalibrateRequest):
+            return self._recalibrate(req, protocol, policy)
         if isinstance(req, (PweEventsRequest, PweRoundRequest)) and protocol.dp is None:
             raise Refusal("not-approved", "pwe rounds are answered only in a differentially private study")
         if isinstance(req, PweEventsRequest):
@@ -282,7 +287,7 @@ class Site:
             raise Refusal("budget", "this site's differential-privacy budget is spent")
         return noisy
 
-    def _cohort(self, req: PrepareRequest | PweEventsRequest | EvaluateRequest) -> Cohort:
+    def _cohort(self, req: _Asked) -> Cohort:
         """The checked rows of the patients this request may use."""
         if self._table is None:
             self._table = load_table(Path(self._source), self._table_format)
@@ -294,9 +299,9 @@ class Site:
                 raise Refusal("consent", "this site has no consent registry to check the request against")
             cohort = prepare_cohort(self._table, req.cohort, self.name, where=where)
         else:
-            table = self._patients.consented(req, self._table, where)
+            table = self._patients.consented(req, self._table, where)  # type: ignore[arg-type]
             cohort = prepare_cohort(table, req.cohort, self.name, where=where)
-            cohort = self._patients.contribute(req, table, cohort, k)
+            cohort = self._patients.contribute(req, table, cohort, k)  # type: ignore[arg-type]
         return censor_sparse(cohort, req.cohort, k) if protocol.shift_sparse_censoring else cohort
 
     def _prepare(self, req: PrepareRequest, protocol: StudyProtocol,
@@ -326,16 +331,24 @@ class Site:
         self._sessions[(req.study, req.session)] = sess
         return sess
 
-    def _evaluate(self, req: EvaluateRequest, protocol: StudyProtocol,
-                  policy: DisclosurePolicy) -> Reply:
+    def _model_request(self, req: EvaluateRequest | RecalibrateRequest, protocol: StudyProtocol
+                       ) -> CohortSpec:
+        """The approved cohort of a request about a model (evaluate, recalibrate): all of the site's
+        consented patients, at horizons the study approved."""
         approved = approved_cohort(protocol, req.cohort)
         if req.cohort.block is not None:
-            raise Refusal("not-approved", "an evaluation uses all of the site's consented patients")
-        if req.n_boot > protocol.max_n_boot:
-            raise Refusal("not-approved", "more bootstrap replicates than the study approved")
+            raise Refusal("not-approved", "a model is judged on all of the site's consented patients")
         horizons = req.model.horizons.to_numpy()
         if protocol.horizons and not np.isin(horizons, np.array(protocol.horizons)).all():
             raise Refusal("not-approved", "a horizon the study did not approve")
+        return approved
+
+    def _evaluate(self, req: EvaluateRequest, protocol: StudyProtocol,
+                  policy: DisclosurePolicy) -> Reply:
+        approved = self._model_request(req, protocol)
+        if req.n_boot > protocol.max_n_boot:
+            raise Refusal("not-approved", "more bootstrap replicates than the study approved")
+        horizons = req.model.horizons.to_numpy()
         if req.risk_groups != protocol.risk_groups:
             raise Refusal("not-approved", f"the study evaluates {protocol.risk_groups} risk groups")
         fixed = public_km_times(approved, protocol.horizons or tuple(horizons.tolist()))
@@ -346,6 +359,32 @@ class Site:
             raise Refusal("budget", "the study's budget of evaluations at this site is spent")
         cohort = self._cohort(req).within_envelope()  # the population the device serves
         return evaluate(cohort, req, self.name, policy, self._limit(protocol, "max_abs_lp"))
+
+    def _recalibrate(self, req: RecalibrateRequest, protocol: StudyProtocol,
+                     policy: DisclosurePolicy) -> Reply:
+        """The model updated on this site's consented rows inside the envelope
+        (:mod:`federated.site.recalibration`), on the request's grid if every cell of it holds 0 or at
+        least k of those patients (``cells`` refusal otherwise, unless the study opted into small cells;
+        with its ``shift_sparse_censoring``, sparse censored cells are censored earlier first). A
+        release (a new model version): it spends an evaluation and is recorded as the job's usage.
+
+        Adversary: an honest-but-curious coordinator reading the plaintext reply (steps of ≥ k events).
+        """
+        self._model_request(req, protocol)
+        if not self._budget.spend(protocol.sha256, "evaluations", self.floors.max_evaluations):
+            raise Refusal("budget", "the study's budget of evaluations at this site is spent")
+        cohort = self._cohort(req).within_envelope()
+        if protocol.shift_sparse_censoring:  # the study's opt-in, on the rows actually used
+            cohort = censor_sparse(cohort, req.cohort, policy.min_cell_count)
+        if not protocol.allow_small_time_cells and small_cells(
+                cohort.raw_time, cohort.event, cohort.label, req.cohort.time_grid, req.cohort.time_unit,
+                policy.min_cell_count):
+            raise Refusal("cells", f"a cell of the {req.cohort.time_grid} grid holds fewer than "
+                          f"{policy.min_cell_count} of this site's patients")
+        reply = recalibration.answer(cohort, req, policy, self._limit(protocol, "max_abs_lp"))
+        if self._patients is not None:
+            self._patients.record_usage(req)  # type: ignore[arg-type]
+        return reply
 
     def _limit(self, protocol: StudyProtocol, name: str) -> float:
         """The stricter of the study's and the site's own limit ``name`` (``max_rounds``, ``max_abs_lp``)."""
@@ -415,6 +454,10 @@ def _digest(req: Request) -> str:
     return hashlib.sha256(encode(req)).hexdigest()
 
 
+#: the requests that name a cohort (and a consent checkpoint)
+_Asked = PrepareRequest | PweEventsRequest | EvaluateRequest | RecalibrateRequest
+#: requests answered in plaintext by design, in a secure study too (aggregates of one site)
+_PLAINTEXT = (EvaluateRequest, RecalibrateRequest)
 _MAY_QUOTE_DATA = ("data", "overflow", "bad-request")
 _QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.])(?<![A-Za-z]-)\d+(\.\d+)?(e[-+]?\d+)?")

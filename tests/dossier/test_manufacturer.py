@@ -121,7 +121,11 @@ def test_open_decisions_keep_the_technical_file_a_draft(dossier_ws: Path, tmp_pa
     fields = [d["field"] for d in open_now]
     assert "traceability/safety.yaml: risk_management.approval" in fields
     assert "regulatory/manufacturer.yaml: device.basic_udi_di" in fields
-    assert len(fields) == len(inputs.manufacturer.missing_decisions()) + 1
+    from dossier.clinical_gaps import clinical_gaps
+
+    gaps = clinical_gaps(inputs.clinical_evaluation, inputs.evidence, inputs.validation, inputs.artifact)
+    assert [where for where, _ in gaps] == fields[-len(gaps):] if gaps else True  # the clinical gaps last
+    assert len(fields) == len(inputs.manufacturer.missing_decisions()) + 1 + len(gaps)
     manifest = build(inputs, tmp_path / "draft", anchor=None, documents=[DUMMY])
     assert manifest.data["status"] == "draft" and manifest.data["not_issued"] == []
     assert manifest.data["open_decisions"] == open_now
@@ -135,7 +139,7 @@ def test_open_decisions_keep_the_technical_file_a_draft(dossier_ws: Path, tmp_pa
                         decision="overall residual risk acceptable, benefit outweighs it")
     approved = inputs.safety.model_copy(update={"risk_management": risk.model_copy(
         update={"approval": approval})})
-    decided = dataclasses.replace(inputs, manufacturer=Decided(), safety=approved)
+    decided = dataclasses.replace(inputs, manufacturer=Decided(), safety=approved, clinical_evaluation=None)
     assert open_decisions(decided) == []
     manifest = build(decided, tmp_path / "issued", anchor=None, documents=[DUMMY])
     assert manifest.data["status"] == "issued" and manifest.data["open_decisions"] == []

@@ -42,7 +42,8 @@ def demo_inputs() -> list[InputSpec]:
     return [InputSpec.model_validate({
         "name": name, "code": spec.code.model_dump() if spec.code else None, "unit": spec.unit,
         "kind": spec.kind, "min": spec.min, "max": spec.max,
-        "categories": [c.model_dump() for c in spec.categories] or None})
+        "categories": [c.model_dump() for c in spec.categories] or None,
+        "bands": spec.bands.model_dump() if spec.bands else None})
         for name, spec in DEMO_INPUTS.items()]
 
 
