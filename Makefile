@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fedprog demo
+	$(BIN)/fedprog demo --external
 
 # the suite writes JUnit evidence with each test's requirement ids; trace check then names every
 # gap (untested requirement, uncontrolled hazard, unmarked test, suspect link) — even after a failure

@@ -1,13 +1,24 @@
-"""The bundled demo study: the GBSG2 breast-cancer cohort split into four hospitals.
+"""The bundled demo study: the GBSG2 breast-cancer cohort split into four hospitals, and the
+Rotterdam tumour bank as a hospital that never trains.
 
 GBSG2 (German Breast Cancer Study Group 2; Schumacher et al. 1994, J R Stat Soc A 157:85)
 ships with scikit-survival: 686 women with node-positive breast cancer, recurrence-free
 survival in days. **Split rule**: rows are shuffled with ``numpy.random.default_rng(SEED)``
 and cut into four uneven hospitals of 40 %, 25 %, 20 % and 15 % (274, 172, 137, 103 women).
-Categorical columns are encoded as numbers: hormone therapy yes → 1, postmenopausal → 1,
-tumour grade I/II/III → 1/2/3. Each hospital numbers its own patients (``patient_id``
-``A-0001``, …), identifiers that stay in the hospital. **Consent**: every woman agreed to the
-study except those :func:`declined` picks (about 3 %, seeded), who refused.
+Categorical columns are encoded as numbers: hormone therapy yes → 1, postmenopausal → 1.
+**Coding shared with the external cohort** (the Rotterdam tumour bank records tumour size only in
+three bands and grade only as 2 or 3): tumour size is its band (0: ≤ 20 mm, 1: > 20–50 mm,
+2: > 50 mm) and grade is 0 for grade I–II, 1 for grade III — the coding Royston & Altman (2013, BMC
+Med Res Methodol 13:33) used for these two cohorts. Each hospital numbers its own patients
+(``patient_id`` ``A-0001``, …), identifiers that stay in the hospital. **Consent**: every woman
+agreed to the study except those :func:`declined` picks (about 3 %, seeded), who refused.
+
+**External hospital** (:func:`rotterdam_table`, :func:`write_external_site`): the Rotterdam tumour
+bank (2982 women operated 1978–1993; ``data/rotterdam.csv``, provenance in ``data/README.md``) with
+all its patients — the device's intended-use envelope (node-positive, inside the declared ranges)
+picks whom the model is validated on. Its outcome is coded as GBSG2's: recurrence-free survival, the
+time to recurrence (``rtime``) for a recurrence, else to death or last follow-up (``dtime``), the
+event a recurrence or a death (as the R package ``survival`` documents this data set).
 """
 
 from __future__ import annotations
@@ -31,18 +42,28 @@ _SIZE, _GRADE = "urn:fedprog:code:tumour-size-band", "urn:fedprog:code:histologi
 #: tenth hold at least k = 5 women at one hospital (coverage is k-safe at the source), so the
 #: release gate can show training patients there; women outside it are outside the study population
 #: declared inputs; ``reference`` is the reference patient the released model is centred on
-#: (a 55-year-old postmenopausal woman, grade 2 tumour of 25 mm, 3 positive nodes, receptors 30/40
-#: fmol/mg, no hormone therapy), as published prognostic models state one
+#: (a 55-year-old postmenopausal woman, grade 1–2 tumour of over 20 to 50 mm, 3 positive nodes,
+#: receptors 30/40 fmol/mg, no hormone therapy), as published prognostic models state one; tumour
+#: size and grade are banded as the external cohort records them (a hospital's table holds the band's
+#: index; the device takes the measured value — a size up to 120 mm, the largest in GBSG2, a whole
+#: grade 1–3 — and puts it in its band)
 #: (``title`` is each input's name on the page and in refusals; ``below`` words a node count under 1)
 NODE_NEGATIVE = "this model was developed for node-positive patients; {value} positive nodes is outside it"
 DEMO_INPUTS: dict[str, InputSpec] = {
     "age": InputSpec(code=Coding(system=_LOINC, code="30525-0", display="Age"),
                      unit="a", min=27, max=79, reference=55, title="Age"),
     "tsize": InputSpec(code=Coding(system=_LOINC, code="21889-1", display="Size Tumor"),
-                       unit="mm", min=3, max=65, reference=25, title="Tumour size"),
+                       unit="mm", kind="category", min=0, max=2, reference=1, title="Tumour size",
+                       categories=[Coding(system=_SIZE, code="<=20", display="20 mm or less"),
+                                   Coding(system=_SIZE, code="20-50", display="over 20 to 50 mm"),
+                                   Coding(system=_SIZE, code=">50", display="over 50 mm")],
+                       bands=Bands(cuts=[20, 50], min=1, max=120)),
     "tgrade": InputSpec(code=Coding(system=_LOINC, code="33732-9",
                                     display="Histology grade [Identifier] in Cancer specimen"),
-                        unit="1", kind="integer", min=1, max=3, reference=2, title="Tumour grade"),
+                        unit="1", kind="category", min=0, max=1, reference=0, title="Tumour grade",
+                        categories=[Coding(system=_GRADE, code="1-2", display="grade 1 or 2"),
+                                    Coding(system=_GRADE, code="3", display="grade 3")],
+                        bands=Bands(cuts=[2], min=1, max=3, whole=True)),
     "pnodes": InputSpec(code=Coding(system=_LOINC, code="21893-3",
                                     display="Regional lymph nodes positive [#] Specimen"),
                         unit="1", kind="integer", min=1, max=21, reference=3,
@@ -64,27 +85,6 @@ DEMO_INPUTS: dict[str, InputSpec] = {
 }
 
 
-#: the coding the Rotterdam tumour bank shares with GBSG2 (it records tumour size only in three bands
-#: and grade only as 2 or 3): tumour size is its band (0: ≤ 20 mm, 1: > 20–50 mm, 2: > 50 mm), grade is
-#: 0 for grade 1–2 and 1 for grade 3 — the coding Royston & Altman (2013, BMC Med Res Methodol 13:33)
-#: used for these two cohorts; a site's table holds the band's index, the device takes the measured
-#: value (a size up to 120 mm, the largest in GBSG2; a whole grade 1–3) and puts it in its band
-BANDED_INPUTS: dict[str, InputSpec] = {
-    **DEMO_INPUTS,
-    "tsize": InputSpec(code=DEMO_INPUTS["tsize"].code, unit="mm", kind="category", min=0, max=2, reference=1,
-                       title="Tumour size",
-                       categories=[Coding(system=_SIZE, code="<=20", display="20 mm or less"),
-                                   Coding(system=_SIZE, code="20-50", display="over 20 to 50 mm"),
-                                   Coding(system=_SIZE, code=">50", display="over 50 mm")],
-                       bands=Bands(cuts=[20, 50], min=1, max=120)),
-    "tgrade": InputSpec(code=DEMO_INPUTS["tgrade"].code, unit="1", kind="category", min=0, max=1, reference=0,
-                        title="Tumour grade",
-                        categories=[Coding(system=_GRADE, code="1-2", display="grade 1 or 2"),
-                                    Coding(system=_GRADE, code="3", display="grade 3")],
-                        bands=Bands(cuts=[2], min=1, max=3, whole=True)),
-}
-
-
 #: what the device enforces of the intended purpose (regulatory/manufacturer.yaml states all of it):
 #: women only (GBSG2 enrolled women), results at most a year old at the assessment (the model predicts
 #: from primary treatment), and the event named as a clinician says it (GBSG2's endpoint: recurrence
@@ -94,14 +94,18 @@ DEMO_INTENDED_USE = IntendedUse(
     sex="female", max_observation_age_days=365, event="recurrence or death")
 
 
-def gbsg2_table() -> pd.DataFrame:
-    """GBSG2 with numeric columns ``time`` (days) and ``event`` (1 = recurrence or death)."""
+def gbsg2_table(banded: bool = True) -> pd.DataFrame:
+    """GBSG2 with numeric columns ``time`` (days) and ``event`` (1 = recurrence or death); tumour size
+    and grade in the bands both cohorts record (the demo's coding), or with ``banded=False`` as
+    scikit-survival ships them (size in mm, grade 1/2/3)."""
     from sksurv.datasets import load_gbsg2
 
     x, y = load_gbsg2()
+    size, grade = x["tsize"].astype(float), x["tgrade"].map({"I": 1, "II": 2, "III": 3}).astype(int)
     return pd.DataFrame({
-        "age": x["age"].astype(float), "tsize": x["tsize"].astype(float),
-        "tgrade": x["tgrade"].map({"I": 1, "II": 2, "III": 3}).astype(int),
+        "age": x["age"].astype(float),
+        "tsize": size.map(DEMO_INPUTS["tsize"].band).astype(int) if banded else size,
+        "tgrade": grade.map(DEMO_INPUTS["tgrade"].band).astype(int) if banded else grade,
         "pnodes": x["pnodes"].astype(float), "progrec": x["progrec"].astype(float),
         "estrec": x["estrec"].astype(float),
         "hormone_therapy": (x["horTh"] == "yes").astype(int),
@@ -139,7 +143,8 @@ def write_demo_study(folder: Path) -> StudySpec:
     return StudySpec(model_id="gbsg2-recurrence", version="1", sites=sites, time="time",
                      event="event", covariates=list(DEMO_INPUTS), ties="efron", time_unit="day",
                      outcome="recurrence-free survival", horizons=[1095.75, 1826.25],
-                     max_time=1826.25, inputs=DEMO_INPUTS, intended_use=DEMO_INTENDED_USE)
+                     max_time=1826.25, inputs=DEMO_INPUTS, intended_use=DEMO_INTENDED_USE,
+                     shift_sparse_censoring=True)
 
 
 EXTERNAL_SITE = "rotterdam"
@@ -153,11 +158,10 @@ EXTERNAL_BASIS = ("retrospective use of the tumour bank for research (GDPR Art. 
 def rotterdam_table(path: Path = ROTTERDAM_CSV) -> pd.DataFrame:
     """The Rotterdam tumour bank (2982 women operated 1978–1993; ``data/rotterdam.csv``, provenance in
     ``data/README.md``) as an external hospital's table: the demo study's columns, tumour size and
-    grade coded as :data:`BANDED_INPUTS`, and its outcome coded as GBSG2's — recurrence-free survival,
-    the time to recurrence (``rtime``) for a recurrence, else to death or last follow-up (``dtime``),
-    the event a recurrence or a death (as the R package ``survival`` documents this data set)."""
+    grade coded as the demo's inputs (:data:`DEMO_INPUTS`), and its outcome coded as GBSG2's (see the
+    module docstring)."""
     r = pd.read_csv(path)
-    bands = [c.code for c in BANDED_INPUTS["tsize"].categories or []]
+    bands = [c.code for c in DEMO_INPUTS["tsize"].categories or []]
     size = r["size"].map({code: i for i, code in enumerate(bands)})
     if size.isna().any():
         raise ValueError(f"{path}: tumour size bands other than {bands}")
@@ -173,7 +177,9 @@ def rotterdam_table(path: Path = ROTTERDAM_CSV) -> pd.DataFrame:
     })
 
 
-def banded_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`gbsg2_table`'s rows, tumour size (mm) and grade (1–3) put in :data:`BANDED_INPUTS`' bands."""
-    return table.assign(tsize=table["tsize"].map(BANDED_INPUTS["tsize"].band).astype(int),
-                        tgrade=table["tgrade"].map(BANDED_INPUTS["tgrade"].band).astype(int))
+def write_external_site(folder: Path) -> Path:
+    """Write the external hospital's table to ``folder/sites/rotterdam/data.csv``; its path."""
+    path = folder / "sites" / EXTERNAL_SITE / "data.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rotterdam_table().to_csv(path, index=False)
+    return path

@@ -9,9 +9,8 @@ import json
 from typing import Any
 
 from federated.analyses.recalibrate import recalibrate
-from federated.study import StudySpec
 
-from .registration import next_version
+from .registration import next_version, registered_study
 from .workspace import Witnesses, Workspace, WorkspaceError
 
 
@@ -35,7 +34,7 @@ def recalibrate_in_workspace(ws: Workspace, ref: str, site: str, *, witnesses: W
     """
     entry = ws.models.get(ref)
     artifact = ws.models.artifact(entry.ref)
-    study = ws.study_spec(StudySpec.model_validate(ws.models.study_of(entry)))
+    study = registered_study(ws, entry)
     external = site in ws.external_sites
     if not external and site not in ws.sites:
         raise WorkspaceError(f"unknown site {site!r} (sites: {', '.join(ws.sites + ws.external_sites)})")

@@ -82,10 +82,19 @@ def rossi() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def gbsg2() -> pd.DataFrame:
-    """GBSG2 breast-cancer cohort, 686 rows, time in days (scikit-survival)."""
+    """GBSG2 breast-cancer cohort, 686 rows, time in days, in the demo study's coding (tumour size
+    and grade banded as the external cohort records them)."""
     from federated.demo_study import gbsg2_table
 
     return gbsg2_table()
+
+
+@pytest.fixture(scope="session")
+def gbsg2_raw() -> pd.DataFrame:
+    """GBSG2 as scikit-survival ships it: tumour size in mm, grade 1/2/3 (three groups)."""
+    from federated.demo_study import gbsg2_table
+
+    return gbsg2_table(banded=False)
 
 
 ROSSI_COVARIATES = ("fin", "age", "race", "wexp", "mar", "paro", "prio")

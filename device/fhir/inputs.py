@@ -289,7 +289,7 @@ def _banded(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
 def _reader(spec: InputSpec, e: _Entry) -> tuple[float, str, str]:
     if spec.kind in NUMERIC_KINDS:
         return _quantity(spec, e)
-    if spec.bands is not None and ("valueQuantity" in e.raw or "valueInteger" in e.raw):
+    if spec.bands is not None and "valueCodeableConcept" not in e.raw:  # measured, unless coded
         return _banded(spec, e)
     return _coded(spec, e)
 

@@ -242,12 +242,12 @@ def test_optional_documented_fields_may_be_absent() -> None:
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_input_spec_accepts_inside_and_explains_outside() -> None:
     model = load_model(demo_artifact())
-    age, tsize, hormone = model.inputs[0], model.inputs[1], model.inputs[6]
+    age, progrec, hormone = model.inputs[0], model.inputs[4], model.inputs[6]
     assert age.accepts(27) is None and age.accepts(79.0) is None and age.accepts(np.float64(50)) is None
     assert age.accepts(79.5) == ("Age: 79.5 years is outside the range this model was developed and "
                                  "validated for (27 to 79 years)")
-    assert tsize.accepts(0.5) == ("Tumour size: 0.5 mm is outside the range this model was developed and "
-                                  "validated for (3 to 65 mm)")
+    assert progrec.accepts(450.5) == ("Progesterone receptor: 450.5 fmol/mg is outside the range this model "
+                                      "was developed and validated for (0 to 450 fmol/mg)")
     assert age.accepts(math.nan) == "Age: nan is not a finite number"
     assert age.accepts("fifty") == "Age: 'fifty' is not a number"
     assert hormone.accepts(1) is None and hormone.accepts(True) is None and hormone.accepts(0.0) is None

@@ -48,19 +48,21 @@ def continuous() -> PrognosticModel:
     art = demo_artifact()
     for item in art["inputs"]:
         item["kind"] = "quantity"
+        item.pop("categories", None)
+        item.pop("bands", None)
     return load_model(without_baseline_variance(art))
 
 
 def patients(m: PrognosticModel, n: int, seed: int) -> np.ndarray:
-    """``n`` random patients inside the envelope (uniform quantities, whole counts and grades, 0/1
-    booleans)."""
+    """``n`` random patients inside the envelope (uniform quantities, whole counts, category indices,
+    0/1 booleans)."""
     rng = np.random.default_rng(seed)
     cols = []
     for spec in m.inputs:
         assert spec.min is not None and spec.max is not None
         if spec.kind == "boolean":
             cols.append(rng.integers(0, 2, n).astype(float))
-        elif spec.kind == "integer":
+        elif spec.kind in ("integer", "category"):  # a category is the index of its band
             cols.append(rng.integers(int(spec.min), int(spec.max) + 1, n).astype(float))
         else:
             cols.append(rng.uniform(spec.min, spec.max, n))
@@ -231,7 +233,7 @@ def test_delta_method_agrees_with_monte_carlo_over_beta(legacy: PrognosticModel)
     """β ~ N(β̂, Σ): the spread of log(−log S) and the 2.5/97.5 % risk quantiles match the β-only
     interval (of an older artifact; the full interval is checked against its formula above)."""
     model = legacy
-    x = np.array([[30.0, 60.0, 3.0, 20.0, 5.0, 500.0, 0.0, 0.0]])  # far from the centre, inside the envelope
+    x = np.array([[30.0, 2.0, 1.0, 20.0, 5.0, 500.0, 0.0, 0.0]])  # far from the centre, inside the envelope
     s = score(model, x)
     rng = np.random.default_rng(2026)
     cov = (model.covariance + model.covariance.T) / 2
@@ -278,8 +280,12 @@ def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: Prognos
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_values_are_never_clamped(model: PrognosticModel) -> None:
     x = patients(model, 1, seed=10)
-    x[0, 1] = 65.0 + 1e-9
-    with pytest.raises(ScoringError, match=r"Tumour size: 65\.000000001 mm is outside .* \(3 to 65 mm\)"):
+    x[0, 5] = 550.0 + 1e-9
+    with pytest.raises(ScoringError, match=r"Oestrogen receptor: 550\.000000001 fmol/mg is outside .* "
+                                           r"\(0 to 550 fmol/mg\)"):
+        score(model, x)
+    x[0, 5], x[0, 1] = 550.0, 2.0 + 1e-9  # a category is an exact index, never rounded to one
+    with pytest.raises(ScoringError, match=r"Tumour size: 2\.000000001 is not the index of a listed"):
         score(model, x)
 
 

@@ -6,13 +6,15 @@ training, and a coordinator cannot make it one."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from federated.demo_study import DEMO_INPUTS
+from federated.demo_study import DEMO_INPUTS, EXTERNAL_SITE, rotterdam_table
 from federated.disclosure.policy import round_to_k
 from fedprog.registration import registered_study
 from fedprog.workspace import Workspace
@@ -48,6 +50,47 @@ def test_an_external_site_witnesses_but_is_no_peer_of_training(external_ws: Path
     assert SITE not in ws.protocol(registered_study(ws, entry)).peers
 
 
+@pytest.fixture(scope="module")
+def external_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace after ``fedprog demo --external`` (what ``make demo`` runs)."""
+    ws = tmp_path_factory.mktemp("demo-external") / "ws"
+    res = subprocess.run([sys.executable, "-m", "fedprog", "demo", "--external", "--workspace", str(ws)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert "external validation at rotterdam" in res.stdout and "recalibrated at rotterdam" in res.stdout
+    return ws
+
+
+def test_the_demo_validates_the_released_model_at_the_rotterdam_tumour_bank(external_demo: Path) -> None:
+    ws = Workspace(external_demo)
+    assert ws.external_sites == [EXTERNAL_SITE] and EXTERNAL_SITE not in ws.sites
+    entry = ws.models.get(REF)
+    (report,) = ws.models.external_reports(entry)
+    assert report["setting"] == "external" and sorted(report["sites"]) == [EXTERNAL_SITE]
+    assert {c["requirement"] for c in report["criteria"]} == {"SRS-VAL-006"}
+    assert entry.lifecycle == "released"
+    # the women it was validated on: the tumour bank's rows inside the model's intended-use envelope
+    table = rotterdam_table()
+    inside = np.ones(len(table), dtype=bool)
+    for name, spec in DEMO_INPUTS.items():
+        inside &= spec.accepts_array(table[name].to_numpy())
+    study = registered_study(ws, entry)
+    site = report["sites"][EXTERNAL_SITE]
+    k = report["settings"]["policy"]["min_cell_count"]
+    assert site["n"] == int(round_to_k(int(inside.sum()), k))
+    events = (table["event"] == 1) & (table["time"] <= study.max_time)  # follow-up censored at 5 years
+    assert site["events"] == int(round_to_k(int(events[inside].sum()), k))
+    assert (table["pnodes"][inside] >= 1).all() and 1100 < inside.sum() < 1546  # node-positive only
+    assert EXTERNAL_SITE not in ws.models.artifact(entry.ref)["training"]["sites"]
+    # the model recalibrated there is a new candidate, validated there too (apparent performance)
+    (recal,) = [m for m in ws.models.list() if m.predecessor == entry.ref and "recalibrated" in m.model_id]
+    assert recal.model_id == f"gbsg2-recurrence-recalibrated-{EXTERNAL_SITE}"
+    assert recal.lifecycle == "candidate"
+    assert ws.models.artifact(recal.ref)["training"]["recalibration"]["site"] == EXTERNAL_SITE
+    (again,) = ws.models.external_reports(recal)
+    assert again["setting"] == "external"
+
+
 def test_fedprog_validate_external_site(external_ws: Path, tmp_path: Path) -> None:
     ws_dir = copy_workspace(external_ws, tmp_path / "ws")
     refused = run("validate", REF, "--external-site", SITE, "--workspace", ws_dir)
@@ -60,7 +103,7 @@ def test_fedprog_validate_external_site(external_ws: Path, tmp_path: Path) -> No
     res = run("validate", REF, "--external-site", SITE, "--bootstrap", "20", "--workspace", ws_dir)
     ws = Workspace(ws_dir)
     entry = ws.models.get(REF)
-    (report,) = ws.models.external_reports(entry)
+    report = next(r for r in ws.models.external_reports(entry) if sorted(r["sites"]) == [SITE])
     assert res.returncode == (0 if report["passed"] else 1), res.stderr
     assert f"external validation at {SITE}" in res.stdout and "its release state is unchanged" in res.stdout
     assert report["setting"] == "external" and sorted(report["sites"]) == [SITE]

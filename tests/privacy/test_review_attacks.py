@@ -156,7 +156,7 @@ def test_F1_an_outlier_beyond_the_envelope_no_longer_dominates_a_sum(demo: Any) 
 def _model(sites: list[Site]) -> EvaluationModel:
     cox = CoxModel.from_arrays(
         COV, beta=[0.01, 0.001, 0.2, 0.05, -0.002, 0.0, -0.3, 0.2],
-        center=[53.0, 28.0, 2.0, 5.0, 100.0, 90.0, 0.0, 1.0],
+        center=[53.0, 1.0, 0.0, 5.0, 100.0, 90.0, 0.0, 1.0],  # size and grade: their bands (demo coding)
         times=[365.25, 730.5, 1095.75, 1461.0, 1826.25],
         survival=[0.95, 0.85, 0.75, 0.68, 0.6], horizons=HORIZONS,
     )

@@ -46,7 +46,8 @@ def retrained(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactory) ->
     ws = copy_workspace(demo_workspace, tmp_path_factory.mktemp("revoke") / "ws")
     _cli("consent", "revoke", "--site", "hospital-a", "--patient", REVOKED, "--workspace", ws)
     _cli("model", "retrain", "gbsg2-recurrence@1", "--workspace", ws)
-    models = {m["version"]: m for m in _cli("model", "list", "--workspace", ws)["models"]}
+    models = {m["version"]: m for m in _cli("model", "list", "--workspace", ws)["models"]
+              if m["model_id"] == "gbsg2-recurrence"}  # not the demo's model recalibrated at Rotterdam
     first, second = (json.loads((ws / "models" / f"{models[v]['sha256']}.json").read_text()) for v in "12")
     return ws, first, second, (models["1"]["job"], models["2"]["job"])
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from federated.demo_study import BANDED_INPUTS, DEMO_INPUTS
+from federated.demo_study import DEMO_INPUTS
 from prognosis import Bands, Coding, InputSpec
 
-SIZE, GRADE = BANDED_INPUTS["tsize"], BANDED_INPUTS["tgrade"]
+SIZE, GRADE = DEMO_INPUTS["tsize"], DEMO_INPUTS["tgrade"]
 
 
 @pytest.mark.req("SRS-DEV-015")

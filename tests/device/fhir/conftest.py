@@ -37,6 +37,12 @@ GRADES = [{"system": SNOMED, "code": "54102005", "display": "G1 grade"},
           {"system": SNOMED, "code": "61026006", "display": "G3 grade"}]
 
 
+def covariates(model: PrognosticModel, values: dict[str, Any]) -> list[float]:
+    """The covariate vector the model scores for measured ``values`` (model order): a banded input's
+    value is its band's index (:meth:`prognosis.InputSpec.band`), others as they are."""
+    return [float(s.band(values[s.name]) if s.bands is not None else values[s.name]) for s in model.inputs]
+
+
 def demo_inputs() -> list[InputSpec]:
     """The demo study's inputs as the device declares them (no training needed)."""
     return [InputSpec.model_validate({
@@ -67,6 +73,7 @@ def category_model() -> PrognosticModel:
         if item["name"] == "tgrade":
             item.update(kind="category", unit="1", min=None, max=None, categories=GRADES)
             item.pop("coverage", None)
+            item.pop("bands", None)  # G1/G2/G3 coded, not measured
     return load_model(reseal(art))
 
 
@@ -79,8 +86,9 @@ def unlimited_model() -> PrognosticModel:
     return load_model(reseal(art))
 
 
-#: the demo inputs that are counts or grades (kind ``integer``: whole numbers only)
-INTEGER_INPUTS = ("tgrade", "pnodes")
+#: the demo inputs that are counts (kind ``integer``: whole numbers only; the grade is a banded
+#: category whose measured value must be whole)
+INTEGER_INPUTS = ("pnodes",)
 
 
 @pytest.fixture(scope="session")

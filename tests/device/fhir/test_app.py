@@ -27,7 +27,7 @@ from device.fhir.service import FixedModel
 from device.fhir.store import FhirStore
 from device.model import PrognosticModel
 
-from .conftest import DEMO_VALUES, patient_bundle
+from .conftest import DEMO_VALUES, covariates, patient_bundle
 
 AUD = "http://testserver/fhir"
 PREDICT = "/fhir/Patient/$predict-risk"
@@ -98,7 +98,7 @@ def test_predict_returns_a_stored_risk_assessment_equal_to_the_formula(server: A
     ra = resp.json()
     RiskAssessment.model_validate(ra)
     art = demo_model.artifact.model_dump(by_alias=True)
-    x = {k: float(v) for k, v in DEMO_VALUES.items()}
+    x = dict(zip(demo_model.names, covariates(demo_model, DEMO_VALUES), strict=True))
     assert ra["status"] == "final" and ra["subject"] == {"reference": "Patient/p7"}
     assert len(ra["prediction"]) == len(demo_model.horizons)
     for pred, h in zip(ra["prediction"], demo_model.horizons, strict=True):

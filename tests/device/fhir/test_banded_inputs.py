@@ -4,47 +4,16 @@ in clinical words (a 422, never a silent band)."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
 
-from device.fhir import examples
 from device.fhir.inputs import extract
-from device.model import PrognosticModel, load_model
-from federated.demo_study import BANDED_INPUTS
+from device.model import PrognosticModel
 from tests.device.fhir.conftest import DEMO_VALUES
-from tests.device.fhir.test_inputs import AS_OF, entry_of, refusal
-from tests.device.test_model import demo_artifact, reseal
+from tests.device.fhir.test_inputs import AS_OF, entry_of, patient_bundle, refusal
 
 pytestmark = pytest.mark.req("SRS-DEV-015")
-
-
-@functools.cache
-def banded_model() -> PrognosticModel:
-    """The demo model with tumour size and grade declared as the bands both cohorts record
-    (:data:`federated.demo_study.BANDED_INPUTS`), centred in the reference bands."""
-    art = demo_artifact()
-    names = [i["name"] for i in art["inputs"]]
-    for name in ("tsize", "tgrade"):
-        spec = BANDED_INPUTS[name]
-        i = names.index(name)
-        art["inputs"][i] = {"name": name, "code": spec.code.model_dump() if spec.code else None,
-                            "unit": spec.unit, "kind": "category", "min": spec.min, "max": spec.max,
-                            "categories": [c.model_dump() for c in spec.categories or []],
-                            "bands": spec.bands.model_dump() if spec.bands else None,
-                            "title": spec.title}
-        art["baseline_survival"]["center"][i] = spec.reference
-    return load_model(reseal(art))
-
-
-@pytest.fixture
-def demo_model() -> PrognosticModel:
-    return banded_model()
-
-
-def patient_bundle(values: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    return examples.patient_bundle(banded_model().inputs, values, **{"effective": examples.EFFECTIVE, **kw})
 
 
 @pytest.mark.parametrize(("value", "unit", "band", "text"), [

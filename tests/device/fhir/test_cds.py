@@ -22,7 +22,7 @@ from device.fhir.service import FixedModel, assess
 from device.fhir.store import FhirStore
 from device.model import PrognosticModel, load_model
 from device.scoring import score
-from tests.device.fhir.conftest import DEMO_VALUES, patient_bundle
+from tests.device.fhir.conftest import DEMO_VALUES, covariates, patient_bundle
 from tests.device.test_model import demo_artifact, reseal
 
 BASE = "http://test/fhir"
@@ -144,7 +144,7 @@ def test_a_full_request_gives_one_card_banded_by_the_five_year_risk(
         client: TestClient, key: ec.EllipticCurvePrivateKey, demo_model: PrognosticModel,
         values: dict[str, Any], band: str) -> None:
     card = one_card(post(client, key, hook(values)))
-    x = np.array([[float(values[n]) for n in demo_model.names]])
+    x = np.array([covariates(demo_model, values)])
     s = score(demo_model, x)
     risk = float(s.risk[0, -1])
     assert indicator(risk) == band == card["indicator"]
@@ -164,11 +164,11 @@ def test_the_summary_quotes_the_risk_and_interval_of_the_scorer(client: TestClie
                                                                  key: ec.EllipticCurvePrivateKey,
                                                                  demo_model: PrognosticModel) -> None:
     card = one_card(post(client, key, hook(HIGH)))
-    s = score(demo_model, np.array([[float(HIGH[n]) for n in demo_model.names]]))
+    s = score(demo_model, np.array([covariates(demo_model, HIGH)]))
     lo, hi = (f"{100 * float(a[0, -1]):.0f}" for a in (s.lower, s.upper))
     assert card["summary"].endswith(f"(95% CI {lo}–{hi}%)")
     assert "| hormone_therapy | Hormone therapy | yes |" in card["detail"]
-    assert "| tsize | Size Tumor | 25 mm |" in card["detail"]
+    assert "| tsize | Size Tumor | over 20 to 50 mm |" in card["detail"]  # 25 mm, in its band
 
 
 @pytest.mark.req("SRS-CDS-002")

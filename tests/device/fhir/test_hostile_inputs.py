@@ -139,7 +139,7 @@ def test_whole_counts_and_grades_are_scored_as_before(integer_client: Any, clien
     same = plain.post(PREDICT, json=parameters(patient_bundle(DEMO_VALUES)), headers=bearer(key2))
     assert resp.json()["prediction"] == same.json()["prediction"]
     kinds = {s.name: s.kind for s in integer_model.inputs}
-    assert kinds["tgrade"] == kinds["pnodes"] == "integer" and kinds["tsize"] == "quantity"
+    assert kinds["pnodes"] == "integer" and kinds["tgrade"] == kinds["tsize"] == "category"  # banded
     # 250 % is 2.5: a conversion that lands between whole numbers is refused too
     body = parameters(patient_bundle({**DEMO_VALUES, "tgrade": 250}, units={"tgrade": "%"}))
     assert "not a whole number" in outcome(http.post(PREDICT, json=body, headers=bearer(key)), 422)[

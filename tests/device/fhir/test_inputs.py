@@ -51,7 +51,7 @@ def entry_of(bundle: dict[str, Any], name: str, patient_id: str = "p1") -> tuple
 
 
 def expected(model: PrognosticModel, values: dict[str, Any]) -> list[float]:
-    return [float(values[n]) for n in model.names]
+    return conftest.covariates(model, values)
 
 
 # --- request forms ----------------------------------------------------------------------
@@ -69,7 +69,7 @@ def test_a_bare_bundle_and_a_parameters_give_the_same_vector(demo_model: Prognos
     assert result.values.dtype == float and not result.values.flags.writeable
     assert result.basis == tuple(f"Observation/{obs_id('p1', n)}" for n in demo_model.names)
     assert set(result.sources) == set(demo_model.names)
-    assert result.sources["tsize"] == "Observation/p1-tsize 21889-1 = 25 mm"
+    assert result.sources["tsize"] == "Observation/p1-tsize 21889-1 = 25 mm -> over 20 to 50 mm"
     assert result.sources["hormone_therapy"] == "Observation/p1-hormone-therapy 169413002 = true"
 
 
@@ -115,12 +115,12 @@ def test_an_as_of_in_the_future_is_refused(demo_model: PrognosticModel) -> None:
 
 def test_as_of_leaves_out_later_observations(demo_model: PrognosticModel) -> None:
     bundle = patient_bundle(DEMO_VALUES)
-    spec = spec_of(demo_model, "tsize")
-    later = observation(spec, "later", value_element(spec, 40.0), effective="2024-06-02T08:00:00Z")
+    spec = spec_of(demo_model, "progrec")
+    later = observation(spec, "later", value_element(spec, 400.0), effective="2024-06-02T08:00:00Z")
     bundle["entry"].append({"resource": later})
-    assert extract(demo_model, bundle, AS_OF).values[1] == 25.0
-    assert extract(demo_model, bundle, date(2024, 6, 2)).values[1] == 40.0
-    del bundle["entry"][entry_of(bundle, "tsize")[0]]
+    assert extract(demo_model, bundle, AS_OF).values[4] == 120.0
+    assert extract(demo_model, bundle, date(2024, 6, 2)).values[4] == 400.0
+    del bundle["entry"][entry_of(bundle, "progrec")[0]]
     err = refusal(extract, demo_model, bundle, AS_OF)
     assert err.code == "required"
     assert "Observation/later, which is dated 2024-06-02, after asOf 2024-06-01" in err.diagnostics
@@ -185,11 +185,15 @@ def test_centimetres_become_millimetres_exactly(demo_model: PrognosticModel) -> 
     values = {**DEMO_VALUES, "tsize": 2.5, "progrec": 120000.0}
     bundle = patient_bundle(values, units={"tsize": "cm", "progrec": "fmol/g"})
     result = extract(demo_model, bundle, AS_OF)
-    assert result.values[1] == 25.0 and result.values[4] == 120.0
-    assert result.sources["tsize"] == "Observation/p1-tsize 21889-1 = 2.5 cm -> 25 mm"
+    assert result.values[1] == 1.0 and result.values[4] == 120.0
+    assert result.sources["tsize"] == "Observation/p1-tsize 21889-1 = 2.5 cm -> 25 mm -> over 20 to 50 mm"
+    # exact: 2 cm is 20 mm, inside the first band (≤ 20 mm), and a hair more is not
+    for cm, band in ((2, 0.0), (2.0000001, 1.0), (5, 1.0)):
+        got = extract(demo_model, patient_bundle({**DEMO_VALUES, "tsize": cm}, units={"tsize": "cm"}), AS_OF)
+        assert got.values[1] == band, cm
     inch = patient_bundle({**DEMO_VALUES, "tsize": 1}, units={"tsize": "[in_i]"})
     inches = extract(demo_model, inch, AS_OF)
-    assert inches.values[1] == 25.4
+    assert inches.values[1] == 1.0 and "1 [in_i] -> 25.4 mm ->" in inches.sources["tsize"]
 
 
 def test_a_count_may_be_a_value_integer(demo_model: PrognosticModel) -> None:
@@ -289,7 +293,7 @@ def test_every_problem_is_reported_at_once(demo_model: PrognosticModel) -> None:
     assert len(reasons) == 3 and err.code == "required"
     assert reasons[0].startswith("Age (") and reasons[0].endswith("and Patient/p1 has no birthDate")
     assert reasons[1] == ("Tumour size: 200 mm is outside the range this model was developed and validated "
-                          "for (3 to 65 mm)")
+                          "for (1 to 120 mm)")
     assert reasons[2].startswith("Oestrogen receptor (")
     assert err.expression[1:3] == ["Bundle.entry[0].resource.birthDate",
                                    f"Bundle.entry[{entry_of(bundle, 'tsize')[0]}].resource.valueQuantity"]
@@ -298,15 +302,15 @@ def test_every_problem_is_reported_at_once(demo_model: PrognosticModel) -> None:
 
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_a_value_outside_the_envelope_is_refused_not_clamped(demo_model: PrognosticModel) -> None:
-    bundle = patient_bundle({**DEMO_VALUES, "tsize": 6.5001}, units={"tsize": "cm"})
+    bundle = patient_bundle({**DEMO_VALUES, "tsize": 12.0001}, units={"tsize": "cm"})
     i, _ = entry_of(bundle, "tsize")
     err = refusal(extract, demo_model, bundle, AS_OF)
     assert (err.status, err.code) == (422, "business-rule")
-    assert err.diagnostics == ("Tumour size: 65.001 mm is outside the range this model was developed and "
-                               "validated for (3 to 65 mm)")
+    assert err.diagnostics == ("Tumour size: 120.001 mm is outside the range this model was developed and "
+                               "validated for (1 to 120 mm)")
     assert err.expression == [f"Bundle.entry[{i}].resource.valueQuantity"]
-    edge = extract(demo_model, patient_bundle({**DEMO_VALUES, "tsize": 6.5}, units={"tsize": "cm"}), AS_OF)
-    assert edge.values[1] == 65.0
+    edge = extract(demo_model, patient_bundle({**DEMO_VALUES, "tsize": 12.0}, units={"tsize": "cm"}), AS_OF)
+    assert edge.values[1] == 2.0
 
 
 @pytest.mark.req("SRS-FHIR-006", "RC-UNIT-001")
@@ -389,27 +393,27 @@ def test_the_patient_full_url_is_a_valid_subject(demo_model: PrognosticModel) ->
 
 def test_the_most_recent_observation_is_used(demo_model: PrognosticModel) -> None:
     bundle = patient_bundle(DEMO_VALUES)
-    spec = spec_of(demo_model, "tsize")
-    for oid, value, when in (("old", 10.0, "2023-01-01"), ("new", 30.0, "2024-02-01T00:00:00+01:00"),
-                             ("period", 35.0, None)):
+    spec = spec_of(demo_model, "progrec")
+    for oid, value, when in (("old", 100.0, "2023-01-01"), ("new", 300.0, "2024-02-01T00:00:00+01:00"),
+                             ("period", 350.0, None)):
         obs = observation(spec, oid, value_element(spec, value), effective=when)
         if when is None:
             obs["effectivePeriod"] = {"start": "2023-05-01", "end": "2023-06-01"}
         bundle["entry"].append({"resource": obs})
     result = extract(demo_model, bundle, AS_OF)
-    assert result.values[1] == 30.0 and "Observation/new" in result.basis
-    assert "Observation/p1-tsize" not in result.basis
+    assert result.values[4] == 300.0 and "Observation/new" in result.basis
+    assert "Observation/p1-progrec" not in result.basis
 
 
 @pytest.mark.req("RC-INPUT-002")
 def test_ignored_statuses_do_not_count(demo_model: PrognosticModel) -> None:
     bundle = patient_bundle(DEMO_VALUES)
-    spec = spec_of(demo_model, "tsize")
+    spec = spec_of(demo_model, "progrec")
     for status in ("entered-in-error", "preliminary", "cancelled"):
         wrong = observation(spec, status, value_element(spec, 99.0), effective="2024-05-01", status=status)
         bundle["entry"].append({"resource": wrong})
-    assert extract(demo_model, bundle, AS_OF).values[1] == 25.0
-    del bundle["entry"][entry_of(bundle, "tsize")[0]]
+    assert extract(demo_model, bundle, AS_OF).values[4] == 120.0
+    del bundle["entry"][entry_of(bundle, "progrec")[0]]
     err = refusal(extract, demo_model, bundle, AS_OF)
     assert err.code == "required"
     assert ("found only Observation/entered-in-error, which is entered-in-error and "
@@ -426,25 +430,26 @@ def test_amended_and_corrected_observations_count(demo_model: PrognosticModel, s
 @pytest.mark.req("RC-INPUT-002")
 def test_equally_recent_observations_must_agree(demo_model: PrognosticModel) -> None:
     bundle = patient_bundle(DEMO_VALUES)
-    spec = spec_of(demo_model, "tsize")
-    same = observation(spec, "same", value_element(spec, 2.5, "cm"))
+    spec = spec_of(demo_model, "progrec")
+    same = observation(spec, "same", value_element(spec, 120000.0, "fmol/g"))
     bundle["entry"].append({"resource": same})
-    assert extract(demo_model, bundle, AS_OF).values[1] == 25.0
-    same["valueQuantity"]["value"] = 3
+    assert extract(demo_model, bundle, AS_OF).values[4] == 120.0
+    same["valueQuantity"]["value"] = 130000
     err = refusal(extract, demo_model, bundle, AS_OF)
     assert (err.status, err.code) == (422, "business-rule")
-    assert "equally recent observations disagree" in err.diagnostics and "3 cm -> 30 mm" in err.diagnostics
+    assert "equally recent observations disagree" in err.diagnostics
+    assert "130000 fmol/g -> 130 fmol/mg" in err.diagnostics
     assert len(err.expression) == 2
 
 
 def test_undated_observations_count_only_without_dated_ones(unlimited_model: PrognosticModel) -> None:
     bundle = patient_bundle(DEMO_VALUES, effective=None)  # a model without a maximum result age
-    assert extract(unlimited_model, bundle, AS_OF).values[1] == 25.0
-    spec = spec_of(unlimited_model, "tsize")
+    assert extract(unlimited_model, bundle, AS_OF).values[4] == 120.0
+    spec = spec_of(unlimited_model, "progrec")
     issued = observation(spec, "issued", value_element(spec, 12.0), effective=None)
     issued["issued"] = "2023-03-01T12:00:00Z"  # no effective[x]: the issue time ranks it
     bundle["entry"].append({"resource": issued})
-    assert extract(unlimited_model, bundle, AS_OF).values[1] == 12.0
+    assert extract(unlimited_model, bundle, AS_OF).values[4] == 12.0
 
 
 # --- invalid FHIR -----------------------------------------------------------------------
@@ -523,6 +528,14 @@ def patients(draw: st.DrawFn, model: PrognosticModel) -> tuple[dict[str, Any], d
             want.append(float(values[spec.name]))
             continue
         unit = draw(st.sampled_from(OTHER_UNITS[spec.name]))
+        if spec.bands is not None:  # a measured value, scored as its band (away from a cut by a hair)
+            b = spec.bands
+            x = float(draw(st.integers(int(b.min), int(b.max)))) if b.whole else \
+                draw(st.floats(b.min * (1 + 1e-9), b.max * (1 - 1e-9), allow_nan=False)
+                     .filter(lambda v, cuts=b.cuts: all(abs(v - c) > 1e-6 for c in cuts)))
+            values[spec.name], units[spec.name] = convert(x, spec.unit, unit), unit
+            want.append(float(spec.band(x)))
+            continue
         margin = 0.0 if unit == spec.unit else 1e-9 * spec.max
         x = float(draw(st.integers(int(spec.min), int(spec.max)))) if spec.kind == "integer" \
             else draw(st.floats(spec.min + margin, spec.max - margin, allow_nan=False))

@@ -24,7 +24,7 @@ from device.fhir.store import FhirStore
 from device.model import PrognosticModel
 from device.scoring import score
 
-from .conftest import DEMO_VALUES, patient_bundle
+from .conftest import DEMO_VALUES, covariates, patient_bundle
 from .test_app import AUD, PREDICT, bearer, outcome
 from .test_cds import hook
 
@@ -55,7 +55,7 @@ def test_predictions_at_requested_horizons_equal_the_scorer(page: Any, demo_mode
     assert resp.status_code == 200, resp.text
     ra = resp.json()
     RiskAssessment.model_validate(ra)
-    x = np.array([[float(DEMO_VALUES[n]) for n in demo_model.names]])
+    x = np.array([covariates(demo_model, DEMO_VALUES)])
     expected = score(demo_model, x, asked)
     got = [(p["whenRange"]["high"]["value"], p["probabilityDecimal"],
             next(e for e in p["extension"] if e["url"] == INTERVAL_URL)["valueRange"])

@@ -35,8 +35,8 @@ def _run(parts: list[pd.DataFrame], folder: Path, secure: bool = True, km: bool 
 
 
 @pytest.mark.parametrize("km", [False, True])
-def test_real_secure_runs_pass(gbsg2: pd.DataFrame, tmp_path: Path, km: bool) -> None:
-    _run(split_frame(gbsg2, 4, seed=0), tmp_path, km=km)
+def test_real_secure_runs_pass(gbsg2_raw: pd.DataFrame, tmp_path: Path, km: bool) -> None:
+    _run(split_frame(gbsg2_raw, 4, seed=0), tmp_path, km=km)
     report = audit_transcripts(tmp_path)
     assert report.ok, report.problems
     assert report.sites == ["h0", "h1", "h2", "h3"] and report.messages >= 4 * 3  # keys, prepare, …

@@ -125,8 +125,8 @@ def test_declared_ranges_are_reported_with_k_cells_at_the_source(tmp_path) -> No
 
 
 @pytest.mark.req("SRS-PRIV-003")
-def test_undeclared_levels_are_refused_in_secure_mode(gbsg2: pd.DataFrame) -> None:
-    parts = split_frame(gbsg2, 3, seed=0)
+def test_undeclared_levels_are_refused_in_secure_mode(gbsg2_raw: pd.DataFrame) -> None:
+    parts = split_frame(gbsg2_raw, 3, seed=0)
     cohort = CohortSpec(time="time", event="event", covariates=("age", "tsize", "pnodes"), partition="tgrade")
     with pytest.raises(DataError, match="declare the levels of 'tgrade'"):
         fed_cox(parts, cohort)

@@ -203,7 +203,8 @@ def test_a_cell_of_one_patient_makes_the_site_refuse_the_grid_without_numbers(de
     year. On the default rules the site refuses the grid (``cells``); the refusal quotes the rule (k)
     and no count or time of the site's."""
     study, tables, artifact = demo
-    reply = ask(study, artifact, lone_censored_in_year_one(study, tables[0]))
+    plain = study.model_copy(update={"shift_sparse_censoring": False})  # the default rules
+    reply = ask(plain, artifact, lone_censored_in_year_one(study, tables[0]))
     assert isinstance(reply, ErrorReply) and reply.code == "cells"
     assert reply.message == "a cell of the year grid holds fewer than 5 of this site's patients"
 
