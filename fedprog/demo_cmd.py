@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 #: bootstrap resamples per site in the demo: the 1000 acceptance needs (validation.criteria)
-DEMO_BOOTSTRAP = 50
+DEMO_BOOTSTRAP = 1000
 
 
 def _build_dossier(ws_dir: Path, console: Console) -> None:

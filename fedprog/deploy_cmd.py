@@ -274,7 +274,8 @@ def run(
     workspace: Annotated[Path | None, typer.Option(
         help="The coordinator's workspace: a witnessed consent checkpoint, the model registered.")] = None,
     model: Annotated[str | None, typer.Option(help="Model to validate (id@version).")] = None,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for validation.")] = 200,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for validation (acceptance needs "
+                                             "≥ 1000).")] = 1000,
     connect_timeout: Annotated[float, typer.Option(
         help="Seconds for every site's SuperNode to join the SuperLink.")] = 120.0,
     probe_timeout: Annotated[float | None, typer.Option(

@@ -203,7 +203,7 @@ class RunSettings(_FlowerConfig):
     round_timeout: float | None = Field(default=None, gt=0)
     workspace: Path | None = None
     model: str | None = None
-    n_boot: int = Field(default=200, ge=0)
+    n_boot: int = Field(default=1000, ge=0)
 
     _split = field_validator("jobs", "sites", mode="before")(_csv)
 

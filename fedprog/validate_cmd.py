@@ -21,7 +21,9 @@ def validate(
     skip_verification: Annotated[bool, typer.Option(
         "--skip-verification", help="Do not run the test suite (the report says it was skipped).")] = False,
     bootstrap: Annotated[int, typer.Option(
-        "--bootstrap", min=20, max=10_000, help="Bootstrap resamples per site for the 95% CIs.")] = 200,
+        "--bootstrap", min=20, max=10_000, help="Bootstrap resamples per site for the 95% CIs (a criterion "
+        "on a CI bound needs ≥ 1000; a site refuses more than its study's max_n_boot, 1000 unless "
+        "set).")] = 1000,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the bootstrap.")] = 0,
     requirements: Annotated[Path | None, typer.Option(
         "--requirements", help="Folder of requirement YAML files stating the acceptance criteria "

@@ -12,7 +12,13 @@ value or every site must meet it. Judging rules:
   study's horizons, not one model's);
 * ``harrell_c``, ``uno_c`` and ``integrated_brier`` have no horizon (a stated one is ignored);
 * a value that could not be computed (suppressed site, horizon beyond follow-up, too few sites to
-  pool) fails the check, with the reason: a criterion passes only on evidence.
+  pool) fails the check, with the reason: a criterion passes only on evidence;
+* a criterion on a bound of the 95% CI (``ci_lower``/``ci_upper``) fails when that CI rests on fewer
+  than :data:`MIN_BOOT_FOR_ACCEPTANCE` valid bootstrap resamples — a site's ``n_boot``, or for a
+  pooled value the smallest ``n_boot`` of the sites it pooled — with the reason: percentile limits
+  from a few dozen resamples move by more than the margins the criteria judge (Efron &
+  Tibshirani 1993, §19.3, recommend B ≥ 1000 for percentile intervals). An entry that carries
+  neither (an analytic CI) is judged as it is.
 """
 
 from __future__ import annotations
@@ -25,8 +31,12 @@ from federated.site.performance import PER_HORIZON
 
 from .exceptions import CriteriaError
 
-#: results by (metric, horizon): the entry holds ``estimate``, ``ci_lower``, ``ci_upper``
+#: results by (metric, horizon): the entry holds ``estimate``, ``ci_lower``, ``ci_upper`` and, from a
+#: site, ``n_boot`` (its valid resamples) or, pooled, ``sites`` (the sites it pooled)
 Table = dict[tuple[str, float | None], dict[str, Any]]
+#: the fewest valid bootstrap resamples a CI bound may rest on to decide acceptance
+MIN_BOOT_FOR_ACCEPTANCE = 1000
+CI_BOUNDS = ("ci_lower", "ci_upper")
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,31 @@ def _compare(value: float, op: str, threshold: float | tuple[float, float]) -> b
     return bool(lo <= value <= hi)
 
 
+def _resamples(entry: dict[str, Any], metric: str, horizon: float | None,
+               sites: dict[str, Table | str]) -> tuple[int, str] | None:
+    """The valid resamples a CI rests on and where (the fewest over a pooled value's sites), or
+    ``None`` when the entry says nothing of a bootstrap."""
+    if entry.get("n_boot") is not None:
+        return int(entry["n_boot"]), ""
+    counts = []
+    for site in entry.get("sites") or []:
+        table = sites.get(site)
+        found = None if isinstance(table, str) else _lookup(table, metric, horizon)
+        counts.append((int(found["n_boot"]) if found and found.get("n_boot") is not None else 0, site))
+    return min(counts) if counts else None
+
+
+def _too_few(entry: dict[str, Any], metric: str, horizon: float | None,
+             sites: dict[str, Table | str]) -> str | None:
+    """Why a CI bound cannot decide acceptance (too few resamples), or ``None``."""
+    found = _resamples(entry, metric, horizon, sites)
+    if found is None or found[0] >= MIN_BOOT_FOR_ACCEPTANCE:
+        return None
+    n, site = found
+    where = f" (pooled over sites; fewest at {site})" if site else ""
+    return f"95% CI from {n} resamples{where}; acceptance needs ≥ {MIN_BOOT_FOR_ACCEPTANCE}"
+
+
 def judge(criteria: list[Criterion], pooled: Table, sites: dict[str, Table | str],
           horizons: list[float]) -> list[dict[str, Any]]:
     """Verdict of each criterion: its checks (where, horizon, value, passed) and ``passed``.
@@ -115,6 +150,8 @@ def judge(criteria: list[Criterion], pooled: Table, sites: dict[str, Table | str
                 if value is None:
                     check.update(passed=False, reason=table if isinstance(table, str) else
                                  f"{a.metric} {a.statistic} not available")
+                elif a.statistic in CI_BOUNDS and (short := _too_few(entry or {}, a.metric, h, sites)):
+                    check.update(passed=False, reason=short)
                 else:
                     check["passed"] = _compare(value, a.op, a.threshold)
                 checks.append(check)

@@ -14,8 +14,10 @@ PNG, so the same results give byte-identical files.
 
 from __future__ import annotations
 
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from matplotlib import colormaps
 from matplotlib.axes import Axes
@@ -39,31 +41,143 @@ def _years(t: float, unit: str) -> str:
     return f"{t:g} {unit}s" if unit != "day" else f"{t:g} days ({t / 365.25:.1f} y)"
 
 
+@dataclass(frozen=True)
+class GroupNote:
+    """A risk group (or a site's missing groups) the calibration figure cannot show as a plain point
+    at one horizon (``None``: at every horizon), with the reason and the counts the report holds."""
+
+    site: str
+    group: int | None
+    horizon: float | None
+    kind: Literal["suppressed", "no groups", "not released", "before first step"]
+    n: int | None
+    events: int | None
+    reason: str
+    #: for ``before first step``: the upper bound of the observed risk (1 − KM at the first step)
+    bound: float | None = None
+
+    def text(self) -> str:
+        """``site gK (n=…, … events; detail)`` as the caption lists it."""
+        who = self.site if self.group is None else f"{self.site} g{self.group}"
+        counts = "" if self.n is None else f"n={self.n}, {self.events} events"
+        inner = "; ".join(p for p in (counts, self.reason) if p)
+        return f"{who} ({inner})" if inner else who
+
+
+#: caption heading of each kind of note
+HEADINGS = {
+    "suppressed": "site suppressed by the disclosure policy, no risk groups",
+    "no groups": "no group of predicted risk meets the disclosure minimums (patients, events)",
+    "before first step": "observed risk 0 in the report is no observation: no Kaplan–Meier step released by "
+                         "the horizon (a step needs enough events); drawn open, with its possible range",
+    "not released": "not plotted: the group's released Kaplan–Meier curve ends before the horizon "
+                    "(later steps below the disclosure minimum)",
+}
+
+
+def calibration_caption(notes: list[GroupNote], unit: str) -> list[str]:
+    """The figure's caption: one line per horizon and kind of note, naming each group with the
+    report's counts (:func:`calibration_notes`)."""
+    lines = []
+    for horizon in sorted({n.horizon for n in notes}, key=lambda h: -1.0 if h is None else h):
+        when = "every horizon" if horizon is None else f"by {_years(horizon, unit)}"
+        for kind, heading in HEADINGS.items():
+            these = [n.text() for n in notes if n.horizon == horizon and n.kind == kind]
+            if these:
+                lines.append(f"{when} — {heading}: " + "; ".join(these) + ".")
+    return lines
+
+
+def calibration_notes(sites: dict[str, Any], horizons: list[float], unit: str) -> list[GroupNote]:
+    """Every group the calibration figure draws distinctly or leaves out, per horizon, and why:
+
+    * a suppressed site, or a site where no group of predicted risk meets the disclosure minimums
+      (``risk_groups`` empty): no points at all;
+    * a group whose released Kaplan–Meier curve ends before the horizon (later steps would hold
+      fewer events, or leave fewer at risk, than the disclosure minimum): no observed risk there;
+    * a group whose first released step lies after the horizon (a step is released only once
+      enough events have accumulated): the report's observed risk 0 is no observation, only
+      ``0 ≤ risk ≤ 1 − KM(first step)``; drawn as an open marker with that range.
+    """
+    notes: list[GroupNote] = []
+    for name, site in sites.items():
+        groups = site.get("risk_groups") or []
+        if site.get("suppressed"):
+            notes.append(GroupNote(name, None, None, "suppressed", site.get("n"), site.get("events"),
+                                   str(site["suppressed"])))
+            continue
+        if not groups:
+            notes.append(GroupNote(name, None, None, "no groups", site.get("n"), site.get("events"), ""))
+            continue
+        for g in groups:
+            steps = g.get("km_times") or []
+            for h in horizons:
+                if h not in g["horizons"]:
+                    last = f"ends at {_when(steps[-1], unit)}" if steps else "no released step"
+                    notes.append(GroupNote(name, g["group"], h, "not released", g["n"], g["events"], last))
+                elif not any(t <= h for t in steps):
+                    bound = 1.0 - g["km_survival"][0]
+                    notes.append(GroupNote(name, g["group"], h, "before first step", g["n"], g["events"],
+                                           f"first step {_when(steps[0], unit)}; risk 0–{bound:.2f}", bound))
+    return notes
+
+
+def _when(t: float, unit: str) -> str:
+    return f"{t:g} {unit}s" if unit != "day" else f"{t:g} d"
+
+
 def calibration(sites: dict[str, Any], horizons: list[float], unit: str, path: Path) -> dict[str, str]:
-    """Observed against predicted risk per risk group, one panel per horizon."""
-    fig = Figure(figsize=(5.0 * len(horizons), 4.6))
+    """Observed against predicted risk per risk group, one panel per horizon; groups without an
+    observed risk are drawn open or left out, and listed below with the reason
+    (:func:`calibration_notes`)."""
+    notes = calibration_notes(sites, horizons, unit)
+    lines = calibration_caption(notes, unit)
+    caption = "\n".join(textwrap.fill(line, 95 * len(horizons), subsequent_indent="    ") for line in lines)
+    text_height = 0.12 * (caption.count("\n") + 2) + 0.15 if lines else 0.0  # inches at 7 pt
+    height = 4.6 + text_height
+    fig = Figure(figsize=(5.0 * len(horizons), height))
+    open_groups = {(n.site, n.group, n.horizon): n for n in notes if n.kind == "before first step"}
     for j, h in enumerate(horizons):
         ax = fig.add_subplot(1, len(horizons), j + 1)
         top = 0.05
-        for name, site in sites.items():
-            xs, ys, lo, hi = [], [], [], []
-            for g in site.get("risk_groups", []):
-                if h in g["horizons"]:
-                    k = g["horizons"].index(h)
-                    xs.append(g["predicted"][k])
-                    ys.append(g["observed"][k])
-                    lo.append(g["observed"][k] - g["observed_lower"][k])
-                    hi.append(g["observed_upper"][k] - g["observed"][k])
+        for i, (name, site) in enumerate(sites.items()):
+            colour = f"C{i % 10}"
+            xs, ys, lo, hi, opened = [], [], [], [], []
+            for g in site.get("risk_groups") or []:
+                if h not in g["horizons"]:
+                    continue
+                k = g["horizons"].index(h)
+                note = open_groups.get((name, g["group"], h))
+                if note is not None:
+                    opened.append((g["predicted"][k], note.bound or 0.0))
+                    continue
+                xs.append(g["predicted"][k])
+                ys.append(g["observed"][k])
+                lo.append(g["observed"][k] - g["observed_lower"][k])
+                hi.append(g["observed_upper"][k] - g["observed"][k])
             if xs:
-                ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", capsize=3, label=name, alpha=0.85)
+                ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", capsize=3, label=name, alpha=0.85, color=colour)
                 top = max(top, *xs, *(y + e for y, e in zip(ys, hi, strict=True)))
+            for x, bound in opened:
+                ax.plot([x, x], [0.0, bound], ":", color=colour, linewidth=1.2)
+                ax.plot([x], [0.0], "o", markerfacecolor="white", markeredgecolor=colour, markersize=7)
+                top = max(top, x, bound)
         ax.plot([0, top], [0, top], "k--", linewidth=1, label="perfect calibration")
-        ax.set(xlim=(0, top * 1.05), ylim=(0, top * 1.05), xlabel="mean predicted risk",
+        if any(key[2] == h for key in open_groups):
+            ax.plot([], [], "o:", markerfacecolor="white", color="grey",
+                    label="not released by horizon (range)")
+        ax.set(xlim=(0, top * 1.05), ylim=(-0.03 * top, top * 1.05), xlabel="mean predicted risk",
                ylabel="observed risk (1 − Kaplan–Meier)", title=f"by {_years(h, unit)}")
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("Calibration by group of predicted risk, per site")
-    fig.tight_layout()
-    return {**_save(fig, path), "title": "Calibration: observed vs predicted risk per risk group"}
+    if lines:
+        fig.text(0.01, 0.01, "Groups not shown as plain points:\n" + caption, fontsize=7, va="bottom",
+                 ha="left", family="DejaVu Sans")
+        fig.tight_layout(rect=(0.0, text_height / height, 1.0, 1.0))
+    else:
+        fig.tight_layout()
+    return {**_save(fig, path), "title": "Calibration: observed vs predicted risk per risk group",
+            "caption": " ".join(lines)}
 
 
 def km_by_risk_group(sites: dict[str, Any], unit: str, path: Path) -> dict[str, str]:

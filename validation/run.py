@@ -56,7 +56,7 @@ KM_INTERVALS = 10
 class Options:
     """How to validate: bootstrap size and seed, verification, where the requirements are."""
 
-    n_boot: int = 200
+    n_boot: int = 1000  # acceptance judges CI bounds only on ≥ 1000 resamples (SRS-VAL-008)
     seed: int = 0
     risk_groups: int = 5
     skip_verification: bool = False

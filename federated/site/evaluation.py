@@ -43,6 +43,7 @@ from federated.protocol.messages import (
     Subgroup,
     Unavailable,
 )
+from federated.site.bootstrap import replicates
 from federated.site.data import Cohort
 from federated.site.performance import SCALES, Key, Rows, metrics, to_scale, truncation
 from federated.site.statistics import InputBox
@@ -137,14 +138,10 @@ def evaluate_block(name: str, rows: Rows, model: CoxModel, horizons: tuple[float
 def _bootstrap(rows: Rows, model: CoxModel, horizons: tuple[float, ...], grid: np.ndarray, tau: float | None,
                n_boot: int, rng: np.random.Generator, keys: list[Key], min_cell: int = 5
                ) -> dict[Key, np.ndarray]:
-    """Replicates of each metric (NaN where a replicate could not compute it)."""
-    reps = {k: np.full(n_boot, np.nan) for k in keys}
-    for b in range(n_boot):
-        sample = rows.take(np.sort(rng.integers(0, rows.n, rows.n)))
-        values, _ = metrics(sample, model, horizons, grid, tau, min_cell)
-        for k in keys:
-            reps[k][b] = values.get(k, np.nan)
-    return reps
+    """Replicates of each metric (NaN where a replicate could not compute it), all resamples at once
+    (:func:`federated.site.bootstrap.replicates`); resample ``b`` is the ``b``-th draw of ``rng``."""
+    draws = np.array([rng.integers(0, rows.n, rows.n) for _ in range(n_boot)], dtype=np.int64)
+    return replicates(rows, model, horizons, grid, tau, draws.reshape(n_boot, rows.n), keys, min_cell)
 
 
 def _result(key: Key, estimate: float, reps: np.ndarray | None, n_boot: int) -> MetricResult:

@@ -224,13 +224,16 @@ def cox_slope(time: np.ndarray, event: np.ndarray, lp: np.ndarray, *, tol: float
     Raises
     ------
     FloatingPointError
-        No events, a constant η, or no convergence (e.g. a monotone likelihood).
+        No events, a constant η, a monotone likelihood (:func:`monotone_likelihood`: no finite
+        estimate), or no convergence.
     """
     d = np.asarray(event, dtype=np.int64)
     z = (lp - lp.mean())[:, None]
     grid = np.unique(time[d == 1])
     if grid.size == 0 or np.ptp(z) == 0:
         raise FloatingPointError("calibration slope needs events and a non-constant linear predictor")
+    if monotone_likelihood(time, d, lp):
+        raise FloatingPointError("calibration slope: the partial likelihood is monotone (no finite estimate)")
     dk = ls.event_counts(time, d, grid)
     z_events = z[d == 1].sum(axis=0)
 
@@ -257,6 +260,19 @@ def cox_slope(time: np.ndarray, event: np.ndarray, lp: np.ndarray, *, tol: float
         if abs(step[0]) < tol:
             return float(gamma[0])
     raise FloatingPointError(f"calibration slope did not converge in {max_iter} iterations")
+
+
+def monotone_likelihood(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> bool:
+    """Whether the partial likelihood of γ is monotone, so that γ̂ is ±∞ (Bryson & Johnson 1981,
+    J Chron Dis 34:327): at no event time does another patient at risk have a larger η than an
+    event (γ̂ = +∞), or at none a smaller one (γ̂ = −∞). Breslow's and Efron's likelihoods alike;
+    ``time`` sorted. Newton–Raphson then stops wherever the likelihood flattens out in rounding,
+    at a number that means nothing."""
+    start = np.searchsorted(time, time, side="left")       # first row at risk at each row's time
+    top = np.maximum.accumulate(lp[::-1])[::-1][start]     # max η at risk (ties: the row itself)
+    low = np.minimum.accumulate(lp[::-1])[::-1][start]
+    ev = np.asarray(event) == 1
+    return not (np.any(lp[ev] < top[ev]) and np.any(lp[ev] > low[ev]))
 
 
 def to_scale(values: np.ndarray, scale: str) -> np.ndarray:

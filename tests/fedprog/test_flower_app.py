@@ -57,7 +57,7 @@ def test_a_workspace_run_is_witnessed_by_the_sites_and_registered(demo_workspace
     study = next_study(ws, tmp_path)
     grid = grid_for(ws)
     settings = RunSettings.of({"study": str(study), "out": str(tmp_path / "out"), "jobs": "cox,validate",
-                               "workspace": str(ws), "n-boot": 50})  # as the demo validates
+                               "workspace": str(ws), "n-boot": 1000})  # as the demo validates
     summary = run(grid, settings)
 
     # the same consent state gives the same patients, hence the same model as `fedprog train

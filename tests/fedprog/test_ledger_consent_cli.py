@@ -98,7 +98,7 @@ def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path)
     early = run("model", "release", "gbsg2-recurrence@2", "--workspace", ws)
     assert early.returncode == 2 and "only a validated model" in early.stderr
     assert cli_json("validate", "gbsg2-recurrence@2", "--workspace", ws, "--skip-verification",
-                    "--bootstrap", "20")["passed"] is True
+                    "--bootstrap", "1000")["passed"] is True
     released = cli_json("model", "release", "gbsg2-recurrence@2", "--workspace", ws, "--reason", "successor")
     assert released["status"] == "released" and released["history"][-1]["state"] == "released"
     assert cli_json("model", "due", "--workspace", ws)["due"] == []  # the released successor clears it

@@ -107,3 +107,44 @@ def test_criteria_load_from_the_requirement_files(tmp_path: Path) -> None:
 def test_the_project_requirements_state_the_validation_criteria() -> None:
     ids = {c.requirement for c in load_criteria()}
     assert {"SRS-VAL-001", "SRS-VAL-002", "SRS-VAL-003", "SRS-VAL-004"} <= ids
+
+
+@pytest.mark.req("SRS-VAL-008")
+@pytest.mark.parametrize(("n_boot", "passed"), [(50, False), (999, False), (1000, True), (2000, True)])
+def test_a_ci_bound_decides_acceptance_only_on_enough_resamples(n_boot: int, passed: bool) -> None:
+    """At one site: the same CI bound (0.66 ≥ 0.6) passes on ≥ 1000 valid resamples only."""
+    sites: dict[str, Table | str] = {"a": {("harrell_c", None): {"estimate": 0.69, "ci_lower": 0.66,
+                                                                 "ci_upper": 0.72, "n_boot": n_boot}}}
+    c = criterion(metric="harrell_c", statistic="ci_lower", op=">=", threshold=0.6, scope="each-site")
+    v = judge([c], POOLED, sites, HORIZONS)[0]
+    [check] = v["checks"]
+    assert v["passed"] is passed and check["passed"] is passed and check["value"] == 0.66
+    if passed:
+        assert "reason" not in check
+    else:
+        assert check["reason"] == f"95% CI from {n_boot} resamples; acceptance needs ≥ 1000"
+    # the estimate is no CI bound: judged whatever the resamples
+    v = judge([criterion(metric="harrell_c", op=">=", threshold=0.6, scope="each-site")], POOLED, sites,
+              HORIZONS)[0]
+    assert v["passed"] is True
+
+
+@pytest.mark.req("SRS-VAL-008")
+def test_a_pooled_ci_bound_rests_on_the_fewest_resamples_of_its_sites() -> None:
+    entry = {"estimate": 0.69, "ci_lower": 0.66, "ci_upper": 0.72}
+    pooled: Table = {("harrell_c", None): {**entry, "sites": ["a", "b"]}}
+
+    def sites(b: int) -> dict[str, Table | str]:
+        return {"a": {("harrell_c", None): {**entry, "n_boot": 1000}},
+                "b": {("harrell_c", None): {**entry, "n_boot": b}}}
+
+    c = criterion(metric="harrell_c", statistic="ci_upper", op="<=", threshold=0.8)
+    [check] = judge([c], pooled, sites(50), HORIZONS)[0]["checks"]
+    assert check["passed"] is False and check["where"] == "pooled"
+    assert check["reason"] == ("95% CI from 50 resamples (pooled over sites; fewest at b); "
+                               "acceptance needs ≥ 1000")
+    assert judge([c], pooled, sites(1000), HORIZONS)[0]["passed"] is True
+    # a pooled site without that metric (or without n_boot) counts as no resamples
+    missing: dict[str, Table | str] = {"a": sites(1000)["a"], "b": {}}
+    [check] = judge([c], pooled, missing, HORIZONS)[0]["checks"]
+    assert check["passed"] is False and "from 0 resamples" in check["reason"]

@@ -43,7 +43,8 @@ def validated(gbsg2: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> 
     sites = [Site(f"h{i}", p) for i, p in enumerate(split(gbsg2))]
     _, artifact = train(study(), sites=sites)
     root = tmp_path_factory.mktemp("ws") / "validation"
-    report = run_validation(artifact, study(), sites, None, root, Options(n_boot=20, skip_verification=True))
+    options = Options(n_boot=1000, skip_verification=True)
+    report = run_validation(artifact, study(), sites, None, root, options)
     return report, root.parent
 
 
@@ -166,7 +167,7 @@ def ws(demo_workspace: Path, tmp_path: Path) -> Path:
 @pytest.mark.req("RC-VAL-001")
 def test_validate_writes_the_report_and_the_model_becomes_validated(ws: Path) -> None:
     report = cli_json("validate", "gbsg2-recurrence@2", "--workspace", ws, "--skip-verification",
-                      "--bootstrap", "50")
+                      "--bootstrap", "1000")
     assert report["passed"] is True and report["registry"]["recorded"] is True
     stored = json.loads((ws / report["folder"] / "report.json").read_text())
     assert {k: v for k, v in report.items() if k != "registry"} == stored
@@ -223,7 +224,7 @@ def test_validate_runs_the_verification_and_keeps_the_junit_evidence(demo_worksp
     ws = copy_workspace(demo_workspace, tmp_path / "ws")
     # the demo's own bootstrap count: the pooled 3-year calibration slope (inverse-variance weights from
     # the bootstrap SEs) lies near the criterion's 1.3, so fewer resamples can tip it over
-    report = cli_json("validate", "gbsg2-recurrence@1", "--workspace", ws, "--bootstrap", "50",
+    report = cli_json("validate", "gbsg2-recurrence@1", "--workspace", ws, "--bootstrap", "1000",
                       "--verification-args", "tests/validation/test_pooling.py -q")
     ver = report["verification"]
     assert ver["status"] == "passed" and ver["tests"] == 4 and ver["failures"] == 0
