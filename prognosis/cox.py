@@ -404,3 +404,14 @@ def _first_error(exc: ValidationError, data: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def evaluable(artifact: dict[str, Any], purpose: str) -> CoxModel:
+    """The verified model of ``artifact`` for ``purpose`` (an evaluation at its horizons, e.g. "the
+    validation"): it needs one shared baseline and stated horizons; otherwise :class:`ModelError`."""
+    model = CoxModel.from_artifact(artifact)
+    if model.stratified:
+        raise ModelError(f"{model.ref} is stratified: {purpose} needs one shared baseline")
+    if not model.horizons:
+        raise ModelError(f"{model.ref} states no horizons for {purpose}")
+    return model

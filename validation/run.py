@@ -38,7 +38,7 @@ from federated.protocol.transport import Transport, as_transport
 from federated.site.evaluation import public_km_times
 from federated.site.handler import Site
 from federated.study import StudySpec
-from prognosis import CoxModel, ModelError
+from prognosis import ModelError, evaluable
 
 from . import report as rep
 from . import verification
@@ -69,13 +69,9 @@ class Options:
 def evaluation_model(artifact: dict[str, Any]) -> EvaluationModel:
     """What a site is sent to evaluate: the sealed artifact itself, at its own horizons."""
     try:
-        model = CoxModel.from_artifact(artifact)
+        model = evaluable(artifact, "the validation")
     except ModelError as exc:
         raise ValidationRunError(f"the model cannot be validated: {exc}") from None
-    if model.stratified:
-        raise ValidationRunError(f"{model.ref} is stratified: the validation needs one shared baseline")
-    if not model.horizons:
-        raise ValidationRunError("the model states no horizons to validate at")
     return EvaluationModel(artifact=model.to_artifact(),
                            horizons=WireArray.from_numpy(np.array(model.horizons, dtype=float)))
 

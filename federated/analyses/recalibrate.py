@@ -35,7 +35,7 @@ from federated.protocol.coordinator import Coordinator
 from federated.protocol.messages import ConsentGate, EvaluationModel, RecalibrateReply, RecalibrateRequest
 from federated.protocol.transport import Endpoint, Transport, as_transport
 from federated.study import LADDER, CohortSpec, StudySpec, rungs_from
-from prognosis import Z95, CoxModel, ModelError, seal
+from prognosis import Z95, CoxModel, ModelError, evaluable, seal
 
 
 class RecalibrationError(FederatedError, ValueError):
@@ -209,14 +209,9 @@ def _declared(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _loaded(artifact: dict[str, Any]) -> CoxModel:
     try:
-        model = CoxModel.from_artifact(artifact)
+        return evaluable(artifact, "a recalibration")
     except ModelError as exc:
         raise RecalibrationError(f"the model cannot be recalibrated: {exc}") from None
-    if model.stratified:
-        raise RecalibrationError(f"{model.ref} is stratified: a recalibration needs one shared baseline")
-    if not model.horizons:
-        raise RecalibrationError(f"{model.ref} states no horizons")
-    return model
 
 
 def recalibrate(sites: Endpoint | Sequence[Endpoint] | Transport, artifact: dict[str, Any], study: StudySpec,

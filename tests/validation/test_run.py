@@ -174,7 +174,7 @@ def test_validate_writes_the_report_and_the_model_becomes_validated(ws: Path) ->
     assert set(stored["sites"]) == {"hospital-a", "hospital-b", "hospital-c", "hospital-d"}
     for site in stored["sites"].values():
         assert metric_keys(site["metrics"]) == METRICS
-    assert metric_keys(stored["pooled"]["metrics"]) == METRICS and stored["settings"]["n_boot"] == 50
+    assert metric_keys(stored["pooled"]["metrics"]) == METRICS and stored["settings"]["n_boot"] == 1000
     assert statuses(ws)["gbsg2-recurrence@2"] == "validated"
     ledger = cli_json("ledger", "show", "--workspace", ws)
     assert ledger["entries"]["validation"] == 2
