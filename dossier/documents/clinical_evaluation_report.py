@@ -139,7 +139,8 @@ def _external(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
         out.append(para("No recalibrated version of the model is registered."))
     for m in ev.recalibrated:
         how = m.recalibration
-        shown = ("; ".join(f"{k}: {v}" for k, v in sorted(how.items()) if not isinstance(v, dict | list))
+        shown = ("; ".join(f"{k}: {_short(v)}" for k, v in sorted(how.items())
+                           if not isinstance(v, dict | list))
                  if how else "the artifact does not record how (no training.recalibration block)")
         out.append(para(f"<b>{esc(m.entry.ref)}</b> ({esc(m.entry.status)}, SHA-256 {m.entry.sha256}), "
                         f"recalibrated at {esc(m.site)}: {esc(shown)}."))
@@ -148,6 +149,11 @@ def _external(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
         if not any(r.setting == "external" for r in m.reports):
             out.append(para("It has no external validation report."))
     return out
+
+
+def _short(value: object) -> str:
+    """A recorded value as a reader wants it: a float to four significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _era(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
