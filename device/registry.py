@@ -33,6 +33,7 @@ witness's own state. A ledger that fails is not replayed: :class:`LedgerUntruste
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -370,22 +371,44 @@ class ModelRegistry:
 
 
 def check_envelope(artifact: dict[str, Any]) -> None:
-    """Refuse a model whose intended-use envelope reaches past its training data: the first and
-    the last tenth of every declared range must hold training patients, by the securely summed
-    coverage histogram the artifact carries (a suppressed small cell counts as populated). The
-    device refuses inputs outside the range, so the range must not promise what the data never
-    showed (ISO 14971 risk control for HAZ-INPUT-001)."""
+    """Refuse a model whose intended-use envelope reaches where its training data do not: every tenth
+    of a declared range that can hold a value (any tenth of a quantity's range, a tenth holding a
+    whole number of an integer's) must hold training patients by the securely summed coverage
+    histogram the artifact carries. A site sends a cell of fewer than k of its patients as 0 (k-cells
+    at the source), so a tenth counted at all holds at least k training patients at one hospital
+    (RC-INPUT-005); the lowest and highest tenth are the declared extremes (RC-INPUT-001). The device
+    refuses inputs outside the range, so the range must not promise what the data never showed
+    (ISO 14971 risk control for HAZ-INPUT-001 and HAZ-INPUT-005)."""
     for spec in artifact.get("inputs", []):
         cov = spec.get("coverage")
-        if not cov or not cov.get("counts"):
+        if not cov or not cov.get("counts") or spec.get("kind") not in ("quantity", "integer"):
             continue
         counts, edges = cov["counts"], cov["edges"]
-        for i, side in ((0, "lowest"), (len(counts) - 1, "highest")):
-            if counts[i] == 0:
-                raise RegistryError(
-                    f"input {spec['name']!r}: no training patient in the {side} tenth of its declared range "
-                    f"[{edges[i]:g}, {edges[i + 1]:g}]: the intended-use envelope must not exceed the "
-                    "training data; narrow the range in the study settings and retrain")
+        last = len(counts) - 1
+        for i in _holdable(edges, spec["kind"] == "integer"):
+            if counts[i]:
+                continue
+            where = {0: "lowest tenth", last: "highest tenth"}.get(i, "tenth")
+            raise RegistryError(
+                f"input {spec['name']!r}: no training patient in the {where} of its declared range "
+                f"[{edges[i]:g}, {edges[i + 1]:g}]: the intended-use envelope must not exceed the "
+                "training data (every tenth holds at least k training patients at one hospital); narrow the "
+                "range in the study settings and retrain")
+
+
+def _holdable(edges: list[float], whole: bool) -> list[int]:
+    """The bins of ``edges`` (``numpy.histogram``'s: half-open, the last closed) a value can fall in:
+    all of them, or for whole numbers those holding an integer."""
+    n = len(edges) - 1
+    if not whole:
+        return list(range(n))
+    out = []
+    for i in range(n):
+        lo, hi = edges[i], edges[i + 1]
+        first = math.ceil(lo)
+        if first < hi or (i == n - 1 and first <= hi):
+            out.append(i)
+    return out
 
 
 def _superseded(entries: Models) -> set[str]:

@@ -38,9 +38,11 @@ SHARES = (0.40, 0.25, 0.20, 0.15)
 _LOINC, _SNOMED = "http://loinc.org", "http://snomed.info/sct"
 _SIZE, _GRADE = "urn:fedprog:code:tumour-size-band", "urn:fedprog:code:histological-grade-band"
 #: Declared intended-use envelope and codes of each demo input.
-#: the intended-use envelope: the span of the (node-positive) GBSG2 cohort whose first and last
-#: tenth hold at least k = 5 women at one hospital (coverage is k-safe at the source), so the
-#: release gate can show training patients there; women outside it are outside the study population
+#: the intended-use envelope: the widest span of the (node-positive) GBSG2 cohort whose every tenth
+#: holds at least k = 5 consented women at one training hospital (coverage is k-safe at the source),
+#: so the release gate finds training patients throughout (RC-INPUT-005): 1-14 positive nodes (the
+#: tenth 15-17 of the earlier 1-21 held fewer than 5 at every hospital), progesterone receptor 0-435
+#: and oestrogen receptor 0-400 fmol/mg; women outside it are outside the study population
 #: declared inputs; ``reference`` is the reference patient the released model is centred on
 #: (a 55-year-old postmenopausal woman, grade 1–2 tumour of over 20 to 50 mm, 3 positive nodes,
 #: receptors 30/40 fmol/mg, no hormone therapy), as published prognostic models state one; tumour
@@ -66,15 +68,15 @@ DEMO_INPUTS: dict[str, InputSpec] = {
                         bands=Bands(cuts=[2], min=1, max=3, whole=True)),
     "pnodes": InputSpec(code=Coding(system=_LOINC, code="21893-3",
                                     display="Regional lymph nodes positive [#] Specimen"),
-                        unit="1", kind="integer", min=1, max=21, reference=3,
+                        unit="1", kind="integer", min=1, max=14, reference=3,
                         title="Positive lymph nodes", below=NODE_NEGATIVE),
     "progrec": InputSpec(code=Coding(system=_LOINC, code="16112-5",
                                      display="Progesterone receptor [Units/volume] in Tissue"),
-                         unit="fmol/mg", min=0, max=450, reference=30,
+                         unit="fmol/mg", min=0, max=435, reference=30,
                          title="Progesterone receptor"),
     "estrec": InputSpec(code=Coding(system=_LOINC, code="16113-3",
                                     display="Estrogen receptor [Units/volume] in Tissue"),
-                        unit="fmol/mg", min=0, max=550, reference=40,
+                        unit="fmol/mg", min=0, max=400, reference=40,
                         title="Oestrogen receptor"),
     "hormone_therapy": InputSpec(code=Coding(system=_SNOMED, code="169413002",
                                              display="Hormone therapy"), kind="boolean",

@@ -246,8 +246,8 @@ def test_input_spec_accepts_inside_and_explains_outside() -> None:
     assert age.accepts(27) is None and age.accepts(79.0) is None and age.accepts(np.float64(50)) is None
     assert age.accepts(79.5) == ("Age: 79.5 years is outside the range this model was developed and "
                                  "validated for (27 to 79 years)")
-    assert progrec.accepts(450.5) == ("Progesterone receptor: 450.5 fmol/mg is outside the range this model "
-                                      "was developed and validated for (0 to 450 fmol/mg)")
+    assert progrec.accepts(435.5) == ("Progesterone receptor: 435.5 fmol/mg is outside the range this model "
+                                      "was developed and validated for (0 to 435 fmol/mg)")
     assert age.accepts(math.nan) == "Age: nan is not a finite number"
     assert age.accepts("fifty") == "Age: 'fifty' is not a number"
     assert hormone.accepts(1) is None and hormone.accepts(True) is None and hormone.accepts(0.0) is None

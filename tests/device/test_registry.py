@@ -157,6 +157,42 @@ def test_a_model_whose_envelope_exceeds_its_training_data_is_not_released(regist
     assert registry.get(r).status == "validated"
 
 
+@pytest.mark.req("SRS-REG-001", "RC-INPUT-005")
+def test_a_gap_inside_the_envelope_keeps_the_model_from_release(registry: ModelRegistry) -> None:
+    """A tenth inside a declared range where no hospital had k training patients (a site sends such a
+    cell as 0): the range promises what the data never showed there, so the gate refuses."""
+    art = demo_artifact()
+    nodes = next(i for i in art["inputs"] if i["name"] == "pnodes")
+    assert all(nodes["coverage"]["counts"])  # the demo's range 1-14 is covered throughout
+    nodes["coverage"]["counts"][6] = 0
+    art["version"] = "8"
+    registry.register(reseal(art), "demo@8")
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    low, high = nodes["coverage"]["edges"][6:8]
+    gap = rf"'pnodes': no training patient in the tenth of its declared range \[{low:g}, {high:g}\]"
+    with pytest.raises(RegistryError, match=gap):
+        registry.release(r)
+    assert registry.get(r).status == "validated"
+
+
+@pytest.mark.req("RC-INPUT-005")
+def test_only_tenths_that_can_hold_a_value_are_judged() -> None:
+    """An integer range [2, 3] in tenths: only the first (2) and the last (3) can hold a grade; a
+    boolean's or a category's empty interior is no gap."""
+    from device.registry import check_envelope
+
+    edges = [2 + 0.1 * i for i in range(11)]
+    grade = {"name": "grade", "kind": "integer",
+             "coverage": {"edges": edges, "counts": [50] + [0] * 8 + [40]}}
+    flag = {"name": "ht", "kind": "boolean", "coverage": {"edges": [0.1 * i for i in range(11)],
+                                                          "counts": [300] + [0] * 8 + [200]}}
+    check_envelope({"inputs": [grade, flag]})
+    grade["kind"] = "quantity"  # a quantity can lie anywhere in [2, 3]: the empty tenths are gaps
+    with pytest.raises(RegistryError, match=r"'grade': no training patient in the tenth of .* \[2.1, 2.2\]"):
+        check_envelope({"inputs": [grade, flag]})
+
+
 def _edit_kind(ledger: Ledger, kind: str) -> None:
     """Someone with write access to the file (not the witnesses) appends one character to a kind."""
     import sqlite3

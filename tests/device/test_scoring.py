@@ -233,7 +233,7 @@ def test_delta_method_agrees_with_monte_carlo_over_beta(legacy: PrognosticModel)
     """β ~ N(β̂, Σ): the spread of log(−log S) and the 2.5/97.5 % risk quantiles match the β-only
     interval (of an older artifact; the full interval is checked against its formula above)."""
     model = legacy
-    x = np.array([[30.0, 2.0, 1.0, 20.0, 5.0, 500.0, 0.0, 0.0]])  # far from the centre, inside the envelope
+    x = np.array([[30.0, 2.0, 1.0, 14.0, 5.0, 400.0, 0.0, 0.0]])  # far from the centre, inside the envelope
     s = score(model, x)
     rng = np.random.default_rng(2026)
     cov = (model.covariance + model.covariance.T) / 2
@@ -280,11 +280,11 @@ def test_inputs_outside_the_envelope_are_refused_naming_the_input(model: Prognos
 @pytest.mark.req("SRS-DEV-005", "RC-INPUT-001")
 def test_values_are_never_clamped(model: PrognosticModel) -> None:
     x = patients(model, 1, seed=10)
-    x[0, 5] = 550.0 + 1e-9
-    with pytest.raises(ScoringError, match=r"Oestrogen receptor: 550\.000000001 fmol/mg is outside .* "
-                                           r"\(0 to 550 fmol/mg\)"):
+    x[0, 5] = 400.0 + 1e-9
+    with pytest.raises(ScoringError, match=r"Oestrogen receptor: 400\.000000001 fmol/mg is outside .* "
+                                           r"\(0 to 400 fmol/mg\)"):
         score(model, x)
-    x[0, 5], x[0, 1] = 550.0, 2.0 + 1e-9  # a category is an exact index, never rounded to one
+    x[0, 5], x[0, 1] = 400.0, 2.0 + 1e-9  # a category is an exact index, never rounded to one
     with pytest.raises(ScoringError, match=r"Tumour size: 2\.000000001 is not the index of a listed"):
         score(model, x)
 

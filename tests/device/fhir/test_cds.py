@@ -28,8 +28,8 @@ from tests.device.test_model import demo_artifact, reseal
 BASE = "http://test/fhir"
 URL = f"/cds-services/{SERVICE_ID}"
 #: inputs chosen to land in each band of RISK_BANDS at 5 years (checked against score() below), all
-#: inside the intended-use envelope (age 27-79 a, tsize 3-65 mm, pnodes 1-21, progrec 0-450, estrec 0-550)
-LOW = {**DEMO_VALUES, "age": 78.0, "tsize": 4.0, "tgrade": 1, "pnodes": 1, "progrec": 450.0, "estrec": 10.0,
+#: inside the intended-use envelope (age 27-79 a, tsize 1-120 mm, pnodes 1-14, progrec 0-435, estrec 0-400)
+LOW = {**DEMO_VALUES, "age": 78.0, "tsize": 4.0, "tgrade": 1, "pnodes": 1, "progrec": 430.0, "estrec": 10.0,
        "postmenopausal": True}
 MIDDLE = {**DEMO_VALUES, "pnodes": 1, "progrec": 300.0}
 HIGH = {**DEMO_VALUES, "tgrade": 3, "pnodes": 6}

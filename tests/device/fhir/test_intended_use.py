@@ -157,4 +157,4 @@ def test_above_the_range_the_validated_range_is_named_in_words(client: Any) -> N
     issue = refused(client, parameters(patient_bundle({**DEMO_VALUES, "pnodes": 30, "tsize": 2.0},
                                                       units={"tsize": "cm"})))
     assert issue["diagnostics"] == ("Positive lymph nodes: 30 is outside the range this model was developed "
-                                    "and validated for (1 to 21)")
+                                    "and validated for (1 to 14)")

@@ -30,13 +30,13 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-u
 WAIT = 20.0
 #: demo patients (GBSG2 inputs in the model's units; tumour size and grade as the index of their band,
 #: the option the page's select offers: size ≤ 20 / > 20-50 / > 50 mm, grade 1-2 / 3), inside the
-#: intended-use envelope (age 27-79 a, pnodes 1-21, progrec 0-450, estrec 0-550): LOW is under 10 % at 5 years
+#: intended-use envelope (age 27-79 a, pnodes 1-14, progrec 0-435, estrec 0-400): LOW is under 10 % at 5 years
 #: (the "info" band of the CDS card), HIGH far above 30 % (the "critical" band)
 #: (the age is not entered: the server computes it from the date of birth, born 1 January so that she
 #: is the age shown plus less than a year)
-LOW = {"age": 76, "tsize": 0, "tgrade": 0, "pnodes": 1, "progrec": 450, "estrec": 10,
+LOW = {"age": 76, "tsize": 0, "tgrade": 0, "pnodes": 1, "progrec": 430, "estrec": 10,
        "hormone_therapy": True, "postmenopausal": True}
-HIGH = {"age": 38, "tsize": 2, "tgrade": 1, "pnodes": 20, "progrec": 2, "estrec": 1,
+HIGH = {"age": 38, "tsize": 2, "tgrade": 1, "pnodes": 14, "progrec": 2, "estrec": 1,
         "hormone_therapy": False, "postmenopausal": False}
 #: the clinical labels the page shows instead of the LOINC / SNOMED CT display names
 LABELS = {"tsize": "Tumour size", "tgrade": "Tumour grade", "pnodes": "Positive lymph nodes",
