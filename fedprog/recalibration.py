@@ -39,7 +39,7 @@ def recalibrate_in_workspace(ws: Workspace, ref: str, site: str, *, witnesses: W
     if not external and site not in ws.sites:
         raise WorkspaceError(f"unknown site {site!r} (sites: {', '.join(ws.sites + ws.external_sites)})")
     protocol = ws.protocol(study, [site]) if external else ws.protocol(study)
-    if protocol.sha256 not in {p.sha256 for p in ws.approvals(site)}:
+    if not ws.has_approved(site, protocol):
         raise WorkspaceError(f"site {site!r} has not approved this study (fedprog site approve --site {site}"
                              + (f" --model {entry.ref})" if external else ")"))
     model_id = recalibrated_id(entry.model_id, site)

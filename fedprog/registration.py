@@ -120,7 +120,7 @@ def validate_external_in_workspace(ws: Workspace, ref: str, sites: Sequence[str]
     model = ws.models.artifact(entry.ref)
     study = registered_study(ws, entry)
     protocol = ws.protocol(study, sites)
-    unapproved = [s for s in sites if protocol.sha256 not in {p.sha256 for p in ws.approvals(s)}]
+    unapproved = [s for s in sites if not ws.has_approved(s, protocol)]
     if unapproved:
         raise WorkspaceError(f"site {unapproved[0]!r} has not approved this study for its external "
                              f"validation (fedprog site approve --site {unapproved[0]} --model {entry.ref})")

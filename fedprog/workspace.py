@@ -301,8 +301,12 @@ class Workspace:
 
     def unapproved(self, study: StudySpec) -> list[str]:
         """The sites whose operator has not approved ``study`` as this workspace's sites would run it."""
-        sha = self.protocol(self.study_spec(study)).sha256
-        return [site for site in self.sites if sha not in {p.sha256 for p in self.approvals(site)}]
+        protocol = self.protocol(self.study_spec(study))
+        return [site for site in self.sites if not self.has_approved(site, protocol)]
+
+    def has_approved(self, site: str, protocol: StudyProtocol) -> bool:
+        """Whether the operator of ``site`` approved exactly ``protocol`` (by its SHA-256)."""
+        return protocol.sha256 in {p.sha256 for p in self.approvals(site)}
 
     def approvals(self, site: str) -> list[StudyProtocol]:
         folder = self.root / "sites" / site / "approved"
