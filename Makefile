@@ -4,15 +4,37 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean browser
+LOCKS  := requirements/runtime.lock requirements/dev.lock
 
+.PHONY: demo test lint bench install lock clean browser
+
+# what is installed is the lock, every file checked against its sha256 (pyproject.toml only states the
+# compatible ranges); fedprog itself goes on top without dependencies
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCKS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# `make lock`: the maintainer's action after a change of dependencies in pyproject.toml. It resolves
+# requirements/runtime.lock (the device: the dependencies and the flower extra; its SOUP and SBOM are
+# derived from it) and then requirements/dev.lock (runtime + the qms tools + the dev/test tools, held to
+# the runtime pins), each pin `==` with the sha256 of every file pip may install. pip-tools runs from a
+# throwaway venv in /tmp (no project dependency); existing pins are kept unless LOCK_UPGRADE=--upgrade.
+# Then review each changed runtime pin in traceability/soup_review.yaml (`fedprog trace soup --check`).
+LOCK_TOOLS  := /tmp/fedprog-lock-tools
+# (`--unsafe-package fedprog`: the dev extra names fedprog[flower,qms], which is installed from the
+# checkout, not from the lock; setuptools and pip are pinned like any other package when required)
+PIP_COMPILE  = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes \
+               --no-emit-index-url --no-emit-find-links --strip-extras --unsafe-package fedprog $(LOCK_UPGRADE)
+
+lock:
+	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && \
+	  $(LOCK_TOOLS)/bin/python -m pip install --quiet pip-tools==7.7.0; }
+	$(PIP_COMPILE) --extra flower -o requirements/runtime.lock pyproject.toml
+	$(PIP_COMPILE) --extra dev -c requirements/runtime.lock -o requirements/dev.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/fedprog demo --external

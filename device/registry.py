@@ -28,14 +28,17 @@ otherwise put a withdrawn model back in service. Every replay goes through
 the root from those leaves, and — given the workspace's :class:`~ledger.anchors.TrustAnchors`
 — checked against the latest checkpoint a quorum of pinned witnesses cosigned and each
 witness's own state. A ledger that fails is not replayed: :class:`LedgerUntrusted`.
+
+A release is honoured only with the signature of a pinned approver over the model, its report and,
+for a successor, its change-control verdict, and with software verification that passed
+(:mod:`device.release_gate`; issue 19).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,11 +47,21 @@ from ledger.anchors import TrustAnchors
 from ledger.canonical import sealed_sha256
 from ledger.files import write_json_atomic
 from ledger.log import Ledger, Receipt
+from ledger.signatures import Approval, Person
 from ledger.trusted import UntrustedLedger, read_verified
 
+from .model_entry import ModelEntry
+from .release_gate import (
+    LedgerUntrusted,
+    RegistryError,
+    approval_problems,
+    assess_successor,
+    check_envelope,
+    release_subject,
+    release_verification,
+)
 from .revocation import (
     RETRAIN_DUE,
-    RetrainDue,
     Revocations,
     flag_body,
     flag_terms,
@@ -58,72 +71,13 @@ from .revocation import (
     window,
 )
 
-
-class RegistryError(ValueError):
-    """Unknown model, tampered artifact, or an artifact that is not a model."""
-
-
-class LedgerUntrusted(RegistryError):
-    """The ledger fails its check (entries against their leaves, the recomputed root against the
-    witnessed checkpoint and the trust anchors): the registry refuses to replay it."""
-
-
-#: lifecycle states in order; ``affected`` overrides any but ``withdrawn``
-STATES = ("candidate", "validated", "released", "withdrawn")
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One registered model version, as the ledger records it.
-
-    ``lifecycle`` is the release-gate state; ``status`` is what users and the server act on:
-    the lifecycle state, or ``affected`` once a consent revocation touches the training job —
-    unless the model is released and inside its revocation window: then it stays ``released``
-    with ``retrain`` set (the ``retrain due`` qualifier; :mod:`device.revocation`). ``retrain`` is
-    kept after the deadline passes (``expired``), to say why the model is affected.
-    ``history`` lists ``(ledger index, state)`` for every transition, oldest first.
-    """
-
-    model_id: str
-    version: str
-    sha256: str
-    job: str
-    lifecycle: str
-    ledger_index: int
-    consent_checkpoint: dict[str, Any] | None
-    predecessor: str | None
-    affected_by_revocation: bool
-    history: tuple[tuple[int, str], ...] = ()
-    validation: dict[str, Any] | None = None
-    retrain: RetrainDue | None = None
-
-    @property
-    def status(self) -> str:
-        in_window = self.retrain is not None and not self.retrain.expired
-        if self.affected_by_revocation and self.lifecycle != "withdrawn" and not in_window:
-            return "affected"
-        return self.lifecycle
-
-    @property
-    def ref(self) -> str:
-        """``model_id@version``: how commands name a model."""
-        return f"{self.model_id}@{self.version}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "version": self.version, "status": self.status,
-                "sha256": self.sha256, "affected_by_revocation": self.affected_by_revocation,
-                "job": self.job, "ledger_index": self.ledger_index, "predecessor": self.predecessor,
-                "consent_checkpoint": self.consent_checkpoint, "lifecycle": self.lifecycle,
-                "history": [{"ledger_index": i, "state": st} for i, st in self.history],
-                "validation": self.validation,
-                "retrain_due": None if self.retrain is None else self.retrain.to_dict()}
-
-
 #: listings of models and of receipts (``list`` is a method name inside :class:`ModelRegistry`)
 Models = list[ModelEntry]
 Receipts = list[Receipt]
 Entries = list[tuple[int, str, dict[str, Any]]]
 
+#: the reasons something is refused, one line each
+Problems = list[str]
 #: SHA-256 an artifact is sealed with (canonical JSON without its ``sha256`` field)
 canonical_sha256 = sealed_sha256
 
@@ -142,12 +96,23 @@ class ModelRegistry:
     """
 
     def __init__(self, folder: Path, ledger: Ledger, reports: Path | None = None,
-                 clock: Callable[[], datetime] = utc_now, anchors: TrustAnchors | None = None) -> None:
+                 clock: Callable[[], datetime] = utc_now, anchors: TrustAnchors | None = None,
+                 people: Mapping[str, Person] | None = None, demonstration: bool = False,
+                 plan: Path | None = None) -> None:
         self.folder = Path(folder)
         self.ledger = ledger
         self.reports = Path(reports) if reports is not None else self.folder.parent / "validation"
         self.clock = clock
         self.anchors = anchors
+        #: the approvers pinned outside the ledger (``workspace.json`` ``trust.people``): a ``release``
+        #: entry counts only with an approval that verifies under one of their keys
+        self.people: dict[str, Person] = dict(people or {})
+        #: a demonstration workspace (``fedprog demo``) may release with the software verification
+        #: waived, and every such release says so; a clinical workspace never can
+        self.demonstration = demonstration
+        #: the predetermined change control plan a successor is assessed against at release (read only
+        #: then); None: every successor is a significant change
+        self.plan = plan
 
     def entries(self, kind: str | None = None) -> Entries:
         """The ledger's entries (of ``kind``) as ``(index, kind, body)``, only from a ledger that
@@ -187,6 +152,8 @@ class ModelRegistry:
             if kind == "model":
                 models[b["sha256"]] = {"body": b, "index": idx, "state": "candidate",
                                        "history": [(idx, "candidate")], "validation": None}
+            elif kind == "release" and b.get("sha256") in models and self.release_problems(b):
+                continue  # a release without a valid approver's signature is not honoured
             elif kind in ("validation", "release", "withdrawal") and b.get("sha256") in models:
                 _replay(models[b["sha256"]], idx, kind, b)
             elif kind == "revocation":
@@ -329,9 +296,14 @@ class ModelRegistry:
                                 "refusing it")
         return report
 
-    def release(self, ref: str, *, reason: str = "", by: str = "") -> Receipt:
-        """Release a validated model for clinical use (the gate: a passing, intact report; no
-        consent revocation touching it; its artifact intact)."""
+    def release(self, ref: str, approval: Approval, *, reason: str = "", significant_change: str = ""
+                ) -> Receipt:
+        """Release a validated model for clinical use (IEC 62304 §5.8). The gate: a passing, intact
+        validation report whose software verification passed (waived only in a demonstration
+        workspace, and then recorded as waived); no consent revocation touching the model; its
+        artifact intact and inside its training data's envelope; and ``approval``, signed by a pinned
+        person holding the ``approver`` role over :func:`release_subject` (:mod:`ledger.signatures`).
+        A successor is assessed against the change control plan (:meth:`change_control`, RC-REG-002)."""
         entry = self.get(ref)
         if entry.status == "affected":
             raise RegistryError(f"{entry.ref} is affected by a consent revocation: retrain it "
@@ -342,11 +314,57 @@ class ModelRegistry:
         report = self.report(entry)
         if report.get("passed") is not True:
             raise RegistryError(f"the validation report of {entry.ref} did not pass")
+        verification = release_verification(report, self.demonstration)
         check_envelope(self.artifact(entry.ref))
+        change_control = self.change_control(entry.ref, significant_change)
         report_sha256 = entry.validation["report_sha256"] if entry.validation else None
-        return self.ledger.append("release", {"model": entry.ref, "sha256": entry.sha256,
-                                              "at": iso(self.clock()), "report_sha256": report_sha256,
-                                              "reason": reason, "by": by})
+        subject = release_subject(entry.ref, entry.sha256, report_sha256, change_control)
+        problems = approval_problems(approval, self.people, subject)
+        if problems:
+            raise RegistryError(f"release of {entry.ref} refused: {problems[0]}")
+        body: dict[str, Any] = {"model": entry.ref, "sha256": entry.sha256, "at": iso(self.clock()),
+                                "report_sha256": report_sha256, "reason": reason,
+                                "approval": approval.model_dump(mode="json"), "verification": verification}
+        if change_control is not None:
+            body["change_control"] = change_control
+        return self.ledger.append("release", body)
+
+    def change_control(self, ref: str, significant_change: str = "") -> dict[str, Any] | None:
+        """The change-control record a release of ``ref`` carries (None: a first version is not a
+        change): :func:`device.release_gate.assess_successor` against its nearest released ancestor."""
+        entry = self.get(ref)
+        if entry.predecessor is None:
+            return None
+        base = self._released_ancestor(entry)
+        return assess_successor(self.plan, entry.ref, (base.ref, self.artifact(base.ref), self.report(base)),
+                                self.artifact(entry.ref), self.report(entry), significant_change)
+
+    def _released_ancestor(self, entry: ModelEntry) -> ModelEntry:
+        """The nearest predecessor of ``entry`` that was ever released, else its direct predecessor."""
+        by_ref = {m.ref: m for m in self.list()}
+        ref, first = entry.predecessor, None
+        while ref is not None and ref in by_ref:
+            m = by_ref[ref]
+            first = first or m
+            if "released" in (state for _, state in m.history):
+                return m
+            ref = m.predecessor
+        if first is None:
+            raise RegistryError(f"{entry.ref}: its predecessor {entry.predecessor} is not registered")
+        return first
+
+    def release_problems(self, body: dict[str, Any]) -> Problems:
+        """Why a ``release`` entry is not honoured (``[]``: it is): its approval must verify under a
+        pinned approver's key for exactly this model and report, and its verification must have
+        passed (or been waived in a demonstration workspace). Adversary: whoever can append to the
+        ledger but holds no approver's key."""
+        subject = release_subject(body.get("model"), body.get("sha256"), body.get("report_sha256"),
+                                  body.get("change_control"))
+        problems = approval_problems(body.get("approval"), self.people, subject)
+        status = (body.get("verification") or {}).get("status")
+        if status != "passed" and not (status == "waived" and self.demonstration):
+            problems.append(f"its software verification is {status or 'absent'}")
+        return problems
 
     def withdraw(self, ref: str, *, reason: str, by: str = "") -> Receipt:
         """Withdraw a model from use (any state but withdrawn); the server stops serving it."""
@@ -368,47 +386,6 @@ class ModelRegistry:
             raise RegistryError(f"no released model{which}: release a validated model first "
                                 "(fedprog model release REF)")
         return live[-1]
-
-
-def check_envelope(artifact: dict[str, Any]) -> None:
-    """Refuse a model whose intended-use envelope reaches where its training data do not: every tenth
-    of a declared range that can hold a value (any tenth of a quantity's range, a tenth holding a
-    whole number of an integer's) must hold training patients by the securely summed coverage
-    histogram the artifact carries. A site sends a cell of fewer than k of its patients as 0 (k-cells
-    at the source), so a tenth counted at all holds at least k training patients at one hospital
-    (RC-INPUT-005); the lowest and highest tenth are the declared extremes (RC-INPUT-001). The device
-    refuses inputs outside the range, so the range must not promise what the data never showed
-    (ISO 14971 risk control for HAZ-INPUT-001 and HAZ-INPUT-005)."""
-    for spec in artifact.get("inputs", []):
-        cov = spec.get("coverage")
-        if not cov or not cov.get("counts") or spec.get("kind") not in ("quantity", "integer"):
-            continue
-        counts, edges = cov["counts"], cov["edges"]
-        last = len(counts) - 1
-        for i in _holdable(edges, spec["kind"] == "integer"):
-            if counts[i]:
-                continue
-            where = {0: "lowest tenth", last: "highest tenth"}.get(i, "tenth")
-            raise RegistryError(
-                f"input {spec['name']!r}: no training patient in the {where} of its declared range "
-                f"[{edges[i]:g}, {edges[i + 1]:g}]: the intended-use envelope must not exceed the "
-                "training data (every tenth holds at least k training patients at one hospital); narrow the "
-                "range in the study settings and retrain")
-
-
-def _holdable(edges: list[float], whole: bool) -> list[int]:
-    """The bins of ``edges`` (``numpy.histogram``'s: half-open, the last closed) a value can fall in:
-    all of them, or for whole numbers those holding an integer."""
-    n = len(edges) - 1
-    if not whole:
-        return list(range(n))
-    out = []
-    for i in range(n):
-        lo, hi = edges[i], edges[i + 1]
-        first = math.ceil(lo)
-        if first < hi or (i == n - 1 and first <= hi):
-            out.append(i)
-    return out
 
 
 def _superseded(entries: Models) -> set[str]:

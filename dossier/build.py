@@ -10,6 +10,10 @@ Nothing half-written: every document's needs are checked before anything is writ
 is rendered into a temporary folder beside ``out`` and moved into place when complete. The same
 inputs give byte-identical files, so rebuilding finds its anchor already in the ledger and does
 not append a second one.
+
+Document control (:mod:`dossier.approvals`): each document is rendered first without its approval
+block and change history — the SHA-256 of that rendering, ``content_sha256``, is what its author,
+reviewer and approver sign — then with them; the manifest is ``issued`` only when nothing blocks it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ledger.files import sha256_file
 from ledger.log import Ledger
 from ledger.verify import verify_ledger
 
+from . import approvals
 from . import documents as _documents_pkg
 from .inputs import open_decisions
 from .spec import _WHAT, DocumentSpec, DossierError, DossierInputs
@@ -44,8 +49,8 @@ MANIFEST = "manifest.json"
 #: management (§5), verification and validation (§6), then Annex III post-market surveillance;
 #: documents not listed follow, by id
 ORDER = ("FP-DD", "FP-IFU", "FP-SDP", "FP-SRS", "FP-ARCH", "FP-GSPR", "FP-RMP", "FP-RMF", "FP-RMR", "FP-UEF",
-         "FP-CYB", "FP-VER", "FP-TM", "FP-CVR", "FP-CEP", "FP-CER", "FP-MC", "FP-SOUP", "FP-REL", "FP-PMS",
-         "FP-PMCF")
+         "FP-CYB", "FP-VER", "FP-TM", "FP-TVAL", "FP-CVR", "FP-CEP", "FP-CER", "FP-MC", "FP-SOUP", "FP-REL",
+         "FP-PCCP", "FP-PMS", "FP-PMCF")
 
 
 def discover() -> list[DocumentSpec]:
@@ -145,13 +150,12 @@ def manifest_bytes(data: dict[str, Any]) -> bytes:
 
 
 def _manifest(inputs: DossierInputs, entries: list[dict[str, Any]], sbom_sha: str,
-              not_issued: list[dict[str, Any]]) -> dict[str, Any]:
+              not_issued: list[dict[str, Any]], blockers: list[str]) -> dict[str, Any]:
     model = inputs.model
     assert model is not None and inputs.sbom is not None  # checked by check()
-    decisions = open_decisions(inputs)
     return {"schema": SCHEMA, "documents": entries,
-            "status": "draft" if not_issued or decisions else "issued", "not_issued": not_issued,
-            "open_decisions": decisions,
+            "status": "draft" if blockers else "issued", "issue_blockers": blockers, "not_issued": not_issued,
+            "open_decisions": open_decisions(inputs),
             "model": {"ref": model.ref, "sha256": model.sha256, "status": model.status,
                       "validation_report_sha256": (model.validation or {}).get("report_sha256")},
             "date": inputs.date, "revision": inputs.revision,
@@ -182,20 +186,33 @@ def _install(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _render_one(inputs: DossierInputs, doc: DocumentSpec, path: Path
+                ) -> tuple[dict[str, Any], approvals.DocumentApprovals]:
+    """Render ``doc`` without approvals or history to hash its content (what approvers sign), then
+    the issued form: approval block under the control block, change history at the end."""
+    ctl = control(inputs, doc)
+    render(path, ctl, doc.build(inputs), toc=doc.toc)
+    content = sha256_file(path)
+    signed = approvals.for_document(inputs, doc.id, content)
+    pages = render(path, ctl, doc.build(inputs), toc=doc.toc, front=approvals.block(signed),
+                   back=approvals.history(inputs, doc, signed))
+    return {"id": doc.id, "title": doc.title, "file": doc.file, "sha256": sha256_file(path), "pages": pages,
+            "content_sha256": content, "approvals": signed.summary()}, signed
+
+
 def _render_all(inputs: DossierInputs, docs: Sequence[DocumentSpec], tmp: Path,
                 timings: dict[str, float], not_issued: list[dict[str, Any]]) -> dict[str, Any]:
-    entries = []
+    entries, signed = [], {}
     for doc in docs:
         started = time.perf_counter()
-        path = tmp / doc.file
-        pages = render(path, control(inputs, doc), doc.build(inputs), toc=doc.toc)
-        entries.append({"id": doc.id, "title": doc.title, "file": doc.file, "sha256": sha256_file(path),
-                        "pages": pages})
+        entry, signed[doc.id] = _render_one(inputs, doc, tmp / doc.file)
+        entries.append(entry)
         timings[doc.id] = round(time.perf_counter() - started, 3)
     assert inputs.sbom is not None and inputs.sbom_json is not None  # checked by check()
     sbom = tmp / inputs.sbom["file"]
     sbom.write_text(inputs.sbom_json, encoding="utf-8")
-    data = _manifest(inputs, entries, sha256_file(sbom), not_issued)
+    blockers = approvals.issue_blockers(inputs, not_issued, open_decisions(inputs), signed)
+    data = _manifest(inputs, entries, sha256_file(sbom), not_issued, blockers)
     (tmp / MANIFEST).write_bytes(manifest_bytes(data))
     return data
 
@@ -217,8 +234,9 @@ def build(inputs: DossierInputs, out: Path, *, anchor: Ledger | None,
     into ``out``; anchor the manifest's SHA-256 in ``anchor`` (once per identical manifest).
 
     A missing input stops the build naming it. Only with ``draft`` are the documents lacking an
-    input left out instead — never rendered half-empty — and the manifest says ``"status":
-    "draft"`` and lists them under ``not_issued`` with what each lacks.
+    input left out instead — never rendered half-empty — and listed under ``not_issued`` with what
+    each lacks. The manifest says ``"status": "issued"`` only when nothing blocks it, else
+    ``"draft"`` with every reason under ``issue_blockers`` (:func:`dossier.approvals.issue_blockers`).
     The caller publishes a witnessed checkpoint after a new anchor (``anchored_now``).
     """
     docs = list(all_documents() if documents is None else documents)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +36,7 @@ from ledger.canonical import sealed_sha256
 from ledger.checkpoint import CheckpointError, open_checkpoint
 from ledger.files import sha256_file
 from ledger.log import Ledger
+from ledger.signatures import Person, people_from
 from ledger.verify import verify_ledger
 
 from .clinical import load_clinical_evaluation
@@ -46,13 +48,15 @@ DEVICE = "fedprog"
 SBOM_FILE = "sbom.cdx.json"
 #: where ``make test`` writes its JUnit evidence, relative to the source checkout
 DEFAULT_JUNIT = Path("build/test-results/junit.xml")
+#: the ledger kind of a person's signed approval of a document's content (:mod:`dossier.approvals`)
+DOCUMENT_APPROVAL = "document-approval"
 #: ledger kinds that record a model's life (its anchors)
 ANCHOR_KINDS = ("model", "validation", "external-validation", "release", "withdrawal", RETRAIN_DUE)
 #: the fields of each anchor's body the dossier shows (aggregates and hashes only, no patient data)
 _ANCHOR_FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("job", "predecessor"), "validation": ("report_sha256", "passed"),
     "external-validation": ("report_sha256", "passed"),
-    "release": ("reason", "by"), "withdrawal": ("reason", "by"), "revocation": (),
+    "release": ("reason", "approved_by"), "withdrawal": ("reason", "by"), "revocation": (),
     RETRAIN_DUE: ("policy", "deadline", "revocations", "min_revocations")}
 
 
@@ -68,15 +72,20 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
     if not (workspace / "ledger.sqlite").is_file():
         raise DossierError(f"{workspace} is not a fedprog workspace (no ledger.sqlite; run fedprog demo)")
     source = source if source is not None else checkout()
+    people, demonstration = pinned(workspace)
     ledger = Ledger(workspace / "ledger.sqlite")
     try:
-        registry = ModelRegistry(workspace / "models", ledger)
+        registry = ModelRegistry(workspace / "models", ledger, people=people, demonstration=demonstration)
         entry, artifact = _model(registry, model)
         evidence = gather_evidence(registry, entry)
         validation, folder = _validation(registry, entry, workspace, evidence)
         summary = summarise_ledger(ledger, entry)
         history = [m for m in registry.list() if m.ledger_index < summary.size]
         revocation = _revocation(registry, entry)
+        approvals = [(i, b) for i, _, b in ledger.entries(DOCUMENT_APPROVAL)]
+        honoured = [e for e in ledger.entries("release") if not registry.release_problems(e[2])]
+        released = release_verification(honoured, entry.sha256)
+        change = honoured_release(honoured, entry.sha256).get("change_control")
     finally:
         ledger.close()
     date = str(validation["date"])[:10] if validation else "undated"
@@ -91,7 +100,35 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
         test_run=_test_run(junit, validation, folder, source), safety=_safety(), soup=_soup(),
         sbom=sbom_summary(sbom_json), git=git_log(source), source=source, dirty=dirty, sbom_json=sbom_json,
         manufacturer=manufacturer, clinical_evaluation=load_clinical_evaluation(source=source),
-        evidence=evidence)
+        evidence=evidence, approvals=approvals, people=people, release_verification=released, links=_links(),
+        release_change_control=dict(change) if isinstance(change, dict) else None)
+
+
+def pinned(workspace: Path) -> tuple[dict[str, Person], bool]:
+    """The people pinned in ``workspace.json`` (``trust.people``, the approvals' trust anchor) and
+    whether it is a demonstration workspace (``fedprog demo``)."""
+    try:
+        manifest = json.loads((workspace / "workspace.json").read_text(encoding="utf-8"))
+        people = people_from((manifest.get("trust") or {}).get("people"))
+    except (OSError, ValueError) as exc:
+        raise DossierError(f"{workspace / 'workspace.json'}: {exc}") from None
+    return people, manifest.get("purpose") == "demonstration"
+
+
+def release_verification(releases: list[tuple[int, str, dict[str, Any]]], sha256: str
+                         ) -> dict[str, Any] | None:
+    """The ``verification`` of the latest of ``releases`` (the ``release`` entries the registry
+    honours: signed by a pinned approver) of the model ``sha256`` (None: none, or one recording no
+    verification)."""
+    found = honoured_release(releases, sha256).get("verification")
+    return dict(found) if isinstance(found, dict) else None
+
+
+def honoured_release(releases: list[tuple[int, str, dict[str, Any]]], sha256: str) -> dict[str, Any]:
+    """The body of the latest of ``releases`` (entries the registry honours) of model ``sha256``
+    ({}: none)."""
+    mine = [b for _, _, b in releases if b.get("sha256") == sha256]
+    return mine[-1] if mine else {}
 
 
 # ---------------------------------------------------------------- the model
@@ -158,8 +195,18 @@ def _anchors(entries: list[tuple[int, str, dict[str, Any]]], entry: ModelEntry) 
         mine = (kind in ANCHOR_KINDS and body.get("sha256") == entry.sha256) or \
                (kind == "revocation" and entry.job in body.get("affects_jobs", []))
         if mine:
-            out.append({"index": idx, "kind": kind, **{f: body.get(f) for f in _ANCHOR_FIELDS[kind]}})
+            out.append({"index": idx, "kind": kind, **{f: _field(body, f) for f in _ANCHOR_FIELDS[kind]}})
     return out
+
+
+def _field(body: dict[str, Any], name: str) -> Any:
+    """A field of an anchor's body; ``approved_by``: the name in a release's signed approval (as
+    recorded: whether it verifies is the registry's and the approval block's business)."""
+    if name == "approved_by":
+        approval = body.get("approval")
+        statement = approval.get("statement") if isinstance(approval, dict) else None
+        return statement.get("name") if isinstance(statement, dict) else None
+    return body.get(name)
 
 
 def summarise_ledger(ledger: Ledger, entry: ModelEntry) -> LedgerSummary:
@@ -202,6 +249,16 @@ def _requirements() -> Any:
         return load_requirements()
     except RequirementsError as exc:
         raise DossierError(f"requirements: {exc}") from None
+
+
+def _links() -> Any:
+    """The reviewed test → requirement links (``traceability/links.yaml``) ``trace check`` uses."""
+    from traceability.links import DEFAULT_LINKS, LinksError, load_links
+
+    try:
+        return load_links(DEFAULT_LINKS)
+    except LinksError as exc:
+        raise DossierError(f"reviewed test links: {exc}") from None
 
 
 def _manufacturer(source: Path | None, artifact: dict[str, Any] | None) -> Any:
@@ -336,9 +393,11 @@ def git_state(source: Path | None) -> tuple[str, bool | None]:
     return head.strip(), bool(changed)
 
 
-def git_log(source: Path | None, n: int = 200) -> list[GitCommit]:
-    """The last ``n`` commits of the checkout (hash, committer date, subject), newest first."""
-    text = _git(source, "log", "--format=%H%x09%cI%x09%s", "-n", str(n)) if source is not None else None
+def git_log(source: Path | None, n: int = 200, paths: Sequence[str] = ()) -> list[GitCommit]:
+    """The last ``n`` commits of the checkout (hash, committer date, subject), newest first; with
+    ``paths`` (relative to the checkout), only the commits that changed one of them."""
+    args = ["log", "--format=%H%x09%cI%x09%s", "-n", str(n), "HEAD", *(["--", *paths] if paths else [])]
+    text = _git(source, *args) if source is not None else None
     out = []
     for line in (text or "").splitlines():
         parts = line.split("\t", 2)

@@ -111,6 +111,24 @@ class Declaration(_Strict):
     date: dt.date | None = decision("the date of the EU declaration of conformity")
 
 
+class Cybersecurity(_Strict):
+    """Decisions of the vulnerability-handling process only the manufacturer can take (MDCG 2019-16
+    section 3.3 and 6; IEC 81001-5-1 §5.1.4, §7.2, §8; FP-CYB section 6)."""
+
+    security_contact: str | None = decision(
+        "the address where vulnerability reports are received (coordinated disclosure), with its public "
+        "encryption key")
+    advisory_channel: str | None = decision("how hospitals operating the device are notified of a "
+                                            "vulnerability and its remedy (security advisories)")
+    response_times: str | None = decision("the response times of vulnerability handling (acknowledge, "
+                                          "triage, remedy by severity), confirmed or set")
+    support_end: str | None = decision("the end of security support of this version (updates and "
+                                       "advisories)")
+    residual_risk_acceptance: str | None = decision(
+        "the acceptance of the cybersecurity residual risks scored High or Critical (FP-CYB), with "
+        "its justification, by name and date")
+
+
 class ManufacturerFile(_Strict):
     """``regulatory/manufacturer.yaml`` (``schema: fedprog.manufacturer/v1``)."""
 
@@ -121,6 +139,7 @@ class ManufacturerFile(_Strict):
     classification: Classification
     label: Label
     declaration_of_conformity: Declaration
+    cybersecurity: Cybersecurity = Field(default_factory=Cybersecurity)
 
     def missing_decisions(self) -> list[tuple[str, str]]:
         """``(field path, what is to be decided)`` of every decision still open, in file order."""

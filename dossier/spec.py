@@ -89,6 +89,19 @@ class DossierInputs:
     evidence: Any | None = None
     #: the CycloneDX JSON the ``sbom`` summary describes (the builder writes it as ``sbom["file"]``)
     sbom_json: str | None = field(default=None, repr=False)
+    #: every ``document-approval`` entry of the ledger as (index, body), whatever it claims: the
+    #: builder keeps only those that verify (:mod:`dossier.approvals`)
+    approvals: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    #: the people pinned in ``workspace.json`` (``trust.people``: name → ledger.signatures.Person),
+    #: the only keys an approval is checked against
+    people: dict[str, Any] = field(default_factory=dict)
+    #: the ``verification`` of the documented model's latest ``release`` entry (None: none recorded)
+    release_verification: dict[str, Any] | None = None
+    #: the change-control assessment the honoured (approver-signed) release of the model records
+    release_change_control: dict[str, Any] | None = None
+    #: the reviewed test → requirement links (traceability.links.Baseline; None: not gathered, and
+    #: ``trace check``'s suspect-test-link rule is left out)
+    links: dict[Any, Any] | None = None
 
     def require(self, needs: Sequence[Need], doc_id: str) -> None:
         """Raise :class:`DossierError` naming the first missing input ``doc_id`` needs."""
@@ -124,3 +137,6 @@ class DocumentSpec:
     needs: tuple[Need, ...]
     build: Callable[[DossierInputs], list[Flowable]]
     toc: bool = False
+    #: repository files (paths relative to the checkout) whose git history is this document's
+    #: history besides its module and the data files of its ``needs`` (:mod:`dossier.approvals`)
+    sources: tuple[str, ...] = ()

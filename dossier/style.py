@@ -197,18 +197,34 @@ class _Doc(BaseDocTemplate):
             self.notify("TOCEntry", (level, flowable.getPlainText(), self.page))
 
 
-def render(path: Path, control: Control, body: Sequence[Flowable], *, toc: bool = False) -> int:
-    """Write the PDF: control block, optional table of contents, then ``body``; return pages.
+def approval_block(title: str, rows: Sequence[Sequence[str]]) -> Table:
+    """The approval table under the document-control block: a title row, a column header, then one
+    row per role (role, name, UTC time, key id, signature); a row with only a name cell is an open
+    approval ("not yet approved") and is printed in red."""
+    head = [para(f"<b>{h}</b>", "cell") for h in ("Role", "Name", "Signed (UTC)", "Key id", "Signature")]
+    body = [[r[0], para(f'<font color="#8a1c1c"><b>{esc(r[1])}</b></font>', "cell"), *r[2:]]
+            if not any(r[2:]) else list(r) for r in rows]
+    t = table([(title, "", "", "", ""), head, *body], widths=[20, 38, 36, 30, 46], mono_cols=(3, 4))
+    t.setStyle(TableStyle([("SPAN", (0, 0), (-1, 0)), ("BACKGROUND", (0, 1), (-1, 1), SHADE)]))
+    return t
+
+
+def render(path: Path, control: Control, body: Sequence[Flowable], *, toc: bool = False,
+           front: Sequence[Flowable] = (), back: Sequence[Flowable] = ()) -> int:
+    """Write the PDF: control block, ``front`` (the approval block), optional table of contents,
+    ``body``, then ``back`` (the change history); return pages.
 
     Output is byte-identical for the same inputs (reportlab invariant mode; no clock reads).
     """
-    story: list[Flowable] = [para(esc(control.title), "title"), control_block(control), Spacer(1, 6 * mm)]
+    story: list[Flowable] = [para(esc(control.title), "title"), control_block(control)]
+    story += [Spacer(1, 3 * mm), *front] if front else []
+    story.append(Spacer(1, 6 * mm))
     if toc:
         contents = TableOfContents()
         contents.levelStyles = [ParagraphStyle("toc1", parent=STYLES["body"], leftIndent=0),
                                 ParagraphStyle("toc2", parent=STYLES["small"], leftIndent=12)]
         story += [para("Contents", "h1"), contents, PageBreak()]
-    story += list(body)
+    story += [*body, *back]
     previous = rl_config.invariant
     rl_config.invariant = 1
     try:

@@ -58,6 +58,7 @@ _USER_ERRORS = {
     "consent.fhir": ("ConsentError",), "consent.registry": ("ConsentRegistryError",),
     "device.registry": ("RegistryError",), "ledger.checkpoint": ("CheckpointError",),
     "ledger.log": ("LedgerError",), "ledger.merkle": ("InvalidProof",),
+    "ledger.signatures": ("SignatureError",),
     "ledger.witness": ("ForkDetected", "WitnessStateError"), "fedprog.workspace": ("WorkspaceError",),
 }
 

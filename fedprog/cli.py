@@ -17,6 +17,7 @@ from . import (
     init_cmd,
     ledger_cmd,
     model_cmd,
+    person_cmd,
     serve_cmd,
     site_cmd,
     soup_cmd,
@@ -47,11 +48,31 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: the commands that are quality-management tools (pyproject's `qms` extra), not the device, and the
+#: modules they need beyond the device's runtime lock
+QMS_COMMANDS = frozenset({"trace", "dossier", "validate", "demo"})
+QMS_MODULES = ("yaml", "cyclonedx", "matplotlib", "reportlab", "pypdf")
+
+
+def missing_qms() -> list[str]:
+    """The modules of the `qms` extra that cannot be imported here."""
+    from importlib.util import find_spec
+
+    return [name for name in QMS_MODULES if find_spec(name) is None]
+
+
 @app.callback()
-def _root(_: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+def _root(ctx: typer.Context,
+          _: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
                                           help="Print the version and exit.")] = False) -> None:
     """Federated prognostic models with a tamper-evident ledger, a FHIR endpoint and the regulatory
     dossier."""
+    missing = missing_qms() if ctx.invoked_subcommand in QMS_COMMANDS else []
+    if missing:
+        from ._common import fail
+
+        raise fail(f"`fedprog {ctx.invoked_subcommand}` is a quality-management tool, not the device, and "
+                   f"needs {', '.join(missing)}: install fedprog[qms]")
 
 
 app.command("init")(init_cmd.init)
@@ -72,6 +93,7 @@ app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(dossier_cmd.app, name="dossier")
 app.add_typer(deploy_cmd.app, name="deploy")
 app.add_typer(site_cmd.app, name="site")
+app.add_typer(person_cmd.app, name="person")
 
 
 def plain_help(doc: str | None) -> str | None:

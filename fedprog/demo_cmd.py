@@ -39,8 +39,8 @@ def _build_dossier(ws_dir: Path, console: Console) -> None:
     print_result(result)
     if result["not_issued"]:
         print(f"  (run `make test`, then `{_command()} dossier build --workspace {ws_dir} --out "
-              f"{ws_dir / 'dossier'}` to build every document; the file stays a draft until the "
-              "manufacturer's decisions listed above are taken)")
+              f"{ws_dir / 'dossier'}` to build every document; the file stays a draft until every "
+              "BLOCKER above is resolved)")
 
 
 def _command() -> str:
@@ -116,6 +116,7 @@ def _set_up(ws_dir: Path) -> tuple[Workspace, StudySpec, tuple[int, int] | None]
     fresh = not (ws_dir / "workspace.json").exists()
     study = write_demo_study(ws_dir)
     ws = Workspace.create(ws_dir, STUDY_ID, {s.name: s.path for s in study.sites})
+    ws.mark_demonstration()
     protocol = ws.protocol(study)
     for site in ws.sites:  # each hospital's operator approves the demo study (fedprog site approve)
         ws.approve(site, protocol)
@@ -168,12 +169,45 @@ def _validate_externally(ws: Workspace, ws_dir: Path, ref: str, console: Console
     print_summary(validate_external_in_workspace(ws, new_ref, [EXTERNAL_SITE], options), print)
 
 
+#: the demo's release approver: a demonstration identity whose key the demo keeps in the workspace (in a
+#: real deployment each approver holds their own key, never the workspace)
+DEMO_APPROVER = "Demo Release Approver (fedprog demo)"
+
+
+def _demo_approver(ws: Workspace, ws_dir: Path) -> tuple[str, Path]:
+    """The demo's approver, pinned on first use, and the file holding their key."""
+    key = ws_dir / "demo-keys" / "release-approver.pem"
+    if DEMO_APPROVER not in ws.people():
+        ws.add_person(DEMO_APPROVER, ["approver"], key)
+    return DEMO_APPROVER, key
+
+
+def _make_test_evidence() -> Path | None:
+    """``make test``'s JUnit when it is evidence for this software (same clean commit and environment,
+    nothing failed or skipped that verifies a requirement); else None."""
+    from validation.exceptions import VerificationError
+    from validation.verification import checkout, from_junit
+
+    root = checkout()
+    junit = root / "build" / "test-results" / "junit.xml" if root is not None else None
+    if junit is None or not junit.is_file():
+        return None
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ok = from_junit(junit, Path(tmp))["status"] == "passed"
+    except VerificationError:
+        return None
+    return junit if ok else None
+
+
 def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Console, *,
                       external: bool = False) -> None:
     from ledger.verify import verify_ledger
     from validation.run import Options as ValidationOptions
 
-    from .registration import as_successor, train_in_workspace, validate_in_workspace
+    from .registration import as_successor, release_in_workspace, train_in_workspace, validate_in_workspace
     from .train_cmd import local_counts, print_cox_summary
     from .validate_cmd import print_summary
 
@@ -189,16 +223,22 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
     console.print(f"validating {ref}: performance computed at each hospital on its own data, leave-one-"
                   f"hospital-out, pooled, against the requirements' acceptance criteria …")
     console.file.flush()
+    evidence = _make_test_evidence()
     check = validate_in_workspace(ws, ref, ValidationOptions(
-        n_boot=DEMO_BOOTSTRAP, skip_verification=True,
-        skip_reason="the demo leaves the test suite to `make test`; `fedprog validate` runs it and keeps "
-                    "its JUnit evidence"))
+        n_boot=DEMO_BOOTSTRAP, skip_verification=evidence is None, verification_junit=evidence,
+        skip_reason="no `make test` evidence of this clean commit (build/test-results/junit.xml): the demo "
+                    "does not run the 20-minute suite itself, so its release records the verification as "
+                    "waived (a demonstration workspace only)"))
     print_summary(check, print)
     if check["passed"]:
-        ws.models.release(ref, reason="demo: validation passed", by="fedprog demo")
-        ws.publish_checkpoint()
+        approver, key = _demo_approver(ws, ws_dir)
+        release_in_workspace(ws, ref, approver, key, reason="demo: validation passed")
+        verified = ws.models.report(ws.models.get(ref))["verification"]["status"] == "passed"
         console.print(f"release gate: {ref} validated (every acceptance criterion met) and "
-                      "[bold]released[/bold]")
+                      f"[bold]released[/bold], signed by {approver}; software verification "
+                      + ("passed (make test evidence of this commit)" if verified else
+                         "WAIVED (demonstration workspace: run `make test`, then the demo, to release on "
+                         "evidence)"))
         if external:
             _validate_externally(ws, ws_dir, ref, console)
     else:

@@ -227,6 +227,11 @@ def _validate(settings: RunSettings, ws: Any, artifact: dict[str, Any] | None, t
 
     if ws is None:
         raise ValueError("run config: the validate job needs a workspace (its registry and consent)")
+    from .cli import missing_qms
+
+    lacking = missing_qms()
+    if lacking:
+        raise ValueError(f"run config: the validate job needs {', '.join(lacking)}: install fedprog[qms]")
     ref = settings.model or (f"{artifact['model_id']}@{artifact['version']}" if artifact else None)
     if ref is None:
         raise ValueError("run config: the validate job needs `model` (or a cox job before it)")

@@ -20,6 +20,9 @@ def init(
     study_id: Annotated[str | None, typer.Option(
         "--study-id", help="The study's identifier in patients' consent (a URI; default "
                            "urn:fedprog:study:<model_id>).")] = None,
+    demonstration: Annotated[bool, typer.Option(
+        "--demonstration", help="A trial workspace, not for clinical use: a release may waive the software "
+        "verification (the ledger says so) and its technical file is never issued.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
 ) -> None:
     """Create a workspace for a study: the shared ledger, the log's signing key (pinned in
@@ -40,15 +43,20 @@ def init(
         ws_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(ws_dir / name, study.read_text(encoding="utf-8"))
         ws = Workspace.init(ws_dir, sid, study_file=name)
+        if demonstration:
+            ws.mark_demonstration()
     ignored = [s.name for s in spec.sites]
     result = {"workspace": str(ws_dir), "study": sid, "study_file": str(ws_dir / name),
               "model_id": spec.model_id, "ledger": str(ws.root / "ledger.sqlite"),
-              "ignored_sites": ignored}
+              "ignored_sites": ignored, "demonstration": demonstration}
     if as_json:
         print(json.dumps(result, sort_keys=True))
         return
     print(f"workspace {ws_dir} for study {sid} (model {spec.model_id}); study settings kept in "
           f"{ws_dir / name}; ledger {ws.root / 'ledger.sqlite'}, its key pinned in {ws_dir / MANIFEST}")
+    if demonstration:
+        print("a demonstration workspace: not for clinical use (a release may waive the software "
+              "verification and says so; its technical file is never issued)")
     if ignored:
         print(f"note: the study file lists sites ({', '.join(ignored)}); a workspace takes its sites from "
               "fedprog site add")

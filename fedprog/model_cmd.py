@@ -69,37 +69,52 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded in the l
 ByOpt = Annotated[str, typer.Option("--by", help="Who decides (recorded in the ledger).")]
 
 
-def _transition(workspace_dir: Path | None, ref: str, action: str, reason: str, by: str,
-                as_json: bool) -> None:
-    from .workspace import Workspace
-
-    with user_errors():
-        ws = Workspace(workspace(workspace_dir))
-        registry = ws.models
-        step = registry.release if action == "release" else registry.withdraw
-        receipt = step(ref, reason=reason, by=by)
-        ws.publish_checkpoint()
-        entry = registry.get(ref)
+def _print_transition(entry: ModelEntry, index: int, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({**entry.to_dict(), "ledger_index": receipt.index}, sort_keys=True))
+        print(json.dumps({**entry.to_dict(), "ledger_index": index}, sort_keys=True))
     else:
-        print(f"{entry.ref} {entry.status} (ledger entry {receipt.index}, sha256 {entry.sha256[:16]}…)")
+        print(f"{entry.ref} {entry.status} (ledger entry {index}, sha256 {entry.sha256[:16]}…)")
 
 
 @app.command("release")
 def release(ref: Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")],
-            workspace_dir: WorkspaceOpt = None, reason: ReasonOpt = "", by: ByOpt = "",
+            approver: Annotated[str, typer.Option("--approver", help="The approver's name, as pinned "
+                                                                     "(fedprog person add).")],
+            key: Annotated[Path, typer.Option("--key", help="The approver's private signing key.")],
+            workspace_dir: WorkspaceOpt = None, reason: ReasonOpt = "",
+            significant_change: Annotated[str, typer.Option(
+                "--significant-change", help="For a successor outside the change control plan: the new "
+                "assessment that authorises it (recorded and signed with the release).")] = "",
             as_json: JsonOpt = False) -> None:
-    """Release a validated model for clinical use (needs a passing validation report)."""
-    _transition(workspace_dir, ref, "release", reason, by, as_json)
+    """Release a validated model for clinical use: a passing validation report whose software
+    verification passed, and the approver's signature over the model and its report (IEC 62304 §5.8).
+    A successor is assessed against the change control plan (FP-PCCP): within it, a routine update;
+    outside it, a significant change (MDCG 2020-3) refused without --significant-change."""
+    from .registration import release_in_workspace
+    from .workspace import Workspace
+
+    with user_errors():
+        ws = Workspace(workspace(workspace_dir))
+        receipt = release_in_workspace(ws, ref, approver, key, reason=reason,
+                                       significant_change=significant_change)
+        entry = ws.models.get(ref)
+    _print_transition(entry, receipt.index, as_json)
 
 
 @app.command("withdraw")
 def withdraw(ref: Annotated[str, typer.Argument(help="model_id@version, model_id or sha256 prefix.")],
              reason: ReasonOpt, workspace_dir: WorkspaceOpt = None, by: ByOpt = "",
              as_json: JsonOpt = False) -> None:
-    """Withdraw a model from use; the FHIR server stops serving it at once."""
-    _transition(workspace_dir, ref, "withdraw", reason, by, as_json)
+    """Withdraw a model from use; the FHIR server stops serving it at once (anyone responsible may stop
+    a model: a withdrawal names who, and needs no signature)."""
+    from .workspace import Workspace
+
+    with user_errors():
+        ws = Workspace(workspace(workspace_dir))
+        receipt = ws.models.withdraw(ref, reason=reason, by=by)
+        ws.publish_checkpoint()
+        entry = ws.models.get(ref)
+    _print_transition(entry, receipt.index, as_json)
 
 
 @app.command("show")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from device.registry import ModelEntry
@@ -14,6 +15,7 @@ from federated.analyses.cox import CoxFit
 from federated.protocol.transport import Transport
 from federated.site.handler import Site
 from federated.study import StudySpec
+from ledger.log import Receipt
 
 from .workspace import Witnesses, Workspace, WorkspaceError
 
@@ -160,3 +162,29 @@ def check_registrable(study: StudySpec) -> None:
 
 def _more(items: Sequence[str]) -> str:
     return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+
+
+def release_in_workspace(ws: Workspace, ref: str, approver: str, key: Path, *, reason: str = "",
+                         significant_change: str = "") -> Receipt:
+    """Release ``ref`` approved by the pinned person ``approver``, signing with their private ``key``
+    (:mod:`ledger.signatures`), then publish a witnessed checkpoint. The registry checks the gate and the
+    signature again before anything is appended."""
+    from datetime import UTC, datetime
+
+    from device.release_gate import release_subject
+    from ledger.signatures import load_private_key, sign
+
+    person = ws.people().get(approver)
+    if person is None:
+        raise WorkspaceError(f"{approver!r} is not a pinned person of this workspace (fedprog person list)")
+    registry = ws.models
+    entry = registry.get(ref)
+    report_sha256 = entry.validation["report_sha256"] if entry.validation else None
+    validated = entry.lifecycle == "validated"
+    change = registry.change_control(entry.ref, significant_change) if validated else None
+    subject = release_subject(entry.ref, entry.sha256, report_sha256, change)
+    at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    approval = sign(load_private_key(key), person, "approver", subject, at)
+    receipt = registry.release(entry.ref, approval, reason=reason, significant_change=significant_change)
+    ws.publish_checkpoint()
+    return receipt

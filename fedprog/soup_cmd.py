@@ -1,9 +1,11 @@
-"""``fedprog trace soup`` and ``fedprog trace sbom``: the SOUP list (IEC 62304 §5.1.7, §7.1.3,
-§8.1.2) and a CycloneDX SBOM of the running environment.
+"""``fedprog trace soup`` and ``fedprog trace sbom``: the SOUP list (IEC 62304 §5.1.7, §7.1.2, §7.1.3,
+§8.1.2) and a CycloneDX SBOM, both derived from ``requirements/runtime.lock``.
 
-Plain functions, registered by ``fedprog/trace_cmd.py`` as ``trace_app.command("soup")(soup)``
-and ``trace_app.command("sbom")(sbom)``. Exit codes: 0 ok, 1 ``--check`` found problems or the
-SBOM failed its schema, 2 bad input (one line on stderr).
+Plain functions, registered by ``fedprog/cli.py`` as ``trace_app.command("soup")(soup)`` and
+``trace_app.command("sbom")(sbom)``. ``soup --check`` is the SOUP record's check: soup.yaml against
+pyproject.toml and the locks, and every runtime pin's anomaly review for exactly its locked version.
+Exit codes: 0 ok, 1 ``--check`` found problems or the SBOM failed its schema, 2 bad input (one line on
+stderr).
 """
 
 from __future__ import annotations
@@ -13,46 +15,71 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._common import EXIT_CHECK_FAILED, fail
 
+if TYPE_CHECKING:
+    from traceability.soup import SoupItem
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")]
+
+
+def _check_line(items: list[SoupItem]) -> str:
+    """The one line of a clean check: how many runtime pins, and how many of their reviews are open."""
+    soup = [i for i in items if i.shipped]
+    open_ = sorted(i.name for i in soup if i.review is not None and i.review.status == "open")
+    return (f"SOUP record complete: {len(soup)} runtime pins of requirements/runtime.lock, each reviewed at "
+            f"its locked version ({len(open_)} reviews open)")
+
+
+def _print_tables(items: list[SoupItem]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    soup = [i for i in items if i.shipped]
+    tools = [i for i in items if not i.shipped]
+    table = Table("package", "version", "licence", "kind", "requirements", "review",
+                  title=f"SOUP of the device (requirements/runtime.lock): {len(soup)} packages",
+                  title_justify="left")
+    for i in soup:
+        review = f"{i.review.status} ({i.review.date})" if i.review else "not reviewed"
+        table.add_row(i.name, i.version, i.licence, i.kind, ", ".join(i.requirements), review)
+    apart = Table("package", "version", "licence", "group", "purpose",
+                  title=f"Tools, not part of the device (requirements/dev.lock): {len(tools)} packages",
+                  title_justify="left")
+    for i in tools:
+        apart.add_row(i.name, i.version, i.licence, i.kind, i.purpose)
+    console = Console(soft_wrap=False)
+    console.print(table)
+    console.print(apart)
 
 
 def soup(as_json: JsonOpt = False,
          check: Annotated[bool, typer.Option(
              "--check", help="Check the SOUP record instead; exit 1 listing its problems.")] = False) -> None:
-    """Every third-party package in this environment: version, licence, purpose, requirements."""
+    """The device's SOUP (the runtime lock: version, licence, requirements, review), then the tools."""
     from traceability.soup import check_soup, soup_items
 
     try:
         problems = check_soup() if check else []
-        items = [] if check else soup_items()
+        items = soup_items()
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     if check:
         if as_json:
             print(json.dumps({"problems": problems}, sort_keys=True))
         else:
-            print("\n".join(problems) if problems else "SOUP record complete")
+            print("\n".join(problems) if problems else _check_line(items))
         if problems:
             raise typer.Exit(EXIT_CHECK_FAILED)
         return
     if as_json:
-        print(json.dumps({"packages": [i.model_dump() for i in items]}, sort_keys=True))
+        print(json.dumps({"packages": [i.model_dump(mode="json") for i in items]}, sort_keys=True))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("package", "version", "licence", "kind", "requirements", "purpose",
-                  title=f"SOUP: {len(items)} third-party packages", title_justify="left")
-    for i in items:
-        table.add_row(i.name, i.version, i.licence, i.kind + ("" if i.shipped else " (not shipped)"),
-                      ", ".join(i.requirements), i.purpose)
-    Console(soft_wrap=False).print(table)
+    _print_tables(items)
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -82,13 +109,13 @@ def sbom(out: Annotated[Path, typer.Option("--out", help="Where to write the SBO
          timestamp: Annotated[str | None, typer.Option(
              "--timestamp", help="ISO 8601 time to record (default $SOURCE_DATE_EPOCH, else now).")] = None,
          as_json: JsonOpt = False) -> None:
-    """Write a CycloneDX 1.6 JSON SBOM of this environment (purls, licences, SHA-256, dependencies)."""
+    """Write a CycloneDX 1.6 JSON SBOM of the runtime lock (purls, licences, SHA-256, dependencies)."""
     from traceability.sbom import SchemaUnavailable, build_sbom, schema_errors
 
     when = _timestamp(timestamp)
     try:
         text = build_sbom(when)
-    except ValueError as exc:  # a bad $SOURCE_DATE_EPOCH or soup.yaml
+    except ValueError as exc:  # a bad $SOURCE_DATE_EPOCH, lock or soup.yaml
         raise fail(str(exc)) from None
     try:
         errors: list[str] | None = schema_errors(text)

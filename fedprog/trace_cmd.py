@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, fail
+from ._common import EXIT_CHECK_FAILED, fail
 
 if TYPE_CHECKING:
     from traceability.results import TestRun
@@ -26,6 +26,8 @@ ReqOpt = Annotated[Path | None, typer.Option(
     "--requirements", help="Requirements folder (default: the package's traceability/requirements).")]
 JunitOpt = Annotated[Path | None, typer.Option(
     "--junit", help=f"JUnit XML of the last test run (default: {DEFAULT_JUNIT}, if present).")]
+LinksOpt = Annotated[Path | None, typer.Option(
+    "--links", help="Reviewed test-link baseline (default: traceability/links.yaml).")]
 
 
 class Format(StrEnum):
@@ -58,19 +60,24 @@ def _run(junit: Path | None) -> TestRun | None:
 
 
 @app.command("check")
-def check(junit: JunitOpt = None, requirements: ReqOpt = None, as_json: JsonOpt = False) -> None:
-    """Name every traceability gap (untested, unmarked test, suspect link, …); exit 1 if any.
+def check(junit: JunitOpt = None, requirements: ReqOpt = None, links: LinksOpt = None,
+          as_json: JsonOpt = False) -> None:
+    """Name every traceability gap (untested, unverified, no evidence, suspect link, …); exit 1 if any.
 
-    Reads the requirements and the last test run (JUnit XML written by pytest with the
-    traceability plugin); prints one gap a line, or a one-line summary when there is none.
+    Reads the requirements, the reviewed test-link baseline and the last test run (JUnit XML
+    written by pytest with the traceability plugin); prints one gap a line, or a one-line
+    summary when there is none.
     """
     from traceability.check import gaps
+    from traceability.links import DEFAULT_LINKS, load_links
     from traceability.load import load_requirements
 
     with _trace_errors():
+        if links is not None and not links.is_file():
+            raise fail(f"{links}: no such link baseline")
         reqs = load_requirements(requirements)
         run = _run(junit)
-        found = gaps(reqs, run)
+        found = gaps(reqs, run, links=load_links(links or DEFAULT_LINKS))
     n_tests = len(run.tests) if run is not None else 0
     summary = f"{len(reqs)} requirements, {n_tests} tests, " + (f"{len(found)} gaps" if found else "no gaps")
     if as_json:
@@ -132,20 +139,36 @@ def impact(item_id: Annotated[str, typer.Argument(metavar="ID", help="Requiremen
 
 
 @app.command("review")
-def review(item_id: Annotated[str | None, typer.Argument(metavar="ID", help="The item reviewed.")] = None,
-           all_items: Annotated[bool, typer.Option("--all", help="Review every item (first baseline).")]
-           = False,
-           requirements: ReqOpt = None) -> None:
-    """Record that ID was re-read against its parents as they are now (clears its suspect links)."""
-    from traceability import review as rv
+def review(item_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="The items reviewed.")],
+           by: Annotated[str, typer.Option("--by", help="Who reviewed (recorded with the date).")],
+           junit: Annotated[Path | None, typer.Option(
+               "--junit", help="Take the tests' fingerprints from this JUnit run instead of collecting "
+                               "the tests (pytest --collect-only).")] = None,
+           requirements: ReqOpt = None, links: LinksOpt = None) -> None:
+    """Record that NAME re-read each ID against its parents and its tests as they are now.
 
-    if all_items and item_id is None:
-        with _trace_errors():
-            changed = rv.review_all(requirements)
-        print(f"{len(changed)} items reviewed" + (": " + ", ".join(changed) if changed else ""))
-    elif item_id is not None and not all_items:
-        with _trace_errors():
-            stored = rv.review(item_id, requirements)
-        print(f"{item_id} reviewed against " + (", ".join(stored) if stored else "no parents"))
-    else:
-        raise fail("give exactly one of ID or --all", EXIT_BAD_INPUT)
+    Clears the item's suspect links: parent fingerprints go into the item's YAML, the linked
+    tests' source SHA-256 and the item's fingerprint into the link baseline, each with the
+    reviewer and the UTC date. Every item is named: there is no blanket re-approval.
+    """
+    from traceability import links as lk
+    from traceability import review as rv
+    from traceability.load import load_requirements
+    from traceability.results import read_junit
+
+    path = links or lk.DEFAULT_LINKS
+    if len(by.strip()) < 3:
+        raise fail("--by names the reviewer (at least 3 characters)")
+    with _trace_errors():
+        reqs = load_requirements(requirements)
+        for item_id in item_ids:
+            reqs.get(item_id)
+        current = lk.run_links(read_junit(junit)) if junit is not None else lk.collect_links(requirements)
+        at = rv.today()
+        baseline, tests = lk.review_links(lk.load_links(path), reqs, item_ids, current, by.strip(), at)
+        stored = rv.review(item_ids, by, requirements, at=at)
+        rv.write_text(path, lk.dump_links(baseline))
+    for item_id in item_ids:
+        parents = ", ".join(stored[item_id]) or "no parents"
+        n = len(tests[item_id])
+        print(f"{item_id} reviewed by {by.strip()} against {parents}; {n} test{'s' * (n != 1)}")

@@ -31,6 +31,10 @@ def validate(
     verification_args: Annotated[str | None, typer.Option(
         "--verification-args",
         help='Extra pytest arguments for the verification, e.g. "-k test_units".')] = None,
+    verification_junit: Annotated[Path | None, typer.Option(
+        "--verification-junit", help="Use this run of the test suite as the verification evidence (make "
+        "test's build/test-results/junit.xml): it counts only if it ran on this same clean commit and "
+        "environment with no failed, errored or skipped linked test.")] = None,
     verification_timeout: Annotated[float, typer.Option(
         "--verification-timeout", min=1.0, help="Seconds the test suite may take.")] = 3600.0,
     external_site: Annotated[list[str] | None, typer.Option(
@@ -57,6 +61,7 @@ def validate(
         raise fail(f"--verification-args: {exc}") from None
     options = Options(n_boot=bootstrap, seed=seed, skip_verification=skip_verification,
                       verification_args=extra, verification_timeout=verification_timeout,
+                      verification_junit=verification_junit,
                       requirements=requirements)
     with user_errors():
         try:
@@ -68,7 +73,7 @@ def validate(
             else:
                 with Progress(f"validating {ref} at every site (performance, leave-one-site-out, "
                               f"{bootstrap} bootstrap resamples per site"
-                              f"{'' if skip_verification else ', the test suite'})"):
+                              f"{'' if skip_verification or verification_junit else ', the test suite'})"):
                     report = validate_in_workspace(ws, ref, options)
         except ValidationRunError as exc:
             raise fail(str(exc)) from None

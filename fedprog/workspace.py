@@ -51,10 +51,13 @@ from ledger.checkpoint import (
 )
 from ledger.files import secret_file, write_json_atomic
 from ledger.log import Ledger
+from ledger.signatures import Person, Role, new_key, people_from, write_private_key
 from ledger.trusted import AuditingWitness, read_verified
 from ledger.witness import QuorumPolicy
 
 MANIFEST = "workspace.json"
+#: the manufacturer's predetermined change control plan (FP-PCCP), in the source checkout
+CHANGE_CONTROL_PLAN = Path(__file__).resolve().parents[1] / "regulatory" / "change_control_plan.yaml"
 
 
 class Witnesses(Protocol):
@@ -214,9 +217,22 @@ class Workspace:
         return AuditingWitness(signer.name, signer, NoteVerifier.from_vkey(self.trust()["log"]),
                                self.root / "sites" / site / "witness.json", self.ledger)
 
+    def mark_demonstration(self) -> None:
+        """Mark this workspace as a demonstration (``fedprog demo``); never undone."""
+        manifest = self.manifest
+        if manifest.get("purpose") != "demonstration":
+            write_json_atomic(self.root / MANIFEST, {**manifest, "purpose": "demonstration"})
+
+    @property
+    def demonstration(self) -> bool:
+        """Whether ``fedprog demo`` made this workspace (``"purpose": "demonstration"``): its releases may
+        waive the software verification, and say so in the ledger; a clinical workspace's never can."""
+        return self.manifest.get("purpose") == "demonstration"
+
     @property
     def models(self) -> ModelRegistry:
-        return ModelRegistry(self.root / "models", self.ledger, anchors=self.anchors())
+        return ModelRegistry(self.root / "models", self.ledger, anchors=self.anchors(), people=self.people(),
+                             demonstration=self.demonstration, plan=CHANGE_CONTROL_PLAN)
 
     def trust(self) -> dict[str, Any]:
         """The ``trust`` block of ``workspace.json``: ``log`` (the log's vkey), ``witnesses`` (site →
@@ -244,6 +260,29 @@ class Workspace:
         if changed:
             write_json_atomic(self.root / MANIFEST, {**manifest, "trust": trust})
         return trust
+
+    def people(self) -> dict[str, Person]:
+        """The people pinned in the ``trust.people`` block of ``workspace.json`` (name → roles and
+        public key): the only keys an approval of a document or a release is checked against
+        (:mod:`ledger.signatures`)."""
+        return people_from(self.trust().get("people"))
+
+    def add_person(self, name: str, roles: Sequence[Role], key_out: Path) -> Person:
+        """Pin a new person: a fresh Ed25519 key pair whose private half is written to ``key_out``
+        (0600, never overwritten; it belongs to that person, not to the workspace) and whose public
+        half is pinned under ``name`` with ``roles``. A pinned name is never re-keyed."""
+        if not roles:
+            raise WorkspaceError("a person needs at least one role (author, reviewer, approver)")
+        if name in self.people():
+            raise WorkspaceError(f"{name!r} is already pinned: a person's key is never replaced")
+        pem, person = new_key(name, list(roles))
+        write_private_key(Path(key_out), pem)
+        manifest = self.manifest
+        trust = dict(manifest.get("trust") or {})
+        trust["people"] = {**dict(trust.get("people") or {}),
+                           name: person.model_dump(exclude={"name"}, mode="json")}
+        write_json_atomic(self.root / MANIFEST, {**manifest, "trust": trust})
+        return person
 
     def anchors(self) -> TrustAnchors:
         """What readers of the ledger trust instead of the file (:mod:`ledger.anchors`)."""

@@ -37,7 +37,7 @@ from .leaves import Row, leaf_data, recompute
 from .records import Receipt, Snapshot, Transaction, VerifyReport
 
 ENTRY_KINDS = ("consent", "model", "validation", "release", "withdrawal", "revocation", "dossier",
-               "training", "retrain-due", "external-validation")
+               "training", "retrain-due", "external-validation", "document-approval")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -138,3 +138,39 @@ def copy_workspace(src: Path, dst: Path) -> Path:
         info["data"] = info["data"].replace(str(src), str(dst))
     (dst / "workspace.json").write_text(json.dumps(manifest))
     return dst
+
+
+#: the demo's release approver (fedprog/demo_cmd.py pins them and keeps their key in the workspace)
+DEMO_APPROVER = "Demo Release Approver (fedprog demo)"
+
+
+def release_args(ws: Path) -> list[str]:
+    """``fedprog model release`` options naming the demo workspace's approver and key."""
+    return ["--approver", DEMO_APPROVER, "--key", str(Path(ws) / "demo-keys" / "release-approver.pem")]
+
+
+def new_approver(name: str = "Dr. A. Approver", roles: Sequence[str] = ("approver",)) -> tuple[Any, Any]:
+    """A fresh person and their private key (:mod:`ledger.signatures`), for registries built in tests."""
+    from cryptography.hazmat.primitives import serialization
+
+    from ledger.signatures import new_key
+
+    pem, person = new_key(name, list(roles))  # type: ignore[arg-type]
+    return person, serialization.load_pem_private_key(pem, password=None)
+
+
+def signed_release(registry: Any, ref: str, person: Any, key: Any, **kw: Any) -> Any:
+    """Release ``ref`` in ``registry`` with ``person``'s signature over its release subject."""
+    from device.registry import RegistryError
+    from device.release_gate import release_subject
+    from ledger.signatures import sign
+
+    entry = registry.get(ref)
+    report_sha256 = entry.validation["report_sha256"] if entry.validation else None
+    try:  # a successor's approver signs its change-control verdict too
+        change = registry.change_control(ref, kw.get("significant_change", ""))
+    except RegistryError:
+        change = None  # refused: the release below says why
+    approval = sign(key, person, "approver", release_subject(entry.ref, entry.sha256, report_sha256, change),
+                    "2026-12-07T00:00:00Z")
+    return registry.release(ref, approval, **kw)

@@ -11,8 +11,13 @@ the test run the verification record IEC 62304 §5.1.1 c) and §5.7 ask for:
   id, a ``req`` marker without ids, or a requirements folder that does not load stops the run
   with a :class:`pytest.UsageError` (exit code 4) before any test runs;
 * each test's JUnit ``<testcase>`` (``--junitxml``) carries ``<property name="req" .../>`` per
-  id and ``<property name="nodeid" .../>`` with its exact node id; the outcome is JUnit's own
-  (failure/error/skipped elements, see :mod:`traceability.results`);
+  id, ``<property name="nodeid" .../>`` with its exact node id and ``<property
+  name="test_sha256" .../>`` with the SHA-256 of its function's source, decorators included
+  (:func:`traceability.links.source_sha256`; parametrized instances share it); the outcome is
+  JUnit's own (failure/error/skipped elements, see :mod:`traceability.results`);
+* ``--trace-links-out FILE`` writes every collected test function that carries a requirement id,
+  with its source SHA-256, as JSON (works with ``--collect-only``: ``fedprog trace review`` uses
+  it to re-review links without running the suite);
 * the ``<testsuite>`` carries ``commit`` (``git rev-parse HEAD`` plus ``-dirty`` when
   ``git status --porcelain`` lists anything; ``unknown`` outside git), ``date`` (UTC, ISO 8601,
   when the session started), ``python``, ``platform`` and ``environment_sha256``.
@@ -32,6 +37,7 @@ from _pytest.junitxml import xml_key  # the stash key record_testsuite_property 
 
 MARKER = "req"
 _REQ_FOLDER = pytest.StashKey[Path | None]()
+_LINKS_OUT = pytest.StashKey[Path | None]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("traceability").addoption(
         "--requirements", dest="requirements_folder", default=None, metavar="DIR",
         help="requirements folder for @pytest.mark.req ids (default: traceability/requirements)")
+    parser.getgroup("traceability").addoption(
+        "--trace-links-out", dest="trace_links_out", default=None, metavar="FILE",
+        help="write the collected test -> requirement links with their source SHA-256 (JSON)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,6 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "req(*ids): the requirement(s) this test verifies")
     folder = config.getoption("requirements_folder")
     config.stash[_REQ_FOLDER] = Path(folder) if folder else None
+    out = config.getoption("trace_links_out")
+    config.stash[_LINKS_OUT] = Path(out) if out else None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -114,17 +125,37 @@ def marker_ids(item: pytest.Item) -> list[str]:
     return ids
 
 
+def item_sha256(item: pytest.Item) -> str | None:
+    """SHA-256 of the source of the test function behind ``item`` (None if it has none)."""
+    from .links import source_sha256
+
+    func = getattr(item, "function", None)
+    return source_sha256(func) if callable(func) else None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     """Record the ids on every collected test (before ``-k``/``-m`` deselect any) and refuse
     unknown ones."""
+    from .links import function_id, write_collected
     from .load import RequirementsError, load_requirements
 
     marked = [(item, marker_ids(item)) for item in items]
+    collected: dict[str, tuple[str, list[str]]] = {}
     for item, ids in marked:
         item.user_properties.append(("nodeid", item.nodeid))
         item.user_properties.extend((MARKER, i) for i in ids)
+        sha = item_sha256(item)
+        if sha:
+            item.user_properties.append(("test_sha256", sha))
+        if ids:
+            fid = function_id(item.nodeid)
+            old = collected.get(fid, ("", []))[1]
+            collected[fid] = (sha or "", old + [i for i in ids if i not in old])
+    out = config.stash.get(_LINKS_OUT, None)
+    if out is not None:
+        write_collected(out, collected)
     if not any(ids for _, ids in marked):
         return
     try:

@@ -5,8 +5,9 @@ test verified which requirement, its outcome, and the commit, date and environme
 
 Outcome comes from the XML structure, as JUnit defines it: a ``<failure>`` child → ``failed``,
 an ``<error>`` child → ``error``, a ``<skipped>`` child (also pytest's xfail) → ``skipped``,
-none of them → ``passed``. A node id given twice (rare: some pytest versions split a call
-failure and a teardown error) keeps its worst outcome and the union of its requirements.
+none of them → ``passed``. The ``test_sha256`` property (the test function's source hash,
+:mod:`traceability.links`) is kept with each test. A node id given twice (rare: some pytest
+versions split a call failure and a teardown error) keeps its worst outcome and the union of its requirements.
 
 Node ids: the plugin records each test's exact node id as a ``nodeid`` property, which is used
 when present. Without it the node id is rebuilt from what pytest writes: ``classname`` is the
@@ -45,6 +46,8 @@ class TestResult:
     nodeid: str
     outcome: Outcome
     reqs: tuple[str, ...] = ()
+    #: SHA-256 of the test function's source (``test_sha256`` property; empty if not recorded)
+    test_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def _merge(results: dict[str, TestResult], new: TestResult) -> None:
         return
     worst = old.outcome if _RANK[old.outcome] >= _RANK[new.outcome] else new.outcome
     reqs = tuple(dict.fromkeys(old.reqs + new.reqs))
-    results[new.nodeid] = TestResult(new.nodeid, worst, reqs)
+    results[new.nodeid] = TestResult(new.nodeid, worst, reqs, old.test_sha256 or new.test_sha256)
 
 
 def read_junit(path: Path) -> TestRun:
@@ -135,7 +138,8 @@ def read_junit(path: Path) -> TestRun:
             named = [v for k, v in props if k == "nodeid"]
             nodeid = named[0] if named else nodeid_from_junit(case.get("classname", ""), case.get("name", ""))
             reqs = tuple(dict.fromkeys(v for k, v in props if k == "req"))
-            _merge(results, TestResult(nodeid, _outcome(case), reqs))
+            sha = next((v for k, v in props if k == "test_sha256"), "")
+            _merge(results, TestResult(nodeid, _outcome(case), reqs, sha))
     date = glob.get("date", suites[0].get("timestamp", ""))
     return TestRun(commit=glob.get("commit", "unknown"), date=date,
                    environment_sha256=glob.get("environment_sha256", ""), tests=list(results.values()),

@@ -2,8 +2,10 @@
 
 IEC 62304 §5.1.1 and §6.2.3: when a requirement changes, the items derived from it must be
 re-examined; the link stays *suspect* (``fedprog trace check``) until someone has done so and
-runs ``fedprog trace review ID``, which stores each parent's current
-:func:`~traceability.schema.fingerprint` in the item's ``reviewed`` mapping.
+runs ``fedprog trace review ID --by NAME``, which stores each parent's current
+:func:`~traceability.schema.fingerprint` in the item's ``reviewed`` mapping with the reviewer
+(``reviewed_by``) and the UTC date (``reviewed_at``). There is no blanket re-approval: every
+item is named. (The same command re-reviews the item's test links, :mod:`traceability.links`.)
 
 The item's YAML file is rewritten atomically (temporary file in the same folder, fsync,
 ``os.replace``) through PyYAML ``safe_load``/``safe_dump(sort_keys=False, allow_unicode=True,
@@ -14,9 +16,11 @@ anything worth saying goes into an item's ``rationale``.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +35,20 @@ def _fingerprints(reqs: Requirements, item_id: str) -> dict[str, str]:
     return {p: fingerprint(reqs.items[p]) for p in item.parents}
 
 
-def _set_reviewed(raw: dict[str, Any], reviewed: dict[str, str]) -> bool:
-    """Put ``reviewed`` into a raw item (keeping the key's place if it has one); True if changed."""
-    if raw.get("reviewed") == reviewed:
-        return False
-    raw["reviewed"] = reviewed
-    return True
+def _set_reviewed(raw: dict[str, Any], reviewed: dict[str, str], by: str, at: dt.date) -> None:
+    """Put ``reviewed``, then ``reviewed_by`` and ``reviewed_at`` right after it, into a raw item
+    (``reviewed`` keeps its place if it has one; other keys keep their order)."""
+    new = {"reviewed": reviewed, "reviewed_by": by, "reviewed_at": at.isoformat()}
+    rest = {k: v for k, v in raw.items() if k not in new}
+    keys = list(raw) if "reviewed" in raw else [*raw, "reviewed"]
+    ordered: dict[str, Any] = {}
+    for key in keys:
+        if key == "reviewed":
+            ordered.update(new)
+        elif key in rest:
+            ordered[key] = rest[key]
+    raw.clear()
+    raw.update(ordered)
 
 
 def write_yaml(path: Path, data: list[Any]) -> None:
@@ -67,39 +79,38 @@ def _umask() -> int:
     return current
 
 
-def _apply(reqs: Requirements, path: Path, ids: set[str]) -> list[str]:
-    """Review the items ``ids`` of the file ``path``; the ids whose record changed."""
+def _apply(reqs: Requirements, path: Path, ids: set[str], by: str, at: dt.date) -> None:
+    """Review the items ``ids`` (with parents) of the file ``path`` and rewrite it."""
     data = read_items(path)
-    changed: list[str] = []
     for raw in data:
         item_id = raw.get("id") if isinstance(raw, dict) else None
-        if item_id in ids and reqs.items[item_id].parents:
-            if _set_reviewed(raw, _fingerprints(reqs, item_id)):
-                changed.append(item_id)
-    if changed:
-        write_yaml(path, data)
-    return changed
+        if item_id in ids:
+            _set_reviewed(raw, _fingerprints(reqs, item_id), by, at)
+    write_yaml(path, data)
 
 
-def review(item_id: str, folder: Path | None = None) -> dict[str, str]:
-    """Record that ``item_id`` was reviewed against its parents as they are now; the stored
-    ``reviewed`` mapping (parent → fingerprint; empty for an item without parents).
+def today() -> dt.date:
+    """The UTC date (what ``reviewed_at`` records)."""
+    return dt.datetime.now(dt.UTC).date()
 
-    Raises :class:`~traceability.load.RequirementsError` if the requirements do not load or the
-    id is unknown."""
+
+def review(item_ids: Sequence[str], by: str, folder: Path | None = None, *,
+           at: dt.date | None = None) -> dict[str, dict[str, str]]:
+    """Record that ``by`` reviewed each of ``item_ids`` against its parents as they are now (on
+    ``at``, default today UTC); item id → the stored ``reviewed`` mapping (parent → fingerprint;
+    empty, and nothing written, for an item without parents).
+
+    Raises :class:`~traceability.load.RequirementsError` if the requirements do not load, an id
+    is unknown or ``by`` is blank (before anything is written)."""
+    if len(by.strip()) < 3:
+        raise RequirementsError("--by names the reviewer (at least 3 characters)")
     reqs = load_requirements(folder)
-    reqs.get(item_id)
-    _apply(reqs, reqs.source[item_id], {item_id})
-    return _fingerprints(reqs, item_id)
+    for item_id in item_ids:
+        reqs.get(item_id)
+    with_parents = {i for i in item_ids if reqs.items[i].parents}
+    for path in sorted({reqs.source[i] for i in with_parents}):
+        _apply(reqs, path, {i for i in with_parents if reqs.source[i] == path}, by.strip(), at or today())
+    return {i: _fingerprints(reqs, i) for i in item_ids}
 
 
-def review_all(folder: Path | None = None) -> list[str]:
-    """Review every item against its parents (a first baseline); the ids whose record changed."""
-    reqs = load_requirements(folder)
-    changed: list[str] = []
-    for path in sorted(set(reqs.source.values())):
-        changed += _apply(reqs, path, {i for i, p in reqs.source.items() if p == path})
-    return sorted(changed)
-
-
-__all__ = ["RequirementsError", "review", "review_all", "write_text", "write_yaml"]
+__all__ = ["RequirementsError", "review", "today", "write_text", "write_yaml"]

@@ -1,21 +1,22 @@
-"""A CycloneDX 1.6 JSON SBOM of the running environment (FDA premarket cybersecurity SBOM, EU MDR
+"""A CycloneDX 1.6 JSON SBOM of the device's locked runtime set (FDA premarket cybersecurity SBOM, EU MDR
 Annex I §17; IEC 62304 §5.1.7 and §8.1.2 SOUP identification), built with cyclonedx-python-lib.
 
-* metadata.component is fedprog with its version; one ``library`` component per installed
-  distribution (the SOUP list, :mod:`traceability.soup`), with bom-ref = purl
-  (``pkg:pypi/<canonical name>@<version>``), its licence (an SPDX expression when the package
-  declares License-Expression, else the licence name as stated), and ``scope`` ``required`` for
-  what ships in the device (reachable from a runtime dependency) or ``excluded`` for test tooling.
-* Hash: an installed distribution has no archive left, so the SHA-256 is that of the installed
-  ``RECORD`` file, which itself lists the SHA-256 of every installed file (verifiable with
-  ``sha256sum`` and ``pip``'s RECORD check); when ``direct_url.json`` records the archive's
-  sha256 that is used instead. Property ``fedprog:hash-basis`` says which.
-* ``dependencies``: fedprog → its direct dependencies, each component → what its Requires-Dist
-  needs here (markers and requested extras evaluated).
+* metadata.component is fedprog with its version; one ``library`` component per pin of
+  ``requirements/runtime.lock`` (the SOUP list, :mod:`traceability.soup`; the tools of the dev lock are
+  not part of the device and not in the SBOM), with bom-ref = purl (``pkg:pypi/<canonical
+  name>@<version>``), ``scope`` ``required``, and its licence from the installed metadata when the
+  installed version is the locked one (an SPDX expression when the package declares
+  License-Expression, else the licence name as stated; none otherwise).
+* Hashes: the SHA-256 of every file (wheel or sdist) the lock admits for that version — what
+  ``pip install --require-hashes`` checks, so the installed file is one of them. Property
+  ``fedprog:hash-basis`` says so; ``fedprog:kind`` is runtime (direct) or transitive, and
+  ``fedprog:review`` the status of the version's anomaly review (``soup_review.yaml``).
+* ``dependencies``: fedprog → its direct runtime dependencies, each component → the pins that the
+  lock's ``# via`` comments say it requires.
 * Deterministic: components, properties and dependencies are sorted; the timestamp is the
   ``timestamp`` argument, else ``$SOURCE_DATE_EPOCH``, else now (UTC, whole seconds); the serial
   number is a name-based UUID (uuid5) of the content's SHA-256 (names, versions, hashes,
-  timestamp). The same environment and timestamp give a byte-identical document.
+  timestamp). The same lock and timestamp give a byte-identical document.
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from .installed import PROJECT, Dist, declared, dependency_graph, installed, licence_of
-from .soup import build_items, direct_dependencies, load_soup
+from .installed import PROJECT, RUNTIME_LOCK, Dist, Pin, installed, licence_of, lock_graph, read_lock
+from .soup import load_reviews, load_soup
 
 SPEC_VERSION = "1.6"
 HASH_BASIS = "fedprog:hash-basis"
 KIND = "fedprog:kind"
+REVIEW = "fedprog:review"
+BASIS = ("sha256 of each file requirements/runtime.lock admits for this version (pip --require-hashes "
+         "installs one of them)")
 
 
 class SchemaUnavailable(RuntimeError):
@@ -52,30 +55,6 @@ def sbom_timestamp(timestamp: datetime | None = None) -> datetime:
     if timestamp.tzinfo is None:
         timestamp = timestamp.replace(tzinfo=UTC)
     return timestamp.astimezone(UTC).replace(microsecond=0)
-
-
-def distribution_hash(dist: metadata.Distribution) -> tuple[str, str]:
-    """(sha256 hex, what was hashed) for an installed distribution (see the module docstring)."""
-    try:
-        direct = json.loads(dist.read_text("direct_url.json") or "{}")
-    except ValueError:
-        direct = {}
-    archive = direct.get("archive_info", {}) if isinstance(direct, dict) else {}
-    digest = archive.get("hashes", {}).get("sha256") or (
-        archive.get("hash", "").partition("=")[2] if archive.get("hash", "").startswith("sha256=") else "")
-    if digest:
-        return digest.lower(), "sha256 of the installed archive (direct_url.json)"
-    for name, basis in (("RECORD", "sha256 of the installed RECORD (which lists the sha256 of every "
-                                   "installed file)"),
-                        ("METADATA", "sha256 of the installed METADATA (no RECORD)"),
-                        ("PKG-INFO", "sha256 of the installed PKG-INFO (no RECORD)")):
-        entry = next((f for f in dist.files or () if f.name == name
-                      and f.parent.name.endswith((".dist-info", ".egg-info"))), None)
-        path = Path(entry.locate()) if entry is not None else None
-        if path is not None and path.is_file():
-            return hashlib.sha256(path.read_bytes()).hexdigest(), basis
-    text = (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").encode("utf-8")
-    return hashlib.sha256(text).hexdigest(), "sha256 of the metadata text (no metadata file found)"
 
 
 def _licences(licence: str, is_spdx: bool) -> list[Any]:
@@ -104,43 +83,46 @@ def _project(project: str) -> tuple[str, tuple[str, bool]]:
         return "0+unknown", ("UNKNOWN", False)
 
 
-def build_sbom(timestamp: datetime | None = None, *, dists: Mapping[str, Dist] | None = None,
-               project: str = PROJECT) -> str:
-    """The CycloneDX 1.6 JSON SBOM of ``dists`` (default: this environment) as a string."""
+def build_sbom(timestamp: datetime | None = None, *, pins: Mapping[str, Pin] | None = None,
+               dists: Mapping[str, Dist] | None = None, project: str = PROJECT) -> str:
+    """The CycloneDX 1.6 JSON SBOM of ``pins`` (default: ``requirements/runtime.lock``) as a string."""
     from cyclonedx.model import HashAlgorithm, HashType, Property
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import ComponentScope, ComponentType
     from cyclonedx.output.json import JsonV1Dot6
 
+    pins = read_lock(RUNTIME_LOCK) if pins is None else pins
     dists = installed(project) if dists is None else dists
-    entries, deps = load_soup(), declared(project)
-    direct = direct_dependencies(entries, deps)
-    items = {item.name: item for item in build_items(dists, entries, deps)}
+    entries, reviews = load_soup(), load_reviews()
     when = sbom_timestamp(timestamp)
     version, licence = _project(project)
     root = _component(project, version, licence, type=ComponentType.APPLICATION)
     components: dict[str, Any] = {}
-    hashes: list[tuple[str, str, str]] = []
-    for name, dist in sorted(dists.items()):
-        digest, basis = distribution_hash(dist.dist)
-        hashes.append((name, dist.version, digest))
-        item = items[name]
+    for name, pin in sorted(pins.items()):
+        dist = dists.get(name)
+        known = dist is not None and dist.version == pin.version
+        entry = entries.get(name) if pin.direct else None
+        review = reviews.get(name)
+        properties = [Property(name=HASH_BASIS, value=BASIS),
+                      Property(name=KIND, value="runtime" if pin.direct else "transitive")]
+        if review is not None and review.version == pin.version:
+            properties.append(Property(name=REVIEW, value=f"{review.status} ({review.date.isoformat()})"))
         components[name] = _component(
-            name, dist.version, (dist.licence, dist.licence_is_spdx), type=ComponentType.LIBRARY,
-            hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest)],
-            scope=ComponentScope.REQUIRED if item.shipped else ComponentScope.EXCLUDED,
-            description=item.purpose,
-            properties=[Property(name=HASH_BASIS, value=basis), Property(name=KIND, value=item.kind)])
+            name, pin.version, (dist.licence, dist.licence_is_spdx) if known and dist else ("UNKNOWN", False),
+            type=ComponentType.LIBRARY, scope=ComponentScope.REQUIRED,
+            hashes=[HashType(alg=HashAlgorithm.SHA_256, content=h) for h in pin.hashes],
+            description=entry.purpose if entry else f"required by {', '.join(pin.required_by)}",
+            properties=properties)
+    hashes = [(name, pin.version, list(pin.hashes)) for name, pin in sorted(pins.items())]
     content = json.dumps([project, version, when.isoformat(), hashes]).encode()
     fingerprint = hashlib.sha256(content).hexdigest()
     bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"urn:fedprog:sbom:sha256:{fingerprint}"),
               metadata=BomMetaData(component=root, timestamp=when))
     for component in components.values():
         bom.components.add(component)
-    bom.register_dependency(root, [components[n] for n in sorted(direct) if n in components])
-    graph = dependency_graph(dists, {n: x for n, (_, x) in direct.items()})
-    for name, component in components.items():
-        bom.register_dependency(component, [components[c] for c in graph.get(name, ())])
+    bom.register_dependency(root, [components[n] for n, pin in sorted(pins.items()) if pin.direct])
+    for name, children in lock_graph(pins).items():
+        bom.register_dependency(components[name], [components[c] for c in children])
     return str(JsonV1Dot6(bom).output_as_string(indent=2)) + "\n"
 
 

@@ -10,12 +10,15 @@ user needs) and ISO 14971 §5–7 (hazards, and the risk controls that reduce th
 ``parents`` point upward (a software requirement names the system requirement it refines; a
 risk control names the hazard(s) it controls and may name the requirement implementing it).
 ``reviewed`` holds, per parent, the SHA-256 fingerprint of that parent's id, text and links
-when this item was last reviewed against it; a parent edited since then makes the link
-*suspect* until ``fedprog trace review`` re-fingerprints it.
+when this item was last reviewed against it (``reviewed_by``/``reviewed_at``: who and on which
+UTC date); a parent edited since then makes the link *suspect* until ``fedprog trace review``
+re-fingerprints it. ``evidence`` records, for an item verified by inspection or analysis, the
+file showing it, who looked, when and with what result (IEC 62304 §5.1.1, §5.7.5).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from typing import Annotated, Literal
@@ -66,6 +69,21 @@ class Acceptance(BaseModel):
         return self
 
 
+class Evidence(BaseModel):
+    """The record of one inspection or analysis: the repository file that shows it (a path
+    relative to the repository root), the reviewer, the UTC date and the result: ``pass``,
+    ``fail``, or ``planned`` (a risk control not yet implemented, for which no reduction of
+    probability is claimed; :mod:`traceability.check` accepts it only for such a control)."""
+
+    model_config = _STRICT
+    file: str = Field(min_length=1)
+    reviewer: str = Field(min_length=3)
+    date: dt.date
+    result: Literal["pass", "fail", "planned"]
+    #: what the reviewer saw in the file (one or two sentences)
+    summary: str | None = None
+
+
 class Item(BaseModel):
     """One requirement, hazard or risk control."""
 
@@ -86,6 +104,11 @@ class Item(BaseModel):
     acceptance: list[Acceptance] = Field(default_factory=list)
     #: parent id → fingerprint of the parent when this item was last reviewed against it
     reviewed: dict[str, str] = Field(default_factory=dict)
+    #: who last reviewed this item against its parents, and on which UTC date
+    reviewed_by: str | None = None
+    reviewed_at: dt.date | None = None
+    #: inspection / analysis records (see :class:`Evidence`)
+    evidence: list[Evidence] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Item:
@@ -105,7 +128,12 @@ class Item(BaseModel):
 
 
 def fingerprint(item: Item) -> str:
-    """SHA-256 of what a child depends on in its parent: id, text and links (not the title's
-    wording or review bookkeeping), as canonical JSON."""
-    data = {"id": item.id, "text": " ".join(item.text.split()), "parents": sorted(item.parents)}
+    """SHA-256 of what a child or a test depends on in an item: id, text, links and acceptance
+    criteria (a changed threshold or tolerance changes what was verified), as canonical JSON; not
+    the title's wording, review bookkeeping or evidence. An item without acceptance criteria hashes
+    as it did before criteria were covered (the key is left out), so its reviews stay valid."""
+    data: dict[str, object] = {"id": item.id, "text": " ".join(item.text.split()),
+                               "parents": sorted(item.parents)}
+    if item.acceptance:
+        data["acceptance"] = [a.model_dump(mode="json") for a in item.acceptance]
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -40,11 +40,13 @@ def checkout() -> Path | None:
 
 
 def environment() -> dict[str, Any]:
-    """Python version and the SHA-256 of the sorted ``name==version`` of installed distributions."""
+    """Python version and the SHA-256 of the sorted ``name==version`` of installed distributions (names
+    lower-cased, ``_`` and ``.`` as ``-``: the same digest the test run's JUnit records, so a run and the
+    environment it is offered in can be compared)."""
     from importlib.metadata import distributions
 
-    lines = sorted({f"{(d.metadata['Name'] or '?').lower().replace('_', '-')}=={d.version}"
-                    for d in distributions()})
+    lines = sorted({f"{(d.metadata['Name'] or '?').lower().replace('_', '-').replace('.', '-')}=={d.version}"
+                    for d in distributions() if d.metadata["Name"]})
     digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
     return {"python": platform.python_version(), "distributions": len(lines), "environment_sha256": digest}
 
@@ -115,8 +117,61 @@ def run_suite(folder: Path, extra_args: list[str] | None = None, timeout: float 
                    **junit_counts(junit))
     ok = returncode == 0 and junit.is_file() and out.get("tests", 0) > 0 \
         and out.get("failures", 1) == 0 and out.get("errors", 1) == 0
+    if junit.is_file():
+        out["linked_not_passed"] = linked_not_passed(junit)
+        ok = ok and not out["linked_not_passed"]
     out["status"] = "passed" if ok else "failed"
     return out
+
+
+def linked_not_passed(junit: Path) -> list[str]:
+    """Tests of a run that carry a requirement id and did not pass (failed, errored or skipped): a
+    requirement is verified only when every test linked to it ran and passed (IEC 62304 §5.7.5)."""
+    from traceability.results import ResultsError, read_junit
+
+    try:
+        run = read_junit(junit)
+    except ResultsError as exc:
+        raise VerificationError(str(exc)) from None
+    return [f"{t.nodeid} {t.outcome}" for t in run.tests if t.reqs and t.outcome != "passed"]
+
+
+def from_junit(junit: Path, folder: Path) -> dict[str, Any]:
+    """Evidence from a run of the suite that already happened (``make test``'s JUnit), copied into
+    ``folder`` as ``junit.xml``. It passes only when that run is of this very software: the same clean
+    commit (a run on a modified checkout proves nothing about a commit), the same environment digest,
+    tests collected, no failure or error, and no linked test failed or skipped. Every reason it does not
+    is listed under ``problems``."""
+    from traceability.results import ResultsError, read_junit
+
+    try:
+        run = read_junit(Path(junit))
+    except ResultsError as exc:
+        raise VerificationError(str(exc)) from None
+    here, env = commit(), environment()
+    counts = junit_counts(Path(junit))
+    problems = []
+    if run.commit.endswith("-dirty") or run.commit == "unknown":
+        problems.append(f"the run was on a modified or unknown checkout ({run.commit})")
+    elif here["commit"] is None or here["dirty"] or run.commit != here["commit"]:
+        now = "unknown" if here["commit"] is None else here["commit"] + ("-dirty" if here["dirty"] else "")
+        problems.append(f"the run was of commit {run.commit[:12]}, this software is {now[:18]}")
+    if run.environment_sha256 != env["environment_sha256"]:
+        problems.append("the run was in another environment (its environment SHA-256 differs)")
+    if counts["tests"] == 0:
+        problems.append("the run holds no test")
+    if counts["failures"] or counts["errors"]:
+        problems.append(f"{counts['failures']} failures and {counts['errors']} errors")
+    linked = linked_not_passed(Path(junit))
+    if linked:
+        problems.append(f"{len(linked)} tests linked to requirements did not pass (first: {linked[0]})")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    copy = Path(folder) / "junit.xml"
+    copy.write_bytes(Path(junit).read_bytes())
+    return {"status": "failed" if problems else "passed", "source": "junit", "problems": problems,
+            "summary": "; ".join(problems) or f"{counts['tests']} tests of {run.commit[:12]} on {run.date}",
+            "run_commit": run.commit, "run_date": run.date, "linked_not_passed": linked,
+            "junit": "junit.xml", "junit_sha256": sha256_file(copy), **counts, **here, **env}
 
 
 def skipped(reason: str) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """FP-CYB — Cybersecurity (EU MDR Annex I §17.2, §17.4; MDCG 2019-16; IEC 81001-5-1).
 
-A STRIDE threat model of the federated network and the risk endpoint, the security controls
-with the requirements that specify them (every cited id is checked against the loaded
-requirements: a stale reference stops the build), and the residual risks, stated as they are.
+A STRIDE threat model of the federated network and the risk endpoint, each threat scored with CVSS
+v3.1 before and after its control (:mod:`dossier.documents._threats`, the one source FP-REL also
+reads), the security controls with the requirements that specify them (every cited id is checked
+against the loaded requirements: a stale reference stops the build), the residual risks, the
+vulnerability-handling process with the manufacturer's open decisions, the security test report
+counted from the test run (never assumed), and what the hospital's IT must provide.
 """
 
 from __future__ import annotations
@@ -12,185 +15,48 @@ from typing import Any
 
 from reportlab.platypus import Flowable
 
-from dossier.documents import _privacy
-from dossier.documents._layout import ids, section
+from device.fhir.auth import ISSUER, MAX_TTL_SECONDS
+from device.fhir.keys import ALGORITHM
+from dossier.documents import _privacy, _tests
+from dossier.documents._it_environment import DEFAULT_HOST, DEFAULT_PORT
+from dossier.documents._layout import code, ids, section
+from dossier.documents._threats import (
+    ACCEPT_LIMIT,
+    THREATS,
+    cvss_score,
+    high_residual,
+    rating,
+    residual_risks,
+    vectors,
+)
+from dossier.manufacturer import MARKER
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import esc, para, table
 
-#: category, threat, asset, control, evidence (requirement / risk-control ids)
-THREATS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
-    ("Spoofing", "A client calls the endpoint with no token, a forged, expired, alg:none or wrong-audience "
-     "token.", "Risk service; patient data in requests",
-     "ES256 JWT, algorithm pinned; iss, aud, exp checked; every request authenticated except the "
-     "public metadata, OperationDefinition and CDS Hooks discovery.",
-     ("SRS-AUTH-001", "SRS-AUTH-003", "RC-AUTH-001")),
-    ("Spoofing", "A forged checkpoint or witness cosignature is presented as the ledger state.", "Ledger",
-     "Ed25519 signed notes (C2SP); cosignature/v1 per site witness; strict-majority quorum.",
-     ("SRS-LEDG-003", "SRS-LEDG-006")),
-    ("Tampering", "A modified or corrupted model artifact is registered or served.", "Model artifact",
-     "SHA-256 of the canonical JSON recomputed on every load and at release; content-addressed store.",
-     ("SRS-DEV-001", "SRS-DEV-002", "RC-ART-001")),
-    ("Tampering", "The ledger history is rewritten: rollback, second root for a size, split view.", "Ledger",
-     "Witnesses cosign only after a consistency proof and stop on a fork; UPDATE/DELETE refused by the "
-     "database; full verification.", ("SRS-LEDG-002", "SRS-LEDG-004", "SRS-LEDG-005", "RC-LEDG-001")),
-    ("Tampering", "Malformed or hostile messages between coordinator and sites (NaN, wrong shapes, unknown "
-     "fields, deserialisation attacks).", "Federated computation",
-     "Versioned pydantic messages validated on receipt; arrays as exact bytes; no pickle.", ("SRS-FED-008",)),
-    ("Tampering", "Hostile or malformed FHIR input: invalid resources, unconvertible units, out-of-range "
-     "values.", "Risk estimate", "FHIR validation plus own binding checks; UCUM conversion or refusal; "
-     "intended-use envelope; every error an OperationOutcome, never a 500.",
-     ("SRS-FHIR-004", "SRS-FHIR-005", "SRS-FHIR-006", "SRS-DEV-005")),
-    ("Repudiation", "A risk is issued, or a request refused, without a record.", "Audit trail",
-     "AuditEvent for every request, stored with the RiskAssessment in one transaction before the response.",
-     ("SRS-AUDIT-001", "RC-AUDIT-001")),
-    ("Repudiation", "A release, withdrawal or consent decision is denied afterwards.", "Lifecycle records",
-     "Every transition is a signed ledger entry cosigned by the sites' witnesses.",
-     ("SRS-REG-001", "SRS-CONS-005")),
-    ("Information disclosure", "The coordinator learns one hospital's statistics.", "Site aggregates",
-     "Secure aggregation on by default: pairwise X25519/HKDF/ChaCha20 masks modulo 2^128, fresh every round.",
-     ("SRS-SEC-001", "SRS-SEC-002", "SRS-SEC-003")),
-    ("Spoofing", "A malicious coordinator substitutes the sites' round keys, lists a peer set of one site, "
-     "asks for plaintext or re-asks a round with another request to unmask a site.", "Site aggregates",
-     "Round keys signed with each site's Ed25519 identity key and checked against the approved study; at "
-     "least max(2, min_sites) peers; masks bound to the request digest; each round answered once.",
-     ("SRS-SEC-004", "RC-PRIV-003")),
-    ("Tampering", "A malicious coordinator writes its own requests: a lowered policy, one-patient blocks, "
-     "another cohort, a finer grid or Kaplan-Meier times, stale or stepped consent checkpoints, extreme "
-     "or many coefficient vectors.", "Patient data",
-     "Sites answer only the study their operator approved (SHA-256), under their own floors; only the "
-     "newest witnessed checkpoint; a bound on |beta·x| over the declared ranges and a budget of rounds.",
-     ("SRS-PRIV-010", "SRS-PRIV-012", "SRS-PRIV-014", "RC-PRIV-003")),
-    ("Information disclosure", "The coordinator decodes single-patient cells (a day with one event, a "
-     "risk-set difference of one censored patient) or uses errors as oracles.", "Patient data",
-     "k-cells at the source on a public time ladder: every atom of a site's patients is 0 or at least k; "
-     "errors in a secure study carry no counts or values; a malicious-coordinator harness asserts on "
-     "what it decodes.", ("SRS-PRIV-011", "SRS-PRIV-013", "SRS-PRIV-015", "RC-PRIV-003")),
-    ("Information disclosure", "The coordinator, or a reader of releases, learns about one patient from "
-     "aggregate Kaplan-Meier counts (a count of one, the difference of two sums or of two fits, a re-run "
-     "after a dropout).", "Patient data",
-     "Optional differential privacy (off by default; \u03b5, \u03b4 per fit pinned in the approved study): "
-     "each site adds its share of distributed Skellam noise to its integer counts before masking, so no "
-     "exact sum is decoded; a persistent accountant per site over all studies refuses beyond its "
-     "operator's budget; a private release states \u03b5, \u03b4 and shows noisy counts only. Cox models: "
-     "section 4.7; what it does not cover: residual risks R1, R2, R8, R9.",
-     ("SRS-PRIV-016", "SRS-PRIV-017", "SRS-PRIV-018", "SRS-PRIV-019", "SRS-PRIV-023")),
-    ("Information disclosure", "Patient-level values leave a site in messages, errors or small cells.",
-     "Patient data", "Shapes fixed by public parameters; disclosure policy; small cells suppressed; outbound "
-     "transcript and its audit.", ("SRS-PRIV-001", "SRS-PRIV-002", "SRS-PRIV-003", "SRS-PRIV-004",
-                                   "RC-PRIV-002")),
-    ("Information disclosure", "A reader of releases differences two artifacts or validation reports (a "
-     "model and its successor retrained without a withdrawn patient) to recover her covariates and event.",
-     "Patient data", "Released counts rounded to multiples of k (artifact: n, events, coverage bins; "
-     "validation: per site, subgroup, risk group); the model centred on the study's declared reference "
-     "patient, never a data mean; each site pads a withdrawal so that its patient set differs from every "
-     "earlier job's by 0 or at least k.", ("SRS-PRIV-020", "SRS-PRIV-021", "SRS-PRIV-022", "RC-PRIV-004")),
-    ("Information disclosure", "A patient identifier reaches the shared ledger, or a reader of the ledger "
-     "links one patient's consent events.", "Patient identity",
-     "Only HMAC-SHA256 commitments under a fresh salt per consent event (no value links two events "
-     "of one patient); the site proves linkage to an auditor with the openings; erasure by "
-     "crypto-shredding every salt of the patient.", ("SRS-CONS-003", "SRS-CONS-010", "RC-PRIV-001")),
-    ("Denial of service", "A site stops answering or answers invalidly and stalls the study.", "Training",
-     "Timeout per round; the site is excluded with its reason and the fit re-run, or stopped cleanly.",
-     ("SRS-FED-009",)),
-    ("Denial of service", "Oversized or many-entry requests exhaust the server.", "Risk service",
-     "Token and body size limits; batch size limit; a bad batch entry fails alone.", ("SRS-FHIR-003",)),
-    ("Elevation of privilege", "A token used beyond its scopes: predicting with a read scope, reading the "
-     "audit trail or another patient's consent.", "Risk service; audit; consent",
-     "SMART v2 scopes checked per resource type and interaction; patient scopes bound to the patient.",
-     ("SRS-AUTH-002", "SRS-CONS-006")),
-    ("Tampering (supply chain)", "A compromised or vulnerable third-party component.", "Device software",
-     "SOUP list with versions, licences and risk notes; CycloneDX SBOM with hashes.",
-     ("SRS-SOUP-001", "SRS-SOUP-002")),
-)
+__all__ = ["SPEC", "THREATS", "residual_risks"]
 
-def residual_risks() -> tuple[tuple[str, str, str], ...]:
-    """Residual risk, consequence, measure required of the deployment or planned; the Cox part of
-    differential privacy as the code stands (:func:`dossier.documents._privacy.cox_brief`)."""
-    cox = _privacy.cox_brief()
-    private = _privacy.cox_private()
-    return (
-    ("After a dropout the fit is re-run among the remaining sites (exact Cox needs survivors-only answers "
-     "to the questions that do not depend on beta; double masking, Bonawitz et al. 2017, would decode the "
-     "round but not remove this difference, so it is not used).", "A coordinator that claims a dropout "
-     "can difference the two runs and learn one site's statistics - sums over cells of 0 or at least k of "
-     "its patients (k-cells at the source, SRS-PRIV-011), never a patient's value.", "Keep min_cell_count "
-     ">= 5. In a Kaplan-Meier study with differential privacy both runs carry the sites' noise and each is "
-     "charged to every answering site's accountant, so the difference is covered. For Cox studies, "
-     + ("the same holds when the study enables differential privacy (SRS-PRIV-023)" if private else cox)
-     + "; without it the bound is k-cells only."),
-    ("Inside the declared ranges the bound on |beta·x| (30) still lets a coordinator choose coefficients "
-     "under which a patient isolated at the edge of a range carries most of her cell's weight (covariates "
-     "are clipped to the ranges, so a value beyond them is never learned).", "Approximate recovery of an "
-     "isolated patient's other covariates from a cell of at least k.",
-     ("Planned: a dominance rule (effective cell size under the weights); keep the budget of rounds small. "
-      "A study that enables differential privacy is fitted by noisy Newton (SRS-PRIV-023), and its sites "
-      "refuse the exact Cox rounds (SRS-PRIV-019)." if private else
-      "Planned: a dominance rule (effective cell size under the weights) or differential privacy for Cox "
-      f"models; keep the budget of rounds small. Today {cox}.")),
-    ("The bound on |beta·x| makes solving a cell for its patients (Prony's method) harder, not impossible; "
-     "the site's budget of rounds (kept in a file, so it survives a restart) limits how many questions "
-     "are asked.", "A patient inside a cell of k could be approached by a long series of coefficient "
-     "vectors within the budget.", "Keep max_rounds as small as the studies allow."),
-    ("Which rung of the time ladder a site accepts, and which sites refused (by code), is visible to the "
-     "coordinator; the coordinator also decides when consent checkpoints are published.",
-     "One bit per rung and site; two trainings at consecutive checkpoints differ by the patients whose "
-     "consent changed between them.", "Publish checkpoints on a schedule the sites agree to; each site "
-     "pads its contribution so two jobs differ by 0 or at least k of its patients (RC-PRIV-004)."),
-    ("Rounding, the reference centre and padding make two releases differ by 0 or at least k of a site's "
-     "patients, not by one; they are not differential privacy: coefficients, baseline survival and "
-     + ("covariance stay exact unless the study enables differential privacy (then they are noisy, "
-        "SRS-PRIV-023)." if private else f"covariance stay exact ({cox})."),
-     "A reader who knows the k - 1 other patients of a difference (drawn at random by the site, never "
-     "published) could isolate the withdrawn patient.",
-     "Keep min_cell_count >= 5; keep each site's contribution key secret."),
-    ("Sites keep session state (cohort and key pairs per session) in memory, never evicted while the "
-     "process runs; there is no dropout recovery inside a round.",
-     "A site restart loses its sessions and the round is re-run or the study stops; memory grows with the "
-     "number of sessions.", "Run each site under a supervisor and restart it between studies."),
-    ("Masking hides each site's contribution, not the sum; the coordinator colluding with all sites but "
-     "one learns that site's statistics (under differential privacy, carrying only that site's own share "
-     "of the noise).", "Disclosure of one hospital's aggregates (not of patient rows).",
-     "min_sites (default 3) and the disclosure policy; contracts between the hospitals."),
-    ("Differential privacy is optional and off by default; the guarantee this file states covers the "
-     + ("Kaplan-Meier counts and the sums of a private Cox fit (section 4.7), not the accuracy of a private "
-        "Cox model." if private else f"Kaplan-Meier counts only, and {cox}.")
-     + " The plaintext evaluations of validation and every study without it are outside the sites' "
-     "accountants.",
-     "Cox models (coefficients, covariance, baseline hazard) trained without it, validation results and "
-     "studies without differential privacy are protected by the disclosure policy, k-cells, rounding to "
-     "k and padding only (no formal bound on what one patient changes).",
-     "Enabling differential privacy and choosing \u03b5 is the study's decision, with the "
-     "data protection assessment (the default is off); each site's operator sets its own budget "
-     "(dp_epsilon, dp_delta). Keep min_cell_count."),
-    ("Within a differentially private study: refusals at the source (k-cells, site minimums) are not "
-     "noised; sites colluding with the coordinator can subtract their own noise shares; the noise comes "
-     "from NumPy's Poisson sampler, exact only up to floating-point arithmetic.",
-     "A refusal tells whether a count is below a threshold; against t colluding sites of n the noise left "
-     "is Sk(\u03bc(n - t)/n), weaker than the stated (\u03b5, \u03b4); the floating-point sampler may "
-     "deviate from the exact Poisson law in ways the accounting does not model.",
-     "min_sites (default 3) and contracts between the hospitals against collusion; the site minimums "
-     "are public study parameters; an exact integer sampler (Duchon & Duvignau 2016) is a candidate for a "
-     "later version."),
-    ("Per-hospital validation results are plaintext by design; --time-grid exact sends distinct event times "
-     "in plaintext.", "Aggregates attributable to one hospital.",
-     "Suppression below the disclosure minimums; the transcript marks plaintext and its audit fails on it."),
-    ("fedprog serve speaks plain HTTP (127.0.0.1 by default); the site transport's channel security is not "
-     "provided by fedprog.", "Eavesdropping or tampering on the network if exposed.",
-     "Deploy behind TLS (reverse proxy) with network segmentation; mutual TLS for site links."),
-    ("Tokens are issued locally from a key file, with no link to the hospital's identity provider and no "
-     "refresh tokens; a revoked token's id (fedprog token revoke) is refused by every server process of "
-     "the workspace.", "A leaked token is valid until it expires (default 1 hour, at most 8 hours) unless "
-     "someone notices and revokes it.", "Short lifetimes; revoke leaked tokens; rotate the signing key to "
-     "revoke all tokens; integrate an authorisation server."),
-    ("Keys and stores at rest (log, witness, consent and token keys; SQLite stores including consent "
-     "identities and the audit trail) are protected by file permissions only; the demo keeps all of them "
-     "on one host.", "A host compromise exposes keys and records.",
-     "Keep each site's keys at its hospital; disk encryption and access control by the operator."),
-    ("The SBOM enables vulnerability monitoring, but no automated vulnerability scan is part of the build.",
-     "A known vulnerability in a SOUP item may go unnoticed between releases.",
-     "Monitor advisories against the SBOM as part of post-market surveillance."),
+#: the requirement families whose tests are security or privacy tests (IEC 81001-5-1 §5.7)
+FAMILIES = ("SRS-AUTH", "SRS-SEC", "SRS-LEDG", "SRS-PRIV", "SRS-AUDIT", "SRS-CONS", "RC-AUTH", "RC-SEC",
+            "RC-LEDG", "RC-PRIV", "RC-AUDIT")
+#: security test campaigns: name, what they attack, the test files (node-id prefixes) that run them
+CAMPAIGNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Token verification", "no, forged, expired, alg:none, wrong-audience and revoked tokens; scopes",
+     ("tests/device/fhir/test_auth.py", "tests/device/fhir/test_tokens.py")),
+    ("SMART App Launch", "launch and code reuse, lifetimes, PKCE, redirect and scope checks",
+     ("tests/device/fhir/test_smart.py",)),
+    ("Fuzzing", "property-based (Hypothesis) and schema-driven (Schemathesis) requests; hostile FHIR input",
+     ("tests/device/fhir/test_fuzz.py", "tests/device/fhir/test_schema_fuzz.py",
+      "tests/device/fhir/test_hostile_inputs.py")),
+    ("Ledger tamper matrix", "rewriting ledger.sqlite without the witnesses' keys: every attack detected",
+     ("tests/fedprog/test_ledger_tamper.py", "tests/ledger/test_trusted.py")),
+    ("Site kill trials", "SIGKILL while appending, sites dropping out or stopped during a run",
+     ("tests/ledger/test_crash.py", "tests/federated/protocol/test_dropouts.py",
+      "tests/fedprog/test_deploy.py", "tests/fedprog/test_flower_slow_site.py")),
+    ("Privacy attacks", "a malicious coordinator over the wire, reconstruction, differencing, DP auditing",
+     ("tests/privacy/",)),
+    ("Secure aggregation", "masking, key agreement, low-order keys, overflow refusal",
+     ("tests/federated/protocol/test_secagg.py", "tests/federated/protocol/test_secure.py")),
 )
-
 
 def _checked(requirements: Any, cited: Iterable[str]) -> None:
     missing = sorted({i for i in cited if i not in requirements})
@@ -200,9 +66,43 @@ def _checked(requirements: Any, cited: Iterable[str]) -> None:
 
 def _threats() -> Flowable:
     rows: list[list[object]] = [["#", "STRIDE", "Threat", "Asset", "Control", "Evidence"]]
-    rows += [[f"T{n}", cat, threat, asset, control, ids(ev)]
-             for n, (cat, threat, asset, control, ev) in enumerate(THREATS, start=1)]
+    rows += [[f"T{n}", t.category, t.threat, t.asset, t.control, ids(t.evidence)]
+             for n, t in enumerate(THREATS, start=1)]
     return table(rows, widths=[8, 19, 42, 24, 47, 30])
+
+
+def _scored(vector: str) -> Flowable:
+    score = cvss_score(vector)
+    return code(vector, f"<b>{score:.1f} {rating(score)}</b>")
+
+
+def _scoring() -> list[Flowable]:
+    """Section 3.1: each threat's CVSS v3.1 base vector and score before and after its control."""
+    rows: list[list[object]] = [["#", "Inherent (no control): vector, score", "Residual (with the control)"]]
+    try:
+        scored = [(n, vectors(t)) for n, t in enumerate(THREATS, start=1)]
+        high = high_residual(THREATS)
+    except ValueError as exc:
+        raise DossierError(f"{SPEC.id}: {exc}") from None
+    rows += [[f"T{n}", _scored(v.inherent), _scored(v.residual)] for n, v in scored]
+    verdict = ("No residual score is High or Critical." if not high else
+               f"Residual High or Critical: {esc(', '.join(f'T{n}' for n, _ in high))}; each is accepted "
+               "only by the manufacturer's decision (regulatory/manufacturer.yaml "
+               "cybersecurity.residual_risk_acceptance), with the deployment measures of section 5, and is "
+               "stated in the release notes (FP-REL).")
+    return [
+        *section("3.1 Scoring", 2),
+        para("<i>Method.</i> Each threat is scored with the CVSS v3.1 base metrics (FIRST; the scale the FDA "
+             "premarket cybersecurity guidance names): the <i>inherent</i> vector scores the "
+             "attack on a device without the control, the <i>residual</i> vector the same attack against the "
+             "control as the code implements it — what the attacker must then hold (PR: a key, a token, "
+             "a role) or overcome (AC) and what remains at stake (C, I, A). Scores are computed from the "
+             "vectors by the specification's formulas, never typed in. CVSS rates exploitability and "
+             "technical impact, not harm to a patient: a threat that can lead to harm is also a hazard of "
+             "FP-RMF, whose severity scale decides acceptability there. <i>Rule.</i> A residual score below "
+             f"{ACCEPT_LIMIT:.1f} (Low, Medium) is acceptable with the stated control; {ACCEPT_LIMIT:.1f} or "
+             "more (High, Critical) needs a deployment measure and the manufacturer's acceptance."),
+        table(rows, widths=[10, 80, 80]), para(verdict)]
 
 
 def _controls(inputs: DossierInputs) -> list[Flowable]:
@@ -250,9 +150,119 @@ def _controls(inputs: DossierInputs) -> list[Flowable]:
     ]
 
 
+def _decision(inputs: DossierInputs, name: str) -> str:
+    """The manufacturer's decision ``cybersecurity.<name>``, or that it is open (the file stays a draft)."""
+    block = getattr(inputs.manufacturer, "cybersecurity", None)
+    value = getattr(block, name, None)
+    return (esc(value) if value not in (None, MARKER) else
+            f"<b>open decision</b> (regulatory/manufacturer.yaml cybersecurity.{name})")
+
+
+def _vulnerabilities(inputs: DossierInputs) -> list[Flowable]:
+    """Section 6: vulnerability handling and coordinated disclosure (IEC 81001-5-1 §5.1.4, §7, §8)."""
+    steps = [
+        ("Intake", "Reports from researchers, hospitals, suppliers and the monitoring below are received at "
+                   f"the security contact: {_decision(inputs, 'security_contact')}. Each becomes a problem "
+                   "report of the problem-resolution process (FP-SDP, IEC 62304 \u00a79), marked "
+                   "as security."),
+        ("Triage", "The report is reproduced, scored with the method of section 3.1 (CVSS v3.1 base vector "
+                   "of the vulnerability as found) and assessed for patient harm in FP-RMF. Proposed times: "
+                   "acknowledge within 5 working days, triage within 10, remedy or mitigation within 30 days "
+                   "for Critical and High, in the next planned release otherwise. Binding times: "
+                   f"{_decision(inputs, 'response_times')}."),
+        ("SOUP monitoring", "The CycloneDX SBOM delivered with this file (fedprog trace sbom; names, "
+                            "versions, purls, hashes) is compared against published advisories for every "
+                            "component at each release and at least monthly (FP-PMS); the SOUP list's risk "
+                            "notes record each evaluation (IEC 62304 \u00a77.1.3). No automated scan is part "
+                            "of the build (residual risk in section 5)."),
+        ("Remedy and release",
+         "A fix follows the life cycle of FP-SDP: change, review, make test (lint, the whole suite with "
+         "JUnit evidence, fedprog trace check), a new software version with a new SBOM and technical file "
+         "(fedprog dossier build, anchored in the ledger). A model found unsafe is withdrawn (fedprog model "
+         "withdraw: not served from the next request); a leaked token key is rotated, which revokes every "
+         "token."),
+        ("Notification", "Hospitals operating the device receive an advisory with the affected versions, the "
+                         "severity, the mitigation until the fix and the fixed version, through: "
+                         f"{_decision(inputs, 'advisory_channel')}. Serious incidents are reported under "
+                         "MDR Art. 87 (FP-PMS)."),
+        ("Coordinated disclosure",
+         "The reporter is acknowledged and kept informed; publication is agreed with the reporter after the "
+         "remedy is available to hospitals (proposed: at most 90 days after the report). Security support "
+         f"of this version ends: {_decision(inputs, 'support_end')}."),
+    ]
+    return [*section("6 Vulnerability handling and coordinated disclosure"),
+            para("The process below is the manufacturer's (MDCG 2019-16 section 6; IEC 81001-5-1 "
+                 "\u00a75.1.4, \u00a77, \u00a78). Where only the legal manufacturer can decide (the contact "
+                 "address, the advisory channel, binding response times, the end of support, the acceptance "
+                 "of High residual risks), the decision is read from regulatory/manufacturer.yaml and, while "
+                 "open, listed in the manifest's open decisions: the technical file stays a draft."),
+            table([("Step", "Process"), *[(name, para(text, "cell")) for name, text in steps]],
+                  widths=[32, 138])]
+
+
+def _security_tests(inputs: DossierInputs) -> list[Flowable]:
+    """Section 7: the security test report, counted from the run (IEC 81001-5-1 §5.7)."""
+    run = inputs.test_run
+    out: list[Flowable] = [*section("7 Security test report")]
+    if run is None:
+        return [*out, para("<b>No test run was available to this build:</b> the security tests below are not "
+                           "evidenced by this file (FP-VER).")]
+    camp: list[list[object]] = [["Campaign", "What it attacks", *_tests.TALLY_HEAD]]
+    camp += [[name, what, *_tests.tally(_tests.of_files(run, files)).cells()]
+             for name, what, files in CAMPAIGNS]
+    fam: list[list[object]] = [["Family", *_tests.TALLY_HEAD]]
+    fam += [[f, *_tests.tally(tests).cells()] for f, tests in _tests.by_family(run, FAMILIES).items()]
+    every = _tests.tally(_tests.of_families(run, FAMILIES))
+    bad = [t for t in _tests.of_families(run, FAMILIES) if t.outcome != "passed"]
+    out += [para(f"From the test run of commit {esc(run.commit)} ({esc(run.date)}), as FP-VER records it. "
+                 "By campaign (the test files that run it):"),
+            table(camp, widths=[26, 50, 13, 13, 13, 13, 13, 24]),
+            para("By requirement family of the security and privacy requirements and risk controls (a test "
+                 "verifying ids of two families counts in both):"),
+            table(fam, widths=[40, 18, 18, 18, 18, 18, 40]),
+            para(f"Security and privacy tests of the run: {esc(every.text())}; verdict "
+                 f"<b>{every.verdict}</b>. A verdict other than PASSED is evaluated in the release notes "
+                 "(FP-REL).")]
+    if bad:
+        out.append(table([("Not passed", "Requirements"), *[(_tests.listed([t]), ", ".join(t.reqs))
+                                                           for t in bad]], widths=[120, 50]))
+    return out
+
+
+def _it_security() -> list[Flowable]:
+    """Section 8: what the hospital's IT must provide and keep (MDR Annex I §17.4; IEC 81001-5-1 §5.8)."""
+    hours = MAX_TTL_SECONDS // 3600
+    items = [
+        ("TLS and placement", f"fedprog serve speaks plain HTTP on {DEFAULT_HOST}:{DEFAULT_PORT} by default: "
+         "terminate TLS 1.2 or later at the hospital's reverse proxy and keep the server on loopback or a "
+         "segment reachable only from the proxy (FP-IFU section 8)."),
+        ("Firewall and ports", "Allow inbound only the proxy's HTTPS port, from the EHR and clinical "
+         "workstations; block the server's HTTP port from everything but the proxy. Federated training "
+         "between hospitals uses its own connections (Flower SuperLink and SuperNodes) and is not opened "
+         "to the clinical network."),
+        ("Tokens", f"Only {ALGORITHM} tokens of issuer '{ISSUER}' signed with keys/token-es256.pem are "
+         f"accepted, for at most {hours} h; fedprog token revoke refuses a token from the next request; "
+         "replacing the key revokes every token. Keep lifetimes short."),
+        ("Key custody", "keys/log.key (the log's checkpoint key) with the coordinator's operator; each "
+         "site's witness.key and identity.key at that hospital only, never copied to the coordinator; "
+         "keys/token-es256.pem on the server host only; each person's approval key (ledger/signatures.py) "
+         "with that person, its public half pinned in workspace.json. All are 0600 files protected by file "
+         "permissions only: add disk encryption and access control (residual risk in section 5)."),
+        ("Backups", "Back up the whole workspace (ledger, stores, keys) on the hospital's schedule; the "
+         "backup holds private keys and is protected like them; after a restore run fedprog ledger verify "
+         "before serving."),
+        ("Logs and monitoring", "Every request is an AuditEvent in fhir.sqlite; review refusals (401, 403) "
+         "for misuse; keep the server's clock on NTP (token expiry)."),
+    ]
+    return [*section("8 IT security for the hospital"),
+            para("For the hospital's IT security staff (MDCG 2019-16 section 4.3 and Annex I: information "
+                 "the manufacturer supplies to the operator):"),
+            *[para(f"<b>{esc(t)}.</b> {esc(text)}") for t, text in items]]
+
+
 def build(inputs: DossierInputs) -> list[Flowable]:
     inputs.require(SPEC.needs, SPEC.id)
-    _checked(inputs.requirements, (i for t in THREATS for i in t[4]))
+    _checked(inputs.requirements, (i for t in THREATS for i in t.evidence))
     residual: list[list[object]] = [["#", "Residual risk", "Consequence", "Measure"]]
     residual += [[f"R{n}", *r] for n, r in enumerate(residual_risks(), start=1)]
     threats = _threats()
@@ -260,9 +270,11 @@ def build(inputs: DossierInputs) -> list[Flowable]:
         *section("1 Scope"),
         para(f"This document states the cybersecurity of {esc(inputs.device)} {esc(inputs.device_version)} "
              f"(commit {esc(inputs.commit)}): the threat model of the federated network and of the FHIR/CDS "
-             "Hooks endpoint, the controls, the requirements that specify and verify them, and the residual "
-             "risks (EU MDR Annex I \u00a717.2 and \u00a717.4; MDCG 2019-16; IEC 81001-5-1). Security risks "
-             "that can affect safety are also hazards of the risk management file (FP-RMF)."),
+             "Hooks endpoint with the score of each threat, the controls, the requirements that specify and "
+             "verify them, the residual risks, vulnerability handling, the security tests and what the "
+             "hospital's IT must provide (EU MDR Annex I \u00a717.2 and \u00a717.4; MDCG 2019-16; IEC "
+             "81001-5-1). Security risks that can affect safety are also hazards of the risk management "
+             "file (FP-RMF)."),
         *section("2 System context and trust boundaries"),
         para("(a) Each hospital site: its data, consent registry and keys; trusted by its hospital only. "
              "(b) The coordinator: not trusted - neither to follow the protocol nor with any site's "
@@ -277,12 +289,14 @@ def build(inputs: DossierInputs) -> list[Flowable]:
              "service (availability)."),
         *section("3 Threat model (STRIDE)", then=threats),
         para("Evidence names the software requirements (SRS-) and risk controls (RC-) that specify each "
-             "control; each is verified by the marked tests listed in the trace matrix (FP-TM)."), threats,
+             "control; each is verified by the marked tests listed in the trace matrix (FP-TM) and counted "
+             "in section 7."), threats, *_scoring(),
         *_controls(inputs),
         *section("5 Residual risks"),
         para("Known limitations of the current version, stated so that the deploying organisation can "
              "control them; each is tracked for a later version."),
         table(residual, widths=[8, 62, 50, 50]),
+        *_vulnerabilities(inputs), *_security_tests(inputs), *_it_security(),
     ]
 
 

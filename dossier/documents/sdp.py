@@ -2,7 +2,8 @@
 
 The safety class, its rationale and the clause set that applies to it are read from
 ``traceability/safety.yaml`` (:mod:`traceability.safety`); how this repository meets each group of
-clauses is stated here, once, by clause prefix (:data:`IMPLEMENTED_BY`).
+clauses is stated here, once, by clause prefix (:data:`IMPLEMENTED_BY`): the process and the files,
+``fedprog`` commands and documents that implement it (tests check that each exists).
 """
 
 from __future__ import annotations
@@ -12,30 +13,84 @@ from typing import Any
 from reportlab.platypus import Flowable
 
 from dossier.documents._layout import code, section
-from dossier.spec import DocumentSpec, DossierInputs
-from dossier.style import esc, para, table
+from dossier.spec import DocumentSpec, DossierError, DossierInputs
+from dossier.style import STYLES, esc, para, table
 
-#: how the repository meets each clause, by the longest matching clause prefix
-IMPLEMENTED_BY: dict[str, str] = {
-    "4.1": "The manufacturer's quality management system (ISO 13485); outside this repository.",
-    "4.2": "ISO 14971 process: hazards.yaml, risk_controls.yaml; the risk management file FP-RMF.",
-    "4.3": "traceability/safety.yaml; section 2 of this plan.",
-    "4.4": "Not applicable: no legacy software; third-party software is handled as SOUP.",
-    "5.1": "This plan.",
-    "5.2": "traceability/requirements/*.yaml, validated by fedprog trace check; FP-SRS.",
-    "5.3": "FP-ARCH; SOUP purposes and requirements in traceability/soup.yaml; FP-SOUP.",
-    "5.4": "Packages and modules of FP-ARCH; each module's docstring states its contract.",
-    "5.5": "pytest unit tests mirroring the package layout; ruff (complexity limit) and mypy.",
-    "5.6": "pytest integration and end-to-end tests (demo workspace, live endpoint); CI on every change.",
-    "5.7": "Tests marked @pytest.mark.req(ID); JUnit evidence; trace matrix FP-TM; verification report "
-           "FP-VER.",
-    "5.8": "fedprog validate, release gate and ledger release entry; release notes FP-REL; dossier manifest.",
-    "6": "Post-market surveillance plan FP-PMS; problem resolution (section 8); changes re-enter the "
-         "life cycle.",
-    "7": "Risk management file FP-RMF; risk controls verified by marked tests; SOUP risk notes; "
-         "fedprog trace impact.",
-    "8": "git (commit in every document); artifacts and reports by SHA-256; ledger; SOUP list and SBOM.",
-    "9": "Problem resolution (section 8): issue tracker, CI gate, regression tests.",
+#: cited items being added by other work in progress (checked at merge: each must then exist)
+PENDING: frozenset[str] = frozenset()
+#: documents cited only when the technical file holds them
+OPTIONAL_DOCS: frozenset[str] = frozenset({"FP-PCCP"})
+
+#: how the repository meets each clause, by the longest matching clause prefix: the process, and the files
+#: (paths relative to the checkout), commands and documents that implement it
+IMPLEMENTED_BY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "4.1": ("The manufacturer's ISO 13485 QMS; the QMS tools of this repository are validated as tools "
+            "(ISO 13485 \u00a74.1.6).", ("FP-TVAL",)),
+    "4.2": ("ISO 14971 process: hazards and risk controls as requirement items, each control verified by "
+            "marked tests.", ("traceability/requirements/hazards.yaml",
+                              "traceability/requirements/risk_controls.yaml", "FP-RMP", "FP-RMF")),
+    "4.3": ("Class, rationale and applicable clauses as data; section 2.", ("traceability/safety.yaml",)),
+    "4.4": ("Not applicable: no legacy software; third-party software is SOUP.", ("traceability/soup.yaml",)),
+    "5.1.1": ("This document, generated from the safety classification at each build; requirements as YAML "
+              "checked on every change by trace check in make test.",
+              ("traceability/requirements/*.yaml", "fedprog trace check", "Makefile")),
+    "5.1.2": ("Regenerated with every dossier build from the records it cites; the manifest anchors it.",
+              ("fedprog dossier build", "dossier/documents/sdp.py")),
+    "5.1.3": ("System requirements (SYS-) and user needs (UN-) are parents of the software requirements.",
+              ("traceability/requirements/system.yaml", "traceability/requirements/user_needs.yaml")),
+    "5.1.4": ("Typed Python, ruff (complexity limit) and mypy configured once; section 5.",
+              ("pyproject.toml", "Makefile")),
+    "5.1.5": ("Continuous integration: the whole suite on a clean clone for every change.",
+              (".ci/run", "Makefile")),
+    "5.1.6": ("Tests marked with the requirement they verify; the plugin refuses unknown ids; JUnit "
+              "evidence.",
+              ("traceability/pytest_plugin.py", "fedprog trace check", "FP-VER")),
+    "5.1.7": ("Risk controls are requirements traced to hazards and tests; section 7.",
+              ("traceability/requirements/risk_controls.yaml", "fedprog trace impact")),
+    "5.1.8": ("Documents generated from the records, listed with SHA-256 in the anchored manifest; each "
+              "approved by named people.", ("fedprog dossier build", "fedprog dossier verify",
+                                           "fedprog dossier approve")),
+    "5.1.9": ("git for source, requirements and tests; hash-locked installs; SOUP and SBOM generated from "
+              "the environment; section 6.", ("requirements/*.lock", "fedprog trace soup",
+                                               "fedprog trace sbom")),
+    "5.1.10": ("Tools and their versions are SOUP of kind dev in the SOUP list; section 5.",
+               ("traceability/soup.yaml", "fedprog trace soup")),
+    "5.1.11": ("Each item identified by commit or SHA-256 and anchored in the ledger; section 6.",
+               ("fedprog ledger verify",)),
+    "5.1.12": ("Common defects avoided by the lint rules, strict pydantic models at every boundary and the "
+               "fuzz tests of the endpoint.", ("pyproject.toml", "tests/device/fhir/test_schema_fuzz.py")),
+    "5.2": ("Requirement items (schema-checked, parents, verification) kept in YAML; each edit makes its "
+            "children suspect until reviewed.", ("traceability/requirements/software.yaml",
+                                                 "fedprog trace check", "fedprog trace review", "FP-SRS")),
+    "5.3": ("Packages with one-way dependencies, checked on the source; SOUP purposes and requirements.",
+            ("docs/architecture.md", "tests/test_layering.py", "traceability/soup.yaml", "FP-ARCH")),
+    "5.4": ("Packages and modules of the architecture; each module's docstring states its contract.",
+            ("docs/architecture.md", "tests/test_architecture_doc.py")),
+    "5.5": ("pytest unit tests mirroring the package layout; ruff and mypy in make lint.",
+            ("Makefile", "tests/")),
+    "5.6": ("Integration and end-to-end tests (demo workspace, live endpoint, Flower deployment) in the "
+            "same suite; regression is the whole suite on every change.", ("tests/fedprog/", ".ci/run")),
+    "5.7": ("System tests marked with requirement ids; JUnit evidence; every gap named.",
+            ("fedprog trace check", "fedprog trace matrix", "FP-VER", "FP-TM")),
+    "5.8": ("Release gate: a passing validation report is required; the release is a ledger entry naming the "
+            "approver; documents approved by named people with their Ed25519 keys.",
+            ("fedprog validate", "fedprog model release", "fedprog dossier approve", "ledger/signatures.py",
+             "FP-REL")),
+    "6.1": ("Maintenance follows this plan; feedback from the post-market surveillance plan.", ("FP-PMS",)),
+    "6.2": ("A change request is analysed for its impact on requirements, tests and risk controls, and "
+            "re-reviewed links are recorded; retraining follows the change control plan.",
+            ("fedprog trace impact", "fedprog trace review", "FP-PCCP")),
+    "6.3": ("A modified version passes the same gate: make test, fedprog validate, release, new dossier.",
+            ("Makefile", "fedprog validate", "fedprog model release", "fedprog dossier build")),
+    "7": ("Risk controls as requirements verified by marked tests; SOUP risk notes; impact analysis of a "
+          "change.", ("traceability/requirements/risk_controls.yaml", "traceability/soup.yaml",
+                      "fedprog trace impact", "FP-RMF")),
+    "8": ("git commit in every document; artifacts, reports and the dossier manifest by SHA-256 anchored in "
+          "the witnessed ledger; SOUP list and SBOM.", ("fedprog trace sbom", "fedprog ledger verify",
+                                                        "fedprog dossier verify")),
+    "9": ("Problem reports as issues with safety relevance; a red CI run blocks a change; each fix carries "
+          "a marked regression test; a model with a safety problem is withdrawn (section 8).",
+          (".ci/run", "fedprog model withdraw", "FP-PMS")),
 }
 
 #: life-cycle phase, IEC 62304 clauses, how the repository implements it, output
@@ -46,7 +101,7 @@ LIFECYCLE: tuple[tuple[str, str, str, str], ...] = (
      "it suspect until fedprog trace review.", "FP-SRS; fedprog trace check"),
     ("2 Architecture and design", "\u00a75.3, \u00a75.4",
      "Packages with one-way dependencies and stable contracts (artifact, messages, ledger, FHIR) in "
-     "DESIGN.md; SOUP selected with its purpose, requirements and risk note.", "FP-ARCH; FP-SOUP"),
+     "docs/architecture.md; SOUP selected with its purpose, requirements and risk note.", "FP-ARCH; FP-SOUP"),
     ("3 Implementation", "\u00a75.5.1",
      "Typed Python; ruff with a complexity limit and mypy in make lint; no pickle; typed exceptions with "
      "one-line messages; each change reviewed before it lands.", "git history"),
@@ -62,13 +117,29 @@ LIFECYCLE: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _rule(clause: str) -> str:
+def rule(clause: str) -> tuple[str, tuple[str, ...]]:
+    """(process, cited files / commands / documents) for ``clause``, by its longest listed prefix."""
     parts = clause.split(".")
     for n in range(len(parts), 0, -1):
         found = IMPLEMENTED_BY.get(".".join(parts[:n]))
         if found:
             return found
-    return "\u2014"
+    raise DossierError(f"{SPEC.id}: no process is stated for IEC 62304 clause {clause}")
+
+
+def _how(clause: str, documents: set[str]) -> Flowable:
+    process, cited = rule(clause)
+    shown = [c for c in cited if c not in OPTIONAL_DOCS or c in documents]
+    items = ", ".join(f"<font name='{STYLES['mono'].fontName}'>{esc(c)}</font>" if not c.startswith("FP-")
+                      else esc(c) for c in shown)
+    return para(f"{esc(process)}<br/><i>By:</i> {items}", "cell")
+
+
+def _documents() -> set[str]:
+    """The ids of the documents of this technical file (discovered by the builder)."""
+    from dossier.build import all_documents
+
+    return {d.id for d in all_documents()}
 
 
 def _classification(safety: Any) -> list[Flowable]:
@@ -88,15 +159,18 @@ def _clauses(safety: Any) -> list[Flowable]:
     cls = safety.safety_class
     applies = set(safety.clauses_for())
     rows: list[list[object]] = [["Clause", "Title", "Classes", "How this repository meets it"]]
-    rows += [[c.clause, c.title, ", ".join(c.classes), _rule(c.clause)]
+    documents = _documents()
+    rows += [[c.clause, c.title, ", ".join(c.classes), _how(c.clause, documents)]
              for c in safety.clauses if c.clause in applies]
     excluded = [c.clause for c in safety.clauses if c.clause not in applies]
-    t = table(rows, widths=[13, 60, 15, 82])
+    t = table(rows, widths=[12, 42, 14, 102])
     return [
         *section("3 Applicable clauses", then=t),
         para(f"Of the {len(safety.clauses)} clauses of IEC 62304 listed in safety.yaml (Table A.1), "
-             f"{len(applies)} apply to class {esc(cls)}; each is listed with how it is met. Clauses that do "
-             f"not apply to class {esc(cls)}: {esc(', '.join(excluded) or 'none')}."),
+             f"{len(applies)} apply to class {esc(cls)}; each is listed with the process that meets it and "
+             "the files of the repository, the fedprog commands and the documents of this file that "
+             f"implement it. Clauses that do not apply to class {esc(cls)}: "
+             f"{esc(', '.join(excluded) or 'none')}."),
         t,
     ]
 

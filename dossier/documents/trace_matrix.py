@@ -19,6 +19,7 @@ from reportlab.platypus import Flowable
 from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 from traceability.check import TESTED_TYPES, gaps
+from traceability.links import DEFAULT_LINKS, load_links
 from traceability.matrix import COLUMNS, Row, rows
 
 from .model_card import present
@@ -119,7 +120,7 @@ def build(inputs: DossierInputs) -> list[Flowable]:
     for kind in TYPES:
         index += [[i.id, i.title, i.verification, ", ".join(i.parents) or "—", status(i, tests.get(i.id, {}))]
                   for i in reqs.of_type(kind)]
-    found = gaps(reqs, run)
+    found = gaps(reqs, run, links=load_links(DEFAULT_LINKS))
     gap_rows: list[list[object]] = [["Gap", "Item or test", "Finding"]]
     gap_rows += [[g.kind, g.id, g.message] for g in found]
     intro = (f"This matrix traces each of the {len(reqs)} requirement items of fedprog "

@@ -14,21 +14,30 @@ from device.fhir.service import ReleasedModel
 from device.registry import ModelRegistry, RegistryError
 from ledger.checkpoint import NoteSigner
 from ledger.log import Ledger
+from tests.conftest import new_approver, signed_release
 
 from .test_model import demo_artifact, reseal
 
 JOB = "demo@1"
+#: the approver pinned for the registries of these tests, and their private key
+PERSON, KEY = new_approver()
+PEOPLE = {PERSON.name: PERSON}
+
+
+def release(reg: ModelRegistry, r: str, **kw: Any) -> Any:
+    """Release ``r`` signed by the pinned approver."""
+    return signed_release(reg, r, PERSON, KEY, **kw)
 
 
 def report(passed: bool) -> dict[str, Any]:
     return {"criteria": [{"id": "calibration-oe-1095", "value": 1.02 if passed else 1.9, "passed": passed}],
-            "passed": passed}
+            "passed": passed, "verification": {"status": "passed", "tests": 1}}
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> ModelRegistry:
     ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
-    reg = ModelRegistry(tmp_path / "models", ledger)
+    reg = ModelRegistry(tmp_path / "models", ledger, people=PEOPLE)
     reg.register(demo_artifact(), JOB)
     return reg
 
@@ -43,7 +52,7 @@ def test_a_model_walks_candidate_validated_released_withdrawn(registry: ModelReg
     assert registry.get(r).status == "candidate"
     registry.record_validation(r, report(True))
     assert registry.get(r).status == "validated"
-    registry.release(r, reason="ok", by="qa")
+    release(registry, r, reason="ok")
     assert registry.get(r).status == "released" and registry.released().ref == r
     registry.withdraw(r, reason="superseded", by="qa")
     entry = registry.get(r)
@@ -59,11 +68,11 @@ def test_a_model_walks_candidate_validated_released_withdrawn(registry: ModelReg
 def test_release_needs_a_passing_validation(registry: ModelRegistry) -> None:
     r = ref(registry)
     with pytest.raises(RegistryError, match="only a validated model"):
-        registry.release(r)
+        release(registry, r)
     registry.record_validation(r, report(False))
     assert registry.get(r).status == "candidate"
     with pytest.raises(RegistryError, match="only a validated model"):
-        registry.release(r)
+        release(registry, r)
     registry.record_validation(r, report(True))
     registry.record_validation(r, report(False))  # a later failing report demotes it again
     assert registry.get(r).status == "candidate"
@@ -81,10 +90,10 @@ def test_a_tampered_or_missing_report_blocks_release(registry: ModelRegistry) ->
     data["criteria"][0]["value"] = 0.5
     path.write_text(json.dumps(data))
     with pytest.raises(RegistryError, match="does not match its ledger hash"):
-        registry.release(r)
+        release(registry, r)
     path.unlink()
     with pytest.raises(RegistryError, match="missing"):
-        registry.release(r)
+        release(registry, r)
 
 
 @pytest.mark.req("SRS-REG-002", "RC-ART-001")
@@ -96,17 +105,17 @@ def test_a_tampered_artifact_blocks_release(registry: ModelRegistry) -> None:
     art["coefficients"]["age"] += 0.1
     path.write_text(json.dumps(art))
     with pytest.raises(RegistryError, match="does not match its sha256"):
-        registry.release(r)
+        release(registry, r)
 
 
 @pytest.mark.req("SRS-REG-003", "SRS-CONS-005", "SRS-CONS-009", "RC-CONS-001")
 def test_under_the_immediate_policy_a_revocation_makes_a_model_affected_never_served(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
-    registry = ModelRegistry(tmp_path / "models", ledger)
+    registry = ModelRegistry(tmp_path / "models", ledger, people=PEOPLE)
     registry.register(demo_artifact(), JOB, study={"revocation": {"policy": "immediate"}})
     r = ref(registry)
     registry.record_validation(r, report(True))
-    registry.release(r)
+    release(registry, r)
     server = ReleasedModel(registry)
     assert server.current().sha256 == registry.get(r).sha256
     registry.ledger.append("revocation", {"affects_jobs": [JOB], "commitment": "00" * 32})
@@ -123,7 +132,7 @@ def test_under_the_immediate_policy_a_revocation_makes_a_model_affected_never_se
 def test_the_server_follows_withdrawals_and_newer_releases(registry: ModelRegistry) -> None:
     first = ref(registry)
     registry.record_validation(first, report(True))
-    registry.release(first)
+    release(registry, first)
     art = demo_artifact()
     art["version"] = "2"
     registry.register(reseal(art), "demo@2", predecessor=first)
@@ -131,7 +140,7 @@ def test_the_server_follows_withdrawals_and_newer_releases(registry: ModelRegist
     assert server.current().ref == first  # the new version is only a candidate
     second = ref(registry)
     registry.record_validation(second, report(True))
-    registry.release(second)
+    release(registry, second, significant_change="assessed as a new version (no change control plan here)")
     assert server.current().ref == second
     registry.withdraw(second, reason="field safety notice")
     assert server.current().ref == first
@@ -153,7 +162,7 @@ def test_a_model_whose_envelope_exceeds_its_training_data_is_not_released(regist
     r = ref(registry)
     registry.record_validation(r, report(True))
     with pytest.raises(RegistryError, match=r"'age': no training patient in the highest tenth"):
-        registry.release(r)
+        release(registry, r)
     assert registry.get(r).status == "validated"
 
 
@@ -172,7 +181,7 @@ def test_a_gap_inside_the_envelope_keeps_the_model_from_release(registry: ModelR
     low, high = nodes["coverage"]["edges"][6:8]
     gap = rf"'pnodes': no training patient in the tenth of its declared range \[{low:g}, {high:g}\]"
     with pytest.raises(RegistryError, match=gap):
-        registry.release(r)
+        release(registry, r)
     assert registry.get(r).status == "validated"
 
 
@@ -211,7 +220,7 @@ def test_an_edited_withdrawal_is_not_replayed_nor_served(registry: ModelRegistry
 
     r = ref(registry)
     registry.record_validation(r, report(True))
-    registry.release(r)
+    release(registry, r)
     server = GuardedReleasedModel(registry, interval=None)
     assert server.current().ref == r and server.guard.reason is None
     registry.withdraw(r, reason="field safety notice")
@@ -225,3 +234,82 @@ def test_an_edited_withdrawal_is_not_replayed_nor_served(registry: ModelRegistry
     assert exc.value.status == 503
     assert "refusing to serve: the ledger fails its consistency check" in exc.value.diagnostics
     assert "entry 3: stored leaf hash does not match its body and kind 'withdrawalx'" in exc.value.diagnostics
+
+
+@pytest.mark.req("SRS-REG-004")
+def test_a_release_entry_without_a_pinned_approvers_signature_is_not_served(registry: ModelRegistry) -> None:
+    """Adversary: someone who can append to the ledger (an operator of the coordinator) but holds no
+    approver's key writes a ``release`` entry by hand, copying an honest approval of another model or
+    signing with their own key: the model is never served."""
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    entry = registry.get(r)
+    body = {"model": entry.ref, "sha256": entry.sha256, "report_sha256": entry.validation["report_sha256"],
+            "at": "2026-12-07T00:00:00Z", "reason": "", "verification": {"status": "passed"}}
+    registry.ledger.append("release", {**body, "by": "operator"})  # the old free-text release
+    mallory, mallory_key = new_approver(PERSON.name)  # same name, a key that is not the pinned one
+    from device.release_gate import release_subject
+    from ledger.signatures import sign
+
+    subject = release_subject(entry.ref, entry.sha256, body["report_sha256"])
+    forged = sign(mallory_key, mallory, "approver", subject, "2026-12-07T00:00:00Z")
+    registry.ledger.append("release", {**body, "approval": forged.model_dump(mode="json")})
+    other = sign(KEY, PERSON, "approver", {**subject, "sha256": "ab" * 32}, "2026-12-07T00:00:00Z")
+    registry.ledger.append("release", {**body, "approval": other.model_dump(mode="json")})  # replayed
+    assert registry.get(r).status == "validated"
+    with pytest.raises(FhirError, match="no released model"):
+        ReleasedModel(registry).current()
+    with pytest.raises(RegistryError, match="does not verify under the key pinned"):
+        registry.release(r, forged)
+    release(registry, r)  # the pinned approver's own signature releases it
+    assert registry.get(r).status == "released"
+    approval = registry.ledger.entries("release")[-1][2]["approval"]
+    assert approval["statement"]["name"] == PERSON.name and approval["statement"]["role"] == "approver"
+
+
+@pytest.mark.req("SRS-REG-004")
+def test_a_person_without_the_approver_role_or_not_pinned_cannot_release(tmp_path: Path) -> None:
+    author, author_key = new_approver("Dr. B. Author", roles=("author",))
+    ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
+    registry = ModelRegistry(tmp_path / "models", ledger, people={**PEOPLE, author.name: author})
+    registry.register(demo_artifact(), JOB)
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    from ledger.signatures import SignatureError
+
+    with pytest.raises(SignatureError, match="does not hold the role 'approver'"):
+        signed_release(registry, r, author, author_key)
+    stranger, stranger_key = new_approver("Dr. C. Stranger")
+    with pytest.raises(RegistryError, match="not a pinned approver"):
+        signed_release(registry, r, stranger, stranger_key)
+    assert registry.get(r).status == "validated"
+    assert [k for _, k, _ in registry.ledger.entries()] == ["model", "validation"]
+
+
+@pytest.mark.req("SRS-REG-005")
+def test_a_release_needs_software_verification_that_passed(tmp_path: Path) -> None:
+    """A clinical workspace refuses a release whose validation skipped or failed the software
+    verification; a demonstration workspace may release, and the ledger says the verification was
+    waived (so the dossier of such a release can never be issued)."""
+    for demonstration in (False, True):
+        folder = tmp_path / str(demonstration)
+        ledger = Ledger(folder / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
+        registry = ModelRegistry(folder / "models", ledger, people=PEOPLE, demonstration=demonstration)
+        registry.register(demo_artifact(), JOB)
+        r = ref(registry)
+        registry.record_validation(r, {**report(True), "verification": {"status": "skipped",
+                                                                          "reason": "--skip-verification"}})
+        if not demonstration:
+            with pytest.raises(RegistryError, match=r"software verification skipped \(--skip-verification\)"):
+                release(registry, r)
+            assert registry.get(r).status == "validated"
+            # a release entry claiming a waiver is not honoured outside a demonstration workspace
+            signed = ModelRegistry(folder / "models", ledger, people=PEOPLE, demonstration=True)
+            release(signed, r)
+            assert signed.get(r).status == "released" and registry.get(r).status == "validated"
+        else:
+            release(registry, r)
+            body = registry.ledger.entries("release")[-1][2]
+            waiver = body["verification"]
+            assert waiver["status"] == "waived" and "demonstration" in waiver["reason"]
+            assert registry.get(r).status == "released"

@@ -18,7 +18,7 @@ from ledger.checkpoint import NoteSigner
 from ledger.log import Ledger
 
 from .test_model import demo_artifact, reseal
-from .test_registry import JOB, report
+from .test_registry import JOB, PEOPLE, release, report
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -44,11 +44,11 @@ def clock() -> Clock:
 def released_registry(tmp_path: Path, clock: Clock, study: dict[str, Any] | None = None) -> ModelRegistry:
     """A registry whose demo model (job ``JOB``) is validated and released under ``study``."""
     ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
-    registry = ModelRegistry(tmp_path / "models", ledger, clock=clock)
+    registry = ModelRegistry(tmp_path / "models", ledger, clock=clock, people=PEOPLE)
     registry.register(demo_artifact(), JOB, study=study if study is not None else {})
     ref = registry.list()[-1].ref
     registry.record_validation(ref, report(True))
-    registry.release(ref)
+    release(registry, ref)
     return registry
 
 
@@ -102,7 +102,7 @@ def test_one_revocation_flags_the_released_model_which_stays_served(registry: Mo
 @pytest.mark.req("SRS-CONS-007")
 def test_a_candidate_named_by_a_revocation_is_affected_at_once(tmp_path: Path, clock: Clock) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
-    registry = ModelRegistry(tmp_path / "models", ledger, clock=clock)
+    registry = ModelRegistry(tmp_path / "models", ledger, clock=clock, people=PEOPLE)
     registry.register(demo_artifact(), JOB, study={})
     ref = registry.list()[-1].ref
     registry.record_validation(ref, report(True))
@@ -110,7 +110,7 @@ def test_a_candidate_named_by_a_revocation_is_affected_at_once(tmp_path: Path, c
     assert registry.get(ref).status == "affected" and registry.get(ref).retrain is None
     assert registry.note_revocations() == []
     with pytest.raises(RegistryError, match="affected by a consent revocation"):
-        registry.release(ref)
+        release(registry, ref)
 
 
 @pytest.mark.req("SRS-CONS-008")
@@ -160,7 +160,7 @@ def test_a_released_successor_clears_the_flag(registry: ModelRegistry, clock: Cl
     second = registry.list()[-1].ref
     registry.record_validation(second, report(True))
     assert registry.get(old_ref).retrain is not None  # a validated successor does not clear it yet
-    registry.release(second)
+    release(registry, second, significant_change="assessed as a new version (no plan here)")
     old = registry.get(old_ref)
     assert old.retrain is None and old.status == "affected" and registry.retrain_due() == []
     assert server.current().ref == second and registry.get(second).retrain is None

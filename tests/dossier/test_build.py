@@ -65,7 +65,7 @@ def test_manifest_lists_every_document_with_hash_and_pages(built: Built, dossier
     assert data == manifest.data and manifest.sha256 == sha(out / MANIFEST)
     assert [d["id"] for d in data["documents"]] == [d.id for d in DOCS]
     for doc in data["documents"]:
-        assert set(doc) == {"id", "title", "file", "sha256", "pages"}
+        assert set(doc) == {"id", "title", "file", "sha256", "pages", "content_sha256", "approvals"}
         assert doc["sha256"] == sha(out / doc["file"])
         assert doc["pages"] == len(PdfReader(out / doc["file"]).pages) >= 1
     ws = Workspace(dossier_ws)
@@ -251,6 +251,7 @@ def cli_ws(demo_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     return copy_workspace(demo_workspace, tmp_path / "ws")
 
 
+@pytest.mark.req("SYS-DOS-001")
 def test_cli_build_and_verify(cli_ws: Path, tmp_path: Path, junit: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "dossier"
@@ -264,6 +265,13 @@ def test_cli_build_and_verify(cli_ws: Path, tmp_path: Path, junit: Path) -> None
     assert again.exit_code == 0, again.output
     assert f"already anchored (identical dossier) at entry {result['ledger']['index']}" in again.stdout
     assert "built in" in again.stdout and DUMMY.file in again.stdout
+    blockers = result["issue_blockers"]
+    assert result["status"] == "draft"
+    assert blockers == json.loads((out / MANIFEST).read_text())["issue_blockers"]
+    assert f"DRAFT dossier: {len(blockers)} reason(s) it cannot be issued:" in again.stdout
+    assert all(f"  BLOCKER {line}\n" in again.stdout for line in blockers)
+    unapproved = f"{DUMMY.id} is not approved by its author, reviewer, approver"
+    assert any(line.startswith(unapproved) for line in blockers)
     ok = runner.invoke(dossier_cmd.app, ["verify", str(out), "--workspace", str(cli_ws), "--json"])
     assert ok.exit_code == 0 and json.loads(ok.stdout) == {"dossier": str(out), "ok": True, "problems": []}
     _extra(out)

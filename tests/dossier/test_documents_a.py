@@ -16,6 +16,7 @@ from device.fhir.resources import RETRAIN_DUE_URL
 from dossier.build import DOCUMENTS
 from dossier.documents import (
     _privacy,
+    _threats,
     architecture,
     cybersecurity,
     device_description,
@@ -235,7 +236,7 @@ def test_cybersecurity_cites_existing_requirements_and_states_residual_risks(
 @pytest.mark.req("SRS-DOS-002")
 def test_cybersecurity_refuses_a_stale_reference(inputs: DossierInputs,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    stale = (*cybersecurity.THREATS, ("Spoofing", "t", "a", "c", ("SRS-NOPE-999",)))
+    stale = (*cybersecurity.THREATS, _threats.Threat("Spoofing", "t", "a", "c", ("SRS-NOPE-999",)))
     monkeypatch.setattr(cybersecurity, "THREATS", stale)
     with pytest.raises(DossierError, match="SRS-NOPE-999"):
         cybersecurity.build(inputs)

@@ -22,7 +22,7 @@ from ledger.checkpoint import NoteSigner
 from ledger.log import Ledger
 from tests.conftest import copy_workspace
 from tests.device.test_model import demo_artifact, reseal
-from tests.device.test_registry import report
+from tests.device.test_registry import PEOPLE, release, report
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +44,17 @@ def test_what_the_ifu_says_of_a_withdrawal_is_what_the_server_does(text: str, tm
             "version the withdrawn one succeeded") in text
     assert "answers 503 when there is none" in text
     ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
-    registry = ModelRegistry(tmp_path / "models", ledger)
+    registry = ModelRegistry(tmp_path / "models", ledger, people=PEOPLE)
     registry.register(demo_artifact(), "demo@1")
     first = registry.list()[-1].ref
     registry.record_validation(first, report(True))
-    registry.release(first)
+    release(registry, first)
     second_art = demo_artifact()
     second_art["version"] = "2"
     registry.register(reseal(second_art), "demo@2", predecessor=first)
     second = registry.list()[-1].ref
     registry.record_validation(second, report(True))
-    registry.release(second)
+    release(registry, second, significant_change="assessed as a new version (no plan here)")
     server = ReleasedModel(registry)
     assert server.current().ref == second
     registry.withdraw(second, reason="field safety notice")

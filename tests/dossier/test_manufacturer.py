@@ -21,7 +21,9 @@ OPEN = ["device.software_version", "device.basic_udi_di", "manufacturer.name", "
         "manufacturer.srn", "manufacturer.person_responsible_for_regulatory_compliance",
         "manufacturer.authorised_representative", "classification.decided_class",
         "classification.conformity_assessment_route", "label.udi_carrier", "label.manufacturer",
-        "label.ce_marking", "declaration_of_conformity.signatory", "declaration_of_conformity.date"]
+        "label.ce_marking", "declaration_of_conformity.signatory", "declaration_of_conformity.date",
+        "cybersecurity.security_contact", "cybersecurity.advisory_channel", "cybersecurity.response_times",
+        "cybersecurity.support_end", "cybersecurity.residual_risk_acceptance"]
 
 
 def raw() -> dict:
@@ -68,6 +70,7 @@ def test_a_decided_file_is_no_longer_a_draft(tmp_path: Path) -> None:
     data["label"].update(udi_carrier="(01)0123(8012)1.0.0", manufacturer="Example Med GmbH",
                          ce_marking="CE 0123")
     data["declaration_of_conformity"] = {"signatory": "A. Person, CEO", "date": "2027-01-31"}
+    data["cybersecurity"] = {k: f"decided {k}" for k in data["cybersecurity"]}
     mf = load_manufacturer(written(tmp_path, data))
     assert mf.missing_decisions() == [] and not mf.is_draft
     data["label"]["statements"].append(MARKER)  # the marker anywhere is an open decision
@@ -141,5 +144,6 @@ def test_open_decisions_keep_the_technical_file_a_draft(dossier_ws: Path, tmp_pa
         update={"approval": approval})})
     decided = dataclasses.replace(inputs, manufacturer=Decided(), safety=approved, clinical_evaluation=None)
     assert open_decisions(decided) == []
-    manifest = build(decided, tmp_path / "issued", anchor=None, documents=[DUMMY])
-    assert manifest.data["status"] == "issued" and manifest.data["open_decisions"] == []
+    manifest = build(decided, tmp_path / "decided", anchor=None, documents=[DUMMY])
+    assert manifest.data["open_decisions"] == []  # issuing also needs approvals etc. (test_approvals.py)
+    assert not any(b.startswith("open decision: ") for b in manifest.data["issue_blockers"])

@@ -45,6 +45,7 @@ def site_args(paths: list[Path]) -> list[str]:
 COV = "fin,age,race,wexp,mar,paro,prio"
 
 
+@pytest.mark.req("SYS-FED-001")
 @pytest.mark.req("SRS-CLI-002", "SRS-FED-001", "SRS-SEC-003")
 def test_train_writes_the_artifact_and_matches_lifelines(sites: list[Path], tmp_path: Path) -> None:
     from lifelines import CoxPHFitter
@@ -84,6 +85,7 @@ def test_train_json_and_study_file(sites: list[Path], tmp_path: Path) -> None:
     assert art == json.loads((tmp_path / "m.json").read_text())
 
 
+@pytest.mark.req("SYS-PRIV-001")
 @pytest.mark.req("SRS-PRIV-004")
 def test_transcripts_are_written(sites: list[Path], tmp_path: Path) -> None:
     res = run("train", *site_args(sites), "--time", "week", "--event", "arrest", "--covariates", "age",
@@ -92,6 +94,7 @@ def test_transcripts_are_written(sites: list[Path], tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "tx").iterdir()) == ["h0.jsonl", "h1.jsonl", "h2.jsonl"]
 
 
+@pytest.mark.req("SYS-FED-001")
 @pytest.mark.req("SRS-CLI-002", "SRS-FED-005")
 def test_km_json(sites: list[Path], tmp_path: Path) -> None:
     res = run("km", *site_args(sites), "--time", "week", "--event", "arrest", "--group", "fin",
@@ -145,6 +148,7 @@ def _bad_inputs(sites: list[Path], tmp: Path) -> dict[str, tuple[list[str | Path
     }
 
 
+@pytest.mark.req("SYS-OPS-001")
 @pytest.mark.req("SRS-CLI-001")
 @pytest.mark.parametrize("case", ["missing file", "unknown column", "non-numeric covariate",
                                   "non-numeric covariate, plaintext", "site with no events",
@@ -204,6 +208,7 @@ def test_demo_runs_and_prints_the_summary(tmp_path: Path) -> None:
     assert art["training"]["time_grid"] == "year" and art["outcome"]["horizons"] == [1095.75, 1826.25]
 
 
+@pytest.mark.req("SYS-OPS-001")
 @pytest.mark.req("SRS-CLI-001")
 def test_help_everywhere() -> None:
     for args in ([], ["train"], ["km"], ["demo"]):
@@ -211,6 +216,8 @@ def test_help_everywhere() -> None:
         assert res.returncode == 0 and "Usage" in res.stdout
 
 
+@pytest.mark.req("SYS-PRIV-001")
+@pytest.mark.req("SYS-SEC-001")
 @pytest.mark.req("SRS-PRIV-004")
 def test_audit_transcript_command(sites: list[Path], tmp_path: Path) -> None:
     res = run("train", *site_args(sites), "--time", "week", "--event", "arrest", "--covariates", "age,prio",

@@ -48,6 +48,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         yield dep
 
 
+@pytest.mark.req("SYS-DEP-001")
+@pytest.mark.req("SYS-FED-001")
+@pytest.mark.req("SYS-FED-002")
 @pytest.mark.req("SRS-DEP-001", "SRS-DEP-003", "SRS-FED-010")
 def test_cox_and_km_over_flower_equal_in_process_and_a_stopped_supernode_is_a_dropout(
         deployment: Deployment) -> None:

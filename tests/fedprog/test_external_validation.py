@@ -91,6 +91,7 @@ def test_the_demo_validates_the_released_model_at_the_rotterdam_tumour_bank(exte
     assert again["setting"] == "external"
 
 
+@pytest.mark.req("SYS-VAL-001")
 def test_fedprog_validate_external_site(external_ws: Path, tmp_path: Path) -> None:
     ws_dir = copy_workspace(external_ws, tmp_path / "ws")
     refused = run("validate", REF, "--external-site", SITE, "--workspace", ws_dir)

@@ -225,6 +225,7 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         yield dep
 
 
+@pytest.mark.req("SYS-DEP-001")
 @pytest.mark.flower
 @pytest.mark.slow
 @pytest.mark.req("SRS-DEP-006", "SRS-DEP-001")
@@ -245,6 +246,7 @@ def test_a_site_slower_than_the_old_ten_second_probe_is_waited_for_and_the_run_s
     assert took["hospital-b"] >= DELAY > 10
 
 
+@pytest.mark.req("SYS-FED-002")
 @pytest.mark.flower
 @pytest.mark.slow
 @pytest.mark.req("SRS-DEP-006", "SRS-DEP-003")

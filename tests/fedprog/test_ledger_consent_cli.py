@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from federated.disclosure.policy import round_to_k
-from tests.conftest import copy_workspace
+from tests.conftest import copy_workspace, release_args
 from tests.fedprog.test_cli import demo_training, run
 
 
@@ -40,6 +40,7 @@ def test_ledger_show_shape(demo_ws: Path) -> None:
     assert cp["size"] == data["size"] == 690 and cp["quorum"] is True and len(cp["cosigned_by"]) == 4
 
 
+@pytest.mark.req("SYS-LEDG-001")
 @pytest.mark.req("SRS-LEDG-004", "RC-LEDG-001")
 def test_ledger_verify_passes_and_fails_on_a_tampered_copy(ws: Path) -> None:
     assert cli_json("ledger", "verify", "--workspace", ws)["ok"] is True
@@ -78,6 +79,7 @@ def test_consent_status_shape(demo_ws: Path) -> None:
     assert sum(r["status"] == "declined" for r in rows) == 20
 
 
+@pytest.mark.req("SYS-CONS-001")
 @pytest.mark.req("SRS-CONS-005", "SRS-REG-002", "SRS-REG-003", "RC-CONS-001", "SRS-CONS-007", "SRS-CONS-009")
 def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path) -> None:
     model = cli_json("model", "list", "--workspace", ws)["models"]
@@ -95,15 +97,16 @@ def test_revocation_flags_the_model_and_retrain_leaves_the_patient_out(ws: Path)
     assert successor["version"] == "2" and successor["training"]["n"] == round_to_k(sum(kept.values()) - 4, 5)
     models = cli_json("model", "list", "--workspace", ws)["models"]
     assert models[1]["predecessor"] == "gbsg2-recurrence@1" and models[1]["affected_by_revocation"] is False
-    early = run("model", "release", "gbsg2-recurrence@2", "--workspace", ws)
+    early = run("model", "release", "gbsg2-recurrence@2", "--workspace", ws, *release_args(ws))
     assert early.returncode == 2 and "only a validated model" in early.stderr
     assert cli_json("validate", "gbsg2-recurrence@2", "--workspace", ws, "--skip-verification",
                     "--bootstrap", "1000")["passed"] is True
-    released = cli_json("model", "release", "gbsg2-recurrence@2", "--workspace", ws, "--reason", "successor")
+    released = cli_json("model", "release", "gbsg2-recurrence@2", "--workspace", ws, "--reason", "successor",
+                        *release_args(ws))
     assert released["status"] == "released" and released["history"][-1]["state"] == "released"
     assert cli_json("model", "due", "--workspace", ws)["due"] == []  # the released successor clears it
     assert cli_json("model", "list", "--workspace", ws)["models"][0]["status"] == "affected"
-    refused = run("model", "release", "gbsg2-recurrence@1", "--workspace", ws)
+    refused = run("model", "release", "gbsg2-recurrence@1", "--workspace", ws, *release_args(ws))
     assert refused.returncode == 2 and "affected by a consent revocation" in refused.stderr
     gone = cli_json("model", "withdraw", "gbsg2-recurrence@1", "--reason", "revoked", "--workspace", ws)
     assert gone["status"] == "withdrawn"
@@ -123,6 +126,7 @@ def test_erasure_keeps_proofs_valid(ws: Path) -> None:
     assert cli_json("ledger", "verify", "--workspace", ws)["ok"] is True
 
 
+@pytest.mark.req("SYS-CONS-001")
 @pytest.mark.req("SRS-CONS-001", "SRS-CONS-002")
 def test_grant_and_import_fhir(ws: Path, tmp_path: Path) -> None:
     for args in (("--fhir", "R5"), ("--deny", "--fhir", "R5")):
@@ -147,6 +151,7 @@ def test_witness_command_cosigns_a_new_checkpoint(ws: Path) -> None:
     assert data["size"] == 691 and data["quorum"] is True and len(data["cosigned_by"]) == 4
 
 
+@pytest.mark.req("SYS-LEDG-001")
 @pytest.mark.req("SRS-LEDG-005", "RC-LEDG-001")
 def test_a_witness_detects_a_rewritten_history(ws: Path) -> None:
     """Roll the log back and grow it differently: every site's witness refuses to cosign."""

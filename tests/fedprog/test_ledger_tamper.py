@@ -62,6 +62,7 @@ def predict(ws: Path) -> tuple[int, str]:
     return resp.status_code, str(body["issue"][0]["diagnostics"])
 
 
+@pytest.mark.req("SYS-LEDG-001")
 @pytest.mark.req(*NEW)
 def test_the_witnessed_state_passes_everywhere(ws: Path) -> None:
     res = run("ledger", "verify", "--workspace", ws, "--json")

@@ -13,7 +13,7 @@ import pytest
 
 from fedprog.workspace import Workspace
 from prognosis import CoxModel
-from tests.conftest import copy_workspace
+from tests.conftest import copy_workspace, release_args
 
 MODEL = "gbsg2-recurrence@1"
 NEW = "gbsg2-recurrence-recalibrated-hospital-a"
@@ -63,7 +63,7 @@ def test_recalibrate_registers_a_candidate_linked_to_its_predecessor(
 def test_the_release_gate_refuses_it_before_validation(
         ws: Path, recalibrated: subprocess.CompletedProcess[str]) -> None:
     assert recalibrated.returncode == 0, recalibrated.stderr
-    res = run("model", "release", f"{NEW}@1", "--workspace", ws)
+    res = run("model", "release", f"{NEW}@1", "--workspace", ws, *release_args(ws))
     assert res.returncode == 2
     assert res.stderr.startswith("fedprog: error: ") and "only a validated model" in res.stderr
     assert res.stderr.count("\n") == 1

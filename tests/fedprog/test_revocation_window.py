@@ -99,6 +99,7 @@ def test_a_withdrawal_flags_the_model_which_stays_served_and_says_so(ws: Path, t
     assert cli_json("ledger", "verify", "--workspace", ws)["ok"] is True
 
 
+@pytest.mark.req("SYS-REG-001")
 @pytest.mark.req("SRS-CONS-009", "SRS-DEV-007", "RC-CONS-003")
 def test_past_its_deadline_the_flagged_model_is_out_of_service(ws: Path, tmp_path: Path) -> None:
     workspace = Workspace(ws)
@@ -107,7 +108,9 @@ def test_past_its_deadline_the_flagged_model_is_out_of_service(ws: Path, tmp_pat
     site.close()
     assert cli_json("model", "list", "--workspace", ws)["models"][0]["retrain_due"]["since"] is None
     month_ago = datetime.now(UTC) - timedelta(days=31)
-    opened = ModelRegistry(ws / "models", workspace.ledger, clock=lambda: month_ago).note_revocations()
+    registry = ModelRegistry(ws / "models", workspace.ledger, clock=lambda: month_ago,
+                             people=workspace.people(), demonstration=workspace.demonstration)
+    opened = registry.note_revocations()
     assert len(opened) == 1  # the window opened 31 days ago (simulated clock)
     workspace.ledger.close()
     listed = run("model", "list", "--workspace", ws).stdout

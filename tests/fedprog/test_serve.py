@@ -27,6 +27,9 @@ def served(demo_workspace: Path, tmp_path: Path) -> Iterator[tuple[Path, str]]:
         yield ws, base
 
 
+@pytest.mark.req("SYS-CDS-001")
+@pytest.mark.req("SYS-DEV-001")
+@pytest.mark.req("SYS-FHIR-001")
 @pytest.mark.req("SRS-FHIR-002", "SRS-REG-003", "SRS-CDS-001")
 def test_the_demo_curl_line_gets_a_risk_score_from_a_real_server(served: tuple[Path, str]) -> None:
     ws, base = served
@@ -46,6 +49,8 @@ def test_the_demo_curl_line_gets_a_risk_score_from_a_real_server(served: tuple[P
     assert cds["services"][0]["hook"] == "patient-view"
 
 
+@pytest.mark.req("SYS-FHIR-001")
+@pytest.mark.req("SYS-REG-001")
 @pytest.mark.req("SRS-REG-003", "RC-REG-001")
 def test_a_withdrawal_stops_serving_at_once(served: tuple[Path, str]) -> None:
     ws, base = served
@@ -60,6 +65,7 @@ def test_a_withdrawal_stops_serving_at_once(served: tuple[Path, str]) -> None:
     assert "no released model" in resp.json()["issue"][0]["diagnostics"]
 
 
+@pytest.mark.req("SYS-AUTH-001")
 @pytest.mark.req("SRS-FHIR-011", "SRS-AUTH-005", "SRS-FHIR-010")
 def test_a_withdrawal_and_a_revoked_token_say_why_on_a_real_server(served: tuple[Path, str]) -> None:
     """Issue 16: the 503 after a withdrawal names it (not "release a validated model first"); a

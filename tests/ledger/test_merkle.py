@@ -32,8 +32,6 @@ from ledger.merkle import (
     verify_inclusion,
 )
 
-pytestmark = pytest.mark.req("SRS-LEDG-001")
-
 #: RFC 6962 / 9162 conformance vectors kept in the repository (provenance and licence in their README)
 VECTORS = Path(__file__).resolve().parent / "testdata" / "merkle"
 
@@ -183,6 +181,7 @@ def _b64s(texts: list[str] | None) -> list[bytes]:
 
 
 # ------------------------------------------------------------------ conformance vectors
+@pytest.mark.req("SRS-LEDG-001")
 def test_vectors_present() -> None:
     assert VECTORS.is_dir(), f"{VECTORS}: the conformance vectors are missing from the checkout"
     for kind in ("inclusion", "consistency"):
@@ -190,6 +189,7 @@ def test_vectors_present() -> None:
         assert wants.count(False) >= 5 and wants.count(True) >= 50, kind
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @pytest.mark.parametrize("path", _vector_params("inclusion"))
 def test_inclusion_vector(path: Path | None) -> None:
     v = _load(path)
@@ -204,6 +204,7 @@ def test_inclusion_vector(path: Path | None) -> None:
         assert inclusion_proof(LEAF_HASHES[:size], idx) == proof
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @pytest.mark.parametrize("path", _vector_params("consistency"))
 def test_consistency_vector(path: Path | None) -> None:
     v = _load(path)
@@ -218,6 +219,7 @@ def test_consistency_vector(path: Path | None) -> None:
         assert consistency_proof(LEAF_HASHES[:size2], size1) == proof
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @pytest.mark.parametrize("n", range(9))
 def test_known_roots_and_all_proofs(n: int) -> None:
     assert root(LEAF_HASHES[:n]) == ROOTS[n] == ref_mth(LEAVES[:n])
@@ -231,6 +233,7 @@ def test_known_roots_and_all_proofs(n: int) -> None:
         verify_consistency(size1, n, proof, ROOTS[size1], ROOTS[n])
 
 
+@pytest.mark.req("SRS-LEDG-001")
 def test_exhaustive_small_trees() -> None:
     data = [b"leaf %d" % i for i in range(33)]
     hashes = [leaf_hash(d) for d in data]
@@ -259,6 +262,7 @@ def trees(draw: st.DrawFn) -> tuple[list[bytes], list[bytes]]:
     return data, [leaf_hash(d) for d in data]
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @settings(max_examples=30, deadline=None)
 @given(tree=trees(), pick=st.data())
 def test_matches_reference(tree: tuple[list[bytes], list[bytes]], pick: st.DataObject) -> None:
@@ -276,6 +280,7 @@ def test_matches_reference(tree: tuple[list[bytes], list[bytes]], pick: st.DataO
     verify_consistency(size1, n, cproof, ref_mth(data[:size1]), ref_mth(data))
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @settings(max_examples=30, deadline=None)
 @given(tree=trees(), pick=st.data())
 def test_tampered_inclusion_rejected(tree: tuple[list[bytes], list[bytes]], pick: st.DataObject) -> None:
@@ -311,6 +316,7 @@ def test_tampered_inclusion_rejected(tree: tuple[list[bytes], list[bytes]], pick
             assert same_shape == ref_verify_inclusion(leaf, index, other, proof, good)
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @settings(max_examples=30, deadline=None)
 @given(tree=trees(), pick=st.data())
 def test_tampered_consistency_rejected(tree: tuple[list[bytes], list[bytes]], pick: st.DataObject) -> None:
@@ -341,6 +347,7 @@ def test_tampered_consistency_rejected(tree: tuple[list[bytes], list[bytes]], pi
             assert not _accepts(verify_consistency, s1, s2, proof, root1, root2)
 
 
+@pytest.mark.req("SRS-LEDG-001")
 def test_size_is_bound_by_shape_only() -> None:
     """As in RFC 9162 and transparency-dev/merkle: a proof verifies for every size of the same shape."""
     proof = inclusion_proof(LEAF_HASHES[:4], 0)  # [h1, MTH(D[2:4])]; for size 3 it reads [h1, h2]
@@ -363,6 +370,7 @@ def _counting(size: int) -> tuple[Callable[[int, int], bytes], list[tuple[int, i
     return range_hash, calls
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 1000, 2**20, 2**20 + 1, 10**12 + 7, 2**64 - 1])
 def test_inclusion_path_is_logarithmic(size: int) -> None:
     range_hash, calls = _counting(size)
@@ -375,6 +383,7 @@ def test_inclusion_path_is_logarithmic(size: int) -> None:
         assert all(not lo <= index < hi for lo, hi in calls)
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @pytest.mark.parametrize("size2", [1, 2, 3, 7, 8, 1000, 2**20 + 1, 10**12 + 7, 2**64 - 1])
 def test_consistency_path_is_logarithmic(size2: int) -> None:
     range_hash, calls = _counting(size2)
@@ -387,6 +396,7 @@ def test_consistency_path_is_logarithmic(size2: int) -> None:
     assert root_of(range_hash, 0) == EMPTY_ROOT == _h(b"")
 
 
+@pytest.mark.req("SRS-LEDG-001")
 def test_generic_paths_over_a_plain_range_hash() -> None:
     data = [b"x%d" % i for i in range(77)]
 
@@ -400,6 +410,7 @@ def test_generic_paths_over_a_plain_range_hash() -> None:
     assert root_of(plain, 77) == ref_mth(data)
 
 
+@pytest.mark.req("SRS-LEDG-001")
 def test_in_memory_hasher_any_range() -> None:
     """The leaf-list range hasher is right for unaligned ranges too, not only those the RFC asks for."""
     data = [b"r%d" % i for i in range(40)]
@@ -412,6 +423,7 @@ def test_in_memory_hasher_any_range() -> None:
             range_hash(lo, hi)
 
 
+@pytest.mark.req("SRS-LEDG-001")
 def test_in_memory_hasher_is_linear_and_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     hashes = [leaf_hash(i.to_bytes(4, "big")) for i in range(100_000)]
     start = time.perf_counter()
@@ -439,6 +451,7 @@ def test_in_memory_hasher_is_linear_and_fast(monkeypatch: pytest.MonkeyPatch) ->
     assert count <= n + n.bit_length() ** 2
 
 
+@pytest.mark.req("SRS-LEDG-001")
 def test_largest_power_of_two_below() -> None:
     for n in range(2, 2000):
         k = largest_power_of_two_below(n)
@@ -449,6 +462,7 @@ def test_largest_power_of_two_below() -> None:
             largest_power_of_two_below(bad)
 
 
+@pytest.mark.req("SRS-LEDG-001")
 def test_hash_functions() -> None:
     assert merkle.LEAF_PREFIX == b"\x00" and merkle.NODE_PREFIX == b"\x01" and merkle.HASH_SIZE == 32
     assert leaf_hash(b"abc") == _h(b"\x00abc")
@@ -457,6 +471,7 @@ def test_hash_functions() -> None:
 
 
 # ------------------------------------------------------------------ bad inputs
+@pytest.mark.req("SRS-LEDG-001")
 def test_generators_reject_out_of_range() -> None:
     leaves = LEAF_HASHES[:5]
     range_hash, _ = _counting(5)
@@ -474,6 +489,7 @@ P5 = inclusion_proof(H[:5], 1)  # 3 hashes
 C5 = consistency_proof(H[:5], 3)  # 4 hashes: h2, h3, MTH(D[0:2]), h4
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @pytest.mark.parametrize(("args", "message"), [
     (("leaf", 1, 5, P5, ROOTS[5]), "leaf_hash must be bytes: got str"),
     ((bytearray(H[1]), 1, 5, P5, ROOTS[5]), "leaf_hash must be bytes: got bytearray"),
@@ -493,11 +509,13 @@ C5 = consistency_proof(H[:5], 3)  # 4 hashes: h2, h3, MTH(D[0:2]), h4
     ((H[1], 1, 5, [P5[0] + b"!", *P5[1:]], ROOTS[5]), r"wrong proof\[0\] length: got 33 bytes, want 32"),
     ((H[1], 1, 5, P5, ROOTS[4]), f"root mismatch: calculated {ROOTS[5].hex()}, expected {ROOTS[4].hex()}"),
 ])
+@pytest.mark.req("SRS-LEDG-001")
 def test_verify_inclusion_bad_input(args: tuple[Any, ...], message: str) -> None:
     with pytest.raises(InvalidProof, match=message):
         verify_inclusion(*args)
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @pytest.mark.parametrize(("args", "message"), [
     ((-1, 5, C5, ROOTS[3], ROOTS[5]), "size1 must be >= 0: got -1"),
     ((3, -5, C5, ROOTS[3], ROOTS[5]), "size2 must be >= 0: got -5"),
@@ -516,11 +534,13 @@ def test_verify_inclusion_bad_input(args: tuple[Any, ...], message: str) -> None
     ((3, 5, C5, ROOTS[2], ROOTS[5]), "root1 mismatch"),
     ((3, 5, C5, ROOTS[3], ROOTS[4]), "root2 mismatch"),
 ])
+@pytest.mark.req("SRS-LEDG-001")
 def test_verify_consistency_bad_input(args: tuple[Any, ...], message: str) -> None:
     with pytest.raises(InvalidProof, match=message):
         verify_consistency(*args)
 
 
+@pytest.mark.req("SRS-LEDG-001")
 def test_root_mismatch_carries_roots() -> None:
     with pytest.raises(RootMismatchError) as caught:
         verify_inclusion(H[1], 1, 5, P5, ROOTS[4])
@@ -537,6 +557,7 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(-3, 40), st.floats(), st.
                  st.lists(st.one_of(st.binary(min_size=31, max_size=33), st.integers()), max_size=6))
 
 
+@pytest.mark.req("SRS-LEDG-001")
 @settings(max_examples=200, deadline=None)
 @given(args=st.tuples(JUNK, JUNK, JUNK, JUNK, JUNK))
 def test_junk_only_ever_raises_invalid_proof(args: tuple[Any, ...]) -> None:

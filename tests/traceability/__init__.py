@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -59,19 +60,28 @@ def write_folder(folder: Path, files: dict[str, Any]) -> Path:
 
 #: the baseline's tests: node id → (outcome, requirement ids)
 PASSING: dict[str, tuple[str, tuple[str, ...]]] = {
-    "tests/test_demo.py::test_one": ("passed", ("SRS-DEMO-001",)),
+    "tests/test_demo.py::test_one": ("passed", ("SRS-DEMO-001", "SYS-DEMO-001")),
     "tests/test_demo.py::TestTwo::test_two[a]": ("passed", ("SRS-DEMO-002", "RC-DEMO-001")),
 }
 
 
-def junit_xml(path: Path, cases: dict[str, tuple[str, tuple[str, ...]]], commit: str = "abc123") -> Path:
-    """A JUnit file shaped like the plugin's (for tests that do not need a real pytest run)."""
+def sha_of(nodeid: str) -> str:
+    """A stand-in source SHA-256 for a test function (what the plugin records)."""
+    return hashlib.sha256(nodeid.split("[", 1)[0].encode()).hexdigest()
+
+
+def junit_xml(path: Path, cases: dict[str, tuple[str, tuple[str, ...]]], commit: str = "abc123",
+              shas: dict[str, str] | None = None) -> Path:
+    """A JUnit file shaped like the plugin's (for tests that do not need a real pytest run); each
+    test's ``test_sha256`` is ``shas[nodeid]`` or :func:`sha_of` its node id."""
     body = {"passed": "", "failed": '<failure message="boom">trace</failure>',
             "error": '<error message="boom">trace</error>', "skipped": '<skipped message="why" />'}
     rows = []
     for nodeid, (outcome, reqs) in cases.items():
         props = "".join(f'<property name="req" value="{r}" />' for r in reqs)
-        props = f'<property name="nodeid" value={quoteattr(nodeid)} />{props}'
+        sha = (shas or {}).get(nodeid, sha_of(nodeid))
+        props = (f'<property name="nodeid" value={quoteattr(nodeid)} />{props}'
+                 f'<property name="test_sha256" value="{sha}" />')
         rows.append(f'<testcase classname="x" name="y"><properties>{props}</properties>'
                     f'{body[outcome]}</testcase>')
     path.write_text('<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">'
@@ -79,4 +89,21 @@ def junit_xml(path: Path, cases: dict[str, tuple[str, tuple[str, ...]]], commit:
                     '<property name="date" value="2026-01-02T03:04:05+00:00" />'
                     '<property name="environment_sha256" value="e5" /></properties>'
                     + "".join(rows) + "</testsuite></testsuites>", encoding="utf-8")
+    return path
+
+
+def links_file(path: Path, folder: Path, cases: dict[str, tuple[str, tuple[str, ...]]],
+               by: str = "A. Reviewer") -> Path:
+    """A reviewed-links baseline at ``path`` covering every link in ``cases`` as it is now (the
+    requirements read from ``folder``, the tests' SHA-256 from :func:`sha_of`)."""
+    import datetime as dt
+
+    from traceability.links import dump_links, review_links
+    from traceability.load import load_requirements
+
+    reqs = load_requirements(folder)
+    current = {n.split("[", 1)[0]: (sha_of(n), r) for n, (_, r) in cases.items()}
+    ids = sorted({r for _, rs in cases.values() for r in rs if r in reqs})
+    baseline, _ = review_links({}, reqs, ids, current, by, dt.date(2026, 1, 2))
+    path.write_text(dump_links(baseline), encoding="utf-8")
     return path

@@ -41,6 +41,7 @@ def test_rows_follow_every_path_to_its_tests(reqs: Requirements, run: TestRun) -
     two = "tests/test_demo.py::TestTwo::test_two[a]"
     assert got == {
         ("SRS-DEMO-001", "", "", "tests/test_demo.py::test_one", "passed"),
+        ("", "", "", "tests/test_demo.py::test_one", "passed"),  # SYS-DEMO-001's own test
         ("SRS-DEMO-001", "", "", "tests/test_demo.py::test_fails", "failed"),
         # the risk control names the hazard and SRS-DEMO-001: shown once, under the hazard
         ("SRS-DEMO-001", "HAZ-DEMO-001", "RC-DEMO-001", two, "passed"),

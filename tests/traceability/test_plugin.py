@@ -71,9 +71,10 @@ def test_junit_carries_requirements_nodeid_outcome_and_provenance(pytester: pyte
     assert props["environment_sha256"] == environment_sha256()
     case = suite.find("testcase[@name='test_passes']")
     assert case is not None
+    source = '@pytest.mark.req("SRS-DEMO-002", "RC-DEMO-001")\ndef test_passes():\n    pass\n'
     assert [(p.get("name"), p.get("value")) for p in case.findall("properties/property")] == [
         ("nodeid", "sub/test_demo.py::test_passes"), ("req", "SRS-DEMO-002"), ("req", "RC-DEMO-001"),
-        ("req", "SRS-DEMO-001")]
+        ("req", "SRS-DEMO-001"), ("test_sha256", hashlib.sha256(source.encode()).hexdigest())]
 
     test_run = read_junit(junit)
     assert test_run.commit == "unknown" and test_run.date == props["date"] and test_run.python

@@ -12,16 +12,18 @@ import yaml
 from typer.testing import CliRunner
 
 from fedprog import trace_cmd
-from tests.traceability import PASSING, baseline, write_folder
+from tests.traceability import PASSING, baseline, junit_xml, links_file, sha_of, write_folder
 from traceability.check import gaps
+from traceability.links import load_links
 from traceability.load import RequirementsError, load_requirements
 from traceability.results import TestResult, TestRun
-from traceability.review import review, review_all
+from traceability.review import review, today
 from traceability.schema import fingerprint
 
 pytestmark = pytest.mark.req("SRS-TRACE-005")
 RUN = TestRun(commit="c", date="d", environment_sha256="e",
               tests=[TestResult(n, "passed", r) for n, (_, r) in PASSING.items()])
+WHO = "A. Reviewer"
 
 
 def suspects(folder: Path) -> list[str]:
@@ -48,19 +50,23 @@ def test_review_clears_one_suspect_link_and_nothing_else(tmp_path: Path) -> None
     before = raw(folder, "software.yaml")
     others = {n: (folder / n).read_bytes() for n in ("needs.yaml", "risk.yaml")}
 
-    stored = review("SRS-DEMO-001", folder)
+    stored = review(["SRS-DEMO-001"], WHO, folder)
 
-    assert stored == {"SYS-DEMO-001": fingerprint(load_requirements(folder).items["SYS-DEMO-001"])}
+    system = load_requirements(folder).items["SYS-DEMO-001"]
+    assert stored == {"SRS-DEMO-001": {"SYS-DEMO-001": fingerprint(system)}}
     assert suspects(folder) == ["SRS-DEMO-002"]  # one id at a time
     after = raw(folder, "software.yaml")
     assert after[1] == before[1]  # the other item untouched
-    assert list(after[0]) == list(before[0])  # field order kept
-    assert {k: v for k, v in after[0].items() if k != "reviewed"} == \
-        {k: v for k, v in before[0].items() if k != "reviewed"}
+    assert list(after[0]) == [*before[0], "reviewed_by", "reviewed_at"]  # right after reviewed (last)
+    assert (after[0]["reviewed_by"], after[0]["reviewed_at"]) == (WHO, today().isoformat())
+    assert load_requirements(folder).items["SRS-DEMO-001"].reviewed_at == today()
+    bookkeeping = {"reviewed", "reviewed_by", "reviewed_at"}
+    assert {k: v for k, v in after[0].items() if k not in bookkeeping} == \
+        {k: v for k, v in before[0].items() if k not in bookkeeping}
     assert {n: (folder / n).read_bytes() for n in others} == others  # other files untouched
     assert stat.S_IMODE((folder / "software.yaml").stat().st_mode) == 0o640
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temp file left
-    assert review("SRS-DEMO-002", folder) and suspects(folder) == []
+    assert review(["SRS-DEMO-002"], WHO, folder) and suspects(folder) == []
 
 
 def test_review_adds_missing_record_and_keeps_unicode(tmp_path: Path) -> None:
@@ -69,38 +75,39 @@ def test_review_adds_missing_record_and_keeps_unicode(tmp_path: Path) -> None:
     files["risk.yaml"][1]["rationale"] = "Ärzte sehen den Grund."
     folder = write_folder(tmp_path, files)
     assert suspects(folder) == ["RC-DEMO-001", "RC-DEMO-001"]
-    review("RC-DEMO-001", folder)
+    review(["RC-DEMO-001"], WHO, folder)
     assert suspects(folder) == []
     text = (folder / "risk.yaml").read_text(encoding="utf-8")
-    assert "Ärzte" in text and list(raw(folder, "risk.yaml")[1])[-1] == "reviewed"
+    assert "Ärzte" in text and list(raw(folder, "risk.yaml")[1])[-3:] == ["reviewed", "reviewed_by",
+                                                                          "reviewed_at"]
 
 
 def test_review_item_without_parents_writes_nothing(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, baseline())
     before = (folder / "needs.yaml").read_bytes()
-    assert review("UN-DEMO-001", folder) == {}
+    assert review(["UN-DEMO-001"], WHO, folder) == {"UN-DEMO-001": {}}
     assert (folder / "needs.yaml").read_bytes() == before
 
 
 def test_review_unknown_id_or_broken_folder(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, baseline())
+    edit_system_text(folder)
+    before = (folder / "software.yaml").read_bytes()
     with pytest.raises(RequirementsError, match="unknown requirement id 'SRS-NOPE-001'"):
-        review("SRS-NOPE-001", folder)
+        review(["SRS-DEMO-001", "SRS-NOPE-001"], WHO, folder)  # nothing written for the good id either
+    with pytest.raises(RequirementsError, match="names the reviewer"):
+        review(["SRS-DEMO-001"], "  ", folder)
+    assert (folder / "software.yaml").read_bytes() == before
     (folder / "broken.yaml").write_text("- id: [\n")
     with pytest.raises(RequirementsError, match="not valid YAML"):
-        review("SRS-DEMO-001", folder)
+        review(["SRS-DEMO-001"], WHO, folder)
 
 
-def test_review_all_baselines_everything(tmp_path: Path) -> None:
-    files = baseline()
-    for raws in files.values():
-        for item in raws:
-            item.pop("reviewed", None)
-    folder = write_folder(tmp_path, files)
-    assert len(suspects(folder)) == 6
-    assert review_all(folder) == [
-        "HAZ-DEMO-001", "RC-DEMO-001", "SRS-DEMO-001", "SRS-DEMO-002", "SYS-DEMO-001"]
-    assert suspects(folder) == [] and review_all(folder) == []
+def test_several_ids_in_one_review(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path, baseline())
+    edit_system_text(folder)
+    review(["SRS-DEMO-001", "SRS-DEMO-002"], WHO, folder)
+    assert suspects(folder) == []
 
 
 def test_write_failure_leaves_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,24 +120,66 @@ def test_write_failure_leaves_file_intact(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="No space"):
-        review("SRS-DEMO-001", folder)
+        review(["SRS-DEMO-001"], WHO, folder)
     assert (folder / "software.yaml").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["needs.yaml", "risk.yaml", "software.yaml"]
 
 
-def test_cli_review_one_or_all(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path, baseline())
+def cli(*args: str | Path) -> Any:
+    return CliRunner().invoke(trace_cmd.app, ["review", *map(str, args)], env={"COLUMNS": "200"})
+
+
+@pytest.mark.req("SRS-TRACE-008")
+def test_cli_review_records_who_and_when_for_parent_and_test_links(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "reqs", baseline())
     edit_system_text(folder)
-    runner = CliRunner()
-    result = runner.invoke(trace_cmd.app, ["review", "SRS-DEMO-001", "--requirements", str(folder)])
-    assert result.exit_code == 0 and result.stdout.strip() == "SRS-DEMO-001 reviewed against SYS-DEMO-001"
+    junit = junit_xml(tmp_path / "junit.xml", PASSING)
+    links = tmp_path / "links.yaml"
+    result = cli("SRS-DEMO-001", "--by", WHO, "--junit", junit, "--links", links, "--requirements", folder)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"SRS-DEMO-001 reviewed by {WHO} against SYS-DEMO-001; 1 test"
     assert suspects(folder) == ["SRS-DEMO-002"]
-    for args in ([], ["SRS-DEMO-002", "--all"]):
-        refused = runner.invoke(trace_cmd.app, ["review", *args, "--requirements", str(folder)])
-        assert refused.exit_code == 2 and "exactly one of ID or --all" in refused.stderr
-    assert suspects(folder) == ["SRS-DEMO-002"]
-    unknown = runner.invoke(trace_cmd.app, ["review", "SRS-NOPE-001", "--requirements", str(folder)])
-    assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1
-    result = runner.invoke(trace_cmd.app, ["review", "--all", "--requirements", str(folder)])
-    assert result.exit_code == 0 and result.stdout.strip() == "1 items reviewed: SRS-DEMO-002"
-    assert suspects(folder) == []
+    (link,) = load_links(links).values()  # only the named item's test link
+    assert (link.req, link.test, link.test_sha256) == ("SRS-DEMO-001", "tests/test_demo.py::test_one",
+                                                       sha_of("tests/test_demo.py::test_one"))
+    assert (link.reviewed_by, link.reviewed_at) == (WHO, today())
+    assert link.req_fingerprint == fingerprint(load_requirements(folder).items["SRS-DEMO-001"])
+    assert raw(folder, "software.yaml")[0]["reviewed_by"] == WHO
+
+
+@pytest.mark.req("SRS-TRACE-008")
+@pytest.mark.parametrize(("args", "expected"), [
+    (["SRS-DEMO-001"], "Missing option '--by'"),
+    (["SRS-DEMO-001", "--by", " "], "--by names the reviewer"),
+    (["--all", "--by", WHO], "No such option '--all'"),
+    (["--by", WHO], "Missing argument 'ID...'"),
+    (["SRS-NOPE-001", "--by", WHO], "unknown requirement id 'SRS-NOPE-001'"),
+])
+def test_cli_review_is_refused_without_a_reviewer_or_an_id(tmp_path: Path, args: list[str],
+                                                           expected: str) -> None:
+    folder = write_folder(tmp_path / "reqs", baseline())
+    edit_system_text(folder)
+    junit = junit_xml(tmp_path / "junit.xml", PASSING)
+    links = links_file(tmp_path / "links.yaml", folder, {})
+    before = {p: p.read_bytes() for p in [*folder.iterdir(), links]}
+    result = cli(*args, "--junit", junit, "--links", links, "--requirements", folder)
+    assert result.exit_code == 2 and expected in result.output
+    assert {p: p.read_bytes() for p in before} == before  # nothing reviewed
+    assert suspects(folder) == ["SRS-DEMO-001", "SRS-DEMO-002"]
+
+
+@pytest.mark.req("SRS-TRACE-008")
+def test_a_review_replaces_only_the_named_items_test_links(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "reqs", baseline())
+    links = links_file(tmp_path / "links.yaml", folder, PASSING, by="First Reviewer")
+    moved = {"tests/test_demo.py::test_one": ("passed", ("SYS-DEMO-001",)),  # SRS-DEMO-001 mark removed
+             "tests/test_demo.py::test_new": ("passed", ("SRS-DEMO-001",)),
+             "tests/test_demo.py::TestTwo::test_two[a]": ("passed", ("SRS-DEMO-002", "RC-DEMO-001"))}
+    junit = junit_xml(tmp_path / "junit.xml", moved)
+    assert cli("SRS-DEMO-001", "--by", WHO, "--junit", junit, "--links", links,
+               "--requirements", folder).exit_code == 0
+    got = {k: v.reviewed_by for k, v in load_links(links).items()}
+    assert got == {("SRS-DEMO-001", "tests/test_demo.py::test_new"): WHO,
+                   ("SYS-DEMO-001", "tests/test_demo.py::test_one"): "First Reviewer",
+                   ("SRS-DEMO-002", "tests/test_demo.py::TestTwo::test_two"): "First Reviewer",
+                   ("RC-DEMO-001", "tests/test_demo.py::TestTwo::test_two"): "First Reviewer"}

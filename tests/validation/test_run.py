@@ -15,7 +15,7 @@ from federated.demo_study import DEMO_INPUTS, HOSPITALS, split
 from federated.disclosure.policy import round_to_k
 from federated.study import StudySpec
 from ledger.canonical import sealed_sha256
-from tests.conftest import copy_workspace
+from tests.conftest import copy_workspace, release_args
 from tests.fedprog.test_cli import demo_training, run
 from tests.validation.test_criteria import write_requirements
 from validation.exceptions import CriteriaError
@@ -164,6 +164,7 @@ def ws(demo_workspace: Path, tmp_path: Path) -> Path:
     return ws
 
 
+@pytest.mark.req("SYS-VAL-001")
 @pytest.mark.req("RC-VAL-001")
 def test_validate_writes_the_report_and_the_model_becomes_validated(ws: Path) -> None:
     report = cli_json("validate", "gbsg2-recurrence@2", "--workspace", ws, "--skip-verification",
@@ -187,6 +188,7 @@ def write_impossible(folder: Path) -> Path:
                                         "threshold": 0.99, "scope": "pooled"}])
 
 
+@pytest.mark.req("SYS-VAL-001")
 @pytest.mark.req("RC-VAL-001")
 def test_a_failing_criterion_exits_1_and_the_model_is_not_validated(ws: Path, tmp_path: Path) -> None:
     res = run("validate", "gbsg2-recurrence@2", "--workspace", ws, "--skip-verification", "--bootstrap", "20",
@@ -194,7 +196,7 @@ def test_a_failing_criterion_exits_1_and_the_model_is_not_validated(ws: Path, tm
     assert res.returncode == 1, res.stderr
     assert "SRS-X-001#1: harrell_c ci_lower >= 0.99" in res.stdout and "FAIL" in res.stdout
     assert statuses(ws)["gbsg2-recurrence@2"] == "candidate"
-    refused = run("model", "release", "gbsg2-recurrence@2", "--workspace", ws)
+    refused = run("model", "release", "gbsg2-recurrence@2", "--workspace", ws, *release_args(ws))
     assert refused.returncode == 2 and "only a validated model" in refused.stderr
 
 
@@ -250,6 +252,7 @@ def test_an_unknown_model_exits_2(demo_workspace: Path) -> None:
     assert res.returncode == 2 and res.stderr.startswith("fedprog: error: no model 'no-such-model'")
 
 
+@pytest.mark.req("SYS-REG-001")
 @pytest.mark.req("RC-VAL-001")
 def test_the_demo_validates_before_it_releases(demo_workspace: Path) -> None:
     from fedprog.workspace import Workspace

@@ -57,3 +57,57 @@ def test_the_suite_is_not_run_again_from_inside_a_test_session(tmp_path: Path) -
     assert out["status"] == "skipped" and "PYTEST_CURRENT_TEST" in out["reason"]
     assert _verify(tmp_path, Options(skip_verification=True))["reason"] == "--skip-verification"
     assert not (tmp_path / "junit.xml").exists()
+
+
+def _junit(path: Path, commit: str, env: str, cases: str) -> Path:
+    path.write_text(f"""<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="2" failures="0" errors="0" skipped="0"><properties>
+<property name="commit" value="{commit}"/><property name="date" value="2026-12-07T00:00:00+00:00"/>
+<property name="environment_sha256" value="{env}"/></properties>{cases}</testsuite></testsuites>
+""", encoding="utf-8")
+    return path
+
+
+def _case(name: str, req: str | None, inner: str = "") -> str:
+    props = f'<property name="nodeid" value="tests/x.py::{name}"/>' + (
+        f'<property name="req" value="{req}"/>' if req else "")
+    return f'<testcase classname="tests.x" name="{name}"><properties>{props}</properties>{inner}</testcase>'
+
+
+@pytest.mark.req("SRS-VAL-011")
+def test_an_existing_run_counts_only_for_the_same_clean_commit_and_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adversary: a developer who offers yesterday's green run, or a run on a modified checkout or in
+    another environment, as the verification of today's software."""
+    head = "a" * 40
+    env = verification.environment()["environment_sha256"]
+    monkeypatch.setattr(verification, "commit", lambda root=None: {"commit": head, "dirty": False})
+    ok = _junit(tmp_path / "ok.xml", head, env, _case("t1", "SRS-A-001") + _case("t2", None))
+    out = verification.from_junit(ok, tmp_path / "report")
+    assert out["status"] == "passed" and out["problems"] == [] and out["tests"] == 2
+    assert (tmp_path / "report" / "junit.xml").read_bytes() == ok.read_bytes()
+    assert out["junit_sha256"] == hashlib.sha256(ok.read_bytes()).hexdigest()
+    for commit, environment, why in ((("b" * 40), env, "the run was of commit bbbbbbbbbbbb"),
+                                     (head + "-dirty", env, "modified or unknown checkout"),
+                                     (head, "0" * 64, "another environment")):
+        bad = _junit(tmp_path / "bad.xml", commit, environment, _case("t1", "SRS-A-001"))
+        refused = verification.from_junit(bad, tmp_path / "r2")
+        assert refused["status"] == "failed" and why in refused["summary"]
+    monkeypatch.setattr(verification, "commit", lambda root=None: {"commit": head, "dirty": True})
+    assert "this software is aaaaaaaaaaaa" in verification.from_junit(ok, tmp_path / "r3")["summary"]
+
+
+@pytest.mark.req("SRS-VAL-011")
+def test_a_skipped_or_failed_linked_test_fails_the_verification(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    head = "c" * 40
+    env = verification.environment()["environment_sha256"]
+    monkeypatch.setattr(verification, "commit", lambda root=None: {"commit": head, "dirty": False})
+    unlinked_skip = _junit(tmp_path / "u.xml", head, env, _case("t1", "SRS-A-001")
+                           + _case("t2", None, '<skipped message="x"/>'))
+    assert verification.from_junit(unlinked_skip, tmp_path / "u")["status"] == "passed"
+    for inner in ('<skipped message="no browser"/>', '<failure message="boom"/>'):
+        run = _junit(tmp_path / "l.xml", head, env, _case("t1", "SRS-A-001", inner) + _case("t2", None))
+        out = verification.from_junit(run, tmp_path / "l")
+        assert out["status"] == "failed" and out["linked_not_passed"][0].startswith("tests/x.py::t1 ")
+    assert verification.linked_not_passed(run) == ["tests/x.py::t1 failed"]

@@ -88,6 +88,7 @@ def test_metadata_is_an_r4_capability_statement_listing_predict_risk(server: Any
 
 
 # ---------------------------------------------------------------- predict
+@pytest.mark.req("SYS-DEV-001")
 @pytest.mark.req("SRS-FHIR-002")
 def test_predict_returns_a_stored_risk_assessment_equal_to_the_formula(server: Any,
                                                                        demo_model: PrognosticModel) -> None:
@@ -220,6 +221,7 @@ def test_formats_other_than_fhir_json_are_406_and_415(server: Any) -> None:
     assert client.post(PREDICT, content=body, headers=ok).status_code == 200
 
 
+@pytest.mark.req("SYS-DEV-001")
 @pytest.mark.req("SRS-FHIR-004", "SRS-FHIR-005", "RC-INPUT-001", "RC-INPUT-002", "RC-UNIT-001")
 def test_business_rules_are_422_with_the_element_named(server: Any) -> None:
     client, key, _ = server
@@ -236,6 +238,7 @@ def test_business_rules_are_422_with_the_element_named(server: Any) -> None:
 
 
 # ---------------------------------------------------------------- audit
+@pytest.mark.req("SYS-AUTH-001")
 @pytest.mark.req("SRS-AUDIT-001", "RC-AUDIT-001")
 def test_every_request_allowed_or_refused_is_audited(server: Any) -> None:
     client, key, st = server

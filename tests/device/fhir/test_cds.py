@@ -138,6 +138,7 @@ def test_discovery_is_audited(client: TestClient, st: ServerState) -> None:
 # --- cards ----------------------------------------------------------------------------------
 
 
+@pytest.mark.req("SYS-CDS-001")
 @pytest.mark.req("SRS-CDS-002")
 @pytest.mark.parametrize(("values", "band"), [(LOW, "info"), (MIDDLE, "warning"), (HIGH, "critical")])
 def test_a_full_request_gives_one_card_banded_by_the_five_year_risk(
@@ -187,6 +188,7 @@ def test_a_long_outcome_name_is_shortened_to_keep_the_summary_under_140() -> Non
     assert card["summary"].startswith("Distant-metastasis-free") and card["summary"].endswith("%)")
 
 
+@pytest.mark.req("SYS-CDS-001")
 @pytest.mark.req("SRS-CDS-003", "RC-CDS-001", "RC-INPUT-002")
 def test_a_missing_input_gives_a_cannot_score_info_card(client: TestClient,
                                                          key: ec.EllipticCurvePrivateKey) -> None:
@@ -230,6 +232,7 @@ def test_other_resources_in_the_searchset_are_ignored(client: TestClient,
 # --- refusals -------------------------------------------------------------------------------
 
 
+@pytest.mark.req("SYS-CDS-001")
 @pytest.mark.req("SRS-CDS-004", "RC-CDS-001")
 @pytest.mark.parametrize("key_name", ["patient", "observations"])
 def test_missing_prefetch_is_412(client: TestClient, key: ec.EllipticCurvePrivateKey, key_name: str) -> None:

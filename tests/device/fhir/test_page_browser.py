@@ -145,6 +145,7 @@ def stored(ws: Path, base: str, patient: str) -> dict[str, Any]:
     return max((e["resource"] for e in found["entry"]), key=lambda r: r["occurrenceDateTime"])
 
 
+@pytest.mark.req("SYS-PAGE-001")
 @pytest.mark.req("SRS-PAGE-001", "SRS-PAGE-002", "SRS-PAGE-004", "SRS-PAGE-006", "SRS-PAGE-007")
 @pytest.mark.parametrize("label, values", [("low-risk", LOW), ("high-risk", HIGH)])
 def test_the_page_shows_the_stored_risk_assessment(server: tuple[Path, str], browser: Any, label: str,
@@ -233,6 +234,7 @@ def test_the_page_loads_nothing_from_another_origin_and_prints(server: tuple[Pat
     assert pdf.startswith(b"%PDF-") and len(pdf) > 10_000
 
 
+@pytest.mark.req("SYS-PAGE-001")
 @pytest.mark.req("SRS-PAGE-001")
 def test_stand_alone_the_page_takes_a_pasted_token(server: tuple[Path, str], browser: Any) -> None:
     ws, base = server

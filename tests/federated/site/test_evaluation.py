@@ -374,7 +374,7 @@ def test_a_library_error_leaves_the_site_without_its_numbers() -> None:
     assert msg == "ValueError: all times must be within follow-up time of test data: [#; #["
 
 
-@pytest.mark.req("RC-PRIV-001")
+@pytest.mark.req("RC-PRIV-002")
 def test_a_site_refuses_subgroups_it_has_not_pinned(demo: Demo) -> None:
     """Overlapping age thresholds (age < 40, < 41, …) could be differenced down to single women;
     a site evaluates only the declared age bands and yes/no splits of binary covariates."""
@@ -388,7 +388,7 @@ def test_a_site_refuses_subgroups_it_has_not_pinned(demo: Demo) -> None:
         assert "age" in reply.message or "binary" in reply.message or "twice" in reply.message
 
 
-@pytest.mark.req("RC-PRIV-001")
+@pytest.mark.req("RC-PRIV-002")
 def test_horizons_reveal_no_individual_follow_up_or_event_time(demo: Demo) -> None:
     """Probing with many horizons: the observed risk of a risk group changes only at the released
     (disclosure-controlled) KM steps, and 'inside the follow-up' is a count rule, not the site's
