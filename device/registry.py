@@ -132,6 +132,8 @@ class ModelRegistry:
         sha = artifact.get("sha256")
         if artifact.get("schema") != "fedprog.model/v1" or canonical_sha256(artifact) != sha:
             raise RegistryError("not a sealed fedprog.model/v1 artifact (sha256 mismatch)")
+        if any(b.get("sha256") == sha for _, _, b in self.entries("model")):
+            raise RegistryError(f"model {sha[:16]}… is already registered (a version is registered once)")
         write_json_atomic(self.folder / f"{sha}.json", artifact)
         if study is not None:
             write_json_atomic(self.folder / f"{sha}.study.json", study)
@@ -149,6 +151,8 @@ class ModelRegistry:
         revocations: list[tuple[int, dict[str, Any]]] = []
         flags: dict[str, tuple[int, dict[str, Any]]] = {}
         for idx, kind, b in self.entries():
+            if kind == "model" and b.get("sha256") in models:
+                continue  # registered once: a second `model` entry never resets a model's history
             if kind == "model":
                 models[b["sha256"]] = {"body": b, "index": idx, "state": "candidate",
                                        "history": [(idx, "candidate")], "validation": None}
@@ -304,6 +308,22 @@ class ModelRegistry:
         artifact intact and inside its training data's envelope; and ``approval``, signed by a pinned
         person holding the ``approver`` role over :func:`release_subject` (:mod:`ledger.signatures`).
         A successor is assessed against the change control plan (:meth:`change_control`, RC-REG-002)."""
+        subject = self.release_subject(ref, significant_change)
+        entry = self.get(ref)
+        problems = approval_problems(approval, self.people, subject)
+        if problems:
+            raise RegistryError(f"release of {entry.ref} refused: {problems[0]}")
+        body: dict[str, Any] = {"model": entry.ref, "sha256": entry.sha256, "at": iso(self.clock()),
+                                "report_sha256": subject["report_sha256"], "reason": reason,
+                                "approval": approval.model_dump(mode="json"),
+                                "verification": subject["verification"]}
+        if subject.get("change_control") is not None:
+            body["change_control"] = subject["change_control"]
+        return self.ledger.append("release", body)
+
+    def release_subject(self, ref: str, significant_change: str = "") -> dict[str, Any]:
+        """What the approver of a release of ``ref`` signs (:func:`device.release_gate.release_subject`),
+        once every rule of the gate holds — so nobody signs a release the gate would refuse."""
         entry = self.get(ref)
         if entry.status == "affected":
             raise RegistryError(f"{entry.ref} is affected by a consent revocation: retrain it "
@@ -318,24 +338,17 @@ class ModelRegistry:
         check_envelope(self.artifact(entry.ref))
         change_control = self.change_control(entry.ref, significant_change)
         report_sha256 = entry.validation["report_sha256"] if entry.validation else None
-        subject = release_subject(entry.ref, entry.sha256, report_sha256, change_control)
-        problems = approval_problems(approval, self.people, subject)
-        if problems:
-            raise RegistryError(f"release of {entry.ref} refused: {problems[0]}")
-        body: dict[str, Any] = {"model": entry.ref, "sha256": entry.sha256, "at": iso(self.clock()),
-                                "report_sha256": report_sha256, "reason": reason,
-                                "approval": approval.model_dump(mode="json"), "verification": verification}
-        if change_control is not None:
-            body["change_control"] = change_control
-        return self.ledger.append("release", body)
+        return release_subject(entry.ref, entry.sha256, report_sha256, verification, change_control)
 
     def change_control(self, ref: str, significant_change: str = "") -> dict[str, Any] | None:
         """The change-control record a release of ``ref`` carries (None: a first version is not a
         change): :func:`device.release_gate.assess_successor` against its nearest released ancestor."""
         entry = self.get(ref)
-        if entry.predecessor is None:
-            return None
-        base = self._released_ancestor(entry)
+        ever = [m for m in self.list() if m.model_id == entry.model_id and m.sha256 != entry.sha256
+                and any(state == "released" for _, state in m.history)]
+        if entry.predecessor is None and not ever:
+            return None  # a first version of this model id is not a change
+        base = self._released_ancestor(entry) if entry.predecessor is not None else ever[-1]
         return assess_successor(self.plan, entry.ref, (base.ref, self.artifact(base.ref), self.report(base)),
                                 self.artifact(entry.ref), self.report(entry), significant_change)
 
@@ -359,7 +372,7 @@ class ModelRegistry:
         passed (or been waived in a demonstration workspace). Adversary: whoever can append to the
         ledger but holds no approver's key."""
         subject = release_subject(body.get("model"), body.get("sha256"), body.get("report_sha256"),
-                                  body.get("change_control"))
+                                  body.get("verification"), body.get("change_control"))
         problems = approval_problems(body.get("approval"), self.people, subject)
         status = (body.get("verification") or {}).get("status")
         if status != "passed" and not (status == "waived" and self.demonstration):
@@ -412,7 +425,8 @@ def _replay(model: dict[str, Any], idx: int, kind: str, body: dict[str, Any]) ->
             model["validation"] = {"ledger_index": idx, "report_sha256": body.get("report_sha256"),
                                    "passed": bool(body.get("passed"))}
             model["state"] = "validated" if body.get("passed") else "candidate"
-    elif kind == "release" and state == "validated":
+    elif kind == "release" and state == "validated" and \
+            body.get("report_sha256") == (model["validation"] or {}).get("report_sha256"):
         model["state"] = "released"
     elif kind == "withdrawal" and state != "withdrawn":
         model["state"] = "withdrawn"

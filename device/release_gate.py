@@ -24,15 +24,16 @@ class LedgerUntrusted(RegistryError):
 
 
 
-def release_subject(model: Any, sha256: Any, report_sha256: Any,
+def release_subject(model: Any, sha256: Any, report_sha256: Any, verification: Any = None,
                     change_control: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a release approver signs: the model version, its artifact and its validation report, and for
-    a successor the verdict of its change-control assessment (plan hash, within the plan or not, and
-    any significant-change decision) — so the approver signs the assessment too."""
-    subject = {"action": "release-model", "model": model, "sha256": sha256, "report_sha256": report_sha256}
+    """What a release approver signs: the model version, its artifact, its validation report, the
+    software verification the release rests on (passed with its JUnit hash, or a demonstration waiver)
+    and, for a successor, its whole change-control record — so none of them can be swapped or dropped
+    in the ledger without breaking the signature."""
+    subject = {"action": "release-model", "model": model, "sha256": sha256, "report_sha256": report_sha256,
+               "verification": verification}
     if change_control is not None:
-        subject["change_control"] = {k: change_control.get(k) for k in ("plan_sha256", "within_plan",
-                                                                          "significant_change")}
+        subject["change_control"] = dict(change_control)
     return subject
 
 
@@ -72,7 +73,7 @@ def approval_problems(approval: Approval | Mapping[str, Any] | None, people: Map
     """Problems of a release approval: absent, not verifying, or not in the ``approver`` role."""
     if approval is None:
         return ["it names no approver (a release is approved by a pinned person's signature)"]
-    problems = verify_approval(approval, people, subject)
+    problems = verify_approval(approval, people, subject, exact=True)
     found = approval if isinstance(approval, Approval) else None
     statement = found.statement if found is not None else dict(approval).get("statement") or {}
     role = statement.get("role")
@@ -86,6 +87,9 @@ def release_verification(report: dict[str, Any], demonstration: bool) -> dict[st
     the suite's evidence when it passed; in a demonstration workspace, a recorded waiver; else refused."""
     evidence = report.get("verification") or {}
     status = evidence.get("status", "absent")
+    if status == "passed" and (evidence.get("selection") or evidence.get("dirty")):
+        status = "not release-grade: " + ("a selection of the suite ran" if evidence.get("selection") else
+                                          "the suite ran on a modified checkout")
     if status == "passed":
         kept = ("commit", "junit_sha256", "tests", "failures", "errors", "skipped", "source")
         return {"status": "passed", **{k: evidence[k] for k in kept if evidence.get(k) is not None}}

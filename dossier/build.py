@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ledger.anchors import TrustAnchors
 from ledger.files import sha256_file
 from ledger.log import Ledger
 from ledger.verify import verify_ledger
@@ -308,8 +309,8 @@ def _check_file(out: Path, listed: dict[str, Any], pdf: bool) -> list[str]:
     return problems
 
 
-def _check_anchor(ledger: Ledger, digest: str) -> list[str]:
-    report = verify_ledger(ledger)
+def _check_anchor(ledger: Ledger, digest: str, anchors: TrustAnchors | None) -> list[str]:
+    report = verify_ledger(ledger, anchors)
     problems = [f"ledger: {p}" for p in report.problems]
     index = anchored(ledger, digest)
     if index is None:
@@ -322,9 +323,10 @@ def _check_anchor(ledger: Ledger, digest: str) -> list[str]:
     return problems
 
 
-def verify(out: Path, ledger: Ledger) -> list[str]:
+def verify(out: Path, ledger: Ledger, anchors: TrustAnchors | None = None) -> list[str]:
     """Problems of the dossier in ``out``: a listed file missing or changed (sha256, page count),
-    a file not in the manifest, the manifest not anchored in ``ledger``; [] when intact."""
+    a file not in the manifest, the manifest not anchored in ``ledger`` (checked against the pinned
+    ``anchors``: :mod:`ledger.anchors`); [] when intact."""
     out = Path(out)
     try:
         raw = (out / MANIFEST).read_bytes()
@@ -342,4 +344,4 @@ def verify(out: Path, ledger: Ledger) -> list[str]:
     known = {MANIFEST, str(sbom.get("file")), *(str(d.get("file")) for d in docs)}
     present = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*")) if p.is_file()]
     problems += [f"{name}: not listed in the manifest" for name in present if name not in known]
-    return problems + _check_anchor(ledger, hashlib.sha256(raw).hexdigest())
+    return problems + _check_anchor(ledger, hashlib.sha256(raw).hexdigest(), anchors)

@@ -32,6 +32,7 @@ from typing import Any
 
 from device.registry import ModelEntry, ModelRegistry, RegistryError
 from device.revocation import RETRAIN_DUE, RevocationTerms, terms_of
+from ledger.anchors import TrustAnchors, from_manifest
 from ledger.canonical import sealed_sha256
 from ledger.checkpoint import CheckpointError, open_checkpoint
 from ledger.files import sha256_file
@@ -72,14 +73,15 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
     if not (workspace / "ledger.sqlite").is_file():
         raise DossierError(f"{workspace} is not a fedprog workspace (no ledger.sqlite; run fedprog demo)")
     source = source if source is not None else checkout()
-    people, demonstration = pinned(workspace)
+    people, demonstration, anchors = pinned(workspace)
     ledger = Ledger(workspace / "ledger.sqlite")
     try:
-        registry = ModelRegistry(workspace / "models", ledger, people=people, demonstration=demonstration)
+        registry = ModelRegistry(workspace / "models", ledger, people=people, demonstration=demonstration,
+                                 anchors=anchors)
         entry, artifact = _model(registry, model)
         evidence = gather_evidence(registry, entry)
         validation, folder = _validation(registry, entry, workspace, evidence)
-        summary = summarise_ledger(ledger, entry)
+        summary = summarise_ledger(ledger, entry, anchors)
         history = [m for m in registry.list() if m.ledger_index < summary.size]
         revocation = _revocation(registry, entry)
         approvals = [(i, b) for i, _, b in ledger.entries(DOCUMENT_APPROVAL)]
@@ -104,15 +106,17 @@ def gather(workspace: Path, *, model: str | None = None, junit: Path | None = No
         release_change_control=dict(change) if isinstance(change, dict) else None)
 
 
-def pinned(workspace: Path) -> tuple[dict[str, Person], bool]:
-    """The people pinned in ``workspace.json`` (``trust.people``, the approvals' trust anchor) and
-    whether it is a demonstration workspace (``fedprog demo``)."""
+def pinned(workspace: Path) -> tuple[dict[str, Person], bool, TrustAnchors]:
+    """What ``workspace.json`` pins outside the ledger: the people (``trust.people``, the approvals'
+    trust anchor), whether it is a demonstration workspace (``fedprog demo``), and the log and witness
+    keys every reading of the ledger is checked against (:mod:`ledger.anchors`)."""
     try:
         manifest = json.loads((workspace / "workspace.json").read_text(encoding="utf-8"))
         people = people_from((manifest.get("trust") or {}).get("people"))
+        anchors = from_manifest(workspace, manifest)
     except (OSError, ValueError) as exc:
         raise DossierError(f"{workspace / 'workspace.json'}: {exc}") from None
-    return people, manifest.get("purpose") == "demonstration"
+    return people, manifest.get("purpose") == "demonstration", anchors
 
 
 def release_verification(releases: list[tuple[int, str, dict[str, Any]]], sha256: str
@@ -209,13 +213,13 @@ def _field(body: dict[str, Any], name: str) -> Any:
     return body.get(name)
 
 
-def summarise_ledger(ledger: Ledger, entry: ModelEntry) -> LedgerSummary:
+def summarise_ledger(ledger: Ledger, entry: ModelEntry, trust: TrustAnchors | None = None) -> LedgerSummary:
     """The ledger as of the first checkpoint covering the model's anchors (see the module doc).
 
     Without such a checkpoint, as of the model's last anchor. A ledger failing verification is
     refused: a dossier anchored in a rewritten history would prove nothing.
     """
-    report = verify_ledger(ledger)
+    report = verify_ledger(ledger, trust)
     if not report.ok:
         raise DossierError(f"the ledger {ledger.path} fails verification: {report.problems[0]}")
     entries = ledger.entries()

@@ -139,7 +139,7 @@ def verify_cmd(
     with _errors():
         ws = Workspace(workspace(workspace_dir))
         ws.manifest  # noqa: B018 - a WorkspaceError unless it is a workspace
-        problems = verify(folder, ws.ledger)
+        problems = verify(folder, ws.ledger, ws.anchors())
     if as_json:
         print(json.dumps({"dossier": str(folder), "ok": not problems, "problems": problems},
                          ensure_ascii=False))
@@ -180,7 +180,7 @@ def approve_cmd(
         ws = Workspace(workspace(workspace_dir))
         ws.manifest  # noqa: B018 - a WorkspaceError unless it is a workspace
         folder = dossier_dir or ws.root / DOSSIER
-        problems = verify(folder, ws.ledger)
+        problems = verify(folder, ws.ledger, ws.anchors())
         if problems:
             raise fail(f"{folder} fails verification ({problems[0]}{'; …' if len(problems) > 1 else ''}): "
                        "a changed or unanchored dossier is never signed")

@@ -171,7 +171,6 @@ def release_in_workspace(ws: Workspace, ref: str, approver: str, key: Path, *, r
     signature again before anything is appended."""
     from datetime import UTC, datetime
 
-    from device.release_gate import release_subject
     from ledger.signatures import load_private_key, sign
 
     person = ws.people().get(approver)
@@ -179,10 +178,7 @@ def release_in_workspace(ws: Workspace, ref: str, approver: str, key: Path, *, r
         raise WorkspaceError(f"{approver!r} is not a pinned person of this workspace (fedprog person list)")
     registry = ws.models
     entry = registry.get(ref)
-    report_sha256 = entry.validation["report_sha256"] if entry.validation else None
-    validated = entry.lifecycle == "validated"
-    change = registry.change_control(entry.ref, significant_change) if validated else None
-    subject = release_subject(entry.ref, entry.sha256, report_sha256, change)
+    subject = registry.release_subject(entry.ref, significant_change)  # the gate's rules, checked first
     at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     approval = sign(load_private_key(key), person, "approver", subject, at)
     receipt = registry.release(entry.ref, approval, reason=reason, significant_change=significant_change)

@@ -40,7 +40,7 @@ from federated.protocol.messages import ConsentGate
 from federated.site.handler import Site
 from federated.site.tables import TableFormat
 from federated.study import StudySpec
-from ledger.anchors import TrustAnchors
+from ledger.anchors import TrustAnchors, from_manifest
 from ledger.checkpoint import (
     CosignatureSigner,
     NoteSignature,
@@ -286,11 +286,8 @@ class Workspace:
 
     def anchors(self) -> TrustAnchors:
         """What readers of the ledger trust instead of the file (:mod:`ledger.anchors`)."""
-        trust = self.trust()
-        return TrustAnchors(log_vkey=trust["log"], witnesses=trust["witnesses"], threshold=trust["quorum"],
-                            origin=self.manifest["origin"], source=MANIFEST,
-                            states={site: self.root / "sites" / site / "witness.json"
-                                    for site in trust["witnesses"]})
+        self.trust()  # pin what is missing first (trust on first use), then read it back
+        return from_manifest(self.root, self.manifest, MANIFEST)
 
     def quorum(self) -> QuorumPolicy:
         """A quorum (default a strict majority) of the site witnesses pinned in ``workspace.json``."""

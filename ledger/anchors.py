@@ -24,6 +24,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .checkpoint import CheckpointError, NoteVerifier
 from .leaves import Recomputed
@@ -78,6 +79,18 @@ class TrustAnchors:
                 stats.append((site, None, None, None))
         return (self.log_vkey, tuple(sorted(self.witnesses.items())), self.threshold, self.origin,
                 tuple(stats))
+
+
+def from_manifest(root: Path, manifest: Mapping[str, Any], source: str = "workspace.json") -> TrustAnchors:
+    """The anchors pinned in a workspace manifest's ``trust`` block (``log``, ``witnesses``, ``quorum``),
+    each witness's state file under ``root/sites/<name>/witness.json``: read only, nothing is pinned."""
+    trust = manifest.get("trust") or {}
+    if "log" not in trust:
+        raise ValueError(f"{source}: no pinned log key (trust.log)")
+    witnesses = dict(trust.get("witnesses") or {})
+    return TrustAnchors(log_vkey=trust["log"], witnesses=witnesses, threshold=trust.get("quorum"),
+                        origin=manifest.get("origin"), source=source,
+                        states={site: Path(root) / "sites" / site / "witness.json" for site in witnesses})
 
 
 @dataclass(frozen=True)

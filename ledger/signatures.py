@@ -132,9 +132,11 @@ def sign(key: Ed25519PrivateKey, person: Person, role: str, subject: Mapping[str
 
 
 def verify(approval: Approval | Mapping[str, Any], people: Mapping[str, Person],
-           subject: Mapping[str, Any] | None = None) -> list[str]:
+           subject: Mapping[str, Any] | None = None, *, exact: bool = False) -> list[str]:
     """Problems with an approval; ``[]`` when its signature verifies under the key pinned for the
-    named person, that person holds the role and (if given) the statement names ``subject``."""
+    named person, that person holds the role and (if given) the statement names ``subject`` — with
+    ``exact``, the statement is the subject and nothing else (besides name, role and time), so a
+    field the signer did not sign cannot ride along, and one they signed cannot be dropped."""
     try:
         found = approval if isinstance(approval, Approval) else Approval.model_validate(dict(approval))
     except ValueError as exc:
@@ -152,7 +154,9 @@ def verify(approval: Approval | Mapping[str, Any], people: Mapping[str, Person],
         problems.append(f"the signature of {person.name}'s {found.role} approval does not verify under the "
                         f"key pinned for them ({person.key_id})")
     if subject is not None:
-        wrong = sorted(k for k, v in subject.items() if found.statement.get(k) != v)
+        signed = {k: v for k, v in found.statement.items() if k not in ("name", "role", "at")}
+        keys = set(subject) | (set(signed) if exact else set())
+        wrong = sorted(k for k in keys if signed.get(k) != subject.get(k))
         if wrong:
             problems.append(f"{person.name}'s approval is for another {', '.join(wrong)}")
     return problems

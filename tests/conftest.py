@@ -161,16 +161,8 @@ def new_approver(name: str = "Dr. A. Approver", roles: Sequence[str] = ("approve
 
 def signed_release(registry: Any, ref: str, person: Any, key: Any, **kw: Any) -> Any:
     """Release ``ref`` in ``registry`` with ``person``'s signature over its release subject."""
-    from device.registry import RegistryError
-    from device.release_gate import release_subject
     from ledger.signatures import sign
 
-    entry = registry.get(ref)
-    report_sha256 = entry.validation["report_sha256"] if entry.validation else None
-    try:  # a successor's approver signs its change-control verdict too
-        change = registry.change_control(ref, kw.get("significant_change", ""))
-    except RegistryError:
-        change = None  # refused: the release below says why
-    approval = sign(key, person, "approver", release_subject(entry.ref, entry.sha256, report_sha256, change),
-                    "2026-12-07T00:00:00Z")
+    subject = registry.release_subject(ref, kw.get("significant_change", ""))  # refused here if the gate is
+    approval = sign(key, person, "approver", subject, "2026-12-07T00:00:00Z")
     return registry.release(ref, approval, **kw)

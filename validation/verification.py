@@ -110,6 +110,7 @@ def run_suite(folder: Path, extra_args: list[str] | None = None, timeout: float 
     except OSError as exc:
         raise VerificationError(f"cannot start the test suite: {exc}") from None
     out: dict[str, Any] = {"status": "failed", "command": ["python", *args], "returncode": returncode,
+                           "selection": bool(extra_args),
                            "duration_s": round(time.monotonic() - started, 1), "summary": " ".join(tail),
                            **commit(root), **environment()}
     if junit.is_file():
@@ -136,6 +137,17 @@ def linked_not_passed(junit: Path) -> list[str]:
     return [f"{t.nodeid} {t.outcome}" for t in run.tests if t.reqs and t.outcome != "passed"]
 
 
+def trace_gaps(run: Any) -> list[str]:
+    """The traceability gaps of a run (:func:`traceability.check.gaps` with the reviewed test links):
+    an untested or unverified requirement, a test or requirement changed since its link was reviewed."""
+    from traceability.check import gaps
+    from traceability.links import DEFAULT_LINKS, load_links
+    from traceability.load import load_requirements
+
+    return [str(g) for g in gaps(load_requirements(None), run, tests_root=Path("tests"),
+                                 links=load_links(DEFAULT_LINKS))]
+
+
 def from_junit(junit: Path, folder: Path) -> dict[str, Any]:
     """Evidence from a run of the suite that already happened (``make test``'s JUnit), copied into
     ``folder`` as ``junit.xml``. It passes only when that run is of this very software: the same clean
@@ -149,7 +161,9 @@ def from_junit(junit: Path, folder: Path) -> dict[str, Any]:
     except ResultsError as exc:
         raise VerificationError(str(exc)) from None
     here, env = commit(), environment()
-    counts = junit_counts(Path(junit))
+    outcomes = [t.outcome for t in run.tests]  # from the test cases, not the suite's own attributes
+    counts = {"tests": len(outcomes), "failures": outcomes.count("failed"), "errors": outcomes.count("error"),
+              "skipped": outcomes.count("skipped")}
     problems = []
     if run.commit.endswith("-dirty") or run.commit == "unknown":
         problems.append(f"the run was on a modified or unknown checkout ({run.commit})")
@@ -165,6 +179,9 @@ def from_junit(junit: Path, folder: Path) -> dict[str, Any]:
     linked = linked_not_passed(Path(junit))
     if linked:
         problems.append(f"{len(linked)} tests linked to requirements did not pass (first: {linked[0]})")
+    gaps = trace_gaps(run)
+    if gaps:
+        problems.append(f"`fedprog trace check` finds {len(gaps)} gaps in this run (first: {gaps[0]})")
     Path(folder).mkdir(parents=True, exist_ok=True)
     copy = Path(folder) / "junit.xml"
     copy.write_bytes(Path(junit).read_bytes())

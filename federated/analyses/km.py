@@ -111,7 +111,10 @@ def logrank(at_risk: np.ndarray, events: np.ndarray, labels: Sequence[str] | Non
     scale = np.where(n > 1, d * (n - d) / np.maximum(n - 1, 1), 0.0)
     v = np.diag((scale * frac).sum(1)) - (scale * frac) @ frac.T
     k = n_gk.shape[0] - 1
-    stat = float(observed_minus_expected[:k] @ np.linalg.pinv(v[:k, :k]) @ observed_minus_expected[:k])
+    # a quadratic form of a positive semi-definite matrix: never below 0, but rounding can give -1e-17,
+    # for which scipy's chdtrc returns NaN (scipy/scipy#20972; the SOUP review of scipy 1.17.1)
+    o_e = observed_minus_expected[:k]
+    stat = max(0.0, float(o_e @ np.linalg.pinv(v[:k, :k]) @ o_e))
     from scipy.special import chdtrc  # χ² survival function; imported here to keep start-up fast
 
     return LogRank(statistic=stat, df=k, p_value=float(chdtrc(k, stat)))

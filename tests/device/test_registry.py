@@ -302,6 +302,11 @@ def test_a_release_needs_software_verification_that_passed(tmp_path: Path) -> No
         if not demonstration:
             with pytest.raises(RegistryError, match=r"software verification skipped \(--skip-verification\)"):
                 release(registry, r)
+            for partial, why in (({"selection": True}, "a selection of the suite ran"),
+                                 ({"dirty": True}, "the suite ran on a modified checkout")):
+                registry.record_validation(r, {**report(True), "verification": {"status": "passed", **partial}})
+                with pytest.raises(RegistryError, match=f"not release-grade: {why}"):
+                    release(registry, r)
             assert registry.get(r).status == "validated"
             # a release entry claiming a waiver is not honoured outside a demonstration workspace
             signed = ModelRegistry(folder / "models", ledger, people=PEOPLE, demonstration=True)
@@ -313,3 +318,40 @@ def test_a_release_needs_software_verification_that_passed(tmp_path: Path) -> No
             waiver = body["verification"]
             assert waiver["status"] == "waived" and "demonstration" in waiver["reason"]
             assert registry.get(r).status == "released"
+
+
+@pytest.mark.req("SRS-REG-004", "RC-REG-001")
+def test_a_withdrawn_model_is_not_revived_by_replaying_its_own_entries(registry: ModelRegistry) -> None:
+    """Adversary: whoever can append to the ledger re-appends a withdrawn model's ``model``,
+    ``validation`` and signed ``release`` entries, hoping the replay starts its history again."""
+    r = ref(registry)
+    registry.record_validation(r, report(True))
+    release(registry, r)
+    registry.withdraw(r, reason="field safety notice")
+    for kind in ("model", "validation", "release"):
+        registry.ledger.append(kind, registry.ledger.entries(kind)[0][2])
+    assert registry.get(r).status == "withdrawn"
+    with pytest.raises(FhirError, match="no released model"):
+        ReleasedModel(registry).current()
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.register(registry.artifact(r), JOB)
+
+
+@pytest.mark.req("SRS-REG-004", "SRS-REG-005")
+def test_the_signature_covers_the_verification_and_nothing_can_be_added_or_dropped(tmp_path: Path) -> None:
+    """Adversary: whoever can append to the ledger copies a signed release entry of a demonstration
+    workspace, turning its waived verification into ``passed`` or adding fields, so that the technical
+    file would no longer say the verification was waived."""
+    ledger = Ledger(tmp_path / "ledger.sqlite", signer=NoteSigner.generate("test/log"), origin="test/log")
+    registry = ModelRegistry(tmp_path / "models", ledger, people=PEOPLE, demonstration=True)
+    registry.register(demo_artifact(), JOB)
+    r = ref(registry)
+    registry.record_validation(r, {**report(True), "verification": {"status": "skipped", "reason": "demo"}})
+    release(registry, r)
+    honest = registry.ledger.entries("release")[-1][2]
+    assert honest["approval"]["statement"]["verification"]["status"] == "waived"
+    assert registry.release_problems(honest) == []
+    passed = {**honest, "verification": {"status": "passed", "tests": 1900}}
+    extra = {**honest, "change_control": {"within_plan": True}}
+    for forged in (passed, extra):
+        assert any("approval is for another" in p for p in registry.release_problems(forged))

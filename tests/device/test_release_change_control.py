@@ -89,3 +89,17 @@ def test_without_a_plan_every_successor_is_a_significant_change(tmp_path: Path) 
     ref = _validated(reg, reseal(nxt), report(nxt, RELEASED_C, RELEASED_SLOPE, RELEASED_EO), "demo@2", first)
     with pytest.raises(RegistryError, match="no change control plan is available"):
         signed_release(reg, ref, PERSON, KEY)
+
+
+@pytest.mark.req("SRS-REG-007", "RC-REG-002")
+def test_a_successor_registered_without_its_predecessor_is_still_assessed(
+        registry: tuple[ModelRegistry, str]) -> None:
+    """Adversary: an operator who registers a degraded retrain of a released model as if it were a
+    first version (no predecessor), hoping to skip the plan."""
+    reg, _ = registry
+    art = json.loads(_retrained())
+    worse = report(art, RELEASED_C - 0.05, (1.121, 1.252, 1.121), (0.9032, 0.9160))
+    ref = _validated(reg, art, worse, "demo@2")  # no predecessor named
+    with pytest.raises(RegistryError, match=r"outside the change control plan .*PCCP-PERF-C"):
+        signed_release(reg, ref, PERSON, KEY)
+    assert reg.get(ref).status == "validated"

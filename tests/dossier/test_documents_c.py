@@ -132,11 +132,9 @@ def test_a_failed_test_of_a_requirement_blocks_release_and_change_control_is_cit
     run = _run(TestResult("tests/device/fhir/test_auth.py::test_forged", "failed", ("SRS-AUTH-001",)),
                TestResult("tests/device/fhir/test_auth.py::test_ok", "passed", ("SRS-AUTH-001",)))
     assert inputs.ledger is not None and inputs.model is not None
-    anchors = [dict(a, change_control={"plan_id": "FP-PCCP", "within_plan": True,
-                                       "checks": {"coefficients": "passed"}}) if a["kind"] == "release" else a
-               for a in inputs.ledger.anchors]
-    changed = dataclasses.replace(inputs, test_run=run,
-                                  ledger=dataclasses.replace(inputs.ledger, anchors=anchors))
+    # the change-control record of the honoured (approver-signed) release
+    changed = dataclasses.replace(inputs, test_run=run, release_change_control={
+        "plan_id": "FP-PCCP", "within_plan": True, "checks": {"coefficients": "passed"}})
     text = rendered(changed, release_notes.SPEC, tmp_path)
     assert squeeze("1 test(s) not passed: SRS-AUTH-001") in text
     assert "tests/device/fhir/test_auth.py::test_forged(FAILED)" in text
@@ -144,11 +142,10 @@ def test_a_failed_test_of_a_requirement_blocks_release_and_change_control_is_cit
     assert squeeze("yes: a requirement without passing verification") in text
     assert re.search(r"\d+of\d+anomaliesblockrelease", text)
     assert squeeze("under plan FP-PCCP (FP-PCCP): within the plan. Checks: coefficients: passed.") in text
-    registry_form = [dict(a, change_control={"plan": "FP-PCCP", "within_plan": False, "passed": ["PCCP-1"],
-                                             "failed": [{"id": "PCCP-2", "detail": "C-index fell"}]})
-                     if a["kind"] == "release" else a for a in inputs.ledger.anchors]
-    ledger = dataclasses.replace(inputs.ledger, anchors=registry_form)
-    text = rendered(dataclasses.replace(inputs, ledger=ledger), release_notes.SPEC, tmp_path)
+    registry_form = {"plan": "FP-PCCP", "within_plan": False, "passed": ["PCCP-1"],
+                     "failed": [{"id": "PCCP-2", "detail": "C-index fell"}]}
+    text = rendered(dataclasses.replace(inputs, release_change_control=registry_form), release_notes.SPEC,
+                    tmp_path)
     assert squeeze("NOT within the plan. Checks: PCCP-1 passed; PCCP-2 FAILED (C-index fell).") in text
     successor = dataclasses.replace(inputs.model, predecessor=f"{inputs.model.model_id}@0")
     text = rendered(dataclasses.replace(inputs, model=successor), release_notes.SPEC, tmp_path)

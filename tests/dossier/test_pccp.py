@@ -72,8 +72,9 @@ def _assessed(change: str | None = None) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def _released(art: dict[str, Any], cc: dict[str, Any]) -> DossierInputs:
-    """A successor whose release entry records ``cc`` under ``change_control``."""
-    return _inputs(art, "gbsg2-recurrence@1", [{"index": 703, "kind": "release", "change_control": cc}])
+    """A successor whose (honoured, approver-signed) release entry records ``cc`` under ``change_control``."""
+    inputs = _inputs(art, "gbsg2-recurrence@1", [{"index": 703, "kind": "release"}])
+    return dataclasses.replace(inputs, release_change_control=cc)
 
 
 def text(inputs: DossierInputs, folder: Path) -> str:

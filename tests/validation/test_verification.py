@@ -82,6 +82,7 @@ def test_an_existing_run_counts_only_for_the_same_clean_commit_and_environment(
     head = "a" * 40
     env = verification.environment()["environment_sha256"]
     monkeypatch.setattr(verification, "commit", lambda root=None: {"commit": head, "dirty": False})
+    monkeypatch.setattr(verification, "trace_gaps", lambda run: [])  # a two-test run verifies nothing real
     ok = _junit(tmp_path / "ok.xml", head, env, _case("t1", "SRS-A-001") + _case("t2", None))
     out = verification.from_junit(ok, tmp_path / "report")
     assert out["status"] == "passed" and out["problems"] == [] and out["tests"] == 2
@@ -103,6 +104,7 @@ def test_a_skipped_or_failed_linked_test_fails_the_verification(
     head = "c" * 40
     env = verification.environment()["environment_sha256"]
     monkeypatch.setattr(verification, "commit", lambda root=None: {"commit": head, "dirty": False})
+    monkeypatch.setattr(verification, "trace_gaps", lambda run: [])
     unlinked_skip = _junit(tmp_path / "u.xml", head, env, _case("t1", "SRS-A-001")
                            + _case("t2", None, '<skipped message="x"/>'))
     assert verification.from_junit(unlinked_skip, tmp_path / "u")["status"] == "passed"
@@ -111,3 +113,20 @@ def test_a_skipped_or_failed_linked_test_fails_the_verification(
         out = verification.from_junit(run, tmp_path / "l")
         assert out["status"] == "failed" and out["linked_not_passed"][0].startswith("tests/x.py::t1 ")
     assert verification.linked_not_passed(run) == ["tests/x.py::t1 failed"]
+
+
+@pytest.mark.req("SRS-VAL-011")
+def test_counts_come_from_the_test_cases_and_the_run_must_trace_cleanly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adversary: a hand-edited JUnit whose suite attributes say 0 failures over a failing case, or a
+    run of two trivial tests offered as the verification of the whole device."""
+    head = "d" * 40
+    env = verification.environment()["environment_sha256"]
+    monkeypatch.setattr(verification, "commit", lambda root=None: {"commit": head, "dirty": False})
+    hidden = _junit(tmp_path / "h.xml", head, env, _case("t1", None, '<failure message="boom"/>')
+                    + _case("t2", "SRS-FED-001"))  # the suite element still says failures="0"
+    out = verification.from_junit(hidden, tmp_path / "h")
+    assert out["failures"] == 1 and out["status"] == "failed"
+    assert any("1 failures" in p for p in out["problems"])
+    # the real trace check of this two-test run: nearly every requirement is untested
+    assert any("`fedprog trace check` finds" in p and "untested" in p for p in out["problems"])
