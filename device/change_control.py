@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ledger.canonical import canonical_json, sealed_sha256
+from prognosis.inputs import first_error
 
 SCHEMA = "fedprog.pccp/v1"
 #: where the plan lives, relative to the source checkout
@@ -153,10 +154,7 @@ def load_plan(path: Path) -> ChangeControlPlan:
     try:
         return ChangeControlPlan.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ChangeControlError(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}{more}") from None
+        raise ChangeControlError(f"{path}: {first_error(exc, plain=True)}") from None
 
 
 # ------------------------------------------------------------------ the assessment

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from prognosis.inputs import first_error
 from prognosis.schema import IntendedUse
 
 from .spec import DossierError
@@ -217,7 +218,4 @@ def read_checked(path: Path, model: type[M], what: str) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise DossierError(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}{more}") from None
+        raise DossierError(f"{path}: {first_error(exc, plain=True)}") from None

@@ -20,6 +20,7 @@ from federated.disclosure.policy import DisclosurePolicy
 from federated.exceptions import DataError
 from federated.table_format import TableFormat
 from prognosis import DAYS_PER_UNIT, Coding, InputSpec  # noqa: F401  (a study declares its inputs with these)
+from prognosis.inputs import first_error  # noqa: F401  (one line per validation error, for every caller)
 from prognosis.schema import IntendedUse  # noqa: F401  (a study declares its intended use with it)
 
 TimeGrid = Literal["exact", "day", "week", "month", "quarter", "year"]
@@ -240,10 +241,3 @@ def load_study(path: Path, **overrides: object) -> StudySpec:
     except ValidationError as exc:
         raise DataError(f"{path}: {first_error(exc)}") from None
 
-
-def first_error(exc: ValidationError) -> str:
-    """One line naming the field and the rule of a pydantic validation error."""
-    err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{loc}: {err['msg']}{more}"

@@ -14,7 +14,7 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: strict, frozen, finite: no type coercion but int → float, unknown fields refused
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, protected_namespaces=())
@@ -249,3 +249,14 @@ class ModelInput(InputSpec):
     @property
     def label(self) -> str:
         return self.title or self.name
+
+
+def first_error(exc: ValidationError, *, plain: bool = False) -> str:
+    """One line naming the field and the rule of a pydantic validation error (with ``plain``, without
+    pydantic's "Value error, " prefix), and how many more errors there are."""
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    msg = err["msg"].removeprefix("Value error, ") if plain else err["msg"]
+    return f"{loc}: {msg}{more}"
+

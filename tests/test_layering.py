@@ -30,14 +30,7 @@ ALLOWED: dict[str, set[str]] = {
 
 def imported_packages(path: Path) -> set[str]:
     """Top-level packages of ours that a module imports (absolute imports; relative ones stay inside)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
-    return found & set(OURS)
+    return _top_imports(path) & set(OURS)
 
 
 @pytest.mark.parametrize("package", OURS)

@@ -304,7 +304,8 @@ def test_a_release_needs_software_verification_that_passed(tmp_path: Path) -> No
                 release(registry, r)
             for partial, why in (({"selection": True}, "a selection of the suite ran"),
                                  ({"dirty": True}, "the suite ran on a modified checkout")):
-                registry.record_validation(r, {**report(True), "verification": {"status": "passed", **partial}})
+                evidence = {"status": "passed", **partial}
+                registry.record_validation(r, {**report(True), "verification": evidence})
                 with pytest.raises(RegistryError, match=f"not release-grade: {why}"):
                     release(registry, r)
             assert registry.get(r).status == "validated"

@@ -179,7 +179,8 @@ def test_a_missing_file_and_a_patients_value_are_not_in_the_message(tmp_path: Pa
     path.write_bytes(b"time,event,age\n1,0,60\n2,1,54,37\n")
     with pytest.raises(DataError) as info:
         read_table(path)
-    assert "37" not in str(info.value) and "54" not in str(info.value)  # Arrow's own message quotes the row
+    said = str(info.value).replace(str(path), "<path>")  # the temporary folder's name may hold digits
+    assert "37" not in said and "54" not in said  # Arrow's own message quotes the row
 
 
 CODEC_WANTED = "(want a codec name such as 'utf-8', 'cp1252' or 'latin-1')"
