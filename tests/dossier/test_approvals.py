@@ -147,7 +147,7 @@ def signed_ws(demo_workspace: Path, keys: dict[str, Path], tmp_path_factory: pyt
     model = ws.models.released()
     report = model.validation["report_sha256"] if model.validation else None
     approval = sign(load_private_key(keys[APPROVER]), ws.people()[APPROVER], "approver",
-                    release_subject(model.ref, model.sha256, report), AT)
+                    release_subject(model.ref, model.sha256, report, PASSED), AT)
     ws.ledger.append("release", {"model": model.ref, "sha256": model.sha256, "at": AT,
                                  "report_sha256": report, "reason": "test: verified",
                                  "approval": approval.model_dump(mode="json"), "verification": PASSED})
