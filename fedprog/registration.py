@@ -171,16 +171,18 @@ def release_in_workspace(ws: Workspace, ref: str, approver: str, key: Path, *, r
     signature again before anything is appended."""
     from datetime import UTC, datetime
 
-    from ledger.signatures import load_private_key, sign
+    from ledger.signatures import check_signer, load_private_key, sign
 
     person = ws.people().get(approver)
     if person is None:
         raise WorkspaceError(f"{approver!r} is not a pinned person of this workspace (fedprog person list)")
+    signer = load_private_key(key)
+    check_signer(signer, person, "approver")  # who signs, before what is signed
     registry = ws.models
     entry = registry.get(ref)
     subject = registry.release_subject(entry.ref, significant_change)  # the gate's rules, checked first
     at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    approval = sign(load_private_key(key), person, "approver", subject, at)
+    approval = sign(signer, person, "approver", subject, at)
     receipt = registry.release(entry.ref, approval, reason=reason, significant_change=significant_change)
     ws.publish_checkpoint()
     return receipt

@@ -114,11 +114,8 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def sign(key: Ed25519PrivateKey, person: Person, role: str, subject: Mapping[str, Any], at: str) -> Approval:
-    """``person`` approves ``subject`` in ``role`` at ``at``, signing with ``key``.
-
-    Refused (:class:`SignatureError`) when the person does not hold the role or the key is not the
-    one pinned for them — an approval that could never verify is never written."""
+def check_signer(key: Ed25519PrivateKey, person: Person, role: str) -> None:
+    """Refuse (:class:`SignatureError`) a person who does not hold ``role`` or a key not pinned for them."""
     if role not in person.roles:
         held = ", ".join(person.roles)
         raise SignatureError(f"{person.name} does not hold the role {role!r} (holds: {held})")
@@ -126,6 +123,14 @@ def sign(key: Ed25519PrivateKey, person: Person, role: str, subject: Mapping[str
     if base64.b64encode(raw).decode() != person.public_key:
         raise SignatureError(f"the key given is not the one pinned for {person.name} (key {key_id(raw)}, "
                              f"pinned {person.key_id})")
+
+
+def sign(key: Ed25519PrivateKey, person: Person, role: str, subject: Mapping[str, Any], at: str) -> Approval:
+    """``person`` approves ``subject`` in ``role`` at ``at``, signing with ``key``.
+
+    Refused (:class:`SignatureError`) when the person does not hold the role or the key is not the
+    one pinned for them — an approval that could never verify is never written."""
+    check_signer(key, person, role)
     statement = {**dict(subject), "name": person.name, "role": role, "at": at}
     signature = base64.b64encode(key.sign(canonical_json(statement))).decode()
     return Approval(statement=statement, key_id=person.key_id, signature=signature)

@@ -291,10 +291,23 @@ def _as_survival(y: Any) -> Any:
     return Surv.from_arrays(np.ones(t.size, dtype=bool), 1.0 + t - t.min())
 
 
+def _estimator_checks() -> list[Any]:
+    """scikit-learn's estimator checks of the estimator, but the array-API one: fedprog takes NumPy and
+    pandas input only, and that check runs only when SCIPY_ARRAY_API is set before SciPy is imported —
+    left in, it would always be skipped, which verifies nothing."""
+    out = []
+    for estimator, check in checks.estimator_checks_generator(_SurvivalTarget(), legacy=True):
+        name = getattr(check, "func", check).__name__
+        if name != "check_array_api_input":
+            out.append(pytest.param(estimator, check, id=f"{name}-{len(out)}"))
+    return out
+
+
 @pytest.mark.req("SRS-API-001")
-@checks.parametrize_with_checks([_SurvivalTarget()], xfail_strict=True)
+@pytest.mark.parametrize(("estimator", "check"), _estimator_checks())
 def test_scikit_learn_estimator_checks(estimator: FederatedCoxPH, check: Any) -> None:
-    """Every check of ``sklearn.utils.estimator_checks`` passes (none is expected to fail)."""
+    """Every check of ``sklearn.utils.estimator_checks`` but the array-API one passes (none is expected
+    to fail)."""
     check(estimator)
 
 
