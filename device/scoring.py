@@ -35,7 +35,8 @@ class Scores:
     Attributes
     ----------
     names : tuple of str
-        Input names, the column order of ``X`` and of ``contributions``.
+        The effects, the column order of ``contributions``: each input (the column order of ``X``),
+        then each declared interaction ``a:b`` (:attr:`prognosis.CoxModel.effects`).
     horizons : ndarray (H,)
         The horizons scored.
     risk, lower, upper : ndarray (n, H)
@@ -44,8 +45,9 @@ class Scores:
         Linear predictor η = β·(x − c).
     se_lp : ndarray (n,)
         Standard error of η, sqrt((x − c)ᵀ Σ (x − c)) (β uncertainty only).
-    contributions : ndarray (n, p)
-        β_j (x_j − c_j), log hazard ratio of each input against the centre; rows sum to ``lp``.
+    contributions : ndarray (n, E)
+        Log hazard ratio of each effect against the centre, Σ β_j (d_j(x) − c_j) over its design
+        columns (one per input however many spline or dummy columns it has); rows sum to ``lp``.
     se_loglog : ndarray (n, H)
         Standard error of log(−log S(h | x)) the interval is built from
         (:meth:`prognosis.CoxModel.se_loglog`).
@@ -169,7 +171,7 @@ def score(model: PrognosticModel, X: np.ndarray,
     hs = _horizons(model, horizons)
     lp, se = model.lp(arr), model.se_loglog(arr, hs)
     risk, lower, upper = model.risk_with_interval(lp, se, hs)
-    return Scores(names=model.names, horizons=hs, risk=risk, lower=lower, upper=upper, lp=lp,
+    return Scores(names=model.effects, horizons=hs, risk=risk, lower=lower, upper=upper, lp=lp,
                   se_lp=model.se_lp(arr), contributions=model.contributions(arr), se_loglog=se,
                   includes_baseline=model.interval_includes_baseline)
 

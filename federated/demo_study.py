@@ -30,6 +30,7 @@ import pandas as pd
 
 from federated.study import Coding, InputSpec, IntendedUse, SiteSource, StudySpec
 from prognosis import Bands
+from prognosis.inputs import Spline
 
 SEED = 20261129
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c", "hospital-d")
@@ -55,14 +56,16 @@ DEMO_INPUTS: dict[str, InputSpec] = {
     "age": InputSpec(code=Coding(system=_LOINC, code="30525-0", display="Age"),
                      unit="a", min=27, max=79, reference=55, title="Age"),
     "tsize": InputSpec(code=Coding(system=_LOINC, code="21889-1", display="Size Tumor"),
-                       unit="mm", kind="category", min=0, max=2, reference=1, title="Tumour size",
+                       unit="mm", kind="category", ordinal=True, min=0, max=2, reference=1,
+                       title="Tumour size",
                        categories=[Coding(system=_SIZE, code="<=20", display="20 mm or less"),
                                    Coding(system=_SIZE, code="20-50", display="over 20 to 50 mm"),
                                    Coding(system=_SIZE, code=">50", display="over 50 mm")],
                        bands=Bands(cuts=[20, 50], min=1, max=120)),
     "tgrade": InputSpec(code=Coding(system=_LOINC, code="33732-9",
                                     display="Histology grade [Identifier] in Cancer specimen"),
-                        unit="1", kind="category", min=0, max=1, reference=0, title="Tumour grade",
+                        unit="1", kind="category", ordinal=True, min=0, max=1, reference=0,
+                        title="Tumour grade",
                         categories=[Coding(system=_GRADE, code="1-2", display="grade 1 or 2"),
                                     Coding(system=_GRADE, code="3", display="grade 3")],
                         bands=Bands(cuts=[2], min=1, max=3, whole=True)),
@@ -147,6 +150,24 @@ def write_demo_study(folder: Path) -> StudySpec:
                      outcome="recurrence-free survival", horizons=[1095.75, 1826.25],
                      max_time=1826.25, inputs=DEMO_INPUTS, intended_use=DEMO_INTENDED_USE,
                      shift_sparse_censoring=True)
+
+
+#: the demo's second model: age as a restricted cubic spline with knots declared a priori at 35, 45, 55
+#: and 65 years (inside the intended-use range 27–79; linear beyond the outer knots), and the interaction
+#: of hormone therapy with menopausal status (tamoxifen's benefit differs before and after the
+#: menopause; Sauerbrei & Royston 1999, J R Stat Soc A 162:71, analysed it in this cohort)
+SPLINE_MODEL = "gbsg2-recurrence-spline"
+AGE_KNOTS = (35.0, 45.0, 55.0, 65.0)
+INTERACTION = ("hormone_therapy", "postmenopausal")
+
+
+def spline_study(study: StudySpec) -> StudySpec:
+    """The demo study's second model (:data:`SPLINE_MODEL`): the same sites, outcome and inputs, age as
+    a restricted cubic spline at :data:`AGE_KNOTS`, and the interaction :data:`INTERACTION`."""
+    age = study.inputs["age"].model_copy(update={"spline": Spline(knots=list(AGE_KNOTS))})
+    return study.model_copy(update={"model_id": SPLINE_MODEL, "version": "1",
+                                    "inputs": {**study.inputs, "age": age},
+                                    "interactions": [INTERACTION]})
 
 
 EXTERNAL_SITE = "rotterdam"

@@ -13,14 +13,18 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from federated.disclosure.dp import DPSettings
 from federated.disclosure.policy import DisclosurePolicy
 from federated.exceptions import DataError
 from federated.table_format import TableFormat
 from prognosis import DAYS_PER_UNIT, Coding, InputSpec  # noqa: F401  (a study declares its inputs with these)
-from prognosis.inputs import first_error  # noqa: F401  (one line per validation error, for every caller)
+from prognosis.design import Design
+from prognosis.inputs import (
+    Spline,
+    first_error,  # noqa: F401  (one line per validation error, for every caller)
+)
 from prognosis.schema import IntendedUse  # noqa: F401  (a study declares its intended use with it)
 
 TimeGrid = Literal["exact", "day", "week", "month", "quarter", "year"]
@@ -78,6 +82,39 @@ class CohortSpec(BaseModel):
     block: tuple[int, int, int] | None = None
     #: the reference patient (declared): a released model is centred on it, never on a data mean
     reference: dict[str, float] = Field(default_factory=dict)
+    #: the design (:mod:`prognosis.design`): knots of the covariates entered as restricted cubic
+    #: splines, the level codes of the categories dummy-coded against their first level, and the
+    #: declared interactions; the site builds the columns from its own rows
+    splines: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    dummies: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    interactions: tuple[tuple[str, str], ...] = ()
+
+    def design(self) -> Design:
+        """The columns the covariates make (:class:`prognosis.design.Design`)."""
+        specs = [InputSpec(kind="category", categories=[Coding(system="urn:fedprog:level", code=c, display=c)
+                                                        for c in self.dummies[n]]) if n in self.dummies
+                 else InputSpec(spline=Spline(knots=list(self.splines[n]))) if n in self.splines
+                 else InputSpec() for n in self.covariates]
+        return Design.of(self.covariates, specs, self.interactions)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The design columns (the covariates themselves without splines, dummies or interactions)."""
+        return self.design().columns if self.splines or self.dummies or self.interactions else self.covariates
+
+    def design_matrix(self, x: np.ndarray) -> np.ndarray:
+        """The design columns (n, m) of the covariates ``x`` (n, q) (``x`` itself for a linear design)."""
+        return self.design().matrix(x) if self.columns != self.covariates else x
+
+    def column_ranges(self) -> dict[str, tuple[float, float]]:
+        """The range of each design column whose covariates all have a declared range (public)."""
+        if self.columns == self.covariates:
+            return dict(self.ranges)
+        return self.design().column_bounds(dict(self.ranges))
+
+    def reference_columns(self) -> np.ndarray:
+        """The reference patient's design columns (:meth:`reference_point` through the design)."""
+        return self.design_matrix(self.reference_point()[None, :])[0]
 
     def reference_point(self) -> np.ndarray:
         """The reference value of each covariate, in ``covariates`` order (0 where none is declared).
@@ -104,6 +141,14 @@ class CohortSpec(BaseModel):
         if dup:
             raise ValueError(f"covariates listed twice: {', '.join(dup)}")
         return cov
+
+    @model_validator(mode="after")
+    def _design(self) -> CohortSpec:
+        unknown = sorted((set(self.splines) | set(self.dummies)) - set(self.covariates))
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is coded in the design but is not a covariate")
+        self.design()  # refuses unknown or repeated interactions, bad knots
+        return self
 
 
 class RevocationPolicy(BaseModel):
@@ -169,6 +214,8 @@ class StudySpec(BaseModel):
     max_iter: int = Field(default=100, ge=1)
     tol: float = Field(default=1e-10, gt=0.0)
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    #: interactions between declared covariates, as pairs of names (:mod:`prognosis.design`)
+    interactions: list[tuple[str, str]] = Field(default_factory=list)
     #: what the device enforces of the intended purpose (sex, Observation age); released in the artifact
     intended_use: IntendedUse | None = None
     range_bins: int = Field(default=10, ge=1, le=1000)
@@ -184,6 +231,14 @@ class StudySpec(BaseModel):
             raise ValueError(f"covariates listed twice: {', '.join(dup)}")
         return cov
 
+    @model_validator(mode="after")
+    def _design(self) -> StudySpec:
+        design = self.design()  # refuses unknown or repeated interactions
+        if self.dp.enabled and not design.identity:
+            raise ValueError("dp: a differentially private fit takes linear covariates only (no "
+                             "splines, dummy-coded categories or interactions)")
+        return self
+
     @field_validator("horizons")
     @classmethod
     def _positive(cls, hs: list[float]) -> list[float]:
@@ -193,7 +248,8 @@ class StudySpec(BaseModel):
         return sorted(set(hs))
 
     def cohort(self, *, for_km: bool = False) -> CohortSpec:
-        """The part of the settings a site receives."""
+        """The part of the settings a site receives (with the design it builds from its rows)."""
+        declared = {n: self.inputs[n] for n in self.covariates if n in self.inputs}
         ranges = {} if for_km else {
             name: (spec.min, spec.max) for name, spec in self.inputs.items()
             if name in self.covariates and spec.min is not None and spec.max is not None}
@@ -208,7 +264,16 @@ class StudySpec(BaseModel):
             reference={} if for_km else {
                 name: ref for name, spec in self.inputs.items()
                 if name in self.covariates and (ref := spec.reference_value()) is not None},
+            splines={} if for_km else {n: tuple(s.knots) for n, s in declared.items() if s.knots is not None},
+            dummies={} if for_km else {n: tuple(s.codes) for n, s in declared.items()
+                                       if s.kind == "category" and not s.ordinal},
+            interactions=() if for_km else tuple((a, b) for a, b in self.interactions),
         )
+
+    def design(self) -> Design:
+        """The columns the study's covariates make (:mod:`prognosis.design`)."""
+        return Design.of(self.covariates, [self.inputs.get(n, InputSpec()) for n in self.covariates],
+                         self.interactions)
 
 
 def load_study(path: Path, **overrides: object) -> StudySpec:

@@ -59,27 +59,33 @@ def _command() -> str:
     return os.path.relpath(script) if not script.is_absolute() or script.exists() else str(script)
 
 
-def _print_serving(ws_dir: Path, artifact: dict[str, Any], console: Console) -> None:
-    """Write an example request and print the exact lines to serve the model and score a patient."""
+def _print_serving(ws_dir: Path, artifact: dict[str, Any], console: Console, port: int) -> None:
+    """Write an example request and print the exact lines to serve the model on ``port`` and score a
+    patient."""
     from device.fhir.examples import demo_request
     from device.model import load_model
     from ledger.files import write_json_atomic
 
-    example = ws_dir / "examples" / "predict-risk.json"
+    model_id = artifact["model_id"]
+    example = ws_dir / "examples" / ("predict-risk.json" if port == 8080 else f"predict-risk-{model_id}.json")
     write_json_atomic(example, demo_request(load_model(artifact)))
-    console.print("serve it (FHIR R4 + CDS Hooks), then score the example patient from another shell:")
+    console.print(f"serve {model_id} (FHIR R4 + CDS Hooks), then score the example patient from another "
+                  "shell:")
     console.file.flush()
     me = _command()
-    print(f"  {me} serve --workspace {ws_dir} --port 8080")  # plain print: exact, copy-pastable lines
+    print(f"  {me} serve --workspace {ws_dir} --model {model_id} --port {port}")  # exact, copy-pastable
+
     scopes = "user/RiskAssessment.c user/RiskAssessment.rs"
-    print(f"  TOKEN=$({me} token --workspace {ws_dir} --scope '{scopes}')")
-    print("  curl -s -X POST 'http://127.0.0.1:8080/fhir/Patient/$predict-risk' "
+    other = "" if port == 8080 else f" --audience http://127.0.0.1:{port}/fhir"  # the default is port 8080's
+    print(f"  TOKEN=$({me} token --workspace {ws_dir}{other} --scope '{scopes}')")
+    print(f"  curl -s -X POST 'http://127.0.0.1:{port}/fhir/Patient/$predict-risk' "
           f"-H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/fhir+json' --data @{example}",
           flush=True)
     console.print("the clinician's risk page, opened as the EHR opens it (SMART launch; prints the URL):")
     console.file.flush()
-    print(f"  {me} launch --workspace {ws_dir} --patient demo-patient", flush=True)
-    console.print("or stand-alone, with a token pasted in: http://127.0.0.1:8080/app/")
+    base = "" if port == 8080 else f" --base-url http://127.0.0.1:{port}/fhir"
+    print(f"  {me} launch --workspace {ws_dir} --patient demo-patient{base}", flush=True)
+    console.print(f"or stand-alone, with a token pasted in: http://127.0.0.1:{port}/app/")
 
 
 def demo(
@@ -202,9 +208,10 @@ def _make_test_evidence() -> Path | None:
     return junit if ok else None
 
 
-def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Console, *,
-                      external: bool = False) -> None:
-    from ledger.verify import verify_ledger
+def _train_validate_release(ws: Workspace, study: StudySpec, ws_dir: Path, console: Console,
+                            evidence: Path | None) -> tuple[dict[str, Any], str, bool]:
+    """Train ``study`` (as the successor of its newest version), validate it at the release gate and,
+    when every criterion is met, release it signed by the demo's approver: (artifact, ref, released)."""
     from validation.run import Options as ValidationOptions
 
     from .registration import as_successor, release_in_workspace, train_in_workspace, validate_in_workspace
@@ -217,32 +224,52 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
     out = ws_dir / "models" / f"{artifact['sha256']}.json"
     print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
     cp = artifact["training"]["consent_checkpoint"]
-    console.print(f"model {artifact['model_id']}@{artifact['version']} registered in the ledger; trained "
-                  f"on consent as of checkpoint {cp['size']} (root {cp['root'][:16]}…)")
     ref = f"{artifact['model_id']}@{artifact['version']}"
+    console.print(f"model {ref} registered in the ledger; trained on consent as of checkpoint {cp['size']} "
+                  f"(root {cp['root'][:16]}…)")
     console.print(f"validating {ref}: performance computed at each hospital on its own data, leave-one-"
                   f"hospital-out, pooled, against the requirements' acceptance criteria …")
     console.file.flush()
-    evidence = _make_test_evidence()
     check = validate_in_workspace(ws, ref, ValidationOptions(
         n_boot=DEMO_BOOTSTRAP, skip_verification=evidence is None, verification_junit=evidence,
         skip_reason="no `make test` evidence of this clean commit (build/test-results/junit.xml): the demo "
                     "does not run the 20-minute suite itself, so its release records the verification as "
                     "waived (a demonstration workspace only)"))
     print_summary(check, print)
-    if check["passed"]:
-        approver, key = _demo_approver(ws, ws_dir)
-        release_in_workspace(ws, ref, approver, key, reason="demo: validation passed")
-        verified = ws.models.report(ws.models.get(ref))["verification"]["status"] == "passed"
-        console.print(f"release gate: {ref} validated (every acceptance criterion met) and "
-                      f"[bold]released[/bold], signed by {approver}; software verification "
-                      + ("passed (make test evidence of this commit)" if verified else
-                         "WAIVED (demonstration workspace: run `make test`, then the demo, to release on "
-                         "evidence)"))
-        if external:
-            _validate_externally(ws, ws_dir, ref, console)
-    else:
+    if not check["passed"]:
         console.print(f"release gate: {ref} FAILED validation; not released")
+        return artifact, ref, False
+    approver, key = _demo_approver(ws, ws_dir)
+    release_in_workspace(ws, ref, approver, key, reason="demo: validation passed")
+    verified = ws.models.report(ws.models.get(ref))["verification"]["status"] == "passed"
+    console.print(f"release gate: {ref} validated (every acceptance criterion met) and "
+                  f"[bold]released[/bold], signed by {approver}; software verification "
+                  + ("passed (make test evidence of this commit)" if verified else
+                     "WAIVED (demonstration workspace: run `make test`, then the demo, to release on "
+                     "evidence)"))
+    return artifact, ref, True
+
+
+def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Console, *,
+                      external: bool = False) -> None:
+    from federated.demo_study import AGE_KNOTS, INTERACTION, spline_study
+    from ledger.verify import verify_ledger
+
+    evidence = _make_test_evidence()
+    spline = spline_study(study)
+    for site in ws.sites:  # each hospital's operator approves the spline model's study (site approve)
+        ws.approve(site, ws.protocol(spline))
+    console.print(f"model 1 of 2, {spline.model_id}: age as a restricted cubic spline (knots at "
+                  f"{', '.join(f'{k:g}' for k in AGE_KNOTS)} years) and the interaction "
+                  f"{INTERACTION[0]} × {INTERACTION[1]} …")
+    console.file.flush()
+    spline_artifact, _, spline_released = _train_validate_release(ws, spline, ws_dir, console, evidence)
+    console.print(f"model 2 of 2, {study.model_id}: every input linear (the model served by default and "
+                  "described by the technical file) …")
+    console.file.flush()
+    artifact, ref, released = _train_validate_release(ws, study, ws_dir, console, evidence)
+    if released and external:
+        _validate_externally(ws, ws_dir, ref, console)
     report = verify_ledger(ws.ledger, ws.anchors())
     latest_cp = ws.ledger.latest_checkpoint()
     console.print(f"ledger: {report.size} entries, {report.checkpoints} checkpoints, "
@@ -250,9 +277,11 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
                   f"(size {latest_cp[0] if latest_cp else 0}) cosigned by all "
                   f"{len(ws.sites) + len(ws.external_sites)} site witnesses")
     console.print(f"outbound transcripts (what each site sent): {ws_dir / 'transcripts'}")
-    if check["passed"]:
+    if released:
         _build_dossier(ws_dir, console)
-    _print_serving(ws_dir, artifact, console)
+    _print_serving(ws_dir, artifact, console, 8080)
+    if spline_released:
+        _print_serving(ws_dir, spline_artifact, console, 8081)
     console.print("next: fedprog ledger show | fedprog consent revoke --site hospital-a --patient A-0001 "
                   f"| fedprog model list | fedprog model retrain {study.model_id}  "
                   f"(add --workspace {ws_dir})")

@@ -54,6 +54,7 @@ from pydantic import ValidationError
 
 from ledger.canonical import sealed_sha256
 
+from .design import Design
 from .inputs import ModelInput
 from .schema import SCHEMA, Artifact
 from .steps import Z95, step_at
@@ -137,6 +138,9 @@ class CoxModel:
     baseline_variance: np.ndarray | None = None
     baseline_xbar: np.ndarray | None = None
     _json: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: how the inputs become the coefficients' columns (:mod:`prognosis.design`; identity for a
+    #: linear model of numeric and ordinal inputs)
+    design: Design | None = None
 
     # ------------------------------------------------------------ reading and writing
     @classmethod
@@ -169,7 +173,8 @@ class CoxModel:
 
     @classmethod
     def _of(cls, art: Artifact, data: dict[str, Any]) -> CoxModel:
-        names = [i.name for i in art.inputs]
+        design = art.design()
+        names = list(design.columns)
         base = art.baseline_survival
         strata = tuple(BaselineCurve(s.label, _readonly(s.times), _readonly(s.survival),
                                      *_running(s.variance_increments, s.xbar_increments, len(base.center)))
@@ -181,7 +186,7 @@ class CoxModel:
                    covariance=_readonly(art.covariance), center=_readonly(base.center),
                    baseline_times=_readonly(base.times), baseline_survival=_readonly(base.survival),
                    stratified=base.strata is not None, artifact=art, strata=strata,
-                   baseline_variance=variance, baseline_xbar=xbar, _json=data)
+                   baseline_variance=variance, baseline_xbar=xbar, _json=data, design=design)
 
     @classmethod
     def from_arrays(cls, names: Sequence[str], beta: ArrayLike, center: ArrayLike, times: ArrayLike,
@@ -217,6 +222,29 @@ class CoxModel:
     def names(self) -> tuple[str, ...]:
         """Input names, the column order of every ``X`` the model takes."""
         return tuple(i.name for i in self.inputs)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The coefficients' columns, in ``beta`` order (the inputs themselves for a linear model)."""
+        return self.names if self.design is None else self.design.columns
+
+    @property
+    def effects(self) -> tuple[str, ...]:
+        """What :meth:`contributions` returns, in order: each input's effect, then each interaction's."""
+        return self.names if self.design is None else self.design.effects
+
+    @property
+    def reference(self) -> np.ndarray:
+        """The reference patient's inputs (q,), ``names`` order: the centre read back through the design
+        (:meth:`prognosis.design.Design.inputs_of`; the centre itself for a linear model)."""
+        if self.design is None or self.design.identity:
+            return self.center
+        return _readonly(self.design.inputs_of(self.center))
+
+    def design_matrix(self, X: np.ndarray) -> np.ndarray:
+        """The columns (n, m) of raw inputs ``X`` (n, q) in ``names`` order (:mod:`prognosis.design`)."""
+        raw = np.asarray(X, dtype=float)
+        return raw if self.design is None or self.design.identity else self.design.matrix(raw)
 
     @property
     def ref(self) -> str:
@@ -256,16 +284,21 @@ class CoxModel:
 
     # ------------------------------------------------------------ linear predictor
     def lp(self, X: np.ndarray) -> np.ndarray:
-        """Linear predictor η = β·(x − c) of each row of ``X`` (n, p), shape (n,)."""
-        return np.asarray((np.asarray(X, dtype=float) - self.center) @ self.beta, dtype=float)
+        """Linear predictor η = β·(d(x) − c) of each row of ``X`` (n, q), shape (n,), with d(x) the
+        design columns of the inputs (x itself for a linear model)."""
+        return np.asarray((self.design_matrix(X) - self.center) @ self.beta, dtype=float)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        """β_j (x_j − c_j) of each row (n, p): the log hazard ratio of each input; rows sum to η."""
-        return np.asarray((np.asarray(X, dtype=float) - self.center) * self.beta)
+        """Each effect's log hazard ratio against the centre, shape (n, len(effects)): Σ β_j (d_j(x) − c_j)
+        over the columns of each input (then of each interaction); rows sum to η."""
+        per_column = (self.design_matrix(X) - self.center) * self.beta
+        if self.design is None or self.design.identity:
+            return np.asarray(per_column)
+        return self.design.effect_sums(per_column)
 
     def se_lp(self, X: np.ndarray) -> np.ndarray:
-        """Standard error of η by the delta method, sqrt((x − c)ᵀ Σ (x − c)), shape (n,)."""
-        Z = np.asarray(X, dtype=float) - self.center
+        """Standard error of η by the delta method, sqrt((d(x) − c)ᵀ Σ (d(x) − c)), shape (n,)."""
+        Z = self.design_matrix(X) - self.center
         return np.sqrt(np.maximum(((Z @ self.covariance) * Z).sum(axis=1), 0.0))
 
     @property
@@ -286,7 +319,7 @@ class CoxModel:
         curve = self.baseline(stratum)
         if curve.variance is None or curve.xbar is None:
             return np.repeat(self.se_lp(X)[:, None], tt.size, axis=1)
-        Z = np.asarray(X, dtype=float) - self.center
+        Z = self.design_matrix(X) - self.center
         H0 = -np.log(step_at(curve.times, curve.survival, tt))
         pos = H0 > 0
         H = np.where(pos, H0, 1.0)

@@ -14,7 +14,7 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 #: strict, frozen, finite: no type coercion but int → float, unknown fields refused
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, protected_namespaces=())
@@ -95,6 +95,19 @@ class Bands(BaseModel):
         return int(np.searchsorted(np.asarray(self.cuts, dtype=float), value, side="left"))
 
 
+class Spline(BaseModel):
+    """A restricted cubic spline of a continuous input (:func:`prognosis.design.rcs_basis`): its
+    knots t₁ < … < t_k (3 ≤ k ≤ 7), declared in the study or placed by it, recorded in the model."""
+
+    model_config = STRICT
+    knots: list[float] = Field(min_length=3, max_length=7)
+
+    @field_validator("knots")
+    @classmethod
+    def _knots(cls, v: list[float]) -> list[float]:
+        return increasing(v, "knots ")
+
+
 class InputSpec(BaseModel):
     """One covariate: its code, UCUM unit, kind and intended-use envelope ``[min, max]``.
 
@@ -121,9 +134,24 @@ class InputSpec(BaseModel):
     title: str | None = Field(default=None, min_length=1)
     below: str | None = Field(default=None, min_length=1)
     bands: Bands | None = None
+    #: a category whose levels are ordered and enter as their 0-based index (one coefficient);
+    #: without it a category is dummy-coded against its first level (:mod:`prognosis.design`)
+    ordinal: bool = False
+    #: a continuous input entered as a restricted cubic spline (:class:`Spline`)
+    spline: Spline | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:
+        if self.ordinal and self.kind != "category":
+            raise ValueError(f"ordinal: only a category input is ordinal, not a {self.kind}")
+        if self.spline is not None:
+            if self.kind not in ("quantity", "integer"):
+                raise ValueError(f"spline: only a quantity or integer input takes a spline, not a "
+                                 f"{self.kind}")
+            lo, hi = self.spline.knots[0], self.spline.knots[-1]
+            if (self.min is not None and lo < self.min) or (self.max is not None and hi > self.max):
+                raise ValueError(f"spline: knots {lo:g}…{hi:g} lie outside the declared range "
+                                 f"[{self.min}, {self.max}]")
         if self.bands is not None and (self.kind != "category"
                                        or len(self.bands.cuts) != len(self.categories or []) - 1):
             raise ValueError("bands: a banded category input has one cut fewer than categories")
@@ -148,6 +176,16 @@ class InputSpec(BaseModel):
     def label(self) -> str:
         """How messages name the input: its ``title`` (a declaration has no name of its own)."""
         return self.title or "input"
+
+    @property
+    def knots(self) -> list[float] | None:
+        """The spline's knots, or None for an input entered as it is."""
+        return None if self.spline is None else list(self.spline.knots)
+
+    @property
+    def codes(self) -> list[str]:
+        """The category codes, in level order (empty for other kinds)."""
+        return [c.code for c in self.categories or []]
 
     def reference_value(self) -> float | None:
         """The declared reference, else the middle of the declared range, else None."""

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from .design import Design
 from .inputs import STRICT, ModelInput, increasing
 
 SCHEMA = "fedprog.model/v1"
@@ -143,7 +144,13 @@ class Artifact(BaseModel):
     ties: Literal["efron", "breslow"]
     training: dict[str, Any]
     intended_use: IntendedUse | None = None
+    #: optional: declared interactions, pairs of input names (:mod:`prognosis.design`)
+    interactions: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = None
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    def design(self) -> Design:
+        """The model's design: which columns its inputs and interactions make (:mod:`prognosis.design`)."""
+        return Design.of([i.name for i in self.inputs], self.inputs, self.interactions or [])
 
     @model_validator(mode="after")
     def _consistent(self) -> Artifact:
@@ -151,16 +158,18 @@ class Artifact(BaseModel):
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"inputs: input {dup[0]!r} listed twice")
+        design = self.design()
+        columns, what = list(design.columns), "input" if design.identity else "column"
         for field in ("coefficients", "standard_errors", "confidence_intervals", "p_values"):
             keyed = getattr(self, field)
-            if keyed is not None and set(keyed) != set(names):
-                missing, extra = sorted(set(names) - set(keyed)), sorted(set(keyed) - set(names))
-                raise ValueError(f"{field}: " + (f"no entry for input {missing[0]!r}" if missing
-                                                 else f"{extra[0]!r} is not an input"))
-        self._check_covariance(names)
-        p, center = len(names), self.baseline_survival.center
+            if keyed is not None and set(keyed) != set(columns):
+                missing, extra = sorted(set(columns) - set(keyed)), sorted(set(keyed) - set(columns))
+                raise ValueError(f"{field}: " + (f"no entry for {what} {missing[0]!r}" if missing
+                                                 else f"{extra[0]!r} is not an {what} of the model"))
+        self._check_covariance(columns)
+        p, center = len(columns), self.baseline_survival.center
         if len(center) != p:
-            raise ValueError(f"baseline_survival.center: {len(center)} values for {p} inputs")
+            raise ValueError(f"baseline_survival.center: {len(center)} values for {p} {what}s")
         self.baseline_survival.check_increments(p, "baseline_survival.")
         for s in self.baseline_survival.strata or []:
             s.check_increments(p, f"baseline_survival.strata ({s.label!r}).")
@@ -171,7 +180,7 @@ class Artifact(BaseModel):
         wrong = [len(r) for r in self.covariance if len(r) != p]
         if len(self.covariance) != p or wrong:
             cols = wrong[0] if wrong else p
-            raise ValueError(f"covariance: expected {p}×{p} (inputs order), "
+            raise ValueError(f"covariance: expected {p}×{p} (coefficient order), "
                              f"got {len(self.covariance)}×{cols}")
         cov = np.array(self.covariance)
         scale = float(np.abs(cov).max(initial=0.0))

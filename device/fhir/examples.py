@@ -105,7 +105,7 @@ def typical_values(model: PrognosticModel) -> dict[str, Any]:
     covariate mean), booleans and integers rounded, categories at their first code, kept inside
     the envelope."""
     out: dict[str, Any] = {}
-    for spec, c in zip(model.inputs, model.center, strict=True):
+    for spec, c in zip(model.inputs, model.reference, strict=True):
         if spec.kind == "boolean":
             out[spec.name] = bool(round(float(c)))
         elif spec.kind == "category":

@@ -14,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from prognosis import DAYS_PER_UNIT
+from prognosis import DAYS_PER_UNIT, Z95
 
 from ..model import InputSpec, PrognosticModel
 from ..revocation import RetrainDue
@@ -98,6 +99,29 @@ def _input(spec: InputSpec) -> dict[str, Any]:
             "categories": [c.model_dump() for c in spec.categories or []]}
 
 
+def effect_curves(model: PrognosticModel, points: int = 61) -> list[dict[str, Any]]:
+    """The effect of each spline input over its validated range: the hazard ratio against the
+    reference patient (the model's centre) as that input alone varies, others at the reference,
+    with its 95% interval exp(η ± z·se(η)) — public facts of the released coefficients, no data."""
+    design = model.design
+    if design is None or not any(s.spline is not None for s in model.inputs):
+        return []
+    reference = model.reference
+    out = []
+    for j, spec in enumerate(model.inputs):
+        if spec.spline is None or spec.min is None or spec.max is None:
+            continue
+        x = np.linspace(spec.min, spec.max, points)
+        X = np.repeat(reference[None, :], points, axis=0)
+        X[:, j] = x
+        lp, se = model.lp(X), model.se_lp(X)
+        out.append({"name": spec.name, "display": spec.title or spec.code.display or spec.name,
+                    "unit_text": UNIT_WORDS.get(spec.unit, spec.unit), "reference": float(reference[j]),
+                    "knots": list(spec.spline.knots), "x": x.tolist(), "hazard_ratio": np.exp(lp).tolist(),
+                    "lower": np.exp(lp - Z95 * se).tolist(), "upper": np.exp(lp + Z95 * se).tolist()})
+    return out
+
+
 def _ticks(model: PrognosticModel) -> list[dict[str, Any]]:
     """Whole years (or the unit itself when shorter) up to the last horizon, for the curve's axis."""
     per_year = 365.25 / DAYS_PER_UNIT[model.time_unit]
@@ -127,6 +151,9 @@ def model_facts(model: PrognosticModel, released: str | None, retrain: RetrainDu
         "event": event(model), "released": released, "time_unit": model.time_unit,
         "horizons": [{"value": h, "label": model.horizon_text(h)} for h in model.horizons],
         "ticks": _ticks(model), "inputs": [_input(s) for s in model.inputs],
+        "effects": effect_curves(model),
+        "interactions": [{"name": f"{a}:{b}", "inputs": [a, b]} for a,
+                         b in model.artifact.interactions or []],
         "intended_use": intended_use(model), "purpose": purpose(model), "limitations": limitations(model),
         "sex": None if model.artifact.intended_use is None else model.artifact.intended_use.sex,
     }

@@ -29,6 +29,8 @@ INTERVAL_URL = "urn:fedprog:fhir:StructureDefinition:prediction-interval-95"
 #: extension on a ``basis`` reference: the log hazard ratio β_j (x_j − c_j) the input it supplied
 #: contributes (one per input, in the model's input order, if a resource supplied several)
 CONTRIBUTION_URL = "urn:fedprog:fhir:StructureDefinition:log-hazard-contribution"
+#: a declared interaction's log-hazard contribution (complex extension: ``effect``, ``valueDecimal``)
+INTERACTION_URL = "urn:fedprog:fhir:StructureDefinition:interaction-contribution"
 MODEL_SYSTEM = "urn:fedprog:model"
 SHA256_SYSTEM = "urn:fedprog:model-sha256"
 RA_STATUSES = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
@@ -108,16 +110,26 @@ def _basis(scores: Scores, i: int, references: Sequence[str]) -> list[dict[str, 
     return [{"reference": ref, "extension": ext} for ref, ext in out.items()]
 
 
+def _interactions(scores: Scores, i: int, inputs: int) -> list[dict[str, Any]]:
+    """One :data:`INTERACTION_URL` extension per declared interaction (effects after the inputs)."""
+    return [{"url": INTERACTION_URL, "extension": [
+        {"url": "effect", "valueString": scores.names[j]},
+        {"url": "contribution", "valueDecimal": float(scores.contributions[i, j])}]}
+        for j in range(inputs, len(scores.names))]
+
+
 def risk_assessment(model: PrognosticModel, scores: Scores, i: int, *, id_: str, patient: str,
                     references: Sequence[str], occurrence: str) -> dict[str, Any]:
     """The RiskAssessment of row ``i`` of ``scores``: one prediction per horizon.
 
     ``references[j]`` is the resource input ``j`` came from. ``relativeRisk`` is the hazard
     ratio exp(η) against the model's centre; each ``basis`` reference carries, as the extension
-    :data:`CONTRIBUTION_URL`, the log hazard ratio β_j (x_j − c_j) of the input it supplied
-    (these sum to log ``relativeRisk``).
+    :data:`CONTRIBUTION_URL`, the log hazard ratio of the input it supplied (summed over the
+    input's spline or dummy columns), and each declared interaction ``a:b`` its own
+    :data:`INTERACTION_URL` extension on the resource; together they sum to log ``relativeRisk``.
     """
-    return {
+    extra = _interactions(scores, i, len(references))
+    return {**({"extension": extra} if extra else {}),
         "resourceType": "RiskAssessment", "id": id_, "status": "final",
         "method": method(model),
         "code": {"text": f"risk of {event(model)}"},

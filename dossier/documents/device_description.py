@@ -214,15 +214,35 @@ def _operation(model: PrognosticModel) -> list[Flowable]:
 
 def _parameters(model: PrognosticModel) -> list[Flowable]:
     art = model.artifact
-    rows: list[list[object]] = [["Input", "\u03b2", "SE", "Hazard ratio", "95% CI of HR", "Centre"]]
-    for j, s in enumerate(model.inputs):
-        ci = (art.confidence_intervals or {}).get(s.name)
+    rows: list[list[object]] = [["Column", "\u03b2", "SE", "Hazard ratio", "95% CI of HR", "Centre"]]
+    for j, name in enumerate(model.columns):
+        ci = (art.confidence_intervals or {}).get(name)
         ci_text = f"{math.exp(ci[0]):.3f} to {math.exp(ci[1]):.3f}" if ci else "not released"
-        rows.append([s.name, f"{art.coefficients[s.name]:.6g}", f"{art.standard_errors[s.name]:.4g}",
-                     f"{math.exp(art.coefficients[s.name]):.3f}", ci_text, f"{model.center[j]:.4g}"])
+        rows.append([name, f"{art.coefficients[name]:.6g}", f"{art.standard_errors[name]:.4g}",
+                     f"{math.exp(art.coefficients[name]):.3f}", ci_text, f"{model.center[j]:.4g}"])
     return [*section("7 Model parameters"),
-            para("Per unit of each input (section 6), as released in the artifact."),
+            para("Per unit of each column, as released in the artifact. " + design_text(model)),
             table(rows, widths=[30, 28, 24, 26, 36, 26])]
+
+
+def design_text(model: PrognosticModel) -> str:
+    """How the inputs (section 6) become the columns, in words (:mod:`prognosis.design`)."""
+    if model.design is None or model.design.identity:
+        return "Each input enters linearly as one column (a category by its 0-based level index)."
+    parts = []
+    for s in model.inputs:
+        if s.spline is not None:
+            knots = ", ".join(f"{k:g}" for k in s.spline.knots)
+            parts.append(f"{s.label} enters as a restricted cubic spline with knots at {knots} "
+                         f"(Harrell's basis: {s.name} and {len(s.spline.knots) - 2} non-linear columns; "
+                         "linear beyond the outer knots)")
+        elif s.kind == "category" and not s.ordinal:
+            parts.append(f"{s.label} is dummy-coded against its first level ({s.codes[0]})")
+    parts += [f"the interaction {a} \u00d7 {b} adds the products of their columns"
+              for a, b in model.artifact.interactions or []]
+    rest = "; ".join(parts)
+    return (f"{rest[0].upper()}{rest[1:]}; every other input enters linearly. The device reports one "
+            "contribution per input (the sum over its columns) and one per interaction.")
 
 
 def build(inputs: DossierInputs) -> list[Flowable]:

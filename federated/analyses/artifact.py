@@ -32,6 +32,10 @@ def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins:
         out["categories"] = [c.model_dump() for c in spec.categories or []]
         if spec.bands is not None:
             out["bands"] = spec.bands.model_dump()
+        if spec.ordinal:
+            out["ordinal"] = True
+    if spec.spline is not None:
+        out["spline"] = spec.spline.model_dump()
     out.update({k: v for k, v in (("title", spec.title), ("below", spec.below)) if v is not None})
     if coverage is not None and spec.min is not None and spec.max is not None:
         out["coverage"] = {"edges": np.linspace(spec.min, spec.max, bins + 1).tolist(),
@@ -120,7 +124,7 @@ def build_model(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None
         "outcome": {"name": study.outcome, "time_unit": study.time_unit,
                     "horizons": list(study.horizons)},
         "inputs": [_input(n, study.inputs.get(n), fit.range_counts.get(n), study.range_bins,
-                          study.policy.min_cell_count) for n in names],
+                          study.policy.min_cell_count) for n in study.covariates],
         "coefficients": dict(zip(names, fit.coef.tolist(), strict=True)),
         "standard_errors": dict(zip(names, fit.se.tolist(), strict=True)),
         "confidence_intervals": dict(zip(names, fit.ci.tolist(), strict=True)),
@@ -155,4 +159,6 @@ def build_model(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None
     }
     if study.intended_use is not None:  # only when declared: other studies' artifacts keep their bytes
         body["intended_use"] = study.intended_use.model_dump()
+    if study.interactions:
+        body["interactions"] = [list(pair) for pair in study.interactions]
     return CoxModel.from_artifact(seal(body))

@@ -132,7 +132,7 @@ class _Problem:
     def __init__(self, coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
                  policy: DisclosurePolicy, consent: ConsentGate | None) -> None:
         self.coord, self.efron, self.penalty = coord, ties == "efron", penalty
-        self.names = cohort.covariates
+        self.names = cohort.columns
         p = len(self.names)
         if p == 0:
             raise DataError("a Cox model needs at least one covariate")
@@ -144,7 +144,7 @@ class _Problem:
         # numerics: the sites centre on the data mean (the coordinator knows it); a release is
         # centred on the study's reference patient instead (:meth:`CohortSpec.reference_point`)
         self.center = disc.sum_x / disc.n
-        self.reference = cohort.reference_point()
+        self.reference = cohort.reference_columns()
         variance = disc.sum_x2 / disc.n - self.center ** 2
         flat = variance <= 1e-12 * np.maximum(1.0, self.center ** 2)
         if np.any(flat):

@@ -89,7 +89,7 @@ def _discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
     policy.check_sites(len(coord.sites), coord.secure, coord.dropped)
     labels = global_labels(cohort, coord.sites, coord.secure)
     prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, labels=labels, consent=consent)
-    p = len(cohort.covariates)
+    p = len(cohort.columns)
     n, events = coord.total(prep, "counts", (2,)).round().astype(np.int64).tolist()
     if events == 0:
         raise DataError("no events at any site: nothing to estimate")

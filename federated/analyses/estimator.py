@@ -90,7 +90,11 @@ class FederatedCoxPH(BaseEstimator):
     dp : DPSettings or dict, optional
         Differential privacy (off by default): the noisy-Newton fit of :mod:`federated.analyses.dp_cox`.
     inputs : dict of str to InputSpec or dict, optional
-        Declared inputs (code, UCUM unit, range, reference patient) for the artifact and the centre.
+        Declared inputs (code, UCUM unit, range, reference patient) for the artifact and the centre; a
+        ``spline`` enters an input as a restricted cubic spline, a ``category`` without ``ordinal`` is
+        dummy-coded (:mod:`prognosis.design`).
+    interactions : list of (str, str), optional
+        Declared interactions between covariates (the product of their design columns).
     intended_use : IntendedUse or dict, optional
         What the device enforces of the intended purpose (population, sex, maximum result age, the event
         in words), carried by the artifact.
@@ -128,6 +132,7 @@ class FederatedCoxPH(BaseEstimator):
                  policy: DisclosurePolicy | Mapping[str, Any] | None = None,
                  dp: DPSettings | Mapping[str, Any] | None = None,
                  inputs: Mapping[str, InputSpec | Mapping[str, Any]] | None = None,
+                 interactions: Sequence[Sequence[str]] | None = None,
                  intended_use: IntendedUse | Mapping[str, Any] | None = None, range_bins: int = 10,
                  horizons: Sequence[float] | None = None, model_id: str = "fedprog-cox",
                  version: str = "1", outcome: str = "event", tol: float = 1e-10, max_iter: int = 100,
@@ -146,6 +151,7 @@ class FederatedCoxPH(BaseEstimator):
         self.policy = policy
         self.dp = dp
         self.inputs = inputs
+        self.interactions = interactions
         self.intended_use = intended_use
         self.range_bins = range_bins
         self.horizons = horizons
@@ -206,8 +212,9 @@ class FederatedCoxPH(BaseEstimator):
         self.variance_matrix_ = pd.DataFrame(fit.covariance, index=index, columns=index)
         self.summary_ = cox_summary(fit)
         self.log_likelihood_ = fit.loglik
-        self.n_features_in_ = len(fit.covariates)
-        self.feature_names_in_ = np.array(fit.covariates, dtype=object)
+        features = list(study.covariates) if study is not None else list(fit.covariates)
+        self.n_features_in_ = len(features)
+        self.feature_names_in_ = np.array(features, dtype=object)
         if len(fit.baselines) == 1:
             self.baseline_times_ = self.unique_times_ = fit.baselines[0].times
             self.baseline_survival_ = fit.baselines[0].survival
@@ -230,8 +237,9 @@ class FederatedCoxPH(BaseEstimator):
 
     # -------------------------------------------------------------- predict
     def _x(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The design columns (n, m) of ``X``'s covariates (:mod:`prognosis.design`)."""
         check_is_fitted(self, "fit_")
-        names = list(self.fit_.covariates)
+        names = [str(n) for n in self.feature_names_in_]
         if isinstance(X, pd.DataFrame):
             missing = [c for c in names if c not in X.columns]
             if missing:
@@ -241,7 +249,7 @@ class FederatedCoxPH(BaseEstimator):
         if x.shape[1] != len(names):
             raise DataError(f"X has {x.shape[1]} features, but {type(self).__name__} is expecting "
                             f"{len(names)} features as input ({', '.join(names)})")
-        return x
+        return x if self._study is None else self._study.design().matrix(x)
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Risk score β·(x − c), shape (n,): higher means higher risk (c the reference, ``center_``)."""

@@ -76,6 +76,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "strata": (_optional(_text), "None or a column name"),
     "group": (_optional(_text), "None or a column name"),
     "strata_by_site": (_is_bool, "True or False"),
+    "interactions": (_optional(lambda v: isinstance(v, Sequence) and not isinstance(v, str) and all(
+        isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 and _names(p) for p in v)),
+        "None or a list of pairs of covariate names"),
     "levels": (_optional(_names), "None or a list of level names"),
     "time_grid": (_one_of(*_GRIDS), "one of " + ", ".join(map(repr, _GRIDS))),
     "time_unit": (_one_of("day", "week", "month", "year"), "'day', 'week', 'month' or 'year'"),

@@ -109,7 +109,7 @@ def check_reply(reply: RecalibrateReply, model: CoxModel, grid: str, site: str) 
     hazard positive and non-decreasing, variance increments ≥ 0, counts multiples of k."""
     times, hazard = reply.times.to_numpy(), reply.cumulative_hazard.to_numpy()
     v, xbar = reply.variance_increments.to_numpy(), reply.xbar_increments.to_numpy()
-    k, p = times.size, len(model.names)
+    k, p = times.size, len(model.columns)
     problems = [
         (reply.time_grid != grid, f"time_grid {reply.time_grid!r}, asked {grid!r}"),
         (times.ndim != 1 or k == 0, f"times: want a non-empty vector, got shape {times.shape}"),
@@ -147,7 +147,7 @@ def recalibrated_artifact(artifact: dict[str, Any], study: StudySpec, update: Si
                      events=np.full(times.size, k),  # each released step holds ≥ k events (the site's rule)
                      variance=reply.variance_increments.to_numpy(), xbar=reply.xbar_increments.to_numpy())
     s = reply.slope
-    fit = CoxFit(covariates=model.names, coef=s * model.beta, covariance=s * s * model.covariance,
+    fit = CoxFit(covariates=model.columns, coef=s * model.beta, covariance=s * s * model.covariance,
                  center=np.array(model.center), baselines=(steps,), loglik=reply.loglik,
                  loglik_null=reply.loglik_null, iterations=reply.iterations, rounds=update.rounds,
                  converged=True, ties=model.artifact.ties, penalty=float(model.artifact.penalty or 0.0),

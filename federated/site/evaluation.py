@@ -79,7 +79,7 @@ def evaluate(cohort: Cohort, req: EvaluateRequest, site: str, policy: Disclosure
     """The site's reply to ``req`` computed on ``cohort`` (its consented, checked rows), under the
     site's own ``policy`` (never the coordinator's) and bound on the linear predictor."""
     model, horizons = evaluated_model(req.model, req.cohort.covariates)
-    box = InputBox.of(cohort.x, req.cohort)
+    box = InputBox.of(req.cohort.design_matrix(cohort.x), req.cohort)
     box.check_centre(model.center)
     box.check_beta(model.beta, max_abs_lp)
     lp = model.lp(cohort.x)

@@ -184,7 +184,8 @@ def answer(cohort: Cohort, req: RecalibrateRequest, policy: DisclosurePolicy,
     if model.time_unit != req.cohort.time_unit:
         raise ValueError(f"the model counts time in {model.time_unit}s, the cohort in "
                          f"{req.cohort.time_unit}s")
-    box = InputBox.of(cohort.x, req.cohort)
+    x = req.cohort.design_matrix(cohort.x)
+    box = InputBox.of(x, req.cohort)
     box.check_centre(model.center)
     box.check_beta(model.beta, max_abs_lp)
     n, events = int(cohort.time.size), int(cohort.event.sum())
@@ -197,7 +198,7 @@ def answer(cohort: Cohort, req: RecalibrateRequest, policy: DisclosurePolicy,
         raise DataError(f"the calibration slope cannot be estimated at this site ({exc})") from None
     box.check_beta(fit.slope * model.beta, max_abs_lp)
     k = policy.min_cell_count
-    base = released(offset_baseline(cohort.time, cohort.event, cohort.x - model.center, fit.slope * lp), k)
+    base = released(offset_baseline(cohort.time, cohort.event, x - model.center, fit.slope * lp), k)
     if base.times.size == 0:
         raise PolicyError("min_cell_count", f"no baseline step holds {k} events")
     wire = WireArray.from_numpy

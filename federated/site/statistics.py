@@ -54,25 +54,41 @@ class InputBox:
     decision here depends on public things (β, the centre, the declared box), never on a patient's
     value. It limits, but does not remove, dominance inside the box: e^30 still lets a patient
     isolated at the edge of a range carry most of her cell's weight (a residual risk, in FP-CYB).
+
+    With a design (splines, dummies, interactions; :mod:`prognosis.design`) the bound is on each
+    effect's spread over its inputs' declared ranges (``effects``: the effect's design columns at
+    public points, :meth:`prognosis.design.Design.effect_grids`), not on Σ|β_j|·width_j, which the
+    large opposite-signed coefficients of a spline's collinear columns would make meaningless.
     """
 
     lo: np.ndarray
     hi: np.ndarray
     reach: np.ndarray
+    #: per non-linear effect with declared ranges: (its columns, their values at public points)
+    effects: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
     @classmethod
     def of(cls, x: np.ndarray, spec: CohortSpec) -> InputBox:
-        p = len(spec.covariates)
+        """The box of the design columns ``x`` (n, m) (:meth:`CohortSpec.design_matrix`): a column
+        whose covariates all have declared ranges spans what the design makes of them."""
+        columns, ranges = spec.columns, spec.column_ranges()
+        p = len(columns)
         lo, hi, reach = np.empty(p), np.empty(p), np.full(p, np.inf)
-        for j, name in enumerate(spec.covariates):
-            if name in spec.ranges:
-                lo[j], hi[j] = spec.ranges[name]
+        for j, name in enumerate(columns):
+            if name in ranges:
+                lo[j], hi[j] = ranges[name]
             else:
                 col = x[:, j]
                 far = max(1.0, float(np.abs(col).max()) if col.size else 0.0)
                 m = 2.0 ** float(np.ceil(np.log2(far)))
                 lo[j], hi[j], reach[j] = (-m if col.size and col.min() < 0 else 0.0), m, 2.0 * m
-        return cls(lo, hi, reach)
+        if columns == spec.covariates:
+            return cls(lo, hi, reach)
+        design, groups = spec.design(), np.array(spec.design().groups, dtype=object)
+        effects = tuple((np.flatnonzero(groups == name), rows[:, groups == name])
+                        for name, rows in design.effect_grids(dict(spec.ranges)).items()
+                        if int((groups == name).sum()) > 1 or name not in spec.covariates)
+        return cls(lo, hi, reach, effects)
 
     def check_centre(self, center: np.ndarray) -> None:
         """Refuse (code ``bound``) a centre outside the box."""
@@ -86,7 +102,13 @@ class InputBox:
         exp(690) · 10^9 rows is still below the float64 maximum). Then, with the centre in the box,
         |β·(x − c)| stays bounded and no two patients' weights differ by more than e^bound."""
         limit = min(bound, _MAX_ETA)
-        if not float(np.abs(beta) @ (self.hi - self.lo)) <= limit:
+        linear = np.ones(beta.size, dtype=bool)
+        spread = 0.0
+        for cols, values in self.effects:
+            linear[cols] = False
+            eta = values @ beta[cols]
+            spread += float(eta.max() - eta.min())
+        if not spread + float(np.abs(beta[linear]) @ (self.hi - self.lo)[linear]) <= limit:
             raise Refusal("bound", f"|beta·(x − c)| can exceed {limit:g} on the inputs' ranges")
 
 
@@ -105,6 +127,10 @@ class SiteSession:
     blocks: list[tuple[slice, np.ndarray]] = field(default_factory=list)
     pwe: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # exposure, event interval, x̃
     pwe_bound: float = 0.0  # the approved bound on Σ|β_j| (standardised) for pwe rounds
+    x: np.ndarray = field(init=False)  # the design columns of the rows (:meth:`CohortSpec.design_matrix`)
+
+    def __post_init__(self) -> None:
+        self.x = self.spec.design_matrix(self.cohort.x)
 
     @property
     def size(self) -> int:
@@ -136,7 +162,7 @@ class SiteSession:
         rows = self.rows_of(labels)
         out: dict[str, object] = {
             "counts": wire(np.array([c.time.size, int(c.event.sum())])),
-            "sum_x": wire(c.x.sum(axis=0)), "sum_x2": wire((c.x ** 2).sum(axis=0)),
+            "sum_x": wire(self.x.sum(axis=0)), "sum_x2": wire((self.x ** 2).sum(axis=0)),
             "range_counts": self._range_counts() if spec.ranges else None,
             "labels": None if req.labels is not None else labels,
         }
@@ -172,10 +198,10 @@ class SiteSession:
         if len(req.labels) != len(req.times):
             raise ValueError("labels and times differ in length")
         self.set_layout(req.labels, [t.to_numpy() for t in req.times])
-        center = expect_shape("center", req.center.to_numpy(), (c.x.shape[1],))
-        self.box = InputBox.of(c.x, self.spec)
+        center = expect_shape("center", req.center.to_numpy(), (self.x.shape[1],))
+        self.box = InputBox.of(self.x, self.spec)
         self.box.check_centre(center)
-        self.xc = c.x - center
+        self.xc = self.x - center
         events = np.zeros(self.size, dtype=np.int64)
         for (rows, grid), off in zip(self.blocks, self.offsets, strict=False):
             events[off:off + grid.size] = ls.event_counts(c.time[rows], c.event[rows], grid)

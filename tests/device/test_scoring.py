@@ -50,6 +50,7 @@ def continuous() -> PrognosticModel:
         item["kind"] = "quantity"
         item.pop("categories", None)
         item.pop("bands", None)
+        item.pop("ordinal", None)
     return load_model(without_baseline_variance(art))
 
 

@@ -30,12 +30,12 @@ def token(ws: Path, base: str, scope: str, *extra: str) -> str:
 
 
 @contextmanager
-def serving(ws: Path, log: Path) -> Iterator[str]:
-    """``fedprog serve --workspace ws`` until the block ends; yields the FHIR base URL."""
+def serving(ws: Path, log: Path, *extra: str) -> Iterator[str]:
+    """``fedprog serve --workspace ws [extra…]`` until the block ends; yields the FHIR base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     cmd = [sys.executable, "-m", "fedprog", "serve", "--workspace", str(ws), "--port", str(port),
-           "--base-url", base]
+           "--base-url", base, *extra]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})

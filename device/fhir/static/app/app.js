@@ -11,6 +11,7 @@ const CLIENT_ID = "fedprog-risk-page";
 const SCOPE = "launch user/RiskAssessment.cr";
 const CONTRIBUTION = "urn:fedprog:fhir:StructureDefinition:log-hazard-contribution";
 const INTERVAL = "urn:fedprog:fhir:StructureDefinition:prediction-interval-95";
+const INTERACTION = "urn:fedprog:fhir:StructureDefinition:interaction-contribution";
 const CURVE_POINTS = 48;
 // input kinds sent as a valueQuantity ("integer": a count or grade, whole numbers only)
 const NUMERIC = new Set(["quantity", "integer"]);
@@ -244,6 +245,7 @@ function render(ra, values, who) {
   }
   drawCurve(preds);
   drivers(ra, values);
+  drawEffects(values);
   $("about-assessment").textContent = `RiskAssessment/${ra.id}, ${ra.occurrenceDateTime}`;
   show("result", true);
   $("result-title").focus();
@@ -293,13 +295,21 @@ function drivers(ra, values) {
     const input = byId[(b.reference || "").split("/").pop()];
     if (ext && input) rows.push({ input, c: ext.valueDecimal });
   }
+  // a declared interaction's own contribution (sums with the inputs' to the log hazard ratio)
+  const names = Object.fromEntries(MODEL.inputs.map((i) => [i.name, i.display]));
+  for (const e of (ra.extension || []).filter((x) => x.url === INTERACTION)) {
+    const part = (u) => (e.extension || []).find((x) => x.url === u) || {};
+    const name = part("effect").valueString || "";
+    const display = `${name.split(":").map((n) => names[n] || n).join(" × ")} (interaction)`;
+    rows.push({ input: { name, display, interaction: true }, c: part("contribution").valueDecimal || 0 });
+  }
   const scale = Math.max(1e-9, ...rows.map((r) => Math.abs(r.c)));
   const body = $("drivers").querySelector("tbody");
   body.replaceChildren();
   for (const { input, c } of rows.sort((a, b) => Math.abs(b.c) - Math.abs(a.c))) {
     const tr = el("tr", { "data-input": input.name, "data-contribution": String(c) });
     const raw = values[input.name];
-    const shown = input.from_birth_date ? `${raw} ${input.unit_text} (from the date of birth)`
+    const shown = input.interaction ? "" : input.from_birth_date ? `${raw} ${input.unit_text} (from the date of birth)`
       : NUMERIC.has(input.kind) ? `${raw} ${input.unit_text}`.trim() : input.kind === "boolean" ? (raw === "true" ? "yes" : "no")
       : (input.categories[Number(raw)].display || raw);
     const factor = Math.exp(c);
@@ -313,6 +323,45 @@ function drivers(ra, values) {
     tr.append(el("td", {}, input.display), el("td", {}, shown), el("td", { class: word[0] }, word[1]), cell);
     body.append(tr);
   }
+}
+
+function drawEffects(values) {
+  // the released model's effect curves (model.json, public facts), with this patient's value marked
+  const box = $("effect-curves");
+  box.replaceChildren();
+  const W = 320, H = 200, L = 46, R = 12, T = 10, B = 38, NS = "http://www.w3.org/2000/svg";
+  for (const e of MODEL.effects || []) {
+    const svg = document.createElementNS(NS, "svg");
+    const shape = (tag, attrs) => { const n = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); svg.append(n); return n; };
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("data-effect", e.name);
+    svg.setAttribute("aria-label", `Hazard ratio by ${e.display}, against ${fmt(e.reference)} ${e.unit_text}`);
+    const lo = Math.log(Math.min(...e.lower)), hi = Math.log(Math.max(...e.upper));
+    const x0 = e.x[0], x1 = e.x[e.x.length - 1];
+    const x = (v) => L + ((W - L - R) * (v - x0)) / (x1 - x0);
+    const y = (hr) => T + ((H - T - B) * (hi - Math.log(hr))) / Math.max(1e-9, hi - lo);
+    const band = e.x.map((v, i) => `${x(v)},${y(e.lower[i])}`).concat(e.x.map((v, i) => `${x(v)},${y(e.upper[i])}`).reverse());
+    shape("polygon", { points: band.join(" "), fill: "#9cc3ea", "fill-opacity": 0.6 });
+    shape("line", { x1: L, x2: W - R, y1: y(1), y2: y(1), stroke: "#4a5562", "stroke-dasharray": "3 3" });
+    shape("polyline", { points: e.x.map((v, i) => `${x(v)},${y(e.hazard_ratio[i])}`).join(" "), fill: "none", stroke: "#0b5cad", "stroke-width": 2 });
+    for (const t of [x0, e.reference, x1]) {
+      shape("text", { x: x(t), y: H - B + 16, "text-anchor": "middle", "font-size": 11, fill: "#4a5562" }).textContent = fmt(t);
+    }
+    shape("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", "font-size": 11, fill: "#4a5562" }).textContent = `${e.display} (${e.unit_text})`;
+    for (const hr of [Math.exp(lo), 1, Math.exp(hi)]) {
+      shape("text", { x: L - 4, y: y(hr) + 4, "text-anchor": "end", "font-size": 11, fill: "#4a5562" }).textContent = hr.toFixed(2);
+    }
+    const v = Number(values[e.name]);
+    if (Number.isFinite(v) && v >= x0 && v <= x1) {
+      let i = 0; while (i < e.x.length - 1 && e.x[i + 1] <= v) i += 1;
+      const j = Math.min(i + 1, e.x.length - 1), f = j === i ? 0 : (v - e.x[i]) / (e.x[j] - e.x[i]);
+      const hr = Math.exp((1 - f) * Math.log(e.hazard_ratio[i]) + f * Math.log(e.hazard_ratio[j]));
+      shape("circle", { cx: x(v), cy: y(hr), r: 5, fill: "#a4262c", "data-value": String(v) });
+    }
+    box.append(svg);
+  }
+  show("effects", (MODEL.effects || []).length > 0);
 }
 
 // ------------------------------------------------------------------------------- start
