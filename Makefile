@@ -37,7 +37,7 @@ lock:
 	$(PIP_COMPILE) --extra dev -c requirements/runtime.lock -o requirements/dev.lock pyproject.toml
 
 demo: $(STAMP)
-	$(BIN)/fedprog demo --external
+	$(BIN)/fedprog demo --external --second-model
 
 # the suite writes JUnit evidence with each test's requirement ids; trace check then names every
 # gap (untested requirement, uncontrolled hazard, unmarked test, suspect link) — even after a failure

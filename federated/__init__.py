@@ -5,8 +5,9 @@ secure aggregation), :mod:`federated.site` (what runs at a hospital), :mod:`fede
 (the coordinator's analyses: discovery, Cox, Kaplan–Meier, the study runner) and
 :mod:`federated.disclosure` (the rules a site holds, k-cells, the policy, DP, audit).
 
-Exact federated Cox proportional hazards (Efron/Breslow ties, ridge, strata) and
-Kaplan–Meier / log-rank over a transport-agnostic, versioned message protocol.
+Exact federated Cox proportional hazards (Efron/Breslow ties, ridge, strata, splines, dummy-coded
+categories, interactions), logistic regression of a recorded binary outcome and Kaplan–Meier /
+log-rank over a transport-agnostic, versioned message protocol.
 
 The names below load on first use (PEP 562), so a process that needs only a site — a
 Flower ClientApp starts once per message — does not pay for the coordinator's imports.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from federated.analyses.cox import CoxFit, fit_cox
     from federated.analyses.estimator import FederatedCoxPH
     from federated.analyses.km import KMFit, fit_km, kaplan_meier, logrank
+    from federated.analyses.logistic_estimator import FederatedLogisticRegression
     from federated.disclosure.policy import DisclosurePolicy, PolicyError
     from federated.exceptions import (
         ConvergenceError,
@@ -44,6 +46,7 @@ _WHERE = {
     "verify_sha256": ".analyses.artifact",
     "Coordinator": ".protocol.coordinator", "CoxFit": ".analyses.cox", "fit_cox": ".analyses.cox",
     "FederatedCoxPH": ".analyses.estimator",
+    "FederatedLogisticRegression": ".analyses.logistic_estimator",
     "ConvergenceError": ".exceptions", "DataError": ".exceptions", "FederatedError": ".exceptions",
     "ProtocolError": ".exceptions", "SingularDesignError": ".exceptions", "SiteError": ".exceptions",
     "KMFit": ".analyses.km", "fit_km": ".analyses.km", "kaplan_meier": ".analyses.km",
@@ -55,7 +58,8 @@ _WHERE = {
 
 __all__ = [
     "CohortSpec", "ConvergenceError", "Coordinator", "CoxFit", "DataError", "DisclosurePolicy",
-    "FederatedCoxPH", "FederatedError", "InProcessTransport", "KMFit", "PolicyError", "ProtocolError",
+    "FederatedCoxPH", "FederatedError", "FederatedLogisticRegression", "InProcessTransport", "KMFit",
+    "PolicyError", "ProtocolError",
     "SingularDesignError", "Site", "SiteError", "StudySpec", "Transport", "build_artifact",
     "canonical_json", "fit_cox", "fit_km", "kaplan_meier", "load_study", "logrank", "seal",
     "verify_sha256", "write_json_atomic",

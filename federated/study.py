@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from federated.disclosure.dp import DPSettings
 from federated.disclosure.policy import DisclosurePolicy
@@ -28,6 +36,9 @@ from prognosis.inputs import (
 from prognosis.schema import IntendedUse  # noqa: F401  (a study declares its intended use with it)
 
 TimeGrid = Literal["exact", "day", "week", "month", "quarter", "year"]
+#: what a site does with a row missing a value of the study's columns: refuse the table, or leave the
+#: row out and count it (complete-case analysis; the counts are released, rounded to k)
+Missing = Literal["refuse", "complete-case"]
 TimeUnit = Literal["day", "week", "month", "year"]
 Ties = Literal["efron", "breslow"]
 
@@ -68,7 +79,7 @@ class CohortSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    time: str = Field(min_length=1)
+    time: str | None = Field(default=None, min_length=1)
     event: str = Field(min_length=1)
     covariates: tuple[str, ...] = ()
     partition: str | None = None
@@ -88,6 +99,8 @@ class CohortSpec(BaseModel):
     splines: dict[str, tuple[float, ...]] = Field(default_factory=dict)
     dummies: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     interactions: tuple[tuple[str, str], ...] = ()
+    #: rows with a missing value: refused (the default) or left out ("complete-case"), counted
+    missing: Missing = "refuse"
 
     def design(self) -> Design:
         """The columns the covariates make (:class:`prognosis.design.Design`)."""
@@ -187,9 +200,12 @@ class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_id: str = "fedprog-cox"
+    #: the model fitted: a Cox proportional-hazards model of a survival outcome (``time``, ``event``) or
+    #: a logistic regression of a recorded binary outcome (``event``, no ``time``)
+    model: Literal["cox-ph", "logistic"] = "cox-ph"
     version: str = "1"
     sites: list[SiteSource] = Field(default_factory=list)
-    time: str
+    time: str | None = None
     event: str
     covariates: list[str] = Field(default_factory=list)
     strata: str | None = None
@@ -216,6 +232,9 @@ class StudySpec(BaseModel):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     #: interactions between declared covariates, as pairs of names (:mod:`prognosis.design`)
     interactions: list[tuple[str, str]] = Field(default_factory=list)
+    #: rows with a missing value: "refuse" (default: one clear line naming the column) or "complete-case"
+    #: (each site leaves them out and reports how many, rounded to a multiple of k)
+    missing: Missing = "refuse"
     #: what the device enforces of the intended purpose (sex, Observation age); released in the artifact
     intended_use: IntendedUse | None = None
     range_bins: int = Field(default=10, ge=1, le=1000)
@@ -230,6 +249,29 @@ class StudySpec(BaseModel):
         if dup:
             raise ValueError(f"covariates listed twice: {', '.join(dup)}")
         return cov
+
+    @field_validator("time")
+    @classmethod
+    def _no_cut_at_a_horizon(cls, time: str | None, info: ValidationInfo) -> str | None:
+        """A binary outcome is recorded, never made from censored survival times (module docstring)."""
+        if info.data.get("model") == "logistic" and time is not None:
+            raise ValueError("a logistic model takes a recorded binary outcome (event = its 0/1 column) and "
+                             "no time column: cutting censored survival times at a horizon would count a "
+                             "patient censored before it as event-free and bias the risk downwards; fit a "
+                             "Cox model for a survival outcome")
+        return time
+
+    @model_validator(mode="after")
+    def _outcome(self) -> StudySpec:
+        if self.model == "cox-ph" and self.time is None:
+            raise ValueError("time: a Cox model needs the time column (and event, 1 = the event)")
+        if self.model == "logistic":
+            if len(self.horizons) != 1:
+                raise ValueError("horizons: a logistic model states the one horizon its binary outcome was "
+                                 "recorded at (e.g. recurrence within 5 years)")
+            if self.strata is not None or self.strata_by_site or self.dp.enabled:
+                raise ValueError("a logistic model takes no strata and no differential privacy")
+        return self
 
     @model_validator(mode="after")
     def _design(self) -> StudySpec:
@@ -268,6 +310,7 @@ class StudySpec(BaseModel):
             dummies={} if for_km else {n: tuple(s.codes) for n, s in declared.items()
                                        if s.kind == "category" and not s.ordinal},
             interactions=() if for_km else tuple((a, b) for a, b in self.interactions),
+            missing=self.missing,
         )
 
     def design(self) -> Design:

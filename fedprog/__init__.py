@@ -1,4 +1,5 @@
-"""fedprog: federated survival models (Cox PH, Kaplan–Meier) with scikit-learn's and lifelines' face.
+"""fedprog: federated prognostic models (Cox PH, logistic regression, Kaplan–Meier, Aalen–Johansen)
+with scikit-learn's and lifelines' face.
 
 >>> from fedprog import FederatedCoxPH, FederatedKaplanMeier, Site
 >>> cox = FederatedCoxPH(max_time=1826.25).fit_sites(sites, time="time", event="event",
@@ -16,8 +17,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from federated.analyses.competing_estimator import FederatedAalenJohansen
     from federated.analyses.estimator import FederatedCoxPH
     from federated.analyses.km_estimator import FederatedKaplanMeier
+    from federated.analyses.logistic_estimator import FederatedLogisticRegression
     from federated.analyses.summary import cox_summary
     from federated.disclosure.dp import DPSettings
     from federated.disclosure.policy import DisclosurePolicy, PolicyError
@@ -33,8 +36,10 @@ if TYPE_CHECKING:
     from federated.study import InputSpec
 
 _WHERE = {
+    "FederatedAalenJohansen": "federated.analyses.competing_estimator",
     "FederatedCoxPH": "federated.analyses.estimator",
     "FederatedKaplanMeier": "federated.analyses.km_estimator",
+    "FederatedLogisticRegression": "federated.analyses.logistic_estimator",
     "Site": "federated.site.handler",
     "SiteFloors": "federated.disclosure.rules",
     "DisclosurePolicy": "federated.disclosure.policy",
@@ -50,9 +55,10 @@ _WHERE = {
 }
 
 __all__ = [
-    "ConvergenceError", "DPSettings", "DataError", "DisclosurePolicy", "FederatedCoxPH", "FederatedError",
-    "FederatedKaplanMeier", "InputSpec", "PolicyError", "SingularDesignError", "Site", "SiteError",
-    "SiteFloors", "cox_summary",
+    "ConvergenceError", "DPSettings", "DataError", "DisclosurePolicy", "FederatedAalenJohansen",
+    "FederatedCoxPH", "FederatedError",
+    "FederatedKaplanMeier", "FederatedLogisticRegression", "InputSpec", "PolicyError", "SingularDesignError",
+    "Site", "SiteError", "SiteFloors", "cox_summary",
 ]
 
 

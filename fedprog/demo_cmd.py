@@ -94,6 +94,10 @@ def demo(
     external: Annotated[bool, typer.Option(
         "--external", help="Also validate the released model at a hospital that never trained (the "
                            "Rotterdam tumour bank) and recalibrate it there (make demo does).")] = False,
+    second_model: Annotated[bool, typer.Option(
+        "--second-model", help="First train, validate and release a second model on the same hospitals: age "
+                               "as a restricted cubic spline and the interaction of hormone therapy with "
+                               "menopausal status (make demo does).")] = False,
 ) -> None:
     """GBSG2 split into four hospitals: consent, federated training, ledger, witnesses."""
     from rich.console import Console
@@ -108,7 +112,7 @@ def demo(
         if seeded:
             console.print(f"consent recorded for {seeded[0]} women, {seeded[1]} declined; every consent "
                           "event anchored in the ledger as a commitment (no identifiers)")
-        _train_and_report(ws, study, ws_dir, console, external=external)
+        _train_and_report(ws, study, ws_dir, console, external=external, second_model=second_model)
 
 
 def _set_up(ws_dir: Path) -> tuple[Workspace, StudySpec, tuple[int, int] | None]:
@@ -250,12 +254,12 @@ def _train_validate_release(ws: Workspace, study: StudySpec, ws_dir: Path, conso
     return artifact, ref, True
 
 
-def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Console, *,
-                      external: bool = False) -> None:
+def _second_model(ws: Workspace, study: StudySpec, ws_dir: Path, console: Console,
+                  evidence: Path | None) -> dict[str, Any] | None:
+    """The demo's second model (:func:`federated.demo_study.spline_study`), approved by each hospital's
+    operator, trained, validated and released; its artifact when released."""
     from federated.demo_study import AGE_KNOTS, INTERACTION, spline_study
-    from ledger.verify import verify_ledger
 
-    evidence = _make_test_evidence()
     spline = spline_study(study)
     for site in ws.sites:  # each hospital's operator approves the spline model's study (site approve)
         ws.approve(site, ws.protocol(spline))
@@ -263,10 +267,19 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
                   f"{', '.join(f'{k:g}' for k in AGE_KNOTS)} years) and the interaction "
                   f"{INTERACTION[0]} × {INTERACTION[1]} …")
     console.file.flush()
-    spline_artifact, _, spline_released = _train_validate_release(ws, spline, ws_dir, console, evidence)
+    artifact, _, released = _train_validate_release(ws, spline, ws_dir, console, evidence)
     console.print(f"model 2 of 2, {study.model_id}: every input linear (the model served by default and "
                   "described by the technical file) …")
     console.file.flush()
+    return artifact if released else None
+
+
+def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Console, *,
+                      external: bool = False, second_model: bool = False) -> None:
+    from ledger.verify import verify_ledger
+
+    evidence = _make_test_evidence()
+    spline_artifact = _second_model(ws, study, ws_dir, console, evidence) if second_model else None
     artifact, ref, released = _train_validate_release(ws, study, ws_dir, console, evidence)
     if released and external:
         _validate_externally(ws, ws_dir, ref, console)
@@ -280,7 +293,7 @@ def _train_and_report(ws: Workspace, study: StudySpec, ws_dir: Path, console: Co
     if released:
         _build_dossier(ws_dir, console)
     _print_serving(ws_dir, artifact, console, 8080)
-    if spline_released:
+    if spline_artifact is not None:
         _print_serving(ws_dir, spline_artifact, console, 8081)
     console.print("next: fedprog ledger show | fedprog consent revoke --site hospital-a --patient A-0001 "
                   f"| fedprog model list | fedprog model retrain {study.model_id}  "

@@ -36,7 +36,8 @@ def _columns_needed(study: StudySpec | None, patient_column: str) -> list[str]:
     if study is None:
         return [patient_column]
     extra = [c for c in (study.strata, study.group) if c is not None]
-    return [patient_column, study.time, study.event, *study.covariates, *extra]
+    time = [] if study.time is None else [study.time]
+    return [patient_column, *time, study.event, *study.covariates, *extra]
 
 
 def check_table(table: pd.DataFrame, path: Path, study: StudySpec | None, patient_column: str) -> list[str]:

@@ -83,7 +83,7 @@ def _study(study_file: Path | None, **flags: Any) -> StudySpec:
     flags = {k: v for k, v in flags.items() if v is not None}
     if study_file is not None:
         return load_study(study_file, **flags)
-    for needed in ("time", "event"):
+    for needed in ("time", "event") if flags.get("model", "cox-ph") == "cox-ph" else ("event",):
         if needed not in flags:
             raise fail(f"--{needed} is required (or give --study)")
     try:
@@ -106,6 +106,9 @@ def train(
     time: TimeOpt = None,
     event: EventOpt = None,
     covariates: Annotated[str | None, typer.Option(help="Comma-separated covariate columns.")] = None,
+    kind: Annotated[str | None, typer.Option(
+        "--kind", help="cox-ph (default; --time and --event) | logistic (a recorded 0/1 outcome as --event, "
+                       "no --time, one --horizons value: when it was recorded).")] = None,
     ties: Annotated[str | None, typer.Option(help="efron | breslow")] = None,
     penalty: Annotated[float | None, typer.Option(help="Ridge penalty λ (½λ‖β‖²).")] = None,
     strata: Annotated[str | None, typer.Option(help="Stratify the baseline hazard by this column.")] = None,
@@ -126,7 +129,7 @@ def train(
 ) -> None:
     """Fit a Cox proportional-hazards model across sites and write the model artifact (--out), or
     with --workspace train the workspace's study and register the model for validation and release."""
-    from federated.analyses.runner import make_sites
+    from federated.analyses.runner import make_sites, train_logistic
     from federated.analyses.runner import train as run_train
     from ledger.files import write_json_atomic
 
@@ -137,7 +140,7 @@ def train(
             hs = [float(h) for h in horizons.split(",")] if horizons is not None else None
         except ValueError:
             raise fail(f"--horizons {horizons!r}: want comma-separated numbers") from None
-        flags = dict(time=time, event=event, covariates=_csv(covariates),
+        flags = dict(model=kind, time=time, event=event, covariates=_csv(covariates),
                      ties=ties, penalty=penalty, strata=strata, strata_by_site=strata_by_site,
                      time_grid=time_grid, time_unit=time_unit, horizons=hs,
                      secure_aggregation=secure_agg, model_id=model_id, version=version,
@@ -146,11 +149,24 @@ def train(
         if workspace_dir is not None:
             if site:
                 raise fail("--site: a workspace trains on its own sites (fedprog site add)")
+            if kind == "logistic":
+                raise fail("--kind logistic: a workspace registers, validates and releases Cox models only "
+                           "so far; fit a logistic model with --site … --out model.json")
             fit, artifact, sites, registered = _train_registered(workspace(workspace_dir), study, flags,
                                                                  transcript_dir)
         else:
             spec = _study(study, sites=_sites(site, delimiter, decimal, encoding), **flags)
             sites = make_sites(spec, transcript_dir)
+            if spec.model == "logistic":
+                with Progress("federated logistic regression") as progress:
+                    result, artifact = train_logistic(spec, on_round=progress, sites=sites)
+                if out is not None:
+                    write_json_atomic(out, artifact)
+                if as_json:
+                    print(json.dumps(artifact, sort_keys=True))
+                else:
+                    print_logistic_summary(result, out, artifact, local_counts(sites))
+                return
             with Progress("federated Cox") as progress:
                 fit, artifact = run_train(spec, on_round=progress, sites=sites)
             registered = None
@@ -199,6 +215,55 @@ def local_counts(sites: list[Any]) -> dict[str, tuple[int, int] | None]:
     return {s.name: s.local_summary for s in sites}
 
 
+def sites_table(local: dict[str, tuple[int, int] | None], dropped: dict[str, str], secure: bool, *,
+                counts: bool = True) -> Any:
+    """Each site's own patients and events (``?`` when unknown or, for a private fit, not shown) and
+    whether it contributed or was dropped (with the reason), as a rich table."""
+    from rich.table import Table
+
+    how = "masked sums only (secure aggregation)" if secure else "plaintext sums"
+    sites = Table(title=f"Sites — each reports its own counts; the coordinator saw {how}")
+    for col in ("site", "patients", "events", "status"):
+        sites.add_column(col, justify="left" if col in ("site", "status") else "right")
+    for name, own in local.items():
+        status = f"dropped: {dropped[name]}" if name in dropped else "contributed"
+        n, ev = own if own is not None and counts else ("?", "?")
+        sites.add_row(name, str(n), str(ev), status)
+    return sites
+
+
+def print_logistic_summary(result: Any, out: Path | None, artifact: dict[str, Any],
+                           local: dict[str, tuple[int, int] | None]) -> None:
+    """Odds ratios with 95% CIs (the intercept as the reference patient's risk), the sites and the fit."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    horizon = artifact["outcome"]["horizons"][0]
+    table = Table(title=f"Logistic regression of {artifact['outcome']['name']} (recorded by {horizon:g} "
+                        f"{artifact['outcome']['time_unit']}s) — {result.n} patients, {result.events} events")
+    for col in ("column", "coef", "OR", "OR 95% CI", "SE", "p"):
+        table.add_column(col, justify="left" if col == "column" else "right")
+    ci, se, p = artifact["confidence_intervals"], artifact["standard_errors"], artifact["p_values"]
+    for name in ("(intercept)", *result.columns):
+        b, (lo, hi) = artifact["coefficients"][name], ci[name]
+        odds = "—" if name == "(intercept)" else f"{math.exp(b):.3f}"
+        band = "—" if name == "(intercept)" else f"{math.exp(lo):.3f}–{math.exp(hi):.3f}"
+        table.add_row(name, f"{b:.4f}", odds, band, f"{se[name]:.4f}", f"{p[name]:.3g}")
+    console.print(table)
+    intercept = artifact["coefficients"]["(intercept)"]
+    console.print(f"risk of the reference patient: {1 / (1 + math.exp(-intercept)):.3f} (the intercept is "
+                  "her log-odds)")
+    console.print(sites_table(local, result.dropped, result.secure))
+    state = "converged" if result.fit.converged else "NOT converged"
+    console.print(f"{result.fit.iterations} Newton iterations, {result.rounds} rounds, {state}; log "
+                  f"likelihood {result.fit.loglik:.4f} (intercept only {result.fit.loglik_null:.4f})")
+    where = out if out is not None else "not written"
+    console.print(f"model artifact: {where} (sha256 {artifact['sha256']})")
+
+
 def print_cox_summary(fit: CoxFit, out: Path | None, sha256: str, local: dict[str, tuple[int, int] | None],
                       privacy: dict[str, Any] | None = None) -> None:
     """Hazard ratios with 95% CIs, rounds and per-site sizes, as rich tables; a private fit shows
@@ -218,15 +283,7 @@ def print_cox_summary(fit: CoxFit, out: Path | None, sha256: str, local: dict[st
         table.add_row(name, f"{b:.4f}", f"{np.exp(b):.3f}", f"{np.exp(lo):.3f}–{np.exp(hi):.3f}",
                       f"{se:.4f}", f"{p:.3g}")
     console.print(table)
-    how = "masked sums only (secure aggregation)" if fit.secure else "plaintext sums"
-    sites = Table(title=f"Sites — each reports its own counts; the coordinator saw {how}")
-    for col in ("site", "patients", "events", "status"):
-        sites.add_column(col, justify="left" if col in ("site", "status") else "right")
-    for name, counts in local.items():
-        status = f"dropped: {fit.dropped[name]}" if name in fit.dropped else "contributed"
-        n, ev = counts if counts is not None and privacy is None else ("?", "?")
-        sites.add_row(name, str(n), str(ev), status)
-    console.print(sites)
+    console.print(sites_table(local, fit.dropped, fit.secure, counts=privacy is None))
     state = "converged" if fit.converged else "NOT converged"
     if privacy is not None:
         eps, delta = privacy["epsilon"], privacy["delta"]

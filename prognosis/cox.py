@@ -153,29 +153,17 @@ class CoxModel:
             ``"<file>: sha256 mismatch: file says …, content hashes to …"`` when the content was
             edited, or ``"<file>: <field>: <rule>"`` for the first contract violation.
         """
-        name, data = _read(source)
-        if not isinstance(data, dict):
-            raise ModelError(f"{name}: not a JSON object")
-        claimed = data.get("sha256")
-        try:
-            actual: str | None = sealed_sha256(data)
-        except (TypeError, ValueError):  # NaN/Infinity or non-JSON values: let validation name the field
-            actual = None
-        if actual is not None and isinstance(claimed, str) and claimed != actual:
-            raise ModelError(f"{name}: sha256 mismatch: file says {claimed}, content hashes to {actual}")
-        try:
-            art = Artifact.model_validate(data)
-        except ValidationError as exc:
-            raise ModelError(f"{name}: {_first_error(exc, data)}") from None
-        if actual is None:
-            raise ModelError(f"{name}: training: not canonical JSON (NaN, Infinity or a non-JSON value)")
-        return cls._of(art, copy.deepcopy(data))
+        name, art, data = read_artifact(source)
+        if art.kind != "cox-ph":
+            raise ModelError(f"{name}: kind {art.kind!r} is not a Cox model (prognosis.logistic reads it)")
+        return cls._of(art, data)
 
     @classmethod
     def _of(cls, art: Artifact, data: dict[str, Any]) -> CoxModel:
         design = art.design()
         names = list(design.columns)
         base = art.baseline_survival
+        assert base is not None  # a Cox model's (Artifact._check_kind)
         strata = tuple(BaselineCurve(s.label, _readonly(s.times), _readonly(s.survival),
                                      *_running(s.variance_increments, s.xbar_increments, len(base.center)))
                        for s in base.strata or [])
@@ -397,6 +385,28 @@ def _running(increments: list[float] | None, xbar: list[list[float]] | None, p: 
         return None, None
     return (_readonly(np.cumsum(np.asarray(increments, dtype=float))),
             _readonly(np.cumsum(np.asarray(xbar, dtype=float).reshape(-1, p), axis=0)))
+
+
+def read_artifact(source: str | Path | Mapping[str, Any]) -> tuple[str, Artifact, dict[str, Any]]:
+    """Read, hash-check and validate any ``fedprog.model/v1`` artifact: (its name in messages, the
+    validated contract, a private copy of its JSON object); :class:`ModelError` otherwise."""
+    name, data = _read(source)
+    if not isinstance(data, dict):
+        raise ModelError(f"{name}: not a JSON object")
+    claimed = data.get("sha256")
+    try:
+        actual: str | None = sealed_sha256(data)
+    except (TypeError, ValueError):  # NaN/Infinity or non-JSON values: let validation name the field
+        actual = None
+    if actual is not None and isinstance(claimed, str) and claimed != actual:
+        raise ModelError(f"{name}: sha256 mismatch: file says {claimed}, content hashes to {actual}")
+    try:
+        art = Artifact.model_validate(data)
+    except ValidationError as exc:
+        raise ModelError(f"{name}: {_first_error(exc, data)}") from None
+    if actual is None:
+        raise ModelError(f"{name}: training: not canonical JSON (NaN, Infinity or a non-JSON value)")
+    return name, art, copy.deepcopy(data)
 
 
 def load_model(source: str | Path | Mapping[str, Any]) -> CoxModel:

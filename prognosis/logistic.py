@@ -29,11 +29,16 @@ training maths of :mod:`federated.logistic_math` uses too). No I/O and no artifa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .cox import ModelError, read_artifact
+from .schema import INTERCEPT, Artifact
 from .steps import Z95
 
 ArrayLike = np.ndarray | Sequence[float] | float
@@ -91,6 +96,9 @@ class LogisticModel:
     beta: np.ndarray
     covariance: np.ndarray
     center: np.ndarray
+    #: the validated contract when read from a ``fedprog.model/v1`` artifact (:meth:`from_artifact`)
+    artifact: Artifact | None = field(default=None, repr=False)
+    _json: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         p = len(self.names)
@@ -124,6 +132,31 @@ class LogisticModel:
         cov0 = np.asarray(covariance, dtype=float)
         cov = a @ cov0 @ a.T
         return cls(tuple(names), float(b[0] + b[1:] @ c), b[1:], 0.5 * (cov + cov.T), c)
+
+    @classmethod
+    def from_artifact(cls, source: str | Path | Mapping[str, Any]) -> LogisticModel:
+        """Read, hash-check and validate a ``kind: "logistic"`` artifact (a path or the parsed JSON);
+        ``names`` are its design columns (:mod:`prognosis.design`), ``center`` the reference
+        patient's, ``intercept`` the log-odds of the event for her."""
+        name, art, data = read_artifact(source)
+        if art.kind != "logistic" or art.logistic is None:
+            raise ModelError(f"{name}: kind {art.kind!r} is not a logistic model")
+        columns = art.design().columns
+        return cls(tuple(columns), art.coefficients[INTERCEPT],
+                   np.array([art.coefficients[c] for c in columns]),
+                   np.array(art.covariance), np.array(art.logistic.center), artifact=art, _json=data)
+
+    def to_artifact(self) -> dict[str, Any]:
+        """The artifact's JSON object, exactly as read (same canonical bytes, same ``sha256``)."""
+        if self.artifact is None:
+            raise ModelError("this logistic model was not read from an artifact")
+        return copy.deepcopy(self._json)
+
+    def design_matrix(self, X: np.ndarray) -> np.ndarray:
+        """The design columns (n, p) of raw inputs ``X`` (n, q) in the artifact's ``inputs`` order."""
+        if self.artifact is None:
+            raise ModelError("this logistic model was not read from an artifact: it takes columns")
+        return np.atleast_2d(self.artifact.design().matrix(np.asarray(X, dtype=float)))
 
     @property
     def p(self) -> int:

@@ -94,6 +94,19 @@ class BaselineSurvival(_Curve):
         return self
 
 
+class LogisticBlock(BaseModel):
+    """A logistic model's reference patient: ``center``, the design columns of the reference patient,
+    at which the intercept is the log-odds (``coefficients["(intercept)"]``)."""
+
+    model_config = STRICT
+    center: list[float]
+    min_cell_count: int = Field(ge=1)
+
+
+#: the coefficient key of a logistic model's intercept (the log-odds of the reference patient)
+INTERCEPT = "(intercept)"
+
+
 class Outcome(BaseModel):
     """What is predicted, in which time unit, at which default horizons."""
 
@@ -131,7 +144,7 @@ class Artifact(BaseModel):
     schema_: Literal["fedprog.model/v1"] = Field(alias="schema")
     model_id: str = Field(min_length=1)
     version: str = Field(min_length=1)
-    kind: Literal["cox-ph"]
+    kind: Literal["cox-ph", "logistic"]
     outcome: Outcome
     inputs: list[ModelInput] = Field(min_length=1)
     coefficients: dict[str, float]
@@ -140,8 +153,11 @@ class Artifact(BaseModel):
     p_values: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = None
     penalty: float | None = Field(default=None, ge=0)
     covariance: list[list[float]]
-    baseline_survival: BaselineSurvival
-    ties: Literal["efron", "breslow"]
+    #: a Cox model's baseline (None for a logistic model)
+    baseline_survival: BaselineSurvival | None = None
+    ties: Literal["efron", "breslow"] | None = None
+    #: a logistic model's reference patient (None for a Cox model)
+    logistic: LogisticBlock | None = None
     training: dict[str, Any]
     intended_use: IntendedUse | None = None
     #: optional: declared interactions, pairs of input names (:mod:`prognosis.design`)
@@ -158,8 +174,11 @@ class Artifact(BaseModel):
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"inputs: input {dup[0]!r} listed twice")
+        self._check_kind()
         design = self.design()
         columns, what = list(design.columns), "input" if design.identity else "column"
+        if self.kind == "logistic":
+            columns, what = [INTERCEPT, *columns], "column"
         for field in ("coefficients", "standard_errors", "confidence_intervals", "p_values"):
             keyed = getattr(self, field)
             if keyed is not None and set(keyed) != set(columns):
@@ -167,6 +186,12 @@ class Artifact(BaseModel):
                 raise ValueError(f"{field}: " + (f"no entry for {what} {missing[0]!r}" if missing
                                                  else f"{extra[0]!r} is not an {what} of the model"))
         self._check_covariance(columns)
+        if self.logistic is not None:
+            p = len(design.columns)
+            if len(self.logistic.center) != p:
+                raise ValueError(f"logistic.center: {len(self.logistic.center)} values for {p} columns")
+            return self
+        assert self.baseline_survival is not None  # _check_kind
         p, center = len(columns), self.baseline_survival.center
         if len(center) != p:
             raise ValueError(f"baseline_survival.center: {len(center)} values for {p} {what}s")
@@ -174,6 +199,23 @@ class Artifact(BaseModel):
         for s in self.baseline_survival.strata or []:
             s.check_increments(p, f"baseline_survival.strata ({s.label!r}).")
         return self
+
+    def _check_kind(self) -> None:
+        """A Cox model has a baseline and ties, a logistic model a reference patient and one horizon."""
+        if self.kind == "cox-ph":
+            missing = [n for n in ("baseline_survival", "ties") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: Field required (a Cox model, kind cox-ph, needs it)")
+            if self.logistic is not None:
+                raise ValueError("logistic: only a logistic model has this block")
+            return
+        if self.logistic is None:
+            raise ValueError("logistic: a logistic model needs its reference patient (center)")
+        if self.baseline_survival is not None or self.ties is not None:
+            raise ValueError("baseline_survival, ties: a logistic model has neither")
+        if len(self.outcome.horizons) != 1:
+            raise ValueError("outcome.horizons: a logistic model states the one horizon its binary "
+                             "outcome was recorded at")
 
     def _check_covariance(self, names: list[str]) -> None:
         p = len(names)

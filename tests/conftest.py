@@ -130,6 +130,18 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ws
 
 
+@pytest.fixture(scope="session")
+def second_model_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace after ``fedprog demo --second-model`` (the spline model released first, then the
+    linear one; run once per session: copy it with :func:`copy_workspace` before changing it)."""
+    ws = tmp_path_factory.mktemp("demo2") / "ws"
+    res = subprocess.run([sys.executable, "-m", "fedprog", "demo", "--second-model", "--workspace", str(ws)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    (ws / "demo-output.txt").write_text(res.stdout, encoding="utf-8")
+    return ws
+
+
 def copy_workspace(src: Path, dst: Path) -> Path:
     """A private copy of workspace ``src`` at ``dst`` (its sites' data paths rewritten)."""
     shutil.copytree(src, dst)

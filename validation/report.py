@@ -92,6 +92,17 @@ def _verification_verdict(evidence: dict[str, Any]) -> list[dict[str, Any]]:
              "checks": [{"where": "test suite", "horizon": None, "value": value, "passed": ok}]}]
 
 
+def _missing(artifact: dict[str, Any], study: StudySpec) -> dict[str, Any]:
+    """How rows missing a value were handled: refused, or left out (complete-case) with the training
+    sites' counts as the artifact released them (rounded to k)."""
+    if study.missing == "refuse":
+        return {"policy": "refuse", "note": "a site holding a missing value in a model column refuses"}
+    record = artifact["training"].get("missing") or {}
+    return {"policy": "complete-case", "training_rows_left_out": record.get("rows_left_out", {}),
+            "rounded_to_multiple_of": record.get("rounded_to_multiple_of"),
+            "note": "each site evaluates its complete rows; the rows it leaves out there are not reported"}
+
+
 def assemble(artifact: dict[str, Any], study: StudySpec, options: Options,
              per_site: dict[str, dict[str, Any]], dropped: dict[str, str], loso: dict[str, dict[str, Any]],
              subgroups: list[Subgroup], criteria: list[Criterion], evidence: dict[str, Any],
@@ -127,6 +138,7 @@ def assemble(artifact: dict[str, Any], study: StudySpec, options: Options,
                                 "scale, with I² and DerSimonian–Laird random effects"},
         "definitions": DEFINITIONS,
         "consent_checkpoint": None if consent is None else consent.model_dump(exclude={"job"}),
+        "missing": _missing(artifact, study),
         "sites": per_site,
         "dropped": dropped,
         "pooled": {"sites": sorted(n for n, s in per_site.items() if s["suppressed"] is None),

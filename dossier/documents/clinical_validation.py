@@ -65,6 +65,24 @@ def verdict_rows(report: dict[str, Any], unit: str) -> list[list[object]]:
     return rows
 
 
+def _missing_text(record: dict[str, Any], training: dict[str, Any]) -> str:
+    """The report's handling of missing values, in words (the study's ``missing`` setting)."""
+    if record.get("policy") == "complete-case":
+        left = (training.get("missing") or {}).get("rows_left_out") or {}
+        counts = ", ".join(f"{esc(s)} {n}" for s, n in left.items()) or "none reported"
+        return ("<b>Missing data.</b> Complete-case analysis, declared by the study (SRS-MOD-008): each site "
+                "left out its rows missing a value of a model column and reported how many, rounded to a "
+                f"multiple of k: in training {counts}. The rows a site left out when evaluating are not "
+                "reported. Complete-case estimates are unbiased only when missingness does not depend on the "
+                "outcome given the inputs; at run time a missing input is refused, never defaulted "
+                "(RC-INPUT-002).")
+    return ("<b>Missing data.</b> Missing values are refused, not imputed: a site holding a missing or "
+            "non-finite value in a model column refuses the computation naming the column (SRS-FED-010), "
+            "so training and validation are complete-case by construction; at run time a missing input "
+            "is refused, never defaulted (RC-INPUT-002). How many patients a site left out of its table "
+            "for missing values before registering it is not recorded.")
+
+
 def _scope(inputs: DossierInputs) -> list[Flowable]:
     rep, art = inputs.validation or {}, inputs.artifact or {}
     sw, ver = rep.get("software", {}), rep.get("verification", {})
@@ -97,7 +115,7 @@ def _data(inputs: DossierInputs) -> list[Flowable]:
               f"suppressed: {s['suppressed']}" if s.get("suppressed") else "evaluated"]
              for n, s in sites.items()]
     rows += [[n, "—", "—", f"dropped: {why}"] for n, why in sorted((rep.get("dropped") or {}).items())]
-    p, cp = len(art["inputs"]), rep.get("consent_checkpoint") or {}
+    p, cp = len(art["coefficients"]), rep.get("consent_checkpoint") or {}
     return [heading("3 Data sources and participants"),
             para(f"Participants: the patients of {len(sites)} sites whose consent was active at the "
                  f"witnessed ledger checkpoint of size {cp.get('size', '—')} "
@@ -112,12 +130,7 @@ def _data(inputs: DossierInputs) -> list[Flowable]:
                  + ", ".join(horizon_label(h, out["time_unit"]) for h in out["horizons"])
                  + f". Time grid of the fit: {esc(tr.get('time_grid'))}. Predictors (units in UCUM):"),
             inputs_table(art),
-            para("<b>Missing data.</b> Missing values are refused, not imputed: a site holding a missing or "
-                 "non-finite value in a model column refuses the computation naming the column "
-                 "(SRS-FED-010), "
-                 "so training and validation are complete-case by construction; at run time a missing input "
-                 "is refused, never defaulted (RC-INPUT-002). How many patients a site left out of its table "
-                 "for missing values before registering it is not recorded."),
+            para(_missing_text(rep.get("missing") or {}, tr)),
             heading("5 Sample size"),
             para(f"Training: {tr['n']} patients, {tr['events']} events, {p} coefficients, "
                  f"{tr['events'] / max(p, 1):.1f} events per coefficient (the disclosure policy requires at "

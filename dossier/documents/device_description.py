@@ -18,6 +18,7 @@ from device.model import InputSpec, ModelError, PrognosticModel, load_model
 from dossier.documents import _privacy
 from dossier.documents._interval import interval_statement
 from dossier.documents._layout import code, fit, section
+from dossier.documents.model_card import design_text
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import MARGIN, PAGE, esc, para, table
 
@@ -221,28 +222,10 @@ def _parameters(model: PrognosticModel) -> list[Flowable]:
         rows.append([name, f"{art.coefficients[name]:.6g}", f"{art.standard_errors[name]:.4g}",
                      f"{math.exp(art.coefficients[name]):.3f}", ci_text, f"{model.center[j]:.4g}"])
     return [*section("7 Model parameters"),
-            para("Per unit of each column, as released in the artifact. " + design_text(model)),
+            para("Per unit of each column, as released in the artifact. "
+                 + esc(design_text(model.to_artifact()))),
             table(rows, widths=[30, 28, 24, 26, 36, 26])]
 
-
-def design_text(model: PrognosticModel) -> str:
-    """How the inputs (section 6) become the columns, in words (:mod:`prognosis.design`)."""
-    if model.design is None or model.design.identity:
-        return "Each input enters linearly as one column (a category by its 0-based level index)."
-    parts = []
-    for s in model.inputs:
-        if s.spline is not None:
-            knots = ", ".join(f"{k:g}" for k in s.spline.knots)
-            parts.append(f"{s.label} enters as a restricted cubic spline with knots at {knots} "
-                         f"(Harrell's basis: {s.name} and {len(s.spline.knots) - 2} non-linear columns; "
-                         "linear beyond the outer knots)")
-        elif s.kind == "category" and not s.ordinal:
-            parts.append(f"{s.label} is dummy-coded against its first level ({s.codes[0]})")
-    parts += [f"the interaction {a} \u00d7 {b} adds the products of their columns"
-              for a, b in model.artifact.interactions or []]
-    rest = "; ".join(parts)
-    return (f"{rest[0].upper()}{rest[1:]}; every other input enters linearly. The device reports one "
-            "contribution per input (the sum over its columns) and one per interaction.")
 
 
 def build(inputs: DossierInputs) -> list[Flowable]:

@@ -18,7 +18,8 @@ from reportlab.platypus import Flowable, Paragraph
 
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import STYLES, esc, heading, para, table
-from prognosis import Z95
+from prognosis import Z95, ModelInput
+from prognosis.design import Design
 
 from . import _privacy, _revocation
 from ._interval import includes_baseline, interval_statement
@@ -104,18 +105,48 @@ def unit_of(inputs: DossierInputs) -> str:
 
 
 def coefficient_table(artifact: dict[str, Any]) -> Flowable:
-    """Every coefficient: β, SE, hazard ratio with its 95% CI, p-value and the centre value."""
+    """Every coefficient (one per design column, in the artifact's order): β, SE, hazard ratio with its
+    95% CI, p-value and the centre value."""
     cis, pvals = artifact.get("confidence_intervals") or {}, artifact.get("p_values") or {}
     center = artifact["baseline_survival"].get("center") or []
-    rows: list[list[object]] = [["Input", "β (log HR)", "SE", "HR", "HR 95% CI", "p", "Centre c"]]
-    for i, spec in enumerate(artifact["inputs"]):
-        name = spec["name"]
+    rows: list[list[object]] = [["Column", "β (log HR)", "SE", "HR", "HR 95% CI", "p", "Centre c"]]
+    for i, name in enumerate(columns(artifact)):
         beta, se = artifact["coefficients"][name], artifact["standard_errors"][name]
         low, high = cis.get(name) or (beta - Z95 * se, beta + Z95 * se)
         rows.append([name, sig(beta), sig(se), f"{math.exp(beta):#.4g}",
                      f"{math.exp(low):#.4g}–{math.exp(high):#.4g}", sig(pvals.get(name), 2),
                      sig(center[i]) if i < len(center) else "—"])
     return table(rows, widths=[30, 22, 20, 18, 30, 16, 20])
+
+
+def columns(artifact: dict[str, Any]) -> tuple[str, ...]:
+    """The coefficients' columns in their order (the covariance's and the centre's), not the JSON
+    object's (canonical JSON sorts keys): each input's columns, then each interaction's."""
+    names = [spec["name"] for spec in artifact["inputs"]]
+    specs = [ModelInput.model_validate(spec) for spec in artifact["inputs"]]
+    return Design.of(names, specs, artifact.get("interactions") or []).columns
+
+
+def design_text(artifact: dict[str, Any]) -> str:
+    """How the inputs become the coefficients' columns, in words (:mod:`prognosis.design`)."""
+    parts = []
+    for spec in artifact["inputs"]:
+        label = spec.get("title") or spec["name"]
+        if spec.get("spline"):
+            knots = spec["spline"]["knots"]
+            parts.append(f"{label} enters as a restricted cubic spline with knots at "
+                         f"{', '.join(f'{k:g}' for k in knots)} (Harrell's basis: {spec['name']} and "
+                         f"{len(knots) - 2} non-linear columns; linear beyond the outer knots)")
+        elif spec["kind"] == "category" and not spec.get("ordinal"):
+            parts.append(f"{label} is dummy-coded against its first level "
+                         f"({spec['categories'][0]['code']}), one column per other level")
+    parts += [f"the interaction {a} × {b} adds the products of their columns"
+              for a, b in artifact.get("interactions") or []]
+    if not parts:
+        return "Each input enters linearly as one column (an ordinal category by its 0-based level index)."
+    rest = "; ".join(parts)
+    return (f"{rest[0].upper()}{rest[1:]}; every other input enters linearly. The device reports one "
+            "contribution per input (the sum over its columns) and one per interaction.")
 
 
 def inputs_table(artifact: dict[str, Any]) -> Flowable:
@@ -144,7 +175,19 @@ def training_summary(artifact: dict[str, Any]) -> list[tuple[str, str]]:
             ("Secure aggregation", "on" if tr.get("secure_aggregation") else "OFF"),
             ("Differential privacy", _privacy.cox_record(tr)), ("Time grid", str(tr.get("time_grid"))),
             ("Consent checkpoint", f"ledger size {cp.get('size')}, root {cp.get('root')}"),
-            ("Sites dropped", "none" if not dropped else str(dropped))]
+            ("Sites dropped", "none" if not dropped else str(dropped)),
+            ("Missing values", _missing(tr))]
+
+
+def _missing(training: dict[str, Any]) -> str:
+    """How rows missing a value were handled, with each site's count (rounded to k) when left out."""
+    record = training.get("missing")
+    if not record:
+        return "refused: every training row had a value in every column of the study"
+    left = record.get("rows_left_out") or {}
+    counts = ", ".join(f"{site} {n}" for site, n in left.items()) or "none reported"
+    return (f"complete-case analysis: rows missing a value left out at each site ({counts}; rounded to a "
+            f"multiple of {record.get('rounded_to_multiple_of')})")
 
 
 def pairs(rows: list[tuple[str, str]]) -> Flowable:
@@ -166,9 +209,10 @@ def _details(inputs: DossierInputs) -> list[Flowable]:
             *training_summary(art)]
     return [heading("1 Model details"), pairs(rows),
             heading("2 Model specification"),
-            para("S(t | x) = S<sub>0</sub>(t)<super>exp(β·(x − c))</super> with the coefficients β and the "
-                 "centre c below; hazard ratios are per unit of each input. Baseline survival S<sub>0</sub>: "
-                 "FP-CVR, annex A."),
+            para("S(t | x) = S<sub>0</sub>(t)<super>exp(β·(d(x) − c))</super> with d(x) the design "
+                 "columns of the inputs, the coefficients β and the centre c below; hazard ratios are per "
+                 "unit of each column. " + esc(design_text(art))
+                 + " Baseline survival S<sub>0</sub>: FP-CVR, annex A."),
             coefficient_table(art)]
 
 

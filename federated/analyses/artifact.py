@@ -14,11 +14,14 @@ from typing import Any
 import numpy as np
 
 from federated.analyses.cox import CoxFit
+from federated.analyses.logistic import FederatedLogisticFit
 from federated.disclosure.policy import released_steps, round_to_k
 from federated.study import StudySpec
-from prognosis import SCHEMA, CoxModel, InputSpec, seal, verify_sha256
+from prognosis import SCHEMA, CoxModel, InputSpec, seal, verify_sha256, wald
+from prognosis.logistic import LogisticModel
+from prognosis.schema import INTERCEPT
 
-__all__ = ["SCHEMA", "build_artifact", "build_model", "seal", "verify_sha256"]
+__all__ = ["SCHEMA", "build_artifact", "build_logistic_artifact", "build_model", "seal", "verify_sha256"]
 
 
 def _input(name: str, spec: InputSpec | None, coverage: np.ndarray | None, bins: int,
@@ -157,8 +160,66 @@ def build_model(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None
             "consent_checkpoint": fit.consent_checkpoint,
         },
     }
+    if study.missing == "complete-case":  # only then: other studies' artifacts keep their bytes
+        body["training"]["missing"] = {
+            "policy": "complete-case: rows missing a value of the study's columns left out at each site",
+            "rows_left_out": dict(fit.incomplete), "rounded_to_multiple_of": k}
     if study.intended_use is not None:  # only when declared: other studies' artifacts keep their bytes
         body["intended_use"] = study.intended_use.model_dump()
     if study.interactions:
         body["interactions"] = [list(pair) for pair in study.interactions]
     return CoxModel.from_artifact(seal(body))
+
+
+def build_logistic_artifact(result: FederatedLogisticFit, study: StudySpec) -> dict[str, Any]:
+    """The sealed ``fedprog.model/v1`` artifact (``kind: "logistic"``) of a federated logistic fit.
+
+    The intercept is released at the study's reference patient (the log-odds of the event for her,
+    ``coefficients["(intercept)"]``; :meth:`prognosis.logistic.LogisticModel.from_fit`), never at a
+    data mean; counts are rounded to multiples of k. Adversary: a reader of releases, as for
+    :func:`build_model`.
+    """
+    k = study.policy.min_cell_count
+    fit, columns = result.fit, list(result.columns)
+    center = study.cohort().reference_columns()
+    model = LogisticModel.from_fit(columns, fit.coef, fit.covariance, center)
+    names = [INTERCEPT, *columns]
+    coef = np.concatenate(([model.intercept], model.beta))
+    se, ci, p = wald(coef, model.covariance)
+    body: dict[str, Any] = {
+        "schema": SCHEMA, "model_id": study.model_id, "version": study.version, "kind": "logistic",
+        "outcome": {"name": study.outcome, "time_unit": study.time_unit, "horizons": list(study.horizons)},
+        "inputs": [_input(n, study.inputs.get(n), result.range_counts.get(n), study.range_bins, k)
+                   for n in study.covariates],
+        "coefficients": dict(zip(names, coef.tolist(), strict=True)),
+        "standard_errors": dict(zip(names, se.tolist(), strict=True)),
+        "confidence_intervals": dict(zip(names, ci.tolist(), strict=True)),
+        "p_values": dict(zip(names, p.tolist(), strict=True)),
+        "covariance": model.covariance.tolist(), "penalty": fit.ridge,
+        "logistic": {"center": center.tolist(), "min_cell_count": k},
+        "training": {
+            "sites": list(result.sites), "dropped": [{"site": s, "reason": r} for s,
+                                                     r in result.dropped.items()],
+            "n": int(round_to_k(fit.n, k)), "events": int(round_to_k(fit.events, k)), "rounds": result.rounds,
+            "iterations": fit.iterations, "converged": fit.converged, "loglik": fit.loglik,
+            "loglik_null": fit.loglik_null, "secure_aggregation": result.secure,
+            "exact_on": "the recorded binary outcome" + ("; covariates clipped to their declared ranges"
+                                                         if study.cohort().ranges else ""),
+            "policy": study.policy.model_dump(), "differential_privacy": None,
+            "release": {"rounded_to_multiple_of": k,
+                        "rounded": ["training.n", "training.events", "inputs[].coverage.counts"],
+                        "exact": ["coefficients", "standard_errors", "confidence_intervals", "p_values",
+                                  "covariance", "training.loglik", "training.loglik_null"],
+                        "noisy": [], "center": "the study's reference patient, not a data mean"},
+            "consent_checkpoint": result.consent_checkpoint,
+        },
+    }
+    if study.intended_use is not None:
+        body["intended_use"] = study.intended_use.model_dump()
+    if study.interactions:
+        body["interactions"] = [list(pair) for pair in study.interactions]
+    if study.missing == "complete-case":
+        body["training"]["missing"] = {
+            "policy": "complete-case: rows missing a value of the study's columns left out at each site",
+            "rows_left_out": dict(result.incomplete), "rounded_to_multiple_of": k}
+    return LogisticModel.from_artifact(seal(body)).to_artifact()

@@ -95,6 +95,8 @@ class CoxFit:
     consent_checkpoint: dict[str, Any] | None = None
     #: the rung of the time ladder every site accepted: the fit is exact on times coarsened to it
     time_grid: str = "day"
+    #: complete-case studies: each contributing site's rows left out for a missing value (rounded to k)
+    incomplete: dict[str, int] = field(default_factory=dict)
 
     @property
     def se(self) -> np.ndarray:
@@ -139,6 +141,7 @@ class _Problem:
         disc = discover(coord, cohort, policy, consent)
         policy.check_saturation(disc.events, p)
         self.n, self.events = disc.n, disc.events
+        self.incomplete = disc.incomplete
         self.time_grid = disc.cohort.time_grid
         self.ranges = range_coverage(cohort, disc.range_counts)
         # numerics: the sites centre on the data mean (the coordinator knows it); a release is
@@ -266,6 +269,7 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
                   ties=ties, penalty=penalty, sites=tuple(coord.sites), n=prob.n, events=prob.events,
                   secure=coord.secure, strata=cohort.partition, dropped=dict(coord.dropped),
                   range_counts=prob.ranges, time_grid=prob.time_grid,
+                  incomplete={s: n for s, n in prob.incomplete.items() if s in coord.sites},
                   consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}))
 
 

@@ -14,7 +14,7 @@ on times coarsened to the rung every site accepted, which the result records.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -39,6 +39,8 @@ class Discovery:
     grids: list[np.ndarray]        # per label: grid times with at least one event
     range_counts: np.ndarray | None  # (declared ranges, bins + 2): below, bins…, above
     cohort: CohortSpec             # the cohort on the rung of the time ladder every site accepted
+    #: complete-case studies: each site's rows left out for a missing value (a multiple of its k)
+    incomplete: dict[str, int] = field(default_factory=dict)
 
 
 def global_labels(cohort: CohortSpec, sites: list[str], secure: bool) -> list[str] | None:
@@ -106,7 +108,8 @@ def _discover(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
         if n_ranges else None
     return Discovery(n=n, events=events, sum_x=coord.total(prep, "sum_x", (p,)),
                      sum_x2=coord.total(prep, "sum_x2", (p,)), labels=labels, grids=grids,
-                     range_counts=ranges, cohort=cohort)
+                     range_counts=ranges, cohort=cohort,
+                     incomplete={s: r.incomplete for s, r in prep.items() if r.incomplete is not None})
 
 
 def _union_event_times(prep: dict[str, PrepareReply], labels: list[str]) -> list[np.ndarray]:

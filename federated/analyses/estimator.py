@@ -32,9 +32,9 @@ from federated.analyses.estimator_settings import (
     EVENT,
     TIME,
     check_sites,
-    checked_array,
     columns,
     design_frame,
+    feature_matrix,
     local_sites,
     local_study,
     study_of,
@@ -95,6 +95,8 @@ class FederatedCoxPH(BaseEstimator):
         dummy-coded (:mod:`prognosis.design`).
     interactions : list of (str, str), optional
         Declared interactions between covariates (the product of their design columns).
+    missing : {"refuse", "complete-case"}, default "refuse"
+        Rows missing a value: refused in one line, or left out at each site and counted (rounded to k).
     intended_use : IntendedUse or dict, optional
         What the device enforces of the intended purpose (population, sex, maximum result age, the event
         in words), carried by the artifact.
@@ -132,7 +134,7 @@ class FederatedCoxPH(BaseEstimator):
                  policy: DisclosurePolicy | Mapping[str, Any] | None = None,
                  dp: DPSettings | Mapping[str, Any] | None = None,
                  inputs: Mapping[str, InputSpec | Mapping[str, Any]] | None = None,
-                 interactions: Sequence[Sequence[str]] | None = None,
+                 interactions: Sequence[Sequence[str]] | None = None, missing: str = "refuse",
                  intended_use: IntendedUse | Mapping[str, Any] | None = None, range_bins: int = 10,
                  horizons: Sequence[float] | None = None, model_id: str = "fedprog-cox",
                  version: str = "1", outcome: str = "event", tol: float = 1e-10, max_iter: int = 100,
@@ -152,6 +154,7 @@ class FederatedCoxPH(BaseEstimator):
         self.dp = dp
         self.inputs = inputs
         self.interactions = interactions
+        self.missing = missing
         self.intended_use = intended_use
         self.range_bins = range_bins
         self.horizons = horizons
@@ -239,16 +242,7 @@ class FederatedCoxPH(BaseEstimator):
     def _x(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The design columns (n, m) of ``X``'s covariates (:mod:`prognosis.design`)."""
         check_is_fitted(self, "fit_")
-        names = [str(n) for n in self.feature_names_in_]
-        if isinstance(X, pd.DataFrame):
-            missing = [c for c in names if c not in X.columns]
-            if missing:
-                raise DataError(f"X lacks column {missing[0]!r}: the model uses {names}")
-            X = X[names]
-        x = checked_array(X, min_samples=1)
-        if x.shape[1] != len(names):
-            raise DataError(f"X has {x.shape[1]} features, but {type(self).__name__} is expecting "
-                            f"{len(names)} features as input ({', '.join(names)})")
+        x = feature_matrix(self, X)
         return x if self._study is None else self._study.design().matrix(x)
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:

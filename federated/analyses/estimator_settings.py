@@ -76,6 +76,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "strata": (_optional(_text), "None or a column name"),
     "group": (_optional(_text), "None or a column name"),
     "strata_by_site": (_is_bool, "True or False"),
+    "missing": (_one_of("refuse", "complete-case"), "'refuse' or 'complete-case'"),
     "interactions": (_optional(lambda v: isinstance(v, Sequence) and not isinstance(v, str) and all(
         isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 and _names(p) for p in v)),
         "None or a list of pairs of covariate names"),
@@ -183,6 +184,22 @@ def columns(names: Any, what: str = "covariates") -> list[str]:
     if dup:
         raise DataError(f"{what}: column {dup[0]!r} listed twice")
     return list(names)
+
+
+def feature_matrix(est: BaseEstimator, X: Any) -> np.ndarray:
+    """The columns of ``X`` a fitted estimator takes (``feature_names_in_``, in that order), as a finite
+    float array; a DataFrame is selected by name, an array must have as many columns (else DataError)."""
+    names = [str(n) for n in est.feature_names_in_]
+    if isinstance(X, pd.DataFrame):
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise DataError(f"X lacks column {missing[0]!r}: the model uses {names}")
+        X = X[names]
+    x = checked_array(X, min_samples=1)
+    if x.shape[1] != len(names):
+        raise DataError(f"X has {x.shape[1]} features, but {type(est).__name__} is expecting "
+                        f"{len(names)} features as input ({', '.join(names)})")
+    return x
 
 
 def checked_array(X: Any, min_samples: int) -> np.ndarray:

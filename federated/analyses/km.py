@@ -161,11 +161,12 @@ def release(curve: KMCurve, min_cell: int) -> KMCurve:
     """The curve at the times :func:`~federated.disclosure.policy.released_steps` allows.
 
     Survival, interval and number at risk at a released time are exact; ``events`` are
-    summed over the merged interval since the previous released time.
+    summed over the merged interval since the previous released time. Events after the last released
+    time are withheld, never added to its count (a reader of releases would learn them from it).
     """
     keep = released_steps(curve.events, min_cell, curve.at_risk)
     starts = np.concatenate(([0], keep[:-1] + 1)) if keep.size else keep
-    merged = np.add.reduceat(curve.events, starts) if keep.size else curve.events[:0]
+    merged = np.add.reduceat(curve.events[:keep[-1] + 1], starts) if keep.size else curve.events[:0]
     return KMCurve(curve.times[keep], curve.survival[keep], curve.at_risk[keep], merged,
                    curve.ci_lower[keep], curve.ci_upper[keep])
 

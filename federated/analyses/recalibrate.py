@@ -150,7 +150,8 @@ def recalibrated_artifact(artifact: dict[str, Any], study: StudySpec, update: Si
     fit = CoxFit(covariates=model.columns, coef=s * model.beta, covariance=s * s * model.covariance,
                  center=np.array(model.center), baselines=(steps,), loglik=reply.loglik,
                  loglik_null=reply.loglik_null, iterations=reply.iterations, rounds=update.rounds,
-                 converged=True, ties=model.artifact.ties, penalty=float(model.artifact.penalty or 0.0),
+                 converged=True, ties=model.artifact.ties or "efron",
+                 penalty=float(model.artifact.penalty or 0.0),
                  sites=(update.site,), n=reply.n, events=reply.events, secure=False,
                  time_grid=reply.time_grid,
                  consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}))

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from federated.analyses.artifact import build_artifact
+from federated.analyses.artifact import build_artifact, build_logistic_artifact
 from federated.analyses.cox import CoxFit, fit_cox
 from federated.analyses.dp_cox import fit_dp_cox, privacy_record
 from federated.analyses.km import KMFit, fit_km
+from federated.analyses.logistic import FederatedLogisticFit, fit_logistic
 from federated.disclosure.rules import StudyProtocol, protocol_of
 from federated.exceptions import DataError
 from federated.protocol.coordinator import Coordinator
@@ -79,6 +80,8 @@ def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Pro
     study has differential privacy, the fit is the noisy-Newton piecewise-exponential fit of
     :mod:`federated.analyses.dp_cox` (noise added by the sites) and the artifact records its ε, δ.
     """
+    if study.model != "cox-ph":
+        raise DataError(f"the study fits a {study.model} model: train it with train_logistic")
     if study.dp.enabled and study.penalty > 0:
         raise DataError("a differentially private Cox fit takes no penalty: set penalty = 0")
     sites = _reach(study, sites, transcript_dir)
@@ -93,6 +96,20 @@ def train(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Pro
     fit = fit_cox(coord, study.cohort(), ties=study.ties, penalty=study.penalty, tol=study.tol,
                   max_iter=study.max_iter, policy=study.policy, consent=consent)
     return fit, build_artifact(fit, study, privacy=None)
+
+
+def train_logistic(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
+                   sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None,
+                   protocol: StudyProtocol | None = None) -> tuple[FederatedLogisticFit, dict[str, Any]]:
+    """Fit the study's logistic regression of its recorded binary outcome over its sites (as
+    :func:`train` reaches them); return the fit and the sealed ``kind: "logistic"`` artifact."""
+    if study.model != "logistic":
+        raise DataError(f"the study fits a {study.model} model, not a logistic regression")
+    sites = _reach(study, sites, transcript_dir)
+    coord = _coordinator(study, "logistic", sites, on_round, study_protocol(study, sites, protocol))
+    fit = fit_logistic(coord, study.cohort(), ridge=study.penalty, tol=study.tol, max_iter=study.max_iter,
+                       policy=study.policy, consent=consent)
+    return fit, build_logistic_artifact(fit, study)
 
 
 def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,

@@ -224,14 +224,15 @@ def verify_round_key(identity: str, signature: str, study: str, session: str, ro
 def protocol_of(study: StudySpec, peers: dict[str, str]) -> StudyProtocol:
     """The approvable part of ``study`` (what a site pins), with the peers' identity keys.
 
-    Cohorts: the Cox cohort, the Kaplan–Meier cohort and the evaluation cohort (the Cox cohort
+    Cohorts: for a logistic model its binary cohort alone; otherwise the Cox cohort, the Kaplan–Meier
+    cohort and the evaluation cohort (the Cox cohort
     without strata). The model's version, timeouts and solver settings are not part of it, so a
     retrained version runs under the same approval.
     """
     cox = study.cohort()
-    cohorts = [cox, study.cohort(for_km=True), cox.model_copy(update={"partition": None,
-                                                                     "partition_by_site": False,
-                                                                     "levels": None})]
+    cohorts = [cox] if study.model == "logistic" else \
+        [cox, study.cohort(for_km=True), cox.model_copy(update={"partition": None, "partition_by_site": False,
+                                                               "levels": None})]
     unique = tuple(c for i, c in enumerate(cohorts) if c not in cohorts[:i])
     return StudyProtocol(study_id=study.model_id, cohorts=unique, policy=study.policy,
                          secure=study.secure_aggregation, peers=dict(sorted(peers.items())),

@@ -17,6 +17,10 @@ request          the site answers with                      summed (masked when 
 ``risk-set``     S0, S1 (Efron: T0, T1) per grid time at β   all
 ``information``  Σ_i w_i (A(t_i) − δ_i b_k(i)) x_i x_iᵀ        all
 ``counts``       at-risk and event counts per label, time    all
+``cif-prepare``  competing risks: patients, events of each   all (exact grid: event times plain)
+                 cause, events of any cause per interval
+``cif-counts``   competing risks: at-risk count and events   all
+                 of each cause per time
 ``pwe-events``   DP Cox: patients, events per interval, Σδx̃  all (quantised, noised by the site)
 ``pwe-round``    DP Cox: Σ e u (1, x̃, x̃x̃ᵀ) per interval at β  all (quantised, noised by the site)
 ``evaluate``     a model's performance on the site's rows    — (plaintext by design: per-site
@@ -151,6 +155,57 @@ class CountsRequest(_Request):
     times: WireArray
 
 
+def cause_codes(cohort: CohortSpec) -> tuple[str, ...]:
+    """The declared cause codes 1…C of a competing-risks cohort (``ValueError`` if it is not one).
+
+    Such a cohort names one outcome column holding a cause code per row: ``event`` and ``partition``
+    both name it, and ``levels`` declares its codes, ``"0"`` (censored) first, then every cause once in
+    the order the estimates number them 1…C. The codes are public and, being part of the cohort, part of
+    what a site approves: no request can add, drop or merge a cause, nor name another column.
+    """
+    levels = cohort.levels or ()
+    if cohort.time is None or cohort.partition != cohort.event or cohort.partition_by_site:
+        raise ValueError("a competing-risks cohort has a time column and groups its rows by its cause "
+                         "column: partition = event = the cause column")
+    if len(levels) < 2 or levels[0] != "0" or len(set(levels)) != len(levels):
+        raise ValueError("a competing-risks cohort declares the codes of its cause column as its levels: "
+                         "'0' (censored) first, then every cause once")
+    return levels[1:]
+
+
+class _CifRequest(_Request):
+    """Competing risks (:mod:`federated.analyses.competing`): a cohort of the form of
+    :func:`cause_codes`. Each request names the cohort, so a site keeps nothing between them."""
+
+    cohort: CohortSpec
+    consent: ConsentGate | None = None
+
+    @model_validator(mode="after")
+    def _competing(self) -> _CifRequest:
+        cause_codes(self.cohort)
+        return self
+
+    @property
+    def causes(self) -> tuple[str, ...]:
+        """The declared cause codes 1…C, in order."""
+        return cause_codes(self.cohort)
+
+
+class CifPrepareRequest(_CifRequest):
+    """Load and check the competing-risks cohort; report patients, events of each cause, and the
+    times of events of any cause (a histogram on a coarse grid, the distinct times on the exact one)."""
+
+    kind: Literal["cif-prepare"] = "cif-prepare"
+
+
+class CifCountsRequest(_CifRequest):
+    """Numbers at risk and events of each cause on one global grid (Aalen–Johansen,
+    :func:`federated.site.competing_counts.cause_counts`)."""
+
+    kind: Literal["cif-counts"] = "cif-counts"
+    times: WireArray
+
+
 class PweEventsRequest(_Request):
     """Differentially private Cox (:mod:`federated.analyses.dp_cox`): load the cohort; patients,
     events per interval of the public grid and Σ δ x̃ (noised by the site)."""
@@ -164,6 +219,15 @@ class PweRoundRequest(_Request):
     """One noisy Newton round at ``beta`` (standardised covariates, :mod:`federated.pwe_math`)."""
 
     kind: Literal["pwe-round"] = "pwe-round"
+    beta: WireArray
+
+
+class LogisticRequest(_Request):
+    """One Newton round of logistic regression at ``beta`` (intercept first, then the design
+    columns of a binary cohort opened by a ``prepare``): the site's Bernoulli log-likelihood, score
+    and information (:func:`federated.logistic_math.site_sums`)."""
+
+    kind: Literal["logistic"] = "logistic"
     beta: WireArray
 
 
@@ -250,7 +314,8 @@ class RecalibrateRequest(_Request):
 
 Request = Annotated[
     KeysRequest | PrepareRequest | GridRequest | RiskSetRequest | InformationRequest | CountsRequest
-    | PweEventsRequest | PweRoundRequest | EvaluateRequest | RecalibrateRequest,
+    | PweEventsRequest | PweRoundRequest | EvaluateRequest | RecalibrateRequest | LogisticRequest
+    | CifPrepareRequest | CifCountsRequest,
     Field(discriminator="kind"),
 ]
 
@@ -290,6 +355,8 @@ class PrepareReply(_Reply):
     range_counts: WireArray | None = None     # (declared ranges, bins + 2)
     labels: list[str] | None = None           # only when the request gave none
     event_times: list[WireArray] | None = None  # only on the exact grid
+    #: complete-case studies: rows left out for a missing value, a multiple of k (the site's own k)
+    incomplete: int | None = Field(default=None, ge=0)
 
 
 class GridReply(_Reply):
@@ -323,6 +390,41 @@ class CountsReply(_Reply):
     kind: Literal["counts"] = "counts"
     at_risk: WireArray
     events: WireArray
+
+
+class CifPrepareReply(_Reply):
+    """Competing risks: patients and events of each cause (``counts``, (1 + C,)); events of any cause
+    per interval of the public grid (coarse grids), or the distinct times of events of any cause in
+    plaintext (the exact grid, the study's opt-in); complete-case studies: rows left out for a missing
+    value, a multiple of k (the site's own k), as :class:`PrepareReply`."""
+
+    SUMMED = ("counts", "event_histogram")
+    DISCLOSED = ("event_times",)
+
+    kind: Literal["cif-prepare"] = "cif-prepare"
+    counts: WireArray                          # [patients, events of cause 1, …, events of cause C]
+    event_histogram: WireArray | None = None   # (bins,) on a coarse grid
+    event_times: WireArray | None = None       # only on the exact grid
+    incomplete: int | None = Field(default=None, ge=0)
+
+
+class CifCountsReply(_Reply):
+    """Competing risks: numbers at risk (K,) and events of each cause (C, K) on the request's grid."""
+
+    SUMMED = ("at_risk", "events")
+
+    kind: Literal["cif-counts"] = "cif-counts"
+    at_risk: WireArray
+    events: WireArray
+
+
+class LogisticReply(_Reply):
+    SUMMED = ("loglik", "score", "information")
+
+    kind: Literal["logistic"] = "logistic"
+    loglik: WireArray       # (1,): Σ y log π + (1 − y) log(1 − π)
+    score: WireArray        # (p + 1,): Σ x̃ (y − π)
+    information: WireArray  # (p + 1, p + 1): Σ π (1 − π) x̃ x̃ᵀ
 
 
 class PweEventsReply(_Reply):
@@ -459,7 +561,8 @@ class ErrorReply(_Reply):
 
 Reply = Annotated[
     KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply
-    | PweEventsReply | PweRoundReply | EvaluateReply | RecalibrateReply | ErrorReply,
+    | PweEventsReply | PweRoundReply | EvaluateReply | RecalibrateReply | LogisticReply | ErrorReply
+    | CifPrepareReply | CifCountsReply,
     Field(discriminator="kind"),
 ]
 

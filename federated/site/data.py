@@ -1,7 +1,9 @@
 """A site's own rows: load a table, check it, and put it on the study's time grid.
 
 Nothing here leaves the site. Every problem is a :class:`DataError` naming the file or
-column and the rule, never a silent repair: missing values are refused, not dropped.
+column and the rule, never a silent repair: missing values are refused, unless the study declares a
+complete-case analysis (``missing = "complete-case"``), when the rows missing a value of the study's
+columns are left out and counted (``Cohort.incomplete``).
 Error messages travel to the coordinator, so they give counts, never a row's value.
 """
 
@@ -54,11 +56,13 @@ class Cohort:
     raw_time: np.ndarray
     outside: np.ndarray  # (n, p): the covariate lay outside its declared range (clipped into it)
     rows: np.ndarray
+    #: rows of the table left out for a missing value (complete-case studies; 0 otherwise)
+    incomplete: int = 0
 
     def take(self, keep: np.ndarray) -> Cohort:
         """The rows where the boolean mask ``keep`` holds (order kept)."""
         return Cohort(self.labels, self.label[keep], self.time[keep], self.event[keep], self.x[keep],
-                      self.raw_time[keep], self.outside[keep], self.rows[keep])
+                      self.raw_time[keep], self.outside[keep], self.rows[keep], self.incomplete)
 
     def within_envelope(self) -> Cohort:
         """The rows whose every covariate lies in its declared range (the intended-use population)."""
@@ -92,7 +96,8 @@ def _numeric(df: pd.DataFrame, col: str, where: str) -> np.ndarray:
     arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
     n_bad = int(np.sum(~np.isfinite(arr)))
     if n_bad:
-        raise DataError(f"{where}: column {col!r} has {n_bad} missing or non-finite values")
+        raise DataError(f"{where}: column {col!r} has {n_bad} missing or non-finite values (a study may "
+                        "declare missing = \"complete-case\" to leave such rows out, counted)")
     return arr
 
 
@@ -145,6 +150,18 @@ def _block_rows(block: tuple[int, int, int], n: int) -> np.ndarray:
     return np.asarray(rank % m == b)
 
 
+def _complete_rows(df: pd.DataFrame, wanted: list[str], spec: CohortSpec, where: str
+                   ) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The rows to prepare, their positions in ``df`` and how many were left out: every row, unless the
+    study declares a complete-case analysis, when rows missing a value of ``wanted`` are left out."""
+    if spec.missing != "complete-case":
+        return df, np.arange(len(df)), 0
+    gaps = df[wanted].isna().any(axis=1).to_numpy()
+    if gaps.all():
+        raise DataError(f"{where}: no row has a value in every column of the study")
+    return df.loc[~gaps], np.flatnonzero(~gaps), int(gaps.sum())
+
+
 def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) -> Cohort:
     """Check ``df`` against ``spec`` and return the site's :class:`Cohort`.
 
@@ -154,7 +171,7 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
     fit on the clipped values. Times must be non-negative;
     events 0/1 (or booleans); covariates numeric with no missing values.
     """
-    wanted = [spec.time, spec.event, *spec.covariates]
+    wanted = [*([] if spec.time is None else [spec.time]), spec.event, *spec.covariates]
     if spec.partition is not None:
         wanted.append(spec.partition)
     missing = [c for c in wanted if c not in df.columns]
@@ -163,7 +180,9 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
         raise DataError(f"{where}: unknown column {missing[0]!r} (columns: {known}){_delimiter_hint(df)}")
     if len(df) == 0:
         raise DataError(f"{where}: table has no rows")
-    time = _numeric(df, spec.time, where)
+    df, kept, incomplete = _complete_rows(df, wanted, spec, where)
+    # a binary cohort (no time column: logistic regression) is a survival cohort with every time 0
+    time = np.zeros(len(df)) if spec.time is None else _numeric(df, spec.time, where)
     if np.any(time < 0):
         raise DataError(f"{where}: column {spec.time!r} has {int((time < 0).sum())} negative times")
     event = _numeric(df, spec.event, where)
@@ -185,7 +204,7 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
             lo, hi = spec.ranges[name]
             outside[:, j] = (x[:, j] < lo) | (x[:, j] > hi)
             x[:, j] = np.clip(x[:, j], lo, hi)
-    rows = np.arange(time.size)
+    rows = kept  # positions in the table as given (complete-case: the rows kept)
     if spec.block is not None:
         rank = _block_rows(spec.block, time.size)
         time, event, x, outside, rows = time[rank], event[rank], x[rank], outside[rank], rows[rank]
@@ -200,4 +219,4 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
     order = np.lexsort((time, label))
     return Cohort(labels=labels, label=label[order].astype(np.int64), time=time[order],
                   event=event[order].astype(np.int64), x=np.ascontiguousarray(x[order]),
-                  raw_time=raw[order], outside=outside[order], rows=rows[order])
+                  raw_time=raw[order], outside=outside[order], rows=rows[order], incomplete=incomplete)

@@ -38,6 +38,8 @@ from federated.exceptions import DataError, ProtocolError
 from federated.protocol import secagg
 from federated.protocol.arrays import WireArray
 from federated.protocol.messages import (
+    CifCountsRequest,
+    CifPrepareRequest,
     ErrorReply,
     EvaluateRequest,
     KeysReply,
@@ -242,6 +244,8 @@ class Site:
         if isinstance(req, PweEventsRequest):
             assert protocol.dp is not None
             return self._open(req, protocol, policy).pwe_events(req, protocol.dp.cox_bound)
+        if isinstance(req, (CifPrepareRequest, CifCountsRequest)):
+            return self._cif(req, protocol, policy)
         sess = self._sessions.get((req.study, req.session))  # type: ignore[attr-defined]
         if sess is None:
             raise Refusal("bad-request", "unknown session (no prepare)")
@@ -312,12 +316,13 @@ class Site:
               policy: DisclosurePolicy) -> SiteSession:
         """Check the cohort against the study and the rules, and start the fit's session."""
         approved_cohort(protocol, req.cohort)
-        if req.cohort.time_grid == "exact" and not protocol.allow_small_time_cells:
+        binary = req.cohort.time is None  # a recorded binary outcome: no time cells to check
+        if not binary and req.cohort.time_grid == "exact" and not protocol.allow_small_time_cells:
             raise Refusal("not-approved", "exact event times need the study's allow_small_time_cells opt-in")
         cohort = self._cohort(req)
         n, events = int(cohort.time.size), int(cohort.event.sum())
         policy.check_site(n, events)
-        if not protocol.allow_small_time_cells and small_cells(
+        if not binary and not protocol.allow_small_time_cells and small_cells(
                 cohort.raw_time, cohort.event, cohort.label, req.cohort.time_grid, req.cohort.time_unit,
                 policy.min_cell_count):
             raise Refusal("cells", f"a cell of the {req.cohort.time_grid} grid holds fewer than "
@@ -330,6 +335,59 @@ class Site:
                            max_abs_lp=self._limit(protocol, "max_abs_lp"))
         self._sessions[(req.study, req.session)] = sess
         return sess
+
+    # ----------------------------------------------------- competing risks
+    def _cif(self, req: CifPrepareRequest | CifCountsRequest, protocol: StudyProtocol,
+             policy: DisclosurePolicy) -> Reply:
+        """A competing-risks round (:mod:`federated.analyses.competing`), under Kaplan–Meier's rules.
+
+        The cohort must be one the study approved (:func:`approved_cohort`), so its cause column
+        (``event``) and declared codes (``levels``, :func:`~federated.protocol.messages.cause_codes`)
+        are approved with it; a row holding another code is refused (``data``). The exact grid needs
+        the study's ``allow_small_time_cells``; otherwise every atom — the site's patients of one cause
+        in one interval of the grid and of every coarser rung — holds 0 or at least k of them
+        (``cells``). The rows are read afresh for every request: nothing is kept between rounds.
+
+        Adversary: a malicious coordinator asking for a cause column or codes the study did not approve
+        (to count a sensitive column over time, or to isolate a rare cause by dropping or merging codes),
+        a finer grid, or times between the grid's: refused, or answered with sums of approved atoms only
+        (the rows are put on the grid before anything is counted).
+        """
+        spec = req.cohort
+        approved_cohort(protocol, spec)
+        if spec.time_grid == "exact" and not protocol.allow_small_time_cells:
+            raise Refusal("not-approved", "exact event times need the study's allow_small_time_cells opt-in")
+        k = policy.min_cell_count
+        cohort = self._cif_rows(req, protocol, k)
+        policy.check_site(int(cohort.time.size), int(cohort.event.sum()))
+        if not protocol.allow_small_time_cells and small_cells(
+                cohort.raw_time, cohort.event, cohort.label, spec.time_grid, spec.time_unit, k):
+            raise Refusal("cells", f"a cell of the {spec.time_grid} grid holds fewer than {k} of this "
+                          "site's patients of one cause")
+        if isinstance(req, CifPrepareRequest) and self._patients is not None:
+            self._patients.record_usage(req)  # type: ignore[arg-type]
+        return answer(SiteSession(cohort=cohort, spec=spec, min_cell=k), req)
+
+    def _cif_rows(self, req: CifPrepareRequest | CifCountsRequest, protocol: StudyProtocol,
+                  k: int) -> Cohort:
+        """The checked rows of the patients the request may use, labelled by cause
+        (:meth:`SiteSession.by_cause`): prepared with the cause column as the partition, its declared
+        codes as the levels and every row an event (column :data:`_EVERY_ROW`) until administrative
+        censoring; then the consent, contribution and sparse-censoring rules of :meth:`_cohort`."""
+        if self._table is None:
+            self._table = load_table(Path(self._source), self._table_format)
+        where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
+        table = self._table
+        if self._patients is None and req.consent is not None:
+            raise Refusal("consent", "this site has no consent registry to check the request against")
+        if self._patients is not None:
+            table = self._patients.consented(req, table, where)  # type: ignore[arg-type]
+        every_row = req.cohort.model_copy(update={"event": _EVERY_ROW})
+        rows = prepare_cohort(table.assign(**{_EVERY_ROW: 1}), every_row, self.name, where=where)
+        cohort = SiteSession.by_cause(rows, req.causes)
+        if self._patients is not None:
+            cohort = self._patients.contribute(req, table, cohort, k)  # type: ignore[arg-type]
+        return censor_sparse(cohort, req.cohort, k) if protocol.shift_sparse_censoring else cohort
 
     def _model_request(self, req: EvaluateRequest | RecalibrateRequest, protocol: StudyProtocol
                        ) -> CohortSpec:
@@ -458,6 +516,8 @@ def _digest(req: Request) -> str:
 _Asked = PrepareRequest | PweEventsRequest | EvaluateRequest | RecalibrateRequest
 #: requests answered in plaintext by design, in a secure study too (aggregates of one site)
 _PLAINTEXT = (EvaluateRequest, RecalibrateRequest)
+#: a competing-risks cohort is prepared with this all-ones event column (its cause column is the partition)
+_EVERY_ROW = "__fedprog_every_row__"
 _MAY_QUOTE_DATA = ("data", "overflow", "bad-request")
 _QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.])(?<![A-Za-z]-)\d+(\.\d+)?(e[-+]?\d+)?")

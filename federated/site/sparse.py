@@ -32,4 +32,4 @@ def censor_sparse(cohort: Cohort, spec: CohortSpec, k: int) -> Cohort:
     order = order[kept[order]]
     return Cohort(labels=cohort.labels, label=cohort.label[order], time=time[order],
                   event=cohort.event[order], x=np.ascontiguousarray(cohort.x[order]), raw_time=raw[order],
-                  outside=cohort.outside[order], rows=cohort.rows[order])
+                  outside=cohort.outside[order], rows=cohort.rows[order], incomplete=cohort.incomplete)

@@ -7,22 +7,31 @@ global labels and grid, the declared ranges — never by its own number of patie
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from federated import logistic_math
 from federated import pwe_math as pwe
 from federated.disclosure.cells import safe_counts
+from federated.disclosure.policy import round_to_k
 from federated.disclosure.rules import Refusal
 from federated.exceptions import DataError
 from federated.protocol.arrays import WireArray, expect_shape
 from federated.protocol.messages import (
+    CifCountsReply,
+    CifCountsRequest,
+    CifPrepareReply,
+    CifPrepareRequest,
     CountsReply,
     CountsRequest,
     GridReply,
     GridRequest,
     InformationReply,
     InformationRequest,
+    LogisticReply,
+    LogisticRequest,
     PrepareReply,
     PrepareRequest,
     PweEventsReply,
@@ -34,6 +43,7 @@ from federated.protocol.messages import (
     RiskSetRequest,
 )
 from federated.site import local_stats as ls
+from federated.site.competing_counts import cause_counts
 from federated.site.data import Cohort, coverage_bins
 from federated.study import CohortSpec
 
@@ -165,8 +175,11 @@ class SiteSession:
             "sum_x": wire(self.x.sum(axis=0)), "sum_x2": wire((self.x ** 2).sum(axis=0)),
             "range_counts": self._range_counts() if spec.ranges else None,
             "labels": None if req.labels is not None else labels,
+            "incomplete": None if spec.missing == "refuse" else int(round_to_k(c.incomplete, self.min_cell)),
         }
-        if spec.time_grid == "exact":
+        if spec.time is None:  # a binary cohort: no event times to report
+            pass
+        elif spec.time_grid == "exact":
             out["event_times"] = [wire(np.unique(c.time[r][c.event[r] == 1])) for r in rows]
         else:
             out["event_histogram"] = wire(np.stack([self._histogram(r) for r in rows])) if rows \
@@ -192,9 +205,31 @@ class SiteSession:
                 for col in bins.T]
         return wire(np.array(rows, dtype=np.int64).reshape(len(rows), self.spec.range_bins + 2))
 
+    # -------------------------------------------------------------- logistic
+    def logistic(self, req: LogisticRequest) -> LogisticReply:
+        """Σ of the Bernoulli log-likelihood, score and information at ``beta`` (intercept first)
+        over the binary cohort's rows (:func:`federated.logistic_math.site_sums`).
+
+        Adversary: a malicious coordinator with extreme coefficients, which make the rows near one
+        patient's values carry the sums (π(1 − π) vanishes elsewhere). Refused (``bound``) when the
+        slopes can move the log-odds by more than the approved bound over the inputs' box
+        (:meth:`InputBox.check_beta`, public things only).
+        """
+        if self.spec.time is not None:
+            raise Refusal("not-approved", "logistic rounds are answered only for a binary cohort")
+        if self.box is None:
+            self.box = InputBox.of(self.x, self.spec)
+        beta = expect_shape("beta", req.beta.to_numpy(), (self.x.shape[1] + 1,))
+        self.box.check_beta(beta[1:], self.max_abs_lp)
+        sums = logistic_math.site_sums(self.x, self.cohort.event.astype(np.float64), beta)
+        return LogisticReply(session=req.session, round=req.round, loglik=wire(np.array([sums.loglik])),
+                             score=wire(sums.score), information=wire(sums.information))
+
     # ------------------------------------------------------------------- cox
     def grid(self, req: GridRequest) -> GridReply:
         c = self.cohort
+        if self.spec.time is None:
+            raise Refusal("not-approved", "Cox rounds are answered only for a survival cohort")
         if len(req.labels) != len(req.times):
             raise ValueError("labels and times differ in length")
         self.set_layout(req.labels, [t.to_numpy() for t in req.times])
@@ -284,6 +319,48 @@ class SiteSession:
             d[g] = ls.event_counts(c.time[rows], c.event[rows], grid)
         return CountsReply(session=req.session, round=req.round, at_risk=wire(n), events=wire(d))
 
+    # ----------------------------------------------------- competing risks
+    @staticmethod
+    def by_cause(cohort: Cohort, causes: tuple[str, ...]) -> Cohort:
+        """A competing-risks cohort's rows labelled by cause, sorted by time within each cause.
+
+        ``cohort`` was prepared with the cause column as its partition (the declared codes ``"0"``,
+        ``causes`` as its levels, so a row with any other code was refused) and every row an event,
+        which administrative censoring at ``max_time`` turned into 0. The result has ``labels`` =
+        ("0", *causes), ``label`` = the row's cause 0…C (0: censored, at ``max_time`` too) and
+        ``event`` = 1 for a cause ≥ 1: what :func:`~federated.disclosure.cells.small_cells` and the
+        consent and sparse-censoring rules read as the atoms (cause × interval).
+        """
+        codes = ("0", *causes)
+        index = np.array([codes.index(lab) for lab in cohort.labels], dtype=np.int64)
+        cause = np.where(cohort.event == 1, index[cohort.label], 0).astype(np.int64)
+        out = dataclasses.replace(cohort, labels=codes, label=cause, event=(cause > 0).astype(np.int64))
+        return out.take(np.lexsort((out.time, cause)))
+
+    def cif_prepare(self, req: CifPrepareRequest) -> CifPrepareReply:
+        """Patients and events of each cause of the cohort labelled :meth:`by_cause`, and the times of
+        events of any cause: per interval of the public grid, or the distinct times on the exact grid."""
+        c, spec = self.cohort, self.spec
+        counts = np.bincount(c.label, minlength=len(req.causes) + 1)
+        counts[0] = c.time.size
+        out: dict[str, object] = {
+            "counts": wire(counts),
+            "incomplete": None if spec.missing == "refuse" else int(round_to_k(c.incomplete, self.min_cell)),
+        }
+        if spec.time_grid == "exact":
+            out["event_times"] = wire(np.unique(c.time[c.event == 1]))
+        else:
+            out["event_histogram"] = wire(self._histogram(slice(None)))
+        return CifPrepareReply(session=req.session, round=req.round, **out)  # type: ignore[arg-type]
+
+    def cif_counts(self, req: CifCountsRequest) -> CifCountsReply:
+        """Numbers at risk (K,) and events of each cause (C, K) on the request's grid
+        (:func:`~federated.site.competing_counts.cause_counts`; an event time off it is refused)."""
+        c = self.cohort
+        at_risk, events = cause_counts(c.time, c.label, req.times.to_numpy(), len(req.causes))
+        return CifCountsReply(session=req.session, round=req.round, at_risk=wire(at_risk),
+                              events=wire(events))
+
 
 def answer(sess: SiteSession, req: object) -> Reply:
     """Dispatch a request of a prepared session to its handler."""
@@ -297,4 +374,10 @@ def answer(sess: SiteSession, req: object) -> Reply:
         return sess.counts(req)
     if isinstance(req, PweRoundRequest):
         return sess.pwe_round(req)
+    if isinstance(req, LogisticRequest):
+        return sess.logistic(req)
+    if isinstance(req, CifPrepareRequest):
+        return sess.cif_prepare(req)
+    if isinstance(req, CifCountsRequest):
+        return sess.cif_counts(req)
     raise ValueError(f"unsupported request {type(req).__name__}")

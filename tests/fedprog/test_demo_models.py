@@ -18,9 +18,12 @@ from tests.fedprog.test_cli import run
 
 @pytest.mark.req("SYS-MOD-001")
 @pytest.mark.req("SRS-MOD-007", "SRS-MOD-004")
-def test_the_demo_releases_a_spline_model_and_it_is_scored_over_fhir(demo_workspace: Path,
+def test_the_demo_releases_a_spline_model_and_it_is_scored_over_fhir(second_model_workspace: Path,
                                                                      tmp_path: Path) -> None:
-    ws = copy_workspace(demo_workspace, tmp_path / "ws")
+    ws = copy_workspace(second_model_workspace, tmp_path / "ws")
+    printed = (ws / "demo-output.txt").read_text(encoding="utf-8")
+    assert "model 1 of 2, gbsg2-recurrence-spline" in printed
+    assert "serve --workspace" in printed and "--model gbsg2-recurrence-spline --port 8081" in printed
     listed = json.loads(run("model", "list", "--workspace", ws, "--json").stdout)
     states = {m["job"]: m["status"] for m in listed["models"]}
     assert states[f"{SPLINE_MODEL}@1"] == "released" and states["gbsg2-recurrence@1"] == "released"

@@ -13,12 +13,11 @@ import pytest
 
 from federated.disclosure.rules import StudyProtocol
 from federated.protocol.arrays import WireArray
-from federated.protocol.messages import ErrorReply, GridRequest, PrepareRequest, RiskSetRequest, SecureRound
+from federated.protocol.messages import GridRequest, PrepareRequest, RiskSetRequest, SecureRound
 from federated.site.handler import Site, approve_in_process
 from federated.study import CohortSpec
 from prognosis.design import rcs_basis
-from tests.conftest import split_frame
-from tests.privacy.wire import Wire
+from tests.privacy.wire import Wire, refused, three_sites
 
 KNOTS = (35.0, 45.0, 55.0, 65.0)
 COHORT = CohortSpec(time="time", event="event", covariates=("age", "pnodes", "tsize"), time_grid="year",
@@ -31,7 +30,7 @@ w = WireArray.from_numpy
 
 @pytest.fixture
 def sites(gbsg2: pd.DataFrame) -> list[Site]:
-    return [Site(f"h{i}", part) for i, part in enumerate(split_frame(gbsg2, 3, seed=1))]
+    return three_sites(gbsg2)
 
 
 @pytest.fixture
@@ -39,9 +38,6 @@ def protocol(sites: list[Site]) -> StudyProtocol:
     return approve_in_process(sites, StudyProtocol(study_id="design", cohorts=(COHORT,)))
 
 
-def refused(reply: object, code: str) -> None:
-    assert isinstance(reply, ErrorReply), f"the site answered: {reply!r}"
-    assert reply.code == code, reply.message
 
 
 @pytest.mark.req("SRS-MOD-006", "RC-PRIV-003")

@@ -41,3 +41,17 @@ class Wire:
         """The decoded secure sum of ``field`` over ``replies``."""
         return secagg.decode(secagg.ring_sum([getattr(r, field).ring() for r in replies.values()]),
                              n_terms=len(replies))
+
+
+def refused(reply: object, code: str) -> ErrorReply:
+    """``reply`` is the site's refusal with ``code`` (what the attacker gets back: no statistic)."""
+    assert isinstance(reply, ErrorReply), f"the site answered: {reply!r}"
+    assert reply.code == code, reply.message
+    return reply
+
+
+def three_sites(table: object) -> list[Site]:
+    """Three in-process hospitals over ``table`` (GBSG2 in the privacy tests), split unevenly."""
+    from tests.conftest import split_frame
+
+    return [Site(f"h{i}", part) for i, part in enumerate(split_frame(table, 3, seed=1))]  # type: ignore[arg-type]

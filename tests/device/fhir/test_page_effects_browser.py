@@ -18,10 +18,10 @@ from .test_page_browser import LOW, browser, enter, launch, pytestmark, screensh
 
 
 @pytest.fixture(scope="module")
-def spline_server(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactory
+def spline_server(second_model_workspace: Path, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[tuple[Path, str]]:
     folder = tmp_path_factory.mktemp("page-spline")
-    ws = copy_workspace(demo_workspace, folder / "ws")
+    ws = copy_workspace(second_model_workspace, folder / "ws")
     with serving(ws, folder / "serve.log", "--model", SPLINE_MODEL) as base:
         yield ws, base
 

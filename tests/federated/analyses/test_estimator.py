@@ -243,9 +243,10 @@ def test_bad_data_for_fit_is_refused_in_one_line(rossi: pd.DataFrame, X: str, y:
 
 @pytest.mark.req("SRS-API-001")
 def test_every_study_setting_is_an_estimator_parameter() -> None:
-    """The study file's settings, minus where the data are (sites, columns) and what a workspace does
-    after a consent withdrawal (revocation), are each an ``__init__`` argument."""
-    not_settings = {"sites", "time", "event", "covariates", "group", "revocation"}
+    """The study file's settings, minus where the data are (sites, columns), what a workspace does
+    after a consent withdrawal (revocation) and which model is fitted (the estimator's class: ``model``),
+    are each an ``__init__`` argument."""
+    not_settings = {"sites", "time", "event", "covariates", "group", "revocation", "model"}
     missing = set(StudySpec.model_fields) - not_settings - set(FederatedCoxPH().get_params())
     assert not missing, f"FederatedCoxPH lacks the study setting(s) {sorted(missing)}"
     km_missing = {"time_grid", "time_unit", "max_time", "secure_aggregation", "allow_small_time_cells",

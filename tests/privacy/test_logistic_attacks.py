@@ -1,0 +1,76 @@
+"""A malicious coordinator against a logistic study: it asks for logistic sums outside a binary
+session, Cox rounds on the binary cohort, another outcome column, or extreme coefficients that would
+make the few patients near one value carry the sums. Assertions are on what it gets back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from federated.disclosure.rules import StudyProtocol, protocol_of
+from federated.protocol.arrays import WireArray
+from federated.protocol.messages import GridRequest, LogisticRequest, PrepareRequest
+from federated.site.handler import Site, approve_in_process
+from federated.study import InputSpec, StudySpec
+from tests.privacy.wire import Wire, refused, three_sites
+
+STUDY = StudySpec(model="logistic", event="tgrade", covariates=["age", "pnodes"], horizons=[1826.25],
+                  inputs={"age": InputSpec(min=20, max=80, reference=55), "pnodes": InputSpec(min=1, max=51)})
+COHORT = STUDY.cohort()
+w = WireArray.from_numpy
+
+
+@pytest.fixture
+def sites(gbsg2: pd.DataFrame) -> list[Site]:
+    return three_sites(gbsg2)
+
+
+@pytest.fixture
+def protocol(sites: list[Site]) -> StudyProtocol:
+    return approve_in_process(sites, protocol_of(STUDY, {}))
+
+
+
+
+@pytest.mark.req("SRS-MOD-018", "RC-PRIV-003")
+def test_logistic_sums_only_in_a_binary_session_on_the_approved_outcome(sites: list[Site],
+                                                                        protocol: StudyProtocol) -> None:
+    att = Wire(sites, protocol)
+    peers = att.keys("s")
+    beta = w(np.zeros(3))
+    # no binary session opened: nothing (and nothing in plaintext in a secure study)
+    refused(att.ask("h0", LogisticRequest(session="none", round=1, study=att.study, beta=beta)), "plaintext")
+    refused(att.ask("h0", LogisticRequest(session="none", round=1, study=att.study, beta=beta,
+                                          secure={"peers": peers})), "bad-request")
+    # another outcome column, or a survival cohort, is not the approved study
+    for other in (COHORT.model_copy(update={"event": "hormone_therapy"}),
+                  COHORT.model_copy(update={"time": "time", "event": "event"})):
+        reply = att.ask("h0", PrepareRequest(session="s", round=1, study=att.study, cohort=other,
+                                             secure={"peers": peers}))
+        refused(reply, "not-approved")
+
+
+@pytest.mark.req("SRS-MOD-018", "RC-PRIV-003")
+def test_cox_rounds_on_the_binary_cohort_and_extreme_coefficients_are_refused(sites: list[Site],
+                                                                             protocol: StudyProtocol) -> None:
+    att = Wire(sites, protocol)
+    names = list(att.sites)
+    prep, peers = att.round(lambda secure: PrepareRequest(session="b", round=1, study=att.study,
+                                                          cohort=COHORT,
+                                                          labels=[""], secure=secure), names, att.keys("b"))
+    assert all(r.event_histogram is None and r.event_times is None for r in prep.values())  # no times
+    sound, peers = att.round(lambda secure: LogisticRequest(session="b", round=2, study=att.study,
+                                                            beta=w(np.array([-1.0, 0.01,
+                                                                             0.05])), secure=secure),
+                             names, peers)
+    info = Wire.total(sound, "information")
+    assert info.shape == (3, 3) and np.all(np.isfinite(info))  # a sum over every woman
+    # a slope of 1 per node moves the log-odds by 50 over the declared 1–51 nodes: refused
+    for name in names:
+        refused(att.ask(name, LogisticRequest(session="b", round=3, study=att.study,
+                                              beta=w(np.array([0.0, 0.0, 1.0])), secure={"peers": peers})),
+                "bound")
+    grid = GridRequest(session="b", round=3, study=att.study, labels=[""], times=[w(np.array([365.25]))],
+                       center=w(np.array([55.0, 3.0])), secure={"peers": peers})
+    refused(att.ask("h1", grid), "not-approved")
