@@ -152,12 +152,14 @@ def write_demo_study(folder: Path) -> StudySpec:
                      shift_sparse_censoring=True)
 
 
-#: the demo's second model: age as a restricted cubic spline with knots declared a priori at 35, 45, 55
-#: and 65 years (inside the intended-use range 27–79; linear beyond the outer knots), and the interaction
+#: the demo's second model: age as a restricted cubic spline with knots declared a priori at 45, 55, 65
+#: and 75 years (inside the intended-use range 27–79; linear beyond the outer knots; a first knot at 35
+#: would leave fewer than k = 5 censored women aged 35 or less at every hospital, and each would refuse
+#: the design, :func:`federated.disclosure.cells.design_cells`), and the interaction
 #: of hormone therapy with menopausal status (tamoxifen's benefit differs before and after the
 #: menopause; Sauerbrei & Royston 1999, J R Stat Soc A 162:71, analysed it in this cohort)
 SPLINE_MODEL = "gbsg2-recurrence-spline"
-AGE_KNOTS = (35.0, 45.0, 55.0, 65.0)
+AGE_KNOTS = (45.0, 55.0, 65.0, 75.0)
 INTERACTION = ("hormone_therapy", "postmenopausal")
 
 

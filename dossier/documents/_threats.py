@@ -302,6 +302,19 @@ def residual_risks() -> tuple[tuple[str, str, str], ...]:
     ("The SBOM enables vulnerability monitoring, but no automated vulnerability scan is part of the build.",
      "A known vulnerability in a SOUP item may go unnoticed between releases.",
      "Monitor advisories against the SBOM as part of post-market surveillance."),
+    ("A design (splines, dummy-coded categories, interactions) splits each time atom by the side of each "
+     "column a site builds; a site refuses a design whose sides split its patients by event status into a "
+     "cell of 1 to k - 1, but not per interval of the time grid (that rule would leave non-linear effects "
+     "unfittable on hospitals of a few hundred patients).", "The year-to-year differences of a side's "
+     "risk-set sums can be the few patients of that side who left in one year: their covariates, and "
+     "under bounded coefficients more of them.", "Planned: side cells per interval, or differential "
+     "privacy for designs; until then declare knots and categories that are well populated at every "
+     "site over follow-up, and keep min_cell_count >= 5."),
+    ("In a logistic study a coordinator can move the peak of the weights pi(1 - pi) across an input's "
+     "range with bounded coefficient vectors; each site answers at most 40 logistic rounds per study (in "
+     "memory, reset by a restart).", "Within the budget, sums at a few weight profiles: partial recovery "
+     "of the cells of single values of an input.", "Planned: a budget kept in the site's file (as for Cox "
+     "rounds) and differential privacy for logistic regression."),
 )
 
 

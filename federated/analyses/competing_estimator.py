@@ -154,7 +154,7 @@ class FederatedAalenJohansen(BaseEstimator):
         """F(t) of the event of interest at ``times`` (the released step function; 0 before the first
         released time), as lifelines'."""
         check_is_fitted(self, "fit_")
-        t = np.asarray(times, dtype=float)
+        t = np.atleast_1d(np.asarray(times, dtype=float))
         j = self.fit_.causes.index(self.event_of_interest_)
         return pd.Series(self.fit_.incidence.cif_at(t)[j], index=t, name=f"CIF_{self.event_of_interest_}")
 

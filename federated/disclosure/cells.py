@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from federated.study import DAYS_PER_UNIT, GRID_DAYS, grid_steps, rungs_from
+from federated.study import DAYS_PER_UNIT, GRID_DAYS, CohortSpec, grid_steps, rungs_from
 
 
 def small_cells(time: np.ndarray, event: np.ndarray, label: np.ndarray, level: str, unit: str,
@@ -88,3 +88,43 @@ def shift_sparse_censoring(time: np.ndarray, event: np.ndarray, label: np.ndarra
             kept[members] = False
         else:
             times[members] = (step - 1) * width
+
+
+
+def design_indicators(spec: CohortSpec, x: np.ndarray, design: np.ndarray) -> dict[str, np.ndarray]:
+    """The 0/1 splits of the rows a cohort's columns make, each of which must not isolate patients:
+    where each column the site builds is non-zero (a spline's non-linear column beyond its knot, a
+    dummy at its level, an interaction where both factors are), each dummy-coded category's reference
+    level, and — in a binary cohort (logistic regression), whose information matrix counts them — every
+    column that holds only 0 and 1. ``x`` are the covariates (n, q), ``design`` their columns (n, m)."""
+    out: dict[str, np.ndarray] = {}
+    generated = set(spec.columns) - set(spec.covariates)
+    for j, name in enumerate(spec.columns):
+        col = design[:, j]
+        if name in generated or (spec.time is None and np.all((col == 0) | (col == 1))):
+            out[name] = col != 0
+    for name, codes in spec.dummies.items():
+        out[f"{name}={codes[0]}"] = x[:, spec.covariates.index(name)] == 0
+    return out
+
+
+def design_cells(time: np.ndarray, event: np.ndarray, label: np.ndarray, level: str, unit: str, k: int,
+                 indicators: dict[str, np.ndarray]) -> str | None:
+    """The first split (:func:`design_indicators`) whose cells — label, event status, interval of every
+    rung from ``level`` up, and the split's side — hold 1 to k − 1 patients; None when none does.
+
+    Adversary: an honest-but-curious coordinator. A sum over an atom of at least k patients tells
+    nothing of fewer than k only if every column is the same kind of value within it; a column that is
+    0 for some and not for others splits the atom, and the difference of two decoded sums (a level
+    against the whole) is the few patients of the smaller side: their covariates and events.
+    ``level="exact"`` checks (label, event, side) cells, which is what sites apply: the cells of each
+    side per interval of the time grid are NOT checked (the year-to-year differences of a side's
+    risk-set sums remain a residual risk, FP-CYB; every interval × side cell at k would leave nonlinear
+    effects unfittable on hospitals of a few hundred patients).
+    """
+    if k <= 1:
+        return None
+    for name, side in indicators.items():
+        if small_cells(time, event, np.asarray(label) * 2 + side.astype(np.int64), level, unit, k):
+            return name
+    return None

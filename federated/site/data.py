@@ -9,6 +9,7 @@ Error messages travel to the coordinator, so they give counts, never a row's val
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,20 +157,24 @@ def _complete_rows(df: pd.DataFrame, wanted: list[str], spec: CohortSpec, where:
     study declares a complete-case analysis, when rows missing a value of ``wanted`` are left out."""
     if spec.missing != "complete-case":
         return df, np.arange(len(df)), 0
+    wanted = [c for c in wanted if c in df.columns]  # the cohort's own are checked to exist below
     gaps = df[wanted].isna().any(axis=1).to_numpy()
     if gaps.all():
         raise DataError(f"{where}: no row has a value in every column of the study")
     return df.loc[~gaps], np.flatnonzero(~gaps), int(gaps.sum())
 
 
-def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) -> Cohort:
+def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str,
+                   required: Sequence[str] = ()) -> Cohort:
     """Check ``df`` against ``spec`` and return the site's :class:`Cohort`.
 
     ``where`` names the source in errors (file or site). A covariate with a declared range (the
     intended-use envelope) is clipped to it (winsorised): a patient beyond the envelope enters the
     fit at its edge, so no one patient can dominate a sum (issue 14) and the fit equals the pooled
     fit on the clipped values. Times must be non-negative;
-    events 0/1 (or booleans); covariates numeric with no missing values.
+    events 0/1 (or booleans); covariates numeric with no missing values. In a complete-case study a row
+    missing a value of this cohort's columns or of ``required`` (every column of the study's cohorts) is
+    left out, so that all the study's cohorts share one row set.
     """
     wanted = [*([] if spec.time is None else [spec.time]), spec.event, *spec.covariates]
     if spec.partition is not None:
@@ -180,7 +185,7 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) ->
         raise DataError(f"{where}: unknown column {missing[0]!r} (columns: {known}){_delimiter_hint(df)}")
     if len(df) == 0:
         raise DataError(f"{where}: table has no rows")
-    df, kept, incomplete = _complete_rows(df, wanted, spec, where)
+    df, kept, incomplete = _complete_rows(df, list(dict.fromkeys([*wanted, *required])), spec, where)
     # a binary cohort (no time column: logistic regression) is a survival cohort with every time 0
     time = np.zeros(len(df)) if spec.time is None else _numeric(df, spec.time, where)
     if np.any(time < 0):

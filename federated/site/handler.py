@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from federated.disclosure.cells import small_cells
+from federated.disclosure.cells import design_cells, design_indicators, small_cells
 from federated.disclosure.dp import fresh_generator
 from federated.disclosure.policy import DisclosurePolicy, PolicyError
 from federated.disclosure.rules import (
@@ -44,6 +44,7 @@ from federated.protocol.messages import (
     EvaluateRequest,
     KeysReply,
     KeysRequest,
+    LogisticRequest,
     PrepareReply,
     PrepareRequest,
     PweEventsRequest,
@@ -129,6 +130,7 @@ class Site:
         self._table_format = table_format
         self._table: pd.DataFrame | None = data if isinstance(data, pd.DataFrame) else None
         self._sessions: dict[tuple[str, str], SiteSession] = {}
+        self._logistic_rounds: dict[str, int] = {}  # logistic rounds answered, per study
         self._keys: dict[tuple[str, str], secagg.KeyPair] = {}
         self._answered: dict[tuple[str, str, int], tuple[str, bytes]] = {}
         self._budget = Budget(budget)
@@ -249,7 +251,22 @@ class Site:
         sess = self._sessions.get((req.study, req.session))  # type: ignore[attr-defined]
         if sess is None:
             raise Refusal("bad-request", "unknown session (no prepare)")
+        if isinstance(req, LogisticRequest):
+            self._spend_logistic(req.study)
         return answer(sess, req)
+
+    def _spend_logistic(self, study: str) -> None:
+        """Count a logistic round against the study's budget (:data:`LOGISTIC_ROUNDS`); ``budget`` beyond.
+
+        Adversary: a malicious coordinator moving the peak of π(1 − π) across the inputs' range with
+        many (bounded) coefficient vectors and solving the sums for the patients of each value. A fit
+        takes about ten rounds; the budget allows a few fits, not the dozens of probes the attack needs
+        (a residual risk remains below it: FP-CYB).
+        """
+        used = self._logistic_rounds.get(study, 0) + 1
+        if used > LOGISTIC_ROUNDS:
+            raise Refusal("budget", "this site's budget of logistic rounds for the study is spent")
+        self._logistic_rounds[study] = used
 
     def _error(self, req: object, exc: Refusal) -> ErrorReply:
         """The refusal as it travels: in a secure (or unknown) study without counts or values."""
@@ -301,10 +318,12 @@ class Site:
         if self._patients is None:
             if req.consent is not None:
                 raise Refusal("consent", "this site has no consent registry to check the request against")
-            cohort = prepare_cohort(self._table, req.cohort, self.name, where=where)
+            cohort = prepare_cohort(self._table, req.cohort, self.name, where=where,
+                                    required=study_columns(protocol))
         else:
             table = self._patients.consented(req, self._table, where)  # type: ignore[arg-type]
-            cohort = prepare_cohort(table, req.cohort, self.name, where=where)
+            cohort = prepare_cohort(table, req.cohort, self.name, where=where,
+                                    required=study_columns(protocol))
             cohort = self._patients.contribute(req, table, cohort, k)  # type: ignore[arg-type]
         return censor_sparse(cohort, req.cohort, k) if protocol.shift_sparse_censoring else cohort
 
@@ -326,6 +345,13 @@ class Site:
                 cohort.raw_time, cohort.event, cohort.label, req.cohort.time_grid, req.cohort.time_unit,
                 policy.min_cell_count):
             raise Refusal("cells", f"a cell of the {req.cohort.time_grid} grid holds fewer than "
+                          f"{policy.min_cell_count} of this site's patients")
+        spec = req.cohort
+        split = design_indicators(spec, cohort.x, spec.design_matrix(cohort.x))
+        thin = design_cells(cohort.raw_time, cohort.event, cohort.label, "exact", spec.time_unit,
+                            policy.min_cell_count, split) if split else None
+        if thin is not None:
+            raise Refusal("cells", f"the patients with and without {thin!r} make a cell of fewer than "
                           f"{policy.min_cell_count} of this site's patients")
         if req.cohort.block is None:
             self.local_summary = (n, events)
@@ -383,7 +409,8 @@ class Site:
         if self._patients is not None:
             table = self._patients.consented(req, table, where)  # type: ignore[arg-type]
         every_row = req.cohort.model_copy(update={"event": _EVERY_ROW})
-        rows = prepare_cohort(table.assign(**{_EVERY_ROW: 1}), every_row, self.name, where=where)
+        rows = prepare_cohort(table.assign(**{_EVERY_ROW: 1}), every_row, self.name, where=where,
+                              required=study_columns(protocol))
         cohort = SiteSession.by_cause(rows, req.causes)
         if self._patients is not None:
             cohort = self._patients.contribute(req, table, cohort, k)  # type: ignore[arg-type]
@@ -512,6 +539,8 @@ def _digest(req: Request) -> str:
     return hashlib.sha256(encode(req)).hexdigest()
 
 
+#: logistic rounds a site answers per approved study (in this process): a Newton fit takes about ten
+LOGISTIC_ROUNDS = 40
 #: the requests that name a cohort (and a consent checkpoint)
 _Asked = PrepareRequest | PweEventsRequest | EvaluateRequest | RecalibrateRequest
 #: requests answered in plaintext by design, in a secure study too (aggregates of one site)
@@ -549,6 +578,18 @@ def _masked_fields(reply: Reply, keys: secagg.KeyPair, peers: dict[str, bytes], 
         out[name] = WireArray.from_ring(part)
         start += size
     return out
+
+
+def study_columns(protocol: StudyProtocol) -> list[str]:
+    """Every column of the approved study's cohorts (time, event, covariates, partition).
+
+    Adversary: an honest-but-curious coordinator differencing two cohorts of one complete-case study
+    (the Kaplan–Meier cohort keeps a woman whose nodes are missing, the Cox cohort leaves her out): in
+    a complete-case study each site leaves out a row missing any of these, from every cohort alike.
+    """
+    cols = [c for co in protocol.cohorts for c in (co.time, co.event, *co.covariates, co.partition)
+            if c is not None]
+    return list(dict.fromkeys(cols))
 
 
 def approve_in_process(sites: Sequence[Site], protocol: StudyProtocol) -> StudyProtocol:

@@ -45,3 +45,20 @@ def test_the_demo_releases_a_spline_model_and_it_is_scored_over_fhir(second_mode
                                                 []) for x in e["extension"] if x["url"] == "contribution"]
     assert len(parts) == len(art["inputs"]) + 1
     assert sum(parts) == pytest.approx(math.log(ra["prediction"][0]["relativeRisk"]), abs=1e-12)
+
+
+@pytest.mark.req("SRS-MOD-019")
+def test_the_spline_model_recalibrated_at_a_hospital_keeps_its_design(second_model_workspace: Path,
+                                                                        tmp_path: Path) -> None:
+    ws = copy_workspace(second_model_workspace, tmp_path / "ws")
+    res = run("model", "recalibrate", f"{SPLINE_MODEL}@1", "--site", "hospital-a", "--workspace", ws)
+    assert res.returncode == 0, res.stderr
+    old = json.loads(run("model", "show", f"{SPLINE_MODEL}@1", "--workspace", ws, "--json").stdout)
+    new = json.loads(run("model", "show", f"{SPLINE_MODEL}-recalibrated-hospital-a@1", "--workspace", ws,
+                         "--json").stdout)
+    slope = new["training"]["recalibration"]["slope"]
+    assert [i.get("spline") for i in new["inputs"]] == [i.get("spline") for i in old["inputs"]]
+    assert new["interactions"] == old["interactions"] and set(new["coefficients"]) == set(old["coefficients"])
+    for column, beta in old["coefficients"].items():  # every column scaled by the site's calibration slope
+        assert new["coefficients"][column] == pytest.approx(slope * beta, rel=1e-12, abs=1e-15)
+    assert new["baseline_survival"]["center"] == old["baseline_survival"]["center"]

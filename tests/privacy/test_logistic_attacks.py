@@ -10,8 +10,8 @@ import pytest
 
 from federated.disclosure.rules import StudyProtocol, protocol_of
 from federated.protocol.arrays import WireArray
-from federated.protocol.messages import GridRequest, LogisticRequest, PrepareRequest
-from federated.site.handler import Site, approve_in_process
+from federated.protocol.messages import ErrorReply, GridRequest, LogisticRequest, PrepareRequest
+from federated.site.handler import LOGISTIC_ROUNDS, Site, approve_in_process
 from federated.study import InputSpec, StudySpec
 from tests.privacy.wire import Wire, refused, three_sites
 
@@ -74,3 +74,45 @@ def test_cox_rounds_on_the_binary_cohort_and_extreme_coefficients_are_refused(si
     grid = GridRequest(session="b", round=3, study=att.study, labels=[""], times=[w(np.array([365.25]))],
                        center=w(np.array([55.0, 3.0])), secure={"peers": peers})
     refused(att.ask("h1", grid), "not-approved")
+
+
+@pytest.mark.req("SRS-MOD-018", "RC-PRIV-003")
+def test_a_zero_one_input_held_by_one_patient_is_refused_in_a_logistic_study(gbsg2: pd.DataFrame) -> None:
+    """Adversary: an honest-but-curious coordinator. In a logistic study the information at β = 0 counts
+    a 0/1 input's holders (I[0, flag] = Σ π(1 − π) flag) and the score gives their outcomes: with one
+    woman flagged, her age, nodes and outcome. Her hospital refuses the study's binary cohort."""
+    table = gbsg2.assign(flag=0)
+    table.loc[3, "flag"] = 1
+    sites = three_sites(table)
+    study = STUDY.model_copy(update={"covariates": ["age", "pnodes", "flag"]})
+    att = Wire(sites, approve_in_process(sites, protocol_of(study, {})))
+    peers = att.keys("flag")
+    replies = {n: att.ask(n, PrepareRequest(session="flag", round=1, study=att.study, cohort=study.cohort(),
+                                            labels=[""], secure={"peers": peers})) for n in att.sites}
+    holder = [n for n, r in replies.items() if isinstance(r, ErrorReply)]
+    assert len(holder) == 1 and "'flag'" in refused(replies[holder[0]], "cells").message
+
+
+@pytest.mark.req("SRS-MOD-018", "RC-PRIV-003")
+def test_a_coordinator_probing_with_many_coefficient_vectors_runs_out_of_rounds(
+        sites: list[Site], protocol: StudyProtocol) -> None:
+    """Adversary: a malicious coordinator moving the peak of π(1 − π) across the ages with dozens of
+    bounded coefficient vectors, to solve the sums for the women of each age (about 60 probes): after
+    the study's budget of logistic rounds (a few fits' worth) every site refuses."""
+    att = Wire(sites, protocol)
+    names = list(att.sites)
+    _, peers = att.round(lambda secure: PrepareRequest(session="p", round=1, study=att.study, cohort=COHORT,
+                                                       labels=[""], secure=secure), names, att.keys("p"))
+    answered = 0
+    for r in range(2, 80):
+        shift = -0.45 * (20 + r % 60)  # the peak of π(1 − π) at age 20 + r % 60
+        replies = {n: att.ask(n, LogisticRequest(session="p", round=r, study=att.study,
+                                                 beta=w(np.array([shift, 0.45,
+                                                                  0.0])), secure={"peers": peers}))
+                   for n in names}
+        if any(isinstance(x, ErrorReply) for x in replies.values()):
+            for reply in replies.values():
+                refused(reply, "budget")
+            break
+        answered, peers = answered + 1, {n: x.next_key for n, x in replies.items()}
+    assert answered == LOGISTIC_ROUNDS  # then nothing more
