@@ -311,10 +311,10 @@ def residual_risks() -> tuple[tuple[str, str, str], ...]:
      "privacy for designs; until then declare knots and categories that are well populated at every "
      "site over follow-up, and keep min_cell_count >= 5."),
     ("In a logistic study a coordinator can move the peak of the weights pi(1 - pi) across an input's "
-     "range with bounded coefficient vectors; each site answers at most 40 logistic rounds per study (in "
-     "memory, reset by a restart).", "Within the budget, sums at a few weight profiles: partial recovery "
-     "of the cells of single values of an input.", "Planned: a budget kept in the site's file (as for Cox "
-     "rounds) and differential privacy for logistic regression."),
+     "range with bounded coefficient vectors; each site answers at most 40 logistic rounds per study (kept "
+     "in its budget file, so a restart does not reset it).", "Within the budget, sums at a few weight "
+     "profiles: partial recovery of the cells of single values of an input.", "Planned: differential "
+     "privacy for logistic regression; keep the studies' logistic fits few."),
 )
 
 

@@ -130,7 +130,6 @@ class Site:
         self._table_format = table_format
         self._table: pd.DataFrame | None = data if isinstance(data, pd.DataFrame) else None
         self._sessions: dict[tuple[str, str], SiteSession] = {}
-        self._logistic_rounds: dict[str, int] = {}  # logistic rounds answered, per study
         self._keys: dict[tuple[str, str], secagg.KeyPair] = {}
         self._answered: dict[tuple[str, str, int], tuple[str, bytes]] = {}
         self._budget = Budget(budget)
@@ -256,17 +255,16 @@ class Site:
         return answer(sess, req)
 
     def _spend_logistic(self, study: str) -> None:
-        """Count a logistic round against the study's budget (:data:`LOGISTIC_ROUNDS`); ``budget`` beyond.
+        """Count a logistic round against the study's budget (:data:`LOGISTIC_ROUNDS`), kept in the
+        site's budget file with its other rounds (:mod:`federated.site.budget`); ``budget`` beyond.
 
         Adversary: a malicious coordinator moving the peak of π(1 − π) across the inputs' range with
         many (bounded) coefficient vectors and solving the sums for the patients of each value. A fit
         takes about ten rounds; the budget allows a few fits, not the dozens of probes the attack needs
         (a residual risk remains below it: FP-CYB).
         """
-        used = self._logistic_rounds.get(study, 0) + 1
-        if used > LOGISTIC_ROUNDS:
+        if not self._replaying and not self._budget.spend(study, "logistic", LOGISTIC_ROUNDS):
             raise Refusal("budget", "this site's budget of logistic rounds for the study is spent")
-        self._logistic_rounds[study] = used
 
     def _error(self, req: object, exc: Refusal) -> ErrorReply:
         """The refusal as it travels: in a secure (or unknown) study without counts or values."""
@@ -539,7 +537,7 @@ def _digest(req: Request) -> str:
     return hashlib.sha256(encode(req)).hexdigest()
 
 
-#: logistic rounds a site answers per approved study (in this process): a Newton fit takes about ten
+#: logistic rounds a site answers per approved study (kept in its budget file): a Newton fit takes about ten
 LOGISTIC_ROUNDS = 40
 #: the requests that name a cohort (and a consent checkpoint)
 _Asked = PrepareRequest | PweEventsRequest | EvaluateRequest | RecalibrateRequest

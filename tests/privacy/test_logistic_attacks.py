@@ -4,15 +4,18 @@ make the few patients near one value carry the sums. Assertions are on what it g
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from federated.disclosure.rules import StudyProtocol, protocol_of
+from federated.disclosure.rules import SiteIdentity, StudyProtocol, protocol_of
 from federated.protocol.arrays import WireArray
 from federated.protocol.messages import ErrorReply, GridRequest, LogisticRequest, PrepareRequest
 from federated.site.handler import LOGISTIC_ROUNDS, Site, approve_in_process
 from federated.study import InputSpec, StudySpec
+from tests.conftest import split_frame
 from tests.privacy.wire import Wire, refused, three_sites
 
 STUDY = StudySpec(model="logistic", event="tgrade", covariates=["age", "pnodes"], horizons=[1826.25],
@@ -116,3 +119,38 @@ def test_a_coordinator_probing_with_many_coefficient_vectors_runs_out_of_rounds(
             break
         answered, peers = answered + 1, {n: x.next_key for n, x in replies.items()}
     assert answered == LOGISTIC_ROUNDS  # then nothing more
+
+
+@pytest.mark.req("SRS-MOD-018", "RC-PRIV-003")
+def test_the_logistic_budget_survives_a_restart_of_the_site(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
+    """Adversary: a malicious coordinator that counts on the site forgetting (a Flower ClientApp lives for
+    one message): the logistic rounds are counted in the site's budget file, so a new process over the
+    same file refuses once the study's budget is spent."""
+    parts = split_frame(gbsg2, 3, seed=1)
+    keys = [SiteIdentity.generate() for _ in parts]  # each hospital's own, across its processes
+
+    def hospitals() -> list[Site]:
+        return [Site(f"h{i}", part, identity=keys[i], budget=tmp_path / f"h{i}.json")
+                for i, part in enumerate(parts)]
+
+    first = hospitals()
+    protocol = approve_in_process(first, protocol_of(STUDY, {}))
+    spent = 0
+    for run in range(3):  # each run a new process of every hospital, reading its budget file afresh
+        sites = first if run == 0 else hospitals()
+        for s in sites:
+            s.approve(protocol)
+        att = Wire(sites, protocol)
+        names = list(att.sites)
+        _, peers = att.round(lambda secure, run=run, att=att: PrepareRequest(
+            session=f"r{run}", round=1, study=att.study, cohort=COHORT, labels=[""], secure=secure),
+            names, att.keys(f"r{run}"))
+        for r in range(2, 22):
+            replies = {n: att.ask(n, LogisticRequest(session=f"r{run}", round=r, study=att.study,
+                                                     beta=w(np.zeros(3)), secure={"peers": peers}))
+                       for n in names}
+            if any(isinstance(x, ErrorReply) for x in replies.values()):
+                assert all(refused(x, "budget") for x in replies.values())
+                break
+            spent, peers = spent + 1, {n: x.next_key for n, x in replies.items()}
+    assert spent == LOGISTIC_ROUNDS  # 20 + 20 across three processes, then refused
