@@ -265,6 +265,8 @@ def _outcome(p: _Pair) -> Verdict:
 
 def _baseline(p: _Pair) -> Verdict:
     def spec(a: dict[str, Any]) -> dict[str, Any]:
+        if a.get("kind") == "logistic":  # its reference patient; it has no baseline hazard
+            return {"center": a["logistic"]["center"]}
         b = a["baseline_survival"]
         return {"center": b["center"], "strata_column": b.get("strata_column"),
                 "strata_by_site": b.get("strata_by_site"),
@@ -303,8 +305,13 @@ def _coef_se(p: _Pair) -> Verdict:
             else f"largest change {ratios[0][0]:.3g} SE ({ratios[0][1]}) <= {z:g}")
 
 
+def _scale(p: _Pair) -> str:
+    """The scale coefficients are on: log hazard ratios (Cox) or log odds ratios (logistic)."""
+    return "log-OR" if p.old.get("kind") == "logistic" else "log-HR"
+
+
 def _coef_range(p: _Pair) -> Verdict:
-    bound, spans = p.bounds.coefficient_range_log_hr, {}
+    bound, spans, scale = p.bounds.coefficient_range_log_hr, {}, _scale(p)
     for i in p.old["inputs"]:
         if i.get("min") is not None and i.get("max") is not None:
             spans[i["name"]] = i["max"] - i["min"]
@@ -313,9 +320,9 @@ def _coef_range(p: _Pair) -> Verdict:
     open_ = sorted(set(p.old["coefficients"]) - set(spans))
     note = f"; open range, SE bound only: {', '.join(open_)}" if open_ else ""
     if bad:
-        return False, f"log-HR change over the declared range beyond {bound:g}: {', '.join(bad)}{note}"
+        return False, f"{scale} change over the declared range beyond {bound:g}: {', '.join(bad)}{note}"
     top = f"{effects[0][0]:.3g} ({effects[0][1]})" if effects else "none"
-    return True, f"largest log-HR change over the declared range {top} <= {bound:g}{note}"
+    return True, f"largest {scale} change over the declared range {top} <= {bound:g}{note}"
 
 
 def _passed(p: _Pair) -> Verdict:
@@ -359,11 +366,17 @@ def _at(h: float | None) -> str:
     return "all follow-up" if h is None else f"h={h:g}"
 
 
+#: the concordance each model kind's validation reports (Harrell's C; for a binary outcome, the C
+#: statistic, the area under the ROC curve)
+C_METRIC = {"cox-ph": ("harrell_c", "Harrell's C"), "logistic": ("c_statistic", "C statistic")}
+
+
 def _perf_c(p: _Pair) -> Verdict:
-    old, new = _pooled(p.old_report, "harrell_c").get(None), _pooled(p.new_report, "harrell_c").get(None)
+    metric, name = C_METRIC.get(str(p.old.get("kind") or "cox-ph"), C_METRIC["cox-ph"])
+    old, new = _pooled(p.old_report, metric).get(None), _pooled(p.new_report, metric).get(None)
     if old is None or new is None:
         which = "released" if old is None else "candidate"
-        return False, f"pooled Harrell's C not reported by the {which} report"
+        return False, f"pooled {name} not reported by the {which} report"
     margin = p.bounds.harrell_c_margin
     ok = new >= old - margin
     return ok, f"pooled C {new:.4f} {'>=' if ok else '<'} {old:.4f} - {margin:g}"

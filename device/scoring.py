@@ -1,27 +1,33 @@
-"""Vectorised scoring of a Cox model: absolute risk at horizons with a 95% interval.
+"""Vectorised scoring of a released model: absolute risk at horizons with a 95% interval.
 
-The maths (linear predictor, baseline step function, survival and risk with their
-complementary log-log interval carrying the variance of both β and the baseline hazard, as
-``survival::survfit.coxph`` does; for an older artifact without the baseline's variance, β
-uncertainty only — not a bound either way, flagged by ``Scores.includes_baseline``) is the model's own
-(:class:`prognosis.CoxModel`). This module is the device's gate in front of it: the input
-matrix's shape, every value inside its input's intended-use envelope, horizons that need no
-extrapolation (never past the last released baseline time), and no stratified model (not
-supported yet).
+The maths is the model's own. A Cox model (:class:`prognosis.CoxModel`) gives the risk 1 − S(h | x) at
+any horizon up to its last released baseline time, with the complementary log-log interval carrying the
+variance of both β and the baseline hazard, as ``survival::survfit.coxph`` does (for an older artifact
+without the baseline's variance, β uncertainty only — not a bound either way, flagged by
+``Interval.complete``). A logistic model (:class:`prognosis.LogisticModel`) gives the probability of its
+binary outcome at the one horizon it is recorded at, with the 95% Wald interval on the logit scale
+(delta method over the intercept and the slopes; as statsmodels' ``GLMResults.get_prediction``).
+
+This module is the device's gate in front of them: the input matrix's shape, every value inside its
+input's intended-use envelope, horizons that need no extrapolation (a Cox model: never past the last
+released baseline time; a logistic model: its one horizon only — it neither extrapolates nor
+interpolates), and no stratified model (not supported yet).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from prognosis import Z95
+from prognosis import Z95, CoxModel, LogisticModel
 
 from .model import PrognosticModel
 
-__all__ = ["Z95", "Scores", "ScoringError", "baseline_cumhaz", "check_inputs", "score", "survival_curve"]
+__all__ = ["Z95", "Interval", "Scores", "ScoringError", "baseline_cumhaz", "check_inputs", "score",
+           "survival_curve"]
 
 
 class ScoringError(ValueError):
@@ -29,33 +35,61 @@ class ScoringError(ValueError):
 
 
 @dataclass(frozen=True)
-class Scores:
-    """Scores of ``n`` patients at ``H`` horizons (``horizons`` in the model's time unit).
+class Interval:
+    """How the 95% intervals of :class:`Scores` were built: ``estimate ∓ z·se`` on ``scale``, mapped back.
 
     Attributes
     ----------
-    names : tuple of str
-        The effects, the column order of ``contributions``: each input (the column order of ``X``),
-        then each declared interaction ``a:b`` (:attr:`prognosis.CoxModel.effects`).
-    horizons : ndarray (H,)
-        The horizons scored.
-    risk, lower, upper : ndarray (n, H)
-        Absolute risk 1 − S(h | x) and its 95% delta-method interval on the log(−log) scale.
-    lp : ndarray (n,)
-        Linear predictor η = β·(x − c).
-    se_lp : ndarray (n,)
-        Standard error of η, sqrt((x − c)ᵀ Σ (x − c)) (β uncertainty only).
-    contributions : ndarray (n, E)
-        Log hazard ratio of each effect against the centre, Σ β_j (d_j(x) − c_j) over its design
-        columns (one per input however many spline or dummy columns it has); rows sum to ``lp``.
-    se_loglog : ndarray (n, H)
-        Standard error of log(−log S(h | x)) the interval is built from
-        (:meth:`prognosis.CoxModel.se_loglog`).
-    includes_baseline : bool
-        True when the interval includes the baseline hazard's variance; False for an older
-        artifact without it (β uncertainty only, to be labelled so).
+    scale : "log(-log S)" or "logit"
+        The complementary log-log scale of a Cox model's survival (Kalbfleisch & Prentice 2002, §5.2),
+        or the log-odds of a logistic model's probability (Hosmer, Lemeshow & Sturdivant 2013, §1.4).
+    se : ndarray (n, H)
+        The standard error on that scale at each horizon (:meth:`prognosis.CoxModel.se_loglog`;
+        :meth:`prognosis.LogisticModel.se_lp` at the one horizon).
+    complete : bool
+        True when the interval carries the uncertainty of every released parameter (a Cox model's β
+        and baseline hazard; a logistic model's intercept and slopes); False for an older Cox artifact
+        without the baseline's variance (β only, to be labelled so).
     """
 
+    scale: Literal["log(-log S)", "logit"]
+    se: np.ndarray
+    complete: bool
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of ``n`` patients at ``H`` horizons (``horizons`` in the model's time unit), of either kind.
+
+    Attributes
+    ----------
+    kind : "cox-ph" or "logistic"
+        The scored model's kind.
+    names : tuple of str
+        The effects, the column order of ``contributions``: each input (the column order of ``X``),
+        then each declared interaction ``a:b`` (:attr:`prognosis.released.Released.effects`).
+    horizons : ndarray (H,)
+        The horizons scored (a logistic model: its one horizon).
+    risk, lower, upper : ndarray (n, H)
+        Probability of the event by each horizon (1 − S(h | x); a logistic model: π(x) at its horizon)
+        and its 95% interval (:attr:`interval`).
+    lp, se_lp : ndarray (n,)
+        Linear predictor and its standard error: η = β·(x − c), the log relative hazard, with β
+        uncertainty (Cox); η = α + β·(x − c), the log-odds of the event, with the intercept's too
+        (logistic).
+    ratio : "hazard" or "odds"
+        What exp(``log_ratio``) is against the model's reference patient.
+    log_ratio : ndarray (n,)
+        The log hazard ratio (Cox: ``lp``) or log odds ratio (logistic: ``lp`` − α) against the
+        reference patient; each row of ``contributions`` sums to it.
+    contributions : ndarray (n, E)
+        Each effect's share of ``log_ratio``, Σ β_j (d_j(x) − c_j) over its design columns (one per
+        input however many spline or dummy columns it has, then one per interaction).
+    interval : Interval
+        How the 95% interval was built (its scale, standard errors, completeness).
+    """
+
+    kind: Literal["cox-ph", "logistic"]
     names: tuple[str, ...]
     horizons: np.ndarray
     risk: np.ndarray
@@ -63,9 +97,10 @@ class Scores:
     upper: np.ndarray
     lp: np.ndarray
     se_lp: np.ndarray
+    ratio: Literal["hazard", "odds"]
+    log_ratio: np.ndarray
     contributions: np.ndarray
-    se_loglog: np.ndarray
-    includes_baseline: bool
+    interval: Interval
 
 
 def _unstratified(model: PrognosticModel) -> None:
@@ -125,17 +160,23 @@ def _horizons(model: PrognosticModel, horizons: Sequence[float] | np.ndarray | N
     hs = np.atleast_1d(np.asarray(model.horizons if horizons is None else horizons, dtype=float))
     if hs.ndim != 1 or hs.size == 0:
         raise ScoringError("horizons: expected a non-empty list of times (none given and none declared)")
-    last = float(model.baseline_times[-1])
+    unit = model.time_unit
     for h in hs:
         if not (np.isfinite(h) and h > 0):
-            raise ScoringError(f"horizon {h:g} {model.time_unit}: must be a positive finite time")
-        if h > last:
-            raise ScoringError(f"horizon {h:g} {model.time_unit} is beyond the last released baseline time "
-                               f"{last:g} {model.time_unit}; the device does not extrapolate")
+            raise ScoringError(f"horizon {h:g} {unit}: must be a positive finite time")
+        if isinstance(model, LogisticModel):
+            (only,) = model.horizons
+            if h != only:
+                raise ScoringError(
+                    f"horizon {h:g} {unit}: {model.ref} predicts {model.outcome} only at {only:g} {unit}, "
+                    "when it is recorded; the device neither extrapolates nor interpolates")
+        elif h > model.baseline_times[-1]:
+            raise ScoringError(f"horizon {h:g} {unit} is beyond the last released baseline time "
+                               f"{model.baseline_times[-1]:g} {unit}; the device does not extrapolate")
     return hs
 
 
-def baseline_cumhaz(model: PrognosticModel, times: np.ndarray) -> np.ndarray:
+def baseline_cumhaz(model: CoxModel, times: np.ndarray) -> np.ndarray:
     """H0(t) = −log S0(t) with S0 the released step function (0 before the first released time)."""
     return model.cumulative_hazard_at(times)
 
@@ -147,38 +188,57 @@ def score(model: PrognosticModel, X: np.ndarray,
     Parameters
     ----------
     model : PrognosticModel
-        A loaded, unstratified model.
+        A loaded, unstratified model (Cox or logistic).
     X : ndarray (n, p)
         Covariates in the model's units, columns in ``model.names`` order (convert first with
         :func:`device.units.convert`). Every value must lie inside its input's envelope.
     horizons : sequence of float, optional
-        In the model's ``time_unit``; each must be > 0 and ≤ the last released baseline time.
+        In the model's ``time_unit``; each must be > 0 and ≤ the last released baseline time (Cox), or
+        the one horizon of a logistic model.
 
     Returns
     -------
     Scores
-        ``risk = 1 − S0(h)^exp(η)`` with a 95% interval on the log(−log S) scale (β and baseline
-        uncertainty; β only for an older artifact, see ``Scores.includes_baseline``).
+        Cox: ``risk = 1 − S0(h)^exp(η)`` with a 95% interval on the log(−log S) scale (β and baseline
+        uncertainty; β only for an older artifact, see ``Interval.complete``). Logistic:
+        ``risk = expit(η)`` with the 95% Wald interval on the logit scale.
 
     Raises
     ------
     ScoringError
         Stratified model, wrong shape, an input outside its envelope (naming the row and the
-        input), or a horizon that would need extrapolation.
+        input), or a horizon that would need extrapolation (or, for a logistic model, any other
+        horizon than its own).
     """
     _unstratified(model)
     arr = _checked(model, _matrix(model, X))
     hs = _horizons(model, horizons)
+    if isinstance(model, LogisticModel):
+        return _logistic(model, arr, hs)
     lp, se = model.lp(arr), model.se_loglog(arr, hs)
     risk, lower, upper = model.risk_with_interval(lp, se, hs)
-    return Scores(names=model.effects, horizons=hs, risk=risk, lower=lower, upper=upper, lp=lp,
-                  se_lp=model.se_lp(arr), contributions=model.contributions(arr), se_loglog=se,
-                  includes_baseline=model.interval_includes_baseline)
+    return Scores(kind="cox-ph", names=model.effects, horizons=hs, risk=risk, lower=lower, upper=upper,
+                  lp=lp, se_lp=model.se_lp(arr), ratio="hazard", log_ratio=lp,
+                  contributions=model.contributions(arr),
+                  interval=Interval("log(-log S)", se, model.interval_includes_baseline))
+
+
+def _logistic(model: LogisticModel, arr: np.ndarray, hs: np.ndarray) -> Scores:
+    """A logistic model's scores at its one horizon (``hs`` repeats it): π(x), logit-scale interval."""
+    def wide(v: np.ndarray) -> np.ndarray:
+        return np.repeat(v[:, None], hs.size, axis=1)
+
+    prob, lower, upper = model.probability_with_interval(arr)
+    se = model.se_lp(arr)
+    return Scores(kind="logistic", names=model.effects, horizons=hs, risk=wide(prob), lower=wide(lower),
+                  upper=wide(upper), lp=model.lp(arr), se_lp=se, ratio="odds", log_ratio=model.log_ratio(arr),
+                  contributions=model.contributions(arr), interval=Interval("logit", wide(se), True))
 
 
 def survival_curve(model: PrognosticModel, x: np.ndarray | Sequence[float]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One patient's survival S(t | x) at every released baseline time, with its 95% interval.
+    """One patient's survival S(t | x) at every released baseline time, with its 95% interval (a Cox
+    model; a logistic model predicts one binary outcome, not a curve over time).
 
     Returns
     -------
@@ -186,6 +246,9 @@ def survival_curve(model: PrognosticModel, x: np.ndarray | Sequence[float]
         ``times`` in the model's time unit; ``lower ≤ survival ≤ upper`` (same interval as
         :func:`score`).
     """
+    if isinstance(model, LogisticModel):
+        raise ScoringError(f"{model.ref} is a logistic model of {model.outcome} at one horizon: it has no "
+                           "survival curve")
     _unstratified(model)
     arr = _checked(model, _matrix(model, x, ndim=1))
     times = np.array(model.baseline_times)

@@ -161,6 +161,9 @@ class ClinicalEvaluationFile(_Strict):
     """``regulatory/clinical_evaluation.yaml`` (``schema: fedprog.clinical-evaluation/v1``)."""
 
     schema_: Literal["fedprog.clinical-evaluation/v1"] = Field(alias="schema")
+    #: the model ids (``model_id``) this clinical evaluation concerns: its clinical association, state of
+    #: the art and benefit-risk are those of their outcome and inputs, of no other model
+    models: list[str] = Field(min_length=1)
     questions: list[Question] = Field(min_length=1)
     evidence_sources: list[EvidenceSource] = Field(min_length=1)
     literature_search: LiteratureSearch

@@ -3,8 +3,9 @@ written yet (MDCG 2020-13: an assessor checks that every gap is identified and j
 
 Each gap is ``(field, what closes it)``; :func:`dossier.inputs.open_decisions` lists them in the
 manifest, so a technical file with any of them is a draft, and FP-CER prints them as its open
-items. A missing external validation and a failed external criterion are gaps; so is a subgroup of
-a validation report without a discussion, an input without a clinical association, a literature
+items. A documented model the evaluation does not concern (``models``) is a gap; a missing external
+validation and a failed external criterion are gaps; so is a subgroup of a validation report without
+a discussion, an input without a clinical association, a literature
 figure nobody confirmed, the systematic literature search not yet run, and the benefit-risk
 conclusion or the evaluator not yet decided.
 """
@@ -82,4 +83,18 @@ def clinical_gaps(cef: ClinicalEvaluationFile | None, evidence: ClinicalEvidence
         return []
     found = evidence if evidence is not None else ClinicalEvidence()
     external = found.external[-1].report if found.external else None
-    return [*_external(found), *_written(cef, subgroup_names(validation, external), artifact)]
+    return [*_covered(cef, artifact), *_external(found),
+            *_written(cef, subgroup_names(validation, external), artifact)]
+
+
+def _covered(cef: ClinicalEvaluationFile, artifact: dict[str, Any] | None) -> list[Gap]:
+    """A documented model this clinical evaluation does not concern (another outcome, other inputs: e.g.
+    a logistic model of a recorded outcome beside the evaluated Cox model) is a gap, never covered by
+    another model's evaluation."""
+    model = (artifact or {}).get("model_id")
+    if model is None or model in cef.models:
+        return []
+    outcome = (artifact or {}).get("outcome", {}).get("name", "its outcome")
+    return [(f"{FILE}: models", f"the clinical evaluation of {model} ({outcome}): this file evaluates "
+             f"{', '.join(cef.models)}; the clinical association, state of the art and benefit-risk of "
+             "this model are the manufacturer's to write")]

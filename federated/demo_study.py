@@ -172,6 +172,32 @@ def spline_study(study: StudySpec) -> StudySpec:
                                     "interactions": [INTERACTION]})
 
 
+#: a logistic model on the demo's hospitals (for tests; not part of ``fedprog demo``): the probability
+#: that the surgical specimen's tumour is grade 3, a binary outcome the hospitals recorded at surgery
+#: (``tgrade``), from the size band, positive nodes and the progesterone receptor — a recorded outcome,
+#: never a survival outcome cut at a horizon. The receptor enters as a restricted cubic spline (knots
+#: at 5, 40 and 200 fmol/mg): linear in it, the model's calibration slope inside the intended-use
+#: range was 1.40 (values above 435 fmol/mg are clipped in training and outside the envelope in
+#: validation), with the spline 1.00
+LOGISTIC_MODEL = "gbsg2-grade3"
+LOGISTIC_COVARIATES = ("tsize", "pnodes", "progrec")
+PROGREC_KNOTS = (5.0, 40.0, 200.0)
+
+
+def logistic_study(study: StudySpec) -> StudySpec:
+    """A logistic study (:data:`LOGISTIC_MODEL`) on the demo study's sites and declared inputs: the
+    outcome ``tgrade`` (1 = grade 3), recorded at surgery (horizon 1 day), no time column."""
+    use = DEMO_INTENDED_USE.model_copy(update={"event": "a grade 3 tumour in the surgical specimen"})
+    return StudySpec.model_validate({
+        **study.model_dump(), "model_id": LOGISTIC_MODEL, "version": "1", "model": "logistic", "time": None,
+        "event": "tgrade", "covariates": list(LOGISTIC_COVARIATES), "outcome": "grade 3 tumour at surgery",
+        "horizons": [1.0], "max_time": None, "shift_sparse_censoring": False,
+        "intended_use": use.model_dump(), "inputs": {
+            n: {**study.inputs[n].model_dump(), **({"spline": {"knots": list(PROGREC_KNOTS)}}
+                                                    if n == "progrec" else {})}
+            for n in LOGISTIC_COVARIATES}})
+
+
 EXTERNAL_SITE = "rotterdam"
 #: where the external cohort is kept in the repository (with its provenance and licence note)
 ROTTERDAM_CSV = Path(__file__).resolve().parents[1] / "data" / "rotterdam.csv"

@@ -10,16 +10,18 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -65,6 +67,12 @@ def grid_steps(times: np.ndarray, grid: str, unit: str) -> np.ndarray:
     return np.ceil(np.round(np.asarray(times, dtype=np.float64) / grid_width(grid, unit), 9))
 
 
+def range_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """The public bin edges of a declared range [lo, hi] (``range_bins`` equal bins, shape (bins + 1,)):
+    the coverage histogram's, and the only places a knot placed at a quantile may lie."""
+    return np.linspace(lo, hi, bins + 1)
+
+
 class CohortSpec(BaseModel):
     """What a site needs to know to prepare its rows: columns and the time grid.
 
@@ -97,10 +105,18 @@ class CohortSpec(BaseModel):
     #: splines, the level codes of the categories dummy-coded against their first level, and the
     #: declared interactions; the site builds the columns from its own rows
     splines: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    #: splines whose k knots are placed at quantiles of the securely summed coverage histogram, each on
+    #: an edge of its declared range (:func:`range_edges`); ``splines`` holds them once placed
+    knot_quantiles: dict[str, int] = Field(default_factory=dict)
     dummies: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     interactions: tuple[tuple[str, str], ...] = ()
     #: rows with a missing value: refused (the default) or left out ("complete-case"), counted
     missing: Missing = "refuse"
+    #: a cause-specific cohort (Putter, Fiocco & Geskus 2007): ``event`` names the cause column, holding 0
+    #: (censored) or one of the declared codes ``causes``; the event is ``cause``, every other code is
+    #: censored at its time (:func:`federated.site.data.cause_index`)
+    cause: str | None = Field(default=None, min_length=1)
+    causes: tuple[str, ...] = ()
 
     def design(self) -> Design:
         """The columns the covariates make (:class:`prognosis.design.Design`)."""
@@ -157,10 +173,38 @@ class CohortSpec(BaseModel):
 
     @model_validator(mode="after")
     def _design(self) -> CohortSpec:
-        unknown = sorted((set(self.splines) | set(self.dummies)) - set(self.covariates))
+        coded = set(self.splines) | set(self.dummies) | set(self.knot_quantiles)
+        unknown = sorted(coded - set(self.covariates))
         if unknown:
             raise ValueError(f"{unknown[0]!r} is coded in the design but is not a covariate")
+        for name, k in self.knot_quantiles.items():
+            if name not in self.ranges or not 3 <= k <= min(7, self.range_bins + 1):
+                raise ValueError(f"knot_quantiles: {name!r} needs a declared range with at least {k} bin "
+                                 f"edges, and 3 to 7 knots")
         self.design()  # refuses unknown or repeated interactions, bad knots
+        return self
+
+    @model_serializer(mode="wrap")
+    def _written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without ``knot_quantiles``, ``cause`` and ``causes`` when none are declared (studies approved
+        before they existed keep their hash)."""
+        out: dict[str, Any] = handler(self)
+        for name in ("knot_quantiles", "cause", "causes"):
+            if not getattr(self, name):
+                out.pop(name, None)
+        return out
+
+    @model_validator(mode="after")
+    def _cause_specific(self) -> CohortSpec:
+        if self.cause is None and not self.causes:
+            return self
+        if self.cause is None or self.cause not in self.causes:
+            raise ValueError(f"cause {self.cause!r}: a cause-specific cohort's cause is one of its declared "
+                             f"codes {list(self.causes)}")
+        if "0" in self.causes or len(set(self.causes)) != len(self.causes):
+            raise ValueError("causes: the codes of the cause column, each once, without '0' (censored)")
+        if self.time is None or self.partition == self.event:
+            raise ValueError("a cause-specific cohort has a time column and is not grouped by its cause")
         return self
 
 
@@ -276,7 +320,13 @@ class StudySpec(BaseModel):
     @model_validator(mode="after")
     def _design(self) -> StudySpec:
         design = self.design()  # refuses unknown or repeated interactions
-        if self.dp.enabled and not design.identity:
+        splines = {n: self.inputs[n].spline for n in self.covariates if n in self.inputs}
+        for name, spline in splines.items():
+            if spline is not None and (spline.quantiles or 0) > self.range_bins + 1:
+                raise ValueError(f"inputs.{name}.spline: {spline.quantiles} knots at quantiles need as many "
+                                 f"bin edges of its range, and range_bins = {self.range_bins} gives "
+                                 f"{self.range_bins + 1}: raise range_bins")
+        if self.dp.enabled and not (design.identity and all(s is None for s in splines.values())):
             raise ValueError("dp: a differentially private fit takes linear covariates only (no "
                              "splines, dummy-coded categories or interactions)")
         return self
@@ -307,6 +357,8 @@ class StudySpec(BaseModel):
                 name: ref for name, spec in self.inputs.items()
                 if name in self.covariates and (ref := spec.reference_value()) is not None},
             splines={} if for_km else {n: tuple(s.knots) for n, s in declared.items() if s.knots is not None},
+            knot_quantiles={} if for_km else {n: s.spline.quantiles for n, s in declared.items()
+                                              if s.spline is not None and s.spline.quantiles is not None},
             dummies={} if for_km else {n: tuple(s.codes) for n, s in declared.items()
                                        if s.kind == "category" and not s.ordinal},
             interactions=() if for_km else tuple((a, b) for a, b in self.interactions),

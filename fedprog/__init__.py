@@ -17,6 +17,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from federated.analyses.cause_specific import FederatedCauseSpecificCox
     from federated.analyses.competing_estimator import FederatedAalenJohansen
     from federated.analyses.estimator import FederatedCoxPH
     from federated.analyses.km_estimator import FederatedKaplanMeier
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "FederatedAalenJohansen": "federated.analyses.competing_estimator",
+    "FederatedCauseSpecificCox": "federated.analyses.cause_specific",
     "FederatedCoxPH": "federated.analyses.estimator",
     "FederatedKaplanMeier": "federated.analyses.km_estimator",
     "FederatedLogisticRegression": "federated.analyses.logistic_estimator",
@@ -56,7 +58,7 @@ _WHERE = {
 
 __all__ = [
     "ConvergenceError", "DPSettings", "DataError", "DisclosurePolicy", "FederatedAalenJohansen",
-    "FederatedCoxPH", "FederatedError",
+    "FederatedCauseSpecificCox", "FederatedCoxPH", "FederatedError",
     "FederatedKaplanMeier", "FederatedLogisticRegression", "InputSpec", "PolicyError", "SingularDesignError",
     "Site", "SiteError", "SiteFloors", "cox_summary",
 ]

@@ -10,6 +10,7 @@ import typer
 
 from . import (
     audit_cmd,
+    competing_cmd,
     consent_cmd,
     demo_cmd,
     deploy_cmd,
@@ -78,6 +79,7 @@ def _root(ctx: typer.Context,
 app.command("init")(init_cmd.init)
 app.command("train")(train_cmd.train)
 app.command("km")(train_cmd.km)
+app.command("competing")(competing_cmd.competing)
 app.command("demo")(demo_cmd.demo)
 app.command("validate")(validate_cmd.validate)
 app.command("serve")(serve_cmd.serve)

@@ -219,14 +219,14 @@ def _train_validate_release(ws: Workspace, study: StudySpec, ws_dir: Path, conso
     from validation.run import Options as ValidationOptions
 
     from .registration import as_successor, release_in_workspace, train_in_workspace, validate_in_workspace
-    from .train_cmd import local_counts, print_cox_summary
+    from .train_cmd import local_counts, print_fit_summary
     from .validate_cmd import print_summary
 
     study, predecessor = as_successor(ws, study)
     sites = ws.site_objects(ws_dir / "transcripts")
     fit, artifact = train_in_workspace(ws, study, predecessor=predecessor, sites=sites)
     out = ws_dir / "models" / f"{artifact['sha256']}.json"
-    print_cox_summary(fit, out, artifact["sha256"], local_counts(sites))
+    print_fit_summary(fit, out, artifact, local_counts(sites))
     cp = artifact["training"]["consent_checkpoint"]
     ref = f"{artifact['model_id']}@{artifact['version']}"
     console.print(f"model {ref} registered in the ledger; trained on consent as of checkpoint {cp['size']} "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from device.registry import ModelEntry
 from federated.analyses.cox import CoxFit
+from federated.analyses.logistic import FederatedLogisticFit
 from federated.protocol.transport import Transport
 from federated.site.handler import Site
 from federated.study import StudySpec
@@ -40,23 +41,28 @@ def as_successor(ws: Workspace, study: StudySpec) -> tuple[StudySpec, ModelEntry
 def train_in_workspace(ws: Workspace, study: StudySpec, *, predecessor: ModelEntry | None = None,
                        sites: list[Site] | Transport | None = None, witnesses: Witnesses | None = None,
                        on_round: Callable[[int, str], None] | None = None
-                       ) -> tuple[CoxFit, dict[str, Any]]:
+                       ) -> tuple[CoxFit | FederatedLogisticFit, dict[str, Any]]:
     """Train under a fresh, witnessed consent checkpoint and register the model in the ledger.
+
+    The study's ``model`` says what is fitted: a Cox model (:func:`federated.analyses.runner.train`)
+    or a logistic regression of a recorded binary outcome
+    (:func:`federated.analyses.runner.train_logistic`); both are registered, validated and released
+    alike.
 
     Every site uses only patients whose consent is active at that checkpoint and remembers,
     privately, which it used (so that a later revocation flags this model). A successor
     links to its predecessor. ``sites`` and ``witnesses`` reach the sites (default: in this
     process; a Flower deployment passes its transport and remote witnesses).
     """
-    from federated.analyses.runner import train
+    from federated.analyses.runner import trainer
 
     if predecessor is not None:
         study = study.model_copy(update={"version": next_version(predecessor.version)})
     job = f"{study.model_id}@{study.version}"
     gate = ws.consent_gate(job, witnesses)
     study = ws.study_spec(study)
-    fit, artifact = train(study, sites=sites if sites is not None else ws.site_objects(), consent=gate,
-                          protocol=ws.protocol(study), on_round=on_round)
+    fit, artifact = trainer(study)(study, sites=sites if sites is not None else ws.site_objects(),
+                                   consent=gate, protocol=ws.protocol(study), on_round=on_round)
     ws.models.register(artifact, job, predecessor=None if predecessor is None else predecessor.ref,
                        study=json.loads(study.model_dump_json(exclude={"sites"})))
     ws.publish_checkpoint(witnesses)

@@ -149,9 +149,6 @@ def train(
         if workspace_dir is not None:
             if site:
                 raise fail("--site: a workspace trains on its own sites (fedprog site add)")
-            if kind == "logistic":
-                raise fail("--kind logistic: a workspace registers, validates and releases Cox models only "
-                           "so far; fit a logistic model with --site … --out model.json")
             fit, artifact, sites, registered = _train_registered(workspace(workspace_dir), study, flags,
                                                                  transcript_dir)
         else:
@@ -175,8 +172,7 @@ def train(
     if as_json:
         print(json.dumps(artifact, sort_keys=True))
         return
-    print_cox_summary(fit, out, artifact["sha256"], local_counts(sites),
-                      privacy=artifact["training"]["differential_privacy"])
+    print_fit_summary(fit, out, artifact, local_counts(sites))
     if registered is not None:
         print(f"registered {registered} as a candidate (ledger, consent checkpoint "
               f"{artifact['training']['consent_checkpoint']['size']}); next: fedprog validate {registered} "
@@ -184,7 +180,7 @@ def train(
 
 
 def _train_registered(ws_dir: Path, study_file: Path | None, flags: dict[str, Any],
-                      transcript_dir: Path | None) -> tuple[CoxFit, dict[str, Any], list[Any], str]:
+                      transcript_dir: Path | None) -> tuple[Any, dict[str, Any], list[Any], str]:
     """``train --workspace``: the workspace's study (or ``--study``) with the flags on top, checked for
     what serving needs, approved by every site, trained under a witnessed consent checkpoint and
     registered (a successor of the newest version of the same model, if any)."""
@@ -205,7 +201,8 @@ def _train_registered(ws_dir: Path, study_file: Path | None, flags: dict[str, An
                    f"fedprog site approve --site NAME --workspace {ws_dir}")
     spec, predecessor = as_successor(ws, spec)
     sites = ws.site_objects(transcript_dir)
-    with Progress("federated Cox") as progress:
+    what = "federated logistic regression" if spec.model == "logistic" else "federated Cox"
+    with Progress(what) as progress:
         fit, artifact = train_in_workspace(ws, spec, predecessor=predecessor, sites=sites, on_round=progress)
     return fit, artifact, sites, f"{artifact['model_id']}@{artifact['version']}"
 
@@ -230,6 +227,16 @@ def sites_table(local: dict[str, tuple[int, int] | None], dropped: dict[str, str
         n, ev = own if own is not None and counts else ("?", "?")
         sites.add_row(name, str(n), str(ev), status)
     return sites
+
+
+def print_fit_summary(fit: Any, out: Path | None, artifact: dict[str, Any],
+                      local: dict[str, tuple[int, int] | None]) -> None:
+    """The summary of a fit of either kind (:func:`print_cox_summary`, :func:`print_logistic_summary`)."""
+    if artifact["kind"] == "logistic":
+        print_logistic_summary(fit, out, artifact, local)
+    else:
+        print_cox_summary(fit, out, artifact["sha256"], local,
+                          privacy=artifact["training"]["differential_privacy"])
 
 
 def print_logistic_summary(result: Any, out: Path | None, artifact: dict[str, Any],

@@ -144,23 +144,40 @@ def print_summary(report: dict[str, Any], say: Any) -> None:
         say(f"clinical performance at {len(sites)} sites ({', '.join(sites)}), computed at each site on its "
             f"own data, pooled by inverse variance (95% CI, {settings['n_boot']} bootstrap resamples per "
             "site):")
-    say(f"  Harrell's C {_ci(_pooled(report, 'harrell_c'))}   Uno's C {_ci(_pooled(report, 'uno_c'))}   "
-        f"integrated Brier {_ci(_pooled(report, 'integrated_brier'))}")
-    say(f"  calibration slope {_ci(_pooled(report, 'calibration_slope'), 2)}")
-    for h in hs:
-        say(f"  by {_years(h, unit)}: time-dependent AUC {_ci(_pooled(report, 'td_auc', h))}, "
-            f"E/O {_ci(_pooled(report, 'e_o_ratio', h), 2)}, "
-            f"slope {_ci(_pooled(report, 'calibration_slope', h), 2)}")
+    logistic = settings.get("kind") == "logistic"
     loso = report["leave_one_site_out"]["pooled"]
     held = {(e["metric"], e["horizon"]): e for e in loso}
-    if held:
-        say(f"  leave-one-site-out: Harrell's C {_ci(held.get(('harrell_c', None)))}, "
-            f"calibration slope {_ci(held.get(('calibration_slope', None)), 2)}")
+    if logistic:  # one horizon: when the binary outcome was recorded
+        h = hs[0]
+        say(f"  outcome recorded by {h:g} {unit}{'' if h == 1 else 's'}: C statistic "
+            f"{_ci(_pooled(report, 'c_statistic'))}, Brier {_ci(_pooled(report, 'brier', h))}, "
+            f"E/O {_ci(_pooled(report, 'e_o_ratio', h), 2)}, "
+            f"slope {_ci(_pooled(report, 'calibration_slope', h), 2)}, "
+            f"calibration-in-the-large {_ci(_pooled(report, 'calibration_intercept', h), 2)}")
+        if held:
+            say(f"  leave-one-site-out: C statistic {_ci(held.get(('c_statistic', None)))}, "
+                f"calibration slope {_ci(held.get(('calibration_slope', h)), 2)}")
+    else:
+        say(f"  Harrell's C {_ci(_pooled(report, 'harrell_c'))}   Uno's C {_ci(_pooled(report, 'uno_c'))}   "
+            f"integrated Brier {_ci(_pooled(report, 'integrated_brier'))}")
+        say(f"  calibration slope {_ci(_pooled(report, 'calibration_slope'), 2)}")
+        for h in hs:
+            say(f"  by {_years(h, unit)}: time-dependent AUC {_ci(_pooled(report, 'td_auc', h))}, "
+                f"E/O {_ci(_pooled(report, 'e_o_ratio', h), 2)}, "
+                f"slope {_ci(_pooled(report, 'calibration_slope', h), 2)}")
+        if held:
+            say(f"  leave-one-site-out: Harrell's C {_ci(held.get(('harrell_c', None)))}, "
+                f"calibration slope {_ci(held.get(('calibration_slope', None)), 2)}")
     for c in report["criteria"]:
         rule = " ".join(str(x) for x in (c["metric"], c["statistic"], c["op"], c["threshold"])
                         if x is not None)
         say(f"  {c['id']}: {rule} — {_checks(c['checks'])}: {'PASS' if c['passed'] else 'FAIL'}")
-    say(f"report: {report['folder']}/report.json (+ calibration.png, km_risk_groups.png, td_auc.png)")
+    figures = ", ".join(p["file"] for p in report.get("plots", []) if isinstance(p, dict) and p.get("file"))
+    say(f"report: {report['folder']}/report.json" + (f" (+ {figures})" if figures else ""))
+    skipped = report.get("criteria_not_applicable", [])
+    if skipped:
+        listed = ", ".join(f"{c['id']} ({c['metric']})" for c in skipped)
+        say(f"  {skipped[0]['reason']}: {listed}")
     reg = report.get("registry", {})
     met = "every acceptance criterion met" if report["passed"] else "FAILED"
     if report.get("setting") == "external":

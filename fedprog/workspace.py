@@ -33,13 +33,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from consent.registry import ConsentRegistry
 from device.registry import ModelRegistry
-from federated.disclosure.rules import SiteIdentity, StudyProtocol, protocol_of
+from federated.disclosure.rules import SiteFloors, SiteIdentity, StudyProtocol, protocol_of
 from federated.protocol.messages import ConsentGate
 from federated.site.handler import Site
 from federated.site.tables import TableFormat
-from federated.study import StudySpec
+from federated.study import StudySpec, first_error
 from ledger.anchors import TrustAnchors, from_manifest
 from ledger.checkpoint import (
     CosignatureSigner,
@@ -297,11 +299,25 @@ class Workspace:
         """In-process training sites over the workspace's data (:meth:`site_object`)."""
         return [self.site_object(name, transcript_dir) for name in self.sites]
 
+    def floors(self, site: str) -> SiteFloors | None:
+        """The site operator's own floors (``sites/<site>/floors.json``, a
+        :class:`~federated.disclosure.rules.SiteFloors` JSON object as ``fedprog deploy --floors`` takes),
+        or ``None`` for the built-in ones; a file that breaks the contract is refused in one line."""
+        path = self.root / "sites" / site / "floors.json"
+        if not path.is_file():
+            return None
+        try:
+            return SiteFloors.model_validate_json(path.read_text(encoding="utf-8"))
+        except (ValidationError, UnicodeDecodeError) as exc:
+            why = first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise WorkspaceError(f"{path}: {why}") from None
+
     def site_object(self, name: str, transcript_dir: Path | None = None) -> Site:
         """One in-process site (training or external) over its table, with its own identity key, the
-        studies its operator approved, its consent registry and its witness's freshest checkpoint."""
+        studies its operator approved, its consent registry, its witness's freshest checkpoint and its
+        operator's own floors (:meth:`floors`)."""
         info = self._site(name)
-        return Site(name, Path(info["data"]), transcript_dir=transcript_dir,
+        return Site(name, Path(info["data"]), transcript_dir=transcript_dir, floors=self.floors(name),
                     table_format=self.table_format(name),
                     consent=self.registry(name), patient_column=info["patient_column"],
                     identity=self.identity(name), approved=self.approvals(name),

@@ -1,7 +1,7 @@
-"""The released prognostic model, pure (numpy + pydantic): the one Cox model object and its file format."""
+"""The released prognostic model, pure (numpy + pydantic): the Cox and logistic model objects, the facts
+they share, reading either by its kind, and their file format."""
 
 from .cox import (
-                  DAYS_PER_UNIT,
                   BaselineCurve,
                   CoxModel,
                   ModelError,
@@ -12,9 +12,12 @@ from .cox import (
                   wald,
 )
 from .inputs import Bands, Coding, Coverage, InputSpec, ModelInput
+from .load import ReleasedModel, load_released
+from .logistic import LogisticModel
+from .released import DAYS_PER_UNIT, Released
 from .schema import SCHEMA, Artifact
 from .steps import Z95, step_at
 
 __all__ = ["DAYS_PER_UNIT", "SCHEMA", "Artifact", "Bands", "BaselineCurve", "Coding", "Coverage", "CoxModel",
-           "InputSpec", "ModelError", "ModelInput", "Z95", "evaluable", "load_model", "seal", "step_at",
-           "verify_sha256", "wald"]
+           "InputSpec", "LogisticModel", "ModelError", "ModelInput", "Released", "ReleasedModel", "Z95",
+           "evaluable", "load_model", "load_released", "seal", "step_at", "verify_sha256", "wald"]

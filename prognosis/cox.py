@@ -47,7 +47,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -56,11 +56,9 @@ from ledger.canonical import sealed_sha256
 
 from .design import Design
 from .inputs import ModelInput
+from .released import Released, open_input, readonly
 from .schema import SCHEMA, Artifact
 from .steps import Z95, step_at
-
-#: Length of each time unit in days (Julian year, as in most survival software).
-DAYS_PER_UNIT: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "year": 365.25}
 
 ArrayLike = np.ndarray | Sequence[float] | float
 
@@ -92,12 +90,6 @@ def wald(beta: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return se, np.column_stack((b - half, b + half)), p
 
 
-def _readonly(values: Any) -> np.ndarray:
-    arr = np.array(values, dtype=float)
-    arr.setflags(write=False)
-    return arr
-
-
 @dataclass(frozen=True, eq=False)
 class BaselineCurve:
     """One released baseline survival step function (a stratum's, or the model's when ``label`` is None)."""
@@ -111,13 +103,17 @@ class BaselineCurve:
 
 
 @dataclass(frozen=True, eq=False)
-class CoxModel:
+class CoxModel(Released):
     """A loaded, verified Cox model: the arrays prediction needs, all read-only, in ``inputs`` order.
 
     ``horizons`` and baseline times are in ``time_unit``. A stratified model has empty
     ``baseline_times``/``baseline_survival`` and one curve per stratum in ``strata``. ``artifact``
     is the validated contract (every released field); :meth:`to_artifact` its exact JSON object.
+    The facts and contributions every released model shares are :class:`prognosis.released.Released`'s.
     """
+
+    kind: ClassVar[str] = "cox-ph"
+    ratio: ClassVar[str] = "hazard"
 
     model_id: str
     version: str
@@ -164,15 +160,15 @@ class CoxModel:
         names = list(design.columns)
         base = art.baseline_survival
         assert base is not None  # a Cox model's (Artifact._check_kind)
-        strata = tuple(BaselineCurve(s.label, _readonly(s.times), _readonly(s.survival),
+        strata = tuple(BaselineCurve(s.label, readonly(s.times), readonly(s.survival),
                                      *_running(s.variance_increments, s.xbar_increments, len(base.center)))
                        for s in base.strata or [])
         variance, xbar = _running(base.variance_increments, base.xbar_increments, len(base.center))
         return cls(model_id=art.model_id, version=art.version, sha256=art.sha256, outcome=art.outcome.name,
                    time_unit=art.outcome.time_unit, horizons=tuple(art.outcome.horizons),
-                   inputs=list(art.inputs), beta=_readonly([art.coefficients[n] for n in names]),
-                   covariance=_readonly(art.covariance), center=_readonly(base.center),
-                   baseline_times=_readonly(base.times), baseline_survival=_readonly(base.survival),
+                   inputs=list(art.inputs), beta=readonly([art.coefficients[n] for n in names]),
+                   covariance=readonly(art.covariance), center=readonly(base.center),
+                   baseline_times=readonly(base.times), baseline_survival=readonly(base.survival),
                    stratified=base.strata is not None, artifact=art, strata=strata,
                    baseline_variance=variance, baseline_xbar=xbar, _json=data, design=design)
 
@@ -190,8 +186,7 @@ class CoxModel:
         body = {"schema": SCHEMA, "model_id": model_id, "version": version, "kind": "cox-ph",
                 "outcome": {"name": outcome, "time_unit": time_unit,
                             "horizons": [float(h) for h in horizons]},
-                "inputs": [{"name": n, "code": {"system": "urn:fedprog:covariate", "code": n, "display": n},
-                            "unit": "1", "kind": "quantity", "min": None, "max": None} for n in names],
+                "inputs": [open_input(n) for n in names],
                 "coefficients": dict(zip(names, b.tolist(), strict=True)),
                 "standard_errors": dict(zip(names, se.tolist(), strict=True)), "covariance": cov.tolist(),
                 "baseline_survival": {"times": np.asarray(times, dtype=float).tolist(),
@@ -204,48 +199,6 @@ class CoxModel:
     def to_artifact(self) -> dict[str, Any]:
         """The artifact's JSON object, exactly as read or built (same canonical bytes, same ``sha256``)."""
         return copy.deepcopy(self._json)
-
-    # ------------------------------------------------------------------ facts
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Input names, the column order of every ``X`` the model takes."""
-        return tuple(i.name for i in self.inputs)
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The coefficients' columns, in ``beta`` order (the inputs themselves for a linear model)."""
-        return self.names if self.design is None else self.design.columns
-
-    @property
-    def effects(self) -> tuple[str, ...]:
-        """What :meth:`contributions` returns, in order: each input's effect, then each interaction's."""
-        return self.names if self.design is None else self.design.effects
-
-    @property
-    def reference(self) -> np.ndarray:
-        """The reference patient's inputs (q,), ``names`` order: the centre read back through the design
-        (:meth:`prognosis.design.Design.inputs_of`; the centre itself for a linear model)."""
-        if self.design is None or self.design.identity:
-            return self.center
-        return _readonly(self.design.inputs_of(self.center))
-
-    def design_matrix(self, X: np.ndarray) -> np.ndarray:
-        """The columns (n, m) of raw inputs ``X`` (n, q) in ``names`` order (:mod:`prognosis.design`)."""
-        raw = np.asarray(X, dtype=float)
-        return raw if self.design is None or self.design.identity else self.design.matrix(raw)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.model_id}@{self.version}"
-
-    def horizon_text(self, h: float) -> str:
-        """A horizon in words: in years once it is at least a year long (``1826`` days → ``5 years``)."""
-        days = h * DAYS_PER_UNIT[self.time_unit]
-        if self.time_unit != "year" and days < 365:
-            return f"{h:g} {self.time_unit}{'' if h == 1 else 's'}"
-        years = days / 365.25
-        shown = f"{round(years)}" if abs(years - round(years)) < 0.05 else f"{years:.1f}"
-        return f"{shown} year{'' if shown == '1' else 's'}"
 
     # ------------------------------------------------------------------ baseline
     def baseline(self, stratum: str | None = None) -> BaselineCurve:
@@ -271,23 +224,20 @@ class CoxModel:
         return np.asarray(-np.log(self.baseline_at(t, stratum)))
 
     # ------------------------------------------------------------ linear predictor
+    @property
+    def slope_covariance(self) -> np.ndarray:
+        """Σ, the covariance of β (:class:`prognosis.released.Released`)."""
+        return self.covariance
+
     def lp(self, X: np.ndarray) -> np.ndarray:
         """Linear predictor η = β·(d(x) − c) of each row of ``X`` (n, q), shape (n,), with d(x) the
-        design columns of the inputs (x itself for a linear model)."""
-        return np.asarray((self.design_matrix(X) - self.center) @ self.beta, dtype=float)
-
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        """Each effect's log hazard ratio against the centre, shape (n, len(effects)): Σ β_j (d_j(x) − c_j)
-        over the columns of each input (then of each interaction); rows sum to η."""
-        per_column = (self.design_matrix(X) - self.center) * self.beta
-        if self.design is None or self.design.identity:
-            return np.asarray(per_column)
-        return self.design.effect_sums(per_column)
+        design columns of the inputs (x itself for a linear model): the log hazard ratio against the
+        centre (:meth:`prognosis.released.Released.log_ratio`)."""
+        return self.log_ratio(X)
 
     def se_lp(self, X: np.ndarray) -> np.ndarray:
         """Standard error of η by the delta method, sqrt((d(x) − c)ᵀ Σ (d(x) − c)), shape (n,)."""
-        Z = self.design_matrix(X) - self.center
-        return np.sqrt(np.maximum(((Z @ self.covariance) * Z).sum(axis=1), 0.0))
+        return self.se_log_ratio(X)
 
     @property
     def interval_includes_baseline(self) -> bool:
@@ -383,8 +333,8 @@ def _running(increments: list[float] | None, xbar: list[list[float]] | None, p: 
     """V(t) and M(t) (K, p) at the released times: running sums of the artifact's per-step increments."""
     if increments is None or xbar is None:
         return None, None
-    return (_readonly(np.cumsum(np.asarray(increments, dtype=float))),
-            _readonly(np.cumsum(np.asarray(xbar, dtype=float).reshape(-1, p), axis=0)))
+    return (readonly(np.cumsum(np.asarray(increments, dtype=float))),
+            readonly(np.cumsum(np.asarray(xbar, dtype=float).reshape(-1, p), axis=0)))
 
 
 def read_artifact(source: str | Path | Mapping[str, Any]) -> tuple[str, Artifact, dict[str, Any]]:

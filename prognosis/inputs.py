@@ -11,10 +11,19 @@ the same way (:meth:`InputSpec.accepts`): values are never clamped.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 #: strict, frozen, finite: no type coercion but int → float, unknown fields refused
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, protected_namespaces=())
@@ -97,15 +106,42 @@ class Bands(BaseModel):
 
 class Spline(BaseModel):
     """A restricted cubic spline of a continuous input (:func:`prognosis.design.rcs_basis`): its
-    knots t₁ < … < t_k (3 ≤ k ≤ 7), declared in the study or placed by it, recorded in the model."""
+    knots t₁ < … < t_k (3 ≤ k ≤ 7), declared in the study, or ``quantiles`` = k: placed by the fit
+    at Harrell's default quantiles of the securely summed histogram of the input's declared range, each
+    on a public bin edge (:mod:`federated.analyses.knots`). A study declares one of the two; a
+    released model records the knots, and ``quantiles`` when the fit placed them (then k = len(knots))."""
 
     model_config = STRICT
-    knots: list[float] = Field(min_length=3, max_length=7)
+    knots: list[float] = Field(default_factory=list, max_length=7)
+    quantiles: int | None = Field(default=None, ge=3, le=7)
 
     @field_validator("knots")
     @classmethod
     def _knots(cls, v: list[float]) -> list[float]:
+        if 0 < len(v) < 3:
+            raise ValueError(f"knots: a restricted cubic spline needs at least 3 knots, got {len(v)}")
         return increasing(v, "knots ")
+
+    @model_validator(mode="after")
+    def _declared(self) -> Spline:
+        if not self.knots and self.quantiles is None:
+            raise ValueError("spline: declare its knots = [...] or how many to place at quantiles "
+                             "(quantiles = 3 … 7)")
+        if self.knots and self.quantiles is not None and len(self.knots) != self.quantiles:
+            raise ValueError(f"spline: {len(self.knots)} knots placed at {self.quantiles} quantiles")
+        return self
+
+    @property
+    def placed(self) -> bool:
+        """Whether the knots are known (declared, or placed by a fit)."""
+        return bool(self.knots)
+
+    @model_serializer(mode="wrap")
+    def _written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only what is set: a declared spline is ``{knots}`` (as before quantiles existed), a
+        declaration ``{quantiles}``, a placed one ``{knots, quantiles}``."""
+        out: dict[str, Any] = handler(self)
+        return {k: v for k, v in out.items() if v not in (None, [])}
 
 
 class InputSpec(BaseModel):
@@ -145,13 +181,7 @@ class InputSpec(BaseModel):
         if self.ordinal and self.kind != "category":
             raise ValueError(f"ordinal: only a category input is ordinal, not a {self.kind}")
         if self.spline is not None:
-            if self.kind not in ("quantity", "integer"):
-                raise ValueError(f"spline: only a quantity or integer input takes a spline, not a "
-                                 f"{self.kind}")
-            lo, hi = self.spline.knots[0], self.spline.knots[-1]
-            if (self.min is not None and lo < self.min) or (self.max is not None and hi > self.max):
-                raise ValueError(f"spline: knots {lo:g}…{hi:g} lie outside the declared range "
-                                 f"[{self.min}, {self.max}]")
+            self._spline_fits(self.spline)
         if self.bands is not None and (self.kind != "category"
                                        or len(self.bands.cuts) != len(self.categories or []) - 1):
             raise ValueError("bands: a banded category input has one cut fewer than categories")
@@ -172,6 +202,21 @@ class InputSpec(BaseModel):
             raise ValueError(f"categories: only a category input lists categories, not a {self.kind}")
         return self
 
+    def _spline_fits(self, spline: Spline) -> None:
+        """``ValueError`` unless ``spline`` suits this input: a quantity or integer, its knots inside the
+        declared range, a declared range to place knots at quantiles in."""
+        if self.kind not in ("quantity", "integer"):
+            raise ValueError(f"spline: only a quantity or integer input takes a spline, not a {self.kind}")
+        if not spline.placed:
+            if self.min is None or self.max is None:
+                raise ValueError("spline: knots placed at quantiles lie on the bin edges of the declared "
+                                 "range: declare min and max")
+            return
+        lo, hi = spline.knots[0], spline.knots[-1]
+        if (self.min is not None and lo < self.min) or (self.max is not None and hi > self.max):
+            raise ValueError(f"spline: knots {lo:g}…{hi:g} lie outside the declared range "
+                             f"[{self.min}, {self.max}]")
+
     @property
     def label(self) -> str:
         """How messages name the input: its ``title`` (a declaration has no name of its own)."""
@@ -179,8 +224,8 @@ class InputSpec(BaseModel):
 
     @property
     def knots(self) -> list[float] | None:
-        """The spline's knots, or None for an input entered as it is."""
-        return None if self.spline is None else list(self.spline.knots)
+        """The spline's knots, or None for an input entered as it is (or whose knots are yet to be placed)."""
+        return list(self.spline.knots) if self.spline is not None and self.spline.placed else None
 
     @property
     def codes(self) -> list[str]:
@@ -283,6 +328,12 @@ class ModelInput(InputSpec):
     max: float | None
     reference: None = None
     coverage: Coverage | None = None
+
+    @model_validator(mode="after")
+    def _knots_known(self) -> ModelInput:
+        if self.spline is not None and not self.spline.placed:
+            raise ValueError("spline: a released model records its knots (placed at quantiles by the fit)")
+        return self
 
     @property
     def label(self) -> str:

@@ -49,12 +49,16 @@ class Acceptance(BaseModel):
     ``statistic`` says which number is compared: the point ``estimate`` or a bound of its
     95% CI (``ci_lower``/``ci_upper``); ``scope`` whether every site must meet it, the
     pooled (inverse-variance) value, or every external site (a hospital that did not train the
-    model: judged only by an external validation, :func:`validation.run.run_external_validation`).
+    model: judged only by an external validation, :func:`validation.run.run_external_validation`);
+    ``model`` the kind of model it judges (``None``: any model whose kind reports the metric;
+    :func:`validation.criteria.applicable`).
     """
 
     model_config = _STRICT
     metric: Literal["harrell_c", "uno_c", "td_auc", "brier", "integrated_brier", "calibration_slope",
-                    "calibration_intercept", "e_o_ratio"]
+                    "calibration_intercept", "e_o_ratio", "c_statistic"]
+    #: the kind of model the criterion judges (``None``: any model that reports the metric)
+    model: Literal["cox-ph", "logistic"] | None = None
     statistic: Literal["estimate", "ci_lower", "ci_upper"] = "estimate"
     op: Literal[">=", "<=", "between"]
     threshold: float | tuple[float, float]

@@ -10,7 +10,13 @@ value or every site must meet it. Judging rules:
   without a horizon is the slope on all follow-up, with one the slope with follow-up censored at it,
   and with ``each`` the slope censored at every horizon of the model (so a criterion holds for any
   study's horizons, not one model's);
-* ``harrell_c``, ``uno_c`` and ``integrated_brier`` have no horizon (a stated one is ignored);
+* ``harrell_c``, ``uno_c``, ``integrated_brier`` and ``c_statistic`` have no horizon (a stated one is
+  ignored);
+* a criterion judges only a model whose kind reports its metric (:data:`REPORTED`: a Cox model's
+  survival metrics, a logistic model's binary ones, :mod:`federated.site.binary_performance`) and
+  whose kind its ``model`` names (``None``: any); the others are listed as not applicable to the
+  model (:func:`applicable`) and neither pass nor fail; a logistic model reports every metric but
+  the C statistic at its one horizon, so there a per-horizon metric without a horizon means that one;
 * a value that could not be computed (suppressed site, horizon beyond follow-up, too few sites to
   pool) fails the check, with the reason: a criterion passes only on evidence;
 * a criterion on a bound of the 95% CI (``ci_lower``/``ci_upper``) fails when that CI rests on fewer
@@ -30,6 +36,14 @@ from typing import Any
 from federated.site.performance import PER_HORIZON
 
 from .exceptions import CriteriaError
+
+#: the metrics each kind of model's validation reports (:mod:`federated.site.performance`,
+#: :mod:`federated.site.binary_performance`)
+REPORTED: dict[str, tuple[str, ...]] = {
+    "cox-ph": ("harrell_c", "uno_c", "td_auc", "brier", "integrated_brier", "e_o_ratio",
+               "calibration_intercept", "calibration_slope"),
+    "logistic": ("c_statistic", "brier", "e_o_ratio", "calibration_intercept", "calibration_slope"),
+}
 
 #: results by (metric, horizon): the entry holds ``estimate``, ``ci_lower``, ``ci_upper`` and, from a
 #: site, ``n_boot`` (its valid resamples) or, pooled, ``sites`` (the sites it pooled)
@@ -79,14 +93,34 @@ def for_setting(criteria: list[Criterion], setting: str) -> list[Criterion]:
     return [c for c in criteria if (c.acceptance.scope == "external") == (setting == "external")]
 
 
-def _horizons(metric: str, horizon: float | str | None, horizons: list[float]) -> list[float | None]:
+def applicable(criteria: list[Criterion], kind: str) -> tuple[list[Criterion], list[dict[str, Any]]]:
+    """The criteria a ``kind`` model (``cox-ph`` or ``logistic``) is judged by — its kind reports the
+    metric and the criterion's ``model`` is that kind or ``None`` — and the others, each listed with
+    the reason it does not apply (for the report; they neither pass nor fail)."""
+    if kind not in REPORTED:
+        raise CriteriaError(f"no acceptance criteria are known for a {kind!r} model (want one of "
+                            f"{', '.join(REPORTED)})")
+    judged, skipped = [], []
+    for c in criteria:
+        a = c.acceptance
+        if a.metric in REPORTED[kind] and a.model in (None, kind):
+            judged.append(c)
+        else:
+            skipped.append({"id": c.id, "requirement": c.requirement, "title": c.title, "metric": a.metric,
+                            "model": a.model, "scope": a.scope,
+                            "reason": f"not applicable to a {kind} model"})
+    return judged, skipped
+
+
+def _horizons(metric: str, horizon: float | str | None, horizons: list[float],
+              kind: str = "cox-ph") -> list[float | None]:
     if metric not in PER_HORIZON:
         return [None]
     if horizon == "each":
         return list(horizons)
     if isinstance(horizon, float | int):
         return [horizon]
-    return [None] if metric == "calibration_slope" else list(horizons)
+    return [None] if metric == "calibration_slope" and kind == "cox-ph" else list(horizons)
 
 
 def _lookup(table: Table | None, metric: str, horizon: float | None) -> dict[str, Any] | None:
@@ -132,10 +166,11 @@ def _too_few(entry: dict[str, Any], metric: str, horizon: float | None,
 
 
 def judge(criteria: list[Criterion], pooled: Table, sites: dict[str, Table | str],
-          horizons: list[float]) -> list[dict[str, Any]]:
+          horizons: list[float], kind: str = "cox-ph") -> list[dict[str, Any]]:
     """Verdict of each criterion: its checks (where, horizon, value, passed) and ``passed``.
 
-    ``sites`` maps a site to its results, or to the reason it has none (suppressed, dropped).
+    ``sites`` maps a site to its results, or to the reason it has none (suppressed, dropped);
+    ``kind`` is the model's (``cox-ph`` or ``logistic``: :func:`applicable` chose the criteria).
     """
     out = []
     for c in criteria:
@@ -143,7 +178,7 @@ def judge(criteria: list[Criterion], pooled: Table, sites: dict[str, Table | str
         places: dict[str, Table | str] = {"pooled": pooled} if a.scope == "pooled" else sites
         checks = []
         for where, table in places.items():
-            for h in _horizons(a.metric, a.horizon, horizons):
+            for h in _horizons(a.metric, a.horizon, horizons, kind):
                 entry = None if isinstance(table, str) else _lookup(table, a.metric, h)
                 value = None if entry is None else entry.get(a.statistic)
                 check: dict[str, Any] = {"where": where, "horizon": h, "value": value}

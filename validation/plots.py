@@ -8,6 +8,13 @@
 * ``td_auc.png`` — per horizon, a forest plot of the time-dependent AUC at each site and pooled,
   with 95% CIs.
 
+A logistic model (a recorded binary outcome, one horizon) has instead:
+
+* ``calibration.png`` — observed proportion (Wilson 95% CI, from the released rounded counts) against
+  mean predicted probability in each group of predicted probability at each site, with the diagonal
+  (:func:`binary_calibration`);
+* ``c_statistic.png`` — a forest plot of the C statistic at each site and pooled, with 95% CIs.
+
 Output is deterministic: fixed size and resolution, and no software or date metadata in the
 PNG, so the same results give byte-identical files.
 """
@@ -15,6 +22,7 @@ PNG, so the same results give byte-identical files.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -204,14 +212,68 @@ def km_by_risk_group(sites: dict[str, Any], unit: str, path: Path) -> dict[str, 
     return {**_save(fig, path), "title": "Kaplan–Meier curves by group of predicted risk, per site"}
 
 
+def binary_calibration(sites: dict[str, Any], horizon: float, unit: str, path: Path) -> dict[str, str]:
+    """A logistic model's calibration: observed proportion (Wilson 95% CI) against mean predicted
+    probability per group of predicted probability at each site; sites without groups (suppressed,
+    or no grouping meets the minimums) are listed below the plot."""
+    none = "no group of predicted probability meets the disclosure minimums"
+    missing = [f"{name} ({'suppressed: ' + str(site['suppressed']) if site.get('suppressed') else none})"
+               for name, site in sites.items() if not site.get("risk_groups")]
+    caption = textwrap.fill("Not shown: " + "; ".join(missing) + ".", 95) if missing else ""
+    fig = Figure(figsize=(5.5, 5.0 + 0.12 * (caption.count("\n") + 2) * bool(caption)))
+    ax = fig.add_subplot(1, 1, 1)
+    top = 0.05
+    for i, (name, site) in enumerate(sites.items()):
+        groups = site.get("risk_groups") or []
+        if not groups:
+            continue
+        xs = [g["predicted"][0] for g in groups]
+        ys = [g["observed"][0] for g in groups]
+        lo = [g["observed"][0] - g["observed_lower"][0] for g in groups]
+        hi = [g["observed_upper"][0] - g["observed"][0] for g in groups]
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", capsize=3, alpha=0.85, color=f"C{i % 10}",
+                    label=f"{name} ({len(groups)} groups)")
+        top = max(top, *xs, *(g["observed_upper"][0] for g in groups))
+    top = min(1.0, top)
+    ax.plot([0, top], [0, top], "k--", linewidth=1, label="perfect calibration")
+    ax.set(xlim=(0, top * 1.05), ylim=(0, top * 1.05), xlabel="mean predicted probability",
+           ylabel="observed proportion (Wilson 95% CI)", title=f"outcome recorded by {_years(horizon, unit)}")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle("Calibration by group of predicted probability, per site")
+    if caption:
+        fig.text(0.01, 0.01, caption, fontsize=7, va="bottom", ha="left", family="DejaVu Sans")
+        fig.tight_layout(rect=(0.0, 0.12 * (caption.count("\n") + 2) / 5.5, 1.0, 1.0))
+    else:
+        fig.tight_layout()
+    return {**_save(fig, path), "title": "Calibration: observed proportion vs mean predicted probability "
+            "per risk group", "caption": caption}
+
+
 def td_auc(sites: dict[str, list[dict[str, Any]]], pooled: list[dict[str, Any]], horizons: list[float],
            unit: str, path: Path) -> dict[str, str]:
     """Forest plot of the time-dependent AUC per site and pooled, one panel per horizon."""
+    return forest(sites, pooled, "td_auc", list(horizons), unit, path)
+
+
+#: what a forest plot of each metric shows: axis label, figure title, report title
+FORESTS = {
+    "td_auc": ("time-dependent AUC (95% CI)", "Time-dependent AUC (cumulative/dynamic)",
+               "Time-dependent AUC per site and pooled, with 95% CIs"),
+    "c_statistic": ("C statistic (95% CI)", "C statistic (area under the ROC curve)",
+                    "C statistic per site and pooled, with 95% CIs"),
+}
+
+
+def forest(sites: dict[str, list[dict[str, Any]]], pooled: list[dict[str, Any]], metric: str,
+           horizons: Sequence[float | None], unit: str, path: Path) -> dict[str, str]:
+    """Forest plot of a concordance ``metric`` (:data:`FORESTS`) per site and pooled, one panel per
+    horizon (``[None]``: the metric has none)."""
+    xlabel, suptitle, title = FORESTS[metric]
     fig = Figure(figsize=(5.0 * len(horizons), 0.5 * (len(sites) + 2) + 1.6))
     for j, h in enumerate(horizons):
         ax: Axes = fig.add_subplot(1, len(horizons), j + 1)
-        rows = [(name, _find(entries, h)) for name, entries in sites.items()]
-        rows.append(("pooled (fixed effect)", _find(pooled, h)))
+        rows = [(name, _find(entries, h, metric)) for name, entries in sites.items()]
+        rows.append(("pooled (fixed effect)", _find(pooled, h, metric)))
         for y, (label, e) in enumerate(reversed(rows)):
             if e is None or e.get("ci_lower") is None:
                 ax.text(0.42, y, "not available", va="center", fontsize=8, color="grey")
@@ -222,24 +284,32 @@ def td_auc(sites: dict[str, list[dict[str, Any]]], pooled: list[dict[str, Any]],
                         fmt=marker, color="k" if marker == "D" else "C0", capsize=3)
         ax.axvline(0.5, color="grey", linestyle=":", linewidth=1)
         ax.set_yticks(range(len(rows)), [label for label, _ in reversed(rows)], fontsize=8)
-        ax.set(xlim=(0.4, 1.0), xlabel="time-dependent AUC (95% CI)", title=f"by {_years(h, unit)}")
-    fig.suptitle("Time-dependent AUC (cumulative/dynamic)")
+        ax.set(xlim=(0.4, 1.0), xlabel=xlabel, title="" if h is None else f"by {_years(h, unit)}")
+    fig.suptitle(suptitle)
     fig.tight_layout()
-    return {**_save(fig, path), "title": "Time-dependent AUC per site and pooled, with 95% CIs"}
+    return {**_save(fig, path), "title": title}
 
 
-def _find(entries: list[dict[str, Any]], horizon: float) -> dict[str, Any] | None:
+def _find(entries: list[dict[str, Any]], horizon: float | None, metric: str = "td_auc"
+          ) -> dict[str, Any] | None:
     for e in entries:
-        if e["metric"] == "td_auc" and e["horizon"] is not None and abs(e["horizon"] - horizon) < 1e-9:
+        if e["metric"] != metric:
+            continue
+        if (horizon is None and e["horizon"] is None) or (
+                horizon is not None and e["horizon"] is not None and abs(e["horizon"] - horizon) < 1e-9):
             return e
     return None
 
 
 def write_plots(folder: Path, sites: dict[str, Any], pooled: list[dict[str, Any]], horizons: list[float],
-                unit: str) -> list[dict[str, str]]:
-    """Write the three figures into ``folder``; return their file names, titles and SHA-256."""
+                unit: str, kind: str = "cox-ph") -> list[dict[str, str]]:
+    """Write the figures of a ``kind`` model into ``folder`` (three for a Cox model, two for a logistic
+    one); return their file names, titles and SHA-256."""
     folder = Path(folder)
     metrics = {name: s.get("metrics", []) for name, s in sites.items()}
+    if kind == "logistic":
+        return [binary_calibration(sites, horizons[0], unit, folder / "calibration.png"),
+                forest(metrics, pooled, "c_statistic", [None], unit, folder / "c_statistic.png")]
     return [calibration(sites, horizons, unit, folder / "calibration.png"),
             km_by_risk_group(sites, unit, folder / "km_risk_groups.png"),
             td_auc(metrics, pooled, horizons, unit, folder / "td_auc.png")]

@@ -1,8 +1,9 @@
 """Pooling a metric across sites: inverse-variance meta-analysis with heterogeneity.
 
 Each site reports its estimate θ_k and the bootstrap standard error s_k on the metric's pooling
-scale (logit for C statistics and AUC, log for E/O, the others as they are; Debray et al. 2017,
-BMJ 356:i6460). With weights w_k = 1 / s_k²:
+scale (:data:`POOLING_SCALES`: logit for C statistics — Harrell's, Uno's, a logistic model's
+``c_statistic`` — and AUC, log for E/O of either kind of model, the others as they are; Debray et
+al. 2017, BMJ 356:i6460). With weights w_k = 1 / s_k²:
 
 * fixed effect (inverse variance): θ̂ = Σ w_k θ_k / Σ w_k, SE = 1 / √Σ w_k, 95% CI θ̂ ± 1.96 SE;
 * heterogeneity: Cochran's Q = Σ w_k (θ_k − θ̂)², I² = max(0, (Q − (K − 1)) / Q)
@@ -21,8 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from federated.site.performance import from_scale, to_scale
+from federated.site.binary_performance import SCALES as BINARY_SCALES
+from federated.site.performance import SCALES, from_scale, to_scale
 from prognosis import Z95
+
+#: each metric's pooling scale, Cox (:mod:`federated.site.performance`) and logistic
+#: (:mod:`federated.site.binary_performance`) alike: the two agree on the metrics they share
+POOLING_SCALES: dict[str, str] = {**SCALES, **BINARY_SCALES}
 
 
 def inverse_variance(estimates: Sequence[float], ses: Sequence[float], scale: str) -> dict[str, Any]:
@@ -61,12 +67,15 @@ def pool_metrics(per_site: dict[str, list[dict[str, Any]]]) -> list[dict[str, An
     """Pool every (metric, horizon) reported with a standard error by at least two sites.
 
     ``per_site`` maps a site to its metric entries (``metric``, ``horizon``, ``estimate``, ``se``,
-    ``scale``). Returns one entry per pooled metric, naming the sites it pooled.
+    ``scale``). An entry whose standard error is not on the metric's pooling scale
+    (:data:`POOLING_SCALES`) is not pooled. Returns one entry per pooled metric, naming the sites it
+    pooled.
     """
     groups: dict[tuple[str, float | None], list[tuple[str, dict[str, Any]]]] = {}
     for site, entries in per_site.items():
         for e in entries:
-            if e.get("se") is not None and e["se"] > 0:
+            if e.get("se") is not None and e["se"] > 0 \
+                    and e.get("scale") == POOLING_SCALES.get(e["metric"], e.get("scale")):
                 groups.setdefault((e["metric"], e["horizon"]), []).append((site, e))
     out = []
     for (metric, horizon), items in groups.items():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from federated.protocol.messages import EvaluateReply, EvaluationBlock, Subgroup
 
-from .criteria import Criterion, Table, judge
+from .criteria import Criterion, Table, applicable, judge
 from .pooling import pool_metrics
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 SCHEMA = "fedprog.validation/v1"
 
-#: what each metric is, as the report states it (see federated.site.performance for the references)
+#: what each metric of a Cox model is, as the report states it (see federated.site.performance for the
+#: references)
 DEFINITIONS: dict[str, str] = {
     "harrell_c": "Harrell's concordance of the linear predictor (Harrell et al. 1982; 1996)",
     "uno_c": "Uno's IPCW concordance, truncated at the largest horizon inside the site's follow-up, "
@@ -43,6 +44,34 @@ DEFINITIONS: dict[str, str] = {
     "calibration_slope": "coefficient of the linear predictor refitted as the only covariate of a Cox "
                          "model (Efron ties); at a horizon with follow-up censored there; 1 is perfect "
                          "(Royston & Altman 2013, BMC Med Res Methodol 13:33)",
+}
+
+#: what each metric of a logistic model is (of its recorded binary outcome, at its one horizon; see
+#: federated.site.binary_performance)
+BINARY_DEFINITIONS: dict[str, str] = {
+    "c_statistic": "concordance (area under the ROC curve) of the predicted probability: the probability "
+                   "that a patient with the outcome has a higher prediction than one without, ties ½ "
+                   "(Hanley & McNeil 1982; Steyerberg 2019, Clinical Prediction Models, 2nd ed., ch. 15)",
+    "brier": "Brier score: mean squared difference between predicted probability and the 0/1 outcome "
+             "(Brier 1950; Steyerberg 2019, ch. 15); 0 is perfect",
+    "e_o_ratio": "expected / observed events: sum of the predicted probabilities over the number of patients "
+                 "with the outcome; 1 is perfect, > 1 over-prediction (Steyerberg 2019, ch. 15)",
+    "calibration_intercept": "calibration-in-the-large: intercept a of logit P(y = 1) = a + lp with the "
+                             "linear predictor as an offset; 0 is perfect, > 0 under-prediction (Van Calster "
+                             "et al. 2016, J Clin Epidemiol 74:167)",
+    "calibration_slope": "calibration slope: coefficient b of the linear predictor in logit P(y = 1) = "
+                         "a + b lp; 1 is perfect, < 1 predictions too extreme (Van Calster et al. 2016; "
+                         "Steyerberg 2019)",
+}
+
+#: the definitions a report states, by the kind of model validated
+DEFINITIONS_BY_KIND: dict[str, dict[str, str]] = {"cox-ph": DEFINITIONS, "logistic": BINARY_DEFINITIONS}
+#: the scales pooling works on, as the report states them, by the kind of model
+POOLING_TEXT = {
+    "cox-ph": "inverse-variance fixed effect on the logit (C, AUC), log (E/O) or natural scale, with I² and "
+              "DerSimonian–Laird random effects",
+    "logistic": "inverse-variance fixed effect on the logit (C statistic), log (E/O) or natural scale, "
+                "with I² and DerSimonian–Laird random effects",
 }
 
 
@@ -112,6 +141,8 @@ def assemble(artifact: dict[str, Any], study: StudySpec, options: Options,
     ``setting`` is ``internal`` (the training sites) or ``external`` (hospitals that did not train
     the model: no leave-one-site-out, only the ``external`` criteria)."""
     horizons = [float(h) for h in artifact["outcome"]["horizons"]]
+    kind = artifact.get("kind", "cox-ph")
+    criteria, not_applicable = applicable(criteria, kind)
     pooled = pool_metrics({n: s["metrics"] for n, s in per_site.items() if s["suppressed"] is None})
     loso_done = {n: e for n, e in loso.items() if e.get("possible") and e.get("suppressed") is None}
     loso_pooled = pool_metrics({n: e["metrics"] for n, e in loso_done.items()})
@@ -119,7 +150,8 @@ def assemble(artifact: dict[str, Any], study: StudySpec, options: Options,
         n: table(s["metrics"]) if s["suppressed"] is None else f"suppressed: {s['suppressed']}"
         for n, s in per_site.items()}
     sites_for_criteria.update({n: f"dropped: {why}" for n, why in dropped.items()})
-    verdicts = judge(criteria, table(pooled), sites_for_criteria, horizons) + _verification_verdict(evidence)
+    verdicts = judge(criteria, table(pooled), sites_for_criteria, horizons, kind) \
+        + _verification_verdict(evidence)
     software = {k: evidence.get(k) for k in ("commit", "dirty", "environment_sha256", "python")}
     return {
         "schema": SCHEMA,
@@ -130,13 +162,13 @@ def assemble(artifact: dict[str, Any], study: StudySpec, options: Options,
         "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "software": software,
         "verification": evidence,
-        "settings": {"n_boot": options.n_boot, "seed": options.seed, "risk_groups": options.risk_groups,
+        "settings": {"kind": kind, "n_boot": options.n_boot, "seed": options.seed,
+                     "risk_groups": options.risk_groups,
                      "horizons": horizons, "time_unit": artifact["outcome"]["time_unit"],
                      "policy": study.policy.model_dump(), "subgroups": [s.model_dump() for s in subgroups],
                      "ci": "percentile bootstrap 95% (patients resampled within each site)",
-                     "pooling": "inverse-variance fixed effect on the logit (C, AUC), log (E/O) or natural "
-                                "scale, with I² and DerSimonian–Laird random effects"},
-        "definitions": DEFINITIONS,
+                     "pooling": POOLING_TEXT[kind]},
+        "definitions": DEFINITIONS_BY_KIND[kind],
         "consent_checkpoint": None if consent is None else consent.model_dump(exclude={"job"}),
         "missing": _missing(artifact, study),
         "sites": per_site,
@@ -147,6 +179,8 @@ def assemble(artifact: dict[str, Any], study: StudySpec, options: Options,
         "leave_one_site_out": {"sites": loso, "pooled": loso_pooled,
                                "optimism": _optimism(pooled, loso_pooled)},
         "criteria": verdicts,
+        #: criteria stated for another kind of model or for metrics this kind does not report
+        "criteria_not_applicable": not_applicable,
         "passed": bool(verdicts) and all(c["passed"] for c in verdicts),
     }
 
@@ -186,7 +220,7 @@ class ReportFolder:
 
         unit = report["settings"]["time_unit"]
         return plots.write_plots(self.path, report["sites"], report["pooled"]["metrics"],
-                                 report["settings"]["horizons"], unit)
+                                 report["settings"]["horizons"], unit, report["settings"]["kind"])
 
     def write(self, report: dict[str, Any]) -> Path:
         """Write ``report.json`` and move the folder to its final name."""

@@ -3,12 +3,14 @@
 1. **Software verification** — the test suite with JUnit evidence (:mod:`.verification`), unless
    skipped (and never re-entered from inside a running test session, where it would recurse).
 2. **Clinical performance at the sites** — the model under validation is sent to every site,
-   which evaluates it on its own consented rows (:mod:`federated.site.evaluation`) and answers with
-   aggregates only: metrics with bootstrap CIs, per declared subgroup (:mod:`.subgroups`), and per
-   group of predicted risk.
+   which evaluates it on its own consented rows (:mod:`federated.site.evaluation` for a Cox model,
+   :mod:`federated.site.binary_evaluation` for a logistic one) and answers with aggregates only:
+   metrics with bootstrap CIs, per declared subgroup (:mod:`.subgroups`), and per group of predicted
+   risk.
 3. **Leave-one-site-out** (internal–external cross-validation; Royston, Parmar & Sylvester 2004,
    Stat Med 23:907; Steyerberg & Harrell 2016, J Clin Epidemiol 69:245): for each site, a model
-   is trained federatedly on the other sites with the study's own settings and evaluated at the
+   is trained federatedly on the other sites with the study's own settings and kind of model
+   (:func:`federated.analyses.runner.trainer`: ``train`` or ``train_logistic``) and evaluated at the
    held-out site — how the modelling performs at a hospital whose data it did not see. Not
    possible when the others are fewer than the policy's ``min_sites`` (recorded with the reason).
 4. **Pooling** across sites (:mod:`.pooling`), for the model, each subgroup and the LOSO results.
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from federated.analyses.runner import study_protocol
+from federated.analyses.runner import study_protocol, trainer
 from federated.disclosure.rules import StudyProtocol
 from federated.exceptions import FederatedError
 from federated.protocol.arrays import WireArray
@@ -39,10 +41,11 @@ from federated.site.evaluation import public_km_times
 from federated.site.handler import Site
 from federated.study import StudySpec
 from prognosis import ModelError, evaluable
+from prognosis.logistic import LogisticModel
 
 from . import report as rep
 from . import verification
-from .criteria import Criterion, for_setting, load_criteria
+from .criteria import Criterion, applicable, for_setting, load_criteria
 from .exceptions import CriteriaError, ValidationRunError
 from .subgroups import default_subgroups
 
@@ -69,13 +72,19 @@ class Options:
 
 
 def evaluation_model(artifact: dict[str, Any]) -> EvaluationModel:
-    """What a site is sent to evaluate: the sealed artifact itself, at its own horizons."""
+    """What a site is sent to evaluate: the sealed artifact itself, at its own horizons (a logistic
+    model's one horizon, when its binary outcome was recorded)."""
     try:
-        model = evaluable(artifact, "the validation")
+        if artifact.get("kind") == "logistic":
+            logistic = LogisticModel.from_artifact(artifact)
+            assert logistic.artifact is not None  # from_artifact
+            sealed, horizons = logistic.to_artifact(), list(logistic.artifact.outcome.horizons)
+        else:
+            model = evaluable(artifact, "the validation")
+            sealed, horizons = model.to_artifact(), list(model.horizons)
     except ModelError as exc:
         raise ValidationRunError(f"the model cannot be validated: {exc}") from None
-    return EvaluationModel(artifact=model.to_artifact(),
-                           horizons=WireArray.from_numpy(np.array(model.horizons, dtype=float)))
+    return EvaluationModel(artifact=sealed, horizons=WireArray.from_numpy(np.array(horizons, dtype=float)))
 
 
 def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], study: StudySpec,
@@ -106,9 +115,9 @@ def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], stu
 def leave_one_site_out(sites: Sequence[Site] | Transport, artifact: dict[str, Any], study: StudySpec,
                        consent: ConsentGate | None, options: Options,
                        protocol: StudyProtocol | None = None) -> dict[str, dict[str, Any]]:
-    """For each site: a model trained on the others (same settings), evaluated at it."""
-    from federated.analyses.runner import train
-
+    """For each site: a model trained on the others (same settings and kind of model, ``trainer``),
+    evaluated at it."""
+    train = trainer(study)
     reach = as_transport(sites, parallel=False)
     protocol = study_protocol(study, reach, protocol)
     out: dict[str, dict[str, Any]] = {}
@@ -176,7 +185,7 @@ def run_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[S
     options = options or Options()
     if options.n_boot < 0:
         raise ValidationRunError(f"the bootstrap size must be ≥ 0, got {options.n_boot}")
-    criteria = _criteria(options, "internal")
+    criteria = _criteria(options, "internal", artifact.get("kind", "cox-ph"))
     subgroups = default_subgroups(artifact["inputs"])
     with rep.ReportFolder(Path(root), artifact["sha256"]) as folder:
         evidence = _verify(folder.path, options)
@@ -194,11 +203,16 @@ def run_validation(artifact: dict[str, Any], study: StudySpec, sites: Sequence[S
     return report
 
 
-def _criteria(options: Options, setting: str) -> list[Criterion]:
+def _criteria(options: Options, setting: str, kind: str = "cox-ph") -> list[Criterion]:
+    """The criteria of a ``setting`` validation; refused (:class:`CriteriaError`) when none is stated,
+    or none applies to a ``kind`` model (:func:`~validation.criteria.applicable`)."""
     criteria = for_setting(load_criteria(options.requirements), setting)
     if not criteria:
         raise CriteriaError(f"no requirement states an acceptance criterion for an {setting} validation"
                             + (" (scope: external)" if setting == "external" else ""))
+    if not applicable(criteria, kind)[0]:
+        raise CriteriaError(f"no acceptance criterion for an {setting} validation applies to a {kind} model "
+                            f"(none is on a metric it reports, for its kind of model)")
     return criteria
 
 
@@ -216,7 +230,7 @@ def run_external_validation(artifact: dict[str, Any], study: StudySpec, sites: S
     ``protocol`` is the study as the external sites approved it (they are its only peers).
     """
     options = options or Options()
-    criteria = _criteria(options, "external")
+    criteria = _criteria(options, "external", artifact.get("kind", "cox-ph"))
     subgroups = default_subgroups(artifact["inputs"])
     evidence = verification.skipped("an external validation measures clinical performance only; the "
                                     "software verification is the internal validation's")

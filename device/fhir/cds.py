@@ -1,5 +1,6 @@
 """CDS Hooks 2.0 (https://cds-hooks.hl7.org/2.0/): one ``patient-view`` service that shows the
-released model's risk as a card. The device never queries the EHR: everything it needs must be
+released model's risk as a card (a logistic model's: the probability of its outcome at its one
+horizon). The device never queries the EHR: everything it needs must be
 prefetched (§"Prefetch"), else 412. Inputs that are missing or outside the intended use give an
 ``info`` card saying no risk is shown, never a silent empty response.
 
@@ -21,11 +22,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from ..model import InputSpec, PrognosticModel
+from ..model import InputSpec, LogisticModel, PrognosticModel
 from .deps import SCORING, Audited, Grant, Risk, RiskService
 from .errors import FhirError, challenge
 from .http import OFF_LOOP_BYTES, audit_ctx, raw_body, state
-from .resources import INTERVAL_URL, intended_use, interval_note
+from .resources import INTERVAL_URL, event, intended_use, interval_note
 from .service import Prediction
 from .smart import app_url
 
@@ -79,12 +80,24 @@ def prefetch_templates(model: PrognosticModel) -> dict[str, str]:
             "observations": "Observation?patient={{context.patientId}}&code=" + codes}
 
 
+def _describe(model: PrognosticModel) -> tuple[str, str]:
+    """The service's title and description: a Cox model's risk of an event within its horizons, a
+    logistic model's probability of its outcome at its one horizon."""
+    if isinstance(model, LogisticModel):
+        at = horizon_text(model, model.horizons[0])
+        return (f"{_title(model)}: probability ({model.ref})",
+                f"Estimated probability of {event(model)} at {at} (when it is recorded), with a 95% "
+                f"interval, from the released logistic model {model.ref}.")
+    when = " and ".join(horizon_text(model, h) for h in model.horizons)
+    return (f"{_title(model)}: risk of event ({model.ref})",
+            f"Estimated absolute risk of an event (endpoint: {model.outcome}) within {when}, "
+            f"with a 95% interval, from the released model {model.ref}.")
+
+
 def service_description(model: PrognosticModel) -> dict[str, Any]:
     """The discovery entry of the one service (§"Discovery": hook, title, description, id, prefetch)."""
-    when = " and ".join(horizon_text(model, h) for h in model.horizons)
-    return {"hook": HOOK, "id": SERVICE_ID, "title": f"{_title(model)}: risk of event ({model.ref})",
-            "description": f"Estimated absolute risk of an event (endpoint: {model.outcome}) within {when}, "
-                           f"with a 95% interval, from the released model {model.ref}.",
+    title, description = _describe(model)
+    return {"hook": HOOK, "id": SERVICE_ID, "title": title, "description": description,
             "prefetch": prefetch_templates(model),
             "usageRequirements": "Bearer token with user/ or system/RiskAssessment.c; both prefetch keys are "
                                  "required (the service does not query the EHR)."}
@@ -180,22 +193,28 @@ def _interval(pred: dict[str, Any]) -> tuple[float, float]:
 
 def risk_card(model: PrognosticModel, prediction: Prediction) -> dict[str, Any]:
     """The risk card of a scored patient's RiskAssessment (the one ``$predict-risk`` builds): main
-    horizon (the last default one) in the summary, every horizon in the detail, every input used."""
+    horizon (the last default one) in the summary, every horizon in the detail, every input used.
+    A logistic model's summary is the probability of its outcome at its one horizon."""
     preds = [(float(p["whenRange"]["high"]["value"]), float(p["probabilityDecimal"]), *_interval(p))
              for p in prediction.resource["prediction"]]
     h, risk, lo, hi = preds[-1]
-    tail = f": {_pct(risk)}% risk of event within {horizon_text(model, h)} (95% CI {_pct(lo)}–{_pct(hi)}%)"
+    ci = f" (95% CI {_pct(lo)}–{_pct(hi)}%)"
+    if isinstance(model, LogisticModel):
+        summary = _fit(f"{_pct(risk)}% probability of {event(model)}", f" at {horizon_text(model, h)}{ci}")
+        heading, column = f"**Probability of {event(model)}** ({model.ref})", "Probability"
+    else:
+        summary = _fit(_title(model), f": {_pct(risk)}% risk of event within {horizon_text(model, h)}{ci}")
+        heading, column = f"**{_title(model)}: risk of event** ({model.ref})", "Risk"
     rows = [f"| {horizon_text(model, h)} ({h:g} {model.time_unit}s) | {_pct(p)}% | {_pct(lo)}–{_pct(hi)}% |"
             for h, p, lo, hi in preds]
     used = [f"| {_cell(spec.name)} | {_cell(spec.code.display)} | {_cell(_value_text(spec, float(v)))} |"
             for spec, v in zip(model.inputs, prediction.inputs.values, strict=True)]
     detail = "\n".join([
-        f"**{_title(model)}: risk of event** ({model.ref})", "", "| Horizon | Risk | 95% interval |",
-        "|---|---|---|", *rows, "",
+        heading, "", f"| Horizon | {column} | 95% interval |", "|---|---|---|", *rows, "",
         interval_note(model), "",
         "**Inputs used**", "", "| Input | Meaning | Value |", "|---|---|---|", *used, "",
         intended_use(model), "", f"Model sha256: `{model.sha256}`"])
-    return _card(_fit(_title(model), tail), indicator(risk), model, detail)
+    return _card(summary, indicator(risk), model, detail)
 
 
 def _reasons(model: PrognosticModel) -> re.Pattern[str]:

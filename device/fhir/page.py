@@ -2,7 +2,9 @@
 and ``/app/model.json``, the released model's public facts the page is built from.
 
 The page asks the server's own ``$predict-risk`` for every number it shows (risks, intervals,
-the curve, the contributions); ``model.json`` only says what to ask for and how to label it —
+the curve, the contributions); a logistic model's page shows the probability of its outcome at its
+one horizon, the contributions as odds ratios and no survival curve (``curve`` false in
+``model.json``); ``model.json`` only says what to ask for and how to label it —
 the inputs with their clinical labels, codes, units and validated ranges (and which one is the age the
 server computes from the date of birth), the event in words, the horizons, the model's identity,
 release date, intended use and its caveats, each stated once — and, when the model is flagged
@@ -21,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from prognosis import DAYS_PER_UNIT, Z95
 
-from ..model import InputSpec, PrognosticModel
+from ..model import InputSpec, LogisticModel, PrognosticModel
 from ..revocation import RetrainDue
 from .http import state
 from .inputs import AGE_CODES, TIME_UNITS
@@ -39,6 +41,12 @@ LIMITATIONS = (
     "The contributions compare this patient with the model's average patient on the log-hazard scale; "
     "they are associations, not causes.",
 )
+#: a logistic model's: its contributions are on the log-odds scale
+LOGISTIC_LIMITATIONS = (
+    LIMITATIONS[0],
+    "The contributions compare this patient with the model's reference patient on the log-odds scale; "
+    "they are associations, not causes.",
+)
 
 
 def limitations(model: PrognosticModel) -> list[str]:
@@ -51,18 +59,23 @@ def limitations(model: PrognosticModel) -> list[str]:
     age = None if use is None else use.max_observation_age_days
     fresh = [] if age is None else [f"Results older than {age} days on the day of the assessment are "
                                     "refused."]
-    return [first, *fresh, interval_note(model), *LIMITATIONS]
+    caveats = LOGISTIC_LIMITATIONS if isinstance(model, LogisticModel) else LIMITATIONS
+    return [first, *fresh, interval_note(model), *caveats]
 
 
 def purpose(model: PrognosticModel) -> str:
     """What the model is for, in one sentence without caveats (those are :func:`limitations`)."""
     use = model.artifact.intended_use
     n, sites = model.artifact.training.get("n"), model.artifact.training.get("sites") or []
+    for_whom = f" for {use.population}" if use is not None else ""
+    fitted = f"across {len(sites)} hospitals on {n} patients without their data leaving any of them."
+    if isinstance(model, LogisticModel):
+        return (f"Estimates the probability of {event(model)} at {model.horizon_text(model.horizons[0])} "
+                f"(when it is recorded){for_whom}, to support, not replace, clinical judgement. Logistic "
+                f"regression model fitted {fitted}")
     within = " and ".join(model.horizon_text(h) for h in model.horizons)
-    return (f"Estimates the absolute risk of {event(model)} within {within}"
-            + (f" for {use.population}" if use is not None else "")
-            + f", to support, not replace, clinical judgement. Cox proportional-hazards model fitted "
-            f"across {len(sites)} hospitals on {n} patients without their data leaving any of them.")
+    return (f"Estimates the absolute risk of {event(model)} within {within}{for_whom}, to support, not "
+            f"replace, clinical judgement. Cox proportional-hazards model fitted {fitted}")
 
 
 def from_birth_date(spec: InputSpec) -> bool:
@@ -100,9 +113,11 @@ def _input(spec: InputSpec) -> dict[str, Any]:
 
 
 def effect_curves(model: PrognosticModel, points: int = 61) -> list[dict[str, Any]]:
-    """The effect of each spline input over its validated range: the hazard ratio against the
-    reference patient (the model's centre) as that input alone varies, others at the reference,
-    with its 95% interval exp(η ± z·se(η)) — public facts of the released coefficients, no data."""
+    """The effect of each spline input over its validated range: the hazard ratio (Cox) or odds ratio
+    (logistic) against the reference patient (the model's centre) as that input alone varies, others
+    at the reference, with its 95% interval exp(r ± z·se(r)), r = β·(d(x) − c) the log ratio
+    (:meth:`prognosis.released.Released.log_ratio`) — public facts of the released coefficients, no data.
+    Each curve names its ``ratio`` and gives its values as ``hazard_ratio`` or ``odds_ratio``."""
     design = model.design
     if design is None or not any(s.spline is not None for s in model.inputs):
         return []
@@ -114,11 +129,12 @@ def effect_curves(model: PrognosticModel, points: int = 61) -> list[dict[str, An
         x = np.linspace(spec.min, spec.max, points)
         X = np.repeat(reference[None, :], points, axis=0)
         X[:, j] = x
-        lp, se = model.lp(X), model.se_lp(X)
+        r, se = model.log_ratio(X), model.se_log_ratio(X)
         out.append({"name": spec.name, "display": spec.title or spec.code.display or spec.name,
                     "unit_text": UNIT_WORDS.get(spec.unit, spec.unit), "reference": float(reference[j]),
-                    "knots": list(spec.spline.knots), "x": x.tolist(), "hazard_ratio": np.exp(lp).tolist(),
-                    "lower": np.exp(lp - Z95 * se).tolist(), "upper": np.exp(lp + Z95 * se).tolist()})
+                    "knots": list(spec.spline.knots), "x": x.tolist(), "ratio": model.ratio,
+                    f"{model.ratio}_ratio": np.exp(r).tolist(),
+                    "lower": np.exp(r - Z95 * se).tolist(), "upper": np.exp(r + Z95 * se).tolist()})
     return out
 
 
@@ -148,6 +164,8 @@ def model_facts(model: PrognosticModel, released: str | None, retrain: RetrainDu
         "retrain_due": None if retrain is None else {**retrain.to_dict(), "notice": retrain.notice()},
         "ref": model.ref, "model_id": model.model_id, "version": model.version, "sha256": model.sha256,
         "kind": f"{model.artifact.kind} model", "outcome": model.outcome,
+        # a Cox model's risks by any time draw a survival curve; a logistic model has one horizon
+        "curve": not isinstance(model, LogisticModel), "ratio": model.ratio,
         "event": event(model), "released": released, "time_unit": model.time_unit,
         "horizons": [{"value": h, "label": model.horizon_text(h)} for h in model.horizons],
         "ticks": _ticks(model), "inputs": [_input(s) for s in model.inputs],

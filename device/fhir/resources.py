@@ -3,6 +3,13 @@ OperationDefinition, searchset Bundles — built as JSON, validated with ``fhir.
 models; identical to R4 for these elements) **and** by :func:`check_risk_assessment`, which
 enforces what the library does not: the ``status`` binding, probabilities as fractions, the
 interval around the estimate, required elements (FHIR R4 §RiskAssessment, invariants ras-1/ras-2).
+
+A RiskAssessment states what the model in service predicts, of either kind: a Cox model the
+absolute risk by each horizon, each input's log hazard ratio and ``relativeRisk`` the hazard ratio
+against the reference patient; a logistic model the probability of its recorded binary outcome at
+its one horizon, each input's log odds ratio (:data:`CONTRIBUTION_URLS`) and ``relativeRisk`` the
+risk ratio π(x)/π(reference) at that horizon — a ratio of probabilities, as the element defines it,
+never the odds ratio.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationdefinition import OperationDefinition
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from ..model import PrognosticModel
+from prognosis.logistic import expit
+
+from ..model import LogisticModel, PrognosticModel
 from ..registry import ModelEntry
 from ..revocation import iso
 from ..scoring import Scores
@@ -31,6 +40,14 @@ INTERVAL_URL = "urn:fedprog:fhir:StructureDefinition:prediction-interval-95"
 CONTRIBUTION_URL = "urn:fedprog:fhir:StructureDefinition:log-hazard-contribution"
 #: a declared interaction's log-hazard contribution (complex extension: ``effect``, ``valueDecimal``)
 INTERACTION_URL = "urn:fedprog:fhir:StructureDefinition:interaction-contribution"
+#: a logistic model's: the log odds ratio against the reference patient (input; declared interaction)
+LOG_ODDS_URL = "urn:fedprog:fhir:StructureDefinition:log-odds-contribution"
+LOG_ODDS_INTERACTION_URL = "urn:fedprog:fhir:StructureDefinition:interaction-log-odds-contribution"
+#: the contribution extensions by what the contributions are the logarithm of (``Scores.ratio``)
+CONTRIBUTION_URLS = {"hazard": CONTRIBUTION_URL, "odds": LOG_ODDS_URL}
+INTERACTION_URLS = {"hazard": INTERACTION_URL, "odds": LOG_ODDS_INTERACTION_URL}
+#: a model's kind in words
+KIND_WORDS = {"cox-ph": "Cox proportional hazards", "logistic": "logistic regression"}
 MODEL_SYSTEM = "urn:fedprog:model"
 SHA256_SYSTEM = "urn:fedprog:model-sha256"
 RA_STATUSES = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
@@ -48,15 +65,23 @@ class ResourceError(ValueError):
 
 
 def event(model: PrognosticModel) -> str:
-    """What the risk is the probability of (1 − S(h | x)), with its article: the event as the intended
-    use names it ("recurrence or death"), else "an event ending <the model's outcome>"."""
+    """What the risk is the probability of, with its article: the event as the intended use names it
+    ("recurrence or death"), else "an event ending <the model's outcome>" (Cox: 1 − S(h | x)) or the
+    recorded outcome itself (logistic)."""
     use = model.artifact.intended_use
-    return use.event if use is not None and use.event else f"an event ending {model.outcome}"
+    if use is not None and use.event:
+        return use.event
+    return model.outcome if isinstance(model, LogisticModel) else f"an event ending {model.outcome}"
 
 
 def interval_note(model: PrognosticModel) -> str:
-    """What the 95% interval includes, for this model (RC-DEV-001, SRS-DEV-012): the baseline hazard's
-    variance with the coefficients', or, for an artifact that predates it, the coefficients' only."""
+    """How the 95% interval was built, for this model (RC-DEV-001, SRS-DEV-012): a logistic model's
+    Wald interval on the log-odds scale; a Cox model's with the baseline hazard's variance and the
+    coefficients', or, for an artifact that predates it, the coefficients' only."""
+    if isinstance(model, LogisticModel):
+        return ("The 95% interval is a Wald interval on the log-odds scale (the log-odds ± 1.96 standard "
+                "errors, by the delta method from the covariance of the intercept and the coefficients), "
+                "mapped back to a probability.")
     if model.interval_includes_baseline:
         return "The 95% interval includes the uncertainty of the coefficients and of the baseline hazard."
     return ("The 95% interval reflects coefficient uncertainty only (this model's artifact does not carry "
@@ -69,9 +94,12 @@ def intended_use(model: PrognosticModel) -> str:
     sites = model.artifact.training.get("sites") or []
     use = model.artifact.intended_use
     who = (f"for {use.population}" if use is not None else "for adults") + " inside the model's input ranges"
-    return (f"Intended use: estimated absolute risk of {event(model)} by each horizon, {who}, "
+    what = (f"estimated probability of {event(model)} at {model.horizon_text(model.horizons[0])}, when it "
+            "is recorded" if isinstance(model, LogisticModel)
+            else f"estimated absolute risk of {event(model)} by each horizon")
+    return (f"Intended use: {what}, {who}, "
             f"to support (not replace) clinical judgement. Model {model.ref} "
-            f"(Cox proportional hazards, federated fit on {n} patients at {len(sites)} sites). "
+            f"({KIND_WORDS[model.kind]}, federated fit on {n} patients at {len(sites)} sites). "
             f"{interval_note(model)} Not for use outside the "
             "documented input ranges or for patients unlike the training population.")
 
@@ -88,31 +116,43 @@ def _quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": value, "unit": unit, "system": UCUM, "code": unit}
 
 
+def relative_risk(model: PrognosticModel, scores: Scores, i: int, h: int) -> float:
+    """``prediction.relativeRisk``: the hazard ratio exp(η) against the reference patient (Cox), or the
+    risk ratio π(x)/π(reference) at the horizon (logistic; π(reference) = expit(α)) — a ratio of
+    probabilities, never the odds ratio exp(Σ contributions)."""
+    if isinstance(model, LogisticModel):
+        return float(scores.risk[i, h] / expit(model.intercept))
+    return float(math.exp(scores.lp[i]))
+
+
 def _prediction(model: PrognosticModel, scores: Scores, i: int, h: int) -> dict[str, Any]:
     unit = TIME_UCUM[model.time_unit]
+    when = "at" if isinstance(model, LogisticModel) else "within"
     return {
         "outcome": {"text": event(model)},
         "probabilityDecimal": float(scores.risk[i, h]),
-        "relativeRisk": float(math.exp(scores.lp[i])),
+        "relativeRisk": relative_risk(model, scores, i, h),
         "whenRange": {"low": _quantity(0, unit), "high": _quantity(float(scores.horizons[h]), unit)},
-        "rationale": f"probability of {event(model)} within {scores.horizons[h]:g} {model.time_unit}s",
+        "rationale": f"probability of {event(model)} {when} {scores.horizons[h]:g} {model.time_unit}s"
+                     + (", when it is recorded" if when == "at" else ""),
         "extension": [{"url": INTERVAL_URL, "valueRange": {
             "low": {"value": float(scores.lower[i, h])}, "high": {"value": float(scores.upper[i, h])}}}],
     }
 
 
 def _basis(scores: Scores, i: int, references: Sequence[str]) -> list[dict[str, Any]]:
-    """``basis``: each resource an input came from, with that input's log-hazard contribution."""
+    """``basis``: each resource an input came from, with that input's log hazard (or odds) ratio."""
     out: dict[str, list[dict[str, Any]]] = {}
+    url = CONTRIBUTION_URLS[scores.ratio]
     for j, ref in enumerate(references):
-        out.setdefault(ref, []).append({"url": CONTRIBUTION_URL,
+        out.setdefault(ref, []).append({"url": url,
                                         "valueDecimal": float(scores.contributions[i, j])})
     return [{"reference": ref, "extension": ext} for ref, ext in out.items()]
 
 
 def _interactions(scores: Scores, i: int, inputs: int) -> list[dict[str, Any]]:
-    """One :data:`INTERACTION_URL` extension per declared interaction (effects after the inputs)."""
-    return [{"url": INTERACTION_URL, "extension": [
+    """One :data:`INTERACTION_URLS` extension per declared interaction (effects after the inputs)."""
+    return [{"url": INTERACTION_URLS[scores.ratio], "extension": [
         {"url": "effect", "valueString": scores.names[j]},
         {"url": "contribution", "valueDecimal": float(scores.contributions[i, j])}]}
         for j in range(inputs, len(scores.names))]
@@ -122,17 +162,19 @@ def risk_assessment(model: PrognosticModel, scores: Scores, i: int, *, id_: str,
                     references: Sequence[str], occurrence: str) -> dict[str, Any]:
     """The RiskAssessment of row ``i`` of ``scores``: one prediction per horizon.
 
-    ``references[j]`` is the resource input ``j`` came from. ``relativeRisk`` is the hazard
-    ratio exp(η) against the model's centre; each ``basis`` reference carries, as the extension
-    :data:`CONTRIBUTION_URL`, the log hazard ratio of the input it supplied (summed over the
-    input's spline or dummy columns), and each declared interaction ``a:b`` its own
-    :data:`INTERACTION_URL` extension on the resource; together they sum to log ``relativeRisk``.
+    ``references[j]`` is the resource input ``j`` came from. Each ``basis`` reference carries, as the
+    extension :data:`CONTRIBUTION_URLS` names for the model's kind, the log ratio against the reference
+    patient of the input it supplied (summed over the input's spline or dummy columns), and each
+    declared interaction ``a:b`` its own :data:`INTERACTION_URLS` extension on the resource. Cox: log
+    hazard ratios, summing to log ``relativeRisk`` (the hazard ratio exp(η)). Logistic: log odds
+    ratios, summing to the log-odds minus the intercept; ``relativeRisk`` is the risk ratio
+    (:func:`relative_risk`). The note says how the interval was built (:func:`interval_note`).
     """
     extra = _interactions(scores, i, len(references))
     return {**({"extension": extra} if extra else {}),
         "resourceType": "RiskAssessment", "id": id_, "status": "final",
         "method": method(model),
-        "code": {"text": f"risk of {event(model)}"},
+        "code": {"text": f"{'probability' if scores.kind == 'logistic' else 'risk'} of {event(model)}"},
         "subject": {"reference": patient},
         "occurrenceDateTime": occurrence,
         "basis": _basis(scores, i, references),
@@ -200,7 +242,8 @@ OPERATION = {
          "documentation": "Date the age and observations are taken at (default: today)."},
         {"name": "horizon", "use": "in", "min": 0, "max": "100", "type": "decimal",
          "documentation": "A time (model time unit, after the assessment, not beyond the released baseline) "
-                          "to predict at instead of the model's default horizons; repeat for a curve."},
+                          "to predict at instead of the model's default horizons; repeat for a curve. A "
+                          "logistic model takes only its one horizon, when its outcome is recorded."},
         {"name": "return", "use": "out", "min": 1, "max": "1", "type": "RiskAssessment"},
     ],
 }

@@ -15,8 +15,9 @@ from dossier.evidence import ClinicalEvidence
 from dossier.spec import DossierInputs
 from dossier.style import esc, para, table
 
+from ._model_kind import Terms
 from .clinical_validation import rule
-from .model_card import ci_cell, fmt_ci, keyed, metric_label
+from .model_card import ci_cell, fmt_ci, keyed
 
 #: the scopes an acceptance criterion may have, and what each means
 SCOPES = {"each-site": "every training hospital", "pooled": "pooled over the training hospitals",
@@ -28,14 +29,14 @@ def evidence_of(inputs: DossierInputs) -> ClinicalEvidence:
     return inputs.evidence if isinstance(inputs.evidence, ClinicalEvidence) else ClinicalEvidence()
 
 
-def criteria_rows(requirements: Any, unit: str) -> list[list[object]]:
+def criteria_rows(requirements: Any, terms: Terms) -> list[list[object]]:
     """Every acceptance criterion the requirements state: id, rule, scope in words."""
     rows: list[list[object]] = [["Criterion", "Rule", "Judged at"]]
     for item in sorted(requirements.items.values(), key=lambda i: i.id):
         for k, a in enumerate(item.acceptance, start=1):
             crit = a.model_dump()
             scope = str(crit.get("scope"))
-            rows.append([f"{item.id}#{k}", rule(crit, unit), SCOPES.get(scope, scope)])
+            rows.append([f"{item.id}#{k}", rule(crit, terms), SCOPES.get(scope, scope)])
     return rows
 
 
@@ -43,15 +44,12 @@ def scopes_stated(requirements: Any) -> set[str]:
     return {str(a.scope) for item in requirements.items.values() for a in item.acceptance}
 
 
-def headline_keys(report: dict[str, Any]) -> list[tuple[str, float | None]]:
-    """(metric, horizon) of the headline metrics at the report's horizons."""
-    horizons = report.get("settings", {}).get("horizons", [])
-    out: list[tuple[str, float | None]] = [("harrell_c", None), ("calibration_slope", None)]
-    out += [("e_o_ratio", h) for h in horizons] + [("td_auc", h) for h in horizons]
-    return out
+def headline_keys(report: dict[str, Any], terms: Terms) -> list[tuple[str, float | None]]:
+    """(metric, horizon) of the headline metrics at the report's horizons (:meth:`Kind.headline`)."""
+    return terms.kind.headline(report.get("settings", {}).get("horizons", []))
 
 
-def performance_table(report: dict[str, Any], unit: str, blocks: dict[str, Any] | None = None,
+def performance_table(report: dict[str, Any], terms: Terms, blocks: dict[str, Any] | None = None,
                       pooled: list[dict[str, Any]] | None = None) -> Flowable:
     """Headline metrics (rows) at each site of ``blocks`` (default the report's sites) and pooled."""
     blocks = report.get("sites", {}) if blocks is None else blocks
@@ -60,10 +58,10 @@ def performance_table(report: dict[str, Any], unit: str, blocks: dict[str, Any] 
     cols = [keyed(blocks[n].get("metrics", [])) for n in names]
     pool = keyed(pooled)
     rows: list[list[object]] = [["Metric", *names, *(["Pooled"] if pooled else [])]]
-    for key in headline_keys(report):
+    for key in headline_keys(report, terms):
         cells = ["suppressed" if blocks[n].get("suppressed") else ci_cell(c.get(key))
                  for n, c in zip(names, cols, strict=True)]
-        rows.append([metric_label({"metric": key[0], "horizon": key[1]}, unit), *cells,
+        rows.append([terms.metric({"metric": key[0], "horizon": key[1]}), *cells,
                      *([ci_cell(pool.get(key))] if pooled else [])])
     width = 126 / max(len(rows[0]) - 1, 1)
     return table(rows, widths=[44, *[width] * (len(rows[0]) - 1)])

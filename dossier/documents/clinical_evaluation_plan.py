@@ -16,7 +16,8 @@ from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
 from ._clinical import SCOPES, criteria_rows, open_items, scopes_stated, status_line
-from .model_card import present, unit_of
+from ._model_kind import terms_of
+from .model_card import present
 
 
 def _scope(inputs: DossierInputs) -> list[Flowable]:
@@ -69,7 +70,7 @@ def _criteria(inputs: DossierInputs) -> list[Flowable]:
             para("The criteria are those the requirements state (traceability/requirements), the same the "
                  "validation run and the release gate apply: a value that could not be computed fails. "
                  "Criteria of scope external are judged on validation reports of setting external."),
-            table(criteria_rows(reqs, unit_of(inputs)), widths=[25, 95, 50]), para(note)]
+            table(criteria_rows(reqs, terms_of(inputs)), widths=[25, 95, 50]), para(note)]
 
 
 def _pmcf(inputs: DossierInputs) -> list[Flowable]:

@@ -23,9 +23,10 @@ from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
 from ._clinical import counts, evidence_of, open_items, performance_table, pooled_value, status_line
+from ._model_kind import Terms, outcome_text, terms_of
 from ._risk import policy_of, region, risk
 from .clinical_validation import verdict_rows
-from .model_card import fmt_ci, horizon_label, keyed, present, unit_of
+from .model_card import fmt_ci, keyed, present
 
 #: the requirement whose children verify that the federated fit equals the pooled one
 EXACTNESS = "SYS-FED-001"
@@ -80,13 +81,13 @@ def _outcome_of(run: Any, item: str) -> str:
 
 
 def _technical(inputs: DossierInputs) -> list[Flowable]:
-    reqs, run = present(inputs.requirements), inputs.test_run
+    reqs, run, kind = present(inputs.requirements), inputs.test_run, terms_of(inputs).kind
     rows: list[list[object]] = [["Requirement", "Title", "Tests"]]
     rows += [[c.id, c.title, _outcome_of(run, c.id) if run is not None else "no test run given"]
              for c in reqs.children(EXACTNESS) if c.type == "software" and _exactness(c.text)]
     return [heading("4 Technical performance"),
             para("The software computes the model as specified: a federated fit equals the pooled fit on the "
-                 "same data (coefficients to 1e-6 or better, against lifelines and scikit-survival), the "
+                 f"same data (coefficients to 1e-6 or better, against {kind.reference}), the "
                  "served risk equals the reference computation, and the same inputs give the same artifact "
                  f"SHA-256. The requirements of {EXACTNESS} and their tests in the run the dossier documents "
                  "(the full record is the verification report FP-VER and the trace matrix FP-TM):"),
@@ -94,37 +95,37 @@ def _technical(inputs: DossierInputs) -> list[Flowable]:
 
 
 def _internal(inputs: DossierInputs) -> list[Flowable]:
-    rep, unit = present(inputs.validation), unit_of(inputs)
+    rep, terms = present(inputs.validation), terms_of(inputs)
     lo = rep.get("leave_one_site_out") or {}
     held = [n for n, e in (lo.get("sites") or {}).items() if e.get("possible") and not e.get("suppressed")]
     refused = [n for n, e in (lo.get("sites") or {}).items() if n not in held]
     out: list[Flowable] = [heading("5.1 Internal validation", 2),
                            para(f"Report {esc(rep.get('folder'))} of {esc(rep.get('date'))}, at the training "
                                 f"hospitals ({esc(counts(rep))}); apparent performance (FP-CVR):"),
-                           performance_table(rep, unit), heading("5.2 Leave-one-site-out validation", 2)]
+                           performance_table(rep, terms), heading("5.2 Leave-one-site-out validation", 2)]
     if held:
         out += [para(f"Held-out hospitals evaluated: {esc(', '.join(held))}"
                      + (f"; not possible at {esc(', '.join(refused))} (FP-CVR section 8 gives the rule)"
                         if refused else "") + "."),
-                performance_table(rep, unit, blocks={n: lo["sites"][n] for n in held},
+                performance_table(rep, terms, blocks={n: lo["sites"][n] for n in held},
                                   pooled=lo.get("pooled"))]
     else:
         out.append(para("No hospital could be held out under the disclosure rules (FP-CVR section 8)."))
     return out
 
 
-def _external_report(r: Report, unit: str, title: str) -> list[Flowable]:
+def _external_report(r: Report, terms: Terms, title: str) -> list[Flowable]:
     rep = r.report
     verdict = "PASSED" if not r.failed() else f"NOT PASSED ({', '.join(r.failed())})"
     return [para(f"<b>{esc(title)}</b>: report {r.sha256[:16]}… (ledger entry {r.index}) of "
                  f"{esc(rep.get('date'))}, at {esc(counts(rep))}. Verdict: {esc(verdict)}."),
-            performance_table(rep, unit),
-            table(verdict_rows(rep, unit), widths=[25, 68, 36, 25, 14]) if rep.get("criteria") else
+            performance_table(rep, terms),
+            table(verdict_rows(rep, terms), widths=[25, 68, 36, 25, 14]) if rep.get("criteria") else
             para("The report judges no criterion.")]
 
 
 def _external(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
-    unit = unit_of(inputs)
+    terms = terms_of(inputs)
     out: list[Flowable] = [heading("5.3 External validation", 2)]
     if not ev.external:
         out.append(para("<b>No external validation has been performed.</b> The model has been evaluated "
@@ -133,7 +134,7 @@ def _external(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
                         "the technical file, remain a draft until an external validation is anchored in the "
                         "ledger."))
     for r in ev.external:
-        out += _external_report(r, unit, f"Released model at {', '.join(r.sites)}")
+        out += _external_report(r, terms, f"Released model at {', '.join(r.sites)}")
     out.append(heading("5.4 After recalibration", 2))
     if not ev.recalibrated:
         out.append(para("No recalibrated version of the model is registered."))
@@ -145,7 +146,7 @@ def _external(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
         out.append(para(f"<b>{esc(m.entry.ref)}</b> ({esc(m.entry.status)}, SHA-256 {m.entry.sha256}), "
                         f"recalibrated at {esc(m.site)}: {esc(shown)}."))
         out += [f for r in m.reports if r.setting == "external"
-                for f in _external_report(r, unit, f"Recalibrated model at {', '.join(r.sites)}")]
+                for f in _external_report(r, terms, f"Recalibrated model at {', '.join(r.sites)}")]
         if not any(r.setting == "external" for r in m.reports):
             out.append(para("It has no external validation report."))
     return out
@@ -157,14 +158,14 @@ def _short(value: object) -> str:
 
 
 def _era(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
-    era, unit = present(inputs.clinical_evaluation).era, unit_of(inputs)
+    era, terms = present(inputs.clinical_evaluation).era, terms_of(inputs)
     rows: list[list[object]] = [["Cohort", "Period", "Setting"]]
     rows += [[c.name, c.period, c.setting] for c in era.cohorts]
     seen = ""
     if ev.external:
         rep = ev.external[-1].report
         seen = " Observed at the external hospital: " + "; ".join(
-            f"E/O {pooled_value(rep, 'e_o_ratio', h)} at {horizon_label(h, unit)}"
+            f"E/O {pooled_value(rep, 'e_o_ratio', h)} at {terms.horizon(h)}"
             for h in rep.get("settings", {}).get("horizons", []))
         seen += " (E/O above 1: the model over-estimates)."
     return [heading("6 Era of the cohorts and today's treatment"), table(rows, widths=[50, 25, 95]),
@@ -173,10 +174,10 @@ def _era(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
 
 
 def _subgroups(inputs: DossierInputs, ev: ClinicalEvidence) -> list[Flowable]:
-    cef, rep, unit = present(inputs.clinical_evaluation), present(inputs.validation), unit_of(inputs)
+    cef, rep, terms = present(inputs.clinical_evaluation), present(inputs.validation), terms_of(inputs)
     ext = ev.external[-1].report if ev.external else None
     horizons = rep.get("settings", {}).get("horizons", [])
-    rows: list[list[object]] = [["Subgroup", *[f"E/O at {horizon_label(h, unit)}" for h in horizons],
+    rows: list[list[object]] = [["Subgroup", *[f"E/O at {terms.horizon(h)}" for h in horizons],
                                  "CI excludes 1", "Discussion"]]
     for name in subgroup_names(rep, ext):
         k = keyed((rep.get("subgroups") or {}).get(name, {}).get("metrics", []))
@@ -229,14 +230,13 @@ def build(inputs: DossierInputs) -> list[Flowable]:
     inputs.require(SPEC.needs, SPEC.id)
     ev = evidence_of(inputs)
     model, art = present(inputs.model), present(inputs.artifact)
-    horizons = ", ".join(horizon_label(h, art["outcome"]["time_unit"]) for h in art["outcome"]["horizons"])
     return [status_line(inputs, "This report"),
             heading("1 Scope"),
             para(f"The clinical evaluation of {esc(inputs.device)} {esc(inputs.device_version)} with model "
                  f"{esc(model.ref)} (SHA-256 {art['sha256']}), under the plan FP-CEP: state of the art, "
                  "valid clinical association, technical and clinical performance (MDCG 2020-1), the era of "
-                 f"the cohorts, subgroups and the benefit-risk. Outcome: {esc(art['outcome']['name'])}; "
-                 f"horizons {esc(horizons)}; {len(ev.reports)} validation report(s) anchored in the ledger "
+                 f"the cohorts, subgroups and the benefit-risk. Outcome: {esc(outcome_text(art))}; "
+                 f"{len(ev.reports)} validation report(s) anchored in the ledger "
                  "for this model."),
             *_state_of_the_art(inputs), *_association(inputs), *_technical(inputs),
             heading("5 Clinical performance"), *_internal(inputs), *_external(inputs, ev), *_era(inputs, ev),

@@ -20,46 +20,55 @@ from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import esc, figure, heading, para, table
 from ledger.files import sha256_file
 
-from ._interval import includes_baseline, interval_statement
+from ._model_kind import (
+    Terms,
+    calibration_by_group,
+    center,
+    horizon_label,
+    interval_text,
+    kind_caveats,
+    kind_of,
+    min_cell_count,
+    recorded_at,
+    reference_text,
+    terms_of,
+)
 from .model_card import (
-    METRICS,
     Entry,
     ci_cell,
     coefficient_table,
+    columns,
     fmt,
     fmt_ci,
-    horizon_label,
     inputs_table,
     keyed,
-    metric_label,
     ordered,
     pairs,
     sig,
     training_summary,
-    unit_of,
 )
 
 _STAT = {"estimate": "", "ci_lower": ", lower 95% limit", "ci_upper": ", upper 95% limit"}
 _SITES_PER_TABLE = 4
 
 
-def rule(c: dict[str, Any], unit: str) -> str:
+def rule(c: dict[str, Any], terms: Terms) -> str:
     """``Harrell's C, lower 95% limit >= 0.6 (pooled)`` — an acceptance criterion as text."""
     thr = c.get("threshold")
     cond = f"in [{thr[0]:g}, {thr[1]:g}]" if isinstance(thr, list | tuple) else f"{c.get('op')} {thr:g}"
-    name = metric_label({"metric": c["metric"], "horizon": c.get("horizon")}, unit)
+    name = terms.metric({"metric": c["metric"], "horizon": c.get("horizon")})
     return f"{name}{_STAT.get(str(c.get('statistic')), '')} {cond} ({c.get('scope')})"
 
 
-def verdict_rows(report: dict[str, Any], unit: str) -> list[list[object]]:
+def verdict_rows(report: dict[str, Any], terms: Terms) -> list[list[object]]:
     """One row per check of every criterion: id, rule, where, value, PASS/FAIL."""
     rows: list[list[object]] = [["Criterion", "Rule", "Where", "Value", "Verdict"]]
     for c in report.get("criteria", []):
-        text = c["title"] if c.get("metric") == "test_suite" else rule(c, unit)
+        text = c["title"] if c.get("metric") == "test_suite" else rule(c, terms)
         for chk in c.get("checks", []):
             value = chk.get("value")
             shown = fmt(value) if isinstance(value, int | float) else str(value or chk.get("reason", "—"))
-            when = f", {horizon_label(chk['horizon'], unit)}" if chk.get("horizon") else ""
+            when = f", {terms.horizon(chk['horizon'])}" if chk.get("horizon") else ""
             rows.append([c["id"], text, f"{chk.get('where', '')}{when}", shown,
                          "PASS" if chk.get("passed") else "FAIL"])
     return rows
@@ -100,7 +109,7 @@ def _scope(inputs: DossierInputs) -> list[Flowable]:
             heading("2 Acceptance criteria and verdicts"),
             para(f"<b>Overall: {overall}.</b> The criteria are those the requirements state (SRS-VAL-001 to "
                  "SRS-VAL-004), judged on the model under validation, one row per check."),
-            table(verdict_rows(rep, unit_of(inputs)), widths=[25, 68, 36, 25, 14])]
+            table(verdict_rows(rep, terms_of(inputs)), widths=[25, 68, 36, 25, 14])]
 
 
 def _count(value: Any) -> object:
@@ -109,13 +118,13 @@ def _count(value: Any) -> object:
 
 def _data(inputs: DossierInputs) -> list[Flowable]:
     rep, art = inputs.validation or {}, inputs.artifact or {}
-    sites, tr, out = rep.get("sites", {}), art["training"], art["outcome"]
-    rows: list[list[object]] = [["Site", "Patients", "Events", "Status"]]
+    sites, tr, kind = rep.get("sites", {}), art["training"], kind_of(art)
+    rows: list[list[object]] = [["Site", "Patients", kind.events, "Status"]]
     rows += [[n, _count(s.get("n")), _count(s.get("events")),
               f"suppressed: {s['suppressed']}" if s.get("suppressed") else "evaluated"]
              for n, s in sites.items()]
     rows += [[n, "—", "—", f"dropped: {why}"] for n, why in sorted((rep.get("dropped") or {}).items())]
-    p, cp = len(art["coefficients"]), rep.get("consent_checkpoint") or {}
+    p, cp = len(columns(art)), rep.get("consent_checkpoint") or {}
     return [heading("3 Data sources and participants"),
             para(f"Participants: the patients of {len(sites)} sites whose consent was active at the "
                  f"witnessed ledger checkpoint of size {cp.get('size', '—')} "
@@ -125,16 +134,37 @@ def _data(inputs: DossierInputs) -> list[Flowable]:
                  "recruitment period, eligibility, treatments) is not part of the validation record."),
             table(rows, widths=[45, 25, 25, 75]),
             heading("4 Outcome, horizons and predictors"),
-            para(f"Outcome: {esc(out['name'])}, time in {esc(out['time_unit'])}s. The risk reported is "
-                 "1 − S(h | x), the probability of the event by horizon h, at "
-                 + ", ".join(horizon_label(h, out["time_unit"]) for h in out["horizons"])
-                 + f". Time grid of the fit: {esc(tr.get('time_grid'))}. Predictors (units in UCUM):"),
+            para(_outcome(art) + " Predictors (units in UCUM):"),
             inputs_table(art),
             para(_missing_text(rep.get("missing") or {}, tr)),
             heading("5 Sample size"),
-            para(f"Training: {tr['n']} patients, {tr['events']} events, {p} coefficients, "
-                 f"{tr['events'] / max(p, 1):.1f} events per coefficient (the disclosure policy requires at "
-                 f"least {sig((tr.get('policy') or {}).get('min_events_per_covariate'))}).")]
+            para(_sample_size(art, p))]
+
+
+def _outcome(art: dict[str, Any]) -> str:
+    out, tr = art["outcome"], art["training"]
+    if kind_of(art).logistic:
+        return (f"Outcome: {esc(out['name'])}, a binary outcome (present or absent) recorded at "
+                f"{esc(recorded_at(art))}, the model's one horizon. The risk reported is π(x), the "
+                "probability that the outcome is present; no time to an event is modelled or claimed.")
+    return (f"Outcome: {esc(out['name'])}, time in {esc(out['time_unit'])}s. The risk reported is "
+            "1 − S(h | x), the probability of the event by horizon h, at "
+            + ", ".join(horizon_label(h, out["time_unit"]) for h in out["horizons"])
+            + f". Time grid of the fit: {esc(tr.get('time_grid'))}.")
+
+
+def _sample_size(art: dict[str, Any], p: int) -> str:
+    """Events per coefficient (a logistic model: per slope, counting the smaller outcome class)."""
+    tr = art["training"]
+    least = f"least {sig((tr.get('policy') or {}).get('min_events_per_covariate'))}"
+    if kind_of(art).logistic:
+        fewer = min(tr["events"], tr["n"] - tr["events"])
+        return (f"Training: {tr['n']} patients, {tr['events']} with the outcome and {tr['n'] - tr['events']} "
+                f"without, {p} slopes and an intercept: {fewer / max(p, 1):.1f} patients of the smaller "
+                f"outcome class per slope (the disclosure policy requires at {least} events per covariate).")
+    return (f"Training: {tr['n']} patients, {tr['events']} events, {p} coefficients, "
+            f"{tr['events'] / max(p, 1):.1f} events per coefficient (the disclosure policy requires at "
+            f"{least}).")
 
 
 def _baseline_at(times: list[float], surv: list[float], h: float) -> float:
@@ -152,6 +182,15 @@ def _curves(art: dict[str, Any]) -> list[tuple[str, list[float], list[float]]]:
 
 def _model(inputs: DossierInputs) -> list[Flowable]:
     art = inputs.artifact or {}
+    if kind_of(art).logistic:
+        return [heading("6 Model specification"),
+                para("Logistic regression of the recorded binary outcome fitted federatedly (Newton–Raphson "
+                     "on the exact pooled log-likelihood's score and information, summed securely over the "
+                     "sites). The probability of the outcome for patient x is π(x) = expit(α + β·(d(x) − c)),"
+                     " with the intercept α, the slopes β (log odds ratios) and the centre c (the study's "
+                     "reference patient) of every column:"),
+                coefficient_table(art), para(esc(reference_text(art))),
+                para("<b>Fit.</b>"), pairs(training_summary(art))]
     unit, hs = art["outcome"]["time_unit"], art["outcome"]["horizons"]
     rows: list[list[object]] = [["Baseline", *[horizon_label(h, unit) for h in hs], "Last released time"]]
     rows += [[label or "S0(t)", *[fmt(_baseline_at(times, surv, h), 4) for h in hs],
@@ -168,10 +207,10 @@ def _model(inputs: DossierInputs) -> list[Flowable]:
             para("<b>Fit.</b>"), pairs(training_summary(art))]
 
 
-def _metric_tables(blocks: dict[str, dict[str, Any]], pooled: list[Entry], unit: str) -> list[Flowable]:
+def _metric_tables(blocks: dict[str, dict[str, Any]], pooled: list[Entry], terms: Terms) -> list[Flowable]:
     """Metric rows × site columns (in chunks of sites), the pooled value last."""
     every = [e for b in blocks.values() for e in b.get("metrics", [])]
-    order = list(keyed(ordered(pooled or every)))
+    order = list(keyed(ordered(pooled or every, terms)))
     names = list(blocks)
     pool = keyed(pooled)
     out: list[Flowable] = []
@@ -182,16 +221,16 @@ def _metric_tables(blocks: dict[str, dict[str, Any]], pooled: list[Entry], unit:
         for m, h in order:
             cells = ["suppressed" if blocks[n].get("suppressed") else ci_cell(c.get((m, h)))
                      for n, c in zip(chunk, cols, strict=True)]
-            rows.append([metric_label({"metric": m, "horizon": h}, unit), *cells, ci_cell(pool.get((m, h)))])
+            rows.append([terms.metric({"metric": m, "horizon": h}), *cells, ci_cell(pool.get((m, h)))])
         out.append(table(rows, widths=[44, *[25] * (len(chunk) + 1)]))
     return out
 
 
 def _performance(inputs: DossierInputs) -> list[Flowable]:
-    rep, unit = inputs.validation or {}, unit_of(inputs)
-    settings, pooled = rep.get("settings", {}), ordered(rep.get("pooled", {}).get("metrics", []))
+    rep, terms = inputs.validation or {}, terms_of(inputs)
+    settings, pooled = rep.get("settings", {}), ordered(rep.get("pooled", {}).get("metrics", []), terms)
     het: list[list[object]] = [["Metric", "Fixed effect (95% CI)", "I²", "Random effects (95% CI)", "Sites"]]
-    het += [[metric_label(e, unit), fmt_ci(e), fmt(e.get("i2"), 2), fmt_ci(e.get("random_effects")),
+    het += [[terms.metric(e), fmt_ci(e), fmt(e.get("i2"), 2), fmt_ci(e.get("random_effects")),
              e.get("k")] for e in pooled]
     notes = [f"{n}: {u.get('metric')} {u.get('reason')}" for n, s in rep.get("sites", {}).items()
              for u in s.get("unavailable", [])]
@@ -199,13 +238,14 @@ def _performance(inputs: DossierInputs) -> list[Flowable]:
             para(f"Estimate and percentile-bootstrap 95% CI ({settings.get('n_boot')} resamples per site, "
                  f"seed {settings.get('seed')}); pooling: {esc(settings.get('pooling'))}. Apparent "
                  "performance: the model was fitted on these patients."),
-            *_metric_tables(rep.get("sites", {}), pooled, unit),
+            *_metric_tables(rep.get("sites", {}), pooled, terms),
             para("Metrics a site could not compute: " + (esc("; ".join(notes)) if notes else "none.")),
+            *calibration_by_group(rep, terms),
             para("<b>Heterogeneity between sites.</b>"), table(het, widths=[44, 36, 12, 36, 12])]
 
 
 def _loso(inputs: DossierInputs) -> list[Flowable]:
-    rep, unit = inputs.validation or {}, unit_of(inputs)
+    rep, terms = inputs.validation or {}, terms_of(inputs)
     lo = rep.get("leave_one_site_out", {})
     rows: list[list[object]] = [["Held-out site", "Refitted on", "Status"]]
     for name, e in lo.get("sites", {}).items():
@@ -216,25 +256,26 @@ def _loso(inputs: DossierInputs) -> list[Flowable]:
         rows.append([name, fit, "evaluated" if ok else str(e.get("reason") or e.get("suppressed") or "—")])
     apparent, held = keyed(rep.get("pooled", {}).get("metrics", [])), keyed(lo.get("pooled", []))
     opt: list[list[object]] = [["Metric", "Apparent", "Leave-one-site-out", "Apparent minus held-out"]]
-    for d in ordered(lo.get("optimism", [])):
+    for d in ordered(lo.get("optimism", []), terms):
         key = (d["metric"], d.get("horizon"))
-        opt.append([metric_label(d, unit), fmt_ci(apparent.get(key)), fmt_ci(held.get(key)),
+        opt.append([terms.metric(d), fmt_ci(apparent.get(key)), fmt_ci(held.get(key)),
                     fmt(d.get("difference"))])
     return [heading("8 Leave-one-site-out validation"),
             para("For each site a model was trained federatedly on the other sites with the same settings "
                  "and evaluated at the held-out site: performance at a hospital the model had not seen."),
             table(rows, widths=[35, 105, 30]),
-            *_metric_tables(lo.get("sites", {}), lo.get("pooled", []), unit),
+            *_metric_tables(lo.get("sites", {}), lo.get("pooled", []), terms),
             para("<b>Optimism</b> (pooled apparent minus pooled held-out estimate)."),
             table(opt, widths=[45, 40, 40, 30])]
 
 
 def _subgroups(inputs: DossierInputs) -> list[Flowable]:
-    rep, unit = inputs.validation or {}, unit_of(inputs)
-    cols = [("harrell_c", None), ("calibration_slope", None),
-            *[("e_o_ratio", h) for h in rep.get("settings", {}).get("horizons", [])]]
+    rep, terms = inputs.validation or {}, terms_of(inputs)
+    horizons, concordance = rep.get("settings", {}).get("horizons", []), terms.kind.concordance
+    cols = [concordance, ("calibration_slope", terms.kind.slope_at(horizons)),
+            *[("e_o_ratio", h) for h in horizons]]
     pooled: list[list[object]] = [["Subgroup", "Sites pooled",
-                                   *[metric_label({"metric": m, "horizon": h}, unit) for m, h in cols]]]
+                                   *[terms.metric({"metric": m, "horizon": h}) for m, h in cols]]]
     groups = rep.get("subgroups", {})
     names = [g["name"] for g in rep.get("settings", {}).get("subgroups", []) if g["name"] in groups]
     for name in [*names, *sorted(set(groups) - set(names))]:
@@ -242,14 +283,15 @@ def _subgroups(inputs: DossierInputs) -> list[Flowable]:
         k = keyed(g.get("metrics", []))
         cells = [ci_cell(k.get(c)) for c in cols] if k else ["not pooled", *["—"] * (len(cols) - 1)]
         pooled.append([name, len(g.get("sites", [])), *cells])
-    status: list[list[object]] = [["Site", "Subgroup", "Patients", "Events", "Harrell's C", "Status"]]
+    status: list[list[object]] = [["Site", "Subgroup", "Patients", terms.kind.events,
+                                   terms.kind.concordance_name, "Status"]]
     for site, s in rep.get("sites", {}).items():
         for g in s.get("subgroups", []):
             state = (f"suppressed: {g['suppressed']}" if g.get("suppressed") else
                      "counts withheld (complementary suppression)" if g.get("n") is None else "evaluated")
             status.append([site, g["name"], g.get("n") if g.get("n") is not None else "—",
                            g.get("events") if g.get("events") is not None else "—",
-                           fmt_ci(keyed(g.get("metrics", [])).get(("harrell_c", None))), state])
+                           fmt_ci(keyed(g.get("metrics", [])).get(concordance)), state])
     return [heading("9 Subgroups"),
             para("Pooled over the sites at which the subgroup met the disclosure minimums; a subgroup "
                  "reported by too few sites is not pooled. Every metric per subgroup is in report.json."),
@@ -273,19 +315,21 @@ def _figures(inputs: DossierInputs) -> list[Flowable]:
 
 def _limitations(inputs: DossierInputs) -> list[Flowable]:
     rep, art = inputs.validation or {}, inputs.artifact or {}
-    opt = keyed(rep.get("leave_one_site_out", {}).get("optimism", [])).get(("harrell_c", None), {})
+    kind = kind_of(art)
+    opt = keyed(rep.get("leave_one_site_out", {}).get("optimism", [])).get(kind.concordance, {})
     hidden = [f"{site} / {g['name']}" for site, s in rep.get("sites", {}).items()
               for g in s.get("subgroups", []) if g.get("suppressed")]
     items = [f"Apparent performance: the sites that validated the model also trained it. Leave-one-site-out "
-             f"estimates are the better guide to a new hospital (optimism in Harrell's C "
+             f"estimates are the better guide to a new hospital (optimism in {kind.concordance_name} "
              f"{fmt(opt.get('difference'))}), yet all sites share one source population: no external "
              "validation has been performed (HAZ-VAL-001; residual risk in FP-RMF).",
              f"{rep.get('settings', {}).get('n_boot')} bootstrap resamples per site: the CI limits carry "
              "Monte Carlo error, the larger the fewer resamples; the pooled CIs assume independent sites.",
-             interval_statement(includes_baseline(art)),
-             f"The baseline survival is released only where at least "
-             f"{art['baseline_survival'].get('min_cell_count')} events have accumulated: a step function "
-             "on a coarsened grid; horizons beyond its last time are refused, not extrapolated (RC-DEV-002).",
+             interval_text(art),
+             *([esc(t) for t in kind_caveats(art)] if kind.logistic else
+               [f"The baseline survival is released only where at least {min_cell_count(art)} events have "
+                "accumulated: a step function on a coarsened grid; horizons beyond its last time are "
+                "refused, not extrapolated (RC-DEV-002)."]),
              "Subgroups suppressed under the disclosure policy, whose performance is therefore unknown: "
              + (esc("; ".join(hidden)) if hidden else "none") + ".",
              f"Software verification in this run: {esc(rep.get('verification', {}).get('status'))}; the "
@@ -294,6 +338,13 @@ def _limitations(inputs: DossierInputs) -> list[Flowable]:
 
 
 def _baseline_annex(art: dict[str, Any]) -> list[Flowable]:
+    if kind_of(art).logistic:
+        ref: list[list[object]] = [["Column", "Reference patient c"]]
+        ref += [[name, sig(c)] for name, c in zip(columns(art), center(art), strict=True)]
+        return [heading("Annex A Reference patient (centre)"),
+                para("The design columns of the reference patient at which the intercept is her log-odds "
+                     "(a logistic model has no baseline survival). " + esc(reference_text(art))),
+                table(ref, widths=[60, 60])]
     out: list[Flowable] = [heading("Annex A Baseline survival (full table)")]
     for label, times, surv in _curves(art):
         cells = [(sig(t, 6), fmt(s, 5)) for t, s in zip(times, surv, strict=True)]
@@ -308,8 +359,8 @@ def _baseline_annex(art: dict[str, Any]) -> list[Flowable]:
 
 def _annexes(inputs: DossierInputs) -> list[Flowable]:
     rep = inputs.validation or {}
-    settings = rep.get("settings", {})
-    defs = [[METRICS.get(k, k), v] for k, v in rep.get("definitions", {}).items()]
+    settings, names = rep.get("settings", {}), terms_of(inputs).kind.names
+    defs = [[names.get(k, k), v] for k, v in rep.get("definitions", {}).items()]
     return [*_baseline_annex(inputs.artifact or {}),
             heading("Annex B Metric definitions"),
             table([["Metric", "Definition"], *defs], widths=[40, 130]),

@@ -15,9 +15,8 @@ from reportlab.platypus import Flowable
 
 from device.fhir.resources import event
 from device.model import InputSpec, ModelError, PrognosticModel, load_model
-from dossier.documents import _privacy
-from dossier.documents._interval import interval_statement
 from dossier.documents._layout import code, fit, section
+from dossier.documents._model_kind import INTERCEPT, kind_of, model_interval, privacy_record
 from dossier.documents.model_card import design_text
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import MARGIN, PAGE, esc, para, table
@@ -82,7 +81,8 @@ def _identification(inputs: DossierInputs, model: PrognosticModel) -> list[Flowa
     rows: list[list[object]] = [
         ["Item", "Value"],
         ["Device (software)", f"{inputs.device} {inputs.device_version}, commit {inputs.commit}"],
-        ["Prognostic model", f"{model.ref}, kind {model.artifact.kind}, ties {model.artifact.ties}"],
+        ["Prognostic model", f"{model.ref}, kind {model.artifact.kind}"
+                             + (f", ties {model.artifact.ties}" if model.artifact.ties else "")],
         ["Model artifact SHA-256", code(model.sha256)],
         ["Release state (ledger)", f"{entry.status} (registered at ledger index {entry.ledger_index}; "
                                    f"transitions {', '.join(f'{s} at {i}' for i, s in entry.history)})"],
@@ -90,7 +90,8 @@ def _identification(inputs: DossierInputs, model: PrognosticModel) -> list[Flowa
         ["Horizons", horizons_text(model)],
         ["Training", f"{t.get('n')} patients, {t.get('events')} events, {len(t.get('sites') or [])} sites "
                      f"({', '.join(t.get('sites') or [])}); secure aggregation "
-                     f"{'on' if t.get('secure_aggregation') else 'OFF'}; time grid {t.get('time_grid')}; "
+                     f"{'on' if t.get('secure_aggregation') else 'OFF'}; "
+                     + (f"time grid {t.get('time_grid')}; " if "time_grid" in t else "") +
                      f"{'converged' if t.get('converged') else 'NOT converged'} in {t.get('rounds')} rounds"],
         ["Consent checkpoint", code(f"ledger size {checkpoint.get('size')}, root {checkpoint.get('root')}")],
     ]
@@ -102,9 +103,7 @@ def _purpose(inputs: DossierInputs, model: PrognosticModel) -> list[Flowable]:
     out: list[Flowable] = [
         *section("3 Intended purpose"), *section("3.1 Medical purpose", 2),
         para(f"{esc(inputs.device)} estimates, for one adult patient whose inputs lie inside the model's "
-             f"intended-use ranges (section 6), the absolute risk of {esc(event(model))} "
-             f"by each horizon of the released model ({esc(horizons_text(model))}), with a 95% interval, "
-             "the hazard ratio against the model's centre and each input's contribution. The estimate "
+             f"intended-use ranges (section 6), {_returns(model)}. The estimate "
              "supports, and does not replace, the clinician's judgement in planning adjuvant treatment "
              "and follow-up. The device does not diagnose, does not recommend a treatment and does not "
              "deliver or withhold any therapy.")]
@@ -145,6 +144,17 @@ def _purpose(inputs: DossierInputs, model: PrognosticModel) -> list[Flowable]:
     return out
 
 
+def _returns(model: PrognosticModel) -> str:
+    """What the device returns for one patient, in words (markup)."""
+    if model.kind == "logistic":
+        return (f"the probability of {esc(event(model))} at the model's one horizon "
+                f"({esc(horizons_text(model))}, when the outcome is recorded), with a 95% interval, the risk "
+                "ratio against the model's reference patient and each input's log odds ratio contribution")
+    return (f"the absolute risk of {esc(event(model))} "
+            f"by each horizon of the released model ({esc(horizons_text(model))}), with a 95% interval, "
+            "the hazard ratio against the model's centre and each input's contribution")
+
+
 def _classification(inputs: DossierInputs) -> list[Flowable]:
     safety = inputs.safety
     return [
@@ -176,34 +186,24 @@ def _classification(inputs: DossierInputs) -> list[Flowable]:
 
 
 def _operation(model: PrognosticModel) -> list[Flowable]:
-    t = model.artifact.training
-    record = _privacy.cox_record(t)
-    pooled = ("The federated fit equals the fit on the pooled data (verified against lifelines and "
-              "scikit-survival)." if not t.get("differential_privacy") else
+    t, kind = model.artifact.training, kind_of(model.to_artifact())
+    record = privacy_record(model.to_artifact())
+    pooled = (f"The federated fit equals the fit on the pooled data (verified against {kind.reference})."
+              if not t.get("differential_privacy") else
               "This model was trained with differential privacy, so it is not the fit on the pooled data.")
     where = "" if "FP-CYB" in record else " (FP-CYB section 4.7)"
     return [
         *section("5 Principles of operation"),
         *section("5.1 Federated training", 2),
-        para(f"The model is a Cox proportional-hazards model ({esc(model.artifact.ties)} ties) fitted by "
+        para(f"The model is {_fitted(model)} fitted by "
              "Newton-Raphson across hospitals. Each hospital's site software computes, on its consenting "
-             "patients only, aggregate statistics (risk-set sums, information matrices); with secure "
+             f"patients only, aggregate statistics ({_sums(model)}, information matrices); with secure "
              f"aggregation (on for this model: {'yes' if t.get('secure_aggregation') else 'no'}) each "
              "statistic is masked with pairwise masks that cancel only in the sum over all sites, so the "
              f"coordinator learns the sum and no single hospital's contribution. {pooled} Differential "
              f"privacy for this model: {esc(record)}{where}."),
-        *section("5.2 The model", 2),
-        para("For a patient with inputs x (in the units of section 6), coefficients \u03b2, centre c and "
-             "released baseline survival S0: S(t | x) = S0(t)<super>exp(\u03b2\u00b7(x \u2212 c))</super>; "
-             "the risk by horizon h is 1 \u2212 S(h | x). The artifact, sealed by its SHA-256, holds "
-             "\u03b2, their covariance, c and S0 released only at times where enough events accumulated."),
-        *section("5.3 What a RiskAssessment means", 2),
-        para("For each horizon the RiskAssessment gives <i>probabilityDecimal</i>, the estimated "
-             "probability (a fraction) that the event occurs within that time; a 95% interval ("
-             + interval_statement(model.interval_includes_baseline)
-             + "); <i>relativeRisk</i>, the hazard ratio against a patient at the centre; "
-             "and, per input, its log-hazard contribution \u03b2<sub>j</sub>(x<sub>j</sub> \u2212 "
-             "c<sub>j</sub>). <i>method</i> names the model id, version and artifact SHA-256."),
+        *section("5.2 The model", 2), para(_the_model(model)),
+        *section("5.3 What a RiskAssessment means", 2), para(_the_resource(model)),
         *section("5.4 Release and service", 2),
         para("A version is served only after it passed every validation acceptance criterion and was "
              "released; release, withdrawal and consent revocations are entries in the witnessed ledger, "
@@ -213,9 +213,56 @@ def _operation(model: PrognosticModel) -> list[Flowable]:
     ]
 
 
+def _fitted(model: PrognosticModel) -> str:
+    if model.kind == "logistic":
+        return "a logistic regression of its recorded binary outcome"
+    return f"a Cox proportional-hazards model ({esc(model.artifact.ties)} ties)"
+
+
+def _sums(model: PrognosticModel) -> str:
+    return "score vectors" if model.kind == "logistic" else "risk-set sums"
+
+
+def _the_model(model: PrognosticModel) -> str:
+    """Section 5.2: the formula the device evaluates (markup)."""
+    if model.kind == "logistic":
+        return ("For a patient with inputs x (in the units of section 6), intercept \u03b1, slopes \u03b2 "
+                "and centre c (the study's reference patient): \u03c0(x) = expit(\u03b1 + \u03b2\u00b7(d(x) "
+                "\u2212 c)), the probability of the outcome recorded at the model's one horizon; \u03b1 is "
+                "the reference patient's log-odds and exp(\u03b2) the odds ratios. The artifact, sealed by "
+                "its SHA-256, holds \u03b1 and \u03b2, their covariance and c; it has no baseline survival "
+                "and predicts no time to an event.")
+    return ("For a patient with inputs x (in the units of section 6), coefficients \u03b2, centre c and "
+            "released baseline survival S0: S(t | x) = S0(t)<super>exp(\u03b2\u00b7(x \u2212 c))</super>; "
+            "the risk by horizon h is 1 \u2212 S(h | x). The artifact, sealed by its SHA-256, holds "
+            "\u03b2, their covariance, c and S0 released only at times where enough events accumulated.")
+
+
+def _the_resource(model: PrognosticModel) -> str:
+    """Section 5.3: what the device's RiskAssessment carries (device.fhir.resources), in words (markup)."""
+    interval = "a 95% interval (" + model_interval(model) + "); "
+    if model.kind == "logistic":
+        return ("The RiskAssessment gives one prediction, at the model's one horizon: "
+                "<i>probabilityDecimal</i>, the estimated probability (a fraction) of the outcome when it is "
+                "recorded; " + interval + "<i>relativeRisk</i>, the risk ratio \u03c0(x)/\u03c0(c) against "
+                "the reference patient (a ratio of probabilities, not the odds ratio); and, per input, its "
+                "log odds ratio contribution \u03b2<sub>j</sub>(x<sub>j</sub> \u2212 c<sub>j</sub>), which "
+                "sum to the log-odds minus the intercept. <i>method</i> names the model id, version and "
+                "artifact SHA-256.")
+    return ("For each horizon the RiskAssessment gives <i>probabilityDecimal</i>, the estimated "
+            "probability (a fraction) that the event occurs within that time; " + interval
+            + "<i>relativeRisk</i>, the hazard ratio against a patient at the centre; "
+            "and, per input, its log-hazard contribution \u03b2<sub>j</sub>(x<sub>j</sub> \u2212 "
+            "c<sub>j</sub>). <i>method</i> names the model id, version and artifact SHA-256.")
+
+
 def _parameters(model: PrognosticModel) -> list[Flowable]:
-    art = model.artifact
-    rows: list[list[object]] = [["Column", "\u03b2", "SE", "Hazard ratio", "95% CI of HR", "Centre"]]
+    art, short = model.artifact, kind_of(model.to_artifact()).short
+    ratio = "Odds ratio" if short == "OR" else "Hazard ratio"
+    rows: list[list[object]] = [["Column", "\u03b2", "SE", ratio, f"95% CI of {short}", "Centre"]]
+    if INTERCEPT in art.coefficients:
+        rows.append([INTERCEPT, f"{art.coefficients[INTERCEPT]:.6g}", f"{art.standard_errors[INTERCEPT]:.4g}",
+                     "\u2014 (log-odds of the reference patient)", "\u2014", "\u2014"])
     for j, name in enumerate(model.columns):
         ci = (art.confidence_intervals or {}).get(name)
         ci_text = f"{math.exp(ci[0]):.3f} to {math.exp(ci[1]):.3f}" if ci else "not released"

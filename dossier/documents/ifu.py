@@ -20,6 +20,7 @@ from device.fhir.page import STATIC
 from device.fhir.resources import (
     CONTRIBUTION_URL,
     INTERVAL_URL,
+    LOG_ODDS_URL,
     MODEL_SYSTEM,
     RETRAIN_DUE_URL,
     SHA256_SYSTEM,
@@ -29,9 +30,9 @@ from device.fhir.resources import (
 from device.model import PrognosticModel
 from device.revocation import RetrainDue
 from dossier.documents import _privacy
-from dossier.documents._interval import interval_statement
 from dossier.documents._it_environment import it_environment
 from dossier.documents._layout import code, section
+from dossier.documents._model_kind import model_interval, privacy_record
 from dossier.documents.device_description import horizon_label, input_table, prognostic
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import STYLES, esc, para, table
@@ -90,19 +91,34 @@ def _notice() -> list[Flowable]:
     ]
 
 
-def _reading(model: PrognosticModel) -> list[Flowable]:
-    main = horizon_label(model, model.horizons[-1])
-    rows: list[list[object]] = [
-        ["Element", "What it means"],
+def _elements(model: PrognosticModel) -> list[list[object]]:
+    """What the RiskAssessment's model-specific elements mean (device.fhir.resources)."""
+    interval = [code(INTERVAL_URL), "The 95% interval of the risk. " + model_interval(model)]
+    if model.kind == "logistic":
+        return [
+            ["prediction[].probabilityDecimal", "The estimated probability, as a fraction (0.25 = 25%), of "
+             f"{event(model)}, when the outcome is recorded. One prediction: the model's one horizon."],
+            ["prediction[].whenRange", "From 0 to that horizon, in UCUM time units (d = days)."], interval,
+            ["prediction[].relativeRisk", "The risk ratio of this patient against the model's reference "
+             "patient (FP-DD section 7): her probability divided by the reference patient's. A ratio of "
+             "probabilities, not the odds ratio; above 1 means a higher probability than the reference."],
+            [code(LOG_ODDS_URL), "On each basis reference: the input's log odds ratio contribution "
+             "\u03b2(x \u2212 centre). Positive values raise the probability; they sum to the patient's "
+             "log-odds minus the reference patient's, not to log(relativeRisk)."]]
+    return [
         ["prediction[].probabilityDecimal", "The estimated absolute risk, as a fraction (0.25 = 25%), that "
          f"{event(model)} occurs within the horizon. One prediction per horizon."],
-        ["prediction[].whenRange", "From 0 to the horizon, in UCUM time units (d = days)."],
-        [code(INTERVAL_URL),
-         "The 95% interval of the risk. " + interval_statement(model.interval_includes_baseline)],
+        ["prediction[].whenRange", "From 0 to the horizon, in UCUM time units (d = days)."], interval,
         ["prediction[].relativeRisk", "The hazard ratio of this patient against a patient at the model's "
          "centre (FP-DD section 7): above 1 means a higher hazard than that reference patient."],
         [code(CONTRIBUTION_URL), "On each basis reference: the input's log-hazard contribution "
-         "\u03b2(x \u2212 centre). Positive values raise the risk; they sum to log(relativeRisk)."],
+         "\u03b2(x \u2212 centre). Positive values raise the risk; they sum to log(relativeRisk)."]]
+
+
+def _reading(model: PrognosticModel) -> list[Flowable]:
+    main = horizon_label(model, model.horizons[-1])
+    rows: list[list[object]] = [
+        ["Element", "What it means"], *_elements(model),
         ["method", f"The model id and version ({MODEL_SYSTEM}) and the artifact SHA-256 ({SHA256_SYSTEM}). "
          f"For the version this document describes it must read {model.sha256}."],
         ["note", "The intended-use statement (section 1)."],
@@ -124,8 +140,9 @@ def _reading(model: PrognosticModel) -> list[Flowable]:
              "opens the risk page for the patient."),
         para("<b>The risk page</b> (opened from the card or the EHR's app list, SMART App Launch) shows the "
              "inputs the clinician confirms, the risk at each horizon as a percentage with its 95% interval "
-             "and as a number of 100 patients like this one, the event-free survival curve with its interval "
-             "band, each input's contribution (raising or lowering the risk), the model, its SHA-256 and "
+             "and as a number of 100 patients like this one, "
+             + ("" if model.kind == "logistic" else "the event-free survival curve with its interval band, ")
+             + "each input's contribution (raising or lowering the risk), the model, its SHA-256 and "
              "release date, the intended use and the limitations. Every number on it is the server's stored "
              "RiskAssessment; a missing or out-of-range input shows a refusal naming it and no number. The "
              "page prints for the record."),
@@ -143,7 +160,7 @@ def _warnings(model: PrognosticModel) -> list[Flowable]:
         "Not for patients outside the input ranges of section 4, nor for patients unlike the training "
         "population. The device refuses such a patient; it never clamps or extrapolates. Do not enter "
         "approximate or substitute values to obtain an estimate.",
-        interval_statement(model.interval_includes_baseline),
+        model_interval(model),
         "The estimate supports, and does not replace, clinical judgement; the treatment decision rests on "
         "established prognostic factors reviewed independently of the device.",
         "Refusals. A request with a missing, conflicting or out-of-range input, or a unit that cannot be "
@@ -161,9 +178,7 @@ def _warnings(model: PrognosticModel) -> list[Flowable]:
         "flagged retrain due (section 3.4) is still served. "
         "Do not use results previously obtained from a withdrawn version; contact the hospital's "
         "responsible person (QA) and decide without the device meanwhile.",
-        "Horizons. Risks are given only for the released horizons: "
-        f"{', '.join(horizon_label(model, h) for h in model.horizons)}. The device does not extrapolate "
-        "beyond its released follow-up.",
+        _horizons(model),
         "Performance. The clinical validation report (FP-CVR) states the discrimination and calibration "
         "measured at each training hospital and leave-one-hospital-out; performance in other populations is "
         "not established.",
@@ -217,7 +232,7 @@ def _privacy_for_studies(model: PrognosticModel) -> list[Flowable]:
         para("This section is for the hospital staff who set up and run a federated study (fedprog km, "
              "fedprog train); it does not concern the clinical use of sections 1 to 5. The model these "
              "instructions describe records differential privacy "
-             f"{esc(_privacy.cox_record(model.artifact.training))}."),
+             f"{esc(privacy_record(model.to_artifact()))}."),
         para("<b>What it is.</b> A study may enable differential privacy in study.toml ([dp] enabled = true, "
              f"epsilon and delta: the privacy cost of {_privacy.fit_cost()}; defaults \u03b5 = "
              f"{study.epsilon:g}, \u03b4 = {study.delta:g}); it is off unless the study enables it, and it "
@@ -271,6 +286,17 @@ def _private_cox() -> list[Flowable]:
         para(f"<b>Before clinical use.</b> {esc(_privacy.COX_RISK)} {esc(_privacy.COX_DECISION)} On a cohort "
              "of a few hundred patients, expect discrimination close to chance at every \u03b5 measured."),
     ]
+
+
+def _horizons(model: PrognosticModel) -> str:
+    """The warning on horizons: the released ones (Cox), or the one the outcome is recorded at (logistic)."""
+    if model.kind == "logistic":
+        return (f"Horizon. The probability is given only at the model's one horizon, "
+                f"{horizon_label(model, model.horizons[0])}, when its outcome is recorded; any other horizon "
+                "is refused. The model says nothing of when an event occurs.")
+    return ("Horizons. Risks are given only for the released horizons: "
+            f"{', '.join(horizon_label(model, h) for h in model.horizons)}. The device does not extrapolate "
+            "beyond its released follow-up.")
 
 
 def _freshness(model: PrognosticModel) -> str:

@@ -21,14 +21,23 @@ from dossier.style import STYLES, esc, heading, para, table
 from prognosis import Z95, ModelInput
 from prognosis.design import Design
 
-from . import _privacy, _revocation
-from ._interval import includes_baseline, interval_statement
+from . import _revocation
+from ._model_kind import (
+    INTERCEPT,
+    METRICS,
+    Terms,
+    calibration_by_group,
+    center,
+    interval_text,
+    kind_caveats,
+    kind_of,
+    outcome_text,
+    privacy_record,
+    recorded_at,
+    reference_text,
+    terms_of,
+)
 
-#: how each metric of the validation report is named, in the order the documents list them
-METRICS: dict[str, str] = {
-    "harrell_c": "Harrell's C", "uno_c": "Uno's C", "td_auc": "Time-dependent AUC", "e_o_ratio": "E/O ratio",
-    "calibration_slope": "Calibration slope", "calibration_intercept": "Calibration-in-the-large, log(O/E)",
-    "brier": "Brier score", "integrated_brier": "Integrated Brier score"}
 Entry = dict[str, Any]
 T = TypeVar("T")
 
@@ -69,26 +78,9 @@ def ci_cell(entry: Entry | None) -> Paragraph:
     return Paragraph(esc(text).replace(" (", "<br/>("), STYLES["cell"])
 
 
-def horizon_label(horizon: float | str | None, unit: str) -> str:
-    """``1095.75 days (3.0 y)``; ``each horizon`` for a criterion stated at every horizon of the model."""
-    if horizon is None:
-        return ""
-    if isinstance(horizon, str):
-        return "each horizon"
-    years = f" ({horizon / 365.25:.1f} y)" if unit == "day" else ""
-    return f"{horizon:g} {unit}s{years}"
-
-
-def metric_label(entry: Entry, unit: str) -> str:
-    """``Harrell's C`` or ``E/O ratio at 1095 days (3.0 y)``."""
-    name = METRICS.get(entry["metric"], str(entry["metric"]))
-    when = horizon_label(entry.get("horizon"), unit)
-    return f"{name} at {when}" if when else name
-
-
-def ordered(entries: list[Entry]) -> list[Entry]:
+def ordered(entries: list[Entry], terms: Terms | None = None) -> list[Entry]:
     """Metric entries in the documents' order: discrimination, calibration, overall accuracy."""
-    rank = list(METRICS)
+    rank = list(METRICS) if terms is None else list(terms.kind.names)
     return sorted(entries, key=lambda e: (rank.index(e["metric"]) if e["metric"] in rank else len(rank),
                                           e["metric"], e.get("horizon") or -1.0))
 
@@ -98,24 +90,23 @@ def keyed(entries: list[Entry]) -> dict[tuple[str, Any], Entry]:
     return {(e["metric"], e.get("horizon")): e for e in entries}
 
 
-def unit_of(inputs: DossierInputs) -> str:
-    art = inputs.artifact or {}
-    return str((inputs.validation or {}).get("settings", {}).get("time_unit")
-               or art.get("outcome", {}).get("time_unit", "day"))
-
-
 def coefficient_table(artifact: dict[str, Any]) -> Flowable:
-    """Every coefficient (one per design column, in the artifact's order): β, SE, hazard ratio with its
-    95% CI, p-value and the centre value."""
+    """Every coefficient (one per design column, in the artifact's order): β, SE, the hazard ratio (Cox)
+    or odds ratio (logistic) exp(β) with its 95% CI, p-value and the centre value; a logistic model's
+    intercept first, on the log-odds scale (it is no ratio)."""
     cis, pvals = artifact.get("confidence_intervals") or {}, artifact.get("p_values") or {}
-    center = artifact["baseline_survival"].get("center") or []
-    rows: list[list[object]] = [["Column", "β (log HR)", "SE", "HR", "HR 95% CI", "p", "Centre c"]]
+    centre, short = center(artifact), kind_of(artifact).short
+    rows: list[list[object]] = [["Column", f"β (log {short})", "SE", short, f"{short} 95% CI", "p",
+                                 "Centre c"]]
+    if INTERCEPT in artifact["coefficients"]:
+        alpha, se0 = artifact["coefficients"][INTERCEPT], artifact["standard_errors"][INTERCEPT]
+        rows.append([INTERCEPT, sig(alpha), sig(se0), "—", "—", sig(pvals.get(INTERCEPT), 2), "—"])
     for i, name in enumerate(columns(artifact)):
         beta, se = artifact["coefficients"][name], artifact["standard_errors"][name]
         low, high = cis.get(name) or (beta - Z95 * se, beta + Z95 * se)
         rows.append([name, sig(beta), sig(se), f"{math.exp(beta):#.4g}",
                      f"{math.exp(low):#.4g}–{math.exp(high):#.4g}", sig(pvals.get(name), 2),
-                     sig(center[i]) if i < len(center) else "—"])
+                     sig(centre[i]) if i < len(centre) else "—"])
     return table(rows, widths=[30, 22, 20, 18, 30, 16, 20])
 
 
@@ -162,18 +153,21 @@ def inputs_table(artifact: dict[str, Any]) -> Flowable:
 
 def training_summary(artifact: dict[str, Any]) -> list[tuple[str, str]]:
     """The artifact's training record as (field, value) pairs — aggregates only."""
-    tr = artifact["training"]
+    tr, logistic = artifact["training"], kind_of(artifact).logistic
     cp = tr.get("consent_checkpoint") or {}
     dropped = tr.get("dropped") or []
+    ties = "" if logistic else f"ties {artifact.get('ties')}, "
     fit = (f"{tr.get('iterations')} Newton iterations in {tr.get('rounds')} rounds, "
-           f"{'converged' if tr.get('converged') else 'NOT converged'}; ties {artifact.get('ties')}, "
+           f"{'converged' if tr.get('converged') else 'NOT converged'}; {ties}"
            f"L2 penalty {artifact.get('penalty') or 0:g}")
+    grid = ("Exact on", str(tr.get("exact_on"))) if logistic else ("Time grid", str(tr.get("time_grid")))
     return [("Sites", ", ".join(tr.get("sites", []))), ("Patients (n)", str(tr.get("n"))),
-            ("Events", str(tr.get("events"))), ("Fit", fit),
-            ("Log partial likelihood",
+            ("Events (patients with the outcome)" if logistic else "Events", str(tr.get("events"))),
+            ("Fit", fit),
+            ("Log likelihood" if logistic else "Log partial likelihood",
              f"{sig(tr.get('loglik'), 8)} (null model {sig(tr.get('loglik_null'), 8)})"),
             ("Secure aggregation", "on" if tr.get("secure_aggregation") else "OFF"),
-            ("Differential privacy", _privacy.cox_record(tr)), ("Time grid", str(tr.get("time_grid"))),
+            ("Differential privacy", privacy_record(artifact)), grid,
             ("Consent checkpoint", f"ledger size {cp.get('size')}, root {cp.get('root')}"),
             ("Sites dropped", "none" if not dropped else str(dropped)),
             ("Missing values", _missing(tr))]
@@ -196,7 +190,6 @@ def pairs(rows: list[tuple[str, str]]) -> Flowable:
 
 def _details(inputs: DossierInputs) -> list[Flowable]:
     art, entry = inputs.artifact or {}, present(inputs.model)
-    out = art["outcome"]
     rows = [("Model", f"{art['model_id']} version {art['version']} ({art['kind']}, schema {art['schema']})"),
             ("Artifact SHA-256", art["sha256"]),
             ("Registry status", f"{entry.status} (lifecycle {entry.lifecycle}; registered at ledger entry "
@@ -204,16 +197,22 @@ def _details(inputs: DossierInputs) -> list[Flowable]:
             ("Predecessor", entry.predecessor or "none (first version)"),
             ("Validation report", f"SHA-256 {(entry.validation or {}).get('report_sha256', '—')}, "
                                   f"{(inputs.validation or {}).get('date', '—')}"),
-            ("Outcome", f"{out['name']}; horizons "
-                        + ", ".join(horizon_label(h, out["time_unit"]) for h in out["horizons"])),
-            *training_summary(art)]
-    return [heading("1 Model details"), pairs(rows),
-            heading("2 Model specification"),
-            para("S(t | x) = S<sub>0</sub>(t)<super>exp(β·(d(x) − c))</super> with d(x) the design "
-                 "columns of the inputs, the coefficients β and the centre c below; hazard ratios are per "
-                 "unit of each column. " + esc(design_text(art))
-                 + " Baseline survival S<sub>0</sub>: FP-CVR, annex A."),
-            coefficient_table(art)]
+            ("Outcome", outcome_text(art)), *training_summary(art)]
+    return [heading("1 Model details"), pairs(rows), heading("2 Model specification"),
+            para(specification(art)), coefficient_table(art)]
+
+
+def specification(art: dict[str, Any]) -> str:
+    """The model's formula and how to read its coefficients (markup)."""
+    if not kind_of(art).logistic:
+        return ("S(t | x) = S<sub>0</sub>(t)<super>exp(β·(d(x) − c))</super> with d(x) the design "
+                "columns of the inputs, the coefficients β and the centre c below; hazard ratios are per "
+                "unit of each column. " + esc(design_text(art))
+                + " Baseline survival S<sub>0</sub>: FP-CVR, annex A.")
+    return ("logit π(x) = α + β·(d(x) − c): π(x) is the probability of the binary outcome (section 1), "
+            "d(x) the design columns of the inputs, β the slopes and c the "
+            "centre (the study's reference patient) below; odds ratios exp(β) are per unit of each column. "
+            + esc(design_text(art)) + " " + esc(reference_text(art)))
 
 
 def _intended_use(inputs: DossierInputs) -> list[Flowable]:
@@ -221,14 +220,22 @@ def _intended_use(inputs: DossierInputs) -> list[Flowable]:
     from device.model import load_model
 
     art = inputs.artifact or {}
+    return [heading("3 Intended use"), para(esc(intended_use(load_model(art)))), para(_out_of_scope(art)),
+            inputs_table(art)]
+
+
+def _out_of_scope(art: dict[str, Any]) -> str:
+    refused = ("Out of scope, refused by the device rather than extrapolated: any input outside the range "
+               "below (RC-INPUT-001), a missing input (RC-INPUT-002)")
+    unit = esc(art["outcome"]["time_unit"])
+    if kind_of(art).logistic:
+        return (f"{refused}, any horizon but its one (the scorer refuses it). The model predicts the "
+                f"outcome as recorded at {esc(recorded_at(art))} and nothing else: no risk by any other "
+                "time, no time to an event.")
     base = art["baseline_survival"]
     times = [*base.get("times", []), *(t for s in base.get("strata") or [] for t in s["times"])]
     last = max(times, default=0)
-    return [heading("3 Intended use"), para(esc(intended_use(load_model(art)))),
-            para(f"Out of scope, refused by the device rather than extrapolated: any input outside the range "
-                 f"below (RC-INPUT-001), a missing input (RC-INPUT-002), a horizon beyond the last released "
-                 f"baseline time, {sig(last)} {esc(art['outcome']['time_unit'])}s (RC-DEV-002)."),
-            inputs_table(art)]
+    return (f"{refused}, a horizon beyond the last released baseline time, {sig(last)} {unit}s (RC-DEV-002).")
 
 
 def _count(value: Any) -> object:
@@ -236,14 +243,14 @@ def _count(value: Any) -> object:
 
 
 def _factors_and_metrics(inputs: DossierInputs) -> list[Flowable]:
-    rep, unit = inputs.validation or {}, unit_of(inputs)
+    rep, terms = inputs.validation or {}, terms_of(inputs)
     groups = [g["name"] for g in rep.get("settings", {}).get("subgroups", [])]
     loso = keyed(rep.get("leave_one_site_out", {}).get("pooled", []))
     rows: list[list[object]] = [["Metric", "Pooled, apparent (95% CI)", "Leave-one-site-out (95% CI)"]]
-    rows += [[metric_label(e, unit), fmt_ci(e), fmt_ci(loso.get((e["metric"], e.get("horizon"))))]
-             for e in ordered(rep.get("pooled", {}).get("metrics", []))]
+    rows += [[terms.metric(e), fmt_ci(e), fmt_ci(loso.get((e["metric"], e.get("horizon"))))]
+             for e in ordered(rep.get("pooled", {}).get("metrics", []), terms)]
     sites = rep.get("sites", {})
-    data: list[list[object]] = [["Site", "Patients", "Events", "Status"]]
+    data: list[list[object]] = [["Site", "Patients", terms.kind.events, "Status"]]
     data += [[n, _count(s.get("n")), _count(s.get("events")),
               f"suppressed: {s['suppressed']}" if s.get("suppressed") else "evaluated"]
              for n, s in sites.items()]
@@ -265,9 +272,9 @@ def _factors_and_metrics(inputs: DossierInputs) -> list[Flowable]:
 
 def _analyses(inputs: DossierInputs) -> list[Flowable]:
     """Discrimination and calibration by factor: each site, each pooled subgroup."""
-    rep, unit = inputs.validation or {}, unit_of(inputs)
-    cols = [("harrell_c", None), *[("e_o_ratio", h) for h in rep.get("settings", {}).get("horizons", [])]]
-    head = [metric_label({"metric": m, "horizon": h}, unit) for m, h in cols]
+    rep, terms = inputs.validation or {}, terms_of(inputs)
+    cols = terms.kind.by_factor(rep.get("settings", {}).get("horizons", []))
+    head = [terms.metric({"metric": m, "horizon": h}) for m, h in cols]
     rows: list[list[object]] = [["Factor", *head]]
     for name, s in rep.get("sites", {}).items():
         k = keyed(s.get("metrics", []))
@@ -278,7 +285,8 @@ def _analyses(inputs: DossierInputs) -> list[Flowable]:
         rows.append([f"subgroup {name}", *[fmt_ci(k.get(c)) if k else "not pooled" for c in cols]])
     return [heading("8 Quantitative analyses"),
             para("Apparent performance per site and per subgroup (pooled over the sites reporting it):"),
-            table(rows, widths=[50, *[40] * len(cols)])]
+            table(rows, widths=[50, *[min(40.0, 120 / len(cols))] * len(cols)]),
+            *calibration_by_group(rep, terms)]
 
 
 def _rounded(training: dict[str, Any]) -> str:
@@ -289,14 +297,16 @@ def _rounded(training: dict[str, Any]) -> str:
     return f" (counts rounded to a multiple of {rel.get('rounded_to_multiple_of')}, training.release)"
 
 
-def _release(training: dict[str, Any]) -> str:
+def _release(art: dict[str, Any]) -> str:
     """The artifact's protection against differencing two releases (RC-PRIV-004), if it records one."""
-    rel = training.get("release") or {}
+    rel = art["training"].get("release") or {}
     if not rel:
         return ""
+    exact = ("coefficients and covariance are" if kind_of(art).logistic
+             else "coefficients, covariance and baseline survival are")
     return (f" Against a reader differencing two releases (RC-PRIV-004): counts rounded to multiples of "
             f"{esc(rel.get('rounded_to_multiple_of'))}; centre: {esc(rel.get('center', 'not recorded'))}; "
-            "coefficients, covariance and baseline survival are exact (training.release).")
+            f"{exact} exact (training.release).")
 
 
 def _ethics_and_caveats(inputs: DossierInputs) -> list[Flowable]:
@@ -307,8 +317,10 @@ def _ethics_and_caveats(inputs: DossierInputs) -> list[Flowable]:
                f"{esc(_revocation.policy(inputs.revocation))} (FP-PMS section 2.3). At this release the "
                f"model is {esc(_revocation.state(entry, inputs.history))}.")
     sites = ", ".join(tr.get("sites", []))
+    counted = (f"{tr.get('n')} patients, {tr.get('events')} with the outcome," if kind_of(art).logistic
+               else f"{tr.get('n')} patients with {tr.get('events')} events")
     return [heading("7 Training data"),
-            para(f"{tr.get('n')} patients with {tr.get('events')} events at {len(tr.get('sites', []))} sites "
+            para(f"{counted} at {len(tr.get('sites', []))} sites "
                  f"({esc(sites)}){_rounded(tr)}; only aggregates left the sites. Per-site counts at training "
                  "are not part of the artifact; section 6 gives them at validation."),
             *_analyses(inputs),
@@ -318,13 +330,14 @@ def _ethics_and_caveats(inputs: DossierInputs) -> list[Flowable]:
                  f"(RC-CONS-002). {revoked}"),
             para(f"<b>Privacy.</b> Secure aggregation {'on' if tr.get('secure_aggregation') else 'OFF'}; "
                  f"disclosure policy: {esc(rules) or 'not recorded'}; differential privacy "
-                 f"{esc(_privacy.cox_record(tr))}. The ledger holds keyed "
+                 f"{esc(privacy_record(art))}. The ledger holds keyed "
                  "commitments under a fresh salt per consent event, never identifiers (RC-PRIV-001)."
-                 f"{_release(tr)}"),
+                 f"{_release(art)}"),
             heading("10 Caveats and recommendations"),
             para("• Apparent performance overstates performance at new hospitals; the leave-one-site-out "
                  "column is the better guide, and neither replaces external validation (HAZ-VAL-001)."),
-            para("• " + interval_statement(includes_baseline(art))),
+            para("• " + interval_text(art)),
+            *[para("• " + esc(t)) for t in kind_caveats(art)],
             para(f"• Software verification in the validation run: {esc(ver.get('status', '—'))}"
                  + (f" ({esc(ver['reason'])})" if ver.get("reason") else "") + "; see FP-VER."),
             para("• The model supports, never replaces, clinical judgement; its population is that of the "

@@ -21,6 +21,7 @@ from device.change_control import RELATIVE_PATH, ChangeControlError, ChangeContr
 from dossier.spec import DocumentSpec, DossierError, DossierInputs
 from dossier.style import esc, heading, para, table
 
+from ._model_kind import COX, Kind, kind_of
 from .model_card import present
 
 
@@ -34,18 +35,20 @@ def plan_of(inputs: DossierInputs) -> ChangeControlPlan:
         raise DossierError(str(exc)) from None
 
 
-def bound_of(plan: ChangeControlPlan, clause: str) -> str:
-    """A clause's bound as the plan states it, in words."""
+def bound_of(plan: ChangeControlPlan, clause: str, kind: Kind = COX) -> str:
+    """A clause's bound as the plan states it, in words, for the documented ``kind`` of model (its ratio,
+    its concordance: device.change_control judges a logistic model's odds ratios and C statistic)."""
     b = plan.bounds
     slope, eo = b.calibration_slope, b.e_o_ratio
     return {
         "PCCP-DATA-COHORT": f"patients and events each at least {b.min_cohort_fraction:.0%} of the "
                             "released version's",
         "PCCP-COEF-SE": f"|β new − β released| ≤ {b.coefficient_z:g} × released SE",
-        "PCCP-COEF-RANGE": f"|Δβ| × (max − min) ≤ {b.coefficient_range_log_hr:g}: the hazard ratio "
+        "PCCP-COEF-RANGE": f"|Δβ| × (max − min) ≤ {b.coefficient_range_log_hr:g}: the {kind.ratio} "
                            "across the declared range changes at most "
                            f"{math.exp(b.coefficient_range_log_hr):.2f}-fold",
-        "PCCP-PERF-C": f"pooled C ≥ released − {b.harrell_c_margin:g}",
+        "PCCP-PERF-C": f"pooled {'C statistic' if kind.logistic else 'C'} ≥ released − "
+                       f"{b.harrell_c_margin:g}",
         "PCCP-PERF-SLOPE": f"in [{slope.min:g}, {slope.max:g}] and within {slope.max_change:g} of the "
                            "released",
         "PCCP-PERF-EO": f"in [{eo.min:g}, {eo.max:g}] and |Δ ln E/O| ≤ {eo.max_log_change:g} "
@@ -82,9 +85,9 @@ def _modification(plan: ChangeControlPlan) -> list[Flowable]:
             heading("3 Significance (MDCG 2020-3)"), para(esc(m.rationale))]
 
 
-def _clauses(plan: ChangeControlPlan) -> list[Flowable]:
+def _clauses(plan: ChangeControlPlan, kind: Kind) -> list[Flowable]:
     rows: list[list[object]] = [["Clause", "Requirement", "Bound"]]
-    rows += [[c.id, f"{c.title}: {c.text}", bound_of(plan, c.id)] for c in plan.clauses]
+    rows += [[c.id, f"{c.title}: {c.text}", bound_of(plan, c.id, kind)] for c in plan.clauses]
     return [heading("4 Impact assessment: the clauses every successor is judged on"),
             para("Each retrained successor is compared with the released version it succeeds, clause by "
                  "clause, from the two artifacts and their validation reports (device/change_control.py). It "
@@ -148,8 +151,8 @@ def _assessment(inputs: DossierInputs, plan: ChangeControlPlan) -> list[Flowable
 def build(inputs: DossierInputs) -> list[Flowable]:
     inputs.require(SPEC.needs, SPEC.id)
     plan = plan_of(inputs)
-    return [*_scope(plan), *_modification(plan), *_clauses(plan), *_protocol(plan), *_refused(plan),
-            *_assessment(inputs, plan)]
+    return [*_scope(plan), *_modification(plan), *_clauses(plan, kind_of(inputs.artifact)), *_protocol(plan),
+            *_refused(plan), *_assessment(inputs, plan)]
 
 
 SPEC = DocumentSpec(id="FP-PCCP", title="Predetermined change control plan",

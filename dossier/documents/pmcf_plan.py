@@ -19,7 +19,8 @@ from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
 from ._clinical import evidence_of, pooled_value
-from .model_card import horizon_label, present, sig, unit_of
+from ._model_kind import terms_of
+from .model_card import present, sig
 
 
 def _point(lo: float, hi: float, last: bool, discrete: bool) -> float:
@@ -65,15 +66,15 @@ def _input_rows(art: dict[str, Any], shift: float) -> list[list[object]]:
 
 def _calibration_rows(inputs: DossierInputs) -> list[list[object]]:
     cal = present(inputs.clinical_evaluation).pmcf.calibration
-    rep, unit = present(inputs.validation), unit_of(inputs)
+    rep, terms = present(inputs.validation), terms_of(inputs)
     ext = evidence_of(inputs).external
     rows: list[list[object]] = [["Indicator", "Signal when outside", "Internal, pooled, at release",
                                  "External, at release"]]
     keys = [("e_o_ratio", h, cal.e_o_ratio) for h in rep.get("settings", {}).get("horizons", [])]
-    keys.append(("calibration_slope", None, cal.calibration_slope))
+    keys.append(("calibration_slope", terms.kind.slope_at(list(terms.horizons)), cal.calibration_slope))
     for metric, h, (low, high) in keys:
         name = ("E/O" if metric == "e_o_ratio" else "Calibration slope") + (
-            f" at {horizon_label(h, unit)}" if h is not None else "")
+            f" at {terms.horizon(h)}" if h is not None and metric == "e_o_ratio" else "")
         rows.append([name, f"[{low:g}, {high:g}]", pooled_value(rep, metric, h),
                      pooled_value(ext[-1].report, metric, h) if ext else "no external validation"])
     return rows

@@ -17,12 +17,13 @@ from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
 from . import _revocation
+from ._model_kind import min_cell_count, terms_of
 from .clinical_validation import rule
-from .model_card import fmt, present, sig, unit_of
+from .model_card import fmt, present, sig
 
 #: what a drift in each metric means for the device
 _SIGNAL = {"harrell_c": "Discrimination drop", "uno_c": "Discrimination drop",
-           "td_auc": "Discrimination drop",
+           "td_auc": "Discrimination drop", "c_statistic": "Discrimination drop",
            "e_o_ratio": "Calibration drift", "calibration_slope": "Calibration drift",
            "calibration_intercept": "Calibration drift", "brier": "Accuracy loss",
            "integrated_brier": "Accuracy loss"}
@@ -40,14 +41,14 @@ def reference(check_list: list[dict[str, Any]]) -> str:
 
 
 def _criteria(inputs: DossierInputs) -> list[list[object]]:
-    unit = unit_of(inputs)
+    terms = terms_of(inputs)
     checks = {c["id"]: c.get("checks", []) for c in (inputs.validation or {}).get("criteria", [])}
     rows: list[list[object]] = [["Indicator", "Threshold: a signal when not met", "At release", "Source"]]
     for item in present(inputs.requirements).items.values():
         for k, a in enumerate(item.acceptance, start=1):
             cid = f"{item.id}#{k}"
             crit = a.model_dump()
-            rows.append([_SIGNAL.get(a.metric, a.metric), rule(crit, unit),
+            rows.append([_SIGNAL.get(a.metric, a.metric), rule(crit, terms),
                          reference(checks.get(cid, [])) if cid in checks else "not evaluated", cid])
     return [rows[0], *sorted(rows[1:], key=lambda r: str(r[3]))]
 
@@ -75,7 +76,7 @@ def _sparse(spec: dict[str, Any], min_cell: Any) -> str:
 
 def _indicators(inputs: DossierInputs) -> list[Flowable]:
     art = inputs.artifact or {}
-    min_cell = art.get("baseline_survival", {}).get("min_cell_count", "the minimum cell count")
+    min_cell = min_cell_count(art) or "the minimum cell count"
     cover: list[list[object]] = [["Input", "Declared range", "Training coverage (unit of the input)"]]
     cover += [[s["name"], f"{sig(s.get('min'))} to {sig(s.get('max'))} {s['unit']}", _sparse(s, min_cell)]
               for s in art.get("inputs", [])]

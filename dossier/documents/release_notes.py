@@ -20,6 +20,7 @@ from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
 from . import _interval, _revocation, _tests, _threats
+from ._model_kind import LOGISTIC_INTERVAL, kind_of
 from .model_card import present
 
 
@@ -104,6 +105,10 @@ def _interval_row(inputs: DossierInputs) -> list[object]:
     reqs = inputs.requirements
     hazard = reqs.get("HAZ-DEV-001").text if reqs is not None and "HAZ-DEV-001" in reqs else (
         "The 95% interval omits the variance of the baseline hazard.")
+    if kind_of(inputs.artifact).logistic:
+        return ["Interval defect HAZ-DEV-001: " + hazard, "FP-MC",
+                "Not applicable to this model: a logistic model has no baseline hazard. " + LOGISTIC_INTERVAL,
+                "no"]
     if _interval.includes_baseline(inputs.artifact):
         return ["Interval defect HAZ-DEV-001: " + hazard, "SRS-DEV-012, RC-DEV-003; FP-MC",
                 "Resolved for this model: its artifact carries the baseline hazard's variance. "

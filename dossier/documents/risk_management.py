@@ -19,6 +19,7 @@ from dossier.spec import DocumentSpec, DossierInputs
 from dossier.style import esc, heading, para, table
 
 from . import _privacy, _revocation
+from ._model_kind import privacy_record
 from ._risk import control_status, evidence, grid, matrix, policy_of, region, risk, verified, word
 from .model_card import present
 from .trace_matrix import function, results
@@ -247,7 +248,7 @@ def _differential_privacy(inputs: DossierInputs) -> list[Flowable]:
              f"{_privacy.cox_quoted()}." if private_cox else
              f"The guarantee below is stated for Kaplan\u2013Meier fits; {_privacy.cox_quoted()}.")
     cox_guarantee = f" {esc(_privacy.cox_guarantee())}" if private_cox else ""
-    record = _privacy.cox_record(inputs.artifact["training"]) if inputs.artifact else None
+    record = privacy_record(inputs.artifact) if inputs.artifact else None
     model = ("" if record is None else f" The model this file covers records differential privacy "
              f"{esc(record)}" + (", so no risk estimate the device serves from it depends on it."
                                  if record.startswith("off") else "."))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from federated.analyses.cox import CoxFit
+from federated.analyses.knots import placed_study
 from federated.analyses.logistic import FederatedLogisticFit
 from federated.disclosure.policy import released_steps, round_to_k
 from federated.study import StudySpec
@@ -117,6 +118,7 @@ def build_model(fit: CoxFit, study: StudySpec, *, privacy: dict[str, Any] | None
     is the study's reference patient, never the data mean; ``training.release`` says which
     fields are exact and which rounded.
     """
+    study = placed_study(study, fit.placed_knots)  # a spline's knots as the fit placed them
     k = study.policy.min_cell_count
     names = list(fit.covariates)
     body = {
@@ -179,6 +181,7 @@ def build_logistic_artifact(result: FederatedLogisticFit, study: StudySpec) -> d
     data mean; counts are rounded to multiples of k. Adversary: a reader of releases, as for
     :func:`build_model`.
     """
+    study = placed_study(study, result.placed_knots)  # a spline's knots as the fit placed them
     k = study.policy.min_cell_count
     fit, columns = result.fit, list(result.columns)
     center = study.cohort().reference_columns()

@@ -16,6 +16,7 @@ import numpy as np
 
 from federated import cox_math as cm
 from federated.analyses.discovery import discover, range_coverage
+from federated.analyses.knots import placed_cohort, placed_knots, unplaced
 from federated.disclosure.policy import DisclosurePolicy
 from federated.exceptions import ConvergenceError, DataError, SingularDesignError, SiteError
 from federated.protocol.arrays import WireArray
@@ -97,6 +98,8 @@ class CoxFit:
     time_grid: str = "day"
     #: complete-case studies: each contributing site's rows left out for a missing value (rounded to k)
     incomplete: dict[str, int] = field(default_factory=dict)
+    #: the knots placed at quantiles of the summed coverage histogram (:mod:`federated.analyses.knots`)
+    placed_knots: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def se(self) -> np.ndarray:
@@ -238,6 +241,7 @@ def fit_cox(coord: Coordinator, cohort: CohortSpec, *, ties: str = "efron", pena
 def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float, tol: float,
               max_iter: int, max_halvings: int, policy: DisclosurePolicy,
               consent: ConsentGate | None) -> CoxFit:
+    cohort = with_knots(coord, cohort, policy, consent)
     prob = _Problem(coord, cohort, ties, penalty, policy, consent)
     state = prob.evaluate(np.zeros(prob.p))
     loglik_null = state.loglik
@@ -270,7 +274,20 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, ties: str, penalty: float,
                   secure=coord.secure, strata=cohort.partition, dropped=dict(coord.dropped),
                   range_counts=prob.ranges, time_grid=prob.time_grid,
                   incomplete={s: n for s, n in prob.incomplete.items() if s in coord.sites},
+                  placed_knots=placed_knots(cohort),
                   consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}))
+
+
+def with_knots(coord: Coordinator, cohort: CohortSpec, policy: DisclosurePolicy,
+               consent: ConsentGate | None) -> CohortSpec:
+    """``cohort`` with the knots of its splines declared as quantiles placed on the summed coverage
+    histogram of a first discovery (the inputs enter as they are), in a fresh session after it
+    (:func:`federated.analyses.knots.placed_cohort`); ``cohort`` itself when it has none to place."""
+    if not unplaced(cohort):
+        return cohort
+    disc = discover(coord, cohort, policy, consent)
+    coord.restart()
+    return placed_cohort(disc.cohort, disc.range_counts)
 
 
 def baselines_at(coord: Coordinator, cohort: CohortSpec, beta: np.ndarray, *, ties: str = "efron",

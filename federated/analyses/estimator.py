@@ -40,6 +40,7 @@ from federated.analyses.estimator_settings import (
     study_of,
     survival_target,
 )
+from federated.analyses.knots import placed_study
 from federated.analyses.runner import study_protocol
 from federated.analyses.summary import cox_summary, format_cox_summary
 from federated.disclosure.dp import DPSettings
@@ -221,7 +222,8 @@ class FederatedCoxPH(BaseEstimator):
         if len(fit.baselines) == 1:
             self.baseline_times_ = self.unique_times_ = fit.baselines[0].times
             self.baseline_survival_ = fit.baselines[0].survival
-        self._study, self._privacy = study, privacy
+        self._study = None if study is None else placed_study(study, fit.placed_knots)  # knots as placed
+        self._privacy = privacy
         return self
 
     # ------------------------------------------------------------- outputs

@@ -21,6 +21,7 @@ import numpy as np
 
 from federated import logistic_math as lm
 from federated.analyses.discovery import range_coverage
+from federated.analyses.knots import placed_cohort, placed_knots, unplaced
 from federated.disclosure.policy import DisclosurePolicy
 from federated.exceptions import DataError
 from federated.protocol.arrays import WireArray
@@ -53,6 +54,8 @@ class FederatedLogisticFit:
     range_counts: dict[str, np.ndarray] = field(default_factory=dict)
     incomplete: dict[str, int] = field(default_factory=dict)
     consent_checkpoint: dict[str, Any] | None = None
+    #: the knots placed at quantiles of the summed coverage histogram (:mod:`federated.analyses.knots`)
+    placed_knots: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -89,14 +92,16 @@ def fit_logistic(coord: Coordinator, cohort: CohortSpec, *, ridge: float = 0.0, 
 def _fit_once(coord: Coordinator, cohort: CohortSpec, ridge: float, tol: float, max_iter: int,
               policy: DisclosurePolicy, consent: ConsentGate | None) -> FederatedLogisticFit:
     policy.check_sites(len(coord.sites), coord.secure, coord.dropped)
+    prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, labels=[""], consent=consent)
+    ranges = _range_counts(coord, prep, cohort)
+    if unplaced(cohort):  # knots at quantiles of the summed histogram, then prepare afresh with them
+        cohort = placed_cohort(cohort, ranges)
+        coord.restart()
+        prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, labels=[""], consent=consent)
     columns = cohort.columns
     p = len(columns)
-    prep = coord.broadcast(PrepareRequest, PrepareReply, cohort=cohort, labels=[""], consent=consent)
     n, events = coord.total(prep, "counts", (2,)).round().astype(np.int64).tolist()
     policy.check_saturation(min(events, n - events), p)  # events per column, of the rarer outcome
-    n_ranges = sum(1 for c in cohort.covariates if c in cohort.ranges)
-    ranges = coord.total(prep, "range_counts", (n_ranges,
-                                                cohort.range_bins + 2)).round() if n_ranges else None
 
     def round_(beta: np.ndarray) -> lm.LogisticSums:
         rep = coord.broadcast(LogisticRequest, LogisticReply, beta=WireArray.from_numpy(beta))
@@ -109,4 +114,11 @@ def _fit_once(coord: Coordinator, cohort: CohortSpec, ridge: float, tol: float, 
         columns=columns, fit=fit, sites=tuple(coord.sites), secure=coord.secure, rounds=coord.rounds,
         dropped=dict(coord.dropped), range_counts=range_coverage(cohort, ranges),
         incomplete={s: r.incomplete for s, r in prep.items() if r.incomplete is not None},
-        consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}))
+        consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}),
+        placed_knots=placed_knots(cohort))
+
+
+def _range_counts(coord: Coordinator, prep: dict[str, PrepareReply], cohort: CohortSpec) -> np.ndarray | None:
+    """The summed coverage histograms of the cohort's declared ranges (None without any)."""
+    n_ranges = sum(1 for c in cohort.covariates if c in cohort.ranges)
+    return coord.total(prep, "range_counts", (n_ranges, cohort.range_bins + 2)).round() if n_ranges else None

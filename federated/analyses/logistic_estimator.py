@@ -35,6 +35,7 @@ from federated.analyses.estimator_settings import (
     local_study,
     study_of,
 )
+from federated.analyses.knots import placed_study
 from federated.analyses.logistic import FederatedLogisticFit, fit_logistic
 from federated.analyses.runner import study_protocol
 from federated.disclosure.policy import DisclosurePolicy
@@ -143,6 +144,7 @@ class FederatedLogisticRegression(ClassifierMixin, BaseEstimator):
         return self._set(_fit(study, sites, None, protocol), study)
 
     def _set(self, fit: FederatedLogisticFit, study: StudySpec) -> FederatedLogisticRegression:
+        study = placed_study(study, fit.placed_knots)  # a spline's knots as the fit placed them
         self.fit_, self._study_spec = fit, study
         self.classes_ = np.array([0, 1])
         self.coef_ = fit.fit.coef[None, 1:]

@@ -112,6 +112,12 @@ def train_logistic(study: StudySpec, *, transcript_dir: Path | None = None, on_r
     return fit, build_logistic_artifact(fit, study)
 
 
+def trainer(study: StudySpec) -> Callable[..., tuple[Any, dict[str, Any]]]:
+    """How ``study``'s model is trained over sites (same arguments): :func:`train_logistic` for a
+    logistic model, :func:`train` for a Cox model."""
+    return train_logistic if study.model == "logistic" else train
+
+
 def kaplan_meier(study: StudySpec, *, transcript_dir: Path | None = None, on_round: Progress = None,
                  sites: list[Site] | Transport | None = None, consent: ConsentGate | None = None,
                  protocol: StudyProtocol | None = None) -> KMFit:

@@ -24,6 +24,7 @@ import hmac
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from federated.disclosure.dp import DPSettings
 from federated.disclosure.policy import DisclosurePolicy
-from federated.study import CohortSpec, StudySpec, rungs_from
+from federated.study import CohortSpec, StudySpec, range_edges, rungs_from
 from ledger.canonical import canonical_json
 from ledger.files import secret_file
 
@@ -45,7 +46,9 @@ class SiteFloors(DisclosurePolicy):
     ``max_rounds`` is the number of statistic-bearing rounds the site answers per approved study
     (a budget against a coordinator that asks many questions); ``max_abs_lp`` bounds |β·(x − c)|
     over the declared input ranges (extreme β make one patient dominate a risk-set sum);
-    ``max_evaluations`` the evaluations (plaintext validation replies) per approved study.
+    ``max_evaluations`` the evaluations (plaintext validation replies) per approved study;
+    ``max_logistic_rounds`` the logistic rounds per approved study (a fit takes about ten; against a
+    coordinator probing the weights across an input's range, :mod:`federated.site.handler`).
     ``dp_epsilon`` and ``dp_delta`` are the site's total differential-privacy budget over every
     differentially private release of every study (:mod:`federated.site.privacy`): a release whose
     composition would exceed it is refused.
@@ -54,6 +57,7 @@ class SiteFloors(DisclosurePolicy):
     max_rounds: int = Field(default=2000, ge=1)
     max_abs_lp: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     max_evaluations: int = Field(default=20, ge=0)
+    max_logistic_rounds: int = Field(default=40, ge=0)
     dp_epsilon: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     dp_delta: float = Field(default=1e-5, gt=0, lt=1)
 
@@ -151,18 +155,50 @@ def effective_policy(protocol: StudyProtocol, floors: SiteFloors) -> DisclosureP
 def approved_cohort(protocol: StudyProtocol, asked: CohortSpec) -> CohortSpec:
     """The approved cohort ``asked`` is a permitted form of, else :class:`Refusal`.
 
-    Permitted: an approved cohort as it is, on its own or a coarser ladder grid. Blocks of
-    patients are never answered (sample-and-aggregate showed the coordinator exact block fits).
+    Permitted: an approved cohort as it is, on its own or a coarser ladder grid, with the knots of
+    each spline it places at quantiles either not yet placed (the input enters as it is) or placed on
+    public edges (:func:`placed_on_edges`). Blocks of
+    patients are never answered (sample-and-aggregate showed the coordinator exact block fits). A
+    cause-specific cohort (``cause``) is answered only for a cause, a cause column and codes approved
+    together: no request makes another code, or another column, the event.
     """
     if asked.block is not None:
         raise Refusal("not-approved", "this site answers for no block of its patients")
     for cohort in protocol.cohorts:
-        if asked.model_copy(update={"time_grid": cohort.time_grid, "block": None}) == cohort:
+        declared = {n: t for n, t in asked.splines.items() if n not in cohort.knot_quantiles}
+        if asked.model_copy(update={"time_grid": cohort.time_grid, "block": None,
+                                    "splines": declared}) == cohort:
             if cohort.time_grid != "exact" and asked.time_grid not in rungs_from(cohort.time_grid):
                 raise Refusal("not-approved", f"time grid {asked.time_grid!r} is finer than the "
                               f"approved {cohort.time_grid!r}")
+            placed_on_edges(cohort, asked)
             return cohort
+    if asked.cause is not None and any(asked.model_copy(update={"time_grid": c.time_grid, "cause": c.cause})
+                                       == c for c in protocol.cohorts):
+        raise Refusal("not-approved", f"cause {asked.cause!r} is not one the study approved for this cohort")
     raise Refusal("not-approved", "the cohort is not one the study approved")
+
+
+def placed_on_edges(approved: CohortSpec, asked: CohortSpec) -> None:
+    """Refuse (``not-approved``) knots of a spline the study places at k quantiles unless they are k
+    distinct public bin edges of the input's declared range (:func:`federated.study.range_edges`).
+
+    Adversary: a **malicious coordinator** that places a knot where the histogram has no edge — at one
+    patient's exact age, so that a spline column is non-zero for her alone and its sums are her
+    values — or asks for more knots than approved, to cut the range finer. An edge is public, fixed
+    by the approved study before any data is seen, and known to bound its bins' patients: the site
+    checks the knots against the study alone, never against its rows, so a refusal tells nothing. A
+    knot on an edge beyond which 1 to k − 1 patients of an event class lie is still refused
+    (``cells``, :func:`federated.disclosure.cells.design_cells`).
+    """
+    for name, k in approved.knot_quantiles.items():
+        knots = asked.splines.get(name)
+        if knots is None:  # the round that places them (the input enters as it is)
+            continue
+        edges = range_edges(*approved.ranges[name], approved.range_bins)
+        if len(knots) != k or len(set(knots)) != k or not np.isin(np.asarray(knots), edges).all():
+            raise Refusal("not-approved", f"the knots of {name!r} must be {k} distinct edges of the "
+                          f"{approved.range_bins} bins of its declared range, as the study approved")
 
 
 # ------------------------------------------------------------------------------ identity

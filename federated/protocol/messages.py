@@ -47,6 +47,7 @@ from federated.exceptions import ProtocolError
 from federated.protocol.arrays import WireArray
 from federated.study import CohortSpec, TimeGrid
 from prognosis import CoxModel
+from prognosis.logistic import LogisticModel
 
 SCHEMA: Literal["fedprog.msg/v1"] = "fedprog.msg/v1"
 
@@ -233,23 +234,40 @@ class LogisticRequest(_Request):
 
 class EvaluationModel(BaseModel):
     """The model a site evaluates, and at which horizons: ``artifact`` is the model's sealed
-    ``fedprog.model/v1`` JSON object itself, validated on receipt by the one schema and seal check
-    (:meth:`prognosis.CoxModel.from_artifact`); :meth:`cox` is the loaded model."""
+    ``fedprog.model/v1`` JSON object itself, validated on receipt by the one schema and seal check of
+    its ``kind`` (:meth:`prognosis.CoxModel.from_artifact` for ``cox-ph``,
+    :meth:`prognosis.logistic.LogisticModel.from_artifact` for ``logistic``); :meth:`cox` and
+    :meth:`logistic` are the loaded model."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     artifact: dict[str, Any]
     horizons: WireArray
-    _cox: CoxModel = PrivateAttr()
+    _model: CoxModel | LogisticModel = PrivateAttr()
 
     @model_validator(mode="after")
     def _load(self) -> EvaluationModel:
-        self._cox = CoxModel.from_artifact(self.artifact)
+        kind = self.artifact.get("kind", "cox-ph")
+        self._model = (LogisticModel if kind == "logistic" else CoxModel).from_artifact(self.artifact)
         return self
 
+    @property
+    def kind(self) -> Literal["cox-ph", "logistic"]:
+        """The artifact's kind of model."""
+        return "logistic" if isinstance(self._model, LogisticModel) else "cox-ph"
+
     def cox(self) -> CoxModel:
-        """The verified model (:class:`prognosis.CoxModel`)."""
-        return self._cox
+        """The verified Cox model (:class:`prognosis.CoxModel`); ``ValueError`` for another kind."""
+        if not isinstance(self._model, CoxModel):
+            raise ValueError(f"the artifact is a {self.kind} model, not a Cox model")
+        return self._model
+
+    def logistic(self) -> LogisticModel:
+        """The verified logistic model (:class:`prognosis.logistic.LogisticModel`); ``ValueError``
+        for another kind."""
+        if not isinstance(self._model, LogisticModel):
+            raise ValueError(f"the artifact is a {self.kind} model, not a logistic model")
+        return self._model
 
 
 class Subgroup(BaseModel):

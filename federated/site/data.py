@@ -135,6 +135,21 @@ def _labels(df: pd.DataFrame, spec: CohortSpec, site: str, where: str) -> list[s
     return list(out)
 
 
+def cause_index(df: pd.DataFrame, spec: CohortSpec, where: str) -> np.ndarray:
+    """Each row's index into ``("0", *spec.causes)`` of its cause column ``spec.event`` (cause-specific
+    cohorts); a missing value or a code the cohort does not declare is a :class:`DataError` (counts only)."""
+    s = df[spec.event]
+    if s.isna().any():
+        raise DataError(f"{where}: column {spec.event!r} has {int(s.isna().sum())} missing values")
+    codes = ("0", *spec.causes)
+    text = s.map(_label_text)
+    undeclared = int((~text.isin(codes)).sum())
+    if undeclared:
+        raise DataError(f"{where}: column {spec.event!r} has {undeclared} values outside the declared "
+                        f"codes {list(codes)}")
+    return np.asarray(pd.Categorical(text, categories=codes).codes, dtype=np.int64)
+
+
 def _label_text(v: object) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
@@ -172,7 +187,9 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str,
     intended-use envelope) is clipped to it (winsorised): a patient beyond the envelope enters the
     fit at its edge, so no one patient can dominate a sum (issue 14) and the fit equals the pooled
     fit on the clipped values. Times must be non-negative;
-    events 0/1 (or booleans); covariates numeric with no missing values. In a complete-case study a row
+    events 0/1 (or booleans), or in a cause-specific cohort (``spec.cause``) the declared codes of the
+    cause column, the event being ``spec.cause`` and any other code censored at its time; covariates
+    numeric with no missing values. In a complete-case study a row
     missing a value of this cohort's columns or of ``required`` (every column of the study's cohorts) is
     left out, so that all the study's cohorts share one row set.
     """
@@ -190,7 +207,8 @@ def prepare_cohort(df: pd.DataFrame, spec: CohortSpec, site: str, where: str,
     time = np.zeros(len(df)) if spec.time is None else _numeric(df, spec.time, where)
     if np.any(time < 0):
         raise DataError(f"{where}: column {spec.time!r} has {int((time < 0).sum())} negative times")
-    event = _numeric(df, spec.event, where)
+    event = _numeric(df, spec.event, where) if spec.cause is None else \
+        (cause_index(df, spec, where) == 1 + spec.causes.index(spec.cause)).astype(np.float64)
     if not np.all(np.isin(event, (0.0, 1.0))):
         n_bad = int((~np.isin(event, (0.0, 1.0))).sum())
         raise DataError(f"{where}: column {spec.event!r} must be 0/1 or boolean ({n_bad} other values)")

@@ -1,4 +1,9 @@
-"""A site's answer to ``evaluate``: a model's performance on its own consented rows.
+"""A site's answer to ``evaluate``: a Cox model's performance on its own consented rows.
+
+The parts every kind of model shares — suppression, subgroups, rounding, bootstrap seeds and draws,
+the CI of a metric (:func:`reply_of`, :func:`subgroup_blocks`, :func:`rounded`, :func:`block_seeds`,
+:func:`resample_draws`, :func:`metric_result`, :func:`quantile_groups`) — are used by the logistic
+model's evaluation too (:mod:`federated.site.binary_evaluation`).
 
 The reply holds aggregates only — metrics with percentile-bootstrap 95% CIs
 (:mod:`federated.site.performance`), per declared subgroup, and per group of predicted risk — and is
@@ -28,6 +33,8 @@ only when at least 90% could), the standard error their SD on the pooling scale.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -45,7 +52,7 @@ from federated.protocol.messages import (
 )
 from federated.site.bootstrap import replicates
 from federated.site.data import Cohort
-from federated.site.performance import SCALES, Key, Rows, metrics, to_scale, truncation
+from federated.site.performance import SCALES, Key, Rows, Scale, metrics, to_scale, truncation
 from federated.site.statistics import InputBox
 from federated.study import CohortSpec, grid_width, rungs_from
 from prognosis import CoxModel, step_at
@@ -78,33 +85,72 @@ def evaluate(cohort: Cohort, req: EvaluateRequest, site: str, policy: Disclosure
              max_abs_lp: float = 30.0) -> EvaluateReply:
     """The site's reply to ``req`` computed on ``cohort`` (its consented, checked rows), under the
     site's own ``policy`` (never the coordinator's) and bound on the linear predictor."""
+    if req.cohort.time is None:
+        raise ValueError("a Cox model is evaluated on a survival cohort (time and event), not a binary one")
     model, horizons = evaluated_model(req.model, req.cohort.covariates)
     box = InputBox.of(req.cohort.design_matrix(cohort.x), req.cohort)
     box.check_centre(model.center)
     box.check_beta(model.beta, max_abs_lp)
     lp = model.lp(cohort.x)
-    reason = _below_minimums(policy, cohort.time.size, int(cohort.event.sum()))
+    grid = req.ibs_times.to_numpy().astype(float)
+    k = policy.min_cell_count
+
+    def block_of(name: str, keep: np.ndarray, seed: np.random.SeedSequence) -> EvaluationBlock:
+        rows = Rows.sorted(cohort.time[keep], cohort.event[keep], lp[keep])
+        return evaluate_block(name, rows, model, horizons, grid, req.n_boot, seed, k)
+
+    def groups() -> list[RiskGroup]:
+        rows = Rows.sorted(cohort.time, cohort.event, lp)
+        km_times = req.km_times.to_numpy().astype(float)
+        return risk_groups(rows, model, horizons, req.risk_groups, km_times, policy)
+
+    return reply_of(cohort, req, site, policy, partial(below_minimums, policy), block_of, groups)
+
+
+#: a group's reason for suppression from its patient and event counts (``None``: above the minimums)
+Minimums = Callable[[int, int], str | None]
+#: a group's results: its name, the mask of its rows in the cohort, and its bootstrap seed
+BlockOf = Callable[[str, np.ndarray, np.random.SeedSequence], EvaluationBlock]
+
+
+def reply_of(cohort: Cohort, req: EvaluateRequest, site: str, policy: DisclosurePolicy, below: Minimums,
+             block_of: BlockOf, groups: Callable[[], list[RiskGroup]], *, binary: bool = False
+             ) -> EvaluateReply:
+    """The reply every kind of model shares (module docstring): the site suppressed below the
+    minimums ``below``; otherwise its results (``block_of``), its subgroups' (:func:`subgroup_blocks`)
+    and its risk groups (``groups``), every count rounded to k (:func:`rounded`). Seeds: one child of
+    (``req.seed``, crc32 of the site's name) per block, the site first (:func:`block_seeds`)."""
+    n, events = int(cohort.event.size), int(cohort.event.sum())
+    reason = below(n, events)
     if reason:
         return EvaluateReply(session=req.session, round=req.round,
                              overall=EvaluationBlock(name=site, suppressed=reason))
-    rows = Rows.sorted(cohort.time, cohort.event, lp)
-    grid = req.ibs_times.to_numpy().astype(float)
-    seeds = np.random.SeedSequence(req.seed, spawn_key=(zlib.crc32(site.encode("utf-8")),))
-    children = seeds.spawn(1 + len(req.subgroups))
+    seeds = block_seeds(req.seed, site, len(req.subgroups))
     k = policy.min_cell_count
-    overall = evaluate_block(site, rows, model, horizons, grid, req.n_boot, children[0], k)
-    subgroups = _subgroups(cohort, lp, req, model, horizons, grid, children[1:], policy)
-    km_times = req.km_times.to_numpy().astype(float)
-    groups = risk_groups(rows, model, horizons, req.risk_groups, km_times, policy)
-    return EvaluateReply(session=req.session, round=req.round, overall=_rounded(overall, k),
-                         subgroups=[_rounded(b, k) for b in subgroups],
-                         risk_groups=[_rounded(g, k) for g in groups])
+    overall = block_of(site, np.ones(n, dtype=bool), seeds[0])
+    subgroups = subgroup_blocks(cohort, req, seeds[1:], below, block_of, k, binary=binary)
+    return EvaluateReply(session=req.session, round=req.round, overall=rounded(overall, k),
+                         subgroups=[rounded(b, k) for b in subgroups],
+                         risk_groups=[rounded(g, k) for g in groups()])
+
+
+def block_seeds(seed: int, site: str, n_subgroups: int) -> list[np.random.SeedSequence]:
+    """The bootstrap seeds of a site's blocks: the site's own, then one per subgroup."""
+    root = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(site.encode("utf-8")),))
+    return root.spawn(1 + n_subgroups)
+
+
+def resample_draws(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, n)`` row indices: resample ``b`` is the ``b``-th draw of ``n`` from ``rng``, with
+    replacement (Efron & Tibshirani 1993)."""
+    draws = np.array([rng.integers(0, n, n) for _ in range(n_boot)], dtype=np.int64)
+    return draws.reshape(n_boot, n)
 
 
 _Counted = TypeVar("_Counted", EvaluationBlock, RiskGroup)
 
 
-def _rounded(block: _Counted, k: int) -> _Counted:
+def rounded(block: _Counted, k: int) -> _Counted:
     """``block`` with its patient and event counts rounded to a multiple of ``k``
     (:func:`~federated.disclosure.policy.round_to_k`): a validation report is a release, and a
     reader who differences two of them (before and after a withdrawal) must not see one patient."""
@@ -113,7 +159,8 @@ def _rounded(block: _Counted, k: int) -> _Counted:
     return block.model_copy(update=update)
 
 
-def _below_minimums(policy: DisclosurePolicy, n: int, events: int) -> str | None:
+def below_minimums(policy: DisclosurePolicy, n: int, events: int) -> str | None:
+    """The policy's reason for suppressing a group of ``n`` patients with ``events`` events, or ``None``."""
     try:
         policy.check_site(n, events)
     except PolicyError as exc:
@@ -128,7 +175,7 @@ def evaluate_block(name: str, rows: Rows, model: CoxModel, horizons: tuple[float
     values, reasons = metrics(rows, model, horizons, grid, tau, min_cell)
     reps = _bootstrap(rows, model, horizons, grid, tau, n_boot, np.random.default_rng(seed), list(values),
                       min_cell)
-    results = [_result(key, est, reps.get(key), n_boot) for key, est in values.items()]
+    results = [metric_result(key, est, reps.get(key), n_boot, SCALES[key[0]]) for key, est in values.items()]
     return EvaluationBlock(
         name=name, n=rows.n, events=rows.events, metrics=results,
         unavailable=[Unavailable(metric=m, horizon=h, reason=r) for (m, h), r in sorted(
@@ -140,13 +187,15 @@ def _bootstrap(rows: Rows, model: CoxModel, horizons: tuple[float, ...], grid: n
                ) -> dict[Key, np.ndarray]:
     """Replicates of each metric (NaN where a replicate could not compute it), all resamples at once
     (:func:`federated.site.bootstrap.replicates`); resample ``b`` is the ``b``-th draw of ``rng``."""
-    draws = np.array([rng.integers(0, rows.n, rows.n) for _ in range(n_boot)], dtype=np.int64)
-    return replicates(rows, model, horizons, grid, tau, draws.reshape(n_boot, rows.n), keys, min_cell)
+    return replicates(rows, model, horizons, grid, tau, resample_draws(rows.n, n_boot, rng), keys, min_cell)
 
 
-def _result(key: Key, estimate: float, reps: np.ndarray | None, n_boot: int) -> MetricResult:
+def metric_result(key: Key, estimate: float, reps: np.ndarray | None, n_boot: int, scale: Scale
+                  ) -> MetricResult:
+    """One metric's estimate with its percentile-bootstrap CI from the replicates ``reps`` (NaN where
+    a resample could not compute it): given only when at least :data:`MIN_VALID_SHARE` of ``n_boot``
+    could; the standard error is the replicates' SD on the pooling ``scale``."""
     metric, horizon = key
-    scale = SCALES[metric]
     out = MetricResult(metric=metric, horizon=horizon, estimate=estimate, scale=scale, n_boot=0)
     if reps is None or n_boot == 0:
         return out
@@ -228,29 +277,33 @@ def member(x: np.ndarray, names: tuple[str, ...] | list[str], sub: Subgroup) -> 
     return keep
 
 
-def _subgroups(cohort: Cohort, lp: np.ndarray, req: EvaluateRequest, model: CoxModel,
-               horizons: tuple[float, ...], grid: np.ndarray, seeds: list[np.random.SeedSequence],
-               policy: DisclosurePolicy) -> list[EvaluationBlock]:
+def subgroup_blocks(cohort: Cohort, req: EvaluateRequest, seeds: list[np.random.SeedSequence],
+                    below: Minimums, block_of: BlockOf, min_cell: int, *, binary: bool = False
+                    ) -> list[EvaluationBlock]:
+    """Each declared subgroup's results (:func:`check_subgroups` first): suppressed below the minimums
+    ``below``, its counts and complementary counts withheld (:func:`withhold_counts`)."""
     check_subgroups(cohort.x, req.cohort.covariates, req.subgroups)
     blocks = []
     for sub, seed in zip(req.subgroups, seeds, strict=True):
         keep = member(cohort.x, req.cohort.covariates, sub)
         n, events = int(keep.sum()), int(cohort.event[keep].sum())
-        reason = _below_minimums(policy, n, events)
+        reason = below(n, events)
         if reason:
             blocks.append(EvaluationBlock(name=sub.name, n=n, events=events, suppressed=reason))
         else:
-            rows = Rows.sorted(cohort.time[keep], cohort.event[keep], lp[keep])
-            blocks.append(evaluate_block(sub.name, rows, model, horizons, grid, req.n_boot, seed,
-                                         policy.min_cell_count))
-    return _withhold_counts(blocks, req.subgroups, policy.min_cell_count)
+            blocks.append(block_of(sub.name, keep, seed))
+    return withhold_counts(blocks, req.subgroups, min_cell, binary=binary)
 
 
-def _withhold_counts(blocks: list[EvaluationBlock], subs: list[Subgroup], min_cell: int
-                     ) -> list[EvaluationBlock]:
-    """Withhold the counts of suppressed subgroups, and complementary counts (module docstring)."""
+def withhold_counts(blocks: list[EvaluationBlock], subs: list[Subgroup], min_cell: int, *,
+                    binary: bool = False) -> list[EvaluationBlock]:
+    """Withhold the counts of suppressed subgroups, and complementary counts (module docstring); for a
+    ``binary`` outcome the non-events n − events are a count of the block too."""
     def small(b: EvaluationBlock) -> bool:
-        return any(c is not None and 0 < c < min_cell for c in (b.n, b.events))
+        counts = [b.n, b.events]
+        if binary and b.n is not None and b.events is not None:
+            counts.append(b.n - b.events)
+        return any(c is not None and 0 < c < min_cell for c in counts)
 
     out = list(blocks)
     for part in dict.fromkeys(s.partition for s in subs):
@@ -267,14 +320,24 @@ def _withhold_counts(blocks: list[EvaluationBlock], subs: list[Subgroup], min_ce
 def risk_groups(rows: Rows, model: CoxModel, horizons: tuple[float, ...], wanted: int, km_times: np.ndarray,
                 policy: DisclosurePolicy) -> list[RiskGroup]:
     """Quantile groups of predicted risk (as many as ``wanted`` while each meets the minimums)."""
+    return [_risk_group(k + 1, rows.take(p), model, horizons, km_times, policy.min_cell_count)
+            for k, p in enumerate(quantile_groups(rows.lp, rows.event, wanted, policy))]
+
+
+def quantile_groups(lp: np.ndarray, event: np.ndarray, wanted: int, policy: DisclosurePolicy, *,
+                    binary: bool = False) -> list[np.ndarray]:
+    """Row indices (each sorted) of the most quantile groups of ``lp`` (low to high), at most ``wanted``,
+    in which every group holds at least max(``min_patients_per_site``, k) patients and
+    max(``min_events_per_site``, k) events — and, for a ``binary`` outcome, as many non-events; none
+    when no grouping meets them."""
     min_n = max(policy.min_patients_per_site, policy.min_cell_count)
     min_events = max(policy.min_events_per_site, policy.min_cell_count)
-    order = np.argsort(rows.lp, kind="stable")
-    for g in range(min(wanted, rows.n // max(min_n, 1)), 0, -1):
+    order = np.argsort(lp, kind="stable")
+    for g in range(min(wanted, lp.size // max(min_n, 1)), 0, -1):
         parts = [np.sort(p) for p in np.array_split(order, g)]
-        if all(p.size >= min_n and int(rows.event[p].sum()) >= min_events for p in parts):
-            return [_risk_group(k + 1, rows.take(p), model, horizons, km_times, policy.min_cell_count)
-                    for k, p in enumerate(parts)]
+        if all(p.size >= min_n and int(event[p].sum()) >= min_events
+               and (not binary or p.size - int(event[p].sum()) >= min_events) for p in parts):
+            return parts
     return []
 
 

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,10 @@ from federated.protocol.messages import (
 )
 from federated.site import privacy as site_dp
 from federated.site import recalibration
+from federated.site.binary_evaluation import evaluator
 from federated.site.budget import Budget
-from federated.site.data import Cohort, load_table, prepare_cohort
-from federated.site.evaluation import evaluate, public_km_times
+from federated.site.data import Cohort, cause_index, load_table, prepare_cohort
+from federated.site.evaluation import public_km_times
 from federated.site.patients import ConsentSource, PatientGate
 from federated.site.sparse import censor_sparse
 from federated.site.statistics import SiteSession, answer
@@ -255,16 +257,20 @@ class Site:
         return answer(sess, req)
 
     def _spend_logistic(self, study: str) -> None:
-        """Count a logistic round against the study's budget (:data:`LOGISTIC_ROUNDS`), kept in the
+        """Count a logistic round against the study's budget (the site's ``max_logistic_rounds``,
+        :class:`~federated.disclosure.rules.SiteFloors`), kept in the
         site's budget file with its other rounds (:mod:`federated.site.budget`); ``budget`` beyond.
 
         Adversary: a malicious coordinator moving the peak of π(1 − π) across the inputs' range with
         many (bounded) coefficient vectors and solving the sums for the patients of each value. A fit
         takes about ten rounds; the budget allows a few fits, not the dozens of probes the attack needs
-        (a residual risk remains below it: FP-CYB).
+        (a residual risk remains below it: FP-CYB). A leave-one-site-out validation at n sites spends
+        about n − 1 fits at each; an operator who expects retrains raises the floor knowingly.
         """
-        if not self._replaying and not self._budget.spend(study, "logistic", LOGISTIC_ROUNDS):
-            raise Refusal("budget", "this site's budget of logistic rounds for the study is spent")
+        budget = self.floors.max_logistic_rounds
+        if not self._replaying and not self._budget.spend(study, "logistic", budget):
+            raise Refusal("budget", f"this site's budget of logistic rounds for the study is spent "
+                                    f"({budget}: max_logistic_rounds in the site's floors)")
 
     def _error(self, req: object, exc: Refusal) -> ErrorReply:
         """The refusal as it travels: in a secure (or unknown) study without counts or values."""
@@ -323,7 +329,23 @@ class Site:
             cohort = prepare_cohort(table, req.cohort, self.name, where=where,
                                     required=study_columns(protocol))
             cohort = self._patients.contribute(req, table, cohort, k)  # type: ignore[arg-type]
-        return censor_sparse(cohort, req.cohort, k) if protocol.shift_sparse_censoring else cohort
+        if not protocol.shift_sparse_censoring:
+            return cohort
+        return censor_sparse(cohort, req.cohort, k) if req.cohort.cause is None else \
+            self._censor_sparse_by_code(req, cohort, k)
+
+    def _censor_sparse_by_code(self, req: _Asked, cohort: Cohort, k: int) -> Cohort:
+        """:func:`censor_sparse` on a cause-specific cohort's atoms (stratum × code of the cause column,
+        :meth:`_by_code`): only the censored (code 0) move, never the events of another cause, which this
+        cohort counts as censored but the Aalen–Johansen cohort over the same codes does not."""
+        by_code = self._by_code(req, cohort)  # type: ignore[arg-type]
+        events = (by_code % (len(req.cohort.causes) + 1) > 0).astype(np.int64)
+        moved = censor_sparse(replace(cohort, label=by_code, event=events), req.cohort, k)
+        back = pd.Index(cohort.rows).get_indexer(moved.rows)
+        order = np.lexsort((moved.time, cohort.label[back]))
+        return replace(moved, label=cohort.label[back][order], event=cohort.event[back][order],
+                       time=moved.time[order], x=np.ascontiguousarray(moved.x[order]),
+                       raw_time=moved.raw_time[order], outside=moved.outside[order], rows=moved.rows[order])
 
     def _prepare(self, req: PrepareRequest, protocol: StudyProtocol,
                  policy: DisclosurePolicy) -> PrepareReply:
@@ -344,6 +366,11 @@ class Site:
                 policy.min_cell_count):
             raise Refusal("cells", f"a cell of the {req.cohort.time_grid} grid holds fewer than "
                           f"{policy.min_cell_count} of this site's patients")
+        if req.cohort.cause is not None and not protocol.allow_small_time_cells and small_cells(
+                cohort.raw_time, cohort.event, self._by_code(req, cohort), req.cohort.time_grid,
+                req.cohort.time_unit, policy.min_cell_count):
+            raise Refusal("cells", f"a cell of the {req.cohort.time_grid} grid holds fewer than "
+                          f"{policy.min_cell_count} of this site's patients of one cause")
         spec = req.cohort
         split = design_indicators(spec, cohort.x, spec.design_matrix(cohort.x))
         thin = design_cells(cohort.raw_time, cohort.event, cohort.label, "exact", spec.time_unit,
@@ -359,6 +386,20 @@ class Site:
                            max_abs_lp=self._limit(protocol, "max_abs_lp"))
         self._sessions[(req.study, req.session)] = sess
         return sess
+
+    def _by_code(self, req: PrepareRequest | PweEventsRequest, cohort: Cohort) -> np.ndarray:
+        """A cause-specific cohort's rows labelled by stratum and code of the cause column.
+
+        Adversary: a coordinator differencing the fits of one study's cause-specific cohorts (the
+        censored of one cause's fit are the censored and the other causes' events): their atoms are
+        those of the Aalen–Johansen cohort over the same codes (code × interval), each 0 or ≥ k.
+        """
+        assert self._table is not None  # read by _cohort
+        where = "table" if isinstance(self._source, pd.DataFrame) else str(self._source)
+        table = self._table if self._patients is None else \
+            self._patients.consented(req, self._table, where)
+        code = cause_index(table.iloc[cohort.rows], req.cohort, where)
+        return cohort.label * (len(req.cohort.causes) + 1) + code
 
     # ----------------------------------------------------- competing risks
     def _cif(self, req: CifPrepareRequest | CifCountsRequest, protocol: StudyProtocol,
@@ -429,6 +470,7 @@ class Site:
     def _evaluate(self, req: EvaluateRequest, protocol: StudyProtocol,
                   policy: DisclosurePolicy) -> Reply:
         approved = self._model_request(req, protocol)
+        evaluate = evaluator(req)  # the model's kind against the approved outcome, before any spending
         if req.n_boot > protocol.max_n_boot:
             raise Refusal("not-approved", "more bootstrap replicates than the study approved")
         horizons = req.model.horizons.to_numpy()
@@ -537,8 +579,6 @@ def _digest(req: Request) -> str:
     return hashlib.sha256(encode(req)).hexdigest()
 
 
-#: logistic rounds a site answers per approved study (kept in its budget file): a Newton fit takes about ten
-LOGISTIC_ROUNDS = 40
 #: the requests that name a cohort (and a consent checkpoint)
 _Asked = PrepareRequest | PweEventsRequest | EvaluateRequest | RecalibrateRequest
 #: requests answered in plaintext by design, in a secure study too (aggregates of one site)

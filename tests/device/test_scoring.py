@@ -179,11 +179,11 @@ def test_interval_is_the_delta_method_on_the_log_log_scale(raw: dict[str, Any], 
     assert model.interval_includes_baseline is full
     X = patients(model, 200, seed=7)
     s = score(model, X)
-    assert s.includes_baseline is full
+    assert s.interval.complete is full and s.interval.scale == "log(-log S)"
     Z = X - model.center
     np.testing.assert_allclose(s.se_lp, np.sqrt(np.einsum("ij,jk,ik->i", Z, model.covariance, Z)), rtol=1e-12)
     se = np.array([[contract_se_loglog(art, x, h) for h in model.horizons] for x in X])
-    np.testing.assert_allclose(s.se_loglog, se, rtol=1e-10)
+    np.testing.assert_allclose(s.interval.se, se, rtol=1e-10)
     ok = np.all(s.upper < 0.999, axis=1)  # away from 1, where log(−log(1 − r)) is well conditioned
     assert ok.sum() > 100
 

@@ -10,13 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federated.disclosure.rules import SiteIdentity, StudyProtocol, protocol_of
+from federated.disclosure.rules import SiteFloors, SiteIdentity, StudyProtocol, protocol_of
 from federated.protocol.arrays import WireArray
 from federated.protocol.messages import ErrorReply, GridRequest, LogisticRequest, PrepareRequest
-from federated.site.handler import LOGISTIC_ROUNDS, Site, approve_in_process
+from federated.site.handler import Site, approve_in_process
 from federated.study import InputSpec, StudySpec
 from tests.conftest import split_frame
 from tests.privacy.wire import Wire, refused, three_sites
+
+LOGISTIC_ROUNDS = SiteFloors().max_logistic_rounds  # the default floor
 
 STUDY = StudySpec(model="logistic", event="tgrade", covariates=["age", "pnodes"], horizons=[1826.25],
                   inputs={"age": InputSpec(min=20, max=80, reference=55), "pnodes": InputSpec(min=1, max=51)})
@@ -154,3 +156,27 @@ def test_the_logistic_budget_survives_a_restart_of_the_site(gbsg2: pd.DataFrame,
                 break
             spent, peers = spent + 1, {n: x.next_key for n, x in replies.items()}
     assert spent == LOGISTIC_ROUNDS  # 20 + 20 across three processes, then refused
+
+
+@pytest.mark.req("SRS-MOD-018", "RC-PRIV-003")
+def test_the_logistic_budget_is_the_sites_own_floor(gbsg2: pd.DataFrame) -> None:
+    """Adversary: a malicious coordinator probing a hospital whose operator set a tighter budget than the
+    default in its own floors (:class:`SiteFloors` ``max_logistic_rounds``): that hospital refuses after
+    its own number of rounds, whatever the study or the coordinator says, naming the floor."""
+    parts = split_frame(gbsg2, 3, seed=1)
+    sites = [Site(f"h{i}", part, floors=SiteFloors(max_logistic_rounds=6) if i == 0 else None)
+             for i, part in enumerate(parts)]
+    protocol = approve_in_process(sites, protocol_of(STUDY, {}))
+    att = Wire(sites, protocol)
+    names = list(att.sites)
+    _, peers = att.round(lambda secure: PrepareRequest(session="f", round=1, study=att.study, cohort=COHORT,
+                                                       labels=[""], secure=secure), names, att.keys("f"))
+    answered = 0
+    for r in range(2, 20):
+        replies = {n: att.ask(n, LogisticRequest(session="f", round=r, study=att.study, beta=w(np.zeros(3)),
+                                                 secure={"peers": peers})) for n in names}
+        if isinstance(replies["h0"], ErrorReply):
+            assert refused(replies["h0"], "budget") and "max_logistic_rounds" in replies["h0"].message
+            break
+        answered, peers = answered + 1, {n: x.next_key for n, x in replies.items()}
+    assert answered == 6  # h0's own floor, well below the default of the other two

@@ -1,6 +1,8 @@
 // fedprog risk page: SMART App Launch (EHR launch, PKCE) or a pasted token, a form generated from
 // the released model's inputs, one $predict-risk call, and the answer read back from the
 // RiskAssessment itself: risks with intervals, the survival curve, each input's contribution.
+// A logistic model (model.json "curve": false) gives the probability of its outcome at its one
+// horizon: no curve, contributions as odds ratios.
 // Every number shown comes from the server's RiskAssessment; nothing is computed here but layout.
 "use strict";
 
@@ -9,9 +11,12 @@ const BASE = `${location.origin}/fhir`;
 const REDIRECT = `${location.origin}/app/`;
 const CLIENT_ID = "fedprog-risk-page";
 const SCOPE = "launch user/RiskAssessment.cr";
-const CONTRIBUTION = "urn:fedprog:fhir:StructureDefinition:log-hazard-contribution";
+// each input's (and interaction's) log hazard ratio (Cox) or log odds ratio (logistic)
+const CONTRIBUTION = new Set(["urn:fedprog:fhir:StructureDefinition:log-hazard-contribution",
+  "urn:fedprog:fhir:StructureDefinition:log-odds-contribution"]);
 const INTERVAL = "urn:fedprog:fhir:StructureDefinition:prediction-interval-95";
-const INTERACTION = "urn:fedprog:fhir:StructureDefinition:interaction-contribution";
+const INTERACTION = new Set(["urn:fedprog:fhir:StructureDefinition:interaction-contribution",
+  "urn:fedprog:fhir:StructureDefinition:interaction-log-odds-contribution"]);
 const CURVE_POINTS = 48;
 // input kinds sent as a valueQuantity ("integer": a count or grade, whole numbers only)
 const NUMERIC = new Set(["quantity", "integer"]);
@@ -169,6 +174,7 @@ function whoText(who) {
 }
 
 function horizons() {
+  if (!MODEL.curve) return [];  // a logistic model: its one horizon, the server's default
   const last = Math.max(...MODEL.horizons.map((h) => h.value));
   const grid = Array.from({ length: CURVE_POINTS }, (_, i) => (last * (i + 1)) / CURVE_POINTS);
   return [...new Set([...grid, ...MODEL.horizons.map((h) => h.value)])].sort((a, b) => a - b);
@@ -234,16 +240,18 @@ function render(ra, values, who) {
     const n = Math.round(100 * p.risk);
     const card = el("div", { class: "headline", "data-horizon": String(h.value), "data-risk": String(p.risk),
       "data-lower": String(p.lo), "data-upper": String(p.hi) });
-    card.append(el("div", { class: "muted" }, `Within ${h.label}`),
+    const when = MODEL.curve ? `Within ${h.label}` : `Probability of ${MODEL.event} at ${h.label}`;
+    card.append(el("div", { class: "muted" }, when),
       el("div", { class: "big" }, `${pct(p.risk)}%`),
       el("div", { class: "ci" }, `95% interval ${pct(p.lo)}–${pct(p.hi)}%`));
     const icons = el("div", { class: "icons", role: "img", "aria-label": `${n} of 100 marked` });
     for (let i = 0; i < 100; i++) icons.append(el("span", i < n ? { class: "hit" } : {}));
-    card.append(icons, el("p", { class: "words" },
-      `${n} of 100 patients like this one have ${MODEL.event} within ${h.label}; ${100 - n} do not.`));
+    card.append(icons, el("p", { class: "words" }, MODEL.curve
+      ? `${n} of 100 patients like this one have ${MODEL.event} within ${h.label}; ${100 - n} do not.`
+      : `${n} of 100 patients like this one have ${MODEL.event} at ${h.label}; ${100 - n} do not.`));
     heads.append(card);
   }
-  drawCurve(preds);
+  if (MODEL.curve) drawCurve(preds);
   drivers(ra, values);
   drawEffects(values);
   $("about-assessment").textContent = `RiskAssessment/${ra.id}, ${ra.occurrenceDateTime}`;
@@ -291,13 +299,13 @@ function drivers(ra, values) {
     : `${session.patient}-${i.name}`.replace(/_/g, "-"), i]));
   const rows = [];
   for (const b of ra.basis || []) {
-    const ext = (b.extension || []).find((e) => e.url === CONTRIBUTION);
+    const ext = (b.extension || []).find((e) => CONTRIBUTION.has(e.url));
     const input = byId[(b.reference || "").split("/").pop()];
     if (ext && input) rows.push({ input, c: ext.valueDecimal });
   }
-  // a declared interaction's own contribution (sums with the inputs' to the log hazard ratio)
+  // a declared interaction's own contribution (sums with the inputs' to the log hazard or odds ratio)
   const names = Object.fromEntries(MODEL.inputs.map((i) => [i.name, i.display]));
-  for (const e of (ra.extension || []).filter((x) => x.url === INTERACTION)) {
+  for (const e of (ra.extension || []).filter((x) => INTERACTION.has(x.url))) {
     const part = (u) => (e.extension || []).find((x) => x.url === u) || {};
     const name = part("effect").valueString || "";
     const display = `${name.split(":").map((n) => names[n] || n).join(" × ")} (interaction)`;
@@ -313,8 +321,8 @@ function drivers(ra, values) {
       : NUMERIC.has(input.kind) ? `${raw} ${input.unit_text}`.trim() : input.kind === "boolean" ? (raw === "true" ? "yes" : "no")
       : (input.categories[Number(raw)].display || raw);
     const factor = Math.exp(c);
-    const word = c > 1e-12 ? ["raises", `raises the hazard ×${factor.toFixed(2)}`] : c < -1e-12
-      ? ["lowers", `lowers the hazard ×${factor.toFixed(2)}`] : ["", "no effect"];
+    const word = c > 1e-12 ? ["raises", `raises the ${MODEL.ratio} ×${factor.toFixed(2)}`] : c < -1e-12
+      ? ["lowers", `lowers the ${MODEL.ratio} ×${factor.toFixed(2)}`] : ["", "no effect"];
     const bar = el("div", { class: "bar", "aria-hidden": "true" });
     const fill = el("span", { class: c >= 0 ? "up" : "down" });
     fill.style.width = `${(50 * Math.abs(c)) / scale}%`;  // CSSOM, which the page's CSP allows (no style attribute)
@@ -336,7 +344,8 @@ function drawEffects(values) {
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.setAttribute("role", "img");
     svg.setAttribute("data-effect", e.name);
-    svg.setAttribute("aria-label", `Hazard ratio by ${e.display}, against ${fmt(e.reference)} ${e.unit_text}`);
+    const ratio = e[`${e.ratio}_ratio`];  // hazard ratios (Cox) or odds ratios (logistic)
+    svg.setAttribute("aria-label", `${e.ratio === "odds" ? "Odds" : "Hazard"} ratio by ${e.display}, against ${fmt(e.reference)} ${e.unit_text}`);
     const lo = Math.log(Math.min(...e.lower)), hi = Math.log(Math.max(...e.upper));
     const x0 = e.x[0], x1 = e.x[e.x.length - 1];
     const x = (v) => L + ((W - L - R) * (v - x0)) / (x1 - x0);
@@ -344,7 +353,7 @@ function drawEffects(values) {
     const band = e.x.map((v, i) => `${x(v)},${y(e.lower[i])}`).concat(e.x.map((v, i) => `${x(v)},${y(e.upper[i])}`).reverse());
     shape("polygon", { points: band.join(" "), fill: "#9cc3ea", "fill-opacity": 0.6 });
     shape("line", { x1: L, x2: W - R, y1: y(1), y2: y(1), stroke: "#4a5562", "stroke-dasharray": "3 3" });
-    shape("polyline", { points: e.x.map((v, i) => `${x(v)},${y(e.hazard_ratio[i])}`).join(" "), fill: "none", stroke: "#0b5cad", "stroke-width": 2 });
+    shape("polyline", { points: e.x.map((v, i) => `${x(v)},${y(ratio[i])}`).join(" "), fill: "none", stroke: "#0b5cad", "stroke-width": 2 });
     for (const t of [x0, e.reference, x1]) {
       shape("text", { x: x(t), y: H - B + 16, "text-anchor": "middle", "font-size": 11, fill: "#4a5562" }).textContent = fmt(t);
     }
@@ -356,7 +365,7 @@ function drawEffects(values) {
     if (Number.isFinite(v) && v >= x0 && v <= x1) {
       let i = 0; while (i < e.x.length - 1 && e.x[i + 1] <= v) i += 1;
       const j = Math.min(i + 1, e.x.length - 1), f = j === i ? 0 : (v - e.x[i]) / (e.x[j] - e.x[i]);
-      const hr = Math.exp((1 - f) * Math.log(e.hazard_ratio[i]) + f * Math.log(e.hazard_ratio[j]));
+      const hr = Math.exp((1 - f) * Math.log(ratio[i]) + f * Math.log(ratio[j]));
       shape("circle", { cx: x(v), cy: y(hr), r: 5, fill: "#a4262c", "data-value": String(v) });
     }
     box.append(svg);
@@ -372,6 +381,14 @@ function describeModel(m) {
   $("about-sha").textContent = m.sha256;
   $("about-use").textContent = m.purpose;
   $("curve-title").textContent = `Free of ${m.event} over time`;
+  show("curve-title", m.curve);
+  show("curve-figure", m.curve);
+  $("result-title").textContent = m.curve ? "Estimated risk" : `Estimated probability of ${m.event}`;
+  $("drivers-note").textContent = `Each input's effect on the ${m.ratio === "odds" ? "odds of the outcome" : "hazard"} `
+    + `relative to the model's ${m.ratio === "odds" ? "reference" : "average"} patient; a bar to the right raises the `
+    + "risk, to the left lowers it.";
+  $("effects-note").textContent = `The ${m.ratio} ratio against the model's reference patient as one input alone `
+    + "varies over its validated range (line) with its 95% interval (band); the dot marks this patient's value.";
   $("about-limits").replaceChildren(...m.limitations.map((t) => el("li", {}, t)));
   show("about", true);
   // a consent revocation flagged the model "retrain due": still in service until its deadline
