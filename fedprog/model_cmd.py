@@ -232,9 +232,10 @@ def recalibrate(ref: Annotated[str, typer.Argument(help="The model to recalibrat
                 site: Annotated[str, typer.Option("--site", help="The site whose data recalibrate it.")],
                 workspace_dir: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """Recalibrate a model at one site — the calibration slope of its linear predictor and a new
-    baseline hazard, from that site's consented patients inside the intended use only (aggregates:
-    baseline steps of at least k events) — and register it as a new model
-    ``<model_id>-recalibrated-<site>`` (predecessor: REF), to validate and release like any other."""
+    baseline hazard (a logistic model: a new intercept, the calibration intercept and slope), from that
+    site's consented patients inside the intended use only (aggregates: baseline steps of at least k
+    events, counts rounded to k) — and register it as a new model ``<model_id>-recalibrated-<site>``
+    (predecessor: REF), to validate and release like any other."""
     from .recalibration import recalibrate_in_workspace
     from .workspace import Workspace
 
@@ -248,10 +249,13 @@ def recalibrate(ref: Annotated[str, typer.Argument(help="The model to recalibrat
     rec = artifact["training"]["recalibration"]
     lo, hi = rec["slope_ci"]
     new, old = f"{artifact['model_id']}@{artifact['version']}", rec["predecessor"]
+    baseline = artifact.get("baseline_survival")
+    k = (baseline or artifact["logistic"])["min_cell_count"]
+    updated = (f"{len(baseline['times'])} baseline steps" if baseline else "calibration intercept "
+               "{:.3f} (95% CI {:.3f}–{:.3f})".format(rec["intercept"], *rec["intercept_ci"]))
     print(f"{new} recalibrated from {old['model_id']}@{old['version']} at {site}: "
           f"calibration slope {rec['slope']:.3f} (95% CI {lo:.3f}–{hi:.3f}); {rec['n']} patients, "
-          f"{rec['events']} events (multiples of {artifact['baseline_survival']['min_cell_count']}); "
-          f"{len(artifact['baseline_survival']['times'])} baseline steps")
+          f"{rec['events']} events (multiples of {k}); {updated}")
     print(f"registered as a candidate; sha256 {artifact['sha256']}")
     where = f" --workspace {workspace_dir}" if workspace_dir is not None else ""
     print(f"next: fedprog validate {new}{where}  then  fedprog model release {new}{where}")

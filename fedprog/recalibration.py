@@ -1,6 +1,7 @@
-"""A registered model recalibrated at one site of the workspace (issue 18): slope and baseline from that
-site's consented data only (:mod:`federated.analyses.recalibrate`), registered as a new model that
-goes through ``fedprog validate`` and the release gate like any other. Used by
+"""A registered model recalibrated at one site of the workspace (issues 18, 20): a Cox model's slope and
+baseline, a logistic model's calibration intercept and slope, from that site's consented data only
+(:func:`federated.analyses.recalibrate.recalibrate`, which dispatches by the model's kind), registered
+as a new model that goes through ``fedprog validate`` and the release gate like any other. Used by
 ``fedprog model recalibrate``."""
 
 from __future__ import annotations

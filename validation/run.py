@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from federated.analyses.knots import model_study
 from federated.analyses.runner import study_protocol, trainer
 from federated.disclosure.rules import StudyProtocol
 from federated.exceptions import FederatedError
@@ -94,8 +95,9 @@ def evaluate_at(sites: Sequence[Site] | Transport, artifact: dict[str, Any], stu
     the sites that dropped out (with why)."""
     horizons = artifact["outcome"]["horizons"]
     tmax = float(max(horizons))
-    cohort = study.cohort().model_copy(update={"covariates": tuple(i["name"] for i in artifact["inputs"]),
-                                               "partition": None, "partition_by_site": False})
+    cohort = model_study(study, artifact).cohort().model_copy(update={
+        "covariates": tuple(i["name"] for i in artifact["inputs"]), "partition": None,
+        "partition_by_site": False})
     timeout = study.timeout + 0.5 * options.n_boot * (1 + len(subgroups))
     # one site after the other: the metrics are Python-bound, so in-process threads would only
     # contend for the GIL (measured 1.7× slower on the demo); a deployment's sites run in parallel

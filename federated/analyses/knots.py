@@ -123,3 +123,23 @@ def placed_study(study: StudySpec, knots: Mapping[str, Sequence[float]]) -> Stud
         spline = Spline(knots=[float(t) for t in at], quantiles=spec.spline.quantiles)  # checked
         inputs[name] = spec.model_copy(update={"spline": spline})
     return study.model_copy(update={"inputs": inputs})
+
+
+def artifact_knots(artifact: Mapping[str, object]) -> dict[str, tuple[float, ...]]:
+    """The knots a released model's fit placed at quantiles, as its artifact records them
+    (``inputs[].spline`` {knots, quantiles})."""
+    out: dict[str, tuple[float, ...]] = {}
+    for spec in artifact.get("inputs") or []:  # type: ignore[attr-defined]
+        spline = spec.get("spline") or {}
+        if spline.get("quantiles") is not None:
+            out[str(spec["name"])] = tuple(float(t) for t in spline.get("knots") or ())
+    return out
+
+
+def model_study(study: StudySpec, artifact: Mapping[str, object]) -> StudySpec:
+    """``study`` as the released model was fitted under it: its quantile splines at the knots the model
+    records (:func:`artifact_knots`), so that a request about the model (evaluate, recalibrate) names
+    the model's own design columns; the sites accept them on the public edges. An input the study
+    declares with its knots keeps them."""
+    quantiles = {n for n, spec in study.inputs.items() if spec.spline is not None and spec.spline.quantiles}
+    return placed_study(study, {n: k for n, k in artifact_knots(artifact).items() if n in quantiles})

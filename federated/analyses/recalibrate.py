@@ -1,5 +1,8 @@
 """Model updating at a hospital that did not train (coordinator side): ask one site to recalibrate a
-released Cox model on its own rows, and seal the updated model as a new ``fedprog.model/v1`` artifact.
+released Cox model on its own rows, and seal the updated model as a new ``fedprog.model/v1`` artifact;
+:func:`recalibrate` is the one entry for every kind (a logistic model's:
+:mod:`federated.analyses.recalibrate_logistic`; what both share:
+:mod:`federated.analyses.recalibration_common`).
 
 Recalibration in slope and baseline (van Houwelingen 2000, *Stat Med* 19:3401; Royston & Altman
 2013, *BMC Med Res Methodol* 13:33; Steyerberg 2019, *Clinical Prediction Models*, 2nd ed., ch. 20):
@@ -19,44 +22,39 @@ a standard error of β' from the site's data: the coefficients were not re-estim
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from federated.analyses import recalibrate_logistic
 from federated.analyses.artifact import build_artifact
 from federated.analyses.cox import Baseline, CoxFit
-from federated.analyses.runner import study_protocol
+from federated.analyses.knots import model_study
+from federated.analyses.recalibration_common import (
+    RecalibrationError,
+    SiteUpdate,
+    asked_model,
+    base_record,
+    check_kept,
+    declared,
+    one_site,
+    recalibration_cohort,
+    wald_ci,
+)
 from federated.disclosure.rules import StudyProtocol
-from federated.exceptions import FederatedError, SiteError
-from federated.protocol.arrays import WireArray
-from federated.protocol.coordinator import Coordinator
-from federated.protocol.messages import ConsentGate, EvaluationModel, RecalibrateReply, RecalibrateRequest
-from federated.protocol.transport import Endpoint, Transport, as_transport
-from federated.study import LADDER, CohortSpec, StudySpec, rungs_from
-from prognosis import Z95, CoxModel, ModelError, evaluable, seal
-
-
-class RecalibrationError(FederatedError, ValueError):
-    """The model cannot be recalibrated (stratified, no horizons, not the study's), or a site's reply
-    is inconsistent; the message names the model, the site or the field."""
-
+from federated.exceptions import SiteError
+from federated.protocol.messages import ConsentGate, RecalibrateReply, RecalibrateRequest
+from federated.protocol.transport import Endpoint, Transport
+from federated.study import LADDER, StudySpec, rungs_from
+from prognosis import CoxModel, ModelError, evaluable, seal
 
 _SHIFTED = ", its censored patients of a yearly cell holding fewer than k censored at the start of their year"
 
 
-@dataclass(frozen=True)
-class SiteUpdate:
-    """One site's checked recalibration reply and the coordinator rounds it took."""
-
-    site: str
-    reply: RecalibrateReply
-    rounds: int
-
-
 def ask_site(sites: Endpoint | Sequence[Endpoint] | Transport, artifact: dict[str, Any], study: StudySpec, *,
-             consent: ConsentGate | None = None, protocol: StudyProtocol | None = None) -> SiteUpdate:
+             consent: ConsentGate | None = None, protocol: StudyProtocol | None = None
+             ) -> SiteUpdate[RecalibrateReply]:
     """Send ``recalibrate`` for ``artifact`` to the one site ``sites`` reaches, on the model's own time
     grid (``training.time_grid``), climbing the public ladder while the site refuses a grid for
     small cells (each attempt spends one of the site's evaluations of the study); the reply is
@@ -67,15 +65,9 @@ def ask_site(sites: Endpoint | Sequence[Endpoint] | Transport, artifact: dict[st
     :func:`federated.analyses.runner.study_protocol`).
     """
     model = _loaded(artifact)
-    reach = as_transport(sites if isinstance(sites, (Transport, Sequence)) else [sites], parallel=False)
-    if len(reach.sites) != 1:
-        raise RecalibrationError(f"a recalibration asks exactly one site, got {len(reach.sites)}")
-    site = reach.sites[0]
-    coord = Coordinator(reach, session=f"recalibrate-{model.sha256[:12]}",
-                        protocol=study_protocol(study, reach, protocol), timeout=study.timeout, secure=False)
     cohort = recalibration_cohort(study, model)
-    fields = {"consent": consent, "model": EvaluationModel(
-        artifact=model.to_artifact(), horizons=WireArray.from_numpy(np.array(model.horizons, dtype=float)))}
+    coord, site = one_site(sites, model, study, protocol)
+    fields = {"consent": consent, "model": asked_model(model)}
     grid = str(model.artifact.training.get("time_grid") or cohort.time_grid)
     refused: SiteError | None = None
     for rung in rungs_from(grid) or (grid,):
@@ -90,16 +82,6 @@ def ask_site(sites: Endpoint | Sequence[Endpoint] | Transport, artifact: dict[st
         return SiteUpdate(site, check_reply(replies[site], model, rung, site), coord.rounds)
     assert refused is not None
     raise refused
-
-
-def recalibration_cohort(study: StudySpec, model: CoxModel) -> CohortSpec:
-    """The study's evaluation cohort (no strata, the model's inputs): the one the sites approved for
-    judging a model (:func:`federated.disclosure.rules.protocol_of`)."""
-    if study.time_unit != model.time_unit:
-        raise RecalibrationError(f"{model.ref} counts time in {model.time_unit}s, the study in "
-                                 f"{study.time_unit}s")
-    return study.cohort().model_copy(update={"covariates": model.names, "partition": None,
-                                             "partition_by_site": False, "levels": None})
 
 
 def check_reply(reply: RecalibrateReply, model: CoxModel, grid: str, site: str) -> RecalibrateReply:
@@ -128,7 +110,8 @@ def check_reply(reply: RecalibrateReply, model: CoxModel, grid: str, site: str) 
     return reply
 
 
-def recalibrated_artifact(artifact: dict[str, Any], study: StudySpec, update: SiteUpdate, *, model_id: str,
+def recalibrated_artifact(artifact: dict[str, Any], study: StudySpec, update: SiteUpdate[RecalibrateReply], *,
+                          model_id: str,
                           version: str = "1", consent: ConsentGate | None = None) -> dict[str, Any]:
     """The sealed ``fedprog.model/v1`` artifact of ``artifact`` recalibrated by ``update``.
 
@@ -155,11 +138,11 @@ def recalibrated_artifact(artifact: dict[str, Any], study: StudySpec, update: Si
                  sites=(update.site,), n=reply.n, events=reply.events, secure=False,
                  time_grid=reply.time_grid,
                  consent_checkpoint=None if consent is None else consent.model_dump(exclude={"job"}))
-    spec = study.model_copy(update={"model_id": model_id, "version": version, "strata": None,
-                                    "strata_by_site": False,
-                                    "policy": study.policy.model_copy(update={"min_cell_count": k})})
+    spec = model_study(study, artifact).model_copy(update={  # a spline's knots as the model records them
+        "model_id": model_id, "version": version, "strata": None, "strata_by_site": False,
+        "policy": study.policy.model_copy(update={"min_cell_count": k})})
     built = build_artifact(fit, spec)
-    if _declared(built["inputs"]) != _declared(artifact["inputs"]):
+    if declared(built["inputs"]) != declared(artifact["inputs"]):
         raise RecalibrationError(f"inputs: the study's differ from {model.ref}'s (recalibrate with the study "
                                  "the model was trained under)")
     training = dict(built["training"])
@@ -176,24 +159,18 @@ def recalibrated_artifact(artifact: dict[str, Any], study: StudySpec, update: Si
         new = CoxModel.from_artifact(seal({**built, "inputs": artifact["inputs"], "training": training}))
     except ModelError as exc:
         raise RecalibrationError(f"the recalibrated model is not a valid artifact: {exc}") from None
-    for name in ("outcome", "intended_use"):
-        if getattr(new.artifact, name) != getattr(model.artifact, name):
-            raise RecalibrationError(f"{name}: the study's differs from {model.ref}'s (recalibrate with the "
-                                     "study the model was trained under)")
+    check_kept(new, model)
     return new.to_artifact()
 
 
-def _record(model: CoxModel, update: SiteUpdate) -> dict[str, Any]:
+def _record(model: CoxModel, update: SiteUpdate[RecalibrateReply]) -> dict[str, Any]:
     """The ``training.recalibration`` block: what was updated, where, by how much, and what is not
     propagated."""
     r = update.reply
     return {
-        "method": "recalibration in slope and baseline (van Houwelingen 2000; Royston & Altman 2013; "
-                  "Steyerberg 2019, ch. 20)",
-        "predecessor": {"model_id": model.model_id, "version": model.version, "sha256": model.sha256},
-        "site": update.site, "n": r.n, "events": r.events,
-        "slope": r.slope, "slope_se": r.slope_se, "slope_ci": [r.slope - Z95 * r.slope_se,
-                                                               r.slope + Z95 * r.slope_se],
+        **base_record(model, update, "recalibration in slope and baseline (van Houwelingen 2000; Royston & "
+                                     "Altman 2013; Steyerberg 2019, ch. 20)"),
+        "slope": r.slope, "slope_se": r.slope_se, "slope_ci": wald_ci(r.slope, r.slope_se),
         "coefficients": "the predecessor's coefficients times the slope (not re-estimated at the site)",
         "covariance": "slope² times the predecessor's covariance: conditional on the slope, whose own "
                       "uncertainty is not propagated (standard errors, confidence intervals, p-values and "
@@ -203,11 +180,6 @@ def _record(model: CoxModel, update: SiteUpdate) -> dict[str, Any]:
     }
 
 
-def _declared(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The inputs as declared (codes, units, ranges), without the training coverage."""
-    return [{key: value for key, value in i.items() if key != "coverage"} for i in inputs]
-
-
 def _loaded(artifact: dict[str, Any]) -> CoxModel:
     try:
         return evaluable(artifact, "a recalibration")
@@ -215,9 +187,27 @@ def _loaded(artifact: dict[str, Any]) -> CoxModel:
         raise RecalibrationError(f"the model cannot be recalibrated: {exc}") from None
 
 
+#: per kind of model: ask the site, then seal its update (each kind's own pair)
+_KINDS: dict[str, tuple[Callable[..., SiteUpdate[Any]], Callable[..., dict[str, Any]]]] = {
+    "cox-ph": (ask_site, recalibrated_artifact),
+    "logistic": (recalibrate_logistic.ask_site, recalibrate_logistic.recalibrated_artifact),
+}
+
+
 def recalibrate(sites: Endpoint | Sequence[Endpoint] | Transport, artifact: dict[str, Any], study: StudySpec,
                 *, model_id: str, version: str = "1", consent: ConsentGate | None = None,
                 protocol: StudyProtocol | None = None) -> dict[str, Any]:
-    """:func:`ask_site` then :func:`recalibrated_artifact`: the sealed recalibrated model."""
-    update = ask_site(sites, artifact, study, consent=consent, protocol=protocol)
-    return recalibrated_artifact(artifact, study, update, model_id=model_id, version=version, consent=consent)
+    """The sealed recalibrated model, by the artifact's kind: for a Cox model :func:`ask_site` then
+    :func:`recalibrated_artifact`, for a logistic one
+    :func:`federated.analyses.recalibrate_logistic.ask_site` then its
+    :func:`~federated.analyses.recalibrate_logistic.recalibrated_artifact`."""
+    kind = str(artifact.get("kind", "cox-ph"))
+    if kind not in _KINDS:
+        raise RecalibrationError(f"a {kind!r} model cannot be recalibrated (kinds: {', '.join(_KINDS)})")
+    ask, sealed = _KINDS[kind]
+    update = ask(sites, artifact, study, consent=consent, protocol=protocol)
+    return sealed(artifact, study, update, model_id=model_id, version=version, consent=consent)
+
+
+__all__ = ["RecalibrationError", "SiteUpdate", "ask_site", "check_reply", "recalibrate",
+           "recalibrated_artifact", "recalibration_cohort"]

@@ -29,6 +29,8 @@ request          the site answers with                      summed (masked when 
 ``recalibrate``  a model updated on the site's rows: its    — (plaintext by design: one site;
                  calibration slope with SE, the baseline       baseline steps of ≥ k events only,
                  hazard at offset slope × η                    counts rounded to k)
+                 (logistic: ``recalibrate-logistic``, a, b
+                 of logit P = a + b η with covariance)
 ===============  =========================================  ==================================
 
 Every request names the approved study (``study``, its SHA-256); a site answers nothing else
@@ -561,6 +563,30 @@ class RecalibrateReply(_Reply):
     xbar_increments: WireArray
 
 
+class RecalibrateLogisticReply(_Reply):
+    """A logistic model updated at one site (:mod:`federated.site.logistic_recalibration`): â and b̂
+    of logit P(y = 1) = a + b η, η the model's linear predictor, with their 2×2 ``covariance``
+    (inverse information, (a, b) order), the log-likelihood at (â, b̂) and at (0, 1) (the model
+    unchanged), the Newton ``iterations``; ``n`` and ``events`` rounded to multiples of
+    ``min_cell_count`` (the site's effective k). No intercept-only log-likelihood: a function of
+    the exact counts alone, it would undo their rounding."""
+
+    #: plaintext by design: aggregates of one site (the transcript shows them)
+    DISCLOSED = ("intercept", "slope", "covariance", "loglik", "loglik_unchanged", "n", "events")
+
+    model_config = _FINITE
+    kind: Literal["recalibrate-logistic"] = "recalibrate-logistic"
+    intercept: float
+    slope: float
+    covariance: WireArray
+    loglik: float
+    loglik_unchanged: float
+    iterations: int = Field(ge=0)
+    n: int = Field(ge=0)
+    events: int = Field(ge=0)
+    min_cell_count: int = Field(ge=1)
+
+
 ErrorCode = Literal["bad-request", "data", "overflow", "policy", "not-approved", "cells", "bound",
                     "budget", "plaintext", "peers", "replayed", "consent"]
 
@@ -580,7 +606,7 @@ class ErrorReply(_Reply):
 Reply = Annotated[
     KeysReply | PrepareReply | GridReply | RiskSetReply | InformationReply | CountsReply
     | PweEventsReply | PweRoundReply | EvaluateReply | RecalibrateReply | LogisticReply | ErrorReply
-    | CifPrepareReply | CifCountsReply,
+    | CifPrepareReply | CifCountsReply | RecalibrateLogisticReply,
     Field(discriminator="kind"),
 ]
 

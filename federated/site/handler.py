@@ -490,23 +490,26 @@ class Site:
         """The model updated on this site's consented rows inside the envelope
         (:mod:`federated.site.recalibration`), on the request's grid if every cell of it holds 0 or at
         least k of those patients (``cells`` refusal otherwise, unless the study opted into small cells;
-        with its ``shift_sparse_censoring``, sparse censored cells are censored earlier first). A
+        with its ``shift_sparse_censoring``, sparse censored cells are censored earlier first); a logistic
+        model on the binary cohort (no time cells), :mod:`federated.site.logistic_recalibration`. A
         release (a new model version): it spends an evaluation and is recorded as the job's usage.
 
-        Adversary: an honest-but-curious coordinator reading the plaintext reply (steps of ≥ k events).
+        Adversary: an honest-but-curious coordinator reading the plaintext reply (steps of ≥ k events;
+        for a logistic model two coefficients and counts rounded to k).
         """
+        respond = recalibration.answerer(req)  # the model's kind against the cohort's outcome, first
         self._model_request(req, protocol)
         if not self._budget.spend(protocol.sha256, "evaluations", self.floors.max_evaluations):
             raise Refusal("budget", "the study's budget of evaluations at this site is spent")
         cohort = self._cohort(req).within_envelope()
-        if protocol.shift_sparse_censoring:  # the study's opt-in, on the rows actually used
+        if req.cohort.time is not None and protocol.shift_sparse_censoring:  # the opt-in, on the rows used
             cohort = censor_sparse(cohort, req.cohort, policy.min_cell_count)
-        if not protocol.allow_small_time_cells and small_cells(
+        if req.cohort.time is not None and not protocol.allow_small_time_cells and small_cells(
                 cohort.raw_time, cohort.event, cohort.label, req.cohort.time_grid, req.cohort.time_unit,
                 policy.min_cell_count):
             raise Refusal("cells", f"a cell of the {req.cohort.time_grid} grid holds fewer than "
                           f"{policy.min_cell_count} of this site's patients")
-        reply = recalibration.answer(cohort, req, policy, self._limit(protocol, "max_abs_lp"))
+        reply = respond(cohort, req, policy, self._limit(protocol, "max_abs_lp"))
         if self._patients is not None:
             self._patients.record_usage(req)  # type: ignore[arg-type]
         return reply

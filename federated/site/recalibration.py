@@ -1,4 +1,6 @@
-"""A site's answer to ``recalibrate``: a released Cox model updated on its own rows (pure maths + the reply).
+"""A site's answer to ``recalibrate``: a released Cox model updated on its own rows (pure maths + the
+reply); :func:`answerer` picks it or the logistic one (:mod:`federated.site.logistic_recalibration`) by
+the model's kind.
 
 Model updating by recalibration (van Houwelingen 2000, *Stat Med* 19:3401; Royston & Altman 2013,
 *BMC Med Res Methodol* 13:33; Steyerberg 2019, *Clinical Prediction Models*, 2nd ed., ch. 20): with
@@ -35,19 +37,26 @@ refuses the grid when a cell of it holds 1 to k − 1 patients (the k-cell rule 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from federated import cox_math as cm
 from federated.disclosure.policy import DisclosurePolicy, PolicyError, released_steps, round_to_k
+from federated.disclosure.rules import Refusal
 from federated.exceptions import DataError
 from federated.protocol.arrays import WireArray
-from federated.protocol.messages import RecalibrateReply, RecalibrateRequest
+from federated.protocol.messages import RecalibrateLogisticReply, RecalibrateReply, RecalibrateRequest
 from federated.site import local_stats as ls
 from federated.site.data import Cohort
 from federated.site.evaluation import evaluated_model
+from federated.site.logistic_recalibration import answer_logistic
 from federated.site.statistics import InputBox
+
+#: a site's recalibration of one kind of model: (cohort, request, policy, bound on |η|) → reply
+Answer = Callable[[Cohort, RecalibrateRequest, DisclosurePolicy, float],
+                  RecalibrateReply | RecalibrateLogisticReply]
 
 
 @dataclass(frozen=True)
@@ -210,5 +219,26 @@ def answer(cohort: Cohort, req: RecalibrateRequest, policy: DisclosurePolicy,
         variance_increments=wire(base.variance), xbar_increments=wire(base.xbar))
 
 
-__all__ = ["OffsetBaseline", "ReleasedBaseline", "SlopeFit", "answer", "offset_baseline",
-           "released", "slope_fit"]
+def answerer(req: RecalibrateRequest) -> Answer:
+    """The recalibration of ``req``'s kind of model: :func:`answer` for a Cox model on a survival
+    cohort, :func:`federated.site.logistic_recalibration.answer_logistic` for a logistic model on a
+    binary cohort.
+
+    Raises
+    ------
+    Refusal
+        ``not-approved``: the model's kind does not match the approved cohort's outcome (checked before
+        anything is spent).
+    """
+    binary = req.cohort.time is None
+    if req.model.kind == "logistic" and not binary:
+        raise Refusal("not-approved", "a logistic model is recalibrated on the study's binary cohort (a "
+                      "recorded 0/1 outcome), not on a survival cohort")
+    if req.model.kind == "cox-ph" and binary:
+        raise Refusal("not-approved", "a Cox model is recalibrated on a survival cohort (time and event), "
+                      "not on the study's binary one")
+    return answer_logistic if binary else answer
+
+
+__all__ = ["Answer", "OffsetBaseline", "ReleasedBaseline", "SlopeFit", "answer", "answerer",
+           "offset_baseline", "released", "slope_fit"]
