@@ -133,6 +133,7 @@ def parse(unit: str) -> tuple[Fraction, Dimension]:
     return _parse(unit)[:2]
 
 
+@lru_cache(maxsize=256)
 def vocabulary(declared: str) -> frozenset[str]:
     """The atoms a value for an input declared in ``declared`` may be sent in: the declared unit's
     own atoms and every table atom of the same dimension (what conversion needs: ``[in_i]`` for a
@@ -164,8 +165,10 @@ def compatible(from_unit: str, to_unit: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=1024)
 def factor(from_unit: str, to_unit: str) -> float:
-    """The multiplier taking a value in ``from_unit`` to ``to_unit`` (exact ratio, rounded once)."""
+    """The multiplier taking a value in ``from_unit`` to ``to_unit`` (exact ratio, rounded once; a pure
+    function of the two strings, remembered: a refusal raises every time, nothing wrong is cached)."""
     f1, d1 = parse(from_unit)
     f2, d2 = parse(to_unit)
     if d1 != d2:

@@ -37,6 +37,7 @@ from .keys import (  # noqa: F401  (re-exported: the key side of a token)
     public_jwk,
     token_key_path,
 )
+from .token_cache import VerifiedTokens
 
 #: the ``aud`` a token must carry: the server's FHIR base URL (RFC 7519 §4.1.3)
 DEFAULT_AUDIENCE = "http://127.0.0.1:8080/fhir"
@@ -267,6 +268,9 @@ class TokenVerifier:
         Clock skew tolerated on ``exp``, ``nbf`` and ``iat``, in seconds.
     denylist : TokenDenyList, optional
         Revoked token ids (``jti``), consulted on every request; none when not given.
+
+    A token verified once is remembered by its SHA-256 until ``exp`` plus the leeway
+    (:class:`device.fhir.token_cache.VerifiedTokens`); the deny-list is consulted every time.
     """
 
     def __init__(self, public_key: ec.EllipticCurvePublicKey, audience: str, leeway: int = 30,
@@ -276,6 +280,9 @@ class TokenVerifier:
         self.audience = audience
         self.leeway = leeway
         self.kid = jwk_thumbprint(public_key)
+        #: tokens whose signature and claims were verified, until they expire (the deny-list and
+        #: the scopes are still checked on every request)
+        self.verified = VerifiedTokens()
         self._jwt = jwt.PyJWT(options={"require": list(_REQUIRED_CLAIMS), "strict_aud": True,
                                        "enforce_minimum_key_length": True})
 
@@ -299,6 +306,15 @@ class TokenVerifier:
             raise _unauthorized("missing bearer token", credentials=False)
         if len(token) > MAX_TOKEN_LENGTH:
             raise _unauthorized(f"token longer than {MAX_TOKEN_LENGTH} characters")
+        principal = self.verified.get(token)
+        if principal is None:
+            principal = self._verify_in_full(token)
+        if self.denylist is not None and self.denylist.is_revoked(principal.token_id):
+            raise _unauthorized("token revoked (fedprog token revoke)")
+        return principal
+
+    def _verify_in_full(self, token: str) -> Principal:
+        """Header, ES256 signature and every claim; the principal is remembered until ``exp``."""
         self._check_header(token)
         try:
             claims = self._jwt.decode(token, self.public_key, algorithms=[ALGORITHM],
@@ -309,8 +325,7 @@ class TokenVerifier:
             raise _unauthorized("token is malformed (a time claim is not a finite number)") from None
         self._check_times(claims)
         principal = self._principal(claims)
-        if self.denylist is not None and self.denylist.is_revoked(principal.token_id):
-            raise _unauthorized("token revoked (fedprog token revoke)")
+        self.verified.put(token, principal, float(claims["exp"]) + self.leeway)
         return principal
 
     def _check_times(self, claims: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 The body is a ``Parameters`` (FHIR R4 operations.html, parameters.html: part ``patient`` holding
 a Bundle, optional ``asOf``) or that Bundle (R4 bundle.html). Each resource is validated with
-``fhir.resources.R4B`` one entry at a time (faster than the whole Bundle), plus the required
+``fhir.resources.R4B`` one entry at a time (faster than the whole Bundle) — or, when it fits,
+by a compiled shape that accepts a subset of what fhir.resources accepts (:mod:`.shapes`) — plus the required
 bindings fhir.resources leaves unchecked (Bundle.type, Observation.status, Quantity.comparator)
 and the JSON types of the values read (R4 json.html: numbers and booleans are never strings).
 An input is matched by any ``Observation.code.coding`` equal to its (system, code); of the
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 from device.model import InputSpec, PrognosticModel
 from device.units import UnitError, age_in, check_vocabulary, convert
 
+from . import shapes
 from .errors import FhirError
 from .intended import check_sex, max_age, stale_reason, too_old
 from .parameters import (  # noqa: F401  (re-exported: the request side of an extraction)
@@ -117,7 +119,9 @@ def _entries(bundle: Any) -> list[_Entry]:
     raw = bundle.get("entry") or []
     shell = [{k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e for e in raw] \
         if isinstance(raw, list) else raw
-    _validated(Bundle, {**bundle, "entry": shell}, "Bundle")
+    shell_body = {**bundle, "entry": shell}
+    if shapes.read(shell_body) is None:
+        _validated(Bundle, shell_body, "Bundle")
     bundle_type(bundle, "Bundle")
     out = []
     for i, e in enumerate(raw):
@@ -133,7 +137,7 @@ def _entries(bundle: Any) -> list[_Entry]:
         except (KeyError, ValueError):
             raise FhirError(400, "structure", f"{where}.resourceType: {res['resourceType']!r} is not a FHIR "
                             "resource type", [f"{where}.resourceType"]) from None
-        out.append(_Entry(i, res, _validated(cls, res, where), e.get("fullUrl")))
+        out.append(_Entry(i, res, shapes.read(res) or _validated(cls, res, where), e.get("fullUrl")))
     return out
 
 
