@@ -44,6 +44,7 @@ from federated.protocol.messages import (
     EvaluateRequest,
     EvaluationBlock,
     EvaluationModel,
+    RecalibrateRequest,
     RiskGroup,
     Unavailable,
 )
@@ -76,14 +77,28 @@ def evaluator(req: EvaluateRequest) -> Evaluate:
     Refusal
         ``not-approved``: the model's kind does not match the approved cohort's outcome.
     """
+    return evaluate_binary if binary_outcome(req, "evaluated") else evaluate
+
+
+def binary_outcome(req: EvaluateRequest | RecalibrateRequest, done: str) -> bool:
+    """Whether ``req`` asks about the approved binary cohort (no time column), once its model's kind has
+    been checked against that outcome (a logistic model is ``done`` — evaluated, recalibrated — on the
+    binary cohort, a Cox model on a survival one).
+
+    Raises
+    ------
+    Refusal
+        ``not-approved``: the model's kind does not match the approved cohort's outcome (a survival
+        outcome is never cut at a horizon into a binary one).
+    """
     binary = req.cohort.time is None
     if req.model.kind == "logistic" and not binary:
-        raise Refusal("not-approved", "a logistic model is evaluated on the study's binary cohort (a "
+        raise Refusal("not-approved", f"a logistic model is {done} on the study's binary cohort (a "
                       "recorded 0/1 outcome), never on a survival cohort cut at a horizon")
     if req.model.kind == "cox-ph" and binary:
-        raise Refusal("not-approved", "a Cox model is evaluated on a survival cohort (time and event), "
+        raise Refusal("not-approved", f"a Cox model is {done} on a survival cohort (time and event), "
                       "not on the study's binary one")
-    return evaluate_binary if binary else evaluate
+    return binary
 
 
 def logistic_model(m: EvaluationModel, cohort: CohortSpec) -> tuple[LogisticModel, float]:

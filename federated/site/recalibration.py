@@ -44,11 +44,11 @@ import numpy as np
 
 from federated import cox_math as cm
 from federated.disclosure.policy import DisclosurePolicy, PolicyError, released_steps, round_to_k
-from federated.disclosure.rules import Refusal
 from federated.exceptions import DataError
 from federated.protocol.arrays import WireArray
 from federated.protocol.messages import RecalibrateLogisticReply, RecalibrateReply, RecalibrateRequest
 from federated.site import local_stats as ls
+from federated.site.binary_evaluation import binary_outcome
 from federated.site.data import Cohort
 from federated.site.evaluation import evaluated_model
 from federated.site.logistic_recalibration import answer_logistic
@@ -230,14 +230,7 @@ def answerer(req: RecalibrateRequest) -> Answer:
         ``not-approved``: the model's kind does not match the approved cohort's outcome (checked before
         anything is spent).
     """
-    binary = req.cohort.time is None
-    if req.model.kind == "logistic" and not binary:
-        raise Refusal("not-approved", "a logistic model is recalibrated on the study's binary cohort (a "
-                      "recorded 0/1 outcome), not on a survival cohort")
-    if req.model.kind == "cox-ph" and binary:
-        raise Refusal("not-approved", "a Cox model is recalibrated on a survival cohort (time and event), "
-                      "not on the study's binary one")
-    return answer_logistic if binary else answer
+    return answer_logistic if binary_outcome(req, "recalibrated") else answer
 
 
 __all__ = ["Answer", "OffsetBaseline", "ReleasedBaseline", "SlopeFit", "answer", "answerer",
