@@ -81,11 +81,16 @@ def browser() -> Iterator[Any]:
 
 
 def wait_for(driver: Any, css: str) -> Any:
+    """The element once visible (within ``WAIT``). A node the page replaced between Chrome finding it and
+    reading its visibility ("Node with given id does not belong to the document", a stale element) is
+    looked up again, not taken as a failure: the element must still become visible in time."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT).until(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
+    return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException, WebDriverException)
+                         ).until(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
 
 
 def launch(driver: Any, ws: Path, base: str, patient: str) -> None:
